@@ -1,0 +1,487 @@
+"""The escalation policy: what admins write in TOML, validated all at once.
+
+A policy is either the `[escalation]` table of the main configuration or a standalone policy
+file (whose top level may itself be an `[escalation]` table, as the presets are). Every key is
+checked; a misspelt key is reported by name with its file and dotted path, and every problem in
+the file is reported together (`ConfigInvalid.errors`).
+
+Field paths (`summary`, `custom_fields.sla_due`, `customer.email`, ...) point into the
+canonical ticket; their first part must be a field of `mapping.model.Ticket`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mapping.errors import ConfigError, ConfigInvalid, dotted, from_pydantic
+from mapping.model import Person, Priority, Status, System, Ticket, Visibility
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_path(path: str) -> str:
+    head = path.split(".", 1)[0]
+    if head not in Ticket.model_fields:
+        known = ", ".join(sorted(Ticket.model_fields))
+        raise ValueError(f"field path {path!r} does not start with a ticket field ({known})")
+    if head == "custom_fields" and "." not in path:
+        raise ValueError("custom_fields needs a name: custom_fields.<name>")
+    return path
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
+FieldPath = Annotated[str, AfterValidator(_check_path)]
+Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+class People(_Strict):
+    """Who may do something: user ids / emails, and group names defined in `groups`."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when nobody is named."""
+        return not self.users and not self.groups
+
+
+class FieldCondition(_Strict):
+    """A field value that means "escalation requested" (e.g. a checkbox or a choice)."""
+
+    field: FieldPath
+    equals: tuple[str, ...] = ()
+    # With no `equals`, any non-empty value matches.
+
+
+class Request(_Strict):
+    """How a reactive escalation request is recognised."""
+
+    labels: tuple[str, ...] = ()
+    fields: tuple[FieldCondition, ...] = ()
+    command: str | None = "/escalate"
+    # Who may request by command; nobody named means any author in an allowed place.
+    command_from: People = People()
+    command_in: tuple[Visibility, ...] = (Visibility.INTERNAL,)
+    remove_labels_on_approval: bool = False
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"/[A-Za-z][\w-]*", value):
+            raise ValueError("a command is a slash and a word, e.g. /escalate")
+        return value
+
+
+class PriorityTrigger(_Strict):
+    """Escalate proactively when the ticket has one of these priorities (e.g. P1/P2)."""
+
+    kind: Literal["priority"]
+    name: str = "priority"
+    priorities: tuple[Priority, ...] = Field(min_length=1)
+
+
+class SlaTrigger(_Strict):
+    """Escalate proactively when the SLA due time (a datetime field) is within N hours."""
+
+    kind: Literal["sla"]
+    name: str = "sla"
+    field: FieldPath
+    within_hours: float = Field(ge=0)
+
+
+class RepeatedTrigger(_Strict):
+    """Escalate when K tickets with the same fingerprint were seen within a window."""
+
+    kind: Literal["repeated"]
+    name: str = "repeated"
+    count: int = Field(ge=2)
+    window_hours: float = Field(gt=0)
+
+
+class CategoryTrigger(_Strict):
+    """Escalate proactively for these categories (e.g. security, data impact)."""
+
+    kind: Literal["category"]
+    name: str = "category"
+    categories: tuple[str, ...] = Field(min_length=1)
+
+
+Trigger = Annotated[
+    PriorityTrigger | SlaTrigger | RepeatedTrigger | CategoryTrigger, Field(discriminator="kind")
+]
+
+
+class Fingerprint(_Strict):
+    """Which fields identify "the same issue" for the repeated-occurrence trigger."""
+
+    fields: tuple[FieldPath, ...] = ("category", "summary")
+
+
+TextSource = Literal["summary", "description", "comments", "internal_comments", "public_comments"]
+
+
+class FieldItem(_Strict):
+    """Required item recognised by a non-empty field (optionally a minimum length)."""
+
+    check: Literal["field"]
+    name: str
+    description: str = ""
+    field: FieldPath
+    min_length: int = Field(default=1, ge=1)
+
+
+class TextItem(_Strict):
+    """Required item recognised by a regular expression in the description and/or comments."""
+
+    check: Literal["text"]
+    name: str
+    description: str = ""
+    pattern: Regex
+    search: tuple[TextSource, ...] = ("description", "comments")
+
+
+class AttachmentItem(_Strict):
+    """Required item recognised by attachments (optionally whose file name matches)."""
+
+    check: Literal["attachment"]
+    name: str
+    description: str = ""
+    min_count: int = Field(default=1, ge=1)
+    filename: Regex | None = None
+
+
+class ContactItem(_Strict):
+    """A named contact: a person field with a name or email, or a "Contact: ..." line."""
+
+    check: Literal["contact"]
+    name: str
+    description: str = ""
+    field: FieldPath | None = None
+    pattern: Regex | None = r"(?im)^\s*contact\s*:\s*\S+"
+    search: tuple[TextSource, ...] = ("description", "comments")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ContactItem:
+        if self.field is None and self.pattern is None:
+            raise ValueError("a contact item needs a field, a pattern or both")
+        return self
+
+
+GateItem = Annotated[
+    FieldItem | TextItem | AttachmentItem | ContactItem, Field(discriminator="check")
+]
+
+
+class Gate(_Strict):
+    """The completeness gate: an incomplete ticket is not escalated."""
+
+    enabled: bool = True
+    items: tuple[GateItem, ...] = ()
+    email_customer: bool = False
+
+    @field_validator("items")
+    @classmethod
+    def _unique(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        names = [i.name for i in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"gate item names must be unique: {', '.join(dupes)}")
+        return value
+
+
+ApprovalWay = Literal["command", "field", "transition"]
+
+
+class Approval(_Strict):
+    """How approval and rejection are given; the approvers themselves are named per level."""
+
+    required: bool = True
+    via: tuple[ApprovalWay, ...] = ("command",)
+    approve_command: str = "/approve-escalation"
+    reject_command: str = "/reject-escalation"
+    command_in: tuple[Visibility, ...] = (Visibility.INTERNAL,)
+    field: FieldPath | None = None
+    approved_values: tuple[str, ...] = ("approved",)
+    rejected_values: tuple[str, ...] = ("rejected",)
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> Approval:
+        if "field" in self.via and self.field is None:
+            raise ValueError("approval via 'field' needs approval.field")
+        if self.approve_command == self.reject_command:
+            raise ValueError("approve_command and reject_command must differ")
+        return self
+
+
+class LowImpact(_Strict):
+    """What counts as low impact (refused as an escalation); any match refuses."""
+
+    priorities: tuple[Priority, ...] = ()
+    impacts: tuple[Literal["high", "medium", "low"], ...] = ()
+    labels: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+class Limits(_Strict):
+    """Caps on escalations; a refused escalation's note names the limit and its count."""
+
+    max_per_day: int | None = Field(default=None, ge=1)
+    max_active: int | None = Field(default=None, ge=1)
+    max_active_per_assignee: int | None = Field(default=None, ge=1)
+    low_impact: LowImpact = LowImpact()
+
+
+class Level(_Strict):
+    """An escalation level and where tickets escalated to it go."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    target_system: System | None = None
+    project: str | None = None
+    queue: str | None = None
+    issue_type: str | None = None
+    approvers: People = People()
+
+    @model_validator(mode="after")
+    def _target(self) -> Level:
+        if self.target_system is not None and not self.project:
+            raise ValueError("a level with a target_system needs project (Jira key or table)")
+        return self
+
+
+class PriorityRule(_Strict):
+    """Priority handling, e.g. P1 immediate with management notified, P3 after L1 confirms."""
+
+    auto_request: bool = False
+    approval_required: bool | None = None
+    gate_required: bool = True
+    notify_management: bool = False
+    extra_gate_items: tuple[str, ...] = ()
+    # Raise a management notification when approval has waited longer than this.
+    approval_within_hours: float | None = Field(default=None, gt=0)
+
+
+class OnApproval(_Strict):
+    """What happens when an escalation is approved (each action on its own switch)."""
+
+    tag: str | None = "ESCALATION"
+    set_priority: Priority | None = None
+    priority_bump: int = Field(default=0, ge=0, le=4)
+    set_level: bool = True
+    create_engineering_record: bool = True
+    post_links: bool = True
+    notify_management: bool = False
+    email_customer: bool = True
+    status: Status | None = None
+
+    @model_validator(mode="after")
+    def _one_priority_rule(self) -> OnApproval:
+        if self.set_priority is not None and self.priority_bump:
+            raise ValueError("use set_priority or priority_bump, not both")
+        return self
+
+
+class Management(_Strict):
+    """Who management notifications go to."""
+
+    recipients: tuple[str, ...] = ()
+
+
+class Closure(_Strict):
+    """What happens when the engineering record is resolved, and when the ITSM record closes."""
+
+    engineering_statuses: tuple[Status, ...] = (Status.RESOLVED, Status.CLOSED)
+    write_resolution: bool = True
+    move_to: Status | None = Status.RESOLVED
+    ask_customer_to_confirm: bool = True
+    notify_management: bool = False
+    remove_tag: bool = False
+    itsm_closed_statuses: tuple[Status, ...] = (Status.CLOSED, Status.CANCELLED)
+    email_customer_on_close: bool = False
+
+
+class CustomerUpdates(_Strict):
+    """Cadence of customer updates while an escalation is active (None: on public comments only)."""
+
+    cadence_hours: float | None = Field(default=None, gt=0)
+
+
+class Policy(_Strict):
+    """A whole escalation policy."""
+
+    name: str = "escalation"
+    description: str = ""
+    timezone: str = "UTC"
+    groups: dict[str, tuple[str, ...]] = {}
+    request: Request = Request()
+    triggers: tuple[Trigger, ...] = ()
+    fingerprint: Fingerprint = Fingerprint()
+    gate: Gate = Gate()
+    approval: Approval = Approval()
+    limits: Limits = Limits()
+    levels: tuple[Level, ...] = (
+        Level(name="L1"),
+        Level(name="L2", target_system=System.JIRA, project="ENG"),
+    )
+    priorities: dict[Priority, PriorityRule] = {}
+    on_approval: OnApproval = OnApproval()
+    management: Management = Management()
+    closure: Closure = Closure()
+    customer_updates: CustomerUpdates = CustomerUpdates()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: tuple[Level, ...]) -> tuple[Level, ...]:
+        if len(value) < 2:
+            raise ValueError("at least two levels are needed (where tickets start and escalate to)")
+        names = [lv.name for lv in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"level names must be unique: {', '.join(dupes)}")
+        return value
+
+    # Cross-references are checked here so each error points at the key that names the unknown.
+    def cross_check(self, file: str, prefix: str) -> list[ConfigError]:
+        """Errors that need the whole policy: unknown groups, gate items, missing approvers."""
+        errs: list[ConfigError] = []
+
+        def key(*parts: object) -> str:
+            return dotted(parts, prefix)
+
+        def groups_of(people: People, *where: object) -> None:
+            for i, g in enumerate(people.groups):
+                if g not in self.groups:
+                    errs.append(ConfigError(file, key(*where, "groups", i), f"unknown group {g!r}"))
+
+        groups_of(self.request.command_from, "request", "command_from")
+        item_names = {i.name for i in self.gate.items}
+        for i, lv in enumerate(self.levels):
+            groups_of(lv.approvers, "levels", i, "approvers")
+            needs_people = i > 0 and self.approval.required and "command" in self.approval.via
+            if needs_people and lv.approvers.empty:
+                errs.append(
+                    ConfigError(
+                        file,
+                        key("levels", i, "approvers"),
+                        f"level {lv.name!r} names no approvers, so no approval command "
+                        "would ever be honoured",
+                    )
+                )
+        for prio, rule in self.priorities.items():
+            for j, item in enumerate(rule.extra_gate_items):
+                if item not in item_names:
+                    errs.append(
+                        ConfigError(
+                            file,
+                            key("priorities", prio.value, "extra_gate_items", j),
+                            f"no gate item named {item!r}",
+                        )
+                    )
+        notifies = self.on_approval.notify_management or self.closure.notify_management
+        notifies = notifies or any(r.notify_management for r in self.priorities.values())
+        if notifies and not self.management.recipients:
+            errs.append(
+                ConfigError(
+                    file,
+                    key("management", "recipients"),
+                    "management notifications are switched on but nobody receives them",
+                )
+            )
+        return errs
+
+    # --- lookups the engine uses -------------------------------------------------------------
+
+    def level_index(self, name: str | None) -> int:
+        """Position of a level by name (0, the starting level, when unknown or None)."""
+        for i, lv in enumerate(self.levels):
+            if lv.name == name:
+                return i
+        return 0
+
+    def next_level(self, current: str | None) -> Level | None:
+        """The level an escalation from `current` goes to (None at the top)."""
+        i = self.level_index(current)
+        return self.levels[i + 1] if i + 1 < len(self.levels) else None
+
+    def is_member(self, person: Person | None, people: People) -> bool:
+        """Whether the system-reported author is among `people` (by user id or email)."""
+        if person is None:
+            return False
+        ids = {v.casefold() for v in (person.id, person.email) if v}
+        if not ids:
+            return False
+        named = {u.casefold() for u in people.users}
+        for g in people.groups:
+            named.update(m.casefold() for m in self.groups.get(g, ()))
+        return not ids.isdisjoint(named)
+
+    def priority_rule(self, priority: Priority | None) -> PriorityRule:
+        """Priority handling for a priority (defaults when none is configured)."""
+        if priority is None:
+            return PriorityRule()
+        return self.priorities.get(priority, PriorityRule())
+
+
+# Tagged unions put the tag into the error location (`triggers[0].sla.field`); admins never
+# wrote that key, so it is dropped, as is pydantic's "Value error, " preamble.
+_TAG_IN_PATH = re.compile(
+    r"((?:triggers|items)\[\d+\])\.(?:priority|sla|repeated|category|field|text|attachment|contact)"
+    r"(?=\.|$)"
+)
+
+
+def _tidy(error: ConfigError) -> ConfigError:
+    reason = error.reason.removeprefix("Value error, ")
+    return ConfigError(error.file, _TAG_IN_PATH.sub(r"\1", error.key), reason)
+
+
+def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Policy:
+    """Validate a policy; raise ConfigInvalid with every (file, key path, reason) found.
+
+    `data` is the policy table itself, or a whole file whose only table is `[escalation]`
+    (the preset layout); in the latter case key paths start with `escalation.`.
+    """
+    body: Mapping[str, Any] = data
+    if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
+        body = data["escalation"]
+        prefix = f"{prefix}.escalation" if prefix else "escalation"
+    try:
+        policy = Policy.model_validate(dict(body))
+    except ValidationError as exc:
+        raise ConfigInvalid(_tidy(e) for e in from_pydantic(exc, source, prefix)) from None
+    errors = policy.cross_check(source, prefix)
+    if errors:
+        raise ConfigInvalid(errors)
+    return policy
