@@ -1,0 +1,30 @@
+"""Pure mapping between vendor records and the canonical ticket. No I/O, no clock."""
+
+from mapping.convert import (
+    UnmappedValue,
+    VendorWrite,
+    as_record,
+    canonical_value,
+    journal_field,
+    matching_routes,
+    to_canonical,
+    to_vendor,
+)
+from mapping.errors import ConfigError, ConfigInvalid
+from mapping.spec import Mapping, Route, load_mapping
+
+__all__ = [
+    "ConfigError",
+    "ConfigInvalid",
+    "Mapping",
+    "Route",
+    "UnmappedValue",
+    "VendorWrite",
+    "as_record",
+    "canonical_value",
+    "journal_field",
+    "load_mapping",
+    "matching_routes",
+    "to_canonical",
+    "to_vendor",
+]

@@ -1,0 +1,248 @@
+"""Settings: one TOML file (`--config` or ESCALATION_SYNC_CONFIG), overridden by the environment.
+
+Environment variables use the prefix `ESCALATION_SYNC_` and `__` between levels, e.g.
+`ESCALATION_SYNC_JIRA__API_TOKEN`. Every secret may instead be read from a file (`api_token_file`),
+which suits container secrets. Secrets are `SecretStr`: their repr and str are masked.
+
+Loading validates everything once (connections, mapping, escalation policy, email) and reports all
+errors together, each with file, key and reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mapping import Mapping, load_mapping
+from mapping.errors import ConfigError, ConfigInvalid, from_pydantic
+
+CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_CONFIG = REPO_ROOT / "config.example.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def _secret_from_file(self, name: str) -> None:
+        path: Path | None = getattr(self, f"{name}_file")
+        if getattr(self, name) is None and path is not None:
+            try:
+                setattr(self, name, SecretStr(Path(path).read_text().strip()))
+            except OSError as exc:
+                raise ValueError(f"cannot read {name}_file: {exc.strerror}") from None
+
+
+class JiraSettings(_Section):
+    """Connection to Jira Cloud (email + API token) or Server/DC (personal access token)."""
+
+    base_url: str = "http://127.0.0.1:8081"
+    auth: Literal["cloud", "pat"] = "cloud"
+    email: str | None = None
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    pat: SecretStr | None = None
+    pat_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    project: str = "DS"
+    jql: str = ""
+    integration_user: str | None = None
+    internal_comment_role: str = "Administrators"
+    poll_interval_seconds: int = Field(default=60, ge=5)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> JiraSettings:
+        for name in ("api_token", "pat", "webhook_secret"):
+            self._secret_from_file(name)
+        return self
+
+
+class ServiceNowSettings(_Section):
+    """Connection to a ServiceNow instance's Table API (basic or OAuth client credentials)."""
+
+    instance_url: str = "http://127.0.0.1:8082"
+    table: str = "incident"
+    auth: Literal["basic", "oauth"] = "basic"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    replay_window_seconds: int = Field(default=300, ge=1)
+    integration_user: str | None = None
+    query: str = ""
+    poll_interval_seconds: int = Field(default=60, ge=5)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ServiceNowSettings:
+        for name in ("password", "client_secret", "webhook_secret"):
+            self._secret_from_file(name)
+        return self
+
+
+class StateSettings(_Section):
+    """Where state lives: SQLite in `dir` unless a database URL is given; the queue likewise."""
+
+    dir: Path = Path("./state")
+    database_url: str | None = None
+    queue_url: str | None = None
+    workers: int = Field(default=2, ge=1, le=64)
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in use."""
+        return self.database_url or f"sqlite:///{(self.dir / 'escalation-sync.db').resolve()}"
+
+
+class WebhookServerSettings(_Section):
+    """The daemon's HTTP listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class SyncSettings(_Section):
+    """Engine tuning."""
+
+    attachment_max_bytes: int = Field(default=25 * 1024 * 1024, ge=0)
+    reconcile_at: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Settings(BaseSettings):
+    """The whole validated configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ESCALATION_SYNC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        arbitrary_types_allowed=True,
+    )
+
+    jira: JiraSettings = Field(default_factory=JiraSettings)
+    servicenow: ServiceNowSettings = Field(default_factory=ServiceNowSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    email: dict[str, Any] = Field(default_factory=dict)
+    escalation: dict[str, Any] = Field(default_factory=dict)
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    mapping_file: Path | None = None
+    policy_file: Path | None = None
+
+    # Filled by load_settings once the sections are validated; not configuration keys.
+    source: str = ""
+    compiled_mapping: Any = None
+    compiled_policy: Any = None
+    email_settings: Any = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which is passed in as init values.
+        return (env_settings, init_settings, file_secret_settings)
+
+    @property
+    def mapping_model(self) -> Mapping:
+        """The compiled mapping."""
+        assert isinstance(self.compiled_mapping, Mapping)
+        return self.compiled_mapping
+
+
+def config_path(explicit: Path | None) -> Path:
+    """The config file in use: `--config`, else ESCALATION_SYNC_CONFIG, else the example."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else EXAMPLE_CONFIG
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a syntax error becomes a ConfigInvalid naming the line."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigInvalid([ConfigError(str(path), "", "file not found")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid([ConfigError(str(path), "", f"malformed TOML: {exc}")]) from None
+
+
+def _relative(base: Path, target: Path) -> Path:
+    return target if target.is_absolute() else base.parent / target
+
+
+def _section_loader(module: str, attribute: str) -> Callable[..., Any] | None:
+    """Find a section validator owned by another package, if it is installed."""
+    try:
+        imported = __import__(module, fromlist=[attribute])
+    except ImportError:
+        return None
+    loader = getattr(imported, attribute, None)
+    return loader if callable(loader) else None
+
+
+def load_mapping_file(settings: Settings, config_file: Path) -> Mapping:
+    """The mapping in effect: `mapping_file` when set, else the `[mapping]` section."""
+    if settings.mapping_file is not None:
+        path = _relative(config_file, settings.mapping_file)
+        return load_mapping(read_toml(path), source=str(path))
+    return load_mapping(settings.mapping, source=str(config_file), prefix="mapping")
+
+
+def load_policy_file(settings: Settings, config_file: Path) -> Any:
+    """The escalation policy in effect: `policy_file` when set, else `[escalation]`."""
+    load_policy = _section_loader("escalation.policy", "load_policy")
+    if load_policy is None:
+        return None
+    if settings.policy_file is not None:
+        path = _relative(config_file, settings.policy_file)
+        return load_policy(read_toml(path), source=str(path))
+    return load_policy(settings.escalation, source=str(config_file), prefix="escalation")
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and validate everything; raise ConfigInvalid with every error found."""
+    file = config_path(path)
+    data = read_toml(file)
+    source = str(file)
+    errors: list[ConfigError] = []
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigInvalid(from_pydantic(exc, source)) from None
+    settings.source = source
+    if settings.state.dir and not settings.state.dir.is_absolute():
+        settings.state.dir = _relative(file, settings.state.dir)
+    try:
+        settings.compiled_mapping = load_mapping_file(settings, file)
+    except ConfigInvalid as exc:
+        errors.extend(exc.errors)
+    try:
+        settings.compiled_policy = load_policy_file(settings, file)
+    except ConfigInvalid as exc:
+        errors.extend(exc.errors)
+    email_model = _section_loader("connectors.email", "EmailSettings")
+    if email_model is not None:
+        try:
+            settings.email_settings = email_model.model_validate(settings.email)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            errors.extend(from_pydantic(exc, source, "email"))
+    if errors:
+        raise ConfigInvalid(errors)
+    return settings
