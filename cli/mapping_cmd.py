@@ -1,17 +1,98 @@
-"""`mapping check` and `mapping preview`."""
+"""`mapping check` and `mapping preview`: validate configuration, preview a mapping offline."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
+from mapping.model import System
+from sync.settings import Settings, config_path, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file (default: $ESCALATION_SYNC_CONFIG, else config.example.toml).",
+        show_default=False,
+    ),
+]
+
+
+def load_or_exit(config: Path | None) -> Settings:
+    """Load settings, or print every configuration error and exit 2."""
+    try:
+        return load_settings(config)
+    except ConfigInvalid as exc:
+        typer.echo(f"invalid configuration ({len(exc.errors)} errors):", err=True)
+        for error in exc.errors:
+            typer.echo(f"  {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def flowing_fields(mapping: Mapping, source: System) -> list[str]:
+    """Canonical fields a change in `source` is copied from, by ownership."""
+    return [f for f in mapping.field_names() if mapping.owner(f) in (source.value, "both")]
+
+
+def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
+    """Accept a record as the vendor prints it: a Table API `result`, a webhook's `issue`."""
+    if system is System.SERVICENOW and isinstance(document.get("result"), dict):
+        return dict(document["result"])
+    if system is System.JIRA and isinstance(document.get("issue"), dict):
+        return dict(document["issue"])
+    return document
 
 
 def register(app: typer.Typer) -> None:
     """Add the `mapping` command group."""
-    mapping_app = typer.Typer(help="Check and preview mapping files.", no_args_is_help=True)
+    group = typer.Typer(help="Check and preview mapping files.", no_args_is_help=True)
 
-    @mapping_app.command("check")
-    def check() -> None:
-        """Validate the configuration's mapping (placeholder until the mapping layer lands)."""
-        raise typer.Exit(0)
+    @group.command("check")
+    def check(config: ConfigOption = None) -> None:
+        """Validate the whole configuration; exit 2 listing every error (file, key, reason)."""
+        settings = load_or_exit(config)
+        mapping = settings.mapping_model
+        systems = ", ".join(s.value for s in mapping.systems)
+        policy = settings.compiled_policy
+        policy_text = f", policy {getattr(policy, 'name', None) or 'loaded'}" if policy else ""
+        typer.echo(
+            f"OK {config_path(config)}: systems {systems}; {len(mapping.field_names())} fields; "
+            f"{len(mapping.routes)} routes{policy_text}"
+        )
 
-    app.add_typer(mapping_app, name="mapping")
+    @group.command("preview")
+    def preview(
+        record: Annotated[Path, typer.Argument(help="A vendor record as JSON.", exists=True)],
+        system: Annotated[System, typer.Option("--system", "-s", help="The record's system.")],
+        config: ConfigOption = None,
+    ) -> None:
+        """Print the canonical ticket and the payload that would be written to the other system."""
+        settings = load_or_exit(config)
+        mapping = settings.mapping_model
+        try:
+            document = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            typer.echo(f"{record}: not a JSON record: {exc}", err=True)
+            raise typer.Exit(2) from None
+        try:
+            ticket = to_canonical(mapping, system, vendor_record(system, document))
+        except ValueError as exc:
+            typer.echo(f"{record}: cannot map: {exc}", err=True)
+            raise typer.Exit(2) from None
+        other = System.JIRA if system is System.SERVICENOW else System.SERVICENOW
+        write = to_vendor(mapping, other, ticket, flowing_fields(mapping, system))
+        out = {
+            "canonical": ticket.model_dump(mode="json"),
+            "write_to": other.value,
+            "payload": {"fields": write.fields, "transition_to": write.transition_to},
+        }
+        json.dump(out, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+
+    app.add_typer(group, name="mapping")

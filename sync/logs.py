@@ -1,0 +1,124 @@
+"""structlog, configured once: JSON off a terminal, readable console on one, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+SENSITIVE_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-hub-signature",
+        "x-escalation-sync-signature",
+        "password",
+        "api_token",
+        "pat",
+        "client_secret",
+        "webhook_secret",
+        "secret",
+        "token",
+        "access_token",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+
+class Redactor:
+    """A structlog processor that masks configured secret values and sensitive keys anywhere."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Register more secret values (e.g. after a configuration reload)."""
+        merged = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
+        self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else self._scrub(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return type(value)(self._scrub(v) for v in value)
+        return value
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            if key.lower() in SENSITIVE_KEYS:
+                event_dict[key] = REDACTED
+            else:
+                event_dict[key] = self._scrub(event_dict[key])
+        return event_dict
+
+
+REDACTOR = Redactor()
+_configured = False
+
+
+def configure_logging(
+    *, level: str = "INFO", secrets: Iterable[str] = (), json: bool | None = None
+) -> None:
+    """Configure structlog and stdlib logging once; later calls only add secrets."""
+    global _configured
+    REDACTOR.add_secrets(secrets)
+    if _configured:
+        return
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s: %(message)s")
+    _configured = True
+
+
+def settings_secrets(settings: Any) -> list[str]:
+    """Every SecretStr value found in a settings object, for the redactor."""
+    found: list[str] = []
+
+    def walk(obj: Any) -> None:
+        if obj is None:
+            return
+        if hasattr(obj, "get_secret_value"):
+            found.append(obj.get_secret_value())
+        elif hasattr(obj, "model_fields"):
+            for name in type(obj).model_fields:
+                walk(getattr(obj, name, None))
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+
+    walk(settings)
+    return found
