@@ -1,0 +1,782 @@
+"""ServiceNow Table, Attachment and Batch APIs over a caller-supplied `requests.Session`.
+
+A thin wrapper rather than PySNC: its GlideRecord model pages and retries on its own, and the sync
+engine must decide per request whether a retry is safe (a comment posted twice is a duplicate
+journal entry), and must see every page of a changed-since scan.
+
+Retry rules: reads and plain field PATCHes are idempotent and retried on every transient failure.
+Writes that are not idempotent (create, journal entries, attachment upload, batch) are retried only
+when the instance certainly did not process them: 429, a refused connection, 502/503 or an HTML page
+from a sleeping instance. Any other failure of such a write is raised at once so the engine can look
+for its own marker before writing again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+import requests
+
+from connectors.errors import (
+    AuthFailed,
+    ConnectorError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    RetryableError,
+    ServerUnavailable,
+    TransportFailed,
+)
+from connectors.retry import RetryPolicy, call_with_retry, retry_after_seconds
+
+SYSTEM = "servicenow"
+JOURNAL_FIELDS = ("comments", "work_notes")
+SN_DATETIME = "%Y-%m-%d %H:%M:%S"
+# Incident state codes of the base system (c_IncidentManagementStateModel).
+INCIDENT_STATES = {
+    "new": "1",
+    "in_progress": "2",
+    "on_hold": "3",
+    "resolved": "6",
+    "closed": "7",
+    "canceled": "8",
+}
+DEFAULT_TIMEOUT = (10.0, 60.0)
+# Fields the poller needs whatever the caller asked for: identity, version and sort key.
+_POLL_FIELDS = ("sys_id", "sys_mod_count", "sys_updated_on")
+_DOWNLOAD_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One sub-request of a Batch API call; `url` is instance-relative (`/api/now/table/...`)."""
+
+    id: str
+    method: str
+    url: str
+    body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResponse:
+    """The outcome of one sub-request; `serviced` is False when the instance did not run it."""
+
+    id: str
+    status_code: int
+    body: Any = None
+    status_text: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    serviced: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True when the sub-request was run and answered 2xx."""
+        return self.serviced and 200 <= self.status_code < 300
+
+    @property
+    def error_message(self) -> str | None:
+        """ServiceNow's `error.message` (and detail) for a failed sub-request, if any."""
+        if self.ok:
+            return None
+        if not self.serviced:
+            return "not serviced by the instance"
+        return "; ".join(_error_texts(self.body)) or f"HTTP {self.status_code}"
+
+
+class _NotRetried(Exception):
+    """Carries a transient error out of the retry loop for a write that must not be repeated."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def format_sn_datetime(moment: datetime) -> str:
+    """A datetime as ServiceNow writes it on the wire: UTC, second precision (naive = UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(SN_DATETIME)
+
+
+def parse_sn_datetime(value: str) -> datetime:
+    """Parse a `YYYY-MM-DD HH:MM:SS` wire value (always UTC) into an aware datetime."""
+    return datetime.strptime(value, SN_DATETIME).replace(tzinfo=UTC)
+
+
+def _error_texts(body: Any) -> list[str]:
+    """`error.message` and `error.detail` from a ServiceNow error body, when present."""
+    if not isinstance(body, Mapping):
+        return []
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        return [str(error[k]) for k in ("message", "detail") if error.get(k)]
+    if isinstance(error, str) and error:
+        # The OAuth endpoint answers {"error": "access_denied", "error_description": ...}.
+        texts = [error]
+        if body.get("error_description"):
+            texts.append(str(body["error_description"]))
+        return texts
+    return []
+
+
+def ref_value(value: Any) -> Any:
+    """The sys_id of a reference field (`{link, value}`), or the value itself."""
+    if isinstance(value, Mapping) and "value" in value:
+        return value["value"]
+    return value
+
+
+class ServiceNowConnector:
+    """Talks to one ServiceNow instance, one table (incident by default)."""
+
+    def __init__(
+        self,
+        instance_url: str,
+        *,
+        table: str = "incident",
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        page_size: int = 1000,
+        poll_overlap: timedelta = timedelta(seconds=30),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not instance_url.startswith(("http://", "https://")):
+            raise ValueError("instance_url must be an http(s) URL")
+        if client_id or client_secret:
+            if not (client_id and client_secret):
+                raise ValueError("OAuth needs both client_id and client_secret")
+        elif not (username and password):
+            raise ValueError("give username and password, or client_id and client_secret")
+        if page_size < 2:
+            # Each page re-reads the previous page's last row, so one row per page cannot move.
+            raise ValueError("page_size must be at least 2")
+        self.instance_url = instance_url.rstrip("/")
+        self.table = table
+        self.page_size = page_size
+        self.poll_overlap = poll_overlap
+        self._username = username
+        self._password = password
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._session = session or requests.Session()
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._clock = clock
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get_record(
+        self, sys_id: str, *, fields: Sequence[str] | None = None, display_value: str = "false"
+    ) -> dict[str, Any]:
+        """The record's `result` object; display_value is "false" (raw), "true" or "all"."""
+        if display_value not in ("true", "false", "all"):
+            raise ValueError("display_value must be 'true', 'false' or 'all'")
+        params = {"sysparm_display_value": display_value}
+        if fields:
+            params["sysparm_fields"] = ",".join(fields)
+        body = self._json("GET", self._table_path(sys_id), params=params)
+        return dict(body["result"])
+
+    def find_by_number(self, number: str) -> dict[str, Any] | None:
+        """The record whose `number` is exactly `number` (raw values), or None."""
+        params = {"sysparm_query": f"number={number}", "sysparm_limit": "1"}
+        rows = self._json("GET", self._table_path(), params=params)["result"]
+        return dict(rows[0]) if rows else None
+
+    def journal(self, sys_id: str) -> list[dict[str, Any]]:
+        """Every comment and work note of the record, oldest first, from sys_journal_field."""
+        query = (
+            f"element_id={sys_id}^elementIN{','.join(JOURNAL_FIELDS)}"
+            "^ORDERBYsys_created_on^ORDERBYsys_id"
+        )
+        return list(self._page_all("/api/now/table/sys_journal_field", query, None))
+
+    def changed_since(
+        self,
+        since: datetime,
+        *,
+        query: str = "",
+        fields: Sequence[str] | None = None,
+        overlap: timedelta | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Records updated at or after `since - overlap`, oldest first, each (sys_id,
+        sys_mod_count) once, paged to the end of the result set.
+
+        ServiceNow keeps second precision, so the scan re-reads an overlap window and drops what
+        it already yielded. Offset paging shifts when a record is updated mid-scan (it moves to
+        the end); each page therefore re-reads the previous page's last row and, when that row
+        has moved, restarts from the last key seen instead of trusting the offset.
+        """
+        start = since - (self.poll_overlap if overlap is None else overlap)
+        condition = f"sys_updated_on>={format_sn_datetime(start)}"
+        if query:
+            condition = f"{condition}^{query}"
+        wanted = None
+        if fields:
+            wanted = list(dict.fromkeys([*_POLL_FIELDS, *fields]))
+        seen: set[tuple[str, str]] = set()
+        for row in self._scan(condition, wanted):
+            key = (str(row.get("sys_id", "")), str(row.get("sys_mod_count", "")))
+            if key in seen:
+                continue
+            seen.add(key)
+            yield row
+
+    def _scan(self, condition: str, fields: Sequence[str] | None) -> Iterator[dict[str, Any]]:
+        order = "^ORDERBYsys_updated_on^ORDERBYsys_id"
+        base_query = condition + order
+        query = base_query
+        offset = 0
+        last: dict[str, Any] | None = None
+        path = self._table_path()
+        while True:
+            body, _ = self._list(path, query, fields, offset=offset, limit=self.page_size)
+            rows: list[dict[str, Any]] = body
+            if last is not None:
+                if not rows or _row_key(rows[0]) != _row_key(last):
+                    # The result set moved under the offset: continue strictly after the last
+                    # key seen. (A OR B) AND C reads: updated after T, or at T with a later id.
+                    stamp, sys_id = str(last["sys_updated_on"]), str(last["sys_id"])
+                    query = (
+                        f"sys_updated_on>{stamp}^ORsys_id>{sys_id}^sys_updated_on>={stamp}"
+                        f"^{condition}{order}"
+                    )
+                    offset = 0
+                    last = None
+                    continue
+                rows = rows[1:]
+            yield from rows
+            page_len = len(rows) + (0 if offset == 0 else 1)
+            if page_len < self.page_size:
+                return
+            last = rows[-1] if rows else last
+            # Re-read the last row of this page as the first of the next one.
+            offset += self.page_size - 1
+
+    # ----------------------------------------------------------------------------- writes
+
+    def update(self, sys_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        """PATCH plain fields (wire values: strings) and return the updated record."""
+        if any(name in JOURNAL_FIELDS for name in fields):
+            # A journal write is not idempotent: keep it out of the retried plain PATCH.
+            raise ValueError("write comments and work_notes with add_comment()")
+        body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
+        return dict(body["result"])
+
+    def set_state(self, sys_id: str, state: str, extra: Mapping[str, str] | None = None) -> str:
+        """Move the record to a state code (e.g. "6" Resolved) and return the state read back."""
+        record = self.update(sys_id, {"state": state, **(extra or {})})
+        return str(record.get("state", ""))
+
+    def set_priority(self, sys_id: str, impact: str, urgency: str) -> str:
+        """Write impact and urgency, then return the priority the instance computed from them."""
+        record = self.update(sys_id, {"impact": impact, "urgency": urgency})
+        if "priority" in record:
+            return str(record["priority"])
+        return str(self.get_record(sys_id, fields=["priority"])["priority"])
+
+    def add_comment(self, sys_id: str, body: str, *, public: bool) -> dict[str, Any]:
+        """Add a customer-visible comment (public) or an internal work note; returns the record."""
+        element = "comments" if public else "work_notes"
+        result = self._json(
+            "PATCH", self._table_path(sys_id), json_body={element: body}, idempotent=False
+        )
+        return dict(result["result"])
+
+    def create(self, fields: dict[str, str]) -> dict[str, Any]:
+        """Insert one record and return it as the instance stored it."""
+        body = self._json("POST", self._table_path(), json_body=fields, idempotent=False)
+        return dict(body["result"])
+
+    # ----------------------------------------------------------------------------- attachments
+
+    def list_attachments(self, sys_id: str) -> list[dict[str, Any]]:
+        """Metadata of every attachment on the record."""
+        query = f"table_sys_id={sys_id}^ORDERBYsys_created_on^ORDERBYsys_id"
+        return list(self._page_all("/api/now/attachment", query, None))
+
+    def upload_attachment(
+        self,
+        sys_id: str,
+        filename: str,
+        stream: BinaryIO,
+        content_type: str = "application/octet-stream",
+    ) -> dict[str, Any]:
+        """Attach a file to the record (the file is the request body); returns its metadata."""
+        data: BinaryIO | bytes = stream
+        start: int | None = None
+        try:
+            if stream.seekable():
+                start = stream.tell()
+        except (AttributeError, OSError):
+            start = None
+        if start is None:
+            # A retry must resend the whole file: keep a copy of a one-pass stream.
+            data = stream.read()
+
+        def rewind() -> None:
+            if start is not None:
+                stream.seek(start)
+
+        params = {"table_name": self.table, "table_sys_id": sys_id, "file_name": filename}
+        body = self._json(
+            "POST",
+            "/api/now/attachment/file",
+            params=params,
+            data=data,
+            headers={"Content-Type": content_type},
+            idempotent=False,
+            before_attempt=rewind,
+        )
+        return dict(body["result"])
+
+    def download_attachment(self, attachment_sys_id: str) -> Iterator[bytes]:
+        """The file's bytes in chunks; the request is made (and can fail) before returning."""
+        response = self._send(
+            "GET",
+            f"/api/now/attachment/{attachment_sys_id}/file",
+            headers={"Accept": "*/*"},
+            stream=True,
+            expect_json=False,
+        )
+        content_type = response.headers.get("Content-Type", "").lower()
+        if "text/html" in content_type and "X-Attachment-Metadata" not in response.headers:
+            # Real downloads carry their metadata header; a bare HTML page is the sleep screen.
+            status = response.status_code
+            response.close()
+            raise ServerUnavailable(
+                "ServiceNow answered an attachment download with an HTML page; the instance is "
+                f"probably hibernating or under maintenance (HTTP {status})",
+                system=SYSTEM,
+                status=status,
+            )
+
+        def chunks() -> Iterator[bytes]:
+            with response:
+                try:
+                    yield from response.iter_content(_DOWNLOAD_CHUNK)
+                except requests.RequestException as exc:
+                    raise TransportFailed(
+                        f"attachment download interrupted: {type(exc).__name__}", system=SYSTEM
+                    ) from None
+
+        return chunks()
+
+    # ----------------------------------------------------------------------------- batch
+
+    def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResponse]:
+        """Run sub-requests in one Batch API call; answers come back in the order given."""
+        if not requests:
+            return []
+        rest_requests = []
+        for req in requests:
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            headers.update(req.headers)
+            item: dict[str, Any] = {
+                "id": req.id,
+                "method": req.method.upper(),
+                "url": req.url,
+                "headers": [{"name": k, "value": v} for k, v in headers.items()],
+                "exclude_response_headers": True,
+            }
+            if req.body is not None:
+                item["body"] = base64.b64encode(json.dumps(req.body).encode()).decode("ascii")
+            rest_requests.append(item)
+        payload = {"batch_request_id": uuid.uuid4().hex, "rest_requests": rest_requests}
+        body = self._json("POST", "/api/now/v1/batch", json_body=payload, idempotent=False)
+        answers: dict[str, BatchResponse] = {}
+        for served in body.get("serviced_requests") or []:
+            answers[str(served.get("id"))] = _batch_response(served)
+        for missing in body.get("unserviced_requests") or []:
+            rid = str(missing.get("id") if isinstance(missing, Mapping) else missing)
+            answers[rid] = BatchResponse(id=rid, status_code=0, serviced=False)
+        return [
+            answers.get(req.id, BatchResponse(id=req.id, status_code=0, serviced=False))
+            for req in requests
+        ]
+
+    # ----------------------------------------------------------------------------- plumbing
+
+    def _table_path(self, sys_id: str | None = None, table: str | None = None) -> str:
+        path = f"/api/now/table/{table or self.table}"
+        return f"{path}/{sys_id}" if sys_id else path
+
+    def _list(
+        self,
+        path: str,
+        query: str,
+        fields: Sequence[str] | None,
+        *,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        params = {
+            "sysparm_query": query,
+            "sysparm_limit": str(limit),
+            "sysparm_offset": str(offset),
+        }
+        if fields:
+            params["sysparm_fields"] = ",".join(fields)
+        response = self._send("GET", path, params=params)
+        body = _decode_json(response)
+        rows = body.get("result")
+        if not isinstance(rows, list):
+            raise ServerUnavailable(
+                "ServiceNow answered a list request without a result array", system=SYSTEM
+            )
+        total = response.headers.get("X-Total-Count")
+        return rows, int(total) if total and total.isdigit() else None
+
+    def _page_all(
+        self, path: str, query: str, fields: Sequence[str] | None
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of an ordered query, page by page, until a short page ends it."""
+        offset = 0
+        while True:
+            rows, _ = self._list(path, query, fields, offset=offset, limit=self.page_size)
+            yield from rows
+            if len(rows) < self.page_size:
+                return
+            offset += len(rows)
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        before_attempt: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        response = self._send(
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            data=data,
+            headers=headers,
+            idempotent=idempotent,
+            before_attempt=before_attempt,
+        )
+        return _decode_json(response)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        expect_json: bool = True,
+        idempotent: bool = True,
+        before_attempt: Callable[[], None] | None = None,
+    ) -> requests.Response:
+        """One logical request: auth, retries per the idempotency rule, typed errors."""
+
+        def attempt() -> requests.Response:
+            if before_attempt is not None:
+                before_attempt()
+            try:
+                return self._attempt(
+                    method, path, params, json_body, data, headers, stream, expect_json
+                )
+            except RetryableError as exc:
+                if idempotent or _not_processed(exc):
+                    raise
+                raise _NotRetried(exc) from None
+
+        try:
+            return call_with_retry(self._retry, attempt)
+        except _NotRetried as wrapped:
+            raise wrapped.error from None
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+        expect_json: bool,
+    ) -> requests.Response:
+        response = self._raw(method, path, params, json_body, data, headers, stream)
+        if response.status_code == 401 and self._client_id:
+            # The token may have been revoked or expired early: fetch a new one, once.
+            response.close()
+            self._invalidate_token()
+            response = self._raw(method, path, params, json_body, data, headers, stream)
+        _raise_for_status(response, method, path)
+        if expect_json:
+            _require_json(response)
+        return response
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+    ) -> requests.Response:
+        sent_headers = {"Accept": "application/json"}
+        if json_body is not None:
+            sent_headers["Content-Type"] = "application/json"
+        sent_headers.update(headers or {})
+        auth: tuple[str, str] | None = None
+        if self._client_id:
+            sent_headers["Authorization"] = f"Bearer {self._access_token()}"
+        else:
+            auth = (str(self._username), str(self._password))
+        try:
+            return self._session.request(
+                method,
+                self.instance_url + path,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=sent_headers,
+                auth=auth,
+                stream=stream,
+                timeout=self._timeout,
+            )
+        except requests.ConnectionError as exc:
+            raise _transport_error(exc, method, path) from None
+        except requests.Timeout as exc:
+            raise _transport_error(exc, method, path) from None
+        except requests.RequestException as exc:
+            raise TransportFailed(
+                f"{method} {path} failed: {type(exc).__name__}", system=SYSTEM
+            ) from None
+
+    # ----------------------------------------------------------------------------- OAuth
+
+    def _access_token(self) -> str:
+        with self._token_lock:
+            if self._token is not None and self._clock() < self._token_expires:
+                return self._token
+            token, lifetime = self._fetch_token()
+            # Renew a little early so a token never expires between check and use.
+            margin = min(60.0, lifetime * 0.1)
+            self._token = token
+            self._token_expires = self._clock() + max(0.0, lifetime - margin)
+            return token
+
+    def _invalidate_token(self) -> None:
+        with self._token_lock:
+            self._token = None
+            self._token_expires = 0.0
+
+    def _fetch_token(self) -> tuple[str, float]:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": str(self._client_id),
+            "client_secret": str(self._client_secret),
+        }
+        path = "/oauth_token.do"
+        try:
+            response = self._session.post(
+                self.instance_url + path,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(exc, "POST", path) from None
+        if response.status_code in (400, 401, 403):
+            texts = _error_texts(_safe_json(response))
+            raise AuthFailed(
+                f"ServiceNow refused the OAuth client credentials (HTTP {response.status_code})",
+                system=SYSTEM,
+                status=response.status_code,
+                messages=texts,
+            )
+        _raise_for_status(response, "POST", path)
+        _require_json(response)
+        body = _decode_json(response)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthFailed("ServiceNow OAuth answer carried no access_token", system=SYSTEM)
+        try:
+            lifetime = float(body.get("expires_in", 1800))
+        except (TypeError, ValueError):
+            lifetime = 1800.0
+        return token, lifetime
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (
+        str(row.get("sys_updated_on", "")),
+        str(row.get("sys_id", "")),
+        str(row.get("sys_mod_count", "")),
+    )
+
+
+def _batch_response(served: Mapping[str, Any]) -> BatchResponse:
+    raw = served.get("body") or ""
+    decoded: Any = None
+    if raw:
+        try:
+            text = base64.b64decode(raw).decode("utf-8")
+            decoded = json.loads(text) if text else None
+        except (ValueError, UnicodeDecodeError):
+            decoded = None
+    headers = {
+        str(h.get("name")): str(h.get("value"))
+        for h in served.get("headers") or []
+        if isinstance(h, Mapping)
+    }
+    return BatchResponse(
+        id=str(served.get("id")),
+        status_code=int(served.get("status_code", 0)),
+        body=decoded,
+        status_text=str(served.get("status_text", "")),
+        headers=headers,
+    )
+
+
+def _not_processed(exc: RetryableError) -> bool:
+    """True when a transient failure shows the instance never ran the request."""
+    if isinstance(exc, RateLimited):
+        return True
+    if isinstance(exc, ServerUnavailable):
+        # Below 500 it is a sleeping instance's HTML page; 502/503 come from the front door.
+        return exc.status is not None and (exc.status < 500 or exc.status in (502, 503))
+    if isinstance(exc, TransportFailed):
+        return "connect" in str(exc)
+    return False
+
+
+def _transport_error(exc: Exception, method: str, path: str) -> TransportFailed:
+    if isinstance(exc, requests.ConnectTimeout) or (
+        isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
+    ):
+        # Nothing reached the instance (or we cannot tell the connection broke after sending;
+        # requests reports both as ConnectionError, and a refused connect is by far the common
+        # case).
+        kind = "could not connect"
+    else:
+        kind = "timed out waiting for the answer"
+    return TransportFailed(f"{method} {path}: {kind} ({type(exc).__name__})", system=SYSTEM)
+
+
+def _safe_json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _is_json(response: requests.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "").lower()
+
+
+def _require_json(response: requests.Response) -> None:
+    if not _is_json(response):
+        status = response.status_code
+        response.close()
+        raise ServerUnavailable(
+            "ServiceNow answered with an HTML page instead of JSON; the instance is probably "
+            f"hibernating or under maintenance (HTTP {status})",
+            system=SYSTEM,
+            status=status,
+        )
+
+
+def _decode_json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise ServerUnavailable(
+            "ServiceNow answered with a body that is not valid JSON; the instance is probably "
+            f"hibernating or under maintenance (HTTP {response.status_code})",
+            system=SYSTEM,
+            status=response.status_code,
+        ) from None
+    if not isinstance(body, dict):
+        raise ServerUnavailable("ServiceNow answered JSON that is not an object", system=SYSTEM)
+    return body
+
+
+def _raise_for_status(response: requests.Response, method: str, path: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    texts = _error_texts(_safe_json(response)) if _is_json(response) else []
+    detail = f": {'; '.join(texts)}" if texts else ""
+    where = f"{method} {path}"
+    if status == 429:
+        raise RateLimited(
+            f"{where} rate limited (HTTP 429){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+            retry_after=retry_after_header(response.headers),
+        )
+    if status >= 500:
+        raise ServerUnavailable(
+            f"{where} failed on the instance (HTTP {status}){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+            retry_after=retry_after_header(response.headers),
+        )
+    if status in (401, 403):
+        raise AuthFailed(
+            f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+        )
+    if status == 404:
+        raise NotFound(
+            f"{where} not found (HTTP 404){detail}", system=SYSTEM, status=status, messages=texts
+        )
+    raise InvalidRequest(
+        f"{where} rejected (HTTP {status}){detail}", system=SYSTEM, status=status, messages=texts
+    )
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `Retry-After` only: ServiceNow's X-RateLimit-Reset marks the end of the
+    hourly window, far too long to hold a worker; without Retry-After we back off instead."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    return retry_after_seconds({"Retry-After": value})
+
+
+__all__ = [
+    "BatchRequest",
+    "BatchResponse",
+    "ServiceNowConnector",
+    "format_sn_datetime",
+    "parse_sn_datetime",
+    "ref_value",
+]
