@@ -1,0 +1,63 @@
+"""Origin markers: the trailing line every mirrored comment, note and listing carries.
+
+A marker names where a write came from (system, ticket, item), so that a retry after a crash can
+find what was already written instead of writing it twice, and so that the engine never treats
+its own copy as a new source (no echo).
+
+    Original comment text
+
+    [escalation-sync origin=jira:DS-12:10001]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mapping.model import System
+
+_PREFIX = "escalation-sync origin="
+_PATTERN = re.compile(
+    r"\[escalation-sync origin=(?P<system>jira|servicenow)"
+    r":(?P<ticket>[^:\]\s]+):(?P<item>[^\]\s]+)\]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Where a mirrored item came from: source system, source ticket, source item id."""
+
+    system: System
+    ticket: str
+    item: str
+
+    def text(self) -> str:
+        """The marker as it appears in a comment body."""
+        return f"[{_PREFIX}{self.system.value}:{self.ticket}:{self.item}]"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def with_marker(body: str, marker: Marker) -> str:
+    """The body followed by a blank line and the marker (nothing added if already marked)."""
+    if marker.text() in body:
+        return body
+    return f"{body.rstrip()}\n\n{marker.text()}"
+
+
+def find_marker(body: str | None) -> Marker | None:
+    """The last origin marker in a body, or None for a comment written by a person."""
+    if not body:
+        return None
+    found = None
+    for match in _PATTERN.finditer(body):
+        found = match
+    if found is None:
+        return None
+    return Marker(System(found["system"]), found["ticket"], found["item"])
+
+
+def strip_marker(body: str) -> str:
+    """The body without any origin marker line (what a person wrote)."""
+    return _PATTERN.sub("", body).rstrip()

@@ -1,0 +1,368 @@
+"""What to write where, computed from two paired tickets and what was last synced: pure data.
+
+`plan()` compares each side with its last-synced snapshot. A field that changed on one side only
+flows to the other; a field that changed on both sides (to different values) is a conflict, won
+by the field's owner or, when both sides own it, by the newer record; the loser is kept in the
+plan for the audit log. A field owned by one side flows only from that side: a change made on the
+other side is put back. A value equal to the snapshot is not a change, so a write we made that
+comes back as a webhook plans nothing (no echo).
+
+Comments flow both ways with their visibility kept (a public comment stays public, an internal
+note stays internal). Copies we wrote carry an origin marker and are never a source themselves.
+Attachments missing on the other side (by file name and size) are listed for copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapping.model import Attachment, Comment, Person, System, Ticket, Visibility
+from sync.markers import Marker, find_marker
+
+Owner = str  # "jira" | "servicenow" | "both"
+
+
+def other(system: System) -> System:
+    """The paired system."""
+    return System.SERVICENOW if system is System.JIRA else System.JIRA
+
+
+def ticket_name(ticket: Ticket) -> str:
+    """The name a marker uses for a ticket: its human key when it has one, else its id."""
+    return ticket.ref.key or ticket.ref.id
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWrite:
+    """Write one canonical field on one side: `old` is that side's value now, `new` the value."""
+
+    system: System
+    field: str
+    old: Any
+    new: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Both sides changed a field since the last sync; the loser's value is what was overwritten."""
+
+    field: str
+    winner: System
+    loser: System
+    winner_value: Any
+    loser_value: Any
+    rule: str  # "owner" or "newest-wins"
+
+
+@dataclass(frozen=True, slots=True)
+class CommentMirror:
+    """Copy one comment to the other side with the same visibility and an origin marker."""
+
+    source: System
+    target: System
+    comment_id: str
+    body: str
+    visibility: Visibility
+    author: str | None
+    marker: Marker
+
+    @property
+    def public(self) -> bool:
+        """Whether the copy is a public comment (else an internal note)."""
+        return self.visibility is Visibility.PUBLIC
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentCopy:
+    """Copy one attachment from `source` to `target`."""
+
+    source: System
+    target: System
+    attachment: Attachment
+    source_ticket: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one sync pass writes; empty when the sides agree with their snapshots."""
+
+    writes: tuple[FieldWrite, ...] = ()
+    comments: tuple[CommentMirror, ...] = ()
+    attachments: tuple[AttachmentCopy, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    create_in: System | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is to be written."""
+        return not (self.writes or self.comments or self.attachments or self.create_in)
+
+    def writes_to(self, system: System) -> tuple[FieldWrite, ...]:
+        """The field writes for one side, in plan order."""
+        return tuple(w for w in self.writes if w.system is system)
+
+    def comments_to(self, system: System) -> tuple[CommentMirror, ...]:
+        """The comment copies for one side, in source order."""
+        return tuple(c for c in self.comments if c.target is system)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRules:
+    """What the mapping says about syncing: which fields each side accepts, and who owns what.
+
+    `writable[system]` lists the canonical fields (custom ones as `custom.<name>`) that system
+    can be written; `owner(field)` answers "jira", "servicenow" or "both". `ignore_authors`
+    names the integration users, whose comments are never a source.
+    """
+
+    writable: Mapping[System, frozenset[str]]
+    owner: Callable[[str], Owner] = field(default=lambda _name: "both")
+    ignore_authors: frozenset[str] = frozenset()
+
+    def synced_fields(self) -> tuple[str, ...]:
+        """Fields written on at least one side, sorted for a stable plan order."""
+        names: set[str] = set()
+        for fields in self.writable.values():
+            names |= fields
+        return tuple(sorted(names - _NEVER_SYNCED))
+
+
+# Identity and bookkeeping: read for the snapshot, never written across.
+_NEVER_SYNCED = frozenset({"updated", "version", "ref", "comments", "attachments", "escalation"})
+
+
+def get_value(ticket: Ticket, name: str) -> Any:
+    """A canonical field's value (custom fields as `custom.<name>`)."""
+    if name.startswith("custom."):
+        return ticket.custom_fields.get(name.removeprefix("custom."))
+    return getattr(ticket, name, None)
+
+
+def set_values(ticket: Ticket, values: Mapping[str, Any]) -> Ticket:
+    """A copy of the ticket with some canonical fields replaced."""
+    update: dict[str, Any] = {}
+    custom = dict(ticket.custom_fields)
+    for name, value in values.items():
+        if name.startswith("custom."):
+            custom[name.removeprefix("custom.")] = value
+        else:
+            update[name] = tuple(value) if name == "labels" and value is not None else value
+    if custom != ticket.custom_fields:
+        update["custom_fields"] = custom
+    return ticket.model_copy(update=update)
+
+
+def comparable(name: str, value: Any) -> Any:
+    """A value reduced to what both systems can agree on, for change and conflict tests.
+
+    People are compared by e-mail, then name, then id (the two systems number users
+    differently); labels as a set; blank strings as None.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Person):
+        for part in (value.email, value.name, value.id):
+            if part:
+                return part.strip().lower()
+        return None
+    if name == "labels" or isinstance(value, tuple | list | set | frozenset):
+        return tuple(sorted({str(v) for v in value})) or None
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    return value
+
+
+def _changed(name: str, ticket: Ticket, snapshot: Ticket | None) -> bool:
+    if snapshot is None:
+        return True
+    return comparable(name, get_value(ticket, name)) != comparable(name, get_value(snapshot, name))
+
+
+def _newer(a: Ticket, b: Ticket, origin: System) -> System:
+    """Which side's record was updated last; the side being processed wins a tie or unknown."""
+    if a.updated is not None and b.updated is not None and a.updated != b.updated:
+        return a.ref.system if a.updated > b.updated else b.ref.system
+    return origin
+
+
+def mirrored_origins(comments: Iterable[Comment]) -> set[tuple[System, str]]:
+    """(source system, source comment id) of every marked copy among these comments."""
+    found: set[tuple[System, str]] = set()
+    for comment in comments:
+        marker = find_marker(comment.body)
+        if marker is not None:
+            found.add((marker.system, marker.item))
+    return found
+
+
+def _is_source_comment(comment: Comment, ignore_authors: frozenset[str]) -> bool:
+    if find_marker(comment.body) is not None:
+        return False
+    author = comment.author
+    if author is not None and ignore_authors:
+        names = {p.lower() for p in (author.id, author.name, author.email) if p}
+        if names & {a.lower() for a in ignore_authors}:
+            return False
+    return True
+
+
+def _comment_mirrors(
+    source: Ticket,
+    target: Ticket | None,
+    rules: SyncRules,
+    comment_links: Collection[tuple[System, str]],
+) -> list[CommentMirror]:
+    done = set(comment_links)
+    if target is not None:
+        done |= mirrored_origins(target.comments)
+    out: list[CommentMirror] = []
+    system = source.ref.system
+    for comment in source.comments:
+        if (system, comment.id) in done or not _is_source_comment(comment, rules.ignore_authors):
+            continue
+        author = comment.author.name or comment.author.id if comment.author else None
+        out.append(
+            CommentMirror(
+                source=system,
+                target=other(system),
+                comment_id=comment.id,
+                body=comment.body,
+                visibility=comment.visibility,
+                author=author,
+                marker=Marker(system, ticket_name(source), comment.id),
+            )
+        )
+    return out
+
+
+def _attachment_copies(source: Ticket, target: Ticket | None) -> list[AttachmentCopy]:
+    present = set()
+    if target is not None:
+        present = {(a.filename, a.size) for a in target.attachments}
+    out: list[AttachmentCopy] = []
+    for att in source.attachments:
+        if (att.filename, att.size) in present:
+            continue
+        present.add((att.filename, att.size))
+        out.append(
+            AttachmentCopy(
+                source=source.ref.system,
+                target=other(source.ref.system),
+                attachment=att,
+                source_ticket=ticket_name(source),
+            )
+        )
+    return out
+
+
+def plan(
+    source: Ticket,
+    target: Ticket | None,
+    source_snapshot: Ticket | None,
+    target_snapshot: Ticket | None,
+    rules: SyncRules,
+    *,
+    comment_links: Collection[tuple[System, str]] = (),
+    sync_attachments: bool = True,
+) -> Plan:
+    """Plan one sync pass between a ticket (`source`, the side an event came from) and its pair.
+
+    With no `target` the plan asks for the paired record to be created with every field the
+    other side accepts, every comment and every attachment. `comment_links` holds the
+    (system, comment id) pairs already mirrored according to the store; marked copies found in
+    either ticket count as mirrored too.
+    """
+    if target is None:
+        return _plan_create(source, rules, comment_links, sync_attachments)
+    origin = source.ref.system
+    writes: list[FieldWrite] = []
+    conflicts: list[Conflict] = []
+    sides = {
+        source.ref.system: (source, source_snapshot),
+        target.ref.system: (target, target_snapshot),
+    }
+    for name in rules.synced_fields():
+        s_val, t_val = get_value(source, name), get_value(target, name)
+        if comparable(name, s_val) == comparable(name, t_val):
+            continue
+        s_changed = _changed(name, source, source_snapshot)
+        t_changed = _changed(name, target, target_snapshot)
+        if not s_changed and not t_changed:
+            # Differ since before the last sync (a write that never landed): repair from the
+            # owner, or from the newer record.
+            s_changed = t_changed = True
+        owner = rules.owner(name)
+        winner: System
+        rule = "owner"
+        if owner in (System.JIRA.value, System.SERVICENOW.value):
+            winner = System(owner)
+        elif s_changed and t_changed:
+            winner = _newer(source, target, origin)
+            rule = "newest-wins"
+        else:
+            winner = source.ref.system if s_changed else target.ref.system
+        loser = other(winner)
+        win_ticket, _ = sides[winner]
+        lose_ticket, _ = sides[loser]
+        win_val, lose_val = get_value(win_ticket, name), get_value(lose_ticket, name)
+        if name not in rules.writable.get(loser, frozenset()):
+            continue
+        loser_changed = s_changed if loser is source.ref.system else t_changed
+        winner_changed = s_changed if winner is source.ref.system else t_changed
+        if loser_changed:
+            conflicts.append(Conflict(name, winner, loser, win_val, lose_val, rule))
+            why = (
+                f"{winner.value} owns {name}"
+                if rule == "owner"
+                else f"{name} changed on both sides; {winner.value} is newer"
+            )
+            if not winner_changed:
+                why = f"{winner.value} owns {name}; change on {loser.value} put back"
+        else:
+            why = f"{name} changed on {winner.value}"
+        writes.append(FieldWrite(loser, name, lose_val, win_val, why))
+    comments = _comment_mirrors(source, target, rules, comment_links) + _comment_mirrors(
+        target, source, rules, comment_links
+    )
+    attachments: list[AttachmentCopy] = []
+    if sync_attachments:
+        attachments = _attachment_copies(source, target) + _attachment_copies(target, source)
+    return Plan(
+        writes=tuple(writes),
+        comments=tuple(comments),
+        attachments=tuple(attachments),
+        conflicts=tuple(conflicts),
+    )
+
+
+def _plan_create(
+    source: Ticket,
+    rules: SyncRules,
+    comment_links: Collection[tuple[System, str]],
+    sync_attachments: bool,
+) -> Plan:
+    target_system = other(source.ref.system)
+    accepted = rules.writable.get(target_system, frozenset())
+    writes = tuple(
+        FieldWrite(target_system, name, None, get_value(source, name), "paired record created")
+        for name in rules.synced_fields()
+        if name in accepted and comparable(name, get_value(source, name)) is not None
+    )
+    return Plan(
+        writes=writes,
+        comments=tuple(_comment_mirrors(source, None, rules, comment_links)),
+        attachments=tuple(_attachment_copies(source, None) if sync_attachments else ()),
+        create_in=target_system,
+    )
+
+
+def apply_writes(ticket: Ticket, writes: Iterable[FieldWrite]) -> Ticket:
+    """The ticket as it will read after this side's writes land (the next snapshot)."""
+    values = {w.field: w.new for w in writes if w.system is ticket.ref.system}
+    return set_values(ticket, values) if values else ticket
