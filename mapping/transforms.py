@@ -73,6 +73,11 @@ def _adf_write(value: Any) -> Any:
     return None if value is None else text_to_adf(str(value))
 
 
+def _ymd_hms(m: datetime, sep: str) -> str:
+    # strftime("%Y") does not zero-pad years before 1000 on every platform.
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}{sep}{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+
+
 def _jira_datetime_read(value: Any) -> datetime | None:
     if _blank(value):
         return None
@@ -89,8 +94,8 @@ def _jira_datetime_read(value: Any) -> datetime | None:
 def _jira_datetime_write(value: Any) -> str | None:
     if value is None:
         return None
-    moment = value.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+    m = value.astimezone(UTC)
+    return f"{_ymd_hms(m, 'T')}.{m.microsecond // 1000:03d}+0000"
 
 
 def _sn_datetime_read(value: Any) -> datetime | None:
@@ -102,7 +107,7 @@ def _sn_datetime_read(value: Any) -> datetime | None:
 
 
 def _sn_datetime_write(value: Any) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime(SN_DATETIME)
+    return "" if value is None else _ymd_hms(value.astimezone(UTC), " ")
 
 
 def _sn_reference_read(value: Any) -> str | None:
