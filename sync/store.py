@@ -1,0 +1,870 @@
+"""The state store: links, snapshots, watermarks, deliveries seen, audit log and dead letters.
+
+SQLAlchemy 2 on SQLite (default: a file in the state directory, WAL) or PostgreSQL (by URL).
+The schema is owned by the Alembic migrations in `sync/migrations/`; `Store.open` brings the
+database to the newest revision before handing out the store, so a daemon never runs against a
+schema it does not know.
+
+Use one transaction for one piece of work::
+
+    with store.session() as tx:
+        link = tx.get_link("jira", "DS-12")
+        tx.put_snapshot("jira", "DS-12", ticket.model_dump(mode="json"), version="...")
+        tx.audit("servicenow", sys_id, "status", "new", "in_progress", reason="jira DS-12")
+
+Every method of `StoreSession` is also on `Store` itself, each call in a transaction of its own.
+Rows come back as frozen dataclasses, never as ORM objects bound to a session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from sync.db import Base
+
+DATABASE_FILE = "escalation-sync.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone, so store UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+class LinkRow(Base):
+    """A Jira issue paired with a ServiceNow record."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    jira_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    jira_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    servicenow_sys_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    servicenow_number: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    route: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CommentLinkRow(Base):
+    """A comment and its mirror on the paired record, with the origin marker written into it."""
+
+    __tablename__ = "comment_links"
+    __table_args__ = (
+        sa.UniqueConstraint("source_system", "source_comment_id"),
+        sa.Index("ix_comment_links_target", "target_system", "target_comment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source_system: Mapped[str] = mapped_column(sa.String(32))
+    source_ticket: Mapped[str] = mapped_column(sa.String(64))
+    source_comment_id: Mapped[str] = mapped_column(sa.String(64))
+    target_system: Mapped[str] = mapped_column(sa.String(32))
+    target_ticket: Mapped[str] = mapped_column(sa.String(64))
+    target_comment_id: Mapped[str | None] = mapped_column(sa.String(64))
+    marker: Mapped[str] = mapped_column(sa.String(400))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SnapshotRow(Base):
+    """The canonical ticket as last synced, per side."""
+
+    __tablename__ = "snapshots"
+
+    system: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    version: Mapped[str | None] = mapped_column(sa.String(64))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WatermarkRow(Base):
+    """How far a system's poller has read, and when it last polled."""
+
+    __tablename__ = "watermarks"
+
+    system: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    value: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryRow(Base):
+    """A webhook delivery already accepted (de-duplication by delivery id)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    system: Mapped[str] = mapped_column(sa.String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AuditRow(Base):
+    """One field written (or a conflict lost): when, where, from -> to, and why."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_record", "system", "record"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    system: Mapped[str] = mapped_column(sa.String(32))
+    record: Mapped[str] = mapped_column(sa.String(64))
+    field: Mapped[str] = mapped_column(sa.String(200))
+    from_value: Mapped[str | None] = mapped_column(sa.Text)
+    to_value: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class DeadLetterRow(Base):
+    """An event that failed permanently, kept with its reason until it is replayed."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(sa.String(32))
+    ticket: Mapped[str] = mapped_column(sa.String(64))
+    event: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    error_class: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=1)
+
+
+# --- values handed out --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A pair of records: the Jira issue and the ServiceNow record it mirrors."""
+
+    id: int
+    jira_key: str
+    jira_id: str | None
+    servicenow_sys_id: str
+    servicenow_number: str | None
+    route: str | None
+    created_at: datetime
+
+    def other(self, system: str) -> tuple[str, str]:
+        """The paired side of `system`: (other system, its ticket id as the engine reads it)."""
+        if system == "jira":
+            return "servicenow", self.servicenow_sys_id
+        if system == "servicenow":
+            return "jira", self.jira_key
+        raise ValueError(f"unknown system {system!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CommentLink:
+    """A comment and its mirror; `marker` is the origin marker written into the mirror."""
+
+    id: int
+    source_system: str
+    source_ticket: str
+    source_comment_id: str
+    target_system: str
+    target_ticket: str
+    target_comment_id: str | None
+    marker: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The canonical ticket JSON last synced for one side, with the vendor version it had."""
+
+    system: str
+    ticket_id: str
+    data: dict[str, Any]
+    version: str | None
+    synced_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """A poller's position: changes up to `value` are read; `polled_at` is the last pass."""
+
+    system: str
+    value: datetime | None
+    polled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit log."""
+
+    id: int
+    at: datetime
+    system: str
+    record: str
+    field: str
+    from_value: str | None
+    to_value: str | None
+    reason: str
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that could not be applied, with why."""
+
+    id: int
+    system: str
+    ticket: str
+    event: dict[str, Any]
+    reason: str
+    error_class: str
+    created_at: datetime
+    replayed_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Row counts for `status` and health checks."""
+
+    links: int
+    comment_links: int
+    snapshots: int
+    deliveries: int
+    audit_rows: int
+    dead_letters_pending: int
+    dead_letters_replayed: int
+    watermarks: dict[str, Watermark]
+
+
+class LinkConflict(Exception):
+    """A record is already paired with a different one; the caller must not overwrite it."""
+
+
+def _text(value: object) -> str | None:
+    """Audit values as text: strings as they are, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _link(row: LinkRow) -> Link:
+    return Link(
+        id=row.id,
+        jira_key=row.jira_key,
+        jira_id=row.jira_id,
+        servicenow_sys_id=row.servicenow_sys_id,
+        servicenow_number=row.servicenow_number,
+        route=row.route,
+        created_at=row.created_at,
+    )
+
+
+def _comment_link(row: CommentLinkRow) -> CommentLink:
+    return CommentLink(
+        id=row.id,
+        source_system=row.source_system,
+        source_ticket=row.source_ticket,
+        source_comment_id=row.source_comment_id,
+        target_system=row.target_system,
+        target_ticket=row.target_ticket,
+        target_comment_id=row.target_comment_id,
+        marker=row.marker,
+        created_at=row.created_at,
+    )
+
+
+def _dead_letter(row: DeadLetterRow) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        system=row.system,
+        ticket=row.ticket,
+        event=dict(row.event or {}),
+        reason=row.reason,
+        error_class=row.error_class,
+        created_at=row.created_at,
+        replayed_at=row.replayed_at,
+        attempts=row.attempts,
+    )
+
+
+# --- one transaction ----------------------------------------------------------------------------
+
+
+class StoreSession:
+    """The store's operations inside one transaction (see `Store.session`)."""
+
+    def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
+        self.orm = session
+        self._clock = clock
+
+    # links
+
+    def get_link(self, system: str, ticket_id: str) -> Link | None:
+        """The pair a ticket belongs to; Jira by key or id, ServiceNow by sys_id or number."""
+        if system == "jira":
+            cond = or_(LinkRow.jira_key == ticket_id, LinkRow.jira_id == ticket_id)
+        elif system == "servicenow":
+            cond = or_(
+                LinkRow.servicenow_sys_id == ticket_id, LinkRow.servicenow_number == ticket_id
+            )
+        else:
+            raise ValueError(f"unknown system {system!r}")
+        row = self.orm.scalars(select(LinkRow).where(cond).limit(1)).first()
+        return _link(row) if row else None
+
+    def put_link(
+        self,
+        *,
+        jira_key: str,
+        servicenow_sys_id: str,
+        jira_id: str | None = None,
+        servicenow_number: str | None = None,
+        route: str | None = None,
+    ) -> Link:
+        """Record a pair (idempotent); fills in missing ids of an existing pair.
+
+        Raises LinkConflict when either record is already paired with a different one.
+        """
+        by_jira = self.orm.scalars(select(LinkRow).where(LinkRow.jira_key == jira_key)).first()
+        by_snow = self.orm.scalars(
+            select(LinkRow).where(LinkRow.servicenow_sys_id == servicenow_sys_id)
+        ).first()
+        if by_jira is not None and by_jira.servicenow_sys_id != servicenow_sys_id:
+            raise LinkConflict(f"jira {jira_key} is paired with {by_jira.servicenow_sys_id}")
+        if by_snow is not None and by_snow.jira_key != jira_key:
+            raise LinkConflict(f"servicenow {servicenow_sys_id} is paired with {by_snow.jira_key}")
+        row = by_jira
+        if row is None:
+            row = LinkRow(
+                jira_key=jira_key,
+                jira_id=jira_id,
+                servicenow_sys_id=servicenow_sys_id,
+                servicenow_number=servicenow_number,
+                route=route,
+                created_at=self._clock(),
+            )
+            self.orm.add(row)
+        else:
+            row.jira_id = jira_id or row.jira_id
+            row.servicenow_number = servicenow_number or row.servicenow_number
+            row.route = route or row.route
+        self.orm.flush()
+        return _link(row)
+
+    def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
+        """Pairs in creation order (page with `after_id` = the last id seen)."""
+        stmt = select(LinkRow).where(LinkRow.id > after_id).order_by(LinkRow.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_link(r) for r in self.orm.scalars(stmt)]
+
+    # comments
+
+    def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
+        """The pairing a comment takes part in, whether it is the original or the mirror."""
+        stmt = select(CommentLinkRow).where(
+            or_(
+                (CommentLinkRow.source_system == system)
+                & (CommentLinkRow.source_comment_id == comment_id),
+                (CommentLinkRow.target_system == system)
+                & (CommentLinkRow.target_comment_id == comment_id),
+            )
+        )
+        row = self.orm.scalars(stmt.limit(1)).first()
+        return _comment_link(row) if row else None
+
+    def put_comment_link(
+        self,
+        *,
+        source_system: str,
+        source_ticket: str,
+        source_comment_id: str,
+        target_system: str,
+        target_ticket: str,
+        target_comment_id: str | None,
+        marker: str,
+    ) -> CommentLink:
+        """Record that a comment was mirrored (idempotent; a later call fills the mirror's id)."""
+        row = self.orm.scalars(
+            select(CommentLinkRow).where(
+                CommentLinkRow.source_system == source_system,
+                CommentLinkRow.source_comment_id == source_comment_id,
+            )
+        ).first()
+        if row is None:
+            row = CommentLinkRow(
+                source_system=source_system,
+                source_ticket=source_ticket,
+                source_comment_id=source_comment_id,
+                target_system=target_system,
+                target_ticket=target_ticket,
+                target_comment_id=target_comment_id,
+                marker=marker,
+                created_at=self._clock(),
+            )
+            self.orm.add(row)
+        else:
+            row.target_comment_id = target_comment_id or row.target_comment_id
+            row.target_ticket = target_ticket
+            row.marker = marker
+        self.orm.flush()
+        return _comment_link(row)
+
+    # snapshots
+
+    def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
+        """The canonical JSON last synced for this side of a ticket."""
+        row = self.orm.get(SnapshotRow, (system, ticket_id))
+        if row is None:
+            return None
+        return Snapshot(row.system, row.ticket_id, dict(row.data), row.version, row.synced_at)
+
+    def put_snapshot(
+        self, system: str, ticket_id: str, data: Mapping[str, Any], version: str | None = None
+    ) -> None:
+        """Replace one side's snapshot; `data` is JSON-ready (`model_dump(mode="json")`)."""
+        row = self.orm.get(SnapshotRow, (system, ticket_id))
+        if row is None:
+            row = SnapshotRow(system=system, ticket_id=ticket_id)
+            self.orm.add(row)
+        row.data = dict(data)
+        row.version = version
+        row.synced_at = self._clock()
+        self.orm.flush()
+
+    # watermarks
+
+    def get_watermark(self, system: str) -> datetime | None:
+        """How far the poller of `system` has read (None: never polled)."""
+        row = self.orm.get(WatermarkRow, system)
+        return row.value if row else None
+
+    def set_watermark(
+        self, system: str, value: datetime | None, *, polled_at: datetime | None = None
+    ) -> None:
+        """Move the watermark (never backwards) and record the poll time."""
+        row = self.orm.get(WatermarkRow, system)
+        if row is None:
+            row = WatermarkRow(system=system)
+            self.orm.add(row)
+        if value is not None and (row.value is None or value > row.value):
+            row.value = value
+        row.polled_at = polled_at or self._clock()
+        self.orm.flush()
+
+    def watermarks(self) -> dict[str, Watermark]:
+        """Every system's watermark."""
+        rows = self.orm.scalars(select(WatermarkRow).order_by(WatermarkRow.system))
+        return {r.system: Watermark(r.system, r.value, r.polled_at) for r in rows}
+
+    # deliveries
+
+    def seen_delivery(self, delivery_id: str, *, system: str = "") -> bool:
+        """Record a webhook delivery; True when it had been recorded before (atomic)."""
+        values = {"delivery_id": delivery_id, "system": system, "received_at": self._clock()}
+        dialect = self.orm.get_bind().dialect.name
+        if dialect == "sqlite":
+            stmt: sa.Executable = (
+                sqlite_insert(DeliveryRow).values(**values).on_conflict_do_nothing()
+            )
+        elif dialect == "postgresql":
+            stmt = pg_insert(DeliveryRow).values(**values).on_conflict_do_nothing()
+        else:
+            stmt = sa.insert(DeliveryRow).values(**values)
+        if dialect in ("sqlite", "postgresql"):
+            result = self.orm.execute(stmt)
+            return bool(result.rowcount == 0)  # type: ignore[attr-defined]
+        try:
+            with self.orm.begin_nested():
+                self.orm.execute(stmt)
+        except IntegrityError:
+            return True
+        return False
+
+    def prune_deliveries(self, older_than: datetime) -> int:
+        """Forget deliveries received before `older_than`; returns how many."""
+        result = self.orm.execute(
+            sa.delete(DeliveryRow).where(DeliveryRow.received_at < older_than)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # audit
+
+    def audit(
+        self,
+        system: str,
+        record: str,
+        field: str,
+        from_value: object,
+        to_value: object,
+        *,
+        reason: str,
+        actor: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Append an audit row: a field written on `system`'s `record`, or a conflict lost.
+
+        Non-string values are stored as JSON; `reason` says why (e.g. "jira DS-12 changed",
+        "conflict lost: servicenow owns status").
+        """
+        self.orm.add(
+            AuditRow(
+                at=at or self._clock(),
+                system=system,
+                record=record,
+                field=field,
+                from_value=_text(from_value),
+                to_value=_text(to_value),
+                reason=reason,
+                actor=actor,
+            )
+        )
+        self.orm.flush()
+
+    def list_audit(
+        self, *, system: str | None = None, record: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """The newest audit rows first, optionally for one record."""
+        stmt = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if system is not None:
+            stmt = stmt.where(AuditRow.system == system)
+        if record is not None:
+            stmt = stmt.where(AuditRow.record == record)
+        return [
+            AuditEntry(
+                r.id, r.at, r.system, r.record, r.field, r.from_value, r.to_value, r.reason, r.actor
+            )
+            for r in self.orm.scalars(stmt)
+        ]
+
+    # dead letters
+
+    def add_dead_letter(
+        self,
+        system: str,
+        ticket: str,
+        event: Mapping[str, Any],
+        reason: str,
+        error_class: str,
+        *,
+        attempts: int = 1,
+    ) -> int:
+        """Park an event that failed permanently; returns its id for `deadletters replay`."""
+        row = DeadLetterRow(
+            system=system,
+            ticket=ticket,
+            event=dict(event),
+            reason=reason,
+            error_class=error_class,
+            created_at=self._clock(),
+            attempts=attempts,
+        )
+        self.orm.add(row)
+        self.orm.flush()
+        return row.id
+
+    def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        """One dead letter by id."""
+        row = self.orm.get(DeadLetterRow, dead_letter_id)
+        return _dead_letter(row) if row else None
+
+    def list_dead_letters(self, *, include_replayed: bool = False) -> list[DeadLetter]:
+        """Dead letters, oldest first; replayed ones only when asked."""
+        stmt = select(DeadLetterRow).order_by(DeadLetterRow.id)
+        if not include_replayed:
+            stmt = stmt.where(DeadLetterRow.replayed_at.is_(None))
+        return [_dead_letter(r) for r in self.orm.scalars(stmt)]
+
+    def mark_replayed(self, dead_letter_id: int, *, at: datetime | None = None) -> None:
+        """Record that a dead letter was re-enqueued. Raises KeyError for an unknown id."""
+        row = self.orm.get(DeadLetterRow, dead_letter_id)
+        if row is None:
+            raise KeyError(dead_letter_id)
+        row.replayed_at = at or self._clock()
+        self.orm.flush()
+
+    # counts
+
+    def status_counts(self) -> StoreCounts:
+        """Row counts for `status`."""
+
+        def count(model: type[Base], *where: sa.ColumnElement[bool]) -> int:
+            stmt = select(func.count()).select_from(model)
+            for cond in where:
+                stmt = stmt.where(cond)
+            return int(self.orm.scalar(stmt) or 0)
+
+        return StoreCounts(
+            links=count(LinkRow),
+            comment_links=count(CommentLinkRow),
+            snapshots=count(SnapshotRow),
+            deliveries=count(DeliveryRow),
+            audit_rows=count(AuditRow),
+            dead_letters_pending=count(DeadLetterRow, DeadLetterRow.replayed_at.is_(None)),
+            dead_letters_replayed=count(DeadLetterRow, DeadLetterRow.replayed_at.is_not(None)),
+            watermarks=self.watermarks(),
+        )
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def default_database_url(state_dir: Path) -> str:
+    """The SQLite file the store uses when no database URL is configured."""
+    return f"sqlite:///{Path(state_dir).expanduser().resolve() / DATABASE_FILE}"
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine with the connection settings the store relies on.
+
+    SQLite: WAL (readers never wait for the writer), a busy timeout instead of instant
+    "database is locked", foreign keys on, and `BEGIN IMMEDIATE` so two writers queue on the
+    lock up front rather than failing when a read transaction tries to upgrade.
+    """
+    if url.startswith("sqlite"):
+        db_path = sa.engine.make_url(url).database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below take over
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """The state store. Open with `Store.open(url)`; close with `close()`."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
+        """Connect and upgrade the schema to the newest migration (`alembic upgrade head`)."""
+        from sync.migrations import upgrade
+
+        engine = create_db_engine(url)
+        upgrade(engine)
+        return cls(engine, clock=clock)
+
+    @classmethod
+    def for_state(cls, state_dir: Path, database_url: str | None = None, **kwargs: Any) -> Store:
+        """Open the configured database, or the SQLite file in the state directory."""
+        return cls.open(database_url or default_database_url(state_dir), **kwargs)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[StoreSession]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as orm:
+            yield StoreSession(orm, self.clock)
+
+    # Each operation in a transaction of its own.
+
+    def get_link(self, system: str, ticket_id: str) -> Link | None:
+        """See StoreSession.get_link."""
+        with self.session() as tx:
+            return tx.get_link(system, ticket_id)
+
+    def put_link(
+        self,
+        *,
+        jira_key: str,
+        servicenow_sys_id: str,
+        jira_id: str | None = None,
+        servicenow_number: str | None = None,
+        route: str | None = None,
+    ) -> Link:
+        """See StoreSession.put_link."""
+        with self.session() as tx:
+            return tx.put_link(
+                jira_key=jira_key,
+                servicenow_sys_id=servicenow_sys_id,
+                jira_id=jira_id,
+                servicenow_number=servicenow_number,
+                route=route,
+            )
+
+    def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
+        """See StoreSession.list_links."""
+        with self.session() as tx:
+            return tx.list_links(limit=limit, after_id=after_id)
+
+    def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
+        """See StoreSession.find_comment_link."""
+        with self.session() as tx:
+            return tx.find_comment_link(system, comment_id)
+
+    def put_comment_link(
+        self,
+        *,
+        source_system: str,
+        source_ticket: str,
+        source_comment_id: str,
+        target_system: str,
+        target_ticket: str,
+        target_comment_id: str | None,
+        marker: str,
+    ) -> CommentLink:
+        """See StoreSession.put_comment_link."""
+        with self.session() as tx:
+            return tx.put_comment_link(
+                source_system=source_system,
+                source_ticket=source_ticket,
+                source_comment_id=source_comment_id,
+                target_system=target_system,
+                target_ticket=target_ticket,
+                target_comment_id=target_comment_id,
+                marker=marker,
+            )
+
+    def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
+        """See StoreSession.get_snapshot."""
+        with self.session() as tx:
+            return tx.get_snapshot(system, ticket_id)
+
+    def put_snapshot(
+        self, system: str, ticket_id: str, data: Mapping[str, Any], version: str | None = None
+    ) -> None:
+        """See StoreSession.put_snapshot."""
+        with self.session() as tx:
+            tx.put_snapshot(system, ticket_id, data, version)
+
+    def get_watermark(self, system: str) -> datetime | None:
+        """See StoreSession.get_watermark."""
+        with self.session() as tx:
+            return tx.get_watermark(system)
+
+    def set_watermark(
+        self, system: str, value: datetime | None, *, polled_at: datetime | None = None
+    ) -> None:
+        """See StoreSession.set_watermark."""
+        with self.session() as tx:
+            tx.set_watermark(system, value, polled_at=polled_at)
+
+    def watermarks(self) -> dict[str, Watermark]:
+        """See StoreSession.watermarks."""
+        with self.session() as tx:
+            return tx.watermarks()
+
+    def seen_delivery(self, delivery_id: str, *, system: str = "") -> bool:
+        """See StoreSession.seen_delivery."""
+        with self.session() as tx:
+            return tx.seen_delivery(delivery_id, system=system)
+
+    def prune_deliveries(self, older_than: datetime) -> int:
+        """See StoreSession.prune_deliveries."""
+        with self.session() as tx:
+            return tx.prune_deliveries(older_than)
+
+    def audit(
+        self,
+        system: str,
+        record: str,
+        field: str,
+        from_value: object,
+        to_value: object,
+        *,
+        reason: str,
+        actor: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """See StoreSession.audit."""
+        with self.session() as tx:
+            tx.audit(system, record, field, from_value, to_value, reason=reason, actor=actor, at=at)
+
+    def list_audit(
+        self, *, system: str | None = None, record: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """See StoreSession.list_audit."""
+        with self.session() as tx:
+            return tx.list_audit(system=system, record=record, limit=limit)
+
+    def add_dead_letter(
+        self,
+        system: str,
+        ticket: str,
+        event: Mapping[str, Any],
+        reason: str,
+        error_class: str,
+        *,
+        attempts: int = 1,
+    ) -> int:
+        """See StoreSession.add_dead_letter."""
+        with self.session() as tx:
+            return tx.add_dead_letter(system, ticket, event, reason, error_class, attempts=attempts)
+
+    def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        """See StoreSession.get_dead_letter."""
+        with self.session() as tx:
+            return tx.get_dead_letter(dead_letter_id)
+
+    def list_dead_letters(self, *, include_replayed: bool = False) -> list[DeadLetter]:
+        """See StoreSession.list_dead_letters."""
+        with self.session() as tx:
+            return tx.list_dead_letters(include_replayed=include_replayed)
+
+    def mark_replayed(self, dead_letter_id: int, *, at: datetime | None = None) -> None:
+        """See StoreSession.mark_replayed."""
+        with self.session() as tx:
+            tx.mark_replayed(dead_letter_id, at=at)
+
+    def status_counts(self) -> StoreCounts:
+        """See StoreSession.status_counts."""
+        with self.session() as tx:
+            return tx.status_counts()
