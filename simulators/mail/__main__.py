@@ -1,0 +1,36 @@
+"""`python -m simulators.mail --smtp-port 2525 --api-port 8025`: run the sink until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Sequence
+
+from simulators.mail.sink import MailSink
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the ports, serve until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m simulators.mail", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--smtp-port", type=int, default=2525)
+    parser.add_argument("--api-port", type=int, default=8025)
+    args = parser.parse_args(argv)
+    sink = MailSink(args.host, smtp_port=args.smtp_port, api_port=args.api_port).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(
+        f"mail sink: smtp://{args.host}:{sink.smtp_port}  api {sink.api_url}/messages", flush=True
+    )
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
