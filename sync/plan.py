@@ -114,20 +114,28 @@ class SyncRules:
     """What the mapping says about syncing: which fields each side accepts, and who owns what.
 
     `writable[system]` lists the canonical fields (custom ones as `custom.<name>`) that system
-    can be written; `owner(field)` answers "jira", "servicenow" or "both". `ignore_authors`
-    names the integration users, whose comments are never a source.
+    can be written; `mapped[system]` the fields it reads (default: the writable ones). Only a
+    field both sides read is synced: a field one side does not know would otherwise read as
+    blank there and wipe the other. `owner(field)` answers "jira", "servicenow" or "both".
+    `ignore_authors` names the integration users, whose comments are never a source.
     """
 
     writable: Mapping[System, frozenset[str]]
     owner: Callable[[str], Owner] = field(default=lambda _name: "both")
     ignore_authors: frozenset[str] = frozenset()
+    mapped: Mapping[System, frozenset[str]] | None = None
 
     def synced_fields(self) -> tuple[str, ...]:
-        """Fields written on at least one side, sorted for a stable plan order."""
-        names: set[str] = set()
+        """Fields read on both sides and written on at least one, sorted for a stable order."""
+        readable = self.mapped if self.mapped is not None else self.writable
+        sides = list(readable.values())
+        shared: set[str] = set(sides[0]) if sides else set()
+        for fields in sides[1:]:
+            shared &= fields
+        written: set[str] = set()
         for fields in self.writable.values():
-            names |= fields
-        return tuple(sorted(names - _NEVER_SYNCED))
+            written |= fields
+        return tuple(sorted((shared & written) - _NEVER_SYNCED))
 
 
 # Identity and bookkeeping: read for the snapshot, never written across.

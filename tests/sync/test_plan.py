@@ -286,3 +286,13 @@ def test_planning_again_after_applying_is_empty(
     # The sides agree on every synced field after one pass.
     for name in ("summary", "priority", "status"):
         assert getattr(src2, name) == getattr(tgt2, name) or not getattr(src2, name)
+
+
+def test_field_read_on_one_side_only_is_never_synced() -> None:
+    """A field the other side does not read cannot wipe the side that has it."""
+    rules = SyncRules(
+        writable={System.JIRA: FIELDS, System.SERVICENOW: FIELDS | {"category"}},
+        mapped={System.JIRA: FIELDS, System.SERVICENOW: FIELDS | {"category"}},
+    )
+    s = snow(category="network")
+    assert plan(s, jira(), snow(), jira(), rules).empty

@@ -1,0 +1,302 @@
+"""One adapter per system: the few operations the engine needs, over that system's connector.
+
+The engine speaks canonical tickets and `VendorWrite`s; the connectors speak vendor REST. An
+adapter sits between them and knows each vendor's way of doing one thing: Jira labels are added
+and removed one by one (so labels others set meanwhile survive), Jira statuses are reached by
+transitions, a ServiceNow priority is written as its impact and urgency, a ServiceNow record is
+read together with its journal, its attachments and its caller.
+
+The ticket id an adapter takes is the one change events carry: the Jira issue key, the
+ServiceNow sys_id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
+
+from connectors.errors import NotFound, PermanentError
+from connectors.jira import JiraConnector, parse_jira_datetime
+from connectors.servicenow import ServiceNowConnector, parse_sn_datetime
+from mapping import VendorWrite
+from mapping.model import System
+from mapping.transforms import adf_to_text
+from sync.markers import Marker, with_marker
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A record an adapter created: its id for later calls, its human key and browse URL."""
+
+    ticket_id: str
+    key: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A record the poller found changed, and when it changed."""
+
+    ticket_id: str
+    updated: datetime | None
+
+
+class Adapter(Protocol):
+    """What the engine does to one system."""
+
+    system: System
+
+    def read(self, ticket_id: str) -> dict[str, Any]:
+        """The raw record as `mapping.to_canonical` expects it."""
+        ...
+
+    def apply(
+        self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
+    ) -> None:
+        """Write fields, reach a status, add journal entries."""
+        ...
+
+    def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
+        """Add a comment carrying `marker`; returns the new comment's id."""
+        ...
+
+    def find_comment_by_marker(self, ticket_id: str, marker: Marker) -> str | None:
+        """The id of a comment on the record carrying `marker`, if one exists."""
+        ...
+
+    def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
+        """Create a record (in project / table `container`, of issue type `kind`)."""
+        ...
+
+    def add_link(self, ticket_id: str, url: str, title: str) -> None:
+        """Show a link to the paired record on this one."""
+        ...
+
+    def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
+        """Raw attachment metadata of the record."""
+        ...
+
+    def download(self, attachment_id: str) -> Iterator[bytes]:
+        """An attachment's content, in chunks."""
+        ...
+
+    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+        """Attach a file to the record."""
+        ...
+
+    def changed_since(self, since: datetime) -> Iterator[Changed]:
+        """Records changed at or after `since`, oldest first."""
+        ...
+
+
+def _body_text(body: Any) -> str:
+    return body if isinstance(body, str) else adf_to_text(body)
+
+
+class JiraAdapter:
+    """Jira issues, addressed by key."""
+
+    system = System.JIRA
+
+    def __init__(
+        self,
+        connector: JiraConnector,
+        *,
+        project: str,
+        issue_type: str = "Task",
+        jql: str = "",
+        label_field: str = "labels",
+    ) -> None:
+        self.connector = connector
+        self.project = project
+        self.issue_type = issue_type
+        self.jql = jql or f"project = {project}"
+        self.label_field = label_field
+
+    def read(self, ticket_id: str) -> dict[str, Any]:
+        """The issue JSON with its comments (with visibility) and attachments."""
+        return self.connector.get_issue(ticket_id)
+
+    def apply(
+        self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
+    ) -> None:
+        """Edit fields; labels incrementally; status by transition; journal lines as comments."""
+        fields = dict(write.fields)
+        if self.label_field in fields:
+            wanted = list(fields.pop(self.label_field) or [])
+            have = list(current_labels)
+            add = [label for label in wanted if label not in have]
+            remove = [label for label in have if label not in wanted]
+            self.connector.update_labels(ticket_id, add=add, remove=remove)
+        if fields:
+            self.connector.edit_issue(ticket_id, fields)
+        if write.transition_to:
+            self.connector.transition_to(ticket_id, write.transition_to)
+        for _element, text in write.journal:
+            self.connector.add_comment(ticket_id, text, public=False)
+
+    def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
+        """Post the comment with its marker; returns the Jira comment id."""
+        created = self.connector.add_comment(ticket_id, with_marker(body, marker), public=public)
+        return str(created.get("id", ""))
+
+    def find_comment_by_marker(self, ticket_id: str, marker: Marker) -> str | None:
+        """Scan the issue's comments for the marker."""
+        text = marker.text()
+        for comment in self.connector.get_comments(ticket_id):
+            if text in _body_text(comment.get("body")):
+                return str(comment.get("id", ""))
+        return None
+
+    def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
+        """Create the issue, then move it to the mapped status if it does not start there."""
+        fields: dict[str, Any] = {
+            "project": {"key": container or self.project},
+            "issuetype": {"name": kind or self.issue_type},
+            **write.fields,
+        }
+        made = self.connector.create_issue(fields)
+        key = str(made.get("key") or made.get("id"))
+        if write.transition_to:
+            self.connector.transition_to(key, write.transition_to)
+        for _element, text in write.journal:
+            self.connector.add_comment(key, text, public=False)
+        return Created(ticket_id=key, key=key, url=made.get("self"))
+
+    def add_link(self, ticket_id: str, url: str, title: str) -> None:
+        """A remote link keyed on the URL, so adding it again updates it instead."""
+        self.connector.add_remote_link(ticket_id, url, title, global_id=url)
+
+    def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
+        """The issue's attachment metadata."""
+        return self.connector.list_attachments(ticket_id)
+
+    def download(self, attachment_id: str) -> Iterator[bytes]:
+        """Stream an attachment's content."""
+        return self.connector.download_attachment(attachment_id)
+
+    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+        """Attach a file."""
+        self.connector.add_attachment(ticket_id, filename, stream)
+
+    def changed_since(self, since: datetime) -> Iterator[Changed]:
+        """Issues of the configured JQL updated since `since`."""
+        for issue in self.connector.search_changed_since(since, jql=self.jql):
+            updated = (issue.get("fields") or {}).get("updated")
+            when = parse_jira_datetime(updated) if updated else None
+            yield Changed(ticket_id=str(issue.get("key") or issue.get("id")), updated=when)
+
+
+class ServiceNowAdapter:
+    """ServiceNow records of one table, addressed by sys_id."""
+
+    system = System.SERVICENOW
+
+    def __init__(
+        self,
+        connector: ServiceNowConnector,
+        *,
+        users: ServiceNowConnector | None = None,
+        query: str = "",
+        priority_fields: tuple[str, str] = ("impact", "urgency"),
+    ) -> None:
+        self.connector = connector
+        # The same instance's sys_user table, to read the caller's name and e-mail.
+        self.users = users
+        self.query = query
+        self.priority_fields = priority_fields
+
+    def read(self, ticket_id: str) -> dict[str, Any]:
+        """The record (raw values) plus `_journal`, `_attachments` and `_caller`."""
+        try:
+            record = self.connector.get_record(ticket_id)
+        except NotFound:
+            found = self.connector.find_by_number(ticket_id)
+            if found is None:
+                raise
+            record = found
+        sys_id = str(record.get("sys_id", ticket_id))
+        record["_journal"] = self.connector.journal(sys_id)
+        record["_attachments"] = self.connector.list_attachments(sys_id)
+        caller = record.get("caller_id")
+        caller_id = caller.get("value") if isinstance(caller, dict) else caller
+        if self.users is not None and caller_id:
+            try:
+                record["_caller"] = self.users.get_record(
+                    str(caller_id), fields=["sys_id", "name", "email", "user_name"]
+                )
+            except NotFound:
+                record["_caller"] = None
+        return record
+
+    def apply(
+        self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
+    ) -> None:
+        """PATCH fields (priority through impact and urgency); journal entries one by one."""
+        fields = {k: "" if v is None else str(v) for k, v in write.fields.items()}
+        impact_name, urgency_name = self.priority_fields
+        if impact_name in fields and urgency_name in fields:
+            impact, urgency = fields.pop(impact_name), fields.pop(urgency_name)
+            self.connector.set_priority(ticket_id, impact, urgency)
+        if fields:
+            self.connector.update(ticket_id, fields)
+        for element, text in write.journal:
+            self.connector.add_comment(ticket_id, text, public=element == "comments")
+
+    def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
+        """Add a comment or work note with its marker; returns the journal entry's sys_id."""
+        self.connector.add_comment(ticket_id, with_marker(body, marker), public=public)
+        # The Table API answers with the record, not the journal row: look the entry up.
+        found = self.find_comment_by_marker(ticket_id, marker)
+        return found or ""
+
+    def find_comment_by_marker(self, ticket_id: str, marker: Marker) -> str | None:
+        """Scan the record's journal for the marker."""
+        text = marker.text()
+        for row in self.connector.journal(ticket_id):
+            if text in str(row.get("value", "")):
+                return str(row.get("sys_id", ""))
+        return None
+
+    def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
+        """Insert the record; priority goes in as impact and urgency with the other fields."""
+        fields = {k: "" if v is None else str(v) for k, v in write.fields.items()}
+        made = self.connector.create(fields)
+        sys_id = str(made.get("sys_id", ""))
+        if not sys_id:
+            raise PermanentError(
+                "ServiceNow created a record without a sys_id", system="servicenow"
+            )
+        for element, text in write.journal:
+            self.connector.add_comment(sys_id, text, public=element == "comments")
+        number = made.get("number")
+        return Created(ticket_id=sys_id, key=str(number) if number else None, url=None)
+
+    def add_link(self, ticket_id: str, url: str, title: str) -> None:
+        """A work note with the link (the incident form has no remote-link list)."""
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        marker = Marker(System.SERVICENOW, ticket_id, f"link-{digest}")
+        if self.find_comment_by_marker(ticket_id, marker) is None:
+            self.add_comment(ticket_id, f"{title}: {url}", public=False, marker=marker)
+
+    def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
+        """The record's attachment metadata."""
+        return self.connector.list_attachments(ticket_id)
+
+    def download(self, attachment_id: str) -> Iterator[bytes]:
+        """Stream an attachment's content."""
+        return self.connector.download_attachment(attachment_id)
+
+    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+        """Attach a file."""
+        self.connector.upload_attachment(ticket_id, filename, stream)
+
+    def changed_since(self, since: datetime) -> Iterator[Changed]:
+        """Records of the configured query updated since `since`."""
+        for row in self.connector.changed_since(since, query=self.query):
+            stamp = row.get("sys_updated_on")
+            when = parse_sn_datetime(stamp) if stamp else None
+            yield Changed(ticket_id=str(row.get("sys_id")), updated=when)

@@ -1,0 +1,195 @@
+"""Tests of the per-system adapters against strict fakes of the vendor HTTP APIs."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import responses
+from responses import matchers
+
+from connectors.jira import JiraConnector
+from connectors.retry import RetryPolicy
+from connectors.servicenow import ServiceNowConnector
+from mapping import VendorWrite
+from mapping.model import System
+from sync.adapters import JiraAdapter, ServiceNowAdapter
+from sync.markers import Marker
+
+JIRA = "http://jira.test"
+SNOW = "http://snow.test"
+ONCE = RetryPolicy(attempts=1)
+MARK = Marker(System.SERVICENOW, "INC0010001", "j1")
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+def jira() -> JiraAdapter:
+    conn = JiraConnector(JIRA, email="bot@example.com", api_token="t", retry=ONCE)
+    return JiraAdapter(conn, project="DS")
+
+
+def snow(users: bool = False) -> ServiceNowAdapter:
+    conn = ServiceNowConnector(SNOW, username="u", password="p", retry=ONCE)
+    user_conn = (
+        ServiceNowConnector(SNOW, table="sys_user", username="u", password="p", retry=ONCE)
+        if users
+        else None
+    )
+    return ServiceNowAdapter(conn, users=user_conn)
+
+
+def test_jira_labels_are_written_incrementally(rsps: responses.RequestsMock) -> None:
+    """Only the difference from the current labels is sent, as add/remove operations."""
+    rsps.put(
+        f"{JIRA}/rest/api/2/issue/DS-1",
+        status=204,
+        match=[
+            matchers.json_params_matcher(
+                {"update": {"labels": [{"add": "ESCALATION"}, {"remove": "old"}]}}
+            )
+        ],
+    )
+    write = VendorWrite(fields={"labels": ["keep", "ESCALATION"]})
+    jira().apply("DS-1", write, current_labels=["keep", "old"])
+
+
+def test_jira_fields_then_transition(rsps: responses.RequestsMock) -> None:
+    """Plain fields go in one edit and the status is reached by the matching transition."""
+    rsps.put(
+        f"{JIRA}/rest/api/2/issue/DS-1",
+        status=204,
+        match=[matchers.json_params_matcher({"fields": {"priority": {"name": "High"}}})],
+    )
+    rsps.get(
+        f"{JIRA}/rest/api/2/issue/DS-1/transitions",
+        json={"transitions": [{"id": "31", "name": "Finish", "to": {"id": "3", "name": "Done"}}]},
+    )
+    rsps.post(
+        f"{JIRA}/rest/api/2/issue/DS-1/transitions",
+        status=204,
+        match=[matchers.json_params_matcher({"transition": {"id": "31"}})],
+    )
+    jira().apply("DS-1", VendorWrite(fields={"priority": {"name": "High"}}, transition_to="Done"))
+
+
+def test_jira_comment_carries_marker_and_is_found_again(rsps: responses.RequestsMock) -> None:
+    """An internal mirror is restricted, ends with the marker, and the marker finds it later."""
+    rsps.post(f"{JIRA}/rest/api/2/issue/DS-1/comment", json={"id": "10077"})
+    rsps.get(
+        f"{JIRA}/rest/api/2/issue/DS-1/comment",
+        json={
+            "comments": [
+                {"id": "1", "body": "unrelated"},
+                {"id": "10077", "body": f"note\n\n{MARK.text()}"},
+            ],
+            "total": 2,
+        },
+    )
+    adapter = jira()
+    assert adapter.add_comment("DS-1", "note", public=False, marker=MARK) == "10077"
+    sent = json.loads(rsps.calls[0].request.body or b"{}")
+    assert sent["body"].endswith(MARK.text())
+    assert sent["visibility"] == {"type": "role", "value": "Administrators"}
+    assert adapter.find_comment_by_marker("DS-1", MARK) == "10077"
+
+
+def test_jira_create_sets_project_and_type(rsps: responses.RequestsMock) -> None:
+    """A created issue lands in the given project with the given type and the mapped fields."""
+    rsps.post(
+        f"{JIRA}/rest/api/2/issue",
+        json={"id": "10050", "key": "DS-50", "self": f"{JIRA}/rest/api/2/issue/10050"},
+        match=[
+            matchers.json_params_matcher(
+                {
+                    "fields": {
+                        "project": {"key": "ENG"},
+                        "issuetype": {"name": "Bug"},
+                        "summary": "Login fails",
+                    }
+                }
+            )
+        ],
+    )
+    made = jira().create(
+        VendorWrite(fields={"summary": "Login fails"}), container="ENG", kind="Bug"
+    )
+    assert made.ticket_id == "DS-50"
+
+
+def test_servicenow_priority_goes_through_impact_and_urgency(
+    rsps: responses.RequestsMock,
+) -> None:
+    """Impact and urgency are written together, other fields in a separate PATCH."""
+    rsps.patch(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc", "priority": "2"}},
+        match=[matchers.json_params_matcher({"impact": "1", "urgency": "2"})],
+    )
+    rsps.patch(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc"}},
+        match=[matchers.json_params_matcher({"state": "6"})],
+    )
+    snow().apply("abc", VendorWrite(fields={"impact": "1", "urgency": "2", "state": "6"}))
+
+
+def test_servicenow_read_adds_journal_attachments_and_caller(
+    rsps: responses.RequestsMock,
+) -> None:
+    """The record comes back with `_journal`, `_attachments` and `_caller` for the mapping."""
+    rsps.get(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc", "number": "INC1", "caller_id": "u1"}},
+    )
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_journal_field",
+        json={"result": [{"sys_id": "j1", "element": "comments", "value": "hi"}]},
+    )
+    rsps.get(
+        f"{SNOW}/api/now/attachment",
+        json={"result": [{"sys_id": "a1", "file_name": "x.log", "size_bytes": "3"}]},
+    )
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_user/u1",
+        json={"result": {"sys_id": "u1", "name": "Ana", "email": "ana@example.com"}},
+    )
+    raw = snow(users=True).read("abc")
+    assert raw["_journal"][0]["sys_id"] == "j1"
+    assert raw["_attachments"][0]["file_name"] == "x.log"
+    assert raw["_caller"]["email"] == "ana@example.com"
+
+
+def test_servicenow_comment_returns_journal_id(rsps: responses.RequestsMock) -> None:
+    """A public mirror goes to `comments` with its marker; its journal sys_id is returned."""
+    rsps.patch(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc"}},
+        match=[matchers.json_params_matcher({"comments": f"hello\n\n{MARK.text()}"})],
+    )
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_journal_field",
+        json={"result": [{"sys_id": "j9", "element": "comments", "value": f"hello\n\n{MARK}"}]},
+    )
+    assert snow().add_comment("abc", "hello", public=True, marker=MARK) == "j9"
+
+
+def test_servicenow_upload_streams_the_file(rsps: responses.RequestsMock) -> None:
+    """An attachment is uploaded as the request body to the record's table and sys_id."""
+    rsps.post(
+        f"{SNOW}/api/now/attachment/file",
+        json={"result": {"sys_id": "a2"}},
+        match=[
+            matchers.query_param_matcher(
+                {"table_name": "incident", "table_sys_id": "abc", "file_name": "x.log"}
+            )
+        ],
+    )
+    snow().upload("abc", "x.log", io.BytesIO(b"abc"))
+    assert rsps.calls[0].request.body is not None
