@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,22 @@ class DeadLetterRow(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=1)
 
 
+class TicketLockRow(Base):
+    """A ticket being processed: a lease held by one worker, so no ticket runs twice at once.
+
+    A row left behind by a killed worker is also the record of interrupted work: the daemon
+    re-enqueues those tickets when it starts.
+    """
+
+    __tablename__ = "ticket_locks"
+
+    system: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(200))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 # --- values handed out --------------------------------------------------------------------------
 
 
@@ -271,6 +287,17 @@ class StoreCounts:
     dead_letters_pending: int
     dead_letters_replayed: int
     watermarks: dict[str, Watermark]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketLock:
+    """A lease on one ticket."""
+
+    system: str
+    ticket_id: str
+    owner: str
+    acquired_at: datetime
+    expires_at: datetime
 
 
 class LinkConflict(Exception):
@@ -524,6 +551,63 @@ class StoreSession:
             sa.delete(DeliveryRow).where(DeliveryRow.received_at < older_than)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # per-ticket leases
+
+    def acquire_lock(self, system: str, ticket_id: str, owner: str, ttl: float) -> bool:
+        """Take the lease on a ticket for `ttl` seconds; False when someone else holds it.
+
+        An expired lease is taken over. Atomic: of two workers racing, exactly one wins.
+        """
+        now = self._clock()
+        self.orm.execute(
+            sa.delete(TicketLockRow).where(
+                TicketLockRow.system == system,
+                TicketLockRow.ticket_id == ticket_id,
+                TicketLockRow.expires_at < now,
+            )
+        )
+        values = {
+            "system": system,
+            "ticket_id": ticket_id,
+            "owner": owner,
+            "acquired_at": now,
+            "expires_at": now + timedelta(seconds=ttl),
+        }
+        dialect = self.orm.get_bind().dialect.name
+        if dialect == "sqlite":
+            stmt: sa.Executable = (
+                sqlite_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
+            )
+        elif dialect == "postgresql":
+            stmt = pg_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
+        else:
+            try:
+                with self.orm.begin_nested():
+                    self.orm.execute(sa.insert(TicketLockRow).values(**values))
+            except IntegrityError:
+                return False
+            return True
+        result = self.orm.execute(stmt)
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
+        """Give the lease back; False when it was no longer ours (expired and taken over)."""
+        result = self.orm.execute(
+            sa.delete(TicketLockRow).where(
+                TicketLockRow.system == system,
+                TicketLockRow.ticket_id == ticket_id,
+                TicketLockRow.owner == owner,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def list_locks(self) -> list[TicketLock]:
+        """Every lease currently recorded (held, or left behind by a killed worker)."""
+        rows = self.orm.scalars(select(TicketLockRow).order_by(TicketLockRow.acquired_at))
+        return [
+            TicketLock(r.system, r.ticket_id, r.owner, r.acquired_at, r.expires_at) for r in rows
+        ]
 
     # audit
 
@@ -811,6 +895,21 @@ class Store:
         """See StoreSession.prune_deliveries."""
         with self.session() as tx:
             return tx.prune_deliveries(older_than)
+
+    def acquire_lock(self, system: str, ticket_id: str, owner: str, ttl: float) -> bool:
+        """See StoreSession.acquire_lock."""
+        with self.session() as tx:
+            return tx.acquire_lock(system, ticket_id, owner, ttl)
+
+    def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
+        """See StoreSession.release_lock."""
+        with self.session() as tx:
+            return tx.release_lock(system, ticket_id, owner)
+
+    def list_locks(self) -> list[TicketLock]:
+        """See StoreSession.list_locks."""
+        with self.session() as tx:
+            return tx.list_locks()
 
     def audit(
         self,

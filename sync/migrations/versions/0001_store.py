@@ -1,4 +1,4 @@
-"""The store: links, comment links, snapshots, watermarks, deliveries, audit log, dead letters.
+"""The store: links, comment links, snapshots, watermarks, deliveries, audit, dead letters, locks.
 
 Revision ID: 0001_store
 Revises:
@@ -117,9 +117,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_dead_letters_created_at", "dead_letters", ["created_at"])
 
+    op.create_table(
+        "ticket_locks",
+        sa.Column("system", sa.String(32), nullable=False),
+        sa.Column("ticket_id", sa.String(64), nullable=False),
+        sa.Column("owner", sa.String(200), nullable=False),
+        _when("acquired_at"),
+        _when("expires_at"),
+        sa.PrimaryKeyConstraint("system", "ticket_id", name="pk_ticket_locks"),
+    )
+    op.create_index("ix_ticket_locks_expires_at", "ticket_locks", ["expires_at"])
+
 
 def downgrade() -> None:
     for table in (
+        "ticket_locks",
         "dead_letters",
         "audit_log",
         "deliveries",

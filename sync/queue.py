@@ -1,0 +1,439 @@
+"""The work queue: Huey tasks that sync one ticket, poll one system, and reconcile every pair.
+
+Storage is SQLite in the state directory by default (one machine, nothing to run) or Redis when
+`queue_url` is `redis://...`. The task bodies do no sync work themselves: they hand it to the
+`TicketProcessor` registered at startup (the engine), and decide what a failure means:
+
+- `RetryableError` (429, 5xx, timeouts): the ticket is scheduled again with exponential backoff
+  and jitter (or the vendor's Retry-After); the worker moves on, so other tickets never wait.
+  After `RetrySchedule.attempts` tries the event is dead-lettered.
+- `PermanentError` (a 4xx on a write): dead-lettered at once with the reason, replayable with
+  `escalation-sync deadletters replay`.
+- Any other exception is a fault of ours: retried like a transient one, then dead-lettered.
+
+One ticket is never processed twice at once: each sync holds a lease on the ticket in the store
+(`ticket_locks`). A sync that finds the lease taken is re-scheduled shortly, never dropped. A lease
+left behind by a killed worker marks interrupted work; `recover_interrupted()` re-enqueues it.
+
+Run the workers inside the current process::
+
+    queue = SyncQueue(make_huey(settings.state.queue_url, settings.state.dir), store, processor)
+    consumer = queue.consumer(workers=4)
+    consumer.start()           # threads; returns at once
+    ...
+    consumer.stop(graceful=True)   # waits for in-flight tasks
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.api import TaskWrapper
+from huey.consumer import Consumer
+
+from connectors.errors import PermanentError, RetryableError
+from connectors.events import ChangeEvent
+from sync import metrics
+from sync.store import Store
+
+log = structlog.get_logger(__name__)
+
+QUEUE_FILE = "queue.db"
+HUEY_NAME = "escalation-sync"
+# Pseudo-systems for the leases that keep polls and reconciliation from overlapping.
+POLL_LEASE = "poll"
+RECONCILE_LEASE = "reconcile"
+
+
+@runtime_checkable
+class TicketProcessor(Protocol):
+    """What the queue's tasks call; the sync engine implements it."""
+
+    def process(self, system: str, ticket_id: str) -> None:
+        """Bring one ticket (and its pair) in step. Raise RetryableError/PermanentError."""
+
+    def poll(self, system: str) -> int:
+        """Read changes since the watermark and enqueue them; returns how many."""
+
+    def reconcile(self) -> int:
+        """Compare every pair and repair drift; returns how many tickets were repaired."""
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A processor that takes new settings (mapping, policy) without a restart."""
+
+    def reload(self, settings: Any) -> None:
+        """Switch to `settings` for every ticket processed from now on."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySchedule:
+    """How transient failures are retried, and how long a ticket lease lasts."""
+
+    attempts: int = 8
+    base_delay: float = 2.0
+    max_delay: float = 600.0
+    lock_wait: float = 1.0
+    lock_ttl: float = 900.0
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds before the next try after `failures` failures (Retry-After wins)."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(failures - 1, 0))
+        # Full jitter: retries of a burst of tickets spread out instead of arriving together.
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def make_huey(queue_url: str | None, state_dir: Path, *, name: str = HUEY_NAME) -> Huey:
+    """The Huey instance: SQLite in `state_dir` by default, Redis for a `redis://` URL."""
+    if queue_url and queue_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey(name, url=queue_url, results=False, utc=True)
+    if queue_url and not queue_url.startswith("sqlite"):
+        raise ValueError(f"unsupported queue URL scheme: {queue_url.split(':', 1)[0]}")
+    if queue_url:
+        filename = queue_url.split("///", 1)[-1] if "///" in queue_url else queue_url.split(":")[-1]
+        path = Path(filename)
+    else:
+        path = Path(state_dir).expanduser() / QUEUE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # fsync: an enqueued task survives a power cut, not only a crash; webhooks rely on it.
+    return SqliteHuey(name, filename=str(path), results=False, utc=True, fsync=True, timeout=30)
+
+
+def event_payload(event: ChangeEvent) -> dict[str, Any]:
+    """A change event as the JSON the queue carries and dead letters keep."""
+    data = event.to_json()
+    data["delivery_id"] = event.delivery_id
+    data["dedupe_key"] = event.dedupe_key
+    return data
+
+
+def poll_crontab(interval_seconds: float) -> Any:
+    """A crontab for polling every `interval_seconds`, in whole minutes (Huey's resolution)."""
+    minutes = max(1, round(interval_seconds / 60))
+    if minutes >= 60:
+        return crontab(minute="0", hour=f"*/{min(minutes // 60, 23)}")
+    return crontab(minute=f"*/{minutes}")
+
+
+def daily_crontab(at: str) -> Any:
+    """A crontab for once a day at "HH:MM" (UTC)."""
+    hour, _, minute = at.partition(":")
+    return crontab(minute=str(int(minute or 0)), hour=str(int(hour)))
+
+
+class InProcessConsumer(Consumer):  # type: ignore[misc]
+    """Huey's consumer with thread workers that leaves signal handling to the daemon."""
+
+    def _set_signal_handlers(self) -> None:
+        """The daemon owns SIGTERM/SIGINT/SIGHUP; Huey's own handlers would re-exec on SIGHUP."""
+
+
+class SyncQueue:
+    """The tasks on one Huey instance, bound to the store and the processor."""
+
+    def __init__(
+        self,
+        huey: Huey,
+        store: Store,
+        processor: TicketProcessor | None = None,
+        *,
+        retry: RetrySchedule | None = None,
+        poll_intervals: Mapping[str, float] | None = None,
+        reconcile_at: str | None = None,
+    ) -> None:
+        """Register the tasks; periodic polls for each system with an interval > 0."""
+        self.huey = huey
+        self.store = store
+        self.retry = retry or RetrySchedule()
+        self._processor = processor
+        self.sync_ticket: TaskWrapper = huey.task(name="sync_ticket")(self._sync_ticket)
+        self.poll_system: TaskWrapper = huey.task(name="poll_system")(self._poll)
+        self.reconcile: TaskWrapper = huey.task(name="reconcile")(self._reconcile)
+        self.periodic: list[TaskWrapper] = []
+        for system, interval in (poll_intervals or {}).items():
+            if interval and interval > 0:
+                self.periodic.append(
+                    huey.periodic_task(poll_crontab(interval), name=f"poll_{system}")(
+                        _bound_poll(self, system)
+                    )
+                )
+        if reconcile_at:
+            self.periodic.append(
+                huey.periodic_task(daily_crontab(reconcile_at), name="daily_reconcile")(
+                    self._reconcile
+                )
+            )
+
+    # -- wiring
+
+    def set_processor(self, processor: TicketProcessor) -> None:
+        """Register (or replace) the processor the tasks hand their work to."""
+        self._processor = processor
+
+    @property
+    def processor(self) -> TicketProcessor:
+        """The registered processor; a task without one is a startup bug."""
+        if self._processor is None:
+            raise RuntimeError("no TicketProcessor registered with the queue")
+        return self._processor
+
+    def consumer(self, workers: int = 1, *, periodic: bool = True) -> InProcessConsumer:
+        """An in-process consumer with `workers` threads (call start(), later stop(graceful))."""
+        return InProcessConsumer(
+            self.huey,
+            workers=max(1, workers),
+            periodic=periodic,
+            worker_type="thread",
+            initial_delay=0.05,
+            max_delay=1.0,
+            scheduler_interval=1,
+            check_worker_health=True,
+        )
+
+    # -- enqueueing
+
+    def enqueue_ticket(
+        self,
+        system: str,
+        ticket_id: str,
+        *,
+        event: Mapping[str, Any] | None = None,
+        source: str = "event",
+        delay: float | None = None,
+    ) -> None:
+        """Durably enqueue a sync of one ticket (returns once storage has it)."""
+        kwargs = {"event": dict(event) if event else None, "attempt": 1}
+        if delay:
+            self.sync_ticket.schedule(args=(system, ticket_id), kwargs=kwargs, delay=delay)
+        else:
+            self.sync_ticket(system, ticket_id, **kwargs)
+        metrics.EVENTS_RECEIVED.labels(system=system, source=source).inc()
+
+    def enqueue_event(self, event: ChangeEvent, *, source: str = "webhook") -> None:
+        """Durably enqueue the sync a change event asks for."""
+        self.enqueue_ticket(event.system, event.ticket, event=event_payload(event), source=source)
+
+    def enqueue_poll(self, system: str) -> None:
+        """Ask for a polling pass of one system now."""
+        self.poll_system(system)
+
+    def enqueue_reconcile(self) -> None:
+        """Ask for a reconciliation pass now."""
+        self.reconcile()
+
+    def depth(self) -> int:
+        """Tasks waiting: pending plus scheduled (retries, lease waits)."""
+        return int(self.huey.pending_count()) + int(self.huey.scheduled_count())
+
+    def run_pending(self, *, limit: int = 1000, now: datetime | None = None) -> int:
+        """Execute waiting tasks in this thread until none is left; returns how many ran.
+
+        For `sync --once` style runs and tests. Scheduled tasks due by `now` (default: the
+        current time) are moved to the queue first.
+        """
+        ran = 0
+        while ran < limit:
+            for task in self.huey.read_schedule(now):
+                self.huey.enqueue(task)
+            task = self.huey.dequeue()
+            if task is None:
+                break
+            self.huey.execute(task)
+            ran += 1
+        return ran
+
+    def recover_interrupted(self) -> int:
+        """Re-enqueue tickets whose lease was left by a worker that is gone; returns how many.
+
+        A lease is abandoned when it expired, or when its owner is a process of this host that
+        no longer runs.
+        """
+        now = self.store.clock()
+        host = socket.gethostname()
+        recovered = 0
+        for lock in self.store.list_locks():
+            owner_host, _, rest = lock.owner.partition("|")
+            pid = int(rest.split("|", 1)[0]) if rest.split("|", 1)[0].isdigit() else 0
+            abandoned = lock.expires_at < now or (
+                owner_host == host and pid != os.getpid() and not _alive(pid)
+            )
+            if not abandoned:
+                continue
+            if not self.store.release_lock(lock.system, lock.ticket_id, lock.owner):
+                continue
+            if lock.system not in (POLL_LEASE, RECONCILE_LEASE):
+                log.warning(
+                    "re-enqueuing interrupted ticket", system=lock.system, ticket=lock.ticket_id
+                )
+                self.enqueue_ticket(lock.system, lock.ticket_id, source="recovered")
+                recovered += 1
+        return recovered
+
+    # -- task bodies
+
+    def _owner(self) -> str:
+        return f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}"
+
+    def _sync_ticket(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None = None,
+        attempt: int = 1,
+    ) -> None:
+        processor = self.processor
+        owner = self._owner()
+        bound = log.bind(system=system, ticket=ticket_id, attempt=attempt)
+        if not self.store.acquire_lock(system, ticket_id, owner, self.retry.lock_ttl):
+            bound.debug("ticket busy, trying again shortly")
+            self._reschedule(system, ticket_id, event, attempt, self.retry.lock_wait)
+            return
+        try:
+            processor.process(system, ticket_id)
+        except RetryableError as exc:
+            self._retry_or_park(system, ticket_id, event, attempt, exc, exc.retry_after)
+        except PermanentError as exc:
+            self._park(system, ticket_id, event, attempt, exc)
+        except Exception as exc:
+            bound.exception("ticket sync failed unexpectedly")
+            self._retry_or_park(system, ticket_id, event, attempt, exc, None)
+        else:
+            metrics.EVENTS_PROCESSED.labels(system=system).inc()
+            bound.debug("ticket synced")
+        finally:
+            self.store.release_lock(system, ticket_id, owner)
+
+    def _reschedule(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        delay: float,
+    ) -> None:
+        jittered = delay * random.uniform(1.0, 1.5)
+        self.sync_ticket.schedule(
+            args=(system, ticket_id), kwargs={"event": event, "attempt": attempt}, delay=jittered
+        )
+
+    def _retry_or_park(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        exc: BaseException,
+        retry_after: float | None,
+    ) -> None:
+        if attempt >= self.retry.attempts:
+            self._park(system, ticket_id, event, attempt, exc, exhausted=True)
+            return
+        delay = self.retry.delay(attempt, retry_after)
+        metrics.EVENTS_FAILED.labels(system=system, outcome="retry").inc()
+        log.warning(
+            "ticket sync failed, will retry",
+            system=system,
+            ticket=ticket_id,
+            attempt=attempt,
+            error=type(exc).__name__,
+            reason=str(exc),
+            retry_in=round(delay, 2),
+        )
+        self.sync_ticket.schedule(
+            args=(system, ticket_id), kwargs={"event": event, "attempt": attempt + 1}, delay=delay
+        )
+
+    def _park(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        exc: BaseException,
+        *,
+        exhausted: bool = False,
+    ) -> None:
+        reason = str(exc) or type(exc).__name__
+        if exhausted:
+            reason = f"gave up after {attempt} attempts: {reason}"
+        payload = dict(event) if event else {"system": system, "ticket": ticket_id}
+        dead_letter_id = self.store.add_dead_letter(
+            system, ticket_id, payload, reason, type(exc).__name__, attempts=attempt
+        )
+        metrics.EVENTS_FAILED.labels(system=system, outcome="dead_letter").inc()
+        log.error(
+            "ticket sync dead-lettered",
+            system=system,
+            ticket=ticket_id,
+            dead_letter=dead_letter_id,
+            error=type(exc).__name__,
+            reason=reason,
+        )
+
+    def _poll(self, system: str) -> int:
+        owner = self._owner()
+        if not self.store.acquire_lock(POLL_LEASE, system, owner, self.retry.lock_ttl):
+            log.info("poll already running, skipped", system=system)
+            return 0
+        try:
+            found = self.processor.poll(system)
+        except Exception as exc:
+            # The next period polls again from the same watermark; nothing is lost.
+            metrics.POLLS.labels(system=system, outcome="failed").inc()
+            log.error("poll failed", system=system, error=type(exc).__name__, reason=str(exc))
+            return 0
+        finally:
+            self.store.release_lock(POLL_LEASE, system, owner)
+        metrics.POLLS.labels(system=system, outcome="ok").inc()
+        log.info("poll done", system=system, changes=found)
+        return found
+
+    def _reconcile(self) -> int:
+        owner = self._owner()
+        if not self.store.acquire_lock(RECONCILE_LEASE, "all", owner, self.retry.lock_ttl * 8):
+            log.info("reconciliation already running, skipped")
+            return 0
+        try:
+            repaired = self.processor.reconcile()
+        except Exception as exc:
+            log.error("reconciliation failed", error=type(exc).__name__, reason=str(exc))
+            return 0
+        finally:
+            self.store.release_lock(RECONCILE_LEASE, "all", owner)
+        log.info("reconciliation done", repaired=repaired)
+        return repaired
+
+
+def _bound_poll(queue: SyncQueue, system: str) -> Any:
+    """A zero-argument periodic task body polling `system` (named for Huey's registry)."""
+
+    def poll() -> int:
+        return queue._poll(system)
+
+    poll.__name__ = f"poll_{system}"
+    return poll
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
