@@ -278,13 +278,17 @@ def plan(
     *,
     comment_links: Collection[tuple[System, str]] = (),
     sync_attachments: bool = True,
+    repair: bool = False,
 ) -> Plan:
     """Plan one sync pass between a ticket (`source`, the side an event came from) and its pair.
 
     With no `target` the plan asks for the paired record to be created with every field the
     other side accepts, every comment and every attachment. `comment_links` holds the
     (system, comment id) pairs already mirrored according to the store; marked copies found in
-    either ticket count as mirrored too.
+    either ticket count as mirrored too. With `repair` (the reconciliation pass), a field that
+    differs although neither side changed it since the snapshot (a write that never landed) is
+    put right from its owner, or from the newer record; without it such a field is left alone,
+    so a lossy mapping can never make two records write to each other forever.
     """
     if target is None:
         return _plan_create(source, rules, comment_links, sync_attachments)
@@ -302,8 +306,8 @@ def plan(
         s_changed = _changed(name, source, source_snapshot)
         t_changed = _changed(name, target, target_snapshot)
         if not s_changed and not t_changed:
-            # Differ since before the last sync (a write that never landed): repair from the
-            # owner, or from the newer record.
+            if not repair:
+                continue
             s_changed = t_changed = True
         owner = rules.owner(name)
         winner: System

@@ -19,7 +19,7 @@ from mapping.model import (
     Visibility,
 )
 from sync.markers import Marker, find_marker, strip_marker, with_marker
-from sync.plan import Plan, SyncRules, apply_writes, plan
+from sync.plan import Plan, SyncRules, apply_writes, comparable, plan
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FIELDS = frozenset({"summary", "description", "status", "priority", "labels", "assignee"})
@@ -127,6 +127,14 @@ def test_owner_wins_conflict_even_when_older() -> None:
     ]
     assert p.conflicts[0].loser_value == Status.RESOLVED
     assert p.conflicts[0].rule == "owner"
+
+
+def test_unchanged_difference_is_repaired_only_when_asked() -> None:
+    """A difference neither side made since the snapshot is left alone unless repairing."""
+    a, b = jira(summary="A"), snow(summary="B")
+    assert plan(a, b, a, b, RULES).empty
+    fixed = plan(a, b, a, b, RULES, repair=True)
+    assert [(w.system, w.new) for w in fixed.writes] == [(System.SERVICENOW, "A")]
 
 
 def test_non_owner_change_is_put_back() -> None:
@@ -269,23 +277,31 @@ def _side(draw: st.DrawFn, system: System) -> Ticket:
     snap_b=st.none() | _side(System.SERVICENOW),
     owner=_owner,
     from_a=st.booleans(),
+    repair=st.booleans(),
 )
 def test_planning_again_after_applying_is_empty(
-    a: Ticket, b: Ticket, snap_a: Ticket | None, snap_b: Ticket | None, owner: str, from_a: bool
+    a: Ticket,
+    b: Ticket,
+    snap_a: Ticket | None,
+    snap_b: Ticket | None,
+    owner: str,
+    from_a: bool,
+    repair: bool,
 ) -> None:
     """Idempotency: applying a plan and planning again (either side as source) plans nothing."""
     rules = SyncRules(writable=RULES.writable, owner=lambda _f: owner)
     src, tgt, ssrc, stgt = (a, b, snap_a, snap_b) if from_a else (b, a, snap_b, snap_a)
-    p = plan(src, tgt, ssrc, stgt, rules)
+    p = plan(src, tgt, ssrc, stgt, rules, repair=repair)
     src2, tgt2 = apply_plan(p, src, tgt)
     for first in (True, False):
         again = (
             plan(src2, tgt2, src2, tgt2, rules) if first else plan(tgt2, src2, tgt2, src2, rules)
         )
         assert again.empty, again
-    # The sides agree on every synced field after one pass.
-    for name in ("summary", "priority", "status"):
-        assert getattr(src2, name) == getattr(tgt2, name) or not getattr(src2, name)
+    if repair:
+        # After a repairing pass the sides agree on every synced field.
+        for name in ("summary", "priority", "status", "labels"):
+            assert comparable(name, getattr(src2, name)) == comparable(name, getattr(tgt2, name))
 
 
 def test_field_read_on_one_side_only_is_never_synced() -> None:

@@ -1,0 +1,837 @@
+"""The sync engine: one ticket at a time, from a change event to correct writes on both sides.
+
+```
+process(system, id):
+    read the record fresh -> canonical           (never trust the event's payload)
+    read its pair fresh, if it has one
+    escalation: decide on the ITSM record, record the decision in the ledger and the customer
+        e-mails in the outbox (one transaction), then carry out its actions
+    plan against the last-synced snapshots       (sync/plan.py: ownership, conflicts, no echo)
+    apply: fields, comments (marked), attachments (streamed)
+    record snapshots, comment links and the audit log
+```
+Every step is safe to repeat: a retry after a crash re-reads both records, finds its own marked
+comments, and plans only what is still missing. A `PermanentError` leaves `process` so the
+queue dead-letters that event; a `RetryableError` leaves it so the queue retries it later.
+Neither touches any other ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from connectors.errors import PermanentError
+from escalation.decision import (
+    Action,
+    AddLabel,
+    AddNote,
+    CreateEngineeringRecord,
+    Decision,
+    EngineeringStatus,
+    MoveStatus,
+    PostLinks,
+    RemoveLabel,
+    SetPriority,
+    action_to_dict,
+)
+from mapping import Mapping as SyncMapping
+from mapping import UnmappedValue, to_canonical, to_vendor
+from mapping.model import Status, System, Ticket, Visibility
+from sync.adapters import Adapter
+from sync.attachments import AttachmentCopier
+from sync.markers import Marker, find_marker
+from sync.plan import (
+    FieldWrite,
+    Plan,
+    SyncRules,
+    apply_writes,
+    comparable,
+    get_value,
+    other,
+    plan,
+    set_values,
+)
+from sync.store import Link, Store, StoreSession
+
+log = structlog.get_logger("escalation_sync.engine")
+
+# Pseudo-system under which the engine parks decision actions not yet carried out.
+PENDING = "pending"
+
+
+class MappingFailed(PermanentError):
+    """A record cannot be mapped (a value the mapping does not know): fix the mapping, replay."""
+
+
+class EscalationPort(Protocol):
+    """How the engine reaches the escalation policy and its ledger (see `PolicyEscalation`)."""
+
+    def decide(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """Decide for an ITSM ticket and record the decision in the ledger (and outbox)."""
+        ...
+
+
+class Metrics(Protocol):
+    """Where the engine reports what it did (Prometheus in production, see `PrometheusMetrics`)."""
+
+    def processed(self, system: str, writes: Mapping[str, int], lag: float | None) -> None:
+        """One ticket synced, with its writes by system."""
+        ...
+
+    def failed(self, system: str, outcome: str) -> None:
+        """One ticket failed: outcome "retry" or "dead_letter"."""
+        ...
+
+
+class PrometheusMetrics:
+    """The engine's counters in sync/metrics.py's registry."""
+
+    def processed(self, system: str, writes: Mapping[str, int], lag: float | None) -> None:
+        """Count the sync, its writes, and the lag from the source change to our write."""
+        from sync import metrics
+
+        metrics.EVENTS_PROCESSED.labels(system).inc()
+        for target, count in writes.items():
+            if count:
+                metrics.WRITES.labels(target, "sync").inc(count)
+        if lag is not None and any(writes.values()):
+            metrics.SYNC_LAG.labels(system).observe(max(0.0, lag))
+
+    def failed(self, system: str, outcome: str) -> None:
+        """Count a failed sync."""
+        from sync import metrics
+
+        metrics.EVENTS_FAILED.labels(system, outcome).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one `process` call did, for logs, `sync --once` and tests."""
+
+    system: System
+    ticket: str
+    skipped: str | None = None
+    decision: Decision | None = None
+    plan: Plan | None = None
+    writes: int = 0
+    created: str | None = None
+    updated: datetime | None = None
+
+
+def ticket_id(ticket: Ticket) -> str:
+    """The id the adapters and the store use: the Jira key, the ServiceNow sys_id."""
+    if ticket.ref.system is System.JIRA:
+        return ticket.ref.key or ticket.ref.id
+    return ticket.ref.id
+
+
+def _lean(ticket: Ticket) -> dict[str, Any]:
+    """What a snapshot keeps: fields only; comments and attachments are tracked by markers."""
+    return ticket.model_copy(update={"comments": (), "attachments": ()}).model_dump(mode="json")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def sync_rules(mapping: SyncMapping, ignore_authors: Iterable[str] = ()) -> SyncRules:
+    """Which fields each system reads and writes, and who owns them, from the mapping."""
+    writable: dict[System, frozenset[str]] = {}
+    mapped: dict[System, frozenset[str]] = {}
+    for system, compiled in mapping.systems.items():
+        mapped[system] = frozenset(compiled.fields)
+        writable[system] = frozenset(n for n, f in compiled.fields.items() if f.writable)
+    return SyncRules(
+        writable=writable,
+        mapped=mapped,
+        owner=mapping.owner,
+        ignore_authors=frozenset(a for a in ignore_authors if a),
+    )
+
+
+class Engine:
+    """Keeps paired records in step and runs the escalation procedure; the queue's processor."""
+
+    def __init__(
+        self,
+        *,
+        mapping: SyncMapping,
+        adapters: Mapping[System, Adapter],
+        store: Store,
+        escalation: EscalationPort | None = None,
+        integration_users: Mapping[System, str | None] | None = None,
+        attachment_max_bytes: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
+        enqueue: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.adapters = dict(adapters)
+        self.store = store
+        self.escalation = escalation
+        self.integration_users = {k: v for k, v in (integration_users or {}).items() if v}
+        self.rules = sync_rules(mapping, self.integration_users.values())
+        self.copier = AttachmentCopier(max_bytes=attachment_max_bytes)
+        self.clock = clock
+        self.metrics: Metrics = metrics or PrometheusMetrics()
+        # Where `poll` sends what it finds; without a queue, `poll` processes inline.
+        self.enqueue = enqueue
+        # Test seam: called after each vendor write, before it is recorded in the store.
+        self.after_write: Callable[[str], None] = lambda _what: None
+        sources = {r.source for r in mapping.routes}
+        self.itsm_systems: frozenset[System] = frozenset(sources) or frozenset({System.SERVICENOW})
+
+    # --- the queue's TicketProcessor ---------------------------------------------------------
+
+    def process(self, system: str, ticket: str, *, author: str | None = None) -> Outcome:
+        """Sync one ticket (and its pair) after a change; safe to call any number of times."""
+        sys = System(system)
+        bound = log.bind(system=sys.value, ticket=ticket)
+        if author and author == self.integration_users.get(sys):
+            bound.debug("event by the integration user ignored")
+            return Outcome(sys, ticket, skipped="authored by the integration user")
+        try:
+            outcome = self._process(sys, ticket)
+        except Exception as exc:
+            kind = "dead_letter" if isinstance(exc, PermanentError) else "retry"
+            self.metrics.failed(sys.value, kind)
+            bound.warning("sync failed", error=type(exc).__name__, reason=str(exc))
+            raise
+        lag = None
+        if outcome.updated is not None:
+            lag = (self.clock() - outcome.updated).total_seconds()
+        self.metrics.processed(sys.value, {sys.value: outcome.writes}, lag)
+        bound.info("synced", writes=outcome.writes, created=outcome.created)
+        return outcome
+
+    def poll(self, system: str) -> int:
+        """One changed-since pass over `system`; returns how many records it found."""
+        from sync.pollers import poll_system
+
+        return poll_system(self, System(system))
+
+    def reconcile(self) -> int:
+        """Compare every pair and repair drift; returns how many pairs needed writes."""
+        from sync.reconcile import reconcile_all
+
+        return reconcile_all(self)
+
+    def reconcile_pair(self, link: Link) -> int:
+        """Read both records of a pair fresh and repair any drift; returns the writes made."""
+        snow = self.read(System.SERVICENOW, link.servicenow_sys_id)
+        jira = self.read(System.JIRA, link.jira_key)
+        itsm, eng = (snow, jira) if System.SERVICENOW in self.itsm_systems else (jira, snow)
+        _, writes = self._sync_pair(itsm, eng, origin=itsm.ref.system, repair=True)
+        return writes
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read(self, system: System, ticket: str) -> Ticket:
+        """Read a record fresh and map it; an unmappable record is a permanent failure."""
+        raw = self.adapters[system].read(ticket)
+        try:
+            return to_canonical(self.mapping, system, raw)
+        except (UnmappedValue, ValueError) as exc:
+            raise MappingFailed(str(exc), system=system.value) from None
+
+    def _snapshot(self, tx: StoreSession, system: System, tid: str) -> Ticket | None:
+        row = tx.get_snapshot(system.value, tid)
+        if row is None:
+            return None
+        try:
+            return Ticket.model_validate(row.data)
+        except ValueError:
+            return None
+
+    # --- one ticket ----------------------------------------------------------------------------
+
+    def _process(self, system: System, tid: str) -> Outcome:
+        source = self.read(system, tid)
+        tid = ticket_id(source)
+        with self.store.session() as tx:
+            link = tx.get_link(system.value, tid)
+        target: Ticket | None = None
+        if link is not None:
+            other_system, other_id = link.other(system.value)
+            target = self.read(System(other_system), other_id)
+        itsm, eng = (source, target) if system in self.itsm_systems else (target, source)
+        writes = 0
+        created: str | None = None
+        decision: Decision | None = None
+        itsm_snapshot_override: Ticket | None = None
+        if (
+            itsm is not None
+            and self.escalation is not None
+            and itsm.ref.system in self.itsm_systems
+        ):
+            decision, itsm_new, eng_new, made, n = self._escalate(itsm, eng, link)
+            writes += n
+            created = made
+            if eng_new is not None and eng is None:
+                # Just created: both sides start from what they hold now.
+                itsm_snapshot_override = itsm_new
+            itsm, eng = itsm_new, eng_new
+            if link is None and made is not None:
+                with self.store.session() as tx:
+                    link = tx.get_link(system.value, tid)
+        if link is None or itsm is None or eng is None:
+            link, itsm, eng, made, n = self._route(source, link)
+            writes += n
+            created = created or made
+            if made is not None:
+                itsm_snapshot_override = itsm
+        if link is None or itsm is None or eng is None:
+            return Outcome(system, tid, decision=decision, writes=writes, created=created)
+        result, n = self._sync_pair(itsm, eng, origin=system, fresh_itsm=itsm_snapshot_override)
+        writes += n
+        return Outcome(system, tid, decision=decision, plan=result, writes=writes, created=created)
+
+    def _sync_pair(
+        self,
+        itsm: Ticket,
+        eng: Ticket,
+        *,
+        origin: System,
+        fresh_itsm: Ticket | None = None,
+        repair: bool = False,
+    ) -> tuple[Plan, int]:
+        """Plan and apply between a pair; record snapshots, comment links and audit rows."""
+        source, target = (itsm, eng) if origin is itsm.ref.system else (eng, itsm)
+        sid, tid = ticket_id(source), ticket_id(target)
+        with self.store.session() as tx:
+            snap_s = self._snapshot(tx, source.ref.system, sid)
+            snap_t = self._snapshot(tx, target.ref.system, tid)
+            links = self._comment_links(tx, source, target)
+        if fresh_itsm is not None:
+            # A pair made in this pass: fields agree by construction, nothing flows back.
+            snap_s, snap_t = source, target
+        result = plan(
+            source, target, snap_s, snap_t, self.rules, comment_links=links, repair=repair
+        )
+        writes = self._apply_plan(result, source, target)
+        with self.store.session() as tx:
+            tx.put_snapshot(
+                source.ref.system.value,
+                sid,
+                _lean(apply_writes(source, result.writes)),
+                version=source.version,
+            )
+            tx.put_snapshot(
+                target.ref.system.value,
+                tid,
+                _lean(apply_writes(target, result.writes)),
+                version=target.version,
+            )
+        return result, writes
+
+    def _comment_links(
+        self, tx: StoreSession, source: Ticket, target: Ticket
+    ) -> set[tuple[System, str]]:
+        """Comments already mirrored, per the store; marked copies found are recorded too."""
+        done: set[tuple[System, str]] = set()
+        for ticket in (source, target):
+            for comment in ticket.comments:
+                found = tx.find_comment_link(ticket.ref.system.value, comment.id)
+                if found is not None:
+                    done.add((System(found.source_system), found.source_comment_id))
+                marker = find_marker(comment.body)
+                if marker is not None and found is None:
+                    # Written before a crash and never recorded: record it now.
+                    tx.put_comment_link(
+                        source_system=marker.system.value,
+                        source_ticket=marker.ticket,
+                        source_comment_id=marker.item,
+                        target_system=ticket.ref.system.value,
+                        target_ticket=ticket_id(ticket),
+                        target_comment_id=comment.id,
+                        marker=marker.text(),
+                    )
+                    done.add((marker.system, marker.item))
+        return done
+
+    # --- applying a plan -----------------------------------------------------------------------
+
+    def _apply_plan(self, result: Plan, source: Ticket, target: Ticket) -> int:
+        sides = {source.ref.system: source, target.ref.system: target}
+        writes = 0
+        for conflict in result.conflicts:
+            loser = sides[conflict.loser]
+            self.store.audit(
+                conflict.loser.value,
+                ticket_id(loser),
+                "conflict",
+                conflict.loser_value,
+                conflict.winner_value,
+                reason=(
+                    f"conflict on {conflict.field}: {conflict.winner.value} wins "
+                    f"({conflict.rule}); lost value {conflict.loser_value!r}"
+                ),
+            )
+        for system, ticket in sides.items():
+            writes += self._write_fields(ticket, result.writes_to(system), sides[other(system)])
+        for mirror in result.comments:
+            dest = sides[mirror.target]
+            dest_id = ticket_id(dest)
+            adapter = self.adapters[mirror.target]
+            existing = adapter.find_comment_by_marker(dest_id, mirror.marker)
+            if existing is None:
+                existing = adapter.add_comment(
+                    dest_id, mirror.body, public=mirror.public, marker=mirror.marker
+                )
+                writes += 1
+                self.after_write(f"comment {mirror.marker.text()}")
+            with self.store.session() as tx:
+                tx.put_comment_link(
+                    source_system=mirror.source.value,
+                    source_ticket=ticket_id(sides[mirror.source]),
+                    source_comment_id=mirror.comment_id,
+                    target_system=mirror.target.value,
+                    target_ticket=dest_id,
+                    target_comment_id=existing or None,
+                    marker=mirror.marker.text(),
+                )
+                tx.audit(
+                    mirror.target.value,
+                    dest_id,
+                    "comment" if mirror.public else "work_note",
+                    None,
+                    mirror.marker.text(),
+                    reason=f"{mirror.visibility.value} comment mirrored from "
+                    f"{mirror.source.value} {ticket_id(sides[mirror.source])}",
+                )
+        for direction in (System.JIRA, System.SERVICENOW):
+            copies = [c for c in result.attachments if c.target is direction]
+            if not copies:
+                continue
+            dest = sides[direction]
+            src = sides[other(direction)]
+            markers = [m for c in dest.comments if (m := find_marker(c.body)) is not None]
+            outcomes = self.copier.copy_all(
+                copies,
+                source=self.adapters[src.ref.system],
+                target=self.adapters[direction],
+                source_id=ticket_id(src),
+                target_id=ticket_id(dest),
+                target_attachments=dest.attachments,
+                existing_markers=markers,
+            )
+            for item in outcomes:
+                if item.outcome in ("copied", "oversized"):
+                    writes += 1
+                    self.store.audit(
+                        direction.value,
+                        ticket_id(dest),
+                        "attachment",
+                        None,
+                        item.copy.attachment.filename,
+                        reason=(
+                            f"attachment copied from {src.ref.system.value} {ticket_id(src)}"
+                            if item.outcome == "copied"
+                            else "attachment over the size limit: listed in an internal note"
+                        )
+                        + (f" (sha256 {item.sha256})" if item.sha256 else ""),
+                    )
+        return writes
+
+    def _write_fields(
+        self, ticket: Ticket, writes: Sequence[FieldWrite], peer: Ticket, *, why: str = ""
+    ) -> int:
+        if not writes:
+            return 0
+        system = ticket.ref.system
+        wanted = set_values(ticket, {w.field: w.new for w in writes})
+        vendor = to_vendor(self.mapping, system, wanted, [w.field for w in writes])
+        if vendor.is_empty():
+            return 0
+        self.adapters[system].apply(ticket_id(ticket), vendor, current_labels=ticket.labels)
+        self.after_write(f"fields {system.value} {ticket_id(ticket)}")
+        with self.store.session() as tx:
+            for w in writes:
+                tx.audit(
+                    system.value,
+                    ticket_id(ticket),
+                    w.field,
+                    _plain(w.old),
+                    _plain(w.new),
+                    reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
+                )
+        return 1
+
+    # --- pairing by route ----------------------------------------------------------------------
+
+    def _route(
+        self, source: Ticket, link: Link | None
+    ) -> tuple[Link | None, Ticket | None, Ticket | None, str | None, int]:
+        """Pair an unpaired record under an `always` route; returns the pair as ITSM, eng."""
+        if link is not None:
+            return link, None, None, None, 0
+        from mapping import matching_routes
+
+        routes = [
+            r
+            for r in matching_routes(self.mapping, source, escalation_approved=False)
+            if r.when == "always"
+        ]
+        if not routes:
+            return None, None, None, None, 0
+        route = routes[0]
+        fields = [n for n in self.rules.synced_fields() if get_value(source, n) is not None]
+        container = route.target_project or route.target_table
+        target, n = self._create(
+            source, route.target, fields, container, route.issue_type, route.name
+        )
+        with self.store.session() as tx:
+            link = tx.get_link(source.ref.system.value, ticket_id(source))
+        itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
+        return link, itsm, eng, ticket_id(target), n
+
+    def _create(
+        self,
+        source: Ticket,
+        target_system: System,
+        fields: Sequence[str],
+        container: str | None,
+        kind: str | None,
+        route: str | None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> tuple[Ticket, int]:
+        """Create the paired record, link it, and return it as read back."""
+        seed = set_values(source, dict(overrides or {}))
+        seed = seed.model_copy(
+            update={"ref": seed.ref.model_copy(update={"system": target_system})}
+        )
+        wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
+        vendor = to_vendor(self.mapping, target_system, seed, wanted)
+        made = self.adapters[target_system].create(vendor, container=container, kind=kind)
+        self.after_write(f"create {target_system.value}")
+        target = self.read(target_system, made.ticket_id)
+        jira, snow = (target, source) if target_system is System.JIRA else (source, target)
+        with self.store.session() as tx:
+            tx.put_link(
+                jira_key=ticket_id(jira),
+                jira_id=jira.ref.id,
+                servicenow_sys_id=snow.ref.id,
+                servicenow_number=snow.ref.key,
+                route=route,
+            )
+            tx.audit(
+                target_system.value,
+                ticket_id(target),
+                "record",
+                None,
+                ticket_id(target),
+                reason=f"created as the pair of {source.ref.system.value} {ticket_id(source)}"
+                + (f" (route {route})" if route else ""),
+            )
+        return target, 1
+
+    # --- escalation ----------------------------------------------------------------------------
+
+    def _escalate(
+        self, itsm: Ticket, eng: Ticket | None, link: Link | None
+    ) -> tuple[Decision, Ticket, Ticket | None, str | None, int]:
+        """Decide, record, then carry out the decision's actions (and any left from before)."""
+        assert self.escalation is not None
+        now = self.clock()
+        engineering = None
+        if eng is not None:
+            engineering = EngineeringStatus(ref=eng.ref, status=eng.status, resolution=None)
+        iid = ticket_id(itsm)
+        with self.store.session() as tx:
+            decision = self.escalation.decide(tx, itsm, engineering, now)
+            pending = _pending_actions(tx, itsm)
+            todo = [a for a in decision.actions if _carried_out_here(a)]
+            merged = pending + [a for a in todo if a not in pending]
+            if merged:
+                tx.put_snapshot(PENDING, _pending_key(itsm), {"actions": _dump(merged)})
+        for reason in decision.blocked:
+            log.info("command refused", ticket=iid, rule=reason.rule, reason=reason.detail)
+        itsm_new, eng_new, created, writes = self._carry_out(itsm, eng, link, merged)
+        if merged:
+            with self.store.session() as tx:
+                tx.put_snapshot(PENDING, _pending_key(itsm), {"actions": []})
+        return decision, itsm_new, eng_new, created, writes
+
+    def _carry_out(
+        self, itsm: Ticket, eng: Ticket | None, link: Link | None, actions: Sequence[Action]
+    ) -> tuple[Ticket, Ticket | None, str | None, int]:
+        system = itsm.ref.system
+        adapter = self.adapters[system]
+        iid = ticket_id(itsm)
+        writes = 0
+        created: str | None = None
+        # Field changes: labels, priority, status on the ITSM record.
+        labels = list(itsm.labels)
+        values: dict[str, Any] = {}
+        for action in actions:
+            if isinstance(action, AddLabel) and action.label not in labels:
+                labels.append(action.label)
+            elif isinstance(action, RemoveLabel) and action.label in labels:
+                labels.remove(action.label)
+            elif isinstance(action, SetPriority):
+                values["priority"] = action.priority
+            elif isinstance(action, MoveStatus):
+                values["status"] = action.status
+        if tuple(labels) != itsm.labels:
+            values["labels"] = tuple(labels)
+        changed = {
+            k: v for k, v in values.items() if comparable(k, v) != comparable(k, get_value(itsm, k))
+        }
+        if changed:
+            fw = [
+                FieldWrite(system, k, get_value(itsm, k), v, "escalation decision")
+                for k, v in changed.items()
+            ]
+            writes += self._write_fields(itsm, fw, itsm, why="escalation decision")
+            itsm = set_values(itsm, changed)
+        # Notes, each written once (its marker is its idempotency key).
+        present = {m for c in itsm.comments if (m := find_marker(c.body)) is not None}
+        for action in actions:
+            if not isinstance(action, AddNote):
+                continue
+            marker = Marker(system, iid, f"{action.kind.value}-{_digest(action.body)}")
+            if marker in present or adapter.find_comment_by_marker(iid, marker) is not None:
+                continue
+            public = action.visibility is Visibility.PUBLIC
+            adapter.add_comment(iid, action.body, public=public, marker=marker)
+            self.after_write(f"note {marker.text()}")
+            self.store.audit(
+                system.value,
+                iid,
+                "work_note" if not public else "comment",
+                None,
+                marker.text(),
+                reason=f"escalation {action.kind.value} note",
+            )
+            writes += 1
+        # The engineering record.
+        for action in actions:
+            if isinstance(action, CreateEngineeringRecord) and eng is None and link is None:
+                fields = [n for n in self.rules.synced_fields() if get_value(itsm, n) is not None]
+                overrides: dict[str, Any] = {
+                    "summary": action.summary,
+                    "description": action.description,
+                    "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
+                }
+                eng, n = self._create(
+                    itsm,
+                    action.target_system,
+                    fields,
+                    action.project_or_table,
+                    action.issue_type,
+                    f"escalation {action.level}",
+                    overrides,
+                )
+                created = ticket_id(eng)
+                writes += n
+        if eng is not None and any(isinstance(a, PostLinks) for a in actions):
+            writes += self._post_links(itsm, eng)
+        return itsm, eng, created, writes
+
+    def _post_links(self, itsm: Ticket, eng: Ticket) -> int:
+        for here, there in ((itsm, eng), (eng, itsm)):
+            url = there.ref.url or ticket_id(there)
+            title = f"{there.ref.system.value} {there.ref.key or there.ref.id}"
+            self.adapters[here.ref.system].add_link(ticket_id(here), url, title)
+            self.store.audit(
+                here.ref.system.value,
+                ticket_id(here),
+                "link",
+                None,
+                url,
+                reason="escalation: link to the paired record",
+            )
+        return 2
+
+
+# --- decision actions parked between recording and carrying out -------------------------------
+
+_ACTION_TYPES: dict[str, type[Any]] = {
+    "add_label": AddLabel,
+    "remove_label": RemoveLabel,
+    "set_priority": SetPriority,
+    "add_note": AddNote,
+    "create_engineering_record": CreateEngineeringRecord,
+    "post_links": PostLinks,
+    "move_status": MoveStatus,
+}
+
+
+def _carried_out_here(action: Action) -> bool:
+    """Actions the engine performs on the records (e-mails go through the outbox)."""
+    return isinstance(action, tuple(_ACTION_TYPES.values()))
+
+
+def _pending_key(ticket: Ticket) -> str:
+    return f"{ticket.ref.system.value}:{ticket.ref.id}"
+
+
+def _dump(actions: Sequence[Action]) -> list[dict[str, Any]]:
+    return [action_to_dict(a) for a in actions]
+
+
+def _pending_actions(tx: StoreSession, ticket: Ticket) -> list[Action]:
+    row = tx.get_snapshot(PENDING, _pending_key(ticket))
+    if row is None:
+        return []
+    return [a for a in (_load_action(d) for d in row.data.get("actions", [])) if a is not None]
+
+
+def _load_action(data: Mapping[str, Any]) -> Action | None:
+    from escalation.decision import NoteKind
+    from mapping.model import Priority
+
+    kind = _ACTION_TYPES.get(str(data.get("action")))
+    if kind is None:
+        return None
+    args = {k: v for k, v in data.items() if k != "action"}
+    if kind is SetPriority:
+        args["priority"] = Priority(args["priority"])
+    elif kind is MoveStatus:
+        args["status"] = Status(args["status"])
+    elif kind is AddNote:
+        args["visibility"] = Visibility(args["visibility"])
+        args["kind"] = NoteKind(args["kind"])
+    elif kind is CreateEngineeringRecord:
+        args["target_system"] = System(args["target_system"])
+        args["labels"] = tuple(args.get("labels") or ())
+    action: Action = kind(**args)
+    return action
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+# --- construction from settings -----------------------------------------------------------------
+
+
+def build_adapters(
+    settings: Any,
+    *,
+    retry: Any = None,
+    session_factory: Callable[[], Any] | None = None,
+) -> dict[System, Adapter]:
+    """Connectors and adapters for both systems from the settings' connection sections."""
+    from connectors.jira import CommentPolicy, JiraConnector
+    from connectors.servicenow import ServiceNowConnector
+    from sync.adapters import JiraAdapter, ServiceNowAdapter
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    def session() -> Any:
+        return session_factory() if session_factory is not None else None
+
+    j = settings.jira
+    jira_kwargs: dict[str, Any] = {}
+    if j.auth == "pat":
+        jira_kwargs["pat"] = secret(j.pat)
+    else:
+        jira_kwargs.update(email=j.email, api_token=secret(j.api_token))
+    jira = JiraConnector(
+        j.base_url,
+        session=session(),
+        retry=retry,
+        comments=CommentPolicy(visibility_value=j.internal_comment_role),
+        **jira_kwargs,
+    )
+    s = settings.servicenow
+    sn_kwargs: dict[str, Any] = {}
+    if s.auth == "oauth":
+        sn_kwargs.update(client_id=s.client_id, client_secret=secret(s.client_secret))
+    else:
+        sn_kwargs.update(username=s.username, password=secret(s.password))
+    snow = ServiceNowConnector(
+        s.instance_url, table=s.table, session=session(), retry=retry, **sn_kwargs
+    )
+    users = ServiceNowConnector(
+        s.instance_url, table="sys_user", session=session(), retry=retry, **sn_kwargs
+    )
+    issue_type = next((r.issue_type for r in settings.mapping_model.routes if r.issue_type), "Task")
+    return {
+        System.JIRA: JiraAdapter(jira, project=j.project, jql=j.jql, issue_type=issue_type),
+        System.SERVICENOW: ServiceNowAdapter(snow, users=users, query=s.query),
+    }
+
+
+def build_engine(
+    settings: Any,
+    store: Store,
+    *,
+    retry: Any = None,
+    enqueue: Callable[[str, str], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    escalation: EscalationPort | None = None,
+) -> Engine:
+    """The engine the daemon, `sync --once` and `backfill` run, wired from the settings.
+
+    The escalation policy is enabled when the settings carry one (and the ledger is
+    installed); `escalation` overrides that choice.
+    """
+    if escalation is None and settings.compiled_policy is not None:
+        escalation = policy_escalation(settings, store)
+    return Engine(
+        mapping=settings.mapping_model,
+        adapters=build_adapters(settings, retry=retry),
+        store=store,
+        escalation=escalation,
+        integration_users={
+            System.JIRA: settings.jira.integration_user,
+            System.SERVICENOW: settings.servicenow.integration_user,
+        },
+        attachment_max_bytes=settings.sync.attachment_max_bytes,
+        clock=clock or (lambda: datetime.now(UTC)),
+        enqueue=enqueue,
+    )
+
+
+def policy_escalation(settings: Any, store: Store) -> EscalationPort | None:
+    """The escalation step over escalation.engine.decide and the ledger, if both are present."""
+    try:
+        from sync.escalation_step import PolicyEscalation
+    except ImportError:
+        return None
+    return PolicyEscalation(settings.compiled_policy, settings=settings)
+
+
+def parse_ref(ref: str) -> tuple[System, str]:
+    """`jira:DS-12`, `servicenow:<sys_id>`, or a bare Jira key / ServiceNow number or sys_id."""
+    head, sep, tail = ref.partition(":")
+    if sep and head in (System.JIRA.value, System.SERVICENOW.value):
+        return System(head), tail
+    if re.fullmatch(r"[A-Z][A-Z0-9_]*-\d+", ref):
+        return System.JIRA, ref
+    return System.SERVICENOW, ref
+
+
+def load_ticket_for_explain(settings: Any, ref: str) -> Ticket:
+    """Read a ticket fresh by reference and map it (for `escalation-sync explain REF`)."""
+    system, ident = parse_ref(ref)
+    adapter = build_adapters(settings)[system]
+    raw = adapter.read(ident)
+    try:
+        return to_canonical(settings.mapping_model, system, raw)
+    except (UnmappedValue, ValueError) as exc:
+        raise MappingFailed(str(exc), system=system.value) from None
