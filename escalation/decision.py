@@ -16,9 +16,6 @@ from mapping.model import EscalationState, Priority, Ref, Status, System, Visibi
 
 Outcome = Literal["pass", "fail", "blocked", "info"]
 
-# States in which an escalation occupies a slot (counts against max_active / per assignee).
-ACTIVE_STATES: frozenset[EscalationState] = frozenset({EscalationState.APPROVED})
-
 
 class CustomerEvent(StrEnum):
     """Why the customer is emailed; the email templates are keyed on these."""
@@ -154,6 +151,11 @@ Action = (
 )
 
 
+def ledger_key(ref: Ref) -> str:
+    """The ledger's key for a ticket: `system:id` (the stable id, not the human key)."""
+    return f"{ref.system.value}:{ref.id}"
+
+
 # --- What decide() reads ---------------------------------------------------------------------
 
 
@@ -192,8 +194,9 @@ class LedgerEntry:
 class LedgerView:
     """What the ledger knows at decision time: counts for the limits and this ticket's entry.
 
-    `escalations_today` counts escalations that became active since `day_start` (the start of
-    the policy's day); `active_count` and `active_by_assignee` exclude released escalations.
+    An escalation is active from approval until it is released (engineering resolved or the
+    record closed). `escalations_today` counts escalations approved since `day_start` (the
+    start of the policy's day); `active_count` and `active_by_assignee` count active ones.
     """
 
     escalations_today: int = 0
@@ -251,6 +254,8 @@ class Decision:
     request_reason: str | None = None
     approved_by: str | None = None
     reservation: Reservation | None = None
+    # True when this decision starts a new request (the ledger stamps requested_at).
+    request_started: bool = False
 
     @property
     def releases(self) -> bool:
@@ -311,6 +316,7 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
         "requested_by",
         "request_reason",
         "approved_by",
+        "request_started",
     ):
         out[name] = _plain(getattr(decision, name))
     res = decision.reservation
