@@ -1,0 +1,83 @@
+"""`webhook parse`: normalise captured webhook bodies the way the daemon's intake does.
+
+Signatures are not checked here (a capture has no secret); everything else is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from connectors.errors import WebhookRejected
+from connectors.events import ChangeEvent
+
+Parser = Callable[[bytes], list[ChangeEvent]]
+
+
+def _lazy(module: str, **extra: Any) -> Parser:
+    """A parser that imports `module` on first use and calls its `parse_webhook` unsigned."""
+
+    def parse(raw: bytes) -> list[ChangeEvent]:
+        parse_webhook = importlib.import_module(module).parse_webhook
+        events: list[ChangeEvent] = parse_webhook({}, raw, secret=None, **extra)
+        return events
+
+    return parse
+
+
+# One line per system; imported lazily so one system's parser cannot break another's.
+PARSERS: dict[str, Parser] = {
+    "jira": _lazy("connectors.jira_webhook"),
+    "servicenow": _lazy(
+        "connectors.servicenow_webhook", now=datetime.now(UTC), replay_window=timedelta.max
+    ),
+}
+
+
+def parse_files(system: str, files: list[Path]) -> list[dict[str, Any]]:
+    """The `to_json()` of every event in every file; raises WebhookRejected naming the file."""
+    parser = PARSERS[system]
+    out: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            events = parser(path.read_bytes())
+        except WebhookRejected as exc:
+            raise WebhookRejected(f"{path}: not a {system} webhook: {exc}") from None
+        out.extend(event.to_json() for event in events)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `webhook` command group."""
+    webhook_app = typer.Typer(help="Inspect webhook deliveries.", no_args_is_help=True)
+
+    @webhook_app.command("parse")
+    def parse(
+        files: list[Path] = typer.Argument(..., help="Captured webhook bodies (JSON files)."),
+        system: str = typer.Option(..., "--system", help=f"One of: {', '.join(PARSERS)}."),
+    ) -> None:
+        """Print one JSON object per normalised event, one per line."""
+        if system not in PARSERS:
+            typer.echo(
+                f"unknown system {system!r}; expected one of: {', '.join(PARSERS)}", err=True
+            )
+            raise typer.Exit(2)
+        for path in files:
+            if not path.is_file():
+                typer.echo(f"{path}: no such file", err=True)
+                raise typer.Exit(2)
+        try:
+            rows = parse_files(system, files)
+        except WebhookRejected as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+
+    app.add_typer(webhook_app, name="webhook")
