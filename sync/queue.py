@@ -30,7 +30,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,10 +59,14 @@ RECONCILE_LEASE = "reconcile"
 class TicketProcessor(Protocol):
     """What the queue's tasks call; the sync engine implements it."""
 
-    def process(self, system: str, ticket_id: str) -> None:
-        """Bring one ticket (and its pair) in step. Raise RetryableError/PermanentError."""
+    def process(self, system: str, ticket_id: str, /) -> object:
+        """Bring one ticket (and its pair) in step. Raise RetryableError/PermanentError.
 
-    def poll(self, system: str) -> int:
+        The processor counts its own successes and failures in sync.metrics (EVENTS_PROCESSED,
+        EVENTS_FAILED); the queue only adds the dead letters of exhausted retries.
+        """
+
+    def poll(self, system: str, /) -> int:
         """Read changes since the watermark and enqueue them; returns how many."""
 
     def reconcile(self) -> int:
@@ -222,6 +226,14 @@ class SyncQueue:
             self.sync_ticket(system, ticket_id, **kwargs)
         metrics.EVENTS_RECEIVED.labels(system=system, source=source).inc()
 
+    def enqueuer(self, source: str = "poll") -> Callable[[str, str], None]:
+        """`enqueue(system, ticket_id)` for the engine's pollers."""
+
+        def enqueue(system: str, ticket_id: str) -> None:
+            self.enqueue_ticket(system, ticket_id, source=source)
+
+        return enqueue
+
     def enqueue_event(self, event: ChangeEvent, *, source: str = "webhook") -> None:
         """Durably enqueue the sync a change event asks for."""
         self.enqueue_ticket(event.system, event.ticket, event=event_payload(event), source=source)
@@ -311,7 +323,6 @@ class SyncQueue:
             bound.exception("ticket sync failed unexpectedly")
             self._retry_or_park(system, ticket_id, event, attempt, exc, None)
         else:
-            metrics.EVENTS_PROCESSED.labels(system=system).inc()
             bound.debug("ticket synced")
         finally:
             self.store.release_lock(system, ticket_id, owner)
@@ -342,7 +353,6 @@ class SyncQueue:
             self._park(system, ticket_id, event, attempt, exc, exhausted=True)
             return
         delay = self.retry.delay(attempt, retry_after)
-        metrics.EVENTS_FAILED.labels(system=system, outcome="retry").inc()
         log.warning(
             "ticket sync failed, will retry",
             system=system,
@@ -373,7 +383,9 @@ class SyncQueue:
         dead_letter_id = self.store.add_dead_letter(
             system, ticket_id, payload, reason, type(exc).__name__, attempts=attempt
         )
-        metrics.EVENTS_FAILED.labels(system=system, outcome="dead_letter").inc()
+        if exhausted:
+            # The processor counted each try as a retry; the final outcome is counted here.
+            metrics.EVENTS_FAILED.labels(system=system, outcome="dead_letter").inc()
         log.error(
             "ticket sync dead-lettered",
             system=system,

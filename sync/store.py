@@ -536,8 +536,9 @@ class StoreSession:
         else:
             stmt = sa.insert(DeliveryRow).values(**values)
         if dialect in ("sqlite", "postgresql"):
-            result = self.orm.execute(stmt)
-            return bool(result.rowcount == 0)  # type: ignore[attr-defined]
+            # RETURNING tells whether the row went in; rowcount is not reliable across drivers.
+            inserted = self.orm.execute(stmt.returning(DeliveryRow.id)).first()  # type: ignore[attr-defined]
+            return inserted is None
         try:
             with self.orm.begin_nested():
                 self.orm.execute(stmt)
@@ -588,8 +589,8 @@ class StoreSession:
             except IntegrityError:
                 return False
             return True
-        result = self.orm.execute(stmt)
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        inserted = self.orm.execute(stmt.returning(TicketLockRow.owner)).first()  # type: ignore[attr-defined]
+        return inserted is not None
 
     def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
         """Give the lease back; False when it was no longer ours (expired and taken over)."""
