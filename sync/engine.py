@@ -196,10 +196,17 @@ class Engine:
 
     # --- the queue's TicketProcessor ---------------------------------------------------------
 
-    def process(self, system: str, ticket: str, *, author: str | None = None) -> Outcome:
-        """Sync one ticket (and its pair) after a change; safe to call any number of times."""
+    def process(self, system: str, ticket_id: str) -> None:
+        """Sync one ticket (and its pair) after a change; safe to call any number of times.
+
+        Raises RetryableError (the queue retries later) or PermanentError (dead-lettered).
+        """
+        self.sync(system, ticket_id)
+
+    def sync(self, system: str, ticket: str, *, author: str | None = None) -> Outcome:
+        """`process`, returning what was done; `author` (from the event) skips our own edits."""
         sys = System(system)
-        bound = log.bind(system=sys.value, ticket=ticket)
+        bound = log.bind(system=sys.value, ticket=ticket)  # every line names the ticket
         if author and author == self.integration_users.get(sys):
             bound.debug("event by the integration user ignored")
             return Outcome(sys, ticket, skipped="authored by the integration user")
@@ -809,11 +816,13 @@ def build_engine(
 
 def policy_escalation(settings: Any, store: Store) -> EscalationPort | None:
     """The escalation step over escalation.engine.decide and the ledger, if both are present."""
+    from sync.escalation_step import PolicyEscalation
+
     try:
-        from sync.escalation_step import PolicyEscalation
+        return PolicyEscalation(settings.compiled_policy, settings=settings)
     except ImportError:
+        log.warning("escalation ledger not installed: escalation policy disabled")
         return None
-    return PolicyEscalation(settings.compiled_policy, settings=settings)
 
 
 def parse_ref(ref: str) -> tuple[System, str]:

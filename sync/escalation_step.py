@@ -1,0 +1,145 @@
+"""The engine's escalation step: decide, record in the ledger, queue the e-mails — one transaction.
+
+`escalation.engine.decide` is pure; this module gives it the ledger's view of the ticket, hands
+its decision to the ledger (which re-checks the limits under a lock, so two workers approving at
+once cannot exceed them) and renders the customer and management e-mails into the outbox in the
+same transaction. If anything fails, nothing of it is recorded and the next attempt decides
+again. The engine carries out the record actions (labels, notes, the engineering record) after
+the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from escalation.decision import (
+    Decision,
+    EmailCustomer,
+    EngineeringStatus,
+    LedgerView,
+    NotifyManagement,
+)
+from mapping.model import Ticket
+from sync.store import StoreSession
+
+log = structlog.get_logger("escalation_sync.escalation")
+
+ViewFn = Callable[..., LedgerView]
+RecordFn = Callable[..., Any]
+
+
+def _ledger() -> tuple[ViewFn, RecordFn]:
+    import importlib
+
+    # Imported by name: the ledger is optional until the escalation package is installed.
+    ledger = importlib.import_module("sync.ledger")
+    return ledger.ledger_view, ledger.apply_decision
+
+
+class PolicyEscalation:
+    """Implements the engine's `EscalationPort` over the policy, the ledger and the outbox."""
+
+    def __init__(
+        self,
+        policy: Any,
+        *,
+        settings: Any = None,
+        view: ViewFn | None = None,
+        record: RecordFn | None = None,
+    ) -> None:
+        self.policy = policy
+        self.email = getattr(settings, "email_settings", None) if settings is not None else None
+        if view is None or record is None:
+            default_view, default_record = _ledger()
+            view = view or default_view
+            record = record or default_record
+        self._view = view
+        self._record = record
+        self._renderer: Any = None
+
+    def decide(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """Decide for an ITSM ticket, record it in the ledger and queue its e-mails."""
+        from escalation.engine import decide
+
+        view = self._view(tx, ticket, now, self.policy)
+        decision = decide(ticket, view, now, self.policy, engineering=engineering)
+        recorded = self._record(tx, ticket, decision, now)
+        if isinstance(recorded, Decision):
+            decision = recorded
+        self._queue_email(tx, ticket, decision, engineering, now)
+        return decision
+
+    # --- e-mail -----------------------------------------------------------------------------
+
+    def _render(self, event: str, context: Any) -> Any:
+        from connectors.email_render import Renderer
+
+        if self._renderer is None:
+            templates = getattr(self.email, "templates_dir", None)
+            self._renderer = Renderer(templates)
+        return self._renderer.render(event, context)
+
+    def _queue_email(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> None:
+        if self.email is None or not getattr(self.email, "enabled", True):
+            return
+        from sync.email_context import customer_context, customer_recipients, management_context
+        from sync.outbox import OutboxKey, enqueue
+
+        key_name = ticket.ref.key or ticket.ref.id
+        version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
+        company = self.email.from_name
+        linked = None
+        if engineering is not None and engineering.ref is not None:
+            linked = engineering.ref.key or engineering.ref.id
+        for action in decision.actions:
+            if isinstance(action, EmailCustomer):
+                to = customer_recipients(ticket)
+                if not to:
+                    log.info("customer e-mail skipped: no address", ticket=key_name)
+                    continue
+                missing = tuple(
+                    r.detail
+                    for r in decision.reasons
+                    if r.rule.startswith("gate") and r.outcome == "fail"
+                )
+                context = customer_context(ticket, company=company, missing_information=missing)
+                rendered = self._render(action.event.value, context)
+                enqueue(
+                    tx,
+                    OutboxKey(key_name, action.event.value, version),
+                    to=to,
+                    rendered=rendered,
+                    id_domain=self.email.id_domain,
+                    now=now,
+                )
+            elif isinstance(action, NotifyManagement):
+                to = tuple(action.recipients) or tuple(self.email.management_recipients)
+                if not to:
+                    continue
+                notice = management_context(ticket, company=company, linked_ticket=linked)
+                rendered = self._render("management_p1", notice)
+                enqueue(
+                    tx,
+                    OutboxKey(key_name, f"management:{action.event}", version),
+                    to=to,
+                    rendered=rendered,
+                    id_domain=self.email.id_domain,
+                    now=now,
+                )
