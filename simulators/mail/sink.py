@@ -62,7 +62,8 @@ def _part(msg: EmailMessage, subtype: str) -> str | None:
     if body is None or body.get_content_type() != f"text/{subtype}":
         return None
     content = body.get_content()
-    return content if isinstance(content, str) else None
+    # SMTP carries CRLF; list the parts with the line ends a reader sees.
+    return content.replace("\r\n", "\n") if isinstance(content, str) else None
 
 
 class _Handler:
