@@ -355,18 +355,8 @@ class ServiceNowConnector:
             headers={"Accept": "*/*"},
             stream=True,
             expect_json=False,
+            validate=_require_file,
         )
-        content_type = response.headers.get("Content-Type", "").lower()
-        if "text/html" in content_type and "X-Attachment-Metadata" not in response.headers:
-            # Real downloads carry their metadata header; a bare HTML page is the sleep screen.
-            status = response.status_code
-            response.close()
-            raise ServerUnavailable(
-                "ServiceNow answered an attachment download with an HTML page; the instance is "
-                f"probably hibernating or under maintenance (HTTP {status})",
-                system=SYSTEM,
-                status=status,
-            )
 
         def chunks() -> Iterator[bytes]:
             with response:
@@ -493,6 +483,7 @@ class ServiceNowConnector:
         expect_json: bool = True,
         idempotent: bool = True,
         before_attempt: Callable[[], None] | None = None,
+        validate: Callable[[requests.Response], None] | None = None,
     ) -> requests.Response:
         """One logical request: auth, retries per the idempotency rule, typed errors."""
 
@@ -500,9 +491,12 @@ class ServiceNowConnector:
             if before_attempt is not None:
                 before_attempt()
             try:
-                return self._attempt(
+                response = self._attempt(
                     method, path, params, json_body, data, headers, stream, expect_json
                 )
+                if validate is not None:
+                    validate(response)
+                return response
             except RetryableError as exc:
                 if idempotent or _not_processed(exc):
                     raise
@@ -704,6 +698,20 @@ def _require_json(response: requests.Response) -> None:
         raise ServerUnavailable(
             "ServiceNow answered with an HTML page instead of JSON; the instance is probably "
             f"hibernating or under maintenance (HTTP {status})",
+            system=SYSTEM,
+            status=status,
+        )
+
+
+def _require_file(response: requests.Response) -> None:
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "text/html" in content_type and "X-Attachment-Metadata" not in response.headers:
+        # Real downloads carry their metadata header; a bare HTML page is the sleep screen.
+        status = response.status_code
+        response.close()
+        raise ServerUnavailable(
+            "ServiceNow answered an attachment download with an HTML page; the instance is "
+            f"probably hibernating or under maintenance (HTTP {status})",
             system=SYSTEM,
             status=status,
         )
