@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Order is the order of `--help`.
-COMMAND_MODULES: tuple[str, ...] = ("cli.mapping_cmd", "cli.webhook_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("cli.mapping_cmd", "cli.webhook_cmd", "cli.sync_cmd")
 
 
 def build() -> typer.Typer:
