@@ -684,6 +684,8 @@ class MsalTokenProvider:
                     authority=f"{s.authority_host.rstrip('/')}/{s.tenant_id}",
                     http_client=self._session,
                     timeout=s.timeout_seconds,
+                    # The authority host is configured explicitly; no discovery round trip.
+                    instance_discovery=False,
                 )
             result = self._app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
         except requests.RequestException as exc:
