@@ -600,11 +600,10 @@ class EwsSender:
         mime = build_mime(message, self._identity).as_bytes()
         try:
             account = self._get_account()
-            item = Message(account=account, folder=account.sent, mime_content=mime)
             if self._settings.save_to_sent_items:
-                item.send_and_save()
+                Message(account=account, folder=account.sent, mime_content=mime).send_and_save()
             else:
-                item.send()
+                Message(account=account, mime_content=mime).send(save_copy=False)
         except Exception as exc:
             raise _ews_error(exc) from None
         return message.message_id
