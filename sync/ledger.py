@@ -1,0 +1,386 @@
+"""The escalation ledger in the store: one row per ticket, fingerprint sightings, a slot lock.
+
+decide() reads a `LedgerView`; `apply_decision` records what it decided. An escalation that
+becomes active takes a slot (per day, active, per assignee). Two workers approving different
+tickets at once could each see a free slot, so the slot is taken under a lock and the limits are
+counted again after the lock is held:
+
+- PostgreSQL: `SELECT ... FOR UPDATE` on the one row of `escalation_slots` (READ COMMITTED, so
+  the recount sees every escalation committed before the lock was granted);
+- SQLite: `BEGIN IMMEDIATE` (the store's engine starts every transaction that way; on a bare
+  connection this module does it), which makes writers queue for the database lock.
+
+Nothing here commits: the caller's transaction (`Store.session()`) commits the ledger row, its
+outbox e-mails and the lock release together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from escalation.decision import (
+    AddNote,
+    Decision,
+    FingerprintSighting,
+    LedgerEntry,
+    LedgerView,
+    NoteKind,
+    Reason,
+    Reservation,
+    ledger_key,
+)
+from escalation.engine import day_start
+from escalation.memory import fingerprint_window, is_active, next_entry
+from escalation.policy import Policy
+from mapping.model import EscalationState, Ref, Ticket
+from sync.db import Base
+from sync.store import UTCDateTime
+
+SLOT_ROW = "escalations"
+
+
+class LedgerRow(Base):
+    """One ticket's place in the escalation procedure."""
+
+    __tablename__ = "escalation_ledger"
+    __table_args__ = (sa.Index("ix_escalation_ledger_active", "approved_at", "released_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    ticket_ref: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    state: Mapped[str] = mapped_column(sa.String(32))
+    level: Mapped[str | None] = mapped_column(sa.String(64))
+    assignee: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str | None] = mapped_column(sa.String(200))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by: Mapped[str | None] = mapped_column(sa.String(400))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    processed_command_ids: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    notice_key: Mapped[str | None] = mapped_column(sa.String(400))
+    engineering_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    last_customer_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FingerprintRow(Base):
+    """A ticket seen with a fingerprint (for the repeated-occurrence trigger)."""
+
+    __tablename__ = "escalation_fingerprints"
+    __table_args__ = (sa.Index("ix_escalation_fingerprints_seen", "fingerprint", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    ticket_ref: Mapped[str] = mapped_column(sa.String(200))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlotRow(Base):
+    """The row every slot reservation locks, so reservations happen one at a time."""
+
+    __tablename__ = "escalation_slots"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _orm(session: Any) -> Session:
+    """The SQLAlchemy session, given one or the store's `StoreSession` (which holds `.orm`)."""
+    orm = getattr(session, "orm", session)
+    if not isinstance(orm, Session):
+        raise TypeError(f"expected a SQLAlchemy Session or StoreSession, got {type(session)!r}")
+    return orm
+
+
+def _key(ticket_ref: str | Ref | Ticket) -> str:
+    if isinstance(ticket_ref, Ticket):
+        return ledger_key(ticket_ref.ref)
+    if isinstance(ticket_ref, Ref):
+        return ledger_key(ticket_ref)
+    return ticket_ref
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _entry(row: LedgerRow | None) -> LedgerEntry | None:
+    if row is None:
+        return None
+    return LedgerEntry(
+        state=EscalationState(row.state),
+        level=row.level,
+        assignee=row.assignee,
+        fingerprint=row.fingerprint,
+        requested_at=row.requested_at,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        approved_at=row.approved_at,
+        approved_by=row.approved_by,
+        released_at=row.released_at,
+        processed_command_ids=frozenset(row.processed_command_ids or ()),
+        notice_key=row.notice_key,
+        engineering_ref=row.engineering_ref,
+        last_customer_update_at=row.last_customer_update_at,
+    )
+
+
+def _row(orm: Session, key: str) -> LedgerRow | None:
+    return orm.execute(select(LedgerRow).where(LedgerRow.ticket_ref == key)).scalar_one_or_none()
+
+
+_ACTIVE = sa.and_(LedgerRow.approved_at.is_not(None), LedgerRow.released_at.is_(None))
+
+
+def _count(orm: Session, *conditions: Any) -> int:
+    return int(
+        orm.execute(select(func.count()).select_from(LedgerRow).where(*conditions)).scalar_one()
+    )
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def get_entry(session: Any, ticket_ref: str | Ref | Ticket) -> LedgerEntry | None:
+    """This ticket's ledger entry, or None when it has none."""
+    return _entry(_row(_orm(session), _key(ticket_ref)))
+
+
+def ledger_view(
+    session: Any, ticket_ref: str | Ref | Ticket, now: datetime, policy: Policy
+) -> LedgerView:
+    """What decide() sees for a ticket at `now`: counts of the others, sightings, its entry.
+
+    Counts exclude the ticket itself (its own slot is not competition for it).
+    """
+    orm = _orm(session)
+    key = _key(ticket_ref)
+    now = _utc(now)
+    start = day_start(now, policy.timezone)
+    others = LedgerRow.ticket_ref != key
+    today = _count(orm, others, LedgerRow.approved_at >= start)
+    active = _count(orm, others, _ACTIVE)
+    per_assignee = {
+        str(a): int(n)
+        for a, n in orm.execute(
+            select(LedgerRow.assignee, func.count())
+            .where(others, _ACTIVE, LedgerRow.assignee.is_not(None))
+            .group_by(LedgerRow.assignee)
+        ).all()
+    }
+    window = fingerprint_window(policy)
+    sightings: tuple[FingerprintSighting, ...] = ()
+    if window.total_seconds() > 0:
+        rows = orm.execute(
+            select(FingerprintRow).where(
+                FingerprintRow.seen_at >= now - window, FingerprintRow.ticket_ref != key
+            )
+        ).scalars()
+        sightings = tuple(FingerprintSighting(r.fingerprint, r.ticket_ref, r.seen_at) for r in rows)
+    return LedgerView(
+        escalations_today=today,
+        active_count=active,
+        active_by_assignee=per_assignee,
+        recent_fingerprints=sightings,
+        entry=_entry(_row(orm, key)),
+        day_start=start,
+    )
+
+
+# --- the slot lock -------------------------------------------------------------------------------
+
+
+def _lock_slots(orm: Session) -> None:
+    """Serialise reservations until the caller's transaction ends."""
+    dialect = orm.get_bind().dialect.name
+    if dialect == "sqlite":
+        raw = orm.connection().connection.driver_connection
+        if raw is not None and not getattr(raw, "in_transaction", True):
+            orm.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        orm.execute(
+            sqlite_insert(SlotRow).values(name=SLOT_ROW, version=0).on_conflict_do_nothing()
+        )
+    elif dialect == "postgresql":
+        orm.execute(pg_insert(SlotRow).values(name=SLOT_ROW, version=0).on_conflict_do_nothing())
+        orm.execute(select(SlotRow.version).where(SlotRow.name == SLOT_ROW).with_for_update())
+    elif orm.get(SlotRow, SLOT_ROW) is None:
+        orm.add(SlotRow(name=SLOT_ROW, version=0))
+        orm.flush()
+    orm.execute(
+        sa.update(SlotRow).where(SlotRow.name == SLOT_ROW).values(version=SlotRow.version + 1)
+    )
+
+
+def _over_limit(orm: Session, key: str, res: Reservation) -> tuple[str, int, int] | None:
+    """The first limit a new active escalation would break, counted now: (name, count, limit)."""
+    others = LedgerRow.ticket_ref != key
+    if res.max_per_day is not None:
+        n = _count(orm, others, LedgerRow.approved_at >= res.day_start)
+        if n >= res.max_per_day:
+            return "max_per_day", n, res.max_per_day
+    if res.max_active is not None:
+        n = _count(orm, others, _ACTIVE)
+        if n >= res.max_active:
+            return "max_active", n, res.max_active
+    if res.max_active_per_assignee is not None and res.assignee is not None:
+        n = _count(orm, others, _ACTIVE, LedgerRow.assignee == res.assignee)
+        if n >= res.max_active_per_assignee:
+            return "max_active_per_assignee", n, res.max_active_per_assignee
+    return None
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def apply_decision(
+    session: Any, ticket_ref: str | Ref | Ticket, decision: Decision, now: datetime
+) -> bool:
+    """Record a decision in the caller's transaction; False when its slot was taken meanwhile.
+
+    When the decision activates an escalation, the limits are re-counted under the slot lock;
+    if another worker took the last slot first, nothing is written and False is returned: the
+    caller decides again (the lock is still held, so the new view is exact) or uses
+    `record_decision`, which does that refusal for it.
+    """
+    orm = _orm(session)
+    key = _key(ticket_ref)
+    now = _utc(now)
+    row = _row(orm, key)
+    entry = _entry(row) or LedgerEntry()
+    if decision.reservation is not None and not is_active(entry):
+        _lock_slots(orm)
+        if _over_limit(orm, key, decision.reservation) is not None:
+            return False
+    _write(orm, key, row, entry, decision, now)
+    return True
+
+
+def record_decision(
+    session: Any, ticket_ref: str | Ref | Ticket, decision: Decision, now: datetime
+) -> Decision:
+    """Record a decision; if its slot was lost to another worker, record a refusal instead.
+
+    Returns the decision that was recorded: the same one, or the refusal (its note names the
+    limit and the count found under the lock) whose actions the caller then carries out.
+    """
+    if apply_decision(session, ticket_ref, decision, now):
+        return decision
+    orm = _orm(session)
+    key = _key(ticket_ref)
+    row = _row(orm, key)
+    entry = _entry(row) or LedgerEntry()
+    assert decision.reservation is not None
+    hit = _over_limit(orm, key, decision.reservation)
+    name, count, limit = hit if hit is not None else ("max_active", 0, 0)
+    refused = refusal_after_lost_race(decision, entry, name, count, limit, _utc(now))
+    _write(orm, key, row, entry, refused, _utc(now))
+    return refused
+
+
+_WORDS = {
+    "max_per_day": "escalations today",
+    "max_active": "active escalations",
+    "max_active_per_assignee": "active escalations for this assignee",
+}
+
+
+def refusal_after_lost_race(
+    decision: Decision, entry: LedgerEntry, limit: str, count: int, value: int, now: datetime
+) -> Decision:
+    """The refusal to record when another worker took the slot between view and record."""
+    requested_at = entry.requested_at or (now if decision.request_started else None)
+    body = (
+        f"Escalation refused: limit reached: {limit} ({count} {_WORDS.get(limit, '')}, "
+        f"limit {value})."
+    )
+    reason = Reason(
+        f"limit.{limit}",
+        "fail",
+        f"another escalation took the last slot first: {count} {_WORDS.get(limit, '')}, "
+        f"limit {value}",
+        {"count": count, "limit": value},
+    )
+    return replace(
+        decision,
+        state=EscalationState.REFUSED,
+        level=entry.level or decision.level,
+        actions=(AddNote(body, kind=NoteKind.REFUSAL),),
+        reasons=(*decision.reasons, reason),
+        notice_key=f"refused:{limit}@{requested_at.isoformat() if requested_at else '-'}",
+        approved_by=None,
+        reservation=None,
+    )
+
+
+def _write(
+    orm: Session,
+    key: str,
+    row: LedgerRow | None,
+    entry: LedgerEntry,
+    decision: Decision,
+    now: datetime,
+) -> None:
+    new = next_entry(entry, decision, now)
+    if row is None:
+        row = LedgerRow(ticket_ref=key, processed_command_ids=[])
+        orm.add(row)
+    row.state = new.state.value
+    row.level = new.level
+    row.assignee = new.assignee
+    row.fingerprint = new.fingerprint
+    row.requested_at = new.requested_at
+    row.requested_by = new.requested_by
+    row.reason = new.reason
+    row.approved_at = new.approved_at
+    row.approved_by = new.approved_by
+    row.released_at = new.released_at
+    row.processed_command_ids = sorted(new.processed_command_ids)
+    row.notice_key = new.notice_key
+    row.engineering_ref = new.engineering_ref
+    row.last_customer_update_at = new.last_customer_update_at
+    row.updated_at = now
+    if decision.fingerprint and decision.fingerprint != entry.fingerprint:
+        orm.add(FingerprintRow(fingerprint=decision.fingerprint, ticket_ref=key, seen_at=now))
+    orm.flush()
+
+
+def set_engineering_ref(session: Any, ticket_ref: str | Ref | Ticket, engineering: str) -> None:
+    """Remember which engineering record an escalation created or linked."""
+    row = _row(_orm(session), _key(ticket_ref))
+    if row is not None:
+        row.engineering_ref = engineering
+
+
+def prune_fingerprints(session: Any, before: datetime) -> int:
+    """Forget fingerprint sightings older than `before`; returns how many were removed."""
+    result = _orm(session).execute(
+        sa.delete(FingerprintRow).where(FingerprintRow.seen_at < _utc(before))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def decide_and_record(
+    session: Any,
+    ticket: Ticket,
+    now: datetime,
+    policy: Policy,
+    **decide_kwargs: Any,
+) -> Decision:
+    """View, decide and record in the caller's transaction; the recorded decision is returned."""
+    from escalation.engine import decide
+
+    view = ledger_view(session, ticket, now, policy)
+    decision = decide(ticket, view, now, policy, **decide_kwargs)
+    return record_decision(session, ticket, decision, now)
