@@ -244,6 +244,31 @@ class Engine:
         _, writes = self._sync_pair(itsm, eng, origin=itsm.ref.system, repair=True)
         return writes
 
+    def create_pair(self, system: str, ticket: str) -> str:
+        """Create and link the paired record of an unpaired one now (first route from its system,
+        whatever its condition); returns the new record's id. Pairing a paired record is a no-op.
+        """
+        source = self.read(System(system), ticket)
+        with self.store.session() as tx:
+            link = tx.get_link(system, ticket_id(source))
+        if link is not None:
+            return link.other(system)[1]
+        route = next((r for r in self.mapping.routes if r.source is source.ref.system), None)
+        target_system = route.target if route is not None else other(source.ref.system)
+        fields = [n for n in self.rules.synced_fields() if get_value(source, n) is not None]
+        container = (route.target_project or route.target_table) if route is not None else None
+        target, _ = self._create(
+            source,
+            target_system,
+            fields,
+            container,
+            route.issue_type if route is not None else None,
+            route.name if route is not None else "manual",
+        )
+        itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
+        self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
+        return ticket_id(target)
+
     def pair_created(self, source: Ticket, target: Ticket, *, route: str | None = None) -> int:
         """Link a record with the pair just made for it, then mirror comments and attachments.
 

@@ -210,6 +210,9 @@ def mirrored_origins(comments: Iterable[Comment]) -> set[tuple[System, str]]:
 
 
 def _is_source_comment(comment: Comment, ignore_authors: frozenset[str]) -> bool:
+    if comment.id in ("", "None") or not comment.body.strip():
+        # Nothing to mirror (and no id to mark it with): an empty container read as a comment.
+        return False
     if find_marker(comment.body) is not None:
         return False
     author = comment.author
