@@ -38,10 +38,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connectors.email import (
     EmailSender,
+    InvalidAddress,
     OutgoingEmail,
     SentLookup,
     make_message_id,
     thread_root_id,
+    validate_address,
 )
 from connectors.email_render import RenderedEmail
 from connectors.errors import PermanentError, RetryableError
@@ -394,6 +396,8 @@ class OutboxWorker:
     def _deliver(self, claimed: _Claimed) -> int:
         error: Exception | None = None
         try:
+            # Checked here too, so every transport dead-letters a bad address the same way.
+            _check_recipients(claimed.message)
             self._sender.send(claimed.message)
         except Exception as exc:
             error = exc
@@ -450,6 +454,13 @@ def _message(row: OutboxRow) -> OutgoingEmail:
             ("X-Escalation-Sync-Event", row.event),
         ),
     )
+
+
+def _check_recipients(message: OutgoingEmail) -> None:
+    if not message.to:
+        raise InvalidAddress("message has no recipient (the ticket names no customer email)")
+    for address in message.to:
+        validate_address(address)
 
 
 def _reason(error: Exception) -> str:
