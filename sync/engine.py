@@ -697,6 +697,10 @@ class Engine:
                 )
                 created = ticket_id(eng)
                 writes += n
+                remember = getattr(self.escalation, "engineering_created", None)
+                if remember is not None:
+                    with self.store.session() as tx:
+                        remember(tx, itsm, created)
         if eng is not None and any(isinstance(a, PostLinks) for a in actions):
             writes += self._post_links(itsm, eng)
         return itsm, eng, created, writes

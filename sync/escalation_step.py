@@ -20,7 +20,6 @@ from escalation.decision import (
     Decision,
     EmailCustomer,
     EngineeringStatus,
-    LedgerView,
     NotifyManagement,
 )
 from mapping.model import Ticket
@@ -28,37 +27,22 @@ from sync.store import StoreSession
 
 log = structlog.get_logger("escalation_sync.escalation")
 
-ViewFn = Callable[..., LedgerView]
-RecordFn = Callable[..., Any]
-
-
-def _ledger() -> tuple[ViewFn, RecordFn]:
-    import importlib
-
-    # Imported by name: the ledger is optional until the escalation package is installed.
-    ledger = importlib.import_module("sync.ledger")
-    return ledger.ledger_view, ledger.apply_decision
+DecideFn = Callable[..., Decision]
 
 
 class PolicyEscalation:
     """Implements the engine's `EscalationPort` over the policy, the ledger and the outbox."""
 
     def __init__(
-        self,
-        policy: Any,
-        *,
-        settings: Any = None,
-        view: ViewFn | None = None,
-        record: RecordFn | None = None,
+        self, policy: Any, *, settings: Any = None, decide_and_record: DecideFn | None = None
     ) -> None:
         self.policy = policy
         self.email = getattr(settings, "email_settings", None) if settings is not None else None
-        if view is None or record is None:
-            default_view, default_record = _ledger()
-            view = view or default_view
-            record = record or default_record
-        self._view = view
-        self._record = record
+        if decide_and_record is None:
+            from sync.ledger import decide_and_record as default
+
+            decide_and_record = default
+        self._decide_and_record = decide_and_record
         self._renderer: Any = None
 
     def decide(
@@ -68,14 +52,12 @@ class PolicyEscalation:
         engineering: EngineeringStatus | None,
         now: datetime,
     ) -> Decision:
-        """Decide for an ITSM ticket, record it in the ledger and queue its e-mails."""
-        from escalation.engine import decide
+        """Decide for an ITSM ticket, record it in the ledger and queue its e-mails.
 
-        view = self._view(tx, ticket, now, self.policy)
-        decision = decide(ticket, view, now, self.policy, engineering=engineering)
-        recorded = self._record(tx, ticket, decision, now)
-        if isinstance(recorded, Decision):
-            decision = recorded
+        The ledger re-checks the limits under its lock; when another worker took the last slot
+        meanwhile, the decision recorded (and returned) is the refusal.
+        """
+        decision = self._decide_and_record(tx, ticket, now, self.policy, engineering=engineering)
         self._queue_email(tx, ticket, decision, engineering, now)
         return decision
 
@@ -143,3 +125,9 @@ class PolicyEscalation:
                     id_domain=self.email.id_domain,
                     now=now,
                 )
+
+    def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
+        """Remember in the ledger which engineering record the escalation created."""
+        from sync.ledger import set_engineering_ref
+
+        set_engineering_ref(tx, ticket, engineering)
