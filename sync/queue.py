@@ -32,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -256,14 +256,18 @@ class SyncQueue:
         For `sync --once` style runs and tests. Scheduled tasks due by `now` (default: the
         current time) are moved to the queue first.
         """
+        if now is not None and now.tzinfo is not None:
+            # Huey keeps schedule times as naive UTC.
+            now = now.astimezone(UTC).replace(tzinfo=None)
         ran = 0
         while ran < limit:
             for task in self.huey.read_schedule(now):
                 self.huey.enqueue(task)
-            task = self.huey.dequeue()
+            # Checking first keeps a blocking (Redis) dequeue from waiting on an empty queue.
+            task = self.huey.dequeue() if self.huey.pending_count() else None
             if task is None:
                 break
-            self.huey.execute(task)
+            self.huey.execute(task, now)
             ran += 1
         return ran
 

@@ -18,6 +18,7 @@ def alembic_config(url: str | None = None) -> Config:
     """An Alembic configuration pointing at this package (and at `url` when given)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(HERE / "versions"))
     if url is not None:
         # ConfigParser interpolation would eat a "%" in a password.
