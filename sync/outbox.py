@@ -30,17 +30,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import requests
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from connectors.email import (
     EmailSender,
+    EmailSettings,
     InvalidAddress,
     OutgoingEmail,
     SentLookup,
+    build_sender,
     make_message_id,
     thread_root_id,
     validate_address,
@@ -438,6 +442,19 @@ class OutboxWorker:
                 .values(**values)
             )
         return 1 if error is None else 0
+
+
+def worker_for(
+    engine: Engine,
+    email: EmailSettings,
+    *,
+    http: requests.Session | None = None,
+    **options: Any,
+) -> OutboxWorker:
+    """An outbox worker on the store's engine, sending through the configured transport."""
+    return OutboxWorker(
+        sessionmaker(engine, expire_on_commit=False), build_sender(email, http), **options
+    )
 
 
 def _message(row: OutboxRow) -> OutgoingEmail:

@@ -364,3 +364,33 @@ def test_backoff_delay_is_capped() -> None:
     assert backoff_delay(1, base=base, maximum=cap) == timedelta(minutes=1)
     assert backoff_delay(20, base=base, maximum=cap) == cap
     assert backoff_delay(1, base=base, maximum=cap, retry_after=7200) == timedelta(hours=2)
+
+
+def test_worker_for_settings_sends_through_the_configured_transport(
+    tmp_path: Path, clean_sink: MailSink
+) -> None:
+    """worker_for builds the transport from [email] settings and sends on the store's engine."""
+    from connectors.email import EmailSettings
+
+    store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        email = EmailSettings.model_validate(
+            {
+                "from_address": "support@example.com",
+                "smtp": {"host": "127.0.0.1", "port": clean_sink.smtp_port, "security": "none"},
+            }
+        )
+        with store.session() as tx:
+            enqueue(
+                tx,
+                OutboxKey("INC0010001", "closed", "7"),
+                to=("customer@example.org",),
+                rendered=RENDERED,
+                id_domain=email.id_domain,
+                now=T0,
+            )
+        assert outbox.worker_for(store.engine, email, clock=Clock()).run_once() == 1
+        [message] = clean_sink.messages()
+        assert dict(message.headers)["From"] == "Support <support@example.com>"
+    finally:
+        store.close()
