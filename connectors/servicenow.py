@@ -196,14 +196,14 @@ class ServiceNowConnector:
 
     def find_by_number(self, number: str) -> dict[str, Any] | None:
         """The record whose `number` is exactly `number` (raw values), or None."""
-        params = {"sysparm_query": f"number={number}", "sysparm_limit": "1"}
+        params = {"sysparm_query": f"number={_query_value(number)}", "sysparm_limit": "1"}
         rows = self._json("GET", self._table_path(), params=params)["result"]
         return dict(rows[0]) if rows else None
 
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
         query = (
-            f"element_id={sys_id}^elementIN{','.join(JOURNAL_FIELDS)}"
+            f"element_id={_query_value(sys_id)}^elementIN{','.join(JOURNAL_FIELDS)}"
             "^ORDERBYsys_created_on^ORDERBYsys_id"
         )
         return list(self._page_all("/api/now/table/sys_journal_field", query, None))
@@ -309,7 +309,7 @@ class ServiceNowConnector:
 
     def list_attachments(self, sys_id: str) -> list[dict[str, Any]]:
         """Metadata of every attachment on the record."""
-        query = f"table_sys_id={sys_id}^ORDERBYsys_created_on^ORDERBYsys_id"
+        query = f"table_sys_id={_query_value(sys_id)}^ORDERBYsys_created_on^ORDERBYsys_id"
         return list(self._page_all("/api/now/attachment", query, None))
 
     def upload_attachment(
@@ -622,6 +622,13 @@ class ServiceNowConnector:
         except (TypeError, ValueError):
             lifetime = 1800.0
         return token, lifetime
+
+
+def _query_value(value: str) -> str:
+    """A value safe to put after `=` in an encoded query: no `^` (it would start a new term)."""
+    if not value or "^" in value or "," in value or any(c.isspace() for c in value):
+        raise ValueError(f"not a usable record identifier: {value!r}")
+    return value
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -792,3 +792,11 @@ def test_batch_encodes_bodies_and_decodes_each_answer(
     assert not results[2].serviced and not results[2].ok
     assert captured["rest_requests"][1]["method"] == "GET"
     assert "body" not in captured["rest_requests"][1]
+
+
+def test_identifiers_cannot_widen_a_query(sn: ServiceNowConnector) -> None:
+    """A sys_id or number carrying `^` would add query terms, so it is refused before sending."""
+    with pytest.raises(ValueError):
+        sn.journal("abc^ORelement_id!=x")
+    with pytest.raises(ValueError):
+        sn.find_by_number("INC1^ORactive=true")

@@ -485,3 +485,28 @@ def test_business_rule_posts_signed_changes_and_skips_the_integration_user(
         hmac.new(b"shh", timestamp.encode() + b"." + body, hashlib.sha256).digest()
     ).decode()
     assert headers["X-Escalation-Sync-Signature"] == expected
+
+
+def test_runs_standalone_as_a_module() -> None:
+    """`python -m simulators.servicenow --port 0 --seed 2` serves seeded incidents."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulators.servicenow", "--port", "0", "--seed", "2"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url is not None, line
+        listed = requests.get(f"{url.group(0)}/api/now/table/incident", auth=AUTH, timeout=10)
+        assert listed.headers["X-Total-Count"] == "2"
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0
