@@ -19,7 +19,12 @@ app = typer.Typer(
 )
 
 # Order is the order of `--help`.
-COMMAND_MODULES: tuple[str, ...] = ("cli.mapping_cmd", "cli.webhook_cmd", "cli.sync_cmd")
+COMMAND_MODULES: tuple[str, ...] = (
+    "cli.mapping_cmd",
+    "cli.webhook_cmd",
+    "cli.sync_cmd",
+    "cli.simulators_cmd",
+)
 
 
 def build() -> typer.Typer:

@@ -1,0 +1,61 @@
+"""`escalation-sync simulators`: Jira, ServiceNow and an SMTP sink in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from simulators.estate import SimulatedEstate
+
+Port = Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `simulators` command."""
+
+    @app.command("simulators")
+    def simulators(
+        jira_port: Port = 8081,
+        servicenow_port: Port = 8082,
+        smtp_port: Port = 8025,
+        mail_api_port: Port = 8026,
+        webhooks_to: Annotated[
+            str,
+            typer.Option(help="Daemon base URL the simulators post their webhooks to."),
+        ] = "http://127.0.0.1:8080",
+    ) -> None:
+        """Run the Jira and ServiceNow simulators and the SMTP sink until Ctrl-C.
+
+        Try mapping and policy files with no production system at hand: the printed snippet,
+        merged into a copy of config.example.toml, points the daemon at these simulators.
+        """
+        estate = SimulatedEstate(
+            jira_port=jira_port,
+            servicenow_port=servicenow_port,
+            smtp_port=smtp_port,
+            mail_api_port=mail_api_port,
+        )
+        estate.start()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        try:
+            estate.point_webhooks_at(webhooks_to.rstrip("/"))
+            for name, url in estate.urls().items():
+                typer.echo(f"{name:<11} {url}")
+            typer.echo(
+                f"webhooks -> {webhooks_to}/webhooks/jira, {webhooks_to}/webhooks/servicenow"
+            )
+            typer.echo("\n# Configuration (merge into a copy of config.example.toml):")
+            typer.echo(estate.config_overrides())
+            typer.echo("\n# Secrets, in the daemon's environment:")
+            for key, value in estate.environment().items():
+                typer.echo(f"export {key}={value}")
+            typer.echo("\nReady. Ctrl-C stops.", err=True)
+            stop.wait()
+        finally:
+            estate.stop()
+            typer.echo("Stopped.", err=True)

@@ -1,0 +1,157 @@
+"""A ready-made estate of simulators: Jira with a DS support project, a ServiceNow instance with
+the support roles, and an SMTP sink, seeded so that the example configuration works against it.
+
+Used by `escalation-sync simulators`, the demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from simulators.jira import JiraSimulator
+from simulators.jira.state import StatusDef, TransitionDef, Workflow
+from simulators.mail.sink import MailSink
+from simulators.servicenow import ServiceNowSimulator
+
+# Statuses the example mapping names, reachable from anywhere as support workflows usually are.
+SUPPORT_WORKFLOW = Workflow(
+    statuses=(
+        StatusDef("10000", "To Do", "new"),
+        StatusDef("3", "In Progress", "indeterminate"),
+        StatusDef("10010", "Waiting", "indeterminate"),
+        StatusDef("10001", "Done", "done"),
+        StatusDef("6", "Closed", "done"),
+        StatusDef("10011", "Cancelled", "done"),
+    ),
+    transitions=(
+        TransitionDef("11", "Start Progress", "In Progress"),
+        TransitionDef("21", "Wait for Support", "Waiting"),
+        TransitionDef("31", "Resolve", "Done", resolution="Done"),
+        TransitionDef("41", "Reopen", "To Do", resolution=""),
+        TransitionDef("51", "Close", "Closed", resolution="Done"),
+        TransitionDef("61", "Cancel", "Cancelled", resolution="Won't Do"),
+    ),
+    initial="To Do",
+)
+
+SN_INTEGRATION_USER = "escalation.sync"
+SN_INTEGRATION_PASSWORD = "sim-sn-password"
+JIRA_API_TOKEN = "sim-api-token"
+JIRA_WEBHOOK_SECRET = "sim-jira-webhook-secret"
+SN_WEBHOOK_SECRET = "sim-servicenow-webhook-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A seeded ServiceNow user."""
+
+    user_name: str
+    name: str
+    email: str
+
+
+L1_ENGINEER = Person("lee.l1", "Lee Support", "lee@example.com")
+SME = Person("sme.alice", "Alice Expert", "alice@example.com")
+SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com")
+CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example")
+
+
+class SimulatedEstate:
+    """Jira, ServiceNow and an SMTP sink, started together and seeded."""
+
+    def __init__(
+        self,
+        *,
+        jira_port: int = 0,
+        servicenow_port: int = 0,
+        smtp_port: int = 0,
+        mail_api_port: int = 0,
+    ) -> None:
+        self.jira = JiraSimulator(port=jira_port)
+        self.servicenow = ServiceNowSimulator(port=servicenow_port)
+        self.mail = MailSink(smtp_port=smtp_port, api_port=mail_api_port)
+        self.sn_users: dict[str, str] = {}
+
+    def start(self) -> SimulatedEstate:
+        """Start all three and seed them; stops what started if one fails."""
+        try:
+            self.jira.start()
+            self.servicenow.start()
+            self.mail.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._seed()
+        return self
+
+    def stop(self) -> None:
+        """Stop everything (safe to call twice)."""
+        for stop in (self.mail.stop, self.servicenow.stop, self.jira.stop):
+            with contextlib.suppress(Exception):
+                stop()
+
+    def __enter__(self) -> SimulatedEstate:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _seed(self) -> None:
+        self.jira.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
+        sn = self.servicenow
+        integration = sn.add_user(
+            SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
+        )
+        self.sn_users[SN_INTEGRATION_USER] = integration["sys_id"]
+        for person in (L1_ENGINEER, SME, SECOND_SME, CUSTOMER):
+            record = sn.add_user(person.user_name, name=person.name, email=person.email)
+            self.sn_users[person.user_name] = record["sys_id"]
+
+    def point_webhooks_at(self, base_url: str) -> None:
+        """Register Jira's admin webhook and install the Business Rule, both signed."""
+        self.jira.register_webhook(f"{base_url}/webhooks/jira", secret=JIRA_WEBHOOK_SECRET)
+        self.servicenow.set_webhook(
+            f"{base_url}/webhooks/servicenow",
+            SN_WEBHOOK_SECRET,
+            integration_user=SN_INTEGRATION_USER,
+        )
+
+    def urls(self) -> dict[str, str]:
+        """Where each simulator listens."""
+        return {
+            "jira": self.jira.url,
+            "servicenow": self.servicenow.url,
+            "smtp": f"smtp://127.0.0.1:{self.mail.smtp_port}",
+            "mail_api": f"{self.mail.api_url}/messages",
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The secrets, as the environment variables the configuration reads them from."""
+        return {
+            "ESCALATION_SYNC_JIRA__API_TOKEN": JIRA_API_TOKEN,
+            "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": JIRA_WEBHOOK_SECRET,
+            "ESCALATION_SYNC_SERVICENOW__PASSWORD": SN_INTEGRATION_PASSWORD,
+            "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": SN_WEBHOOK_SECRET,
+        }
+
+    def config_overrides(self) -> str:
+        """TOML for the connection keys that differ from config.example.toml."""
+        return "\n".join(
+            [
+                "[jira]",
+                f'base_url = "{self.jira.url}"',
+                f'email = "{self.jira.integration.email}"',
+                f'integration_user = "{self.jira.integration.account_id}"',
+                "",
+                "[servicenow]",
+                f'instance_url = "{self.servicenow.url}"',
+                f'username = "{SN_INTEGRATION_USER}"',
+                f'integration_user = "{SN_INTEGRATION_USER}"',
+                "",
+                "[email.smtp]",
+                'host = "127.0.0.1"',
+                f"port = {self.mail.smtp_port}",
+                'security = "none"',
+            ]
+        )
