@@ -1,0 +1,371 @@
+"""The end-to-end harness: both simulators, the mail sink, a state store and the engine, in-process.
+
+Everything listens on 127.0.0.1 on free ports and is stopped at teardown; the state (SQLite store
+and Huey queue) lives in the test's tmp_path. Retries are shortened so faults cost milliseconds.
+
+Fixtures
+--------
+`harness` (function scope) -> `Harness`, the one most tests need::
+
+    def test_something(harness: Harness) -> None:
+        sys_id, key = harness.pair(short_description="VPN down")   # a linked pair, in step
+        harness.jira.comment(key, "fixed in 2.1", public=True)       # a person acts in Jira
+        harness.drain()                                              # webhooks -> queue -> engine
+        assert "fixed in 2.1" in harness.snow_journal_text(sys_id)
+
+Its parts:
+    harness.jira / harness.servicenow   the simulators (act as people, read state, /_sim stats)
+    harness.mail                        the SMTP sink (harness.mail.messages())
+    harness.settings                    the Settings the engine was built from
+    harness.store, harness.queue        the state store and the Huey queue (SQLite, tmp_path)
+    harness.engine                      the Engine (TicketProcessor) registered with the queue
+    harness.webhooks_url                where the simulators post their webhooks (when the
+                                        webhook server is installed), else None
+
+Driving it:
+    harness.drain()          deliver pending simulator webhooks, run every queued task (retries
+                             included, without waiting for their delay), send the outbox; repeat
+                             until nothing moves. Returns the number of tasks run.
+    harness.poll()           one polling pass over both systems, then drain().
+    harness.sync(system, id) process one ticket directly (no queue), returns the engine Outcome.
+    harness.writes()         write requests (POST/PUT/PATCH/DELETE) both simulators served.
+
+Options (indirect parametrisation or the `harness_options` fixture override):
+    escalation=False     run the escalation policy of the example config (preset stories: True)
+    config=Path          another configuration file (a preset) instead of config.example.toml
+    echo_filter=False    let ServiceNow's Business Rule post changes made by the integration
+                         user too (the rule normally skips them), to exercise no-echo
+
+A test that wants other settings can build its own with `make_harness(tmp_path, ...)`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.retry import RetryPolicy
+from mapping.model import System
+from simulators.common import ServerThread
+from simulators.jira import JiraSimulator, StatusDef, TransitionDef, Workflow
+from simulators.mail.sink import MailSink
+from simulators.servicenow import ServiceNowSimulator
+from sync.engine import Engine, Outcome, build_engine
+from sync.queue import RetrySchedule, SyncQueue, make_huey
+from sync.settings import Settings, load_settings
+from sync.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG = ROOT / "config.example.toml"
+
+JIRA_PROJECT = "DS"
+JIRA_SECRET = "jira-webhook-secret"
+SNOW_SECRET = "snow-webhook-secret"
+SNOW_USER = "svc.sync"
+SNOW_PASSWORD = "svc-sync-password"
+AGENT = "beth.anglin"
+CUSTOMER = "carla.customer"
+CUSTOMER_EMAIL = "carla@customer.example"
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005)
+FAST_QUEUE = RetrySchedule(attempts=6, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+# Every canonical status of the example mapping is a Jira status here, reachable from anywhere.
+SYNC_WORKFLOW = Workflow(
+    statuses=(
+        StatusDef("10000", "To Do", "new"),
+        StatusDef("3", "In Progress", "indeterminate"),
+        StatusDef("10003", "Waiting", "indeterminate"),
+        StatusDef("10001", "Done", "done"),
+        StatusDef("6", "Closed", "done"),
+        StatusDef("10004", "Cancelled", "done"),
+    ),
+    transitions=(
+        TransitionDef("11", "Start Progress", "In Progress"),
+        TransitionDef("21", "Wait for Customer", "Waiting"),
+        TransitionDef("31", "Resolve", "Done", resolution="Done"),
+        TransitionDef("41", "Close", "Closed", resolution="Done"),
+        TransitionDef("51", "Cancel", "Cancelled", resolution="Won't Do"),
+        TransitionDef("61", "Reopen", "To Do", resolution=""),
+    ),
+    initial="To Do",
+)
+
+
+@dataclass
+class Harness:
+    """Both simulators, the mail sink, the store, the queue and the engine of one test."""
+
+    jira: JiraSimulator
+    servicenow: ServiceNowSimulator
+    mail: MailSink
+    settings: Settings
+    store: Store
+    queue: SyncQueue
+    engine: Engine
+    webhooks_url: str | None = None
+    outbox: Any = None
+    customer_sys_id: str = ""
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    # --- driving ---------------------------------------------------------------------------
+
+    def wait_webhooks(self, timeout: float = 10.0) -> None:
+        """Wait until both simulators have posted every webhook they queued."""
+        self.jira.drain_webhooks(timeout)
+        self.servicenow.wait_for_webhooks(timeout)
+
+    def run_queue(self) -> int:
+        """Run every queued task now, scheduled retries included (their delay is skipped)."""
+        # Huey keeps naive UTC times; a moment ahead makes every scheduled retry due now.
+        ahead = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
+        return self.queue.run_pending(limit=10_000, now=ahead)
+
+    def drain(self, *, rounds: int = 30) -> int:
+        """Webhooks -> queue -> engine -> outbox until nothing moves; returns the tasks run."""
+        total = 0
+        for _ in range(rounds):
+            self.wait_webhooks()
+            ran = self.run_queue()
+            total += ran
+            if self.outbox is not None:
+                self.outbox.run_once()
+            self.wait_webhooks()
+            if ran == 0 and self.queue.depth() == 0:
+                return total
+        raise AssertionError(f"queue did not go idle after {rounds} rounds ({total} tasks)")
+
+    def poll(self) -> int:
+        """One polling pass over both systems (enqueueing what changed), then drain()."""
+        for system in System:
+            self.engine.poll(system.value)
+        return self.drain()
+
+    def sync(self, system: str, ticket: str) -> Outcome:
+        """Process one ticket directly, outside the queue."""
+        return self.engine.sync(system, ticket)
+
+    # --- seeding ---------------------------------------------------------------------------
+
+    def incident(self, **fields: Any) -> str:
+        """Create a ServiceNow incident as the agent (the customer as caller); returns its sys_id."""
+        values = {
+            "short_description": "Checkout fails",
+            "impact": "2",
+            "urgency": "2",
+            "caller_id": self.customer_sys_id,
+            **fields,
+        }
+        return self.servicenow.create_incident(values, as_user=AGENT)["sys_id"]
+
+    def pair(self, **fields: Any) -> tuple[str, str]:
+        """A new incident and its Jira issue, linked and in step; returns (sys_id, key).
+
+        Webhooks caused by the pairing are drained and the simulators' counters reset.
+        """
+        sys_id = self.incident(**fields)
+        key = self.engine.create_pair(System.SERVICENOW.value, sys_id)
+        self.drain()
+        self.reset_stats()
+        return sys_id, key
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def reset_stats(self) -> None:
+        """Zero both simulators' request counters."""
+        self.jira.reset_stats()
+        self.servicenow.faults.stats.reset()
+
+    def writes(self, system: str | None = None) -> int:
+        """Write requests served (faulted ones included) since the last reset_stats()."""
+        sims = {"jira": self.jira.stats(), "servicenow": self.servicenow.stats()}
+        total = 0
+        for name, stats in sims.items():
+            if system is not None and name != system:
+                continue
+            for route, count in stats["requests"].items():
+                if route.split(" ", 1)[0] in WRITE_METHODS and " /_sim/" not in route:
+                    total += count
+        return total
+
+    def snow_journal(self, sys_id: str) -> list[dict[str, str]]:
+        """The incident's comments and work notes, oldest first."""
+        return self.servicenow.journal(sys_id)
+
+    def snow_journal_text(self, sys_id: str) -> str:
+        """Every journal entry's text, joined."""
+        return "\n".join(r.get("value", "") for r in self.snow_journal(sys_id))
+
+    def jira_comments(self, key: str) -> list[dict[str, Any]]:
+        """The issue's comments as the integration user reads them."""
+        fields = self.jira.issue(key)["fields"]
+        block = fields.get("comment") or {}
+        return list(block.get("comments") or [])
+
+    def close(self) -> None:
+        """Stop everything this harness started, newest first."""
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception:  # noqa: S110 - teardown keeps going
+                pass
+        self._stops.clear()
+
+
+def _env(
+    monkeypatch: pytest.MonkeyPatch,
+    jira: JiraSimulator,
+    snow: ServiceNowSimulator,
+    mail: MailSink,
+    state_dir: Path,
+) -> None:
+    values = {
+        "JIRA__BASE_URL": jira.url,
+        "JIRA__AUTH": "cloud",
+        "JIRA__EMAIL": jira.integration.email,
+        "JIRA__API_TOKEN": "sim-api-token",
+        "JIRA__PROJECT": JIRA_PROJECT,
+        "JIRA__JQL": f"project = {JIRA_PROJECT}",
+        "JIRA__WEBHOOK_SECRET": JIRA_SECRET,
+        "JIRA__INTEGRATION_USER": jira.integration.account_id,
+        "SERVICENOW__INSTANCE_URL": snow.url,
+        "SERVICENOW__AUTH": "basic",
+        "SERVICENOW__USERNAME": SNOW_USER,
+        "SERVICENOW__PASSWORD": SNOW_PASSWORD,
+        "SERVICENOW__WEBHOOK_SECRET": SNOW_SECRET,
+        "SERVICENOW__INTEGRATION_USER": SNOW_USER,
+        "STATE__DIR": str(state_dir),
+        "WEBHOOKS__PORT": "0",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(f"ESCALATION_SYNC_{name}", value)
+
+
+def _email_overrides(settings: Settings, mail: MailSink) -> None:
+    """Point the e-mail section at the sink (plain SMTP on loopback)."""
+    email = getattr(settings, "email_settings", None)
+    if email is None:
+        return
+    smtp = email.smtp.model_copy(
+        update={"host": "127.0.0.1", "port": mail.smtp_port, "security": "none"}
+    )
+    settings.email_settings = email.model_copy(update={"smtp": smtp})
+
+
+def _start_webhook_server(harness: Harness) -> str | None:
+    """Serve the product's webhook endpoints (sync/webhooks.py) if that module is installed."""
+    try:
+        from sync import webhooks
+    except ImportError:
+        return None
+    factory = getattr(webhooks, "create_app", None)
+    if factory is None:
+        return None
+    app = factory(harness.settings, harness.store, harness.queue)
+    server = ServerThread(app).start()
+    harness._stops.append(server.stop)
+    return server.url
+
+
+def make_harness(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    escalation: bool = False,
+    config: Path = EXAMPLE_CONFIG,
+    echo_filter: bool = False,
+) -> Harness:
+    """Start everything for one test; the caller must `close()` it (the fixture does)."""
+    stops: list[Callable[[], None]] = []
+    jira = JiraSimulator(webhook_base_delay=0.01, webhook_attempts=3).start()
+    stops.append(jira.stop)
+    jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
+    snow = ServiceNowSimulator().start()
+    stops.append(snow.stop)
+    snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
+    snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
+    customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
+    mail = MailSink().start()
+    stops.append(mail.stop)
+    state_dir = tmp_path / "state"
+    _env(monkeypatch, jira, snow, mail, state_dir)
+    settings = load_settings(config)
+    _email_overrides(settings, mail)
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    stops.append(store.close)
+    queue = SyncQueue(make_huey(None, state_dir), store, retry=FAST_QUEUE)
+    engine = build_engine(settings, store, retry=FAST_RETRY, enqueue=queue.enqueuer("poll"))
+    if not escalation:
+        engine.escalation = None
+    queue.set_processor(engine)
+    harness = Harness(jira, snow, mail, settings, store, queue, engine, _stops=stops)
+    harness.customer_sys_id = customer["sys_id"]
+    harness.outbox = _outbox_worker(harness)
+    harness.webhooks_url = _start_webhook_server(harness)
+    if harness.webhooks_url is not None:
+        jira.register_webhook(
+            f"{harness.webhooks_url}/webhooks/jira",
+            secret=JIRA_SECRET,
+            jql=f"project = {JIRA_PROJECT}",
+        )
+        snow.set_webhook(
+            f"{harness.webhooks_url}/webhooks/servicenow",
+            SNOW_SECRET,
+            integration_user=SNOW_USER if echo_filter else None,
+        )
+    return harness
+
+
+def _outbox_worker(harness: Harness) -> Any:
+    """The outbox worker sending to the sink, when e-mail is configured."""
+    email = getattr(harness.settings, "email_settings", None)
+    if email is None:
+        return None
+    from sqlalchemy.orm import sessionmaker
+
+    from connectors.email import build_sender
+    from sync.outbox import OutboxWorker
+
+    sessions = sessionmaker(harness.store.engine, expire_on_commit=False)
+
+    def session_factory() -> Any:
+        return sessions()
+
+    return OutboxWorker(session_factory, build_sender(email), base_delay=timedelta(0))
+
+
+@pytest.fixture
+def harness_options() -> dict[str, Any]:
+    """Override in a test module to change how `harness` is built (see make_harness)."""
+    return {}
+
+
+@pytest.fixture
+def harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harness_options: dict[str, Any]
+) -> Iterator[Harness]:
+    """A running harness (see the module docstring); stopped after the test."""
+    h = make_harness(tmp_path, monkeypatch, **harness_options)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll `predicate` until it holds or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+__all__ = ["EXAMPLE_CONFIG", "Harness", "make_harness", "wait_for"]
