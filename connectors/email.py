@@ -373,11 +373,11 @@ class GraphSettings(_Section):
 
 
 class EmailSettings(_Section):
-    """The `[email]` section of the configuration file."""
+    """The `[email]` section of the configuration file (absent or empty: email is off)."""
 
     enabled: bool = True
     transport: Literal["smtp", "ews", "graph"] = "smtp"
-    from_address: str
+    from_address: str = ""
     from_name: str = "Support"
     reply_to: str | None = None
     # Message-IDs are <hash@domain>; defaults to the domain of from_address.
@@ -393,11 +393,18 @@ class EmailSettings(_Section):
     ews: EwsSettings | None = None
     graph: GraphSettings | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_means_off(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and not data:
+            return {"enabled": False}
+        return data
+
     @field_validator("from_address", "reply_to")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if not value:
+            return value
         try:
             return validate_address(value)
         except InvalidAddress as exc:
@@ -431,6 +438,8 @@ class EmailSettings(_Section):
 
     @model_validator(mode="after")
     def _transport_section(self) -> EmailSettings:
+        if self.enabled and not self.from_address:
+            raise ValueError("from_address is required when email is enabled")
         if self.transport == "ews" and self.ews is None:
             raise ValueError("transport = 'ews' needs an [email.ews] section")
         if self.transport == "graph" and self.graph is None:
@@ -447,7 +456,11 @@ class EmailSettings(_Section):
     @property
     def id_domain(self) -> str:
         """The right-hand side of generated Message-IDs."""
-        return self.message_id_domain or self.from_address.rsplit("@", 1)[1].lower()
+        if self.message_id_domain:
+            return self.message_id_domain
+        if "@" not in self.from_address:
+            raise ValueError("email is not configured: no from_address")
+        return self.from_address.rsplit("@", 1)[1].lower()
 
 
 # --------------------------------------------------------------------------------------------

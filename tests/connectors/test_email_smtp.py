@@ -352,3 +352,28 @@ def test_wrong_password_is_auth_failure(
         sender.send(_email())
     assert "wrong-pass-123" not in str(info.value)
     assert recorder.messages == []
+
+
+def test_email_section_rules() -> None:
+    """Empty [email] means off; enabled needs from_address; unknown keys are refused."""
+    from pydantic import ValidationError
+
+    from connectors.email import EmailSettings, build_sender
+
+    off = EmailSettings.model_validate({})
+    assert not off.enabled
+    with pytest.raises(RetryableError):
+        build_sender(off).send(_email())
+    with pytest.raises(ValidationError, match="from_address is required"):
+        EmailSettings.model_validate({"transport": "smtp"})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        EmailSettings.model_validate({"from_address": "s@example.com", "form_name": "typo"})
+    with pytest.raises(ValidationError, match=r"\[email.graph\]"):
+        EmailSettings.model_validate({"from_address": "s@example.com", "transport": "graph"})
+    with pytest.raises(ValidationError, match="invalid recipient address"):
+        EmailSettings.model_validate(
+            {"from_address": "s@example.com", "management_recipients": ["boss at example"]}
+        )
+    on = EmailSettings.model_validate({"from_address": "Support@Example.COM"})
+    assert isinstance(build_sender(on), SmtpSender)
+    assert on.id_domain == "example.com"
