@@ -1,4 +1,4 @@
-"""`python -m simulators.mail --smtp-port 2525 --api-port 8025`: run the sink until interrupted."""
+"""`python -m simulators.mail --smtp-port 8025 --api-port 8026`: run the sink until interrupted."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the ports, serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m simulators.mail", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--smtp-port", type=int, default=2525)
-    parser.add_argument("--api-port", type=int, default=8025)
+    parser.add_argument("--smtp-port", type=int, default=8025)
+    parser.add_argument("--api-port", type=int, default=8026)
     args = parser.parse_args(argv)
     sink = MailSink(args.host, smtp_port=args.smtp_port, api_port=args.api_port).start()
     stop = threading.Event()
