@@ -264,17 +264,16 @@ class _Run:
             self._drain_commands(reason="the escalation is already finished")
             return self._result()
 
-        commands = self._new_commands()
-        # Requests and approvals are played in the order their comments were written.
-        for cmd in commands:
-            self._play(cmd)
-
+        # A label, field or trigger asks now; approvals in comments may already answer it.
         if self.state is S.NONE:
             signal = self._passive_request()
             if signal is not None:
                 self._start_request(*signal)
         elif self.state is S.INCOMPLETE:
             self._advance_request()
+        # Requests and approvals are played in the order their comments were written.
+        for cmd in self._new_commands():
+            self._play(cmd)
         if self.state is S.PENDING_APPROVAL:
             self._passive_approval()
         if self.state is S.PENDING_APPROVAL:
@@ -963,11 +962,12 @@ class _Run:
         if on.status is not None and t.status != on.status:
             self.actions.append(MoveStatus(on.status))
         if on.create_engineering_record and target.target_system is not None:
-            assert target.project is not None
+            project = target.project_for(t.category)
+            assert project is not None
             self.actions.append(
                 CreateEngineeringRecord(
                     target_system=target.target_system,
-                    project_or_table=target.project,
+                    project_or_table=project,
                     level=target.name,
                     summary=self._engineering_summary(),
                     description=self._engineering_description(target, who, note),

@@ -263,7 +263,17 @@ class Level(_Strict):
     project: str | None = None
     queue: str | None = None
     issue_type: str | None = None
+    # A different project/table for some categories (e.g. hardware -> HW), same system.
+    category_projects: dict[str, str] = {}
     approvers: People = People()
+
+    def project_for(self, category: str | None) -> str | None:
+        """The project (or table) a ticket of `category` escalates to at this level."""
+        if category:
+            for name, project in self.category_projects.items():
+                if name.casefold() == category.casefold():
+                    return project
+        return self.project
 
     @model_validator(mode="after")
     def _target(self) -> Level:

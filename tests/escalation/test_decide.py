@@ -907,3 +907,24 @@ def test_decision_renders_as_json_data(make_ticket, policy, now):
 
     data = decision_to_dict(decide(make_ticket(), EMPTY, now, policy))
     assert json.loads(json.dumps(data))["state"] == "pending_approval"
+
+
+def test_category_routes_to_its_own_project(make_ticket, make_comment, make_policy, now, people):
+    """A level's category_projects sends e.g. hardware tickets to another project."""
+    levels = [
+        {"name": "L1"},
+        {
+            "name": "L2",
+            "target_system": "jira",
+            "project": "SW",
+            "category_projects": {"Hardware": "HW"},
+            "approvers": {"users": ["alice"]},
+        },
+    ]
+    policy = make_policy(levels=levels)
+    c = make_comment("c9", "/approve-escalation", people.alice)
+    for category, project in (("hardware", "HW"), ("software", "SW"), (None, "SW")):
+        t = make_ticket(comments=(c,), category=category)
+        d = decide(t, LedgerView(entry=pending_entry()), now, policy)
+        [eng] = [a for a in d.actions if isinstance(a, CreateEngineeringRecord)]
+        assert eng.project_or_table == project

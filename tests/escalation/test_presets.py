@@ -1,0 +1,311 @@
+"""The shipped presets: each loads, names the procedure it encodes, and plays its story."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import presets
+from escalation.decision import (
+    AddLabel,
+    AddNote,
+    CreateEngineeringRecord,
+    CustomerEvent,
+    EmailCustomer,
+    EngineeringStatus,
+    NoteKind,
+    NotifyManagement,
+    PostLinks,
+    SetPriority,
+    ledger_key,
+)
+from escalation.engine import decide
+from escalation.memory import InMemoryLedger
+from escalation.policy import load_policy
+from mapping.model import (
+    Attachment,
+    Comment,
+    EscalationState,
+    Level,
+    Person,
+    Priority,
+    Status,
+    Visibility,
+)
+
+S = EscalationState
+PROCEDURES = Path(__file__).resolve().parents[3] / "shared" / "procedures"
+
+
+def test_every_preset_loads():
+    """Each preset file validates with load_policy."""
+    names = presets.preset_names()
+    assert len(names) == 5
+    for name in names:
+        path = presets.preset_path(name)
+        with path.open("rb") as fh:
+            load_policy(tomllib.load(fh), source=str(path))
+
+
+def test_each_preset_names_one_procedure_and_all_are_covered():
+    """Every header names a procedures file; together they cover all five, once each."""
+    named: list[str] = []
+    for name in presets.preset_names():
+        header = presets.preset_path(name).read_text().split("[escalation]")[0]
+        files = re.findall(r"procedures/(\d{3}_[0-9a-f]+\.txt)", header)
+        assert len(files) == 1, name
+        named.extend(files)
+    assert len(set(named)) == 5
+    if PROCEDURES.is_dir():
+        assert set(named) == {p.name for p in PROCEDURES.glob("*.txt")}
+
+
+def test_unknown_preset_is_reported_with_the_choices():
+    """Asking for a preset that does not exist names the ones that do."""
+    with pytest.raises(FileNotFoundError, match="ds_ticket_limits"):
+        presets.preset_path("nope")
+
+
+# --- stories (decision level; the end-to-end versions run against the simulators) -----------------
+
+
+class Story:
+    """Plays a ticket through decide() and an in-memory ledger, one step at a time."""
+
+    def __init__(self, preset: str, clock):
+        self.policy = presets.load_preset(preset)
+        self.ledger = InMemoryLedger()
+        self.now = clock
+
+    def step(self, ticket, minutes: int = 10, **kw):
+        self.now = self.now + timedelta(minutes=minutes)
+        key = ledger_key(ticket.ref)
+        d = decide(
+            ticket, self.ledger.view(key, self.now, self.policy), self.now, self.policy, **kw
+        )
+        assert self.ledger.apply(key, d, self.now)
+        return d
+
+
+def note(d, kind):
+    found = [a for a in d.actions if isinstance(a, AddNote) and a.kind is kind]
+    assert found, (kind, d.actions)
+    return found[0].body
+
+
+def c(cid, body, who, vis=Visibility.INTERNAL, minute=0, now=None):
+    return Comment(
+        id=cid,
+        body=body,
+        author=who,
+        visibility=vis,
+        created=(now or Story.t0) + timedelta(minutes=minute),
+    )
+
+
+def test_story_sme_approval_csst(make_ticket, now):
+    """CSST story: request, missing CSST note, SME rejects with action items, then approves."""
+    Story.t0 = now
+    st = Story("sme_approval_csst", now)
+    eng = Person(id="eng", email="engineer@example.com")
+    sme = Person(id="sme", email="sme.emea.2@example.com")
+    base = make_ticket(
+        labels=(),
+        description="Package fails. Steps to reproduce: run job. "
+        "Version 16.0. Troubleshooting: re-deployed.",
+    )
+    comments = [c("c1", "/escalate dump analysis needed", eng, minute=1)]
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.INCOMPLETE and "CSST note" in note(d, NoteKind.NEEDS_INFORMATION)
+    comments.append(c("c2", "CSST: summary, impact, repro, logs attached", eng, minute=15))
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.PENDING_APPROVAL
+    comments.append(c("c3", "/reject-escalation capture a memory dump first", sme, minute=25))
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.REJECTED
+    assert "capture a memory dump first" in note(d, NoteKind.REJECTION)
+    comments += [
+        c("c4", "/escalate dump captured", eng, minute=40),
+        c("c5", "/approve-escalation go", sme, minute=45),
+    ]
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}), minutes=60)
+    assert d.state is S.APPROVED and d.level == "Regional Escalation"
+    eng_rec = next(a for a in d.actions if isinstance(a, CreateEngineeringRecord))
+    assert (eng_rec.project_or_table, eng_rec.queue) == ("ESC", "Escalation")
+    assert AddLabel("ESCALATION") in d.actions and PostLinks() in d.actions
+    assert not any(isinstance(a, SetPriority) for a in d.actions)
+
+
+def test_story_ds_ticket_limits(make_ticket, make_comment, now):
+    """DS story: only leads initiate; 3 a day, then a refusal naming the count; P1 on approval."""
+    Story.t0 = now
+    st = Story("ds_ticket_limits", now)
+    lead = Person(id="lead", email="lead.1@example.com")
+    dev = Person(id="dev", email="devsupport.1@example.com")
+    desc = (
+        "Payments to one biller fail since the 4.2 deploy; we cannot investigate further "
+        "without Dev Support.\nContact: Dana Ops"
+    )
+    not_lead = make_ticket(
+        9, labels=(), description=desc, comments=(c("x", "/escalate", Person(id="agent9")),)
+    )
+    d = st.step(not_lead)
+    assert d.state is S.NONE and d.blocked
+    states = []
+    for n in range(1, 5):
+        t = make_ticket(
+            n,
+            labels=(),
+            description=desc,
+            comments=(
+                c(f"r{n}", "/escalate merchant outage", lead, minute=n),
+                c(f"a{n}", "/approve-escalation", dev, minute=n + 1),
+            ),
+        )
+        d = st.step(t, minutes=1)
+        states.append(d.state)
+        if n == 1:
+            assert SetPriority(Priority.P1) in d.actions and AddLabel("ESCALATION") in d.actions
+            assert not any(isinstance(a, EmailCustomer) for a in d.actions)
+    assert states == [S.APPROVED] * 3 + [S.REFUSED]
+    assert "max_per_day (3 escalations today, limit 3)" in note(d, NoteKind.REFUSAL)
+    low = make_ticket(
+        7,
+        labels=(),
+        description=desc,
+        impact=Level.LOW,
+        comments=(c("r7", "/escalate one payer missed a notification", lead),),
+    )
+    d = st.step(low)
+    assert d.state is S.REFUSED and "low-impact" in note(d, NoteKind.REFUSAL)
+
+
+def test_story_l1_l2_l3_team_leader(make_ticket, now):
+    """L1-L3 story: customer requests publicly, team leader approves L2 then L3, closure."""
+    Story.t0 = now
+    st = Story("l1_l2_l3_team_leader", now)
+    customer = Person(id="cust", email="carl@customer.example")
+    tl = Person(id="tl", email="team.leader.1@example.com")
+    base = make_ticket(
+        labels=(),
+        description="Outlook crashes. Troubleshooting: safe mode, outcome: still crashes.",
+        attachments=(Attachment(id="1", filename="crash.log"),),
+    )
+    comments = [
+        c("c1", "/escalate please, this blocks us", customer, Visibility.PUBLIC, 1),
+        c("c2", "/approve-escalation I approve myself", customer, Visibility.PUBLIC, 2),
+    ]
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.PENDING_APPROVAL and d.blocked
+    comments.append(c("c3", "/approve-escalation findings reviewed", tl, minute=20))
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.APPROVED and d.level == "L2"
+    assert (
+        NotifyManagement(
+            "escalated", ("team.manager@example.com", "support.leadership@example.com")
+        )
+        in d.actions
+    )
+    comments += [
+        c("c4", "/escalate needs vendor", tl, minute=60),
+        c("c5", "/approve-escalation send to vendor", tl, minute=61),
+    ]
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}), minutes=60)
+    assert d.state is S.APPROVED and d.level == "L3" and d.reservation is None
+    assert (
+        next(a for a in d.actions if isinstance(a, CreateEngineeringRecord)).project_or_table
+        == "VENDOR"
+    )
+    d = st.step(
+        base.model_copy(update={"comments": tuple(comments)}),
+        engineering=EngineeringStatus(None, Status.RESOLVED, "Vendor hotfix KB123"),
+    )
+    assert d.state is S.RESOLVED and d.releases
+    d = st.step(base.model_copy(update={"comments": tuple(comments), "status": Status.CLOSED}))
+    assert d.state is S.CLOSED and EmailCustomer(CustomerEvent.CLOSED) in d.actions
+
+
+def test_story_fasttrack(make_ticket, now):
+    """FastTrack story: field request, info gathering, architect approves, cadence, resolution."""
+    Story.t0 = now
+    st = Story("fasttrack_customer_escalation", now)
+    fta = Person(id="fta", email="architect.1@example.com")
+    t = make_ticket(
+        labels=(),
+        priority=Priority.P2,
+        custom_fields={"escalation_type": "Technical"},
+        description="Mailbox migration stalled for 300 users.",
+    )
+    d = st.step(t)
+    assert d.state is S.INCOMPLETE
+    assert EmailCustomer(CustomerEvent.NEEDS_INFORMATION) in d.actions
+    body = note(d, NoteKind.NEEDS_INFORMATION)
+    assert "Deployment phase" in body and "Services impacted" in body
+    t = t.model_copy(
+        update={
+            "description": t.description + "\nEscalation type: technical\n"
+            "Date of occurrence: 2026-03-09\nServices impacted: Exchange Online"
+            "\nDeployment phase: migration"
+        }
+    )
+    assert st.step(t).state is S.PENDING_APPROVAL
+    t = t.model_copy(update={"comments": (c("a", "/approve-escalation", fta, minute=90),)})
+    d = st.step(t, minutes=60)
+    assert d.state is S.APPROVED
+    assert (
+        NotifyManagement("escalated", ("cxp.stakeholders@example.com", "sponsor@example.com"))
+        in d.actions
+    )
+    d = st.step(t, minutes=25 * 60)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "Throttling lifted"))
+    assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
+    assert (
+        NotifyManagement("resolved", ("cxp.stakeholders@example.com", "sponsor@example.com"))
+        in d.actions
+    )
+
+
+def test_story_technical_support_sop(make_ticket, now):
+    """SOP story: P1 immediate, hardware routed to HW, P3 needs L1 confirmation, repeats trigger."""
+    Story.t0 = now
+    st = Story("technical_support_sop", now)
+    p1 = make_ticket(
+        1, labels=(), priority=Priority.P1, description="Production down", attachments=()
+    )
+    d = st.step(p1)
+    assert d.state is S.APPROVED and d.level == "L2"
+    assert (
+        NotifyManagement(
+            "escalated", ("engineering.manager@example.com", "support.lead@example.com")
+        )
+        in d.actions
+    )
+    hw = make_ticket(
+        2,
+        category="hardware",
+        comments=(
+            c("l1", "L1 confirmed: cannot resolve at L1", Person(id="eng"), minute=1),
+            c("a", "/approve-escalation", Person(email="hardware.lead@example.com"), minute=2),
+        ),
+    )
+    d = st.step(hw)
+    assert d.state is S.APPROVED
+    assert (
+        next(a for a in d.actions if isinstance(a, CreateEngineeringRecord)).project_or_table
+        == "HW"
+    )
+    p3 = make_ticket(3, priority=Priority.P3)
+    d = st.step(p3)
+    assert d.state is S.INCOMPLETE and "L1 confirmation" in note(d, NoteKind.NEEDS_INFORMATION)
+    repeated = []
+    for n in (4, 5, 6):
+        t = make_ticket(
+            n, labels=(), priority=Priority.P4, summary="Sensor offline", category="devices"
+        )
+        repeated.append(st.step(t).state)
+    assert repeated == [S.NONE, S.NONE, S.PENDING_APPROVAL]
