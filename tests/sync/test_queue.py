@@ -112,10 +112,13 @@ def test_enqueued_tickets_are_processed_once_each(huey: SqliteHuey, store: Store
     proc = RecordingProcessor()
     queue = SyncQueue(huey, store, proc, retry=FAST)
     queue.enqueue_ticket("jira", "DS-1")
-    queue.enqueue_event(ChangeEvent(system="servicenow", event="update", ticket="s1"))
+    queue.enqueue_event(
+        ChangeEvent(system="servicenow", event="update", ticket="s1", author="abel.tuter")
+    )
     assert queue.depth() == 2
     drain(queue)
     assert sorted(proc.calls) == [("jira", "DS-1"), ("servicenow", "s1")]
+
     assert store.list_locks() == []
 
 

@@ -1,0 +1,275 @@
+"""The daemon's HTTP side: webhook receivers, health and metrics.
+
+A delivery is answered 202 only once it is durable: its delivery id is recorded in the store and
+its events are in the queue, in one store transaction (if enqueueing fails the delivery id is
+rolled back, so the vendor's retry is not mistaken for a duplicate). Everything else is refused
+with the status the vendor should see:
+
+- 401 bad or missing signature, or a timestamp outside the replay window,
+- 413 a body over `max_body_bytes` (Content-Length is checked first, then bytes are counted),
+- 400 a body that is not a webhook of that vendor, with the reason,
+- 200 "duplicate" for a delivery id seen before (acknowledged so the vendor stops retrying),
+- 503 when the store or queue cannot take it (the vendor retries later).
+
+Every refusal is logged with its reason; headers and secrets never are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
+from connectors.events import ChangeEvent
+from sync import metrics
+from sync.store import Store
+
+log = structlog.get_logger(__name__)
+
+SYSTEMS = ("jira", "servicenow")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """What the receivers need from the settings; secrets are plain strings only in memory."""
+
+    jira_secret: str | None = None
+    servicenow_secret: str | None = None
+    max_body_bytes: int = 1_048_576
+    replay_window: timedelta = timedelta(seconds=300)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WebhookConfig:
+        """Read `[jira].webhook_secret`, `[servicenow].webhook_secret` and
+        `replay_window_seconds`, and `[webhooks].max_body_bytes`."""
+
+        def secret(value: Any) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return cls(
+            jira_secret=secret(settings.jira.webhook_secret),
+            servicenow_secret=secret(settings.servicenow.webhook_secret),
+            max_body_bytes=int(settings.webhooks.max_body_bytes),
+            replay_window=timedelta(seconds=int(settings.servicenow.replay_window_seconds)),
+        )
+
+    def secret_for(self, system: str) -> str | None:
+        """The shared secret deliveries from `system` are signed with."""
+        return self.jira_secret if system == "jira" else self.servicenow_secret
+
+
+class WebhookParser(Protocol):
+    """Verify and normalise one delivery (the connectors' parse_webhook, adapted)."""
+
+    def __call__(
+        self, headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
+    ) -> list[ChangeEvent]:
+        """Return the delivery's events; raise BadSignature/StaleWebhook/MalformedWebhook."""
+        ...
+
+
+def parse_jira(
+    headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
+) -> list[ChangeEvent]:
+    """connectors.jira_webhook.parse_webhook with the configured secret."""
+    from connectors.jira_webhook import parse_webhook
+
+    return parse_webhook(headers, body, secret=config.jira_secret)
+
+
+def parse_servicenow(
+    headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
+) -> list[ChangeEvent]:
+    """connectors.servicenow_webhook.parse_webhook with the configured secret and window."""
+    from connectors.servicenow_webhook import parse_webhook
+
+    return parse_webhook(
+        headers,
+        body,
+        secret=config.servicenow_secret,
+        now=now,
+        replay_window=config.replay_window,
+    )
+
+
+DEFAULT_PARSERS: dict[str, WebhookParser] = {"jira": parse_jira, "servicenow": parse_servicenow}
+
+
+class BodyTooLarge(Exception):
+    """The delivery is larger than the configured limit."""
+
+
+def delivery_key(system: str, events: list[ChangeEvent], body: bytes) -> str:
+    """The id a delivery is de-duplicated by: the vendor's delivery id, else the body's hash."""
+    vendor_id = next((e.delivery_id for e in events if e.delivery_id), None)
+    if vendor_id:
+        return f"{system}:{vendor_id}"
+    return f"{system}:sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise MalformedWebhook("Content-Length is not a number") from None
+        if size > limit:
+            raise BodyTooLarge(f"body of {size} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refusal_reason(exc: Exception) -> str:
+    if isinstance(exc, BodyTooLarge):
+        return "too_large"
+    if isinstance(exc, StaleWebhook):
+        return "stale"
+    if isinstance(exc, BadSignature):
+        return "signature"
+    return "malformed"
+
+
+def create_app(
+    *,
+    store: Store,
+    enqueue: Callable[[ChangeEvent], None],
+    config: WebhookConfig | Callable[[], WebhookConfig],
+    parsers: Mapping[str, WebhookParser] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    queue_depth: Callable[[], int] | None = None,
+    health: Callable[[], Mapping[str, Any]] | None = None,
+) -> FastAPI:
+    """The FastAPI app: POST /webhooks/{jira,servicenow}, GET /healthz, GET /metrics.
+
+    `enqueue` must return only once the event is durably queued. `config` may be a callable so
+    a configuration reload takes effect without rebuilding the app. `parsers` replaces the
+    connectors' parsers (tests); `health` adds fields to /healthz.
+    """
+    chosen = dict(DEFAULT_PARSERS)
+    chosen.update(parsers or {})
+    current: Callable[[], WebhookConfig] = config if callable(config) else (lambda: config)
+    if queue_depth is not None:
+        metrics.watch_queue_depth(queue_depth)
+
+    app = FastAPI(title="escalation-sync", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def refuse(system: str, status: int, exc: Exception, request: Request) -> JSONResponse:
+        reason = _refusal_reason(exc)
+        detail = str(exc) or type(exc).__name__
+        metrics.WEBHOOKS_REFUSED.labels(system=system, reason=reason).inc()
+        log.warning(
+            "webhook refused",
+            system=system,
+            status=status,
+            reason=reason,
+            detail=detail,
+            client=request.client.host if request.client else None,
+        )
+        return JSONResponse({"status": "refused", "reason": reason, "detail": detail}, status)
+
+    def accept(system: str, events: list[ChangeEvent], key: str) -> bool:
+        """Record the delivery and enqueue its events in one transaction; False if seen."""
+        with store.session() as tx:
+            if tx.seen_delivery(key, system=system):
+                return False
+            for event in events:
+                enqueue(event)
+        return True
+
+    async def receive(system: str, request: Request) -> Response:
+        cfg = current()
+        try:
+            body = await read_limited(request, cfg.max_body_bytes)
+        except BodyTooLarge as exc:
+            return refuse(system, 413, exc, request)
+        except MalformedWebhook as exc:
+            return refuse(system, 400, exc, request)
+        if cfg.secret_for(system) is None:
+            # Without a shared secret anyone could inject changes; refuse rather than trust.
+            return refuse(system, 401, BadSignature("no webhook secret configured"), request)
+        try:
+            events = chosen[system](dict(request.headers), body, cfg, clock())
+        except WebhookRejected as exc:
+            return refuse(system, exc.http_status, exc, request)
+        if not events:
+            log.info("webhook ignored: no ticket change in it", system=system)
+            return JSONResponse({"status": "ignored", "events": 0}, 200)
+        key = delivery_key(system, events, body)
+        try:
+            fresh = await run_in_threadpool(accept, system, events, key)
+        except Exception as exc:
+            log.error(
+                "webhook not accepted: store or queue unavailable",
+                system=system,
+                error=type(exc).__name__,
+                detail=str(exc),
+            )
+            return JSONResponse({"status": "unavailable", "reason": "try again later"}, 503)
+        if not fresh:
+            metrics.WEBHOOKS_DUPLICATE.labels(system=system).inc()
+            log.info("duplicate webhook dropped", system=system, delivery=key)
+            return JSONResponse({"status": "duplicate", "events": 0}, 200)
+        log.info(
+            "webhook accepted",
+            system=system,
+            delivery=key,
+            tickets=sorted({e.ticket for e in events}),
+        )
+        return JSONResponse({"status": "accepted", "events": len(events)}, 202)
+
+    @app.post("/webhooks/jira")
+    async def jira_webhook(request: Request) -> Response:
+        """A Jira webhook delivery."""
+        return await receive("jira", request)
+
+    @app.post("/webhooks/servicenow")
+    async def servicenow_webhook(request: Request) -> Response:
+        """A post from the ServiceNow Business Rule."""
+        return await receive("servicenow", request)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """200 while the store answers; extra fields from the daemon (config, queue)."""
+
+        def probe() -> dict[str, Any]:
+            import sqlalchemy as sa
+
+            with store.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            body: dict[str, Any] = {"status": "ok"}
+            if queue_depth is not None:
+                body["queue_depth"] = queue_depth()
+            if health is not None:
+                body.update(health())
+            return body
+
+        try:
+            body = await run_in_threadpool(probe)
+        except Exception as exc:
+            log.error("health check failed", error=type(exc).__name__, detail=str(exc))
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+        return JSONResponse(body, 200)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus exposition of sync.metrics."""
+        payload, content_type = await run_in_threadpool(metrics.render)
+        return Response(payload, media_type=content_type)
+
+    return app
