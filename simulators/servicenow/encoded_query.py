@@ -66,11 +66,9 @@ def _order_key(value: str) -> tuple[int, int, str]:
 
 
 def _compare(left: str, right: str) -> int:
-    """-1, 0 or 1 comparing a field value to a query value, numerically when both are ints."""
+    """-1, 0 or 1 comparing a field value to a query value, in the same order ORDERBY sorts."""
     a, b = _order_key(left), _order_key(right)
-    if a[0] == 1 and b[0] == 1:
-        return (a[1] > b[1]) - (a[1] < b[1])
-    return (left > right) - (left < right)
+    return (a > b) - (a < b)
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,3 +185,16 @@ def test_orderbydesc_is_the_reverse_order_of_orderby(
     desc = parse(f"ORDERBYDESC{field}").sort(rows, lambda r, f: r[f])
     assert sorted(map(repr, asc)) == sorted(map(repr, rows))
     assert [r[field] for r in desc] == [r[field] for r in reversed(asc)]
+
+
+@given(rows=st.lists(records, min_size=1, max_size=30), field=st.sampled_from(FIELDS))
+def test_greater_than_agrees_with_orderby(rows: list[dict[str, str]], field: str) -> None:
+    """Rows matching `field>pivot` are exactly the ones ORDERBY puts after the pivot's rows."""
+    ordered = parse(f"ORDERBY{field}").sort(rows, lambda r, f: r[f])
+    pivot = ordered[len(ordered) // 2][field]
+    matches = [parse(f"{field}>{pivot}").matches(getter(r)) for r in ordered]
+    first = matches.index(True) if True in matches else len(matches)
+    assert all(matches[first:])
+    if pivot:
+        assert all(r[field] != pivot for r in ordered[first:])
+        assert any(r[field] == pivot for r in ordered[:first])
