@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -39,16 +43,40 @@ from sync.ledger import (
     prune_fingerprints,
     record_decision,
 )
-from sync.store import Store
-from tests.sync.store_backends import pg_schema_url, store, store_url  # noqa: F401
+from sync.store import Store, default_database_url
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def db(store: Store) -> Store:  # noqa: F811
-    """A migrated store on each backend (SQLite; PostgreSQL when its URL is set)."""
-    return store
+POSTGRES_ENV = "ESCALATION_SYNC_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store: SQLite, and PostgreSQL (in a schema of its own) when its URL is set."""
+    if request.param == "sqlite":
+        opened = Store.open(default_database_url(tmp_path / "state"))
+        try:
+            yield opened
+        finally:
+            opened.close()
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL ledger tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://...)")
+    schema = f"ledger_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    opened = Store.open(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 APPROVER = Person(id="alice", name="Alice", email="alice@example.com")
