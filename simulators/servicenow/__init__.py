@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulators.common import FaultConfig, FaultInjector, ServerThread
-from simulators.servicenow.app import Credentials, ServiceNowAPI
+from simulators.servicenow.app import Credentials, RateLimitBody, ServiceNowAPI
 from simulators.servicenow.outbound import Delivery, OutboundRule, WebhookTarget
 from simulators.servicenow.store import ServiceNowStore
 
@@ -44,7 +44,7 @@ class ServiceNowSimulator:
         self.faults = FaultInjector(self.api.app, faults)
         self.outbound = OutboundRule()
         self.store.on_change(self.outbound)
-        self._server = ServerThread(self.faults, host=host, port=port)
+        self._server = ServerThread(RateLimitBody(self.faults), host=host, port=port)
         self.admin_user = admin_user
         self.add_user(admin_user, name="System Administrator", password=admin_password)
 

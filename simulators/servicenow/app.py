@@ -549,6 +549,55 @@ class ServiceNowAPI:
         )
 
 
+RATE_LIMITED_BODY = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit exceeded",
+            "detail": "Rate limit of 100 requests per hour for Table API exceeded",
+        },
+        "status": "failure",
+    },
+    separators=(",", ":"),
+).encode("utf-8")
+
+
+class RateLimitBody:
+    """ASGI wrapper giving injected 429s ServiceNow's documented error body.
+
+    The shared fault injector answers 429 in a neutral shape; a client of this instance must see
+    the body ServiceNow sends (inbound-REST-API-rate-limiting), headers such as Retry-After kept.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        limited = False
+
+        async def rewrite(message: Any) -> None:
+            nonlocal limited
+            if message["type"] == "http.response.start" and message["status"] == 429:
+                limited = True
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"content-length", b"content-type")
+                ]
+                headers.append((b"content-type", b"application/json;charset=UTF-8"))
+                headers.append((b"content-length", str(len(RATE_LIMITED_BODY)).encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and limited:
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": RATE_LIMITED_BODY}
+            await send(message)
+
+        await self.app(scope, receive, rewrite)
+
+
 def _hibernation() -> Response:
     return Response(HIBERNATION_PAGE, status_code=200, media_type="text/html")
 

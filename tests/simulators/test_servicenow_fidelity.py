@@ -427,6 +427,8 @@ def test_faults_and_stats(sim: ServiceNowSimulator) -> None:
     finally:
         sim.configure_faults(FaultConfig())
     assert limited.status_code == 429 and "Retry-After" not in limited.headers
+    real = json.loads((FIXTURES / "rate_limited.response.json").read_text())
+    assert limited.json() == real
     stats = requests.get(f"{sim.url}/_sim/stats", timeout=10).json()
     assert stats["faults"]["429-no-retry-after"] == 1
 
