@@ -190,8 +190,9 @@ def enqueue(
         if exists is not None:
             return False
         insert_stmt = sa.insert(OutboxRow).values(**values)
-    result = orm.execute(insert_stmt)
-    return bool(getattr(result, "rowcount", 0))
+    # RETURNING tells "inserted" from "skipped" on every driver; rowcount does not.
+    inserted = orm.execute(insert_stmt.returning(OutboxRow.id)).scalar_one_or_none()
+    return inserted is not None
 
 
 def list_entries(

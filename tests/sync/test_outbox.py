@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from simulators.mail import MailSink
 from sync import outbox
 from sync.outbox import OutboxKey, OutboxWorker, backoff_delay, enqueue
 from sync.store import Store
+from tests.sync.store_backends import postgres_schema
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DOMAIN = "example.com"
@@ -67,13 +69,16 @@ class ScriptedSender:
         return message.message_id
 
 
-@pytest.fixture()
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'state.db'}"
+        else:
+            url = stack.enter_context(postgres_schema())
+        store = Store.open(url)
+        stack.callback(store.close)
         yield sessionmaker(store.engine, expire_on_commit=False)
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")
