@@ -22,6 +22,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateNotF
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from connectors.email import ticket_subject
+
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "email_templates"
 
 CUSTOMER_EVENTS: tuple[str, ...] = (
@@ -149,7 +151,9 @@ class Renderer:
         subject = self._render(f"{event}.subject.j2", variables)
         text = self._render(f"{event}.txt.j2", variables)
         html = self._render(f"{event}.html.j2", variables)
-        return RenderedEmail(subject=_subject(context.ticket_key, subject), text=text, html=html)
+        return RenderedEmail(
+            subject=ticket_subject(context.ticket_key, subject), text=text, html=html
+        )
 
     def check(self) -> list[str]:
         """Render every event with sample data; return the problems found (empty when fine)."""
@@ -189,14 +193,3 @@ class Renderer:
 
 def _variables(context: CustomerContext | ManagementContext) -> dict[str, Any]:
     return {f.name: getattr(context, f.name) for f in fields(context)}
-
-
-def _subject(ticket_key: str, rendered: str) -> str:
-    # The connectors' header sanitiser runs again when the message is built; this one keeps the
-    # stored subject readable (one line) and the ticket reference first.
-    key = " ".join(ticket_key.split()).replace("[", "").replace("]", "")
-    line = " ".join("".join(ch if ch.isprintable() else " " for ch in rendered).split())
-    prefix = f"[{key}]"
-    if key and not line.startswith(prefix):
-        line = f"{prefix} {line}".strip()
-    return line[:250]
