@@ -236,6 +236,8 @@ class JiraConnector:
             if status == 0:
                 raise TransportFailed(f"{what}: no response", system=SYSTEM) from None
             raise error_for(status, exc.response, what) from None
+        except requests.JSONDecodeError:
+            raise ServerUnavailable(f"{what}: non-JSON answer", system=SYSTEM) from None
         except requests.RequestException as exc:
             raise TransportFailed(f"{what}: {type(exc).__name__}", system=SYSTEM) from None
 
@@ -277,7 +279,7 @@ class JiraConnector:
 
     def myself(self) -> dict[str, Any]:
         """The authenticated user, including `timeZone` (which JQL datetimes are read in)."""
-        data: dict[str, Any] = self._call("GET /myself", self._jira.myself)
+        data: dict[str, Any] = self._request("GET", "/rest/api/2/myself")
         return data
 
     def server_info(self) -> dict[str, Any]:
