@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.webhook_cmd",
     "cli.sync_cmd",
     "cli.simulators_cmd",
+    "cli.email_cmd",
 )
 
 

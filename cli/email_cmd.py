@@ -1,0 +1,174 @@
+"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import sessionmaker
+
+from cli.mapping_cmd import ConfigOption, load_or_exit
+from sync.settings import Settings
+
+STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
+
+
+def _email_settings(settings: Settings) -> Any:
+    email = getattr(settings, "email_settings", None)
+    if email is None or not email.enabled:
+        typer.echo("email is not configured ([email] is missing or enabled = false)", err=True)
+        raise typer.Exit(2)
+    return email
+
+
+def _open_store(settings: Settings) -> Any:
+    from sync.store import Store
+
+    return Store.for_state(settings.state.dir, settings.state.database_url)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `email` command group."""
+    group = typer.Typer(help="Customer and management email: templates, test mail, outbox.")
+    app.add_typer(group, name="email")
+
+    @group.command("check")
+    def check(config: ConfigOption = None) -> None:
+        """Render every email template (admin overrides first) with sample data; 2 on errors."""
+        from connectors.email_render import EVENTS, Renderer
+
+        email = _email_settings(load_or_exit(config))
+        problems = Renderer(email.templates_dir).check()
+        for problem in problems:
+            typer.echo(f"  {problem}", err=True)
+        if problems:
+            raise typer.Exit(2)
+        where = f" with overrides from {email.templates_dir}" if email.templates_dir else ""
+        typer.echo(f"OK: {len(EVENTS)} email events render{where}; transport {email.transport}")
+
+    @group.command("test")
+    def test(
+        to: Annotated[str, typer.Option("--to", help="Where to send the test message.")],
+        config: ConfigOption = None,
+    ) -> None:
+        """Send one test message through the configured transport, now (not via the outbox)."""
+        from connectors.email import OutgoingEmail, build_sender, make_message_id
+        from connectors.errors import ConnectorError
+
+        email = _email_settings(load_or_exit(config))
+        now = datetime.now(UTC)
+        line = f"This is a test message from escalation-sync, sent {now:%Y-%m-%d %H:%M} UTC."
+        message = OutgoingEmail(
+            to=(to,),
+            subject="[TEST] escalation-sync test message",
+            text=line + "\n",
+            html=f"<p>{line}</p>",
+            message_id=make_message_id(f"test|{now.isoformat()}", email.id_domain),
+        )
+        try:
+            sent = build_sender(email).send(message)
+        except ConnectorError as exc:
+            typer.echo(f"not sent: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"sent {sent} to {to} via {email.transport}")
+
+    @group.command("outbox")
+    def outbox_list(
+        status: Annotated[
+            str | None,
+            typer.Option(help=f"Only rows in this status ({', '.join(STATUS_CHOICES)})."),
+        ] = None,
+        ticket: Annotated[str | None, typer.Option(help="Only rows of this ticket.")] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """List outbox messages with their status and last error."""
+        from sync import outbox
+
+        if status is not None and status not in STATUS_CHOICES:
+            raise typer.BadParameter(f"status must be one of {', '.join(STATUS_CHOICES)}")
+        store = _open_store(load_or_exit(config))
+        try:
+            with sessionmaker(store.engine)() as session:
+                rows = outbox.list_entries(session, status=status, ticket=ticket)
+                counts = outbox.status_counts(session)
+        finally:
+            store.close()
+        table = Table("id", "ticket", "event", "to", "status", "attempts", "next / sent", "error")
+        for row in rows:
+            when = row.sent_at or row.next_attempt_at
+            table.add_row(
+                str(row.id),
+                row.ticket_ref,
+                row.event,
+                ", ".join(row.recipients),
+                row.status,
+                str(row.attempts),
+                f"{when:%Y-%m-%d %H:%M}",
+                (row.last_error or "")[:80],
+            )
+        Console(width=200).print(table)
+        typer.echo(", ".join(f"{name} {n}" for name, n in counts.items()))
+
+    @group.command("send")
+    def send(config: ConfigOption = None) -> None:
+        """Send every due outbox message once (for cron when the daemon is not running)."""
+        from sync import outbox
+
+        settings = load_or_exit(config)
+        email = _email_settings(settings)
+        store = _open_store(settings)
+        try:
+            sent = outbox.worker_for(store.engine, email).run_once()
+            with sessionmaker(store.engine)() as session:
+                counts = outbox.status_counts(session)
+        finally:
+            store.close()
+        typer.echo(f"sent {sent}; " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+
+    @group.command("requeue")
+    def requeue(
+        row_id: Annotated[int, typer.Argument(help="Outbox id of a dead message.")],
+        config: ConfigOption = None,
+    ) -> None:
+        """Give a dead message a new set of attempts (after fixing the cause)."""
+        from sync import outbox
+
+        store = _open_store(load_or_exit(config))
+        try:
+            with sessionmaker(store.engine).begin() as session:
+                done = outbox.requeue_dead(session, row_id, now=datetime.now(UTC))
+        finally:
+            store.close()
+        if not done:
+            typer.echo(f"outbox {row_id} is not a dead message", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"outbox {row_id} queued again")
+
+    @group.command("resolve")
+    def resolve(
+        row_id: Annotated[int, typer.Argument(help="Outbox id of a message in status unknown.")],
+        sent: Annotated[
+            bool,
+            typer.Option(
+                "--sent/--not-sent",
+                help="What the relay log says: it went out, or it did not (send it again).",
+            ),
+        ],
+        config: ConfigOption = None,
+    ) -> None:
+        """Settle a message whose send was interrupted and the transport could not confirm."""
+        from sync import outbox
+
+        store = _open_store(load_or_exit(config))
+        try:
+            with sessionmaker(store.engine).begin() as session:
+                done = outbox.resolve_unknown(session, row_id, sent=sent, now=datetime.now(UTC))
+        finally:
+            store.close()
+        if not done:
+            typer.echo(f"outbox {row_id} is not in status unknown", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"outbox {row_id} marked {'sent' if sent else 'pending'}")

@@ -1,0 +1,90 @@
+"""`escalation-sync email ...` against the mail sink and a store in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import build
+from connectors.email_render import RenderedEmail
+from simulators.mail import MailSink
+from sync.outbox import OutboxKey, enqueue
+from sync.store import Store
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+@pytest.fixture()
+def sink() -> Iterator[MailSink]:
+    with MailSink() as running:
+        yield running
+
+
+@pytest.fixture()
+def config(tmp_path: Path, sink: MailSink) -> Path:
+    text = EXAMPLE.read_text()
+    text = re.sub(r'(?m)^dir = "\./state"', f'dir = "{tmp_path / "state"}"', text)
+    smtp = text.index("[email.smtp]")
+    text = text[:smtp] + re.sub(
+        r"(?m)^port = 8025", f"port = {sink.smtp_port}", text[smtp:], count=1
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(build(), list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_renders_every_event(config: Path) -> None:
+    """`email check` renders all seven events with the configured templates."""
+    code, out, err = run("email", "check", "--config", str(config))
+    assert code == 0, err
+    assert "OK: 7 email events render" in out
+
+
+def test_test_message_reaches_the_sink(config: Path, sink: MailSink) -> None:
+    """`email test --to` sends one message through the configured SMTP transport."""
+    code, out, err = run("email", "test", "--to", "admin@example.org", "--config", str(config))
+    assert code == 0, err
+    [message] = sink.messages()
+    assert message.rcpt_tos == ["admin@example.org"]
+    assert message.subject == "[TEST] escalation-sync test message"
+    assert message.message_id and message.message_id in out
+
+
+def test_send_list_requeue(config: Path, sink: MailSink, tmp_path: Path) -> None:
+    """`email send` flushes the outbox, `email outbox` lists rows, `requeue` revives a dead one."""
+    store = Store.open(f"sqlite:///{tmp_path / 'state' / 'escalation-sync.db'}")
+    rendered = RenderedEmail("[INC1] Closed: x", "closed\n", "<p>closed</p>")
+    now = datetime.now(UTC)
+    with store.session() as tx:
+        for version, to in (("1", "customer@example.org"), ("2", "not an address")):
+            enqueue(
+                tx,
+                OutboxKey("INC1", "closed", version),
+                to=(to,),
+                rendered=rendered,
+                id_domain="example.com",
+                now=now,
+            )
+    store.close()
+    code, out, err = run("email", "send", "--config", str(config))
+    assert code == 0, err
+    assert "sent 1;" in out and "dead 1" in out
+    assert len(sink.messages()) == 1
+    code, out, _ = run("email", "outbox", "--status", "dead", "--config", str(config))
+    assert code == 0 and "InvalidAddress" in out
+    dead_id = re.search(r"│ (\d+)\s+│ INC1", out)
+    assert dead_id is not None
+    code, out, _ = run("email", "requeue", dead_id.group(1), "--config", str(config))
+    assert code == 0 and "queued again" in out
+    code, _, err = run("email", "resolve", dead_id.group(1), "--sent", "--config", str(config))
+    assert code == 1 and "not in status unknown" in err
