@@ -273,3 +273,17 @@ def test_any_subject_and_name_yield_the_same_headers(subject: str, name: str) ->
     ]
     assert str(parsed["To"]) == "c@example.org"
     assert str(parsed["Subject"]).startswith("[INC1]")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_address_validation_fails_only_with_invalid_address(value: str) -> None:
+    """Any string is either accepted as a plain one-line address or refused with InvalidAddress."""
+    from connectors.email import InvalidAddress, validate_address
+
+    try:
+        accepted = validate_address(value)
+    except InvalidAddress as exc:
+        assert "\n" not in str(exc) and "\r" not in str(exc)
+        return
+    assert accepted.count("@") == 1 and not any(ch.isspace() for ch in accepted)
