@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.sync_cmd",
     "cli.simulators_cmd",
     "cli.email_cmd",
+    "cli.escalation_cmd",
 )
 
 

@@ -226,6 +226,7 @@ class _Run:
         self.active = self.entry.approved_at is not None and self.entry.released_at is None
         self.reservation: Reservation | None = None
         self.request_started = False
+        self.requester: str | None = None
         self.fingerprint = fingerprint(self.ticket, self.policy)
         self.assignee = _person_key(self.ticket.assignee)
         self.rule = self.policy.priority_rule(self.ticket.priority)
@@ -573,6 +574,7 @@ class _Run:
     def _start_request(self, by: str | None, reason: str, comment: Comment | None) -> None:
         self.state = S.REQUESTED
         self.requested_by = by
+        self.requester = _who(comment.author) if comment is not None else None
         self.request_reason = reason
         self.requested_at = self.now
         self.request_started = True
@@ -623,7 +625,7 @@ class _Run:
                 NoteKind.REQUEST,
                 f"request:{self.requested_at.isoformat() if self.requested_at else ''}",
                 f"Escalation to {target.name} requested"
-                + (f" by {self.requested_by}" if self.requested_by else "")
+                + (f" by {self.requester or self.requested_by}" if self.requested_by else "")
                 + f" at {_stamp(self.now)}. Reason: {self.request_reason or 'not given'}.\n"
                 f"Awaiting approval ({named or 'approval field or transition'}).",
             )
@@ -1007,7 +1009,7 @@ class _Run:
             f"- Priority: {t.priority.value if t.priority else 'unset'}",
             f"- Category: {t.category or 'unset'}",
             f"- Reason: {self.request_reason or 'not given'}",
-            f"- Requested by: {self.requested_by or 'not recorded'}",
+            f"- Requested by: {self.requester or self.requested_by or 'not recorded'}",
             f"- Approved by: {who or 'not required'}",
         ]
         if note:

@@ -1,0 +1,167 @@
+"""`explain`, `policy simulate`, `policy check` and `policy presets` from the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import presets
+from cli.app import build
+from mapping.model import Comment, Person, Priority, Ref, System, Ticket, Visibility
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+LEAD = Person(id="lead", email="lead.1@example.com")
+DEV = Person(id="dev", email="devsupport.1@example.com")
+DESC = "Payments fail; we cannot investigate further without Dev Support.\nContact: Dana"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(build(), list(args))
+    return result.exit_code, result.output
+
+
+def ds_ticket(n: int, *, public_approval: bool = False) -> Ticket:
+    approver = Comment(id=f"a{n}", body="/approve-escalation", author=DEV, created=T0)
+    if public_approval:
+        approver = Comment(
+            id=f"a{n}",
+            body="/approve-escalation",
+            visibility=Visibility.PUBLIC,
+            author=Person(id="cust", email="c@customer.example"),
+            created=T0,
+        )
+    return Ticket(
+        ref=Ref(system=System.SERVICENOW, id=f"s{n}", key=f"INC{n}"),
+        summary=f"Issue {n}",
+        description=DESC,
+        priority=Priority.P2,
+        assignee=Person(id=f"agent{n}"),
+        updated=T0 + timedelta(minutes=n),
+        comments=(Comment(id=f"r{n}", body="/escalate outage", author=LEAD, created=T0), approver),
+    )
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_each_preset_passes_mapping_check(tmp_path: Path, name: str):
+    """A configuration pointing policy_file at a preset passes `mapping check`."""
+    config = tmp_path / "config.toml"
+    text = EXAMPLE.read_text()
+    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
+    code, out = run("mapping", "check", "--config", str(config))
+    assert code == 0, out
+    assert f"policy {presets.load_preset(name).name}" in out
+
+
+def test_policy_check_reports_every_error(tmp_path: Path):
+    """`policy check` on a broken file lists each error with file and key, exit 2."""
+    bad = tmp_path / "p.toml"
+    bad.write_text('[escalation]\nlimits = { max_per_dya = 3 }\ntimezone = "Nowhere/Land"\n')
+    code, out = run("policy", "check", str(bad))
+    assert code == 2
+    assert "escalation.limits.max_per_dya: unknown key 'max_per_dya'" in out
+    assert "escalation.timezone" in out
+
+
+def test_policy_presets_lists_all():
+    """`policy presets` names every shipped preset."""
+    code, out = run("policy", "presets")
+    assert code == 0 and all(n in out for n in presets.preset_names())
+
+
+def test_simulate_counts_per_day_and_refusals(tmp_path: Path):
+    """Four approvals in a day under ds_ticket_limits: 3 escalated, 1 refused by max_per_day."""
+    lines = [ds_ticket(n).model_dump_json() for n in range(1, 5)]
+    lines.append(ds_ticket(5, public_approval=True).model_dump_json())
+    data = tmp_path / "t.jsonl"
+    data.write_text("\n".join(lines) + "\n\n")
+    code, out = run(
+        "policy", "simulate", "--policy", "ds_ticket_limits", "--tickets", str(data), "--json"
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["days"]["2026-03-10"]["escalated"] == 3
+    assert report["refusals_by_reason"] == {"max_per_day": 1}
+    assert report["limit_hits"] == {"max_per_day": 1}
+    assert report["blocked_commands"] == {"command.approve": 1}
+    code, text = run("policy", "simulate", "-p", "ds_ticket_limits", "-t", str(data))
+    assert code == 0 and "Refusals by reason:\n  max_per_day: 1" in text
+
+
+def test_simulate_reports_unreadable_lines(tmp_path: Path):
+    """Lines that are not canonical tickets are reported by line number, exit 2."""
+    data = tmp_path / "t.jsonl"
+    data.write_text(ds_ticket(1).model_dump_json() + '\n{not json\n{"ref": 1}\n')
+    code, out = run("policy", "simulate", "-p", "ds_ticket_limits", "-t", str(data))
+    assert code == 2 and ":2:" in out and ":3:" in out
+
+
+def test_explain_ticket_file_text_and_json(tmp_path: Path):
+    """`explain --ticket-file` prints each rule and what happens next; --json the same as data."""
+    path = tmp_path / "t.json"
+    path.write_text(ds_ticket(1).model_dump_json())
+    code, out = run(
+        "explain",
+        "--ticket-file",
+        str(path),
+        "--policy",
+        "ds_ticket_limits",
+        "--at",
+        "2026-03-10T09:05:00Z",
+    )
+    assert code == 0, out
+    assert "state: none -> approved" in out
+    assert "PASS    limit.max_per_day" in out
+    assert "- add label ESCALATION" in out and "- set priority P1" in out
+    code, out = run("explain", "--ticket-file", str(path), "--policy", "ds_ticket_limits", "--json")
+    data = json.loads(out)
+    assert data["decision"]["state"] == "approved"
+    assert any(r["rule"] == "limit.max_active" for r in data["decision"]["reasons"])
+
+
+def test_explain_shows_a_blocked_public_approval(tmp_path: Path):
+    """A customer's public /approve-escalation shows up as BLOCKED and changes nothing."""
+    path = tmp_path / "t.json"
+    path.write_text(ds_ticket(1, public_approval=True).model_dump_json())
+    code, out = run("explain", "--ticket-file", str(path), "--policy", "ds_ticket_limits")
+    assert code == 0
+    assert "BLOCKED command.approve" in out and "state: none -> pending_approval" in out
+
+
+def test_explain_needs_exactly_one_source():
+    """REF and --ticket-file are alternatives; neither or both is an error."""
+    code, out = run("explain", "--policy", "ds_ticket_limits")
+    assert code == 2 and "either REF or --ticket-file" in out
+
+
+def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path, monkeypatch):
+    """`explain REF` asks the sync engine for the ticket and counts from the store's ledger."""
+    import sync.engine
+
+    config = tmp_path / "config.toml"
+    config.write_text(EXAMPLE.read_text().replace('dir = "./state"', f'dir = "{tmp_path / "st"}"'))
+    asked: list[str] = []
+
+    def load(settings, ref):
+        asked.append(ref)
+        return ds_ticket(1)
+
+    monkeypatch.setattr(sync.engine, "load_ticket_for_explain", load, raising=False)
+    code, out = run(
+        "explain",
+        "servicenow:s1",
+        "--config",
+        str(config),
+        "--policy",
+        "ds_ticket_limits",
+        "--json",
+    )
+    assert code == 0, out
+    assert asked == ["servicenow:s1"]
+    data = json.loads(out)
+    assert data["counts"] == {"escalations_today": 0, "active": 0, "active_by_assignee": {}}
+    assert data["decision"]["state"] == "approved"
