@@ -51,7 +51,6 @@ from sync.plan import (
     FieldWrite,
     Plan,
     SyncRules,
-    apply_writes,
     comparable,
     get_value,
     other,
@@ -383,19 +382,23 @@ class Engine:
         )
         writes = self._apply_plan(result, source, target)
         with self.store.session() as tx:
-            tx.put_snapshot(
-                source.ref.system.value,
-                sid,
-                _lean(apply_writes(source, result.writes)),
-                version=source.version,
-            )
-            tx.put_snapshot(
-                target.ref.system.value,
-                tid,
-                _lean(apply_writes(target, result.writes)),
-                version=target.version,
-            )
+            for side, ident in ((source, sid), (target, tid)):
+                after = self._as_written(side, result.writes_to(side.ref.system))
+                tx.put_snapshot(side.ref.system.value, ident, _lean(after), version=side.version)
         return result, writes
+
+    def _as_written(self, ticket: Ticket, writes: Sequence[FieldWrite]) -> Ticket:
+        """The next snapshot of a side: what it holds now, its written fields as read back.
+
+        Reading back (rather than assuming the write took) matters when a system silently
+        ignores or normalises a value (a column that does not exist, a priority computed from
+        impact and urgency): the snapshot then matches what its webhook will show, so the
+        difference is not mistaken for a new change and sent back.
+        """
+        if not writes:
+            return ticket
+        fresh = self.read(ticket.ref.system, ticket_id(ticket))
+        return set_values(ticket, {w.field: get_value(fresh, w.field) for w in writes})
 
     def _comment_links(
         self, tx: StoreSession, source: Ticket, target: Ticket

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from tests.e2e.conftest import Harness
+from simulators.common import FaultConfig
+from tests.e2e.conftest import AGENT, Harness
 
 pytestmark = pytest.mark.e2e
 
@@ -26,3 +29,192 @@ def test_pairing_copies_fields_comments_and_attachments(harness: Harness) -> Non
         ("Internal: seen on 3 sites", True),
     }
     assert [(a["filename"], a["size"]) for a in issue["attachment"]] == [("vpn.log", 500)]
+
+
+def test_webhook_from_jira_reaches_servicenow(harness: Harness) -> None:
+    """A transition, a public comment, an internal note and a file in Jira reach the incident."""
+    assert harness.webhooks_url is not None
+    sys_id, key = harness.pair(short_description="Login loop")
+    harness.jira.transition(key, "Waiting")
+    harness.jira.comment(key, "Please send the HAR file", public=True)
+    harness.jira.comment(key, "Suspect the SSO cookie", public=False)
+    harness.jira.attach(key, "trace.har", b"{}" * 50)
+    harness.drain()
+    incident = harness.servicenow.incident(sys_id)
+    assert incident["state"] == "3"
+    journal = {(r["element"], r["value"].split("\n")[0]) for r in harness.snow_journal(sys_id)}
+    assert ("comments", "Please send the HAR file") in journal
+    assert ("work_notes", "Suspect the SSO cookie") in journal
+    files = harness.servicenow.store.query("sys_attachment", f"table_sys_id={sys_id}")
+    assert [(f["file_name"], f["size_bytes"]) for f in files] == [("trace.har", "100")]
+
+
+def test_webhook_from_servicenow_reaches_jira(harness: Harness) -> None:
+    """Priority (via impact/urgency), a work note and a file in ServiceNow reach Jira."""
+    sys_id, key = harness.pair(short_description="Payments slow")
+    harness.servicenow.update_incident(sys_id, {"impact": "1", "urgency": "1"}, as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "Customer is a reseller", as_user=AGENT)
+    harness.servicenow.attach(sys_id, "screen.png", b"\x89PNG" + b"0" * 60, as_user=AGENT)
+    harness.drain()
+    fields = harness.jira.issue(key)["fields"]
+    assert fields["priority"]["name"] == "Highest"
+    notes = [c for c in harness.jira_comments(key) if "Customer is a reseller" in c["body"]]
+    assert len(notes) == 1 and notes[0].get("visibility")
+    assert [(a["filename"], a["size"]) for a in fields["attachment"]] == [("screen.png", 64)]
+
+
+def test_our_own_write_coming_back_writes_nothing(harness: Harness) -> None:
+    """The webhook our write to ServiceNow causes is processed and makes zero writes anywhere."""
+    _, key = harness.pair(short_description="Echo check")
+    harness.jira.edit(key, {"summary": "Echo check"})  # unchanged value: nothing to do
+    harness.jira.transition(key, "In Progress")
+    harness.jira.comment(key, "Working on it", public=True)
+    deliveries_before = len(harness.servicenow.deliveries())
+    harness.drain()
+    # One PATCH for the state, one for the comment: that is all.
+    assert harness.writes("servicenow") == 2
+    assert harness.writes("jira") == 0
+    # ServiceNow posted the webhooks of our own writes back; processing them wrote nothing.
+    assert len(harness.servicenow.deliveries()) > deliveries_before
+    harness.reset_stats()
+    harness.drain()
+    harness.poll()
+    assert harness.writes() == 0
+
+
+def test_same_webhook_delivered_twice_writes_once(harness: Harness) -> None:
+    """A delivery posted again (same id) is acknowledged and dropped; one write in total."""
+    import requests
+
+    sys_id, key = harness.pair(short_description="Duplicate check")
+    harness.servicenow.update_incident(sys_id, {"short_description": "Duplicate check 2"})
+    harness.servicenow.wait_for_webhooks()
+    delivery = harness.servicenow.deliveries()[-1]
+    again = requests.post(
+        f"{harness.webhooks_url}/webhooks/servicenow",
+        data=delivery.body,
+        headers=delivery.headers,
+        timeout=5,
+    )
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    harness.drain()
+    assert harness.jira.issue(key)["fields"]["summary"] == "Duplicate check 2"
+    assert harness.writes("jira") == 1
+    # Processing the same ticket again (a redelivery with a new id) still writes nothing.
+    harness.queue.enqueue_ticket("servicenow", sys_id)
+    harness.drain()
+    assert harness.writes("jira") == 1
+
+
+def test_reordered_deliveries_converge_to_latest(harness: Harness) -> None:
+    """Events handled newest first still leave both records with the latest values."""
+    sys_id, key = harness.pair(short_description="Order check")
+    harness.servicenow.set_webhook(None)  # hold the events back, deliver them ourselves
+    harness.jira.drain_webhooks()
+    harness.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
+    harness.servicenow.update_incident(sys_id, {"state": "3"}, as_user=AGENT)
+    harness.servicenow.update_incident(sys_id, {"short_description": "Order check v3"})
+    for _ in range(3):  # three events, newest first; each reads the record fresh
+        harness.queue.enqueue_ticket("servicenow", sys_id)
+    harness.drain()
+    fields = harness.jira.issue(key)["fields"]
+    assert fields["status"]["name"] == "Waiting"
+    assert fields["summary"] == "Order check v3"
+    assert harness.writes("jira") == 2  # summary edit + one transition, not three
+
+
+def test_conflicting_edits_owner_and_newest_win_with_audit(harness: Harness) -> None:
+    """Summary (owned by ServiceNow) keeps ServiceNow's value; status goes to the newer edit."""
+    sys_id, key = harness.pair(short_description="Conflict check")
+    harness.servicenow.set_webhook(None)
+    harness.jira.edit(key, {"summary": "Jira's wording"})
+    harness.servicenow.update_incident(
+        sys_id, {"short_description": "ServiceNow's wording", "state": "3"}, as_user=AGENT
+    )
+    time.sleep(1.1)  # ServiceNow keeps seconds: make the Jira status change clearly newer
+    harness.jira.transition(key, "Done")
+    harness.drain()
+    assert harness.jira.issue(key)["fields"]["summary"] == "ServiceNow's wording"
+    assert harness.servicenow.incident(sys_id)["state"] == "6"
+    audit = harness.store.list_audit(limit=50)
+    lost = {(a.system, a.from_value) for a in audit if a.field == "conflict"}
+    assert ("jira", "Jira's wording") in lost
+    assert ("servicenow", "on_hold") in lost
+
+
+def test_crash_between_comment_write_and_record_leaves_one_copy(harness: Harness) -> None:
+    """A worker dying right after posting a mirrored comment does not post it twice on retry."""
+    sys_id, key = harness.pair(short_description="Crash check")
+    crashed: list[str] = []
+
+    def die_once(what: str) -> None:
+        if what.startswith("comment") and not crashed:
+            crashed.append(what)
+            raise RuntimeError("worker killed after the write")
+
+    harness.engine.after_write = die_once
+    harness.jira.comment(key, "Only once, please", public=True)
+    harness.drain()  # the task fails, the queue runs it again, the retry finds the marker
+    assert crashed
+    copies = [r for r in harness.snow_journal(sys_id) if "Only once, please" in r["value"]]
+    assert len(copies) == 1
+    assert harness.store.list_dead_letters() == []
+
+
+def test_rate_limit_and_server_error_storm_converges(harness: Harness) -> None:
+    """With 429s and 503s on a share of requests, every change still arrives, nothing is lost."""
+    pairs = [harness.pair(short_description=f"Storm {i}") for i in range(3)]
+    storm = FaultConfig(rate_429=0.2, rate_5xx=0.15, seed=7, path_prefixes=("/rest", "/api"))
+    harness.jira.set_faults(storm)
+    harness.servicenow.configure_faults(storm.model_copy(update={"seed": 11}))
+    for i, (sys_id, key) in enumerate(pairs):
+        harness.jira.comment(key, f"storm comment {i}", public=True)
+        harness.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
+    harness.drain()
+    faults = harness.jira.stats()["faults"]["429"] + harness.servicenow.stats()["faults"]["5xx"]
+    harness.jira.set_faults(FaultConfig())
+    harness.servicenow.configure_faults(FaultConfig())
+    # Whatever was parked by exhausted retries comes back through the next poll.
+    harness.poll()
+    assert faults > 0
+    for i, (sys_id, key) in enumerate(pairs):
+        copies = [r for r in harness.snow_journal(sys_id) if f"storm comment {i}" in r["value"]]
+        assert len(copies) == 1
+        assert harness.jira.issue(key)["fields"]["status"]["name"] == "In Progress"
+    assert [d for d in harness.store.list_dead_letters() if d.error_class != "RateLimited"] == []
+
+
+def test_bad_request_is_dead_lettered_and_replay_succeeds(harness: Harness) -> None:
+    """A 400 on a write parks the event with the reason; after the fix a replay completes it."""
+    sys_id, key = harness.pair(short_description="Dead letter check")
+    too_long = "Dead letter check " + "x" * 300  # Jira refuses summaries over 255 characters
+    harness.servicenow.update_incident(sys_id, {"short_description": too_long}, as_user=AGENT)
+    harness.drain()
+    (dead,) = harness.store.list_dead_letters()
+    assert dead.ticket == sys_id and "255 characters" in dead.reason
+    # Other tickets are not held up by the parked one.
+    other_sys_id, other_key = harness.pair(short_description="Unrelated")
+    harness.servicenow.update_incident(other_sys_id, {"state": "2"}, as_user=AGENT)
+    harness.drain()
+    assert harness.jira.issue(other_key)["fields"]["status"]["name"] == "In Progress"
+    # The cause is fixed in ServiceNow without a webhook (the rule is switched off meanwhile).
+    harness.servicenow.set_webhook(None)
+    harness.servicenow.update_incident(
+        sys_id, {"short_description": "Dead letter check, shorter"}, as_user=AGENT
+    )
+    replay(harness, dead.id)
+    harness.drain()
+    assert harness.jira.issue(key)["fields"]["summary"] == "Dead letter check, shorter"
+    assert harness.store.list_dead_letters() == []
+
+
+def replay(harness: Harness, dead_letter_id: int) -> None:
+    """`escalation-sync deadletters replay ID` against this harness's state."""
+    from typer.testing import CliRunner
+
+    from cli.app import COMMAND_MODULES, build
+
+    if "cli.deadletters_cmd" not in COMMAND_MODULES:
+        pytest.skip("the deadletters command is not installed")
+    result = CliRunner().invoke(build(), ["deadletters", "replay", str(dead_letter_id)])
+    assert result.exit_code == 0, result.output
