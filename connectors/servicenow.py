@@ -241,14 +241,13 @@ class ServiceNowConnector:
 
     def _scan(self, condition: str, fields: Sequence[str] | None) -> Iterator[dict[str, Any]]:
         order = "^ORDERBYsys_updated_on^ORDERBYsys_id"
-        base_query = condition + order
-        query = base_query
+        query = condition + order
         offset = 0
         last: dict[str, Any] | None = None
         path = self._table_path()
         while True:
-            body, _ = self._list(path, query, fields, offset=offset, limit=self.page_size)
-            rows: list[dict[str, Any]] = body
+            rows, total = self._list(path, query, fields, offset=offset, limit=self.page_size)
+            fetched = len(rows)
             if last is not None:
                 if not rows or _row_key(rows[0]) != _row_key(last):
                     # The result set moved under the offset: continue strictly after the last
@@ -263,12 +262,11 @@ class ServiceNowConnector:
                     continue
                 rows = rows[1:]
             yield from rows
-            page_len = len(rows) + (0 if offset == 0 else 1)
-            if page_len < self.page_size:
+            if not rows or _last_page(offset, fetched, self.page_size, total):
                 return
-            last = rows[-1] if rows else last
+            last = rows[-1]
             # Re-read the last row of this page as the first of the next one.
-            offset += self.page_size - 1
+            offset += fetched - 1
 
     # ----------------------------------------------------------------------------- writes
 
@@ -440,9 +438,9 @@ class ServiceNowConnector:
         """Every row of an ordered query, page by page, until a short page ends it."""
         offset = 0
         while True:
-            rows, _ = self._list(path, query, fields, offset=offset, limit=self.page_size)
+            rows, total = self._list(path, query, fields, offset=offset, limit=self.page_size)
             yield from rows
-            if len(rows) < self.page_size:
+            if not rows or _last_page(offset, len(rows), self.page_size, total):
                 return
             offset += len(rows)
 
@@ -622,6 +620,14 @@ class ServiceNowConnector:
         except (TypeError, ValueError):
             lifetime = 1800.0
         return token, lifetime
+
+
+def _last_page(offset: int, fetched: int, limit: int, total: int | None) -> bool:
+    """A short page ends the scan only when X-Total-Count (if sent) agrees: an instance that
+    caps rows per response below sysparm_limit must not truncate the result silently."""
+    if fetched >= limit:
+        return False
+    return total is None or offset + fetched >= total
 
 
 def _query_value(value: str) -> str:

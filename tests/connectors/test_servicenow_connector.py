@@ -800,3 +800,25 @@ def test_identifiers_cannot_widen_a_query(sn: ServiceNowConnector) -> None:
         sn.journal("abc^ORelement_id!=x")
     with pytest.raises(ValueError):
         sn.find_by_number("INC1^ORactive=true")
+
+
+def test_capped_pages_do_not_end_the_scan_early(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """An instance answering fewer rows than asked, with X-Total-Count saying more, is paged on."""
+    data = rows(5)
+    query = "sys_updated_on>=2026-01-01 09:59:30^ORDERBYsys_updated_on^ORDERBYsys_id"
+    # The instance caps responses at two rows although sysparm_limit is three.
+    for offset, page in ((0, data[0:2]), (1, data[1:3]), (2, data[2:4]), (3, data[3:5])):
+        mock.get(
+            TABLE,
+            json={"result": page},
+            headers={"X-Total-Count": "5"},
+            match=[
+                matchers.query_param_matcher(
+                    {"sysparm_query": query, "sysparm_limit": "3", "sysparm_offset": str(offset)}
+                )
+            ],
+        )
+    got = list(sn.changed_since(datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)))
+    assert [r["sys_id"] for r in got] == [r["sys_id"] for r in data]
