@@ -268,7 +268,18 @@ class ServiceNowAPI:
         table = request.path_params["table"]
         if not self.store.serves(table) or table == ATTACHMENT_TABLE:
             raise UnknownTable(table)
-        return self._list(table, request)
+        response = self._list(table, request)
+        if (
+            request.path_params.get("api_version") == "v1"
+            and response.headers.get("X-Total-Count") == "0"
+        ):
+            # Version 1 of the endpoint answers an empty result with 404 (v2 and later: []).
+            return _error(
+                404,
+                "No Record found",
+                "Records matching query not found. Check query parameter or offset parameter",
+            )
+        return response
 
     def _list(self, table: str, request: SimRequest) -> SimResponse:
         params = request.query

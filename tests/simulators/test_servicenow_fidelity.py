@@ -243,6 +243,18 @@ def test_name_value_pairs_filter_like_a_query(sim: ServiceNowSimulator) -> None:
     assert [r["sys_id"] for r in response.json()["result"]] == [inc["sys_id"]]
 
 
+def test_versioned_list_urls(sim: ServiceNowSimulator) -> None:
+    """An empty query answers [] on v2 and the default URL, 404 on v1, as documented."""
+    query = {"sysparm_query": "number=INC9999999"}
+    for version, status in (("", 200), ("v2/", 200), ("v1/", 404)):
+        response = requests.get(
+            f"{sim.url}/api/now/{version}table/incident", params=query, auth=AUTH, timeout=10
+        )
+        assert response.status_code == status, version
+        if status == 200:
+            assert response.json() == {"result": []}
+
+
 def test_sys_fields_are_maintained(sim: ServiceNowSimulator) -> None:
     """Saved updates count in sys_mod_count; an update changing nothing is not saved."""
     sim.freeze_time(datetime(2026, 2, 1, 9, 0, 0, tzinfo=UTC))
