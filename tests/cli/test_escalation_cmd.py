@@ -15,8 +15,8 @@ from mapping.model import Comment, Person, Priority, Ref, System, Ticket, Visibi
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
-LEAD = Person(id="lead", email="lead.1@example.com")
-DEV = Person(id="dev", email="devsupport.1@example.com")
+LEAD = Person(id="lead.1")
+DEV = Person(id="devsupport.1")
 DESC = "Payments fail; we cannot investigate further without Dev Support.\nContact: Dana"
 
 

@@ -111,8 +111,8 @@ def test_story_sme_approval_csst(make_ticket, now):
     """CSST story: request, missing CSST note, SME rejects with action items, then approves."""
     Story.t0 = now
     st = Story("sme_approval_csst", now)
-    eng = Person(id="eng", email="engineer@example.com")
-    sme = Person(id="sme", email="sme.emea.2@example.com")
+    eng = Person(id="engineer")
+    sme = Person(id="sme.emea.2")
     base = make_ticket(
         labels=(),
         description="Package fails. Steps to reproduce: run job. "
@@ -144,8 +144,8 @@ def test_story_ds_ticket_limits(make_ticket, make_comment, now):
     """DS story: only leads initiate; 3 a day, then a refusal naming the count; P1 on approval."""
     Story.t0 = now
     st = Story("ds_ticket_limits", now)
-    lead = Person(id="lead", email="lead.1@example.com")
-    dev = Person(id="dev", email="devsupport.1@example.com")
+    lead = Person(id="lead.1")
+    dev = Person(id="devsupport.1")
     desc = (
         "Payments to one biller fail since the 4.2 deploy; we cannot investigate further "
         "without Dev Support.\nContact: Dana Ops"
@@ -189,7 +189,7 @@ def test_story_l1_l2_l3_team_leader(make_ticket, now):
     Story.t0 = now
     st = Story("l1_l2_l3_team_leader", now)
     customer = Person(id="cust", email="carl@customer.example")
-    tl = Person(id="tl", email="team.leader.1@example.com")
+    tl = Person(id="team.leader.1")
     base = make_ticket(
         labels=(),
         description="Outlook crashes. Troubleshooting: safe mode, outcome: still crashes.",
@@ -233,7 +233,7 @@ def test_story_fasttrack(make_ticket, now):
     """FastTrack story: field request, info gathering, architect approves, cadence, resolution."""
     Story.t0 = now
     st = Story("fasttrack_customer_escalation", now)
-    fta = Person(id="fta", email="architect.1@example.com")
+    fta = Person(id="architect.1")
     t = make_ticket(
         labels=(),
         priority=Priority.P2,
@@ -290,7 +290,7 @@ def test_story_technical_support_sop(make_ticket, now):
         category="hardware",
         comments=(
             c("l1", "L1 confirmed: cannot resolve at L1", Person(id="eng"), minute=1),
-            c("a", "/approve-escalation", Person(email="hardware.lead@example.com"), minute=2),
+            c("a", "/approve-escalation", Person(id="hardware.lead"), minute=2),
         ),
     )
     d = st.step(hw)
