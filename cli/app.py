@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.mapping_cmd",
     "cli.webhook_cmd",
     "cli.sync_cmd",
+    "cli.run_cmd",
+    "cli.ops_cmd",
     "cli.simulators_cmd",
     "cli.email_cmd",
     "cli.escalation_cmd",

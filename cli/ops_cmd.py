@@ -1,0 +1,253 @@
+"""Operator commands: `status`, `deadletters list`, `deadletters replay ID...|--all`."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.mapping_cmd import ConfigOption, load_or_exit
+from sync.store import DeadLetter, Store
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _open(settings: Any) -> Store:
+    return Store.for_state(Path(settings.state.dir), settings.state.database_url)
+
+
+def _queue(settings: Any, store: Store) -> Any:
+    from sync.queue import SyncQueue, make_huey
+
+    return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def daemon_state(state_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's pid and address from its runtime file, or None if none runs."""
+    from sync.daemon import RUNTIME_FILE
+
+    try:
+        info = json.loads((state_dir / RUNTIME_FILE).read_text())
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(info)
+
+
+def active_escalations(store: Store) -> dict[str, int] | None:
+    """Escalations approved and not released, and requests awaiting a decision (None: no ledger)."""
+    inspector = sa.inspect(store.engine)
+    if not inspector.has_table("escalation_ledger"):
+        return None
+    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
+    with store.engine.connect() as conn:
+        active = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(ledger)
+            .where(ledger.c.approved_at.is_not(None), ledger.c.released_at.is_(None))
+        )
+        requested = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(ledger)
+            .where(ledger.c.state == "requested", ledger.c.approved_at.is_(None))
+        )
+    return {"active": int(active or 0), "requested": int(requested or 0)}
+
+
+def collect_status(settings: Any) -> dict[str, Any]:
+    """Everything `status` reports, as plain data."""
+    store = _open(settings)
+    try:
+        counts = store.status_counts()
+        queue = _queue(settings, store)
+        pending = int(queue.huey.pending_count())
+        scheduled = int(queue.huey.scheduled_count())
+        return {
+            "daemon": daemon_state(Path(settings.state.dir)),
+            "pairs": counts.links,
+            "comment_pairs": counts.comment_links,
+            "backlog": {"pending": pending, "scheduled": scheduled},
+            "last_poll": {
+                system: {"watermark": _when(mark.value), "polled_at": _when(mark.polled_at)}
+                for system, mark in counts.watermarks.items()
+            },
+            "dead_letters": {
+                "pending": counts.dead_letters_pending,
+                "replayed": counts.dead_letters_replayed,
+            },
+            "escalations": active_escalations(store),
+            "locks_held": len(store.list_locks()),
+        }
+    finally:
+        store.close()
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    daemon = data["daemon"]
+    table.add_row(
+        "daemon",
+        f"running, pid {daemon['pid']}, {daemon['host']}:{daemon['port']}"
+        if daemon
+        else "not running",
+    )
+    table.add_row("pairs", f"{data['pairs']} records, {data['comment_pairs']} mirrored comments")
+    backlog = data["backlog"]
+    table.add_row(
+        "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
+    )
+    for system in ("jira", "servicenow"):
+        poll = data["last_poll"].get(system)
+        text = (
+            f"{poll['polled_at']} (changes read up to {poll['watermark'] or '-'})"
+            if poll
+            else "never"
+        )
+        table.add_row(f"last poll {system}", text)
+    dead = data["dead_letters"]
+    table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
+    esc = data["escalations"]
+    table.add_row(
+        "escalations",
+        f"{esc['active']} active, {esc['requested']} awaiting approval"
+        if esc is not None
+        else "no ledger",
+    )
+    console.print(table)
+
+
+def _dead_letter_json(item: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "system": item.system,
+        "ticket": item.ticket,
+        "error_class": item.error_class,
+        "reason": item.reason,
+        "attempts": item.attempts,
+        "created_at": _when(item.created_at),
+        "replayed_at": _when(item.replayed_at),
+        "event": item.event,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    """Add `status` and the `deadletters` group."""
+
+    @app.command("status")
+    def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+        """Pairs, backlog, last poll per system, dead letters and active escalations."""
+        data = collect_status(load_or_exit(config))
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            _print_status(data)
+
+    group = typer.Typer(help="Events that failed permanently: list them, replay them.")
+    app.add_typer(group, name="deadletters")
+
+    @group.command("list")
+    def list_cmd(
+        config: ConfigOption = None,
+        include_replayed: Annotated[
+            bool, typer.Option("--all", help="Include dead letters already replayed.")
+        ] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Dead letters with their reason, oldest first."""
+        store = _open(load_or_exit(config))
+        try:
+            items = store.list_dead_letters(include_replayed=include_replayed)
+        finally:
+            store.close()
+        if as_json:
+            typer.echo(json.dumps([_dead_letter_json(i) for i in items], indent=2))
+            return
+        if not items:
+            typer.echo("no dead letters")
+            return
+        table = Table("id", "created", "system", "ticket", "error", "tries", "reason")
+        for item in items:
+            table.add_row(
+                str(item.id),
+                _when(item.created_at) or "",
+                item.system,
+                item.ticket,
+                item.error_class,
+                str(item.attempts),
+                item.reason
+                + (f" (replayed {_when(item.replayed_at)})" if item.replayed_at else ""),
+            )
+        Console(width=200).print(table)
+
+    @group.command("replay")
+    def replay(
+        ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids.")] = None,
+        replay_all: Annotated[
+            bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")
+        ] = False,
+        now: Annotated[
+            bool,
+            typer.Option("--now", help="Process the replayed events here instead of the daemon."),
+        ] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """Put dead-lettered events back on the queue (after fixing their cause)."""
+        if bool(ids) == replay_all:
+            typer.echo("give dead letter ids or --all (not both)", err=True)
+            raise typer.Exit(2)
+        settings = load_or_exit(config)
+        store = _open(settings)
+        try:
+            if replay_all:
+                chosen = store.list_dead_letters()
+            else:
+                chosen = []
+                for ident in ids or []:
+                    item = store.get_dead_letter(ident)
+                    if item is None:
+                        typer.echo(f"no dead letter {ident}", err=True)
+                        raise typer.Exit(1)
+                    if item.replayed_at is not None:
+                        typer.echo(f"dead letter {ident} was already replayed; replaying again")
+                    chosen.append(item)
+            queue = _queue(settings, store)
+            for item in chosen:
+                event = item.event if item.event.get("event") else None
+                queue.enqueue_ticket(item.system, item.ticket, event=event, source="replay")
+                store.mark_replayed(item.id)
+                typer.echo(f"replayed {item.id}: {item.system} {item.ticket}")
+            if not chosen:
+                typer.echo("nothing to replay")
+                return
+            if now:
+                from sync.daemon import default_processor
+
+                before = store.status_counts().dead_letters_pending
+                queue.set_processor(default_processor(settings, store, queue))
+                ran = queue.run_pending(limit=100_000)
+                failed = store.status_counts().dead_letters_pending - before
+                typer.echo(f"processed {ran} tasks; {max(failed, 0)} dead-lettered again")
+                if failed > 0:
+                    raise typer.Exit(1)
+            elif daemon_state(Path(settings.state.dir)) is None:
+                typer.echo(
+                    "no daemon is running: the events wait in the queue "
+                    "(start `escalation-sync run`, or replay with --now)"
+                )
+        finally:
+            store.close()

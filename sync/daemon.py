@@ -1,0 +1,431 @@
+"""`escalation-sync run`: webhook server, queue workers and pollers in one process.
+
+Signals:
+- SIGTERM / SIGINT: stop taking webhooks, let the workers finish the tickets in hand, exit 0.
+- SIGHUP (or a changed file with `--watch`): reload the configuration, mapping and policy. A
+  configuration that fails validation is refused with every error logged, and the last good one
+  stays in force. Settings that shape the process itself (state, queue, listener, workers) need a
+  restart; a reload that changes them says so.
+
+While running, `<state dir>/daemon.json` names the process and its listening address (the
+actual port when 0 was configured); it is removed on a clean exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+import uvicorn
+
+from mapping.errors import ConfigInvalid
+from sync.queue import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
+from sync.store import Store
+from sync.webhooks import WebhookConfig, create_app
+
+log = structlog.get_logger(__name__)
+
+RUNTIME_FILE = "daemon.json"
+SYSTEMS = ("jira", "servicenow")
+DELIVERY_RETENTION = timedelta(days=7)
+HOUSEKEEPING_EVERY = 3600.0
+
+Loader = Callable[[Path | None], Any]
+ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
+
+
+def default_processor(settings: Any, store: Store, queue: SyncQueue) -> TicketProcessor:
+    """The sync engine, with its pollers feeding the queue."""
+    from sync.engine import build_engine
+
+    engine: TicketProcessor = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
+    return engine
+
+
+def import_factory(spec: str) -> ProcessorFactory:
+    """Resolve "package.module:function" to a processor factory."""
+    module, _, attribute = spec.partition(":")
+    factory = getattr(importlib.import_module(module), attribute or "build_processor")
+    if not callable(factory):
+        raise TypeError(f"{spec} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def _resolve(config_file: Path, value: Any) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else config_file.parent / path
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A validated configuration and the files it came from."""
+
+    settings: Any
+    files: tuple[Path, ...]
+    digest: str
+    loaded_at: datetime
+
+
+class ConfigHolder:
+    """The configuration in force; `reload()` replaces it only with one that validates."""
+
+    def __init__(self, path: Path | None, loader: Loader, initial: Any = None) -> None:
+        self.path = path
+        self.loader = loader
+        self._lock = threading.Lock()
+        self.loaded = self._load(initial)
+        self._mtimes = self._stat(self.loaded.files)
+
+    @property
+    def settings(self) -> Any:
+        """The settings in force."""
+        return self.loaded.settings
+
+    def _files(self, settings: Any) -> tuple[Path, ...]:
+        source = Path(getattr(settings, "source", "") or (self.path or ""))
+        files = [source] if str(source) else []
+        for name in ("mapping_file", "policy_file"):
+            extra = _resolve(source, getattr(settings, name, None))
+            if extra is not None:
+                files.append(extra)
+        return tuple(files)
+
+    @staticmethod
+    def _stat(files: tuple[Path, ...]) -> tuple[int, ...]:
+        stamps = []
+        for file in files:
+            try:
+                stamps.append(file.stat().st_mtime_ns)
+            except OSError:
+                stamps.append(-1)
+        return tuple(stamps)
+
+    @staticmethod
+    def _digest(files: tuple[Path, ...]) -> str:
+        digest = hashlib.sha256()
+        for file in files:
+            try:
+                digest.update(file.read_bytes())
+            except OSError:
+                digest.update(b"<missing>")
+        return digest.hexdigest()[:16]
+
+    def _load(self, settings: Any = None) -> Loaded:
+        if settings is None:
+            settings = self.loader(self.path)
+        files = self._files(settings)
+        return Loaded(settings, files, self._digest(files), datetime.now(UTC))
+
+    def changed_on_disk(self) -> bool:
+        """True when a watched file's modification time moved since the last (re)load attempt."""
+        stamps = self._stat(self.loaded.files)
+        if stamps != self._mtimes:
+            self._mtimes = stamps
+            return True
+        return False
+
+    def reload(self, accept: Callable[[Loaded], None] | None = None) -> bool:
+        """Load again; on any error log it and keep the configuration in force.
+
+        `accept` is called with the new configuration before it is put in force; if it raises,
+        the reload is refused too (e.g. the engine cannot be built from it).
+        """
+        with self._lock:
+            try:
+                candidate = self._load()
+                if accept is not None:
+                    accept(candidate)
+            except ConfigInvalid as exc:
+                for error in exc.errors:
+                    log.error(
+                        "configuration error",
+                        file=error.file,
+                        key=error.key,
+                        reason=error.reason,
+                    )
+                log.error(
+                    "configuration reload refused; keeping the last good configuration",
+                    errors=len(exc.errors),
+                    digest=self.loaded.digest,
+                )
+                return False
+            except Exception as exc:
+                log.error(
+                    "configuration reload failed; keeping the last good configuration",
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                    digest=self.loaded.digest,
+                )
+                return False
+            restart = _restart_needed(self.loaded.settings, candidate.settings)
+            self.loaded = candidate
+            self._mtimes = self._stat(candidate.files)
+            log.info("configuration reloaded", digest=candidate.digest)
+            if restart:
+                log.warning("restart needed to apply these settings", sections=restart)
+            return True
+
+
+def _restart_needed(old: Any, new: Any) -> list[str]:
+    changed = []
+    for section in ("state", "webhooks"):
+        before, after = getattr(old, section, None), getattr(new, section, None)
+        if before is not None and after is not None and before != after:
+            changed.append(section)
+    return changed
+
+
+class Daemon:
+    """Everything `escalation-sync run` starts, and its orderly shutdown."""
+
+    def __init__(
+        self,
+        config_path: Path | None,
+        *,
+        watch: bool = False,
+        loader: Loader | None = None,
+        processor_factory: ProcessorFactory | None = None,
+        watch_interval: float = 1.0,
+        settings: Any = None,
+    ) -> None:
+        if loader is None:
+            from sync.settings import load_settings
+
+            loader = load_settings
+        self.config = ConfigHolder(config_path, loader, settings)
+        self.watch = watch
+        self.watch_interval = watch_interval
+        self.factory = processor_factory or default_processor
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.exit_code = 0
+        self.store: Store | None = None
+        self.queue: SyncQueue | None = None
+        self.consumer: InProcessConsumer | None = None
+        self.server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Open the store, start the workers and the pollers, then the webhook listener."""
+        settings = self.config.settings
+        state_dir = Path(settings.state.dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.for_state(state_dir, settings.state.database_url)
+        self.queue = SyncQueue(
+            make_huey(settings.state.queue_url, state_dir),
+            self.store,
+            poll_intervals={
+                "jira": settings.jira.poll_interval_seconds,
+                "servicenow": settings.servicenow.poll_interval_seconds,
+            },
+            reconcile_at=settings.sync.reconcile_at,
+        )
+        self.queue.set_processor(self.factory(settings, self.store, self.queue))
+        recovered = self.queue.recover_interrupted()
+        if recovered:
+            log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
+        self.consumer = self.queue.consumer(workers=int(settings.state.workers))
+        self.consumer.start()
+        for system in SYSTEMS:
+            self.queue.enqueue_poll(system)
+        self._start_server(settings)
+        self._write_runtime(state_dir)
+        log.info(
+            "daemon started",
+            host=settings.webhooks.host,
+            port=self.port,
+            workers=settings.state.workers,
+            config=self.config.loaded.digest,
+        )
+
+    def _start_server(self, settings: Any) -> None:
+        assert self.store is not None and self.queue is not None
+        queue = self.queue
+        app = create_app(
+            store=self.store,
+            enqueue=lambda event: queue.enqueue_event(event, source="webhook"),
+            config=lambda: WebhookConfig.from_settings(self.config.settings),
+            queue_depth=queue.depth,
+            health=self._health,
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.webhooks.host,
+                port=int(settings.webhooks.port),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=30,
+            )
+        )
+        self._server_thread = threading.Thread(
+            target=self.server.run, name="webhook-server", daemon=True
+        )
+        self._server_thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"webhook server did not start on {settings.webhooks.host}:"
+                    f"{settings.webhooks.port}"
+                )
+            time.sleep(0.02)
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def _health(self) -> dict[str, Any]:
+        loaded = self.config.loaded
+        return {
+            "config": loaded.digest,
+            "config_loaded_at": loaded.loaded_at.isoformat(),
+            "pid": os.getpid(),
+        }
+
+    def _write_runtime(self, state_dir: Path) -> None:
+        runtime = {
+            "pid": os.getpid(),
+            "host": self.config.settings.webhooks.host,
+            "port": self.port,
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        path = state_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(runtime))
+        tmp.replace(path)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads (main thread only)."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop.is_set():
+            # A second signal while shutting down: stop waiting for in-flight work.
+            os._exit(130)
+        self._stop.set()
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload.set()
+
+    def request_stop(self) -> None:
+        """Ask the main loop to shut down (as SIGTERM does)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the configuration (as SIGHUP does)."""
+        self._reload.set()
+
+    def serve(self) -> int:
+        """Run until asked to stop; returns the exit code."""
+        last_check = time.monotonic()
+        last_housekeeping = 0.0
+        while not self._stop.wait(0.2):
+            if self._reload.is_set():
+                self._reload.clear()
+                log.info("reload requested")
+                self.reload()
+            now = time.monotonic()
+            if self.watch and now - last_check >= self.watch_interval:
+                last_check = now
+                if self.config.changed_on_disk():
+                    log.info("configuration file changed")
+                    self.reload()
+            if now - last_housekeeping >= HOUSEKEEPING_EVERY:
+                last_housekeeping = now
+                self._housekeeping()
+            if self._server_thread is not None and not self._server_thread.is_alive():
+                log.error("webhook server stopped unexpectedly")
+                self.exit_code = 1
+                break
+        self.shutdown()
+        return self.exit_code
+
+    def reload(self) -> bool:
+        """Reload configuration; swap in a processor built from it. False if refused."""
+        assert self.store is not None and self.queue is not None
+        store, queue = self.store, self.queue
+        built: list[TicketProcessor] = []
+
+        def accept(candidate: Loaded) -> None:
+            current = queue.processor
+            if isinstance(current, Reloadable):
+                current.reload(candidate.settings)
+                built.append(current)
+            else:
+                built.append(self.factory(candidate.settings, store, queue))
+
+        ok = self.config.reload(accept)
+        if ok and built:
+            queue.set_processor(built[0])
+            try:
+                from sync.logs import configure_logging, settings_secrets
+
+                configure_logging(secrets=settings_secrets(self.config.settings))
+            except ImportError:
+                pass
+        return ok
+
+    def _housekeeping(self) -> None:
+        assert self.store is not None
+        try:
+            pruned = self.store.prune_deliveries(datetime.now(UTC) - DELIVERY_RETENTION)
+        except Exception as exc:
+            log.warning("housekeeping failed", error=type(exc).__name__, reason=str(exc))
+            return
+        if pruned:
+            log.info("forgot old webhook deliveries", count=pruned)
+
+    def shutdown(self) -> None:
+        """Stop listening, let workers finish what they hold, close the store."""
+        log.info("shutting down: finishing work in progress")
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(35)
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
+        if self.store is not None:
+            state_dir = Path(self.config.settings.state.dir)
+            (state_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            self.store.close()
+        log.info("stopped")
+
+
+def run(
+    config_path: Path | None,
+    *,
+    watch: bool = False,
+    processor_factory: ProcessorFactory | None = None,
+    settings: Any = None,
+) -> int:
+    """Start the daemon in this process and serve until SIGTERM/SIGINT; returns the exit code."""
+    daemon = Daemon(
+        config_path, watch=watch, processor_factory=processor_factory, settings=settings
+    )
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except Exception:
+        log.exception("daemon failed to start")
+        daemon.shutdown()
+        return 1
+    return daemon.serve()
