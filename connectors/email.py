@@ -54,6 +54,9 @@ from connectors.retry import RetryPolicy, call_with_retry, retry_after_seconds
 SYSTEM = "email"
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# A named MAPI property carrying our Message-ID on JSON-format Graph messages: Sent Items can be
+# searched on it whatever Exchange does with internetMessageId.
+GRAPH_ID_PROPERTY = "String {8f3c5f0e-2b7a-4d0e-9c61-5a4d2e7b9f13} Name EscalationSyncMessageId"
 
 # Line breaks in every spelling a mail client or the email package might honour, plus the other
 # C0/C1 controls: none of them belongs in a subject or a display name.
@@ -735,6 +738,7 @@ def graph_message(message: OutgoingEmail, identity: Identity) -> dict[str, Any]:
             }
         },
         "internetMessageId": message.message_id,
+        "singleValueExtendedProperties": [{"id": GRAPH_ID_PROPERTY, "value": message.message_id}],
     }
     if identity.reply_to:
         resource["replyTo"] = [{"emailAddress": {"address": identity.reply_to}}]
@@ -791,12 +795,23 @@ class GraphSender:
         return message.message_id
 
     def was_sent(self, message_id: str) -> bool | None:
-        """Search Sent Items by internetMessageId (None when copies are not saved)."""
+        """Search Sent Items for the Message-ID (None when copies are not saved).
+
+        JSON-format messages are found by the extended property set when sending; MIME-format
+        ones by internetMessageId, which Exchange takes from the Message-ID header.
+        """
         if not self._settings.save_to_sent_items:
             return None
         quoted = message_id.replace("'", "''")
         url = f"{GRAPH_ROOT}/users/{quote(self._mailbox, safe='@')}/mailFolders/sentitems/messages"
-        params = {"$filter": f"internetMessageId eq '{quoted}'", "$select": "id", "$top": "1"}
+        if self._settings.format == "json":
+            condition = (
+                f"singleValueExtendedProperties/Any(ep: ep/id eq '{GRAPH_ID_PROPERTY}' "
+                f"and ep/value eq '{quoted}')"
+            )
+        else:
+            condition = f"internetMessageId eq '{quoted}'"
+        params = {"$filter": condition, "$select": "id", "$top": "1"}
 
         def attempt() -> requests.Response:
             return self._request("GET", url, params=params)

@@ -13,6 +13,7 @@ import requests
 import responses
 
 from connectors.email import (
+    GRAPH_ID_PROPERTY,
     EmailSettings,
     GraphSender,
     GraphSettings,
@@ -115,6 +116,9 @@ def test_token_then_sendmail_in_documented_json_shape(mock: responses.RequestsMo
             "from": {"emailAddress": {"address": "support@example.com", "name": "Acme Support"}},
             "replyTo": [{"emailAddress": {"address": "help@example.com"}}],
             "internetMessageId": message.message_id,
+            "singleValueExtendedProperties": [
+                {"id": GRAPH_ID_PROPERTY, "value": message.message_id}
+            ],
             "internetMessageHeaders": [{"name": "X-Escalation-Sync-Ticket", "value": "INC0010001"}],
         },
         "saveToSentItems": True,
@@ -253,13 +257,30 @@ def test_forbidden_mailbox_is_auth_failure(mock: responses.RequestsMock) -> None
 
 
 @pytest.mark.parametrize(("value", "expected"), [([{"id": "AAMk1"}], True), ([], False)])
-def test_sent_items_lookup_by_internet_message_id(
+def test_sent_items_lookup_by_extended_property(
     mock: responses.RequestsMock, value: list[dict[str, str]], expected: bool
 ) -> None:
-    """was_sent searches Sent Items with a $filter on internetMessageId."""
+    """JSON format: was_sent filters Sent Items on the extended property carrying the id."""
     mock.get(SENT_ITEMS, json={"value": value})
     sender = GraphSender(_settings(), IDENTITY, session=requests.Session(), token=lambda: "t")
     assert sender.was_sent("<abc@example.com>") is expected
+    query = parse_qs(urlsplit(str(mock.calls[0].request.url)).query)
+    assert query["$filter"] == [
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{GRAPH_ID_PROPERTY}' "
+        "and ep/value eq '<abc@example.com>')"
+    ]
+    assert query["$select"] == ["id"]
+
+
+def test_sent_items_lookup_by_internet_message_id_for_mime(
+    mock: responses.RequestsMock,
+) -> None:
+    """MIME format: was_sent filters Sent Items on internetMessageId."""
+    mock.get(SENT_ITEMS, json={"value": [{"id": "AAMk1"}]})
+    sender = GraphSender(
+        _settings(format="mime"), IDENTITY, session=requests.Session(), token=lambda: "t"
+    )
+    assert sender.was_sent("<abc@example.com>") is True
     query = parse_qs(urlsplit(str(mock.calls[0].request.url)).query)
     assert query["$filter"] == ["internetMessageId eq '<abc@example.com>'"]
 
