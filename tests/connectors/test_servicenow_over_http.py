@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.errors import ServerUnavailable
 from connectors.retry import RetryPolicy
@@ -76,6 +79,51 @@ def test_polling_while_records_change_skips_none(sim: ServiceNowSimulator) -> No
             sim.freeze_time(later)
             sim.update_incident(seen[len(seen) // 2][0], {"urgency": "2"}, as_user="abel.tuter")
             sim.update_incident(seeded[-1 - len(seen) // 40], {"urgency": "1"})
+    assert len(seen) == len(set(seen))
+    assert {sys_id for sys_id, _ in seen} == set(seeded)
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[ServiceNowSimulator]:
+    with ServiceNowSimulator() as running:
+        yield running
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    count=st.integers(min_value=1, max_value=60),
+    page_size=st.integers(min_value=2, max_value=9),
+    touches=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=80), st.integers(min_value=0)), max_size=12
+    ),
+)
+def test_scan_never_skips_whatever_changes_mid_scan(
+    shared_sim: ServiceNowSimulator,
+    count: int,
+    page_size: int,
+    touches: list[tuple[int, int]],
+) -> None:
+    """For any page size and any updates between pages, every record is seen, none twice."""
+    marker = f"scan-{uuid.uuid4().hex}"
+    shared_sim.freeze_time(SECOND)
+    seeded = [r["sys_id"] for r in shared_sim.seed_incidents(count, fields={"category": marker})]
+    sn = connector(shared_sim, username="admin", password="admin", page_size=page_size)
+    seen: list[tuple[str, str]] = []
+    clock = SECOND
+    try:
+        for row in sn.changed_since(SECOND, query=f"category={marker}", overlap=timedelta(0)):
+            seen.append((row["sys_id"], row["sys_mod_count"]))
+            for _position, which in (t for t in touches if t[0] == len(seen)):
+                clock += timedelta(seconds=1)
+                shared_sim.freeze_time(clock)
+                target = seeded[which % count]
+                shared_sim.update_incident(target, {"description": f"touched at {clock}"})
+    finally:
+        shared_sim.freeze_time(None)
     assert len(seen) == len(set(seen))
     assert {sys_id for sys_id, _ in seen} == set(seeded)
 
