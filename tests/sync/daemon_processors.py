@@ -30,5 +30,5 @@ class SlowProcessor:
 
 
 def slow(settings: Any, store: Store, queue: SyncQueue) -> SlowProcessor:
-    """A processor taking two seconds per ticket."""
-    return SlowProcessor(Path(settings.state.dir), 2.0)
+    """A processor taking a second per ticket."""
+    return SlowProcessor(Path(settings.state.dir), 1.0)
