@@ -139,8 +139,8 @@ def _entry(row: OutboxRow) -> OutboxEntry:
     )
 
 
-def _orm(session: Any) -> Session:
-    # Accept the store's StoreSession (which wraps the ORM session as `.orm`) or a plain Session.
+def orm_session(session: Any) -> Session:
+    """The ORM session of a StoreSession (its `.orm`), or the Session itself."""
     orm = getattr(session, "orm", session)
     if not isinstance(orm, Session):
         raise TypeError("enqueue needs an SQLAlchemy Session or a StoreSession")
@@ -161,7 +161,7 @@ def enqueue(
     Nothing is validated here that could make the caller's transaction fail: a bad or missing
     address is found by the worker and dead-letters the message with the reason.
     """
-    orm = _orm(session)
+    orm = orm_session(session)
     root = thread_root_id(key.ticket, id_domain)
     values = {
         "idempotency_key": str(key),
@@ -199,7 +199,7 @@ def list_entries(
     session: Any, *, status: str | None = None, ticket: str | None = None, limit: int = 1000
 ) -> list[OutboxEntry]:
     """Outbox rows, oldest first, optionally of one status or one ticket."""
-    orm = _orm(session)
+    orm = orm_session(session)
     query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)
     if status is not None:
         query = query.where(OutboxRow.status == status)
@@ -210,7 +210,7 @@ def list_entries(
 
 def status_counts(session: Any) -> dict[str, int]:
     """How many rows are in each status (every status present, zero when none)."""
-    orm = _orm(session)
+    orm = orm_session(session)
     counts = dict.fromkeys(STATUSES, 0)
     for status, n in orm.execute(select(OutboxRow.status, func.count()).group_by(OutboxRow.status)):
         counts[str(status)] = int(n)
@@ -219,7 +219,7 @@ def status_counts(session: Any) -> dict[str, int]:
 
 def last_sent_at(session: Any, ticket: str, events: Sequence[str]) -> datetime | None:
     """When a message of one of `events` for `ticket` last went out (None if never)."""
-    orm = _orm(session)
+    orm = orm_session(session)
     return orm.scalar(
         select(func.max(OutboxRow.sent_at)).where(
             OutboxRow.ticket_ref == ticket,
@@ -231,7 +231,7 @@ def last_sent_at(session: Any, ticket: str, events: Sequence[str]) -> datetime |
 
 def resolve_unknown(session: Any, row_id: int, *, sent: bool, now: datetime) -> bool:
     """Settle an `unknown` row after checking the relay: sent, or pending to send it again."""
-    orm = _orm(session)
+    orm = orm_session(session)
     values: dict[str, Any]
     if sent:
         values = {"status": SENT, "sent_at": now, "claim_token": None}
@@ -247,7 +247,7 @@ def resolve_unknown(session: Any, row_id: int, *, sent: bool, now: datetime) -> 
 
 def requeue_dead(session: Any, row_id: int, *, now: datetime) -> bool:
     """Give a dead message another full set of attempts (after the cause was fixed)."""
-    orm = _orm(session)
+    orm = orm_session(session)
     result = orm.execute(
         update(OutboxRow)
         .where(OutboxRow.id == row_id, OutboxRow.status == DEAD)
