@@ -659,7 +659,8 @@ class Engine:
                 for k, v in changed.items()
             ]
             writes += self._write_fields(itsm, fw, itsm, why="escalation decision")
-            itsm = set_values(itsm, changed)
+            # What the record holds now (a system may ignore or normalise a value).
+            itsm = self.read(system, iid)
         # Notes, each written once (its marker is its idempotency key).
         present = {m for c in itsm.comments if (m := find_marker(c.body)) is not None}
         for action in actions:

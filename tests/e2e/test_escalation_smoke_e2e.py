@@ -1,0 +1,49 @@
+"""End to end: the example policy's escalation carried out by the engine against the simulators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import AGENT, CUSTOMER_EMAIL, Harness
+
+pytestmark = pytest.mark.e2e
+
+COMPLETE = (
+    "Checkout fails after login. Steps to reproduce: log in, add to cart, pay. "
+    "Environment: prod EU, version: 4.2. Troubleshooting: cleared cache, other browser."
+)
+
+
+@pytest.fixture
+def harness_options() -> dict[str, Any]:
+    return {"escalation": True, "echo_filter": True}
+
+
+def test_approved_escalation_creates_links_tags_and_mails(harness: Harness) -> None:
+    """Request, SME approval: ESCALATION tag, Jira issue with context, links, customer e-mail."""
+    harness.servicenow.add_user("sme.alice", name="Alice SME", password="pw")
+    sys_id = harness.incident(
+        short_description="Checkout fails for EU customers", description=COMPLETE
+    )
+    harness.servicenow.attach(sys_id, "checkout.har", b"{}" * 20, as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "/escalate customer blocked", as_user=AGENT)
+    harness.drain()
+    assert harness.store.get_link("servicenow", sys_id) is None  # waiting for approval
+    harness.servicenow.add_work_note(sys_id, "/approve-escalation go ahead", as_user="sme.alice")
+    harness.drain()
+    link = harness.store.get_link("servicenow", sys_id)
+    assert link is not None
+    issue = harness.jira.issue(link.jira_key)["fields"]
+    assert "ESCALATION" in issue["labels"]
+    assert [a["filename"] for a in issue["attachment"]] == ["checkout.har"]
+    notes = harness.snow_journal_text(sys_id)
+    assert link.jira_key in notes  # the link to the engineering record
+    sent = [m for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
+    assert len(sent) == 1
+    # Processing again changes nothing.
+    harness.reset_stats()
+    harness.queue.enqueue_ticket("servicenow", sys_id)
+    harness.drain()
+    assert harness.writes() == 0
