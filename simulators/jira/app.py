@@ -134,7 +134,6 @@ def create_app(
                 "serverTime": format_jira_datetime(now, _utc()),
                 "scmInfo": "0000000000000000000000000000000000000000",
                 "serverTitle": server_title,
-                "defaultLocale": {"locale": "en_US"},
                 "serverTimeZone": "Etc/UTC",
             }
         )
