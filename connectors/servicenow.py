@@ -192,12 +192,13 @@ class ServiceNowConnector:
         if fields:
             params["sysparm_fields"] = ",".join(fields)
         body = self._json("GET", self._table_path(sys_id), params=params)
-        return dict(body["result"])
+        return _result(body)
 
     def find_by_number(self, number: str) -> dict[str, Any] | None:
         """The record whose `number` is exactly `number` (raw values), or None."""
-        params = {"sysparm_query": f"number={_query_value(number)}", "sysparm_limit": "1"}
-        rows = self._json("GET", self._table_path(), params=params)["result"]
+        rows, _ = self._list(
+            self._table_path(), f"number={_query_value(number)}", None, offset=0, limit=1
+        )
         return dict(rows[0]) if rows else None
 
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
@@ -276,7 +277,7 @@ class ServiceNowConnector:
             # A journal write is not idempotent: keep it out of the retried plain PATCH.
             raise ValueError("write comments and work_notes with add_comment()")
         body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
-        return dict(body["result"])
+        return _result(body)
 
     def set_state(self, sys_id: str, state: str, extra: Mapping[str, str] | None = None) -> str:
         """Move the record to a state code (e.g. "6" Resolved) and return the state read back."""
@@ -296,12 +297,12 @@ class ServiceNowConnector:
         result = self._json(
             "PATCH", self._table_path(sys_id), json_body={element: body}, idempotent=False
         )
-        return dict(result["result"])
+        return _result(result)
 
     def create(self, fields: dict[str, str]) -> dict[str, Any]:
         """Insert one record and return it as the instance stored it."""
         body = self._json("POST", self._table_path(), json_body=fields, idempotent=False)
-        return dict(body["result"])
+        return _result(body)
 
     # ----------------------------------------------------------------------------- attachments
 
@@ -343,7 +344,7 @@ class ServiceNowConnector:
             idempotent=False,
             before_attempt=rewind,
         )
-        return dict(body["result"])
+        return _result(body)
 
     def download_attachment(self, attachment_sys_id: str) -> Iterator[bytes]:
         """The file's bytes in chunks; the request is made (and can fail) before returning."""
@@ -620,6 +621,17 @@ class ServiceNowConnector:
         except (TypeError, ValueError):
             lifetime = 1800.0
         return token, lifetime
+
+
+def _result(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The `result` object of a single-record answer."""
+    result = body.get("result")
+    if not isinstance(result, Mapping):
+        raise ServerUnavailable(
+            "ServiceNow answered without a result object (a proxy or maintenance page?)",
+            system=SYSTEM,
+        )
+    return dict(result)
 
 
 def _last_page(offset: int, fetched: int, limit: int, total: int | None) -> bool:

@@ -122,7 +122,7 @@ def test_find_by_number(sn: ServiceNowConnector, mock: responses.RequestsMock) -
         json=listing,
         match=[
             matchers.query_param_matcher(
-                {"sysparm_query": "number=PRB0000050", "sysparm_limit": "1"}
+                {"sysparm_query": "number=PRB0000050", "sysparm_limit": "1", "sysparm_offset": "0"}
             )
         ],
     )
@@ -130,7 +130,9 @@ def test_find_by_number(sn: ServiceNowConnector, mock: responses.RequestsMock) -
         TABLE,
         json={"result": []},
         match=[
-            matchers.query_param_matcher({"sysparm_query": "number=INC404", "sysparm_limit": "1"})
+            matchers.query_param_matcher(
+                {"sysparm_query": "number=INC404", "sysparm_limit": "1", "sysparm_offset": "0"}
+            )
         ],
     )
     assert sn.find_by_number("PRB0000050") == listing["result"][0]
@@ -792,6 +794,15 @@ def test_batch_encodes_bodies_and_decodes_each_answer(
     assert not results[2].serviced and not results[2].ok
     assert captured["rest_requests"][1]["method"] == "GET"
     assert "body" not in captured["rest_requests"][1]
+
+
+def test_answer_without_result_is_a_clear_error(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """JSON without a result object (a proxy's own JSON) is a typed error, not a KeyError."""
+    mock.get(f"{TABLE}/abc", json={"status": "ok"})
+    with pytest.raises(ServerUnavailable, match="without a result"):
+        sn.get_record("abc")
 
 
 def test_identifiers_cannot_widen_a_query(sn: ServiceNowConnector) -> None:
