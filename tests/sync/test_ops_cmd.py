@@ -1,0 +1,175 @@
+"""`status`, `deadletters list` and `deadletters replay` against a real state directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli.app import build
+from sync.queue import SyncQueue, make_huey
+from sync.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config.example.toml"
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp state directory the example configuration points at."""
+    for name in list(os.environ):
+        if name.startswith("ESCALATION_SYNC_"):
+            monkeypatch.delenv(name)
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv("ESCALATION_SYNC_STATE__DIR", str(state_dir))
+    return state_dir
+
+
+@pytest.fixture
+def store(state: Path) -> Iterator[Store]:
+    """The store in that state directory."""
+    opened = Store.for_state(state)
+    yield opened
+    opened.close()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Run the CLI in-process; returns (exit code, output)."""
+    result = CliRunner().invoke(build(), [*args, "--config", str(CONFIG)])
+    return result.exit_code, result.output
+
+
+def queue_depth(state: Path, store: Store) -> int:
+    return SyncQueue(make_huey(None, state), store).depth()
+
+
+def test_status_reports_pairs_backlog_polls_dead_letters_and_escalations(
+    state: Path, store: Store
+) -> None:
+    """status --json gives every figure an operator checks first."""
+    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    store.put_link(jira_key="DS-2", servicenow_sys_id="s2")
+    store.set_watermark("jira", T0, polled_at=T0)
+    store.add_dead_letter("jira", "DS-1", {}, "400: bad field", "InvalidRequest")
+    SyncQueue(make_huey(None, state), store).enqueue_ticket("jira", "DS-2")
+    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(
+            ledger.insert().values(
+                ticket_ref="servicenow:s1",
+                state="approved",
+                approved_at=T0.replace(tzinfo=None),
+                updated_at=T0.replace(tzinfo=None),
+                processed_command_ids=[],
+            )
+        )
+    code, out = cli("status", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["pairs"] == 2
+    assert data["backlog"] == {"pending": 1, "scheduled": 0}
+    assert data["last_poll"]["jira"]["polled_at"].startswith("2026-11-23T09:00")
+    assert data["dead_letters"] == {"pending": 1, "replayed": 0}
+    assert data["daemon"] is None
+    assert data["escalations"] == {"active": 1, "requested": 0}
+
+
+def test_status_table(state: Path, store: Store) -> None:
+    """Plain status is a readable table."""
+    code, out = cli("status")
+    assert code == 0, out
+    assert "not running" in out
+    assert "pairs" in out and "dead letters" in out and "last poll jira" in out
+
+
+def test_deadletters_list(store: Store) -> None:
+    """The list shows id, ticket, error and reason; --json carries the event."""
+    ident = store.add_dead_letter(
+        "servicenow", "s9", {"event": "incident_updated", "ticket": "s9"}, "gone", "NotFound"
+    )
+    code, out = cli("deadletters", "list")
+    assert code == 0, out
+    assert "s9" in out and "NotFound" in out and "gone" in out
+    code, out = cli("deadletters", "list", "--json")
+    [item] = json.loads(out)
+    assert item["id"] == ident and item["event"]["event"] == "incident_updated"
+
+
+def test_deadletters_list_empty(store: Store) -> None:
+    """An empty list says so."""
+    assert cli("deadletters", "list") == (0, "no dead letters\n")
+
+
+def test_replay_one_enqueues_and_marks_it(state: Path, store: Store) -> None:
+    """Replaying an id puts its ticket back on the queue and marks it replayed."""
+    event = {"system": "jira", "ticket": "DS-3", "event": "jira:issue_updated"}
+    ident = store.add_dead_letter("jira", "DS-3", event, "400", "InvalidRequest")
+    other = store.add_dead_letter("jira", "DS-4", {}, "400", "InvalidRequest")
+    code, out = cli("deadletters", "replay", str(ident))
+    assert code == 0, out
+    assert f"replayed {ident}: jira DS-3" in out
+    assert "no daemon is running" in out
+    assert [d.id for d in store.list_dead_letters()] == [other]
+    queue = SyncQueue(make_huey(None, state), store)
+    [task] = queue.huey.pending()
+    assert task.args == ("jira", "DS-3")
+    assert task.kwargs["event"]["event"] == "jira:issue_updated"
+
+
+def test_replay_all(state: Path, store: Store) -> None:
+    """--all replays every dead letter not yet replayed."""
+    for ticket in ("DS-5", "DS-6"):
+        store.add_dead_letter("jira", ticket, {}, "r", "E")
+    code, out = cli("deadletters", "replay", "--all")
+    assert code == 0, out
+    assert store.list_dead_letters() == []
+    assert queue_depth(state, store) == 2
+    assert cli("deadletters", "replay", "--all")[1].strip() == "nothing to replay"
+
+
+def test_replay_refuses_bad_arguments(store: Store) -> None:
+    """Unknown ids exit 1; neither ids nor --all (or both) exit 2."""
+    assert cli("deadletters", "replay", "999")[0] == 1
+    assert cli("deadletters", "replay")[0] == 2
+    ident = store.add_dead_letter("jira", "DS-1", {}, "r", "E")
+    assert cli("deadletters", "replay", str(ident), "--all")[0] == 2
+
+
+def test_replay_now_processes_here(
+    state: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--now runs the replayed events in this process; a second failure is dead-lettered again."""
+    seen: list[tuple[str, str]] = []
+
+    class Fixed:
+        def process(self, system: str, ticket_id: str) -> None:
+            seen.append((system, ticket_id))
+            if ticket_id == "DS-8":
+                from connectors.errors import InvalidRequest
+
+                raise InvalidRequest("still broken")
+
+        def poll(self, system: str) -> int:
+            return 0
+
+        def reconcile(self) -> int:
+            return 0
+
+    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: Fixed())
+    good = store.add_dead_letter("jira", "DS-7", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(good), "--now")
+    assert code == 0, out
+    assert seen == [("jira", "DS-7")]
+    assert "0 dead-lettered again" in out
+    bad = store.add_dead_letter("jira", "DS-8", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(bad), "--now")
+    assert code == 1
+    [again] = store.list_dead_letters()
+    assert again.ticket == "DS-8" and again.reason == "still broken"
