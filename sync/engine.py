@@ -235,6 +235,15 @@ class Engine:
 
         return reconcile_all(self)
 
+    def reload(self, settings: Any) -> None:
+        """Take a new mapping and policy (SIGHUP): tickets processed from now on use them."""
+        self.mapping = settings.mapping_model
+        self.rules = sync_rules(self.mapping, self.integration_users.values())
+        sources = {r.source for r in self.mapping.routes}
+        self.itsm_systems = frozenset(sources) or frozenset({System.SERVICENOW})
+        if self.escalation is not None and settings.compiled_policy is not None:
+            self.escalation = policy_escalation(settings, self.store)
+
     def reconcile_pair(self, link: Link) -> int:
         """Read both records of a pair fresh and repair any drift; returns the writes made."""
         snow = self.read(System.SERVICENOW, link.servicenow_sys_id)
