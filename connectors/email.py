@@ -14,7 +14,9 @@ the strict SMTP policy of the standard library, which refuses a header containin
 
 Errors follow `connectors.errors`: transient SMTP replies (4xx), dropped connections, HTTP 429 and
 5xx are `RetryableError`; refused addresses, 5xx SMTP replies and other 4xx HTTP answers are
-`PermanentError` (an `InvalidAddress` names the address and why it is unusable).
+`PermanentError` (an `InvalidAddress` names the address and why it is unusable). An SMTP
+connection lost after the message was handed over is `DeliveryUncertain`: it may have gone out,
+so the outbox checks before it sends again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,14 @@ _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 
 class InvalidAddress(InvalidRequest):
     """An address that cannot be used: the message is dead-lettered with this reason."""
+
+
+class DeliveryUncertain(RetryableError):
+    """The connection failed after the message was handed over: it may or may not have gone out.
+
+    Sending again could duplicate it; the outbox checks with the transport first (or asks an
+    operator) exactly as after a crash.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +493,26 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> Exception:
     return InvalidRequest(message, system=SYSTEM, status=code, messages=[reply])
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP that remembers whether the DATA phase began."""
+
+    data_started = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_started = True
+        return super().data(msg)
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL that remembers whether the DATA phase began."""
+
+    data_started = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_started = True
+        return super().data(msg)
+
+
 class SmtpSender:
     """SMTP submission with smtplib: one connection per message, certificates always verified."""
 
@@ -495,17 +525,17 @@ class SmtpSender:
         # create_default_context turns on CERT_REQUIRED and hostname checking.
         return ssl.create_default_context(cafile=cafile)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTP_SSL:
         s = self._settings
         if s.security == "tls":
-            return smtplib.SMTP_SSL(
+            return _SMTP_SSL(
                 s.host,
                 s.effective_port,
                 local_hostname=s.local_hostname,
                 timeout=s.timeout_seconds,
                 context=self._context(),
             )
-        client = smtplib.SMTP(
+        client = _SMTP(
             s.host, s.effective_port, local_hostname=s.local_hostname, timeout=s.timeout_seconds
         )
         try:
@@ -526,6 +556,7 @@ class SmtpSender:
     def send(self, message: OutgoingEmail) -> str:
         """Submit the message; see the module docstring for how failures are typed."""
         mime = build_mime(message, self._identity)
+        client: _SMTP | _SMTP_SSL | None = None
         try:
             client = self._connect()
             try:
@@ -558,6 +589,12 @@ class SmtpSender:
                 f"SMTP server certificate not trusted: {exc.verify_message}", system=SYSTEM
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if client is not None and client.data_started:
+                raise DeliveryUncertain(
+                    f"SMTP connection lost after the message was handed over "
+                    f"({type(exc).__name__}); it may have been delivered",
+                    system=SYSTEM,
+                ) from None
             raise TransportFailed(
                 f"SMTP connection to {self._settings.host}:{self._settings.effective_port} "
                 f"failed: {type(exc).__name__}",
@@ -904,6 +941,7 @@ def load_email_settings(raw: Mapping[str, Any]) -> EmailSettings:
 
 __all__ = [
     "CheckedSender",
+    "DeliveryUncertain",
     "EmailSender",
     "EmailSettings",
     "EwsSender",

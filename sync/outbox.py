@@ -7,7 +7,8 @@ OutboxWorker(session_factory, sender).run_once() -> number of messages sent
     pending --claim--> sending --send ok--> sent
                           |--transient--> pending (next_attempt_at = now + backoff) ... -> dead
                           |--permanent--> dead (last_error says why, e.g. the bad address)
-                          '--worker died--> recovered after the lease: sent | pending | unknown
+                          '--worker died, or the connection broke after the hand-over-->
+                              recovered after the lease: sent | pending | unknown
 ```
 
 Why there is an `unknown` state. Between "the transport accepted the message" and "the row says
@@ -18,7 +19,9 @@ transport whether that Message-ID went out, where the transport can answer (`Sen
 and EWS search Sent Items; a `CheckedSender` can pair SMTP with an archive or the test sink):
 found -> `sent`, not found -> `pending` (sent again, safely), cannot tell -> `unknown`, which an
 operator settles with `resolve_unknown` after checking the relay's log. Plain SMTP has no such
-lookup, so a crash in that narrow window costs an operator decision, never a duplicate.
+lookup, so a crash in that narrow window costs an operator decision, never a duplicate. A
+connection that breaks after the message was handed over (`DeliveryUncertain`) is treated the
+same way as a crash.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from connectors.email import (
+    DeliveryUncertain,
     EmailSender,
     EmailSettings,
     InvalidAddress,
@@ -408,6 +412,18 @@ class OutboxWorker:
             error = exc
         now = self._clock()
         values: dict[str, Any] = {"claim_token": None}
+        if isinstance(error, DeliveryUncertain):
+            # Same position as a crash after the hand-over: keep the claim, and let recovery
+            # ask the transport once the lease has run out.
+            with self._sessions() as orm, orm.begin():
+                orm.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == claimed.id, OutboxRow.claim_token == claimed.token)
+                    .values(
+                        attempts=claimed.attempts + 1, claimed_at=now, last_error=_reason(error)
+                    )
+                )
+            return 0
         if error is None:
             values.update(status=SENT, sent_at=now, last_error=None)
         elif isinstance(error, PermanentError):

@@ -377,3 +377,45 @@ def test_email_section_rules() -> None:
     on = EmailSettings.model_validate({"from_address": "Support@Example.COM"})
     assert isinstance(build_sender(on), SmtpSender)
     assert on.id_domain == "example.com"
+
+
+class _DropAfter:
+    """Stores what it gets, then drops the connection at the named stage without replying."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.received: list[bytes] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.stage == "rcpt":
+            server.transport.close()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.content)
+        server.transport.close()
+        return "250 OK"
+
+
+@pytest.mark.parametrize(("stage", "error"), [("rcpt", TransportFailed), ("data", None)])
+def test_connection_lost_before_or_after_hand_over(stage: str, error: Any) -> None:
+    """Lost before DATA: TransportFailed (safe to resend); after DATA: DeliveryUncertain."""
+    from connectors.email import DeliveryUncertain
+
+    handler = _DropAfter(stage)
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        sender = SmtpSender(
+            SmtpSettings(host="127.0.0.1", port=controller.port, security="none"), IDENTITY
+        )
+        expected = error or DeliveryUncertain
+        with pytest.raises(expected) as info:
+            sender.send(_email())
+        assert isinstance(info.value, DeliveryUncertain) == (stage == "data")
+        assert len(handler.received) == (1 if stage == "data" else 0)
+    finally:
+        controller.stop()

@@ -399,3 +399,25 @@ def test_worker_for_settings_sends_through_the_configured_transport(
         assert dict(message.headers)["From"] == "Support <support@example.com>"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("found", "status"), [(True, outbox.SENT), (None, outbox.UNKNOWN)])
+def test_uncertain_delivery_is_checked_not_resent(
+    sessions: sessionmaker[Session], found: bool | None, status: str
+) -> None:
+    """A connection lost after the hand-over is settled like a crash: checked, never resent."""
+    from connectors.email import DeliveryUncertain
+
+    _enqueue(sessions)
+    clock = Clock()
+    flaky = ScriptedSender(DeliveryUncertain("connection lost after DATA"))
+    checked = CheckedSender(flaky, lambda _mid: found)
+    worker = OutboxWorker(sessions, checked, clock=clock)
+    assert worker.run_once() == 0
+    [row] = _rows(sessions)
+    assert row.status == outbox.SENDING and "DeliveryUncertain" in (row.last_error or "")
+    assert worker.run_once() == 0  # within the lease nothing happens
+    clock.advance(timedelta(minutes=11))
+    worker.run_once()
+    assert _rows(sessions)[0].status == status
+    assert flaky.sent == []
