@@ -26,7 +26,6 @@ same way as a crash.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -58,7 +58,7 @@ from connectors.errors import PermanentError, RetryableError
 from sync.db import Base
 from sync.store import UTCDateTime, utcnow
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("escalation_sync.outbox")
 
 PENDING = "pending"
 SENDING = "sending"
@@ -361,7 +361,7 @@ class OutboxWorker:
                     }
                 result = orm.execute(update(OutboxRow).where(*guard).values(**values))
                 settled += int(bool(getattr(result, "rowcount", 0)))
-            log.warning("outbox row %s recovered after interrupted send: %s", row_id, verdict)
+            log.warning("outbox recovered interrupted send", outbox_id=row_id, verdict=verdict)
         return settled
 
     def _lookup(self, message_id: str) -> str:
@@ -372,7 +372,7 @@ class OutboxWorker:
         except RetryableError:
             return "retry-later"
         except Exception:
-            log.exception("sent-items lookup failed for %s", message_id)
+            log.exception("sent-items lookup failed", message_id=message_id)
             return "cannot-tell"
         if found is None:
             return "cannot-tell"
@@ -431,7 +431,7 @@ class OutboxWorker:
         else:
             attempts = claimed.attempts + 1
             if not isinstance(error, RetryableError):
-                log.error("unexpected error sending outbox row %s", claimed.id, exc_info=error)
+                log.error("unexpected error sending", outbox_id=claimed.id, exc_info=error)
             if attempts >= self._max_attempts:
                 values.update(
                     status=DEAD,
