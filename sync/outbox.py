@@ -458,6 +458,12 @@ class OutboxWorker:
                 .where(OutboxRow.id == claimed.id, OutboxRow.claim_token == claimed.token)
                 .values(**values)
             )
+        if values.get("status") == DEAD:
+            log.warning(
+                "email dead-lettered", outbox_id=claimed.id, reason=values.get("last_error")
+            )
+        elif error is not None:
+            log.info("email send failed; will retry", outbox_id=claimed.id, error=_reason(error))
         return 1 if error is None else 0
 
 
