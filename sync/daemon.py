@@ -219,6 +219,7 @@ class Daemon:
         self.server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.port: int | None = None
+        self._last_poll: dict[str, float] = {}
 
     # -- lifecycle
 
@@ -228,13 +229,11 @@ class Daemon:
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.for_state(state_dir, settings.state.database_url)
+        # Polls are timed by the main loop (to the second, as configured); the daily
+        # reconciliation is a Huey periodic task.
         self.queue = SyncQueue(
             make_huey(settings.state.queue_url, state_dir),
             self.store,
-            poll_intervals={
-                "jira": settings.jira.poll_interval_seconds,
-                "servicenow": settings.servicenow.poll_interval_seconds,
-            },
             reconcile_at=settings.sync.reconcile_at,
         )
         self.queue.set_processor(self.factory(settings, self.store, self.queue))
@@ -243,8 +242,6 @@ class Daemon:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
         self.consumer.start()
-        for system in SYSTEMS:
-            self.queue.enqueue_poll(system)
         self._start_server(settings)
         self._write_runtime(state_dir)
         log.info(
@@ -334,11 +331,26 @@ class Daemon:
         """Ask the main loop to reload the configuration (as SIGHUP does)."""
         self._reload.set()
 
+    def _poll_due(self, now: float) -> None:
+        """Enqueue a poll of each system whose interval has passed (the first one at once)."""
+        assert self.queue is not None
+        settings = self.config.settings
+        for system in SYSTEMS:
+            interval = float(getattr(settings, system).poll_interval_seconds)
+            last = self._last_poll.get(system)
+            if interval > 0 and (last is None or now - last >= interval):
+                self._last_poll[system] = now
+                try:
+                    self.queue.enqueue_poll(system)
+                except Exception as exc:
+                    log.error("could not enqueue a poll", system=system, error=type(exc).__name__)
+
     def serve(self) -> int:
         """Run until asked to stop; returns the exit code."""
         last_check = time.monotonic()
         last_housekeeping = 0.0
         while not self._stop.wait(0.2):
+            self._poll_due(time.monotonic())
             if self._reload.is_set():
                 self._reload.clear()
                 log.info("reload requested")

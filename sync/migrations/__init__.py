@@ -9,6 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).resolve().parent
@@ -26,10 +27,21 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+# Any constant shared by every process of this product: serialises concurrent upgrades.
+PG_MIGRATION_LOCK = 0x65736373  # "escs"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database behind `engine` to `revision` (default: the newest)."""
+    """Bring the database behind `engine` to `revision` (default: the newest).
+
+    Several processes may start at once (a daemon and a cron `sync --once`): on PostgreSQL an
+    advisory lock makes the second wait and then find nothing to do; SQLite's BEGIN IMMEDIATE
+    does the same.
+    """
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 SECRET = "daemon-test-secret-42"
 PROCESSOR = "tests.sync.daemon_processors:slow"
+RUN = [sys.executable, str(ROOT / "run_sync.py"), "run"]
 
 
 @dataclass
@@ -107,7 +108,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
                 "ESCALATION_SYNC_STATE__DIR": str(state),
             }
         )
-        command = [sys.executable, str(ROOT / "run_sync.py"), "run", "--config", str(config)]
+        command = [*RUN, "--config", str(config)]
         with log.open("wb") as sink:
             proc = subprocess.Popen(
                 [*command, "--processor", PROCESSOR, *args],
@@ -140,9 +141,41 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
             running.proc.wait(10)
 
 
+def test_a_taken_port_fails_the_start_with_exit_1(
+    start: Callable[..., Running], tmp_path: Path
+) -> None:
+    """A second daemon on the first one's port reports the failure and exits 1."""
+    first = start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATION_SYNC_")}
+    env.update(
+        {
+            "ESCALATION_SYNC_WEBHOOKS__PORT": str(first.port),
+            "ESCALATION_SYNC_STATE__DIR": str(tmp_path / "other-state"),
+        }
+    )
+    second = subprocess.run(
+        [*RUN, "--config", str(first.config), "--processor", PROCESSOR],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert b"daemon failed to start" in second.stderr + second.stdout
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(30) == 0
+
+
 def test_sigterm_finishes_work_in_flight_and_exits_zero(start: Callable[..., Running]) -> None:
     """A ticket being processed when SIGTERM arrives is finished before the process exits 0."""
     daemon = start()
+    wait_for(
+        lambda: (
+            {e.get("system") for e in daemon.events() if e.get("event") == "poll done"}
+            == {"jira", "servicenow"}
+        ),
+        "the first poll of each system",
+    )
     body, headers = jira_delivery("DS-1")
     accepted = requests.post(daemon.url("/webhooks/jira"), data=body, headers=headers, timeout=10)
     assert accepted.status_code == 202, accepted.text

@@ -412,3 +412,23 @@ def test_snapshot_json_round_trips(store: Store, data: object) -> None:
     store.put_snapshot("jira", "DS-P", {"value": data})
     snap = store.get_snapshot("jira", "DS-P")
     assert snap is not None and snap.data == {"value": data}
+
+
+def test_concurrent_opens_migrate_once(store_url: str) -> None:
+    """Processes starting together (daemon and cron) do not trip over each other's migration."""
+    errors: list[Exception] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            Store.open(store_url).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
