@@ -86,27 +86,28 @@ class EscalationPort(Protocol):
 class Metrics(Protocol):
     """Where the engine reports what it did (Prometheus in production, see `PrometheusMetrics`)."""
 
-    def processed(self, system: str, writes: Mapping[str, int], lag: float | None) -> None:
-        """One ticket synced, with its writes by system."""
+    def processed(self, system: str, writes: int, lag: float | None) -> None:
+        """One ticket synced; `lag` is seconds from the source change to the end of the sync."""
         ...
 
     def failed(self, system: str, outcome: str) -> None:
         """One ticket failed: outcome "retry" or "dead_letter"."""
         ...
 
+    def write(self, system: str, kind: str) -> None:
+        """One write made to `system`: field, transition, comment, attachment, create, link."""
+        ...
+
 
 class PrometheusMetrics:
     """The engine's counters in sync/metrics.py's registry."""
 
-    def processed(self, system: str, writes: Mapping[str, int], lag: float | None) -> None:
-        """Count the sync, its writes, and the lag from the source change to our write."""
+    def processed(self, system: str, writes: int, lag: float | None) -> None:
+        """Count the sync, and observe the lag when it wrote something."""
         from sync import metrics
 
         metrics.EVENTS_PROCESSED.labels(system).inc()
-        for target, count in writes.items():
-            if count:
-                metrics.WRITES.labels(target, "sync").inc(count)
-        if lag is not None and any(writes.values()):
+        if lag is not None and writes:
             metrics.SYNC_LAG.labels(system).observe(max(0.0, lag))
 
     def failed(self, system: str, outcome: str) -> None:
@@ -114,6 +115,12 @@ class PrometheusMetrics:
         from sync import metrics
 
         metrics.EVENTS_FAILED.labels(system, outcome).inc()
+
+    def write(self, system: str, kind: str) -> None:
+        """Count a write."""
+        from sync import metrics
+
+        metrics.WRITES.labels(system, kind).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +226,7 @@ class Engine:
         lag = None
         if outcome.updated is not None:
             lag = (self.clock() - outcome.updated).total_seconds()
-        self.metrics.processed(sys.value, {sys.value: outcome.writes}, lag)
+        self.metrics.processed(sys.value, outcome.writes, lag)
         bound.info("synced", writes=outcome.writes, created=outcome.created)
         return outcome
 
@@ -464,6 +471,7 @@ class Engine:
                     dest_id, mirror.body, public=mirror.public, marker=mirror.marker
                 )
                 writes += 1
+                self.metrics.write(mirror.target.value, "comment")
                 self.after_write(f"comment {mirror.marker.text()}")
             with self.store.session() as tx:
                 tx.put_comment_link(
@@ -503,6 +511,8 @@ class Engine:
             for item in outcomes:
                 if item.outcome in ("copied", "oversized"):
                     writes += 1
+                    kind = "attachment" if item.outcome == "copied" else "comment"
+                    self.metrics.write(direction.value, kind)
                     self.store.audit(
                         direction.value,
                         ticket_id(dest),
@@ -529,6 +539,7 @@ class Engine:
         if vendor.is_empty():
             return 0
         self.adapters[system].apply(ticket_id(ticket), vendor, current_labels=ticket.labels)
+        self.metrics.write(system.value, "transition" if vendor.transition_to else "field")
         self.after_write(f"fields {system.value} {ticket_id(ticket)}")
         with self.store.session() as tx:
             for w in writes:
@@ -588,6 +599,7 @@ class Engine:
         wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
         vendor = to_vendor(self.mapping, target_system, seed, wanted)
         made = self.adapters[target_system].create(vendor, container=container, kind=kind)
+        self.metrics.write(target_system.value, "create")
         self.after_write(f"create {target_system.value}")
         target = self.read(target_system, made.ticket_id)
         jira, snow = (target, source) if target_system is System.JIRA else (source, target)
@@ -680,6 +692,7 @@ class Engine:
                 continue
             public = action.visibility is Visibility.PUBLIC
             adapter.add_comment(iid, action.body, public=public, marker=marker)
+            self.metrics.write(system.value, "comment")
             self.after_write(f"note {marker.text()}")
             self.store.audit(
                 system.value,
@@ -723,6 +736,7 @@ class Engine:
             url = there.ref.url or ticket_id(there)
             title = f"{there.ref.system.value} {there.ref.key or there.ref.id}"
             self.adapters[here.ref.system].add_link(ticket_id(here), url, title)
+            self.metrics.write(here.ref.system.value, "link")
             self.store.audit(
                 here.ref.system.value,
                 ticket_id(here),

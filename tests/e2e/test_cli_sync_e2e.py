@@ -66,3 +66,48 @@ def test_backfill_pairs_existing_incidents_in_bulk(harness: Harness, always_conf
     assert [c["body"].split("\n")[0] for c in comments] == ["first comment"]
     again = cli("backfill", "--system", "servicenow", config=always_config)
     assert "paired 0" in again.output and "already paired 60" in again.output
+
+
+@pytest.fixture
+def jira_route_config(tmp_path: Path) -> Path:
+    """The example configuration plus a route pairing every Jira issue with a new incident."""
+    text = EXAMPLE_CONFIG.read_text() + (
+        "\n[[mapping.routes]]\n"
+        'name = "engineering-to-support"\n'
+        'source = "jira"\n'
+        'target = "servicenow"\n'
+        'when = "always"\n'
+        'target_table = "incident"\n'
+    )
+    path = tmp_path / "jira-route.toml"
+    path.write_text(text)
+    return path
+
+
+def test_backfill_from_jira_uses_the_servicenow_batch_api(
+    harness: Harness, jira_route_config: Path
+) -> None:
+    """Existing Jira issues are paired with incidents made through one Batch API call."""
+    keys = [harness.jira.create_issue("DS", f"Engineering task {i}") for i in range(5)]
+    harness.jira.comment(keys[0], "internal finding", public=False)
+    result = cli("backfill", "--system", "jira", config=jira_route_config)
+    assert result.exit_code == 0, result.output
+    assert "paired 5" in result.output
+    assert harness.servicenow.stats()["requests"].get("POST /api/now/v1/batch") == 1
+    link = harness.store.get_link("jira", keys[0])
+    assert link is not None
+    incident = harness.servicenow.incident(link.servicenow_sys_id)
+    assert incident["short_description"] == "Engineering task 0"
+    notes = [
+        r for r in harness.snow_journal(link.servicenow_sys_id) if "internal finding" in r["value"]
+    ]
+    assert [r["element"] for r in notes] == ["work_notes"]
+
+
+def test_explain_reads_a_ticket_by_incident_number(harness: Harness) -> None:
+    """`explain INC...` reads the incident through the engine's loader and prints a trace."""
+    sys_id = harness.incident(short_description="Explain me please")
+    number = harness.servicenow.incident(sys_id)["number"]
+    result = cli("explain", number)
+    assert result.exit_code == 0, result.output
+    assert number in result.output or "state" in result.output

@@ -216,3 +216,29 @@ def replay(harness: Harness, dead_letter_id: int) -> None:
 
     result = CliRunner().invoke(build(), ["deadletters", "replay", str(dead_letter_id)])
     assert result.exit_code == 0, result.output
+
+
+def test_oversized_attachment_is_listed_not_copied(harness: Harness) -> None:
+    """A file over the size limit stays behind; one internal note names it, whatever happens."""
+    sys_id, key = harness.pair(short_description="Big dump")
+    harness.engine.copier.max_bytes = 1024
+    harness.jira.attach(key, "heap.dump", b"\0" * 4096)
+    harness.jira.attach(key, "small.log", b"ok\n" * 10)
+    harness.drain()
+    harness.queue.enqueue_ticket("jira", key)
+    harness.drain()
+    names = [f["file_name"] for f in harness.servicenow.store.query("sys_attachment", "")]
+    assert names == ["small.log"]
+    notes = [r for r in harness.snow_journal(sys_id) if "heap.dump" in r["value"]]
+    assert len(notes) == 1 and notes[0]["element"] == "work_notes"
+    assert "over the 1.0 KiB limit" in notes[0]["value"]
+
+
+def test_reconcile_repairs_a_write_that_never_landed(harness: Harness) -> None:
+    """A change lost on the way (no webhook, no poll) is found and applied by reconciliation."""
+    sys_id, key = harness.pair(short_description="Drift")
+    harness.servicenow.set_webhook(None)
+    harness.servicenow.update_incident(sys_id, {"state": "3"}, as_user=AGENT)
+    assert harness.engine.reconcile() == 1
+    assert harness.jira.issue(key)["fields"]["status"]["name"] == "Waiting"
+    assert harness.engine.reconcile() == 0

@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class NullMetrics:
-    def processed(self, system: str, writes: Any, lag: float | None) -> None:
+    def processed(self, system: str, writes: int, lag: float | None) -> None:
         return None
 
     def failed(self, system: str, outcome: str) -> None:
+        return None
+
+    def write(self, system: str, kind: str) -> None:
         return None
 
 
