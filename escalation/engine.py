@@ -309,12 +309,10 @@ class _Run:
             patterns.append(("request", self.policy.request.command))
         patterns.append(("approve", self.policy.approval.approve_command))
         patterns.append(("reject", self.policy.approval.reject_command))
-        indexed = list(enumerate(self.ticket.comments))
         floor = datetime.min.replace(tzinfo=UTC)
-        indexed.sort(key=lambda pair: (_aware(pair[1].created or floor), pair[0]))
-        found: list[_Command] = []
+        per_comment: list[tuple[datetime, int, int, list[_Command]]] = []
         seen_before = 0
-        for _, comment in indexed:
+        for index, comment in enumerate(self.ticket.comments):
             hits: list[tuple[int, _Command]] = []
             for kind, word in patterns:
                 for m in _command_re(word).finditer(comment.body):
@@ -324,7 +322,14 @@ class _Run:
             if comment.id in self.entry.processed_command_ids:
                 seen_before += 1
                 continue
-            found.extend(cmd for _, cmd in sorted(hits, key=lambda h: h[0]))
+            cmds = [cmd for _, cmd in sorted(hits, key=lambda h: h[0])]
+            # Journals stamp to the second and list newest first: within one timestamp a
+            # request goes before the answer to it.
+            answers_only = int(all(cmd.kind != "request" for cmd in cmds))
+            created = _aware(comment.created or floor)
+            per_comment.append((created, answers_only, index, cmds))
+        per_comment.sort(key=lambda item: item[:3])
+        found = [cmd for *_, cmds in per_comment for cmd in cmds]
         if seen_before:
             self.why(
                 "commands.already_processed",

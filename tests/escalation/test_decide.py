@@ -928,3 +928,15 @@ def test_category_routes_to_its_own_project(make_ticket, make_comment, make_poli
         d = decide(t, LedgerView(entry=pending_entry()), now, policy)
         [eng] = [a for a in d.actions if isinstance(a, CreateEngineeringRecord)]
         assert eng.project_or_table == project
+
+
+def test_same_second_request_goes_before_its_approval(
+    make_ticket, make_comment, policy, now, people
+):
+    """Journals list newest first with one-second stamps: a tie plays the request first."""
+    comments = (
+        make_comment("c2", "/approve-escalation", people.alice, minutes=5),
+        make_comment("c1", "/escalate", people.engineer, minutes=5),
+    )
+    d = decide(make_ticket(labels=(), comments=comments), EMPTY, now, policy)
+    assert d.state is S.APPROVED and d.processed_command_ids == ("c1", "c2")
