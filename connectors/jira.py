@@ -347,18 +347,28 @@ class JiraConnector:
         return data
 
     def search_changed_since(
-        self, since: datetime, *, jql: str = "", fields: Sequence[str] | None = None
+        self,
+        since: datetime,
+        *,
+        jql: str = "",
+        fields: Sequence[str] | None = None,
+        until: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Issues updated at or after `since`, oldest first, each (key, updated) once.
 
         JQL reads datetimes in the account's time zone at minute precision, so the window starts
         `overlap` before `since` in that zone; what an earlier call already yielded is dropped.
+        `until` bounds the window above (rounded up to the next whole minute).
         """
         zone = self.account_zone()
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         start = since - self._overlap
         clause = f"updated >= {jql_datetime(start, zone)}"
+        if until is not None:
+            if until.tzinfo is None:
+                until = until.replace(tzinfo=UTC)
+            clause += f" AND updated <= {jql_datetime(until + timedelta(minutes=1), zone)}"
         query = f"({jql}) AND {clause}" if jql.strip() else clause
         query += " ORDER BY updated ASC"
         wanted = list(fields) if fields else ["updated"]

@@ -619,3 +619,19 @@ def test_incomplete_cloud_credentials_are_refused() -> None:
     """An email without a token (or the reverse) is a configuration error."""
     with pytest.raises(ValueError):
         JiraConnector(BASE, email=EMAIL)
+
+
+def test_search_window_can_be_bounded_above(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:
+    """`until` adds an upper bound, rounded up to the next minute in the account's zone."""
+    rsps.get(f"{BASE}/rest/api/2/myself", json={"timeZone": "Asia/Tokyo"})
+    jql = 'updated >= "2026-11-23 20:58" AND updated <= "2026-11-23 21:31" ORDER BY updated ASC'
+    rsps.post(
+        f"{BASE}/rest/api/3/search/jql",
+        json={"issues": [], "isLast": True},
+        match=[
+            matchers.json_params_matcher({"jql": jql, "fields": ["updated"], "maxResults": 100})
+        ],
+    )
+    since = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    until = datetime(2026, 11, 23, 12, 30, 15, tzinfo=UTC)
+    assert list(make(sleeps).search_changed_since(since, until=until)) == []
