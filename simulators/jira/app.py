@@ -288,6 +288,39 @@ def create_app(
         state.delete_comment(issueIdOrKey, id, user)
         return Response(status_code=204)
 
+    def _comment_by_id(comment_id: str) -> Any:
+        with state.lock:
+            issue_id = state.comment_index.get(comment_id)
+            issue = state.issues.get(issue_id or "")
+            comment = (
+                next((c for c in issue.comments if c.id == comment_id), None) if issue else None
+            )
+        if comment is None:
+            raise JiraHttpError(404, ["Can not find a comment for the id: " + comment_id])
+        return comment
+
+    @route("/comment/{commentId}/properties/{propertyKey}", ["GET"])
+    async def get_comment_property(
+        request: Request, commentId: str, propertyKey: str, v3: bool
+    ) -> JSONResponse:
+        viewer(request)
+        comment = _comment_by_id(commentId)
+        if propertyKey not in comment.properties:
+            raise JiraHttpError(404, [f"The property with key '{propertyKey}' does not exist."])
+        return _json({"key": propertyKey, "value": comment.properties[propertyKey]})
+
+    @route("/comment/{commentId}/properties/{propertyKey}", ["PUT"])
+    async def set_comment_property(
+        request: Request, commentId: str, propertyKey: str, v3: bool
+    ) -> Response:
+        viewer(request)
+        comment = _comment_by_id(commentId)
+        value = await body_of(request)
+        with state.lock:
+            existed = propertyKey in comment.properties
+            comment.properties[propertyKey] = value
+        return Response(status_code=200 if existed else 201)
+
     # -- attachments -------------------------------------------------------------------------
 
     @route("/issue/{issueIdOrKey}/attachments", ["POST"])

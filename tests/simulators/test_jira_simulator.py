@@ -329,3 +329,21 @@ def test_jql_parser_fails_only_with_jql_errors(text: str) -> None:
     """Arbitrary query text compiles or raises JqlError, never anything else."""
     with contextlib.suppress(JqlError):
         compile_jql(text, UTC)
+
+
+def test_comment_properties_endpoint(sim: JiraSimulator, http: requests.Session) -> None:
+    """sd.public.comment set through the property endpoint shows in expand=properties."""
+    key = sim.create_issue("SUP", "desk", issuetype="Incident")
+    comment_id = sim.comment(key, "was public", public=True)
+    url = f"{sim.url}/rest/api/2/comment/{comment_id}/properties/sd.public.comment"
+    assert http.put(url, json={"internal": True}, timeout=5).status_code == 200
+    assert http.get(url, timeout=5).json() == {
+        "key": "sd.public.comment",
+        "value": {"internal": True},
+    }
+    listed = http.get(
+        f"{sim.url}/rest/api/2/issue/{key}/comment", params={"expand": "properties"}, timeout=5
+    ).json()["comments"]
+    assert listed[0]["properties"] == [{"key": "sd.public.comment", "value": {"internal": True}}]
+    missing = f"{sim.url}/rest/api/2/comment/{comment_id}/properties/nope"
+    assert http.get(missing, timeout=5).status_code == 404
