@@ -19,15 +19,20 @@ Neither touches any other ticket.
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
 
-from connectors.errors import PermanentError
+from connectors.errors import PermanentError, RetryableError
 from escalation.decision import (
     Action,
     AddLabel,
@@ -63,6 +68,14 @@ log = structlog.get_logger("escalation_sync.engine")
 
 # Pseudo-system under which the engine parks decision actions not yet carried out.
 PENDING = "pending"
+
+
+# As long as the queue's own ticket leases: a lease left by a killed worker expires alike.
+LEASE_SECONDS = 900.0
+
+
+class PairBusy(RetryableError):
+    """The paired record is being synced by another worker right now: try again shortly."""
 
 
 class MappingFailed(PermanentError):
@@ -253,10 +266,12 @@ class Engine:
 
     def reconcile_pair(self, link: Link) -> int:
         """Read both records of a pair fresh and repair any drift; returns the writes made."""
-        snow = self.read(System.SERVICENOW, link.servicenow_sys_id)
-        jira = self.read(System.JIRA, link.jira_key)
-        itsm, eng = (snow, jira) if System.SERVICENOW in self.itsm_systems else (jira, snow)
-        _, writes = self._sync_pair(itsm, eng, origin=itsm.ref.system, repair=True)
+        sides = [("servicenow", link.servicenow_sys_id), ("jira", link.jira_key)]
+        with self._leases(sides):
+            snow = self.read(System.SERVICENOW, link.servicenow_sys_id)
+            jira = self.read(System.JIRA, link.jira_key)
+            itsm, eng = (snow, jira) if System.SERVICENOW in self.itsm_systems else (jira, snow)
+            _, writes = self._sync_pair(itsm, eng, origin=itsm.ref.system, repair=True)
         return writes
 
     def create_pair(self, system: str, ticket: str) -> str:
@@ -338,6 +353,34 @@ class Engine:
         tid = ticket_id(source)
         with self.store.session() as tx:
             link = tx.get_link(system.value, tid)
+        if link is None:
+            return self._process_pair(system, source, None)
+        # The queue holds this ticket's lease; the pair's other record must not be synced by
+        # another worker meanwhile (both would mirror the same new comment).
+        with self._leases([link.other(system.value)]):
+            return self._process_pair(system, source, link)
+
+    @contextmanager
+    def _leases(self, tickets: Iterable[tuple[str, str]]) -> Iterator[None]:
+        """Hold the queue's per-ticket leases on `tickets`; busy -> PairBusy (retried soon)."""
+        owner = f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}|pair"
+        held: list[tuple[str, str]] = []
+        try:
+            for system, ident in tickets:
+                if not self.store.acquire_lock(system, ident, owner, LEASE_SECONDS):
+                    raise PairBusy(
+                        f"{system} {ident} is being synced by another worker",
+                        system=system,
+                        retry_after=random.uniform(0.05, 0.5),
+                    )
+                held.append((system, ident))
+            yield
+        finally:
+            for system, ident in held:
+                self.store.release_lock(system, ident, owner)
+
+    def _process_pair(self, system: System, source: Ticket, link: Link | None) -> Outcome:
+        tid = ticket_id(source)
         target: Ticket | None = None
         if link is not None:
             other_system, other_id = link.other(system.value)

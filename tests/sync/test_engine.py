@@ -195,3 +195,18 @@ def test_reconcile_repairs_drift(world: World) -> None:
     assert world.jira.records[key]["fields"]["status"] == {"name": "In Progress"}
     assert world.engine.reconcile() == 1
     assert world.jira.records[key]["fields"]["status"] == {"name": "Waiting"}
+
+
+def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) -> None:
+    """While another worker holds the paired record's lease, the sync is retried, not run."""
+    from sync.engine import PairBusy
+
+    sys_id, key = world.pair(short_description="x")
+    world.jira.comment(key, "race")
+    assert store.acquire_lock("jira", key, "other-worker", 60)
+    with pytest.raises(PairBusy):
+        world.engine.process("servicenow", sys_id)
+    store.release_lock("jira", key, "other-worker")
+    world.engine.process("servicenow", sys_id)
+    assert any("race" in r["value"] for r in world.snow.records[sys_id]["_journal"])
+    assert store.list_locks() == []
