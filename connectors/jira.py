@@ -228,18 +228,25 @@ class JiraConnector:
         return f"{self.base_url}{path}"
 
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one attempt and translate library and transport failures to typed errors."""
+        """Run one attempt and translate library and transport failures to typed errors.
+
+        The typed error is raised outside the `except` block so it carries no `__context__`:
+        the library's exception can render request headers, which must never reach a log.
+        """
+        failure: ConnectorError
         try:
             return fn()
         except JIRAError as exc:
             status = exc.status_code or 0
             if status == 0:
-                raise TransportFailed(f"{what}: no response", system=SYSTEM) from None
-            raise error_for(status, exc.response, what) from None
+                failure = TransportFailed(f"{what}: no response", system=SYSTEM)
+            else:
+                failure = error_for(status, exc.response, what)
         except requests.JSONDecodeError:
-            raise ServerUnavailable(f"{what}: non-JSON answer", system=SYSTEM) from None
+            failure = ServerUnavailable(f"{what}: non-JSON answer", system=SYSTEM)
         except requests.RequestException as exc:
-            raise TransportFailed(f"{what}: {type(exc).__name__}", system=SYSTEM) from None
+            failure = TransportFailed(f"{what}: {type(exc).__name__}", system=SYSTEM)
+        raise failure
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         return call_with_retry(self._retry, lambda: self._guard(what, fn))
@@ -579,10 +586,13 @@ class JiraConnector:
         response = self._call(what, attempt)
 
         def chunks() -> Iterator[bytes]:
+            failure: TransportFailed | None = None
             with response:
                 try:
                     yield from response.iter_content(DOWNLOAD_CHUNK)
                 except requests.RequestException as exc:
-                    raise TransportFailed(f"{what}: {type(exc).__name__}", system=SYSTEM) from None
+                    failure = TransportFailed(f"{what}: {type(exc).__name__}", system=SYSTEM)
+            if failure is not None:
+                raise failure
 
         return chunks()

@@ -566,7 +566,7 @@ def test_permanent_statuses_map_to_typed_errors_without_secrets(
         make(sleeps).get_issue("ED-9")
     text = f"{info.value} {info.value.messages} {info.value!r}"
     assert TOKEN not in text and "Basic" not in text and "Authorization" not in text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and info.value.__context__ is None
     assert len(rsps.calls) == 1
 
 
