@@ -13,18 +13,21 @@ Seeded by default with project `ENG` (the default workflow: To Do -> In Progress
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
 from simulators.common import FaultConfig, FaultInjector, ServerThread
 from simulators.jira.app import create_app
-from simulators.jira.jql import compile_jql
+from simulators.jira.jql import Query, compile_jql
 from simulators.jira.state import (
     DEFAULT_WORKFLOW,
     Issue,
     IssueView,
+    JiraHttpError,
     JiraState,
     StatusDef,
     TransitionDef,
@@ -294,8 +297,12 @@ class JiraSimulator:
         issue = payload.get("issue") or {}
         try:
             record = self.state.issue(str(issue.get("id") or issue.get("key") or ""))
-        except Exception:
+        except JiraHttpError:
             # A deleted issue is no longer searchable; Jira still delivers its deletion.
             return True
-        query = compile_jql(jql, self.state.zone_of(self.integration))
-        return query.matches(IssueView(record))
+        return _compiled(jql, self.integration.time_zone).matches(IssueView(record))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(jql: str, zone: str) -> Query:
+    return compile_jql(jql, ZoneInfo(zone))
