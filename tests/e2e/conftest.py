@@ -1,4 +1,4 @@
-"""The end-to-end harness: both simulators, the mail sink, a state store and the engine, in-process.
+"""End-to-end harness: both simulators, the mail sink, a state store and the engine, in-process.
 
 Everything listens on 127.0.0.1 on free ports and is stopped at teardown; the state (SQLite store
 and Huey queue) lives in the test's tmp_path. Retries are shortened so faults cost milliseconds.
@@ -31,11 +31,22 @@ Driving it:
     harness.writes()         write requests (POST/PUT/PATCH/DELETE, searches excluded) both
                              simulators served since the last reset_stats().
 
-Options (indirect parametrisation or the `harness_options` fixture override):
-    escalation=False     run the escalation policy of the example config (preset stories: True)
-    config=Path          another configuration file (a preset) instead of config.example.toml
-    echo_filter=False    let ServiceNow's Business Rule post changes made by the integration
-                         user too (the rule normally skips them), to exercise no-echo
+Options: override the `harness_options` fixture in a test module (or call `make_harness`):
+    escalation=False     run the configured escalation policy (preset stories: True)
+    config=Path          another configuration file (a preset) instead of config.example.toml;
+                         the connection, state and secret settings are overridden from the
+                         environment, so any file that passes `mapping check` works
+    echo_filter=False    True makes ServiceNow's Business Rule skip changes made by the
+                         integration user, as installed in production; the default (False)
+                         posts them too, so tests see our own writes come back (no-echo)
+
+People and records seeded in ServiceNow: the agent `AGENT` (beth.anglin), the customer
+`CUSTOMER` with `CUSTOMER_EMAIL` (caller of every `harness.incident()`), the integration user
+`SNOW_USER`. Jira: project `DS` with every status of the example mapping reachable from any
+status (`SYNC_WORKFLOW`); `harness.jira.engineer` acts as an engineer.
+
+Crashes: `harness.engine.after_write = fn` is called after every vendor write and before it is
+recorded; raising there simulates a worker killed at that point.
 
 A test that wants other settings can build its own with `make_harness(tmp_path, ...)`.
 """
