@@ -231,3 +231,23 @@ def test_watch_reloads_changed_files(start: Callable[..., Running]) -> None:
     wait_for(lambda: daemon.digest() != good, "the watched edit to be loaded")
     daemon.proc.send_signal(signal.SIGINT)
     assert daemon.proc.wait(30) == 0
+
+
+def test_work_interrupted_by_a_kill_is_redone_after_restart(
+    start: Callable[..., Running],
+) -> None:
+    """A daemon killed mid-ticket leaves a lease behind; the next start syncs that ticket again."""
+    first = start()
+    body, headers = jira_delivery("DS-3")
+    accepted = requests.post(first.url("/webhooks/jira"), data=body, headers=headers, timeout=10)
+    assert accepted.status_code == 202
+    wait_for(lambda: (first.state / "DS-3.started").exists(), "processing to start")
+    first.proc.kill()
+    first.proc.wait(10)
+    assert not (first.state / "DS-3.done").exists()
+    (first.state / "DS-3.started").unlink()
+    second = start()
+    wait_for(lambda: (second.state / "DS-3.done").exists(), "the interrupted ticket to be redone")
+    assert any(e.get("event") == "re-enqueuing interrupted ticket" for e in second.events())
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(30) == 0
