@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.run_cmd",
     "cli.ops_cmd",
     "cli.simulators_cmd",
+    "cli.demo_cmd",
     "cli.email_cmd",
     "cli.escalation_cmd",
 )

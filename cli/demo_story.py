@@ -1,0 +1,465 @@
+"""The demo: simulators, SMTP sink and the daemon in one process, playing an escalation story.
+
+Everything runs on free loopback ports with a temporary SQLite state. People act directly in the
+simulators (as they would in the vendors' UIs); the simulators post signed webhooks to the daemon,
+which does the rest. The story checks what it expects to see and says what did not happen.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulators.estate import CUSTOMER, L1_ENGINEER, SECOND_SME, SME, SimulatedEstate
+from sync.settings import EXAMPLE_CONFIG
+
+STEP_TIMEOUT = 20.0
+COMPLETE_DESCRIPTION = (
+    "Checkout fails with HTTP 500 for every EU customer since this morning.\n"
+    "Steps to reproduce: log in as an EU customer, add any item to the cart, press Pay.\n"
+    "Environment: production EU, version: 4.2.0.\n"
+    "Troubleshooting done: cleared caches, restarted the checkout pods, reproduced in staging.\n"
+    "Contact: Carol Customer, +44 20 7946 0000"
+)
+
+
+@dataclass
+class Check:
+    """One thing the story expects to have happened."""
+
+    what: str
+    passed: bool
+
+
+@dataclass
+class Timeline:
+    """What happened, in order, with the second it happened at."""
+
+    started: float = field(default_factory=time.monotonic)
+    lines: list[tuple[float, str, str]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    echo: Callable[[str], None] = print
+
+    def add(self, where: str, text: str) -> None:
+        moment = time.monotonic() - self.started
+        self.lines.append((moment, where, text))
+        self.echo(f"  {moment:6.2f}s  {where:<11} {text}")
+
+    def heading(self, text: str) -> None:
+        self.echo(f"\n{text}")
+
+    def check(self, what: str, passed: bool) -> None:
+        self.checks.append(Check(what, passed))
+        self.echo(f"  {'ok  ' if passed else 'FAIL'}     {what}")
+
+
+def _first_line(text: str, width: int = 90) -> str:
+    line = " / ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class Observer:
+    """Turns the simulators' state into timeline lines: what changed since the last look."""
+
+    def __init__(self, estate: SimulatedEstate, timeline: Timeline) -> None:
+        self.estate = estate
+        self.timeline = timeline
+        self.journal_seen: set[str] = set()
+        self.fields_seen: dict[str, tuple[str, str, str]] = {}
+        self.jira_seen: dict[str, tuple[Any, ...]] = {}
+        self.jira_comments_seen: set[str] = set()
+        self.mail_seen = 0
+        self.users = {v: k for k, v in estate.sn_users.items()}
+
+    def look(self) -> None:
+        """Report every change since the previous look."""
+        sn = self.estate.servicenow
+        for incident in sn.incidents():
+            sys_id, number = incident["sys_id"], incident["number"]
+            current = (incident["state"], incident["priority"], incident.get("u_labels", ""))
+            before = self.fields_seen.get(sys_id)
+            if before is not None and before != current:
+                changes = [
+                    f"{name} {old or '-'} -> {new or '-'}"
+                    for name, old, new in zip(
+                        ("state", "priority", "labels"), before, current, strict=True
+                    )
+                    if old != new
+                ]
+                self.timeline.add("ServiceNow", f"{number}: {', '.join(changes)}")
+            self.fields_seen[sys_id] = current
+            for row in sn.journal(sys_id):
+                if row["sys_id"] in self.journal_seen:
+                    continue
+                self.journal_seen.add(row["sys_id"])
+                kind = "comment" if row["element"] == "comments" else "work note"
+                self.timeline.add(
+                    "ServiceNow",
+                    f"{number}: {kind} by {row['sys_created_by']}: {_first_line(row['value'])}",
+                )
+        jira = self.estate.jira
+        for key in jira.keys():
+            fields = jira.issue(key)["fields"]
+            state = (
+                fields["status"]["name"],
+                (fields.get("priority") or {}).get("name"),
+                tuple(fields.get("labels") or ()),
+            )
+            if key not in self.jira_seen:
+                self.timeline.add(
+                    "Jira",
+                    f"{key} created: {fields['summary']!r} [{state[0]}, {state[1]}, "
+                    f"labels {', '.join(state[2]) or '-'}]",
+                )
+            elif self.jira_seen[key] != state:
+                self.timeline.add(
+                    "Jira",
+                    f"{key}: status {state[0]}, priority {state[1]}, "
+                    f"labels {', '.join(state[2]) or '-'}",
+                )
+            self.jira_seen[key] = state
+            for comment in (fields.get("comment") or {}).get("comments", []):
+                if comment["id"] in self.jira_comments_seen:
+                    continue
+                self.jira_comments_seen.add(comment["id"])
+                kind = "internal comment" if comment.get("visibility") else "comment"
+                author = (comment.get("author") or {}).get("displayName", "?")
+                self.timeline.add(
+                    "Jira", f"{key}: {kind} by {author}: {_first_line(str(comment['body']))}"
+                )
+        messages = self.estate.mail.messages()
+        for message in messages[self.mail_seen :]:
+            to = ", ".join(message.rcpt_tos)
+            self.timeline.add("Email", f"to {to}: {message.subject}")
+        self.mail_seen = len(messages)
+
+
+class Story:
+    """The demo's actors and the waits between their actions."""
+
+    def __init__(self, estate: SimulatedEstate, timeline: Timeline) -> None:
+        self.estate = estate
+        self.timeline = timeline
+        self.observer = Observer(estate, timeline)
+
+    # -- people acting ----------------------------------------------------------------------
+
+    def incident(
+        self, summary: str, description: str, *, impact: str, urgency: str, assignee: str
+    ) -> str:
+        sn = self.estate.servicenow
+        record = sn.create_incident(
+            {
+                "short_description": summary,
+                "description": description,
+                "impact": impact,
+                "urgency": urgency,
+                "caller_id": self.estate.sn_users[CUSTOMER.user_name],
+                "assigned_to": self.estate.sn_users[assignee],
+                "category": "software",
+            },
+            as_user=L1_ENGINEER.user_name,
+        )
+        self.timeline.add(
+            "ServiceNow",
+            f"{record['number']} opened by {L1_ENGINEER.name}: {summary!r} "
+            f"(priority {record['priority']})",
+        )
+        self.observer.look()
+        return str(record["sys_id"])
+
+    def work_note(self, sys_id: str, text: str, *, by: str) -> None:
+        self.estate.servicenow.add_work_note(sys_id, text, as_user=by)
+
+    def public_comment(self, sys_id: str, text: str, *, by: str) -> None:
+        self.estate.servicenow.add_comment(sys_id, text, as_user=by)
+
+    # -- waiting and checking ---------------------------------------------------------------
+
+    def wait(self, what: str, predicate: Callable[[], bool], timeout: float = STEP_TIMEOUT) -> bool:
+        """Let the pipeline run until `predicate` holds; report changes as they appear."""
+        deadline = time.monotonic() + timeout
+        ok = False
+        while time.monotonic() < deadline:
+            self.observer.look()
+            if predicate():
+                ok = True
+                break
+            time.sleep(0.1)
+        self.settle()
+        self.timeline.check(what, ok or predicate())
+        return ok
+
+    def settle(self, quiet: float = 0.6, timeout: float = 10.0) -> None:
+        """Wait until nothing has changed for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        last = len(self.timeline.lines)
+        calm_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            self.observer.look()
+            if len(self.timeline.lines) != last:
+                last = len(self.timeline.lines)
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def notes(self, sys_id: str, *, by: str | None = None, element: str | None = None) -> list[str]:
+        rows = self.estate.servicenow.journal(sys_id)
+        return [
+            r["value"]
+            for r in rows
+            if (by is None or r["sys_created_by"] == by)
+            and (element is None or r["element"] == element)
+        ]
+
+    def emails_to(self, address: str) -> list[Any]:
+        return [m for m in self.estate.mail.messages() if address in m.rcpt_tos]
+
+    def engineering_key(self) -> str | None:
+        keys = [k for k in self.estate.jira.keys() if k.startswith("DS-")]
+        return keys[0] if keys else None
+
+
+def play(story: Story) -> None:
+    """The story the README describes, step by step."""
+    sn_bot = "escalation.sync"
+    t = story.timeline
+    sn = story.estate.servicenow
+    carol = CUSTOMER.email
+
+    t.heading("1. An escalation request on an incomplete ticket")
+    a = story.incident(
+        "Reports page is slow",
+        "Customer says reports are slow.",
+        impact="2",
+        urgency="2",
+        assignee=L1_ENGINEER.user_name,
+    )
+    story.work_note(a, "/escalate customer is unhappy with report speed", by=L1_ENGINEER.user_name)
+    story.wait(
+        "the incomplete request gets one internal note listing what is missing",
+        lambda: any(
+            "missing" in n.lower() for n in story.notes(a, by=sn_bot, element="work_notes")
+        ),
+    )
+    t.check("nothing is escalated to Jira", story.engineering_key() is None)
+
+    t.heading("2. A complete request, approved by an SME")
+    b = story.incident(
+        "Checkout fails for all EU customers",
+        COMPLETE_DESCRIPTION,
+        impact="1",
+        urgency="1",
+        assignee=L1_ENGINEER.user_name,
+    )
+    sn.attach(
+        b,
+        "checkout-errors.log",
+        b"500 POST /pay cache key collision\n" * 40,
+        "text/plain",
+        as_user=L1_ENGINEER.user_name,
+    )
+    story.work_note(b, "/escalate production down for EU checkout", by=L1_ENGINEER.user_name)
+    story.settle()
+    story.public_comment(b, "/approve-escalation please hurry", by=CUSTOMER.user_name)
+    story.settle()
+    t.check(
+        "a customer's public '/approve-escalation' approves nothing",
+        story.engineering_key() is None,
+    )
+    story.work_note(
+        b, "/approve-escalation reproduced in staging; engaging engineering", by=SME.user_name
+    )
+    story.wait(
+        "the Jira engineering issue is created and linked",
+        lambda: story.engineering_key() is not None,
+    )
+    key = story.engineering_key() or "?"
+    if key != "?":
+        story.wait(
+            "the Jira issue is tagged ESCALATION",
+            lambda: "ESCALATION" in (story.estate.jira.issue(key)["fields"].get("labels") or []),
+        )
+        story.wait(
+            "the link to the Jira issue is posted in ServiceNow",
+            lambda: any(key in n for n in story.notes(b)),
+        )
+        story.wait(
+            "the log file reaches the Jira issue",
+            lambda: any(
+                a["filename"] == "checkout-errors.log"
+                for a in story.estate.jira.issue(key)["fields"].get("attachment") or []
+            ),
+        )
+    story.wait(
+        "the approval note (who, level, reason) is written back as a work note",
+        lambda: any(
+            SME.user_name in n or SME.name in n
+            for n in story.notes(b, by=sn_bot, element="work_notes")
+        ),
+    )
+    story.wait(
+        "the customer is told the issue was escalated", lambda: len(story.emails_to(carol)) >= 1
+    )
+    story.wait(
+        "management is notified of the P1 escalation",
+        lambda: any(
+            "support-managers@example.com" in m.rcpt_tos for m in story.estate.mail.messages()
+        ),
+    )
+
+    t.heading("3. Engineering works in Jira")
+    before = len(story.emails_to(carol))
+    jira = story.estate.jira
+    if key != "?":
+        jira.transition(key, "In Progress")
+        jira.comment(
+            key, "Found it: a cache key collision since 4.2.0. A fix is being tested.", public=True
+        )
+        story.wait(
+            "the engineer's public comment reaches the customer-visible ServiceNow comments",
+            lambda: any("cache key collision" in n for n in story.notes(b, element="comments")),
+        )
+        story.wait("... and the customer by email", lambda: len(story.emails_to(carol)) > before)
+        after_public = len(story.emails_to(carol))
+        jira.comment(
+            key,
+            "Internal: regression from the cache refactor (PR 4411), do not share.",
+            public=False,
+        )
+        story.wait(
+            "the internal comment arrives as a work note only",
+            lambda: any("PR 4411" in n for n in story.notes(b, element="work_notes")),
+        )
+        t.check(
+            "no email carries the internal comment",
+            len(story.emails_to(carol)) == after_public
+            and not any(
+                "PR 4411" in (m.text or "") + (m.html or "") for m in story.estate.mail.messages()
+            ),
+        )
+
+        t.heading("4. Engineering resolves the issue")
+        jira.comment(key, "Fixed in 4.2.1, deployed to production EU.", public=True)
+        jira.transition(key, "Done")
+        story.wait(
+            "the ServiceNow incident moves to Resolved", lambda: sn.incident(b)["state"] == "6"
+        )
+        story.wait(
+            "the customer is asked to confirm the fix",
+            lambda: any(
+                "confirm" in (m.subject + (m.text or "")).lower() for m in story.emails_to(carol)
+            ),
+        )
+
+    t.heading("5. A third request the same day meets the daily limit")
+    c = story.incident(
+        "Payment confirmation emails delayed",
+        COMPLETE_DESCRIPTION.replace("Checkout fails", "Emails lag"),
+        impact="2",
+        urgency="1",
+        assignee=SECOND_SME.user_name,
+    )
+    sn.attach(
+        c, "mail-queue.txt", b"queue depth 5000\n", "text/plain", as_user=L1_ENGINEER.user_name
+    )
+    story.work_note(c, "/escalate confirmation emails delayed by hours", by=L1_ENGINEER.user_name)
+    story.settle()
+    story.work_note(c, "/approve-escalation needs engineering", by=SECOND_SME.user_name)
+    story.wait(
+        "the request is refused by the daily limit, with the count in the note",
+        lambda: any(
+            "limit" in n.lower() and "1" in n
+            for n in story.notes(c, by=sn_bot, element="work_notes")
+        ),
+    )
+    t.check(
+        "no second Jira issue is created", len([k for k in jira.keys() if k.startswith("DS-")]) == 1
+    )
+
+
+def demo_config(state_dir: Path, estate: SimulatedEstate) -> Path:
+    """The example configuration pointed at the estate, allowing one escalation a day."""
+    text = EXAMPLE_CONFIG.read_text()
+    text = text.replace("max_per_day = 3", "max_per_day = 1", 1)
+    # Links posted into the records point at the simulators actually running.
+    text = text.replace("http://127.0.0.1:8081/browse/", f"{estate.jira.url}/browse/")
+    text = text.replace("http://127.0.0.1:8082/nav_to.do", f"{estate.servicenow.url}/nav_to.do")
+    path = state_dir / "demo.toml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print) -> int:
+    """Play the story; 0 when every check passed."""
+    from sync.daemon import Daemon
+    from sync.logs import configure_logging
+
+    configure_logging(level="WARNING", json=False)
+    timeline = Timeline(echo=echo)
+    with (
+        tempfile.TemporaryDirectory(prefix="escalation-sync-demo-") as tmp,
+        SimulatedEstate() as estate,
+    ):
+        state_dir = Path(tmp)
+        env = {
+            **estate.environment(),
+            "ESCALATION_SYNC_JIRA__BASE_URL": estate.jira.url,
+            "ESCALATION_SYNC_SERVICENOW__INSTANCE_URL": estate.servicenow.url,
+            "ESCALATION_SYNC_STATE__DIR": str(state_dir / "state"),
+            "ESCALATION_SYNC_WEBHOOKS__PORT": "0",
+            "ESCALATION_SYNC_EMAIL__SMTP__PORT": str(estate.mail.smtp_port),
+        }
+        with _environment(env):
+            daemon = Daemon(demo_config(state_dir, estate))
+            daemon.start()
+            server = threading.Thread(target=daemon.serve, name="demo-daemon", daemon=True)
+            server.start()
+            try:
+                base = f"http://127.0.0.1:{daemon.port}"
+                estate.point_webhooks_at(base)
+                echo("escalation-sync demo: simulators, SMTP sink and daemon on loopback")
+                for name, url in {**estate.urls(), "daemon": base}.items():
+                    echo(f"  {name:<11} {url}")
+                play(Story(estate, timeline))
+                if keep_running:
+                    echo("\nEverything stays up; Ctrl-C stops.")
+                    try:
+                        while server.is_alive():
+                            server.join(0.5)
+                    except KeyboardInterrupt:
+                        pass
+            finally:
+                daemon.request_stop()
+                server.join(40)
+    failed = [c for c in timeline.checks if not c.passed]
+    took = time.monotonic() - timeline.started
+    echo(
+        f"\n{len(timeline.checks) - len(failed)} of {len(timeline.checks)} checks passed "
+        f"in {took:.1f}s."
+    )
+    return 1 if failed else 0
