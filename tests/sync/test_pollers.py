@@ -1,0 +1,86 @@
+"""Tests of changed-since polling: watermarks, enqueueing, and failures that must not be lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.errors import InvalidRequest, ServerUnavailable
+from mapping.model import System
+from sync.adapters import Changed
+from sync.pollers import poll_system
+from sync.store import Store
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Feed:
+    def __init__(self, items: list[Changed]) -> None:
+        self.items = items
+        self.asked: list[datetime] = []
+
+    def changed_since(self, since: datetime) -> Iterator[Changed]:
+        self.asked.append(since)
+        yield from self.items
+
+
+class FakeEngine:
+    def __init__(self, store: Store, feed: Feed, fail: dict[str, Exception] | None = None):
+        self.store = store
+        self.adapters = {System.JIRA: feed}
+        self.enqueue: Any = None
+        self.clock = lambda: T0 + timedelta(hours=1)
+        self.fail = fail or {}
+        self.processed: list[str] = []
+
+    def process(self, system: str, ticket_id: str) -> None:
+        if ticket_id in self.fail:
+            raise self.fail[ticket_id]
+        self.processed.append(ticket_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    yield s
+    s.close()
+
+
+def items() -> list[Changed]:
+    return [Changed(f"DS-{i}", T0 + timedelta(minutes=i)) for i in range(1, 4)]
+
+
+def test_enqueues_and_moves_the_watermark(store: Store) -> None:
+    """Every changed record is enqueued and the watermark moves to the newest change."""
+    feed = Feed(items())
+    engine = FakeEngine(store, feed)
+    queued: list[tuple[str, str]] = []
+    engine.enqueue = lambda s, t: queued.append((s, t))
+    assert poll_system(engine, System.JIRA) == 3  # type: ignore[arg-type]
+    assert queued == [("jira", "DS-1"), ("jira", "DS-2"), ("jira", "DS-3")]
+    assert store.get_watermark("jira") == T0 + timedelta(minutes=3)
+    poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert feed.asked[-1] == T0 + timedelta(minutes=3)
+
+
+def test_retryable_failure_holds_the_watermark_back(store: Store) -> None:
+    """A record that failed transiently is read again next pass; the others are processed."""
+    engine = FakeEngine(store, Feed(items()), {"DS-2": ServerUnavailable("503")})
+    poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert engine.processed == ["DS-1", "DS-3"]
+    mark = store.get_watermark("jira")
+    assert mark is not None and mark < T0 + timedelta(minutes=2)
+
+
+def test_permanent_failure_is_dead_lettered_and_the_pass_goes_on(store: Store) -> None:
+    """A 4xx parks that record in the dead letters; the watermark still advances."""
+    engine = FakeEngine(store, Feed(items()), {"DS-1": InvalidRequest("400 bad field")})
+    poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert engine.processed == ["DS-2", "DS-3"]
+    (dead,) = store.list_dead_letters()
+    assert (dead.system, dead.ticket, dead.error_class) == ("jira", "DS-1", "InvalidRequest")
+    assert store.get_watermark("jira") == T0 + timedelta(minutes=3)
