@@ -190,6 +190,9 @@ def _defang(text: str, words: Iterable[str]) -> str:
     return text
 
 
+# The origin marker the sync engine appends to every comment it mirrors or writes.
+_COPY_MARK = "[escalation-sync origin="
+
 _LIMIT_WORDS: Mapping[str, str] = {
     "max_per_day": "escalations today",
     "max_active": "active escalations",
@@ -386,6 +389,15 @@ class _Run:
 
     def _play(self, cmd: _Command) -> None:
         self.processed.append(cmd.comment.id)
+        if _COPY_MARK in cmd.comment.body:
+            self.why(
+                f"command.{cmd.kind}",
+                "blocked",
+                f"{cmd.word} in comment {cmd.comment.id} is not honoured: the comment is a copy "
+                "mirrored from the paired record; commands count only where they were written",
+                {"comment": cmd.comment.id, "author": _person_key(cmd.comment.author)},
+            )
+            return
         if cmd.kind == "request":
             req = self.policy.request
             if not self._place_ok(cmd, req.command_in):

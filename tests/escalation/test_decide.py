@@ -940,3 +940,12 @@ def test_same_second_request_goes_before_its_approval(
     )
     d = decide(make_ticket(labels=(), comments=comments), EMPTY, now, policy)
     assert d.state is S.APPROVED and d.processed_command_ids == ("c1", "c2")
+
+
+def test_mirrored_copy_of_a_command_is_not_honoured(make_ticket, make_comment, policy, now, people):
+    """A command in a comment mirrored from the paired record (origin marker) does nothing."""
+    body = "/escalate from engineering\n\n[escalation-sync origin=jira:DS-4:10020]"
+    t = make_ticket(labels=(), comments=(make_comment("c1", body, people.integration),))
+    d = decide(t, EMPTY, now, policy)
+    assert d.state is S.NONE and d.actions == ()
+    assert "mirrored" in reason(d, "command.request").detail
