@@ -1,0 +1,118 @@
+"""The daemon as the benchmarks run it: webhook server, SQLite store and queue, worker threads.
+
+Wired as `escalation-sync run` wires it (settings from ESCALATION_SYNC_CONFIG and the
+environment, `sync.webhooks.create_app` on uvicorn, `SyncQueue` with an in-process consumer,
+`build_engine`), with two differences a benchmark needs: `--workers 0` runs no consumer so the
+queue can be counted after an ingest run, and periodic polls are off so only webhooks drive work.
+
+    python -m bench.daemon_process --port-file PATH [--workers N] [--profile OUT.prof]
+
+Writes the bound port to PATH once it accepts requests; stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+def serialize_sessions(store: Any) -> None:
+    """Make every store transaction of this process wait on one lock before BEGIN IMMEDIATE."""
+    lock = threading.Lock()
+    opened = store.session
+
+    @contextlib.contextmanager
+    def session() -> Iterator[Any]:
+        with lock, opened() as tx:
+            yield tx
+
+    store.session = session
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=0, help="queue worker threads (0: none)")
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile the event loop thread into this file"
+    )
+    parser.add_argument(
+        "--serialize-writes",
+        action="store_true",
+        help="experiment: queue store transactions on a process lock, not SQLite's busy wait",
+    )
+    parser.add_argument("--no-escalation", action="store_true", help="sync only, no policy")
+    args = parser.parse_args()
+
+    from bench.common import quiet_logs
+    from sync import webhooks
+    from sync.engine import build_engine
+    from sync.queue import SyncQueue, make_huey
+    from sync.settings import load_settings
+    from sync.store import Store
+
+    quiet_logs()
+    settings = load_settings(None)
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    if args.serialize_writes:
+        serialize_sessions(store)
+    queue = SyncQueue(make_huey(settings.state.queue_url, settings.state.dir), store)
+    engine = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
+    if args.no_escalation:
+        engine.escalation = None
+    queue.set_processor(engine)
+    app = webhooks.create_app(
+        store=store,
+        enqueue=queue.enqueue_event,
+        config=webhooks.WebhookConfig.from_settings(settings),
+        queue_depth=queue.depth,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", int(settings.webhooks.port)))
+    sock.listen(4096)
+    # Loopback keep-alive requests otherwise wait on Nagle + delayed ACK (~40 ms each).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", backlog=4096
+    )
+    server = uvicorn.Server(config)
+
+    consumer = None
+    if args.workers > 0:
+        consumer = queue.consumer(workers=args.workers, periodic=False)
+        consumer.start()
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(0.01)
+        args.port_file.write_text(str(sock.getsockname()[1]))
+
+    threading.Thread(target=announce, daemon=True).start()
+    profiler = cProfile.Profile() if args.profile else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        server.run(sockets=[sock])
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(args.profile))
+        if consumer is not None:
+            consumer.stop(graceful=True)
+        store.close()
+        sock.close()
+
+
+if __name__ == "__main__":
+    main()
