@@ -7,7 +7,7 @@ import time
 import pytest
 
 from simulators.common import FaultConfig
-from tests.e2e.conftest import AGENT, Harness
+from tests.e2e.conftest import AGENT, SNOW_SECRET, Harness
 
 pytestmark = pytest.mark.e2e
 
@@ -107,20 +107,32 @@ def test_same_webhook_delivered_twice_writes_once(harness: Harness) -> None:
 
 
 def test_reordered_deliveries_converge_to_latest(harness: Harness) -> None:
-    """Events handled newest first still leave both records with the latest values."""
+    """ServiceNow's three webhooks delivered newest first still leave Jira at the latest values."""
+    import requests
+
     sys_id, key = harness.pair(short_description="Order check")
-    harness.servicenow.set_webhook(None)  # hold the events back, deliver them ourselves
-    harness.jira.drain_webhooks()
+    # Let the Business Rule post to a dead end (404, not retried) to capture the deliveries.
+    harness.servicenow.set_webhook(f"{harness.webhooks_url}/captured", SNOW_SECRET)
+    captured_from = len(harness.servicenow.deliveries())
     harness.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
     harness.servicenow.update_incident(sys_id, {"state": "3"}, as_user=AGENT)
     harness.servicenow.update_incident(sys_id, {"short_description": "Order check v3"})
-    for _ in range(3):  # three events, newest first; each reads the record fresh
-        harness.queue.enqueue_ticket("servicenow", sys_id)
+    harness.servicenow.wait_for_webhooks()
+    captured = harness.servicenow.deliveries()[captured_from:]
+    assert len(captured) == 3
+    for delivery in reversed(captured):
+        answer = requests.post(
+            f"{harness.webhooks_url}/webhooks/servicenow",
+            data=delivery.body,
+            headers=delivery.headers,
+            timeout=5,
+        )
+        assert answer.status_code == 202
     harness.drain()
     fields = harness.jira.issue(key)["fields"]
     assert fields["status"]["name"] == "Waiting"
     assert fields["summary"] == "Order check v3"
-    assert harness.writes("jira") == 2  # summary edit + one transition, not three
+    assert harness.writes("jira") == 2  # one edit and one transition, not one per delivery
 
 
 def test_conflicting_edits_owner_and_newest_win_with_audit(harness: Harness) -> None:
