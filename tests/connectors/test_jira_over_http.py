@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.errors import InvalidRequest
 from connectors.jira import CommentPolicy, JiraConnector, comment_is_public, parse_jira_datetime
@@ -248,3 +251,62 @@ def test_signed_webhooks_are_verified_and_redeliveries_deduped(sim: JiraSimulato
     ]
     assert downstream[0].changed_fields == ("priority",)
     assert downstream[0].author == sim.integration.account_id
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[tuple[JiraSimulator, Clock]]:
+    clock = Clock(datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC))
+    simulator = JiraSimulator(time_zone="Asia/Kathmandu", clock=clock, seed=False)
+    simulator.start()
+    try:
+        yield simulator, clock
+    finally:
+        simulator.stop()
+
+
+_labels = itertools.count()
+_project_names = (
+    f"P{a}{b}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rounds=st.lists(
+        st.lists(st.tuples(st.integers(0, 7), st.integers(0, 90_000)), min_size=1, max_size=25),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_polling_property_nothing_skipped_nothing_repeated(
+    shared_sim: tuple[JiraSimulator, Clock], rounds: list[list[tuple[int, int]]]
+) -> None:
+    """Whatever changes land between polls (same minute, same millisecond), each is seen once."""
+    sim, clock = shared_sim
+    project = next(_project_names)
+    sim.add_project(project)
+    keys = [sim.create_issue(project, f"i{n}") for n in range(8)]
+    jira = connector(sim)
+    watermark = sim.state.now() - timedelta(seconds=1)
+    yielded: list[tuple[str, str]] = []
+    for changes in rounds:
+        # A later round starts after the last change: one issue changed twice in the same
+        # millisecond has one `updated`, and that is one change as far as Jira shows it.
+        base = sim.state.now() + timedelta(milliseconds=1)
+        for index, offset in sorted(changes, key=lambda c: c[1]):
+            clock.set(base + timedelta(milliseconds=offset))
+            sim.update(keys[index], {"labels": [{"add": f"l{next(_labels)}"}]})
+        expected = {
+            (k, sim.issue(k, fields=["updated"])["fields"]["updated"])
+            for k in {keys[i] for i, _ in changes}
+        }
+        got = [
+            (i["key"], i["fields"]["updated"])
+            for i in jira.search_changed_since(watermark, jql=f"project = {project}")
+        ]
+        assert expected <= set(got)
+        yielded += got
+        watermark = max(parse_jira_datetime(u) for _, u in got)
+    assert len(yielded) == len(set(yielded))
