@@ -415,6 +415,22 @@ class _Run:
                 )
                 return
             by = _person_key(cmd.comment.author)
+            if req.reason_required and not cmd.argument:
+                self.why(
+                    "recognition.command",
+                    "fail",
+                    f"{cmd.word} in comment {cmd.comment.id} gives no reason; the policy "
+                    "requires one",
+                    {"comment": cmd.comment.id, "author": by},
+                )
+                self.note(
+                    NoteKind.REQUEST,
+                    f"no-reason:{cmd.comment.id}",
+                    f"Escalation request in comment {cmd.comment.id} by "
+                    f"{_who(cmd.comment.author)} not taken: say why the ticket needs "
+                    f"escalating ({cmd.word} <reason>).",
+                )
+                return
             self.why(
                 "recognition.command",
                 "pass",

@@ -85,6 +85,8 @@ class Request(_Strict):
     # Who may request by command; nobody named means any author in an allowed place.
     command_from: People = People()
     command_in: tuple[Visibility, ...] = (Visibility.INTERNAL,)
+    # The command must say why (`/escalate <reason>`); a bare command is answered with a note.
+    reason_required: bool = False
     remove_labels_on_approval: bool = False
 
     @field_validator("command")

@@ -949,3 +949,13 @@ def test_mirrored_copy_of_a_command_is_not_honoured(make_ticket, make_comment, p
     d = decide(t, EMPTY, now, policy)
     assert d.state is S.NONE and d.actions == ()
     assert "mirrored" in reason(d, "command.request").detail
+
+
+def test_reason_required_answers_a_bare_command(make_ticket, make_comment, make_policy, now):
+    """With reason_required, `/escalate` alone starts nothing and a note asks for the reason."""
+    policy = make_policy(**{"request.reason_required": True})
+    bare = make_ticket(labels=(), comments=(make_comment("c1", "/escalate"),))
+    d = decide(bare, EMPTY, now, policy)
+    assert d.state is S.NONE and "say why" in notes(d, NoteKind.REQUEST)[0].body
+    given = make_ticket(labels=(), comments=(make_comment("c1", "/escalate customer down"),))
+    assert decide(given, EMPTY, now, policy).state is S.PENDING_APPROVAL
