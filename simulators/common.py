@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.routing import Match
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -137,7 +138,7 @@ class FaultInjector:
             await asyncio.sleep(cfg.latency_ms / 1000.0)
         if fault is not None:
             self.stats.count_fault(fault)
-            self.stats.count_request(f"{scope['method']} {path}")
+            self.stats.count_request(f"{scope['method']} {self._template(scope)}")
             await _drain(receive)
             await self._send_fault(fault, cfg, send)
             return
@@ -147,6 +148,17 @@ class FaultInjector:
             route = scope.get("route")
             template = getattr(route, "path", None) or path
             self.stats.count_request(f"{scope['method']} {template}")
+
+    def _template(self, scope: Scope) -> str:
+        """The route template a request would have reached (the path if none matches)."""
+        for route in getattr(self.app, "routes", ()):
+            try:
+                match, _ = route.matches(scope)
+            except (AttributeError, KeyError, TypeError):
+                continue
+            if match == Match.FULL:
+                return str(getattr(route, "path", scope["path"]))
+        return str(scope["path"])
 
     async def _send_fault(self, fault: str, cfg: FaultConfig, send: Send) -> None:
         if fault == "5xx":

@@ -60,8 +60,9 @@ def test_faults_configured_at_runtime(served: tuple[ServerThread, FaultInjector]
         assert resp.headers.get("Retry-After") == retry_after
     requests.post(f"{server.url}/_sim/faults", json={}, timeout=5)
     assert requests.get(f"{server.url}/items/1", timeout=5).status_code == 200
-    faults = requests.get(f"{server.url}/_sim/stats", timeout=5).json()["faults"]
-    assert faults == {"429": 1, "429-no-retry-after": 1, "5xx": 1}
+    stats = requests.get(f"{server.url}/_sim/stats", timeout=5).json()
+    assert stats["faults"] == {"429": 1, "429-no-retry-after": 1, "5xx": 1}
+    assert stats["requests"] == {"GET /items/{item_id}": 4}
 
 
 def test_seeded_rates_are_reproducible() -> None:
