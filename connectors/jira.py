@@ -170,7 +170,13 @@ def error_for(status: int, response: requests.Response | None, what: str) -> Con
 
 
 class JiraConnector:
-    """One Jira site, reached with one set of credentials."""
+    """One Jira site, reached with one set of credentials.
+
+    Cloud: `email` + `api_token` (HTTP basic). Server/DC: `pat` (bearer); when both are given
+    the Cloud pair wins. `session` lends its transport (adapters, proxies, TLS settings,
+    headers); `retry` bounds the attempts per call; `comments` says how internal comments are
+    written; `overlap` is how far before the watermark each poll starts.
+    """
 
     def __init__(
         self,
