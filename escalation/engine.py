@@ -193,6 +193,14 @@ def _defang(text: str, words: Iterable[str]) -> str:
 # The origin marker the sync engine appends to every comment it mirrors or writes.
 _COPY_MARK = "[escalation-sync origin="
 
+def _our_note(ticket: Ticket, body: str) -> bool:
+    """A note this product wrote on the ticket itself (not a comment mirrored from elsewhere).
+
+    Mirrored comments carry the origin of the other system; our policy notes name this one.
+    """
+    return f"{_COPY_MARK}{ticket.ref.system.value}:" in body
+
+
 _LIMIT_WORDS: Mapping[str, str] = {
     "max_per_day": "escalations today",
     "max_active": "active escalations",
@@ -756,6 +764,9 @@ class _Run:
                 out.append(self.ticket.description or "")
             else:
                 for c in self.ticket.comments:
+                    if _our_note(self.ticket, c.body):
+                        # Our own notes quote what is missing; they are no evidence of it.
+                        continue
                     if (
                         src == "comments"
                         or (src == "internal_comments" and c.visibility is Visibility.INTERNAL)

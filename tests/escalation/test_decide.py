@@ -290,6 +290,35 @@ def test_gate_reevaluated_when_ticket_is_completed(make_ticket, policy, now):
     assert d.state is S.PENDING_APPROVAL and notes(d, NoteKind.REQUEST)
 
 
+def test_our_own_needs_information_note_is_no_evidence(make_ticket, make_comment, policy, now):
+    """The note listing what is missing, read back, neither completes the gate nor repeats."""
+    ledger = InMemoryLedger()
+    t = make_ticket(description="It is broken.", attachments=())
+    key = ledger_key(t.ref)
+    first = decide(t, ledger.view(key, now, policy), now, policy)
+    ledger.apply(key, first, now)
+    [note] = notes(first, NoteKind.NEEDS_INFORMATION)
+    ours = make_comment(
+        "n1", f"{note.body}\n\n[escalation-sync origin=servicenow:{t.ref.id}:needs-1]"
+    )
+    again = decide(
+        t.model_copy(update={"comments": (ours,)}), ledger.view(key, now, policy), now, policy
+    )
+    assert again.state is S.INCOMPLETE and again.actions == ()
+
+
+def test_comment_mirrored_from_jira_counts_as_evidence(make_ticket, make_comment, policy, now):
+    """A person's comment mirrored from the other system may complete the gate."""
+    mirrored = make_comment(
+        "m1", "Steps to reproduce: call /pay twice.\n\n[escalation-sync origin=jira:ENG-1:10001]"
+    )
+    full = make_ticket().description or ""
+    t = make_ticket(description=full.replace("Steps to reproduce", "How"))
+    assert decide(t, EMPTY, now, policy).state is S.INCOMPLETE
+    d = decide(t.model_copy(update={"comments": (mirrored,)}), EMPTY, now, policy)
+    assert d.state is not S.INCOMPLETE
+
+
 def test_gate_note_changes_when_missing_set_changes(make_ticket, policy, now):
     """A different set of missing items is worth a new note."""
     ledger = InMemoryLedger()
