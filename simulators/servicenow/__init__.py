@@ -120,6 +120,10 @@ class ServiceNowSimulator:
         """Invalidate every OAuth token issued so far (clients get 401 until they renew)."""
         self.credentials.revoke_tokens()
 
+    def add_column(self, table: str, name: str) -> None:
+        """Add a custom `u_*` string column to a table, as an instance admin does."""
+        self.store.add_column(table, name)
+
     def set_display_name(self, table: str, sys_id: str, name: str) -> None:
         """Display value for a reference into an unserved table (group, company, location...)."""
         self.store.set_display_name(table, sys_id, name)

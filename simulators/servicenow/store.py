@@ -88,6 +88,8 @@ class ServiceNowStore:
         self._content: dict[str, bytes] = {}
         self._display_names: dict[tuple[str, str], str] = {("sys_user_group", "global"): "global"}
         self._number = 10000
+        # Columns an admin added (u_*), per table, on top of the base system's.
+        self._custom: dict[str, tuple[str, ...]] = {}
         self._cache: OrderedDict[tuple[str, str], tuple[int, list[str]]] = OrderedDict()
         self._listeners: list[Callable[[Change], None]] = []
 
@@ -118,9 +120,22 @@ class ServiceNowStore:
         if table == ATTACHMENT_TABLE:
             return ATTACHMENT_FIELDS
         try:
-            return TABLE_FIELDS[table]
+            base = TABLE_FIELDS[table]
         except KeyError:
             raise UnknownTable(table) from None
+        custom = self._custom.get(table)
+        return (*base, *custom) if custom else base
+
+    def add_column(self, table: str, name: str) -> None:
+        """Add a custom string column, as an admin does (names start with `u_`)."""
+        if not name.startswith("u_"):
+            raise ValueError(f"custom column names start with u_: {name!r}")
+        with self._lock:
+            if name in self.fields_of(table):
+                return
+            self._custom[table] = (*self._custom.get(table, ()), name)
+            for record in self._rows(table).values():
+                record.setdefault(name, "")
 
     def set_display_name(self, table: str, sys_id: str, name: str) -> None:
         """Name shown for a reference into a table the simulator does not serve (groups...)."""
@@ -410,10 +425,11 @@ class ServiceNowStore:
             raise UnknownTable(table) from None
 
     def _defaults(self, table: str) -> Mapping[str, str]:
+        custom = dict.fromkeys(self._custom.get(table, ()), "")
         if table == "incident":
-            return INCIDENT_DEFAULTS
+            return {**INCIDENT_DEFAULTS, **custom} if custom else INCIDENT_DEFAULTS
         if table == "sys_user":
-            return SYS_USER_DEFAULTS
+            return {**SYS_USER_DEFAULTS, **custom} if custom else SYS_USER_DEFAULTS
         return dict.fromkeys(self.fields_of(table), "")
 
     def _known_only(self, table: str, query: EncodedQuery) -> EncodedQuery:

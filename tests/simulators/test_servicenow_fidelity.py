@@ -524,3 +524,19 @@ def test_runs_standalone_as_a_module() -> None:
         process.terminate()
         process.wait(10)
     assert process.returncode == 0
+
+
+def test_custom_column_added_by_an_admin_is_stored_and_returned() -> None:
+    """A `u_*` column added to the table is written, read back and defaults to an empty string."""
+    from simulators.servicenow import ServiceNowSimulator
+
+    sim = ServiceNowSimulator()
+    before = sim.create_incident({"short_description": "x"})
+    sim.add_column("incident", "u_labels")
+    after = sim.create_incident({"short_description": "y", "u_labels": "ESCALATION"})
+    assert sim.incident(before["sys_id"])["u_labels"] == ""
+    assert after["u_labels"] == "ESCALATION"
+    updated = sim.update_incident(before["sys_id"], {"u_labels": "a,b"})
+    assert updated["u_labels"] == "a,b"
+    with pytest.raises(ValueError):
+        sim.add_column("incident", "labels")
