@@ -276,7 +276,8 @@ class Engine:
 
     def create_pair(self, system: str, ticket: str) -> str:
         """Create and link the paired record of an unpaired one now (first route from its system,
-        whatever its condition); returns the new record's id. Pairing a paired record is a no-op.
+        whatever its condition), post each record's link in the other, mirror comments and
+        attachments; returns the new record's id. Pairing a paired record is a no-op.
         """
         source = self.read(System(system), ticket)
         with self.store.session() as tx:
@@ -296,11 +297,12 @@ class Engine:
             route.name if route is not None else "manual",
         )
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
+        self._post_links(itsm, eng)
         self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
         return ticket_id(target)
 
     def pair_created(self, source: Ticket, target: Ticket, *, route: str | None = None) -> int:
-        """Link a record with the pair just made for it, then mirror comments and attachments.
+        """Link a record with the pair just made for it, post the links, mirror the content.
 
         Both sides' fields are taken as in step (they were written from `source`), so nothing
         flows back; returns the writes made.
@@ -324,8 +326,9 @@ class Engine:
                 + (f" (route {route})" if route else ""),
             )
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
-        _, writes = self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
-        return writes
+        writes = self._post_links(itsm, eng)
+        _, synced = self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
+        return writes + synced
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -622,6 +625,7 @@ class Engine:
         with self.store.session() as tx:
             link = tx.get_link(source.ref.system.value, ticket_id(source))
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
+        n += self._post_links(itsm, eng)
         return link, itsm, eng, ticket_id(target), n
 
     def _create(
@@ -775,9 +779,11 @@ class Engine:
         return itsm, eng, created, writes
 
     def _post_links(self, itsm: Ticket, eng: Ticket) -> int:
+        """Show each record's link on the other (idempotent on both systems)."""
+        names = {System.JIRA: "Jira", System.SERVICENOW: "ServiceNow"}
         for here, there in ((itsm, eng), (eng, itsm)):
             url = there.ref.url or ticket_id(there)
-            title = f"{there.ref.system.value} {there.ref.key or there.ref.id}"
+            title = f"Paired {names[there.ref.system]} record {there.ref.key or there.ref.id}"
             self.adapters[here.ref.system].add_link(ticket_id(here), url, title)
             self.metrics.write(here.ref.system.value, "link")
             self.store.audit(
@@ -786,7 +792,7 @@ class Engine:
                 "link",
                 None,
                 url,
-                reason="escalation: link to the paired record",
+                reason="link to the paired record",
             )
         return 2
 
