@@ -679,7 +679,9 @@ class Engine:
         now = self.clock()
         engineering = None
         if eng is not None:
-            engineering = EngineeringStatus(ref=eng.ref, status=eng.status, resolution=None)
+            engineering = EngineeringStatus(
+                ref=eng.ref, status=eng.status, resolution=self._resolution_notes(eng)
+            )
         iid = ticket_id(itsm)
         with self.store.session() as tx:
             decision = self.escalation.decide(tx, itsm, engineering, now)
@@ -695,6 +697,18 @@ class Engine:
             with self.store.session() as tx:
                 tx.put_snapshot(PENDING, _pending_key(itsm), {"actions": []})
         return decision, itsm_new, eng_new, created, writes
+
+    def _resolution_notes(self, eng: Ticket) -> str | None:
+        """What engineering last said: the newest comment written there by a person."""
+        for comment in reversed(eng.comments):
+            if find_marker(comment.body) is not None or not comment.body.strip():
+                continue
+            author = comment.author
+            names = {p for p in (author.id, author.name, author.email) if p} if author else set()
+            if names & set(self.integration_users.values()):
+                continue
+            return comment.body.strip()
+        return None
 
     def _carry_out(
         self, itsm: Ticket, eng: Ticket | None, link: Link | None, actions: Sequence[Action]

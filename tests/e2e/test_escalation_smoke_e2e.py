@@ -47,3 +47,25 @@ def test_approved_escalation_creates_links_tags_and_mails(harness: Harness) -> N
     harness.queue.enqueue_ticket("servicenow", sys_id)
     harness.drain()
     assert harness.writes() == 0
+
+
+def test_engineering_resolution_closes_the_escalation(harness: Harness) -> None:
+    """Engineering resolves in Jira: the incident gets the notes, moves to resolved, mail goes."""
+    harness.servicenow.add_user("sme.alice", name="Alice SME", password="pw")
+    sys_id = harness.incident(
+        short_description="Checkout fails for EU customers", description=COMPLETE
+    )
+    harness.servicenow.attach(sys_id, "checkout.har", b"{}" * 20, as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "/escalate customer blocked", as_user=AGENT)
+    harness.drain()
+    harness.servicenow.add_work_note(sys_id, "/approve-escalation go ahead", as_user="sme.alice")
+    harness.drain()
+    link = harness.store.get_link("servicenow", sys_id)
+    assert link is not None
+    harness.jira.comment(link.jira_key, "Root cause: expired EU certificate, renewed", public=False)
+    harness.jira.transition(link.jira_key, "Done")
+    harness.drain()
+    assert harness.servicenow.incident(sys_id)["state"] == "6"
+    assert "Resolution: Root cause: expired EU certificate" in harness.snow_journal_text(sys_id)
+    events = [m.subject or "" for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
+    assert len(events) == 2
