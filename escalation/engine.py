@@ -193,6 +193,7 @@ def _defang(text: str, words: Iterable[str]) -> str:
 # The origin marker the sync engine appends to every comment it mirrors or writes.
 _COPY_MARK = "[escalation-sync origin="
 
+
 def _our_note(ticket: Ticket, body: str) -> bool:
     """A note this product wrote on the ticket itself (not a comment mirrored from elsewhere).
 
@@ -291,7 +292,7 @@ class _Run:
         if self.state is S.PENDING_APPROVAL:
             self._overdue()
             self._preview_limits()
-        if self.active and self.state is S.APPROVED:
+        if self.active and self.state is S.APPROVED and not self._engineering_update():
             self._cadence()
         return self._result()
 
@@ -1088,6 +1089,32 @@ class _Run:
             self.actions.append(
                 NotifyManagement("approval_overdue", self.policy.management.recipients)
             )
+
+    def _engineering_update(self) -> bool:
+        """A public comment from engineering reached the ticket since the customer last heard."""
+        last = self.entry.last_customer_update_at or self.entry.approved_at
+        if last is None:
+            return False
+        since = _aware(last)
+        fresh = [
+            c
+            for c in self.ticket.comments
+            if c.visibility is Visibility.PUBLIC
+            and _COPY_MARK in c.body
+            and not _our_note(self.ticket, c.body)
+            and c.created is not None
+            and _aware(c.created) > since
+        ]
+        if not fresh:
+            return False
+        self.why(
+            "customer_updates.public_comment",
+            "pass",
+            f"{len(fresh)} public comment(s) from engineering since {_stamp(since)}",
+            {"comments": [c.id for c in fresh]},
+        )
+        self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE))
+        return True
 
     def _cadence(self) -> None:
         hours = self.policy.customer_updates.cadence_hours

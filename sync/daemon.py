@@ -42,6 +42,7 @@ RUNTIME_FILE = "daemon.json"
 SYSTEMS = ("jira", "servicenow")
 DELIVERY_RETENTION = timedelta(days=7)
 HOUSEKEEPING_EVERY = 3600.0
+OUTBOX_EVERY = 0.5
 
 Loader = Callable[[Path | None], Any]
 ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
@@ -221,6 +222,8 @@ class Daemon:
         self._server_thread: threading.Thread | None = None
         self.port: int | None = None
         self._last_poll: dict[str, float] = {}
+        self._outbox: Any = None
+        self._outbox_thread: threading.Thread | None = None
 
     # -- lifecycle
 
@@ -245,6 +248,9 @@ class Daemon:
         logging.getLogger("huey").setLevel(logging.WARNING)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
         self.consumer.start()
+        self._set_outbox(settings)
+        self._outbox_thread = threading.Thread(target=self._send_mail, name="outbox", daemon=True)
+        self._outbox_thread.start()
         self._start_server(settings)
         self._write_runtime(state_dir)
         log.info(
@@ -289,6 +295,28 @@ class Daemon:
                 )
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def _set_outbox(self, settings: Any) -> None:
+        """Send mail through the configured transport (none when e-mail is not configured)."""
+        email = getattr(settings, "email_settings", None)
+        if email is None or not getattr(email, "enabled", True):
+            self._outbox = None
+            return
+        assert self.store is not None
+        from sync.outbox import worker_for
+
+        self._outbox = worker_for(self.store.engine, email)
+
+    def _send_mail(self) -> None:
+        """The outbox loop: messages are recorded with their decision; here they go out."""
+        while not self._stop.wait(OUTBOX_EVERY):
+            worker = self._outbox
+            if worker is None:
+                continue
+            try:
+                worker.run_once()
+            except Exception as exc:
+                log.error("outbox pass failed", error=type(exc).__name__, reason=str(exc))
 
     def _health(self) -> dict[str, Any]:
         loaded = self.config.loaded
@@ -391,6 +419,7 @@ class Daemon:
         ok = self.config.reload(accept)
         if ok and built:
             queue.set_processor(built[0])
+            self._set_outbox(self.config.settings)
             try:
                 from sync.logs import configure_logging, settings_secrets
 
@@ -418,6 +447,14 @@ class Daemon:
             self._server_thread.join(35)
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
+        if self._outbox_thread is not None:
+            # Mail queued by the last tickets goes out before the store closes.
+            self._outbox_thread.join(10)
+            if self._outbox is not None:
+                try:
+                    self._outbox.run_once()
+                except Exception as exc:
+                    log.error("outbox pass failed", error=type(exc).__name__, reason=str(exc))
         if self.store is not None:
             state_dir = Path(self.config.settings.state.dir)
             (state_dir / RUNTIME_FILE).unlink(missing_ok=True)

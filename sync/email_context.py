@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
 from mapping.model import Comment, Person, Ticket, Visibility
+from sync.markers import strip_marker
 
 
 class InternalContentRefused(ValueError):
@@ -27,8 +28,11 @@ def _name(person: Person | None) -> str | None:
 
 
 def _public(comment: Comment) -> PublicComment:
+    # The origin marker is bookkeeping for the sync, not something a customer should read.
     return PublicComment(
-        author=_name(comment.author) or "Support", body=comment.body, created=comment.created
+        author=_name(comment.author) or "Support",
+        body=strip_marker(comment.body),
+        created=comment.created,
     )
 
 

@@ -901,6 +901,40 @@ def test_customer_update_cadence(make_ticket, make_policy, now):
     assert decide(make_ticket(), LedgerView(entry=fresh), now, policy).actions == ()
 
 
+def test_public_comment_from_engineering_emails_the_customer(
+    make_ticket, make_comment, policy, now
+):
+    """A public comment mirrored from engineering since the last update sends a public update."""
+    entry = _active_entry(now, last_customer_update_at=now - timedelta(hours=2))
+    marker = "\n\n[escalation-sync origin=jira:ENG-1:10001]"
+    mirrored = make_comment(
+        "m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30
+    )
+    d = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=entry), now, policy)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert any(r.rule == "customer_updates.public_comment" for r in d.reasons)
+
+
+@pytest.mark.parametrize(
+    ("body", "visibility", "minutes"),
+    [
+        ("Root cause found.\n\n[escalation-sync origin=jira:ENG-1:1]", Visibility.INTERNAL, 30),
+        ("We are looking into it.", Visibility.PUBLIC, 30),
+        ("Approved.\n\n[escalation-sync origin=servicenow:sys1:approval-1]", Visibility.PUBLIC, 30),
+        ("Older news.\n\n[escalation-sync origin=jira:ENG-1:2]", Visibility.PUBLIC, -90),
+    ],
+    ids=["internal-note", "typed-in-itsm", "our-own-note", "already-told"],
+)
+def test_no_public_update_without_new_public_engineering_comment(
+    make_ticket, make_comment, policy, now, body, visibility, minutes
+):
+    """Internal notes, ITSM comments, our notes and comments already reported send no mail."""
+    entry = _active_entry(now, last_customer_update_at=now - timedelta(hours=2))
+    comment = make_comment("c", body, visibility=visibility, minutes=minutes)
+    d = decide(make_ticket(comments=(comment,)), LedgerView(entry=entry), now, policy)
+    assert d.actions == ()
+
+
 # --- idempotency and data ----------------------------------------------------------------------
 
 
