@@ -61,6 +61,10 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GRAPH_ID_PROPERTY = "String {8f3c5f0e-2b7a-4d0e-9c61-5a4d2e7b9f13} Name EscalationSyncMessageId"
 
 # Line breaks in every spelling a mail client or the email package might honour, plus the other
+# RFC 5322's hard line limit: headers this module builds stay under it, so they are never
+# folded (the standard folder breaks right after "Subject:", leaving the reader a leading space).
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
 # C0/C1 controls: none of them belongs in a subject or a display name.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
@@ -230,7 +234,7 @@ def build_mime(
     for mid in (message.message_id, message.in_reply_to, *message.references):
         if mid is not None and not _MSG_ID.match(mid):
             raise InvalidRequest(f"malformed Message-ID {mid!r}", system=SYSTEM)
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = Address(
         display_name=clean_header_text(identity.from_name, max_length=80),
         addr_spec=validate_address(identity.from_address),

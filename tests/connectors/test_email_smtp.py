@@ -419,3 +419,23 @@ def test_connection_lost_before_or_after_hand_over(stage: str, error: Any) -> No
         assert len(handler.received) == (1 if stage == "data" else 0)
     finally:
         controller.stop()
+
+
+def test_long_subject_is_not_folded_into_a_leading_space() -> None:
+    """A subject longer than 78 characters reaches the reader exactly as written."""
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    from connectors.email import Identity, OutgoingEmail, build_mime
+
+    subject = "[INC0010002] Update on your request: Checkout fails for all EU customers today"
+    message = OutgoingEmail(
+        to=("carol@customer.example",),
+        subject=subject,
+        text="x",
+        message_id="<a@example.com>",
+        in_reply_to="<root@example.com>",
+    )
+    raw = build_mime(message, Identity(from_address="support@example.com")).as_bytes()
+    parsed = message_from_bytes(raw, policy=email_policy.default)
+    assert str(parsed["Subject"]) == subject
