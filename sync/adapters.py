@@ -68,7 +68,8 @@ class Adapter(Protocol):
         ...
 
     def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
-        """Create a record (in project / table `container`, of issue type `kind`)."""
+        """Create a record (in project / table `container`, of issue type `kind`) with the
+        plain fields only, in one request; the caller records it, then `apply`s the rest."""
         ...
 
     def add_link(self, ticket_id: str, url: str, title: str) -> None:
@@ -152,7 +153,7 @@ class JiraAdapter:
         return None
 
     def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
-        """Create the issue, then move it to the mapped status if it does not start there."""
+        """Create the issue with the plain fields (status and journal: `apply` afterwards)."""
         fields: dict[str, Any] = {
             "project": {"key": container or self.project},
             "issuetype": {"name": kind or self.issue_type},
@@ -160,10 +161,6 @@ class JiraAdapter:
         }
         made = self.connector.create_issue(fields)
         key = str(made.get("key") or made.get("id"))
-        if write.transition_to:
-            self.connector.transition_to(key, write.transition_to)
-        for _element, text in write.journal:
-            self.connector.add_comment(key, text, public=False)
         return Created(ticket_id=key, key=key, url=made.get("self"))
 
     def add_link(self, ticket_id: str, url: str, title: str) -> None:
@@ -262,7 +259,8 @@ class ServiceNowAdapter:
         return None
 
     def create(self, write: VendorWrite, *, container: str | None, kind: str | None) -> Created:
-        """Insert the record; priority goes in as impact and urgency with the other fields."""
+        """Insert the record with the plain fields (priority as impact and urgency among
+        them); journal entries are written with `apply` afterwards."""
         fields = {k: "" if v is None else str(v) for k, v in write.fields.items()}
         made = self.connector.create(fields)
         sys_id = str(made.get("sys_id", ""))
@@ -270,8 +268,6 @@ class ServiceNowAdapter:
             raise PermanentError(
                 "ServiceNow created a record without a sys_id", system="servicenow"
             )
-        for element, text in write.journal:
-            self.connector.add_comment(sys_id, text, public=element == "comments")
         number = made.get("number")
         return Created(ticket_id=sys_id, key=str(number) if number else None, url=None)
 

@@ -143,6 +143,31 @@ def _route(engine: Engine, ticket: Ticket, label: str) -> Route | None:
     return None
 
 
+def _record(
+    engine: Engine, candidate: _Candidate, target: System, made_id: str, made_key: Any
+) -> None:
+    """Link a record with its new pair as soon as the bulk call answers (before mirroring),
+    so an interrupted backfill never creates a second pair for it."""
+    from sync.engine import ticket_id
+
+    source = candidate.ticket
+    if target is System.JIRA:
+        engine.store.put_link(
+            jira_key=made_id,
+            servicenow_sys_id=source.ref.id,
+            servicenow_number=source.ref.key,
+            route=candidate.route.name,
+        )
+    else:
+        engine.store.put_link(
+            jira_key=ticket_id(source),
+            jira_id=source.ref.id,
+            servicenow_sys_id=made_id,
+            servicenow_number=str(made_key) if made_key else None,
+            route=candidate.route.name,
+        )
+
+
 def _chunks(items: Sequence[_Candidate], size: int) -> Iterable[Sequence[_Candidate]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -179,7 +204,9 @@ def _create_all(
                 if issue is None:
                     failures.append(BackfillFailure(ticket_id(candidate.ticket), "not created"))
                     continue
-                created.append((candidate, str(issue.get("key") or issue.get("id"))))
+                key = str(issue.get("key") or issue.get("id"))
+                _record(engine, candidate, target, key, key)
+                created.append((candidate, key))
         elif isinstance(adapter, ServiceNowAdapter):
             conn = adapter.connector
             requests = [
@@ -199,7 +226,9 @@ def _create_all(
                     continue
                 body = answer.body if isinstance(answer.body, dict) else {}
                 record = body.get("result", body)
-                created.append((candidate, str(record.get("sys_id", ""))))
+                sys_id = str(record.get("sys_id", ""))
+                _record(engine, candidate, target, sys_id, record.get("number"))
+                created.append((candidate, sys_id))
         else:  # pragma: no cover - only the two adapters exist
             raise TypeError(f"no bulk create for {type(adapter).__name__}")
         done += len(chunk)

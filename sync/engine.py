@@ -44,11 +44,11 @@ from escalation.decision import (
     PostLinks,
     RemoveLabel,
     SetPriority,
-    action_to_dict,
 )
 from mapping import Mapping as SyncMapping
-from mapping import UnmappedValue, to_canonical, to_vendor
-from mapping.model import Status, System, Ticket, Visibility
+from mapping import UnmappedValue, VendorWrite, to_canonical, to_vendor
+from mapping.model import System, Ticket, Visibility
+from sync import pending
 from sync.adapters import Adapter
 from sync.attachments import AttachmentCopier
 from sync.markers import Marker, find_marker
@@ -65,10 +65,6 @@ from sync.plan import (
 from sync.store import Link, Store, StoreSession
 
 log = structlog.get_logger("escalation_sync.engine")
-
-# Pseudo-system under which the engine parks decision actions not yet carried out.
-PENDING = "pending"
-
 
 # As long as the queue's own ticket leases: a lease left by a killed worker expires alike.
 LEASE_SECONDS = 900.0
@@ -439,6 +435,10 @@ class Engine:
         if fresh_itsm is not None:
             # A pair made in this pass: fields agree by construction, nothing flows back.
             snap_s, snap_t = source, target
+        elif snap_s is None and snap_t is None:
+            # Paired but never synced (the pass that made it was cut short): the ITSM record
+            # is the original, so its values flow to the engineering record, not back.
+            snap_s, snap_t = (None, target) if source is itsm else (source, None)
         result = plan(
             source, target, snap_s, snap_t, self.rules, comment_links=links, repair=repair
         )
@@ -638,35 +638,58 @@ class Engine:
         route: str | None,
         overrides: Mapping[str, Any] | None = None,
     ) -> tuple[Ticket, int]:
-        """Create the paired record, link it, and return it as read back."""
+        """Create the paired record, link it, and return it as read back.
+
+        The link is recorded as soon as the system answers the create, before the status
+        transition and anything else: a retry after a crash finds the pair instead of
+        creating a second record.
+        """
         seed = set_values(source, dict(overrides or {}))
         seed = seed.model_copy(
             update={"ref": seed.ref.model_copy(update={"system": target_system})}
         )
         wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
         vendor = to_vendor(self.mapping, target_system, seed, wanted)
-        made = self.adapters[target_system].create(vendor, container=container, kind=kind)
+        adapter = self.adapters[target_system]
+        made = adapter.create(VendorWrite(fields=vendor.fields), container=container, kind=kind)
         self.metrics.write(target_system.value, "create")
-        self.after_write(f"create {target_system.value}")
-        target = self.read(target_system, made.ticket_id)
-        jira, snow = (target, source) if target_system is System.JIRA else (source, target)
         with self.store.session() as tx:
-            tx.put_link(
-                jira_key=ticket_id(jira),
-                jira_id=jira.ref.id,
-                servicenow_sys_id=snow.ref.id,
-                servicenow_number=snow.ref.key,
-                route=route,
-            )
+            if target_system is System.JIRA:
+                tx.put_link(
+                    jira_key=made.ticket_id,
+                    servicenow_sys_id=source.ref.id,
+                    servicenow_number=source.ref.key,
+                    route=route,
+                )
+            else:
+                tx.put_link(
+                    jira_key=ticket_id(source),
+                    jira_id=source.ref.id,
+                    servicenow_sys_id=made.ticket_id,
+                    servicenow_number=made.key,
+                    route=route,
+                )
             tx.audit(
                 target_system.value,
-                ticket_id(target),
+                made.ticket_id,
                 "record",
                 None,
-                ticket_id(target),
+                made.key or made.ticket_id,
                 reason=f"created as the pair of {source.ref.system.value} {ticket_id(source)}"
                 + (f" (route {route})" if route else ""),
             )
+        self.after_write(f"create {target_system.value}")
+        rest = VendorWrite(transition_to=vendor.transition_to, journal=vendor.journal)
+        if not rest.is_empty():
+            adapter.apply(made.ticket_id, rest)
+        target = self.read(target_system, made.ticket_id)
+        if target_system is System.JIRA:
+            with self.store.session() as tx:
+                tx.put_link(
+                    jira_key=made.ticket_id,
+                    jira_id=target.ref.id,
+                    servicenow_sys_id=source.ref.id,
+                )
         return target, 1
 
     # --- escalation ----------------------------------------------------------------------------
@@ -685,17 +708,17 @@ class Engine:
         iid = ticket_id(itsm)
         with self.store.session() as tx:
             decision = self.escalation.decide(tx, itsm, engineering, now)
-            pending = _pending_actions(tx, itsm)
-            todo = [a for a in decision.actions if _carried_out_here(a)]
-            merged = pending + [a for a in todo if a not in pending]
+            waiting = pending.parked(tx, itsm)
+            todo = [a for a in decision.actions if pending.carried_out_by_engine(a)]
+            merged = waiting + [a for a in todo if a not in waiting]
             if merged:
-                tx.put_snapshot(PENDING, _pending_key(itsm), {"actions": _dump(merged)})
+                pending.park(tx, itsm, merged)
         for reason in decision.blocked:
             log.info("command refused", ticket=iid, rule=reason.rule, reason=reason.detail)
         itsm_new, eng_new, created, writes = self._carry_out(itsm, eng, link, merged)
         if merged:
             with self.store.session() as tx:
-                tx.put_snapshot(PENDING, _pending_key(itsm), {"actions": []})
+                pending.park(tx, itsm, [])
         return decision, itsm_new, eng_new, created, writes
 
     def _resolution_notes(self, eng: Ticket) -> str | None:
@@ -809,61 +832,6 @@ class Engine:
                 reason="link to the paired record",
             )
         return 2
-
-
-# --- decision actions parked between recording and carrying out -------------------------------
-
-_ACTION_TYPES: dict[str, type[Any]] = {
-    "add_label": AddLabel,
-    "remove_label": RemoveLabel,
-    "set_priority": SetPriority,
-    "add_note": AddNote,
-    "create_engineering_record": CreateEngineeringRecord,
-    "post_links": PostLinks,
-    "move_status": MoveStatus,
-}
-
-
-def _carried_out_here(action: Action) -> bool:
-    """Actions the engine performs on the records (e-mails go through the outbox)."""
-    return isinstance(action, tuple(_ACTION_TYPES.values()))
-
-
-def _pending_key(ticket: Ticket) -> str:
-    return f"{ticket.ref.system.value}:{ticket.ref.id}"
-
-
-def _dump(actions: Sequence[Action]) -> list[dict[str, Any]]:
-    return [action_to_dict(a) for a in actions]
-
-
-def _pending_actions(tx: StoreSession, ticket: Ticket) -> list[Action]:
-    row = tx.get_snapshot(PENDING, _pending_key(ticket))
-    if row is None:
-        return []
-    return [a for a in (_load_action(d) for d in row.data.get("actions", [])) if a is not None]
-
-
-def _load_action(data: Mapping[str, Any]) -> Action | None:
-    from escalation.decision import NoteKind
-    from mapping.model import Priority
-
-    kind = _ACTION_TYPES.get(str(data.get("action")))
-    if kind is None:
-        return None
-    args = {k: v for k, v in data.items() if k != "action"}
-    if kind is SetPriority:
-        args["priority"] = Priority(args["priority"])
-    elif kind is MoveStatus:
-        args["status"] = Status(args["status"])
-    elif kind is AddNote:
-        args["visibility"] = Visibility(args["visibility"])
-        args["kind"] = NoteKind(args["kind"])
-    elif kind is CreateEngineeringRecord:
-        args["target_system"] = System(args["target_system"])
-        args["labels"] = tuple(args.get("labels") or ())
-    action: Action = kind(**args)
-    return action
 
 
 def _plain(value: Any) -> Any:

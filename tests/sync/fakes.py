@@ -145,8 +145,6 @@ class FakeJira(FakeBase):
         key = f"{container or 'DS'}-{len(self.records) + 1}"
         self._write(f"create {key}")
         self.add(key, **write.fields)
-        if write.transition_to:
-            self.records[key]["fields"]["status"] = {"name": write.transition_to}
         return Created(key, key, None)
 
     def add_link(self, ticket_id: str, url: str, title: str) -> None:

@@ -210,3 +210,26 @@ def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) 
     world.engine.process("servicenow", sys_id)
     assert any("race" in r["value"] for r in world.snow.records[sys_id]["_journal"])
     assert store.list_locks() == []
+
+
+def test_crash_right_after_creating_the_pair_does_not_duplicate_it(world: World) -> None:
+    """Killed after the create: the retry finds the link, makes no second issue, finishes."""
+    sys_id = world.snow.add(short_description="Crash on create", state="2")["sys_id"]
+    world.snow.comment(sys_id, "context for engineering")
+
+    def die(what: str) -> None:
+        if what.startswith("create"):
+            raise RuntimeError("worker killed")
+
+    world.engine.after_write = die
+    with pytest.raises(RuntimeError):
+        world.engine.create_pair("servicenow", sys_id)
+    world.engine.after_write = lambda _what: None
+    world.engine.process("servicenow", sys_id)
+    assert list(world.jira.records) == ["DS-1"]
+    issue = world.jira.records["DS-1"]["fields"]
+    assert issue["status"] == {"name": "In Progress"}
+    assert world.snow.records[sys_id]["state"] == "2"
+    assert [c["body"].split("\n")[0] for c in issue["comment"]["comments"]] == [
+        "context for engineering"
+    ]
