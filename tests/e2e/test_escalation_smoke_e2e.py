@@ -69,3 +69,31 @@ def test_engineering_resolution_closes_the_escalation(harness: Harness) -> None:
     assert "Resolution: Root cause: expired EU certificate" in harness.snow_journal_text(sys_id)
     events = [m.subject or "" for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
     assert len(events) == 2
+
+
+def test_crash_after_the_decision_is_recorded_still_carries_it_out(harness: Harness) -> None:
+    """Killed after the approval is recorded but before the records are written: the retry
+    creates the engineering record once and writes the approval note once."""
+    harness.servicenow.add_user("sme.alice", name="Alice SME", password="pw")
+    sys_id = harness.incident(
+        short_description="Checkout fails for EU customers", description=COMPLETE
+    )
+    harness.servicenow.attach(sys_id, "checkout.har", b"{}" * 20, as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "/escalate customer blocked", as_user=AGENT)
+    harness.drain()
+    crashed: list[str] = []
+
+    def die_once(what: str) -> None:
+        if not crashed:
+            crashed.append(what)
+            raise RuntimeError("worker killed")
+
+    harness.engine.after_write = die_once
+    harness.servicenow.add_work_note(sys_id, "/approve-escalation go ahead", as_user="sme.alice")
+    harness.drain()
+    assert crashed
+    assert len(harness.jira.keys()) == 1
+    journal = harness.snow_journal_text(sys_id)
+    assert journal.count("origin=servicenow:" + sys_id + ":approval-") == 1
+    sent = [m for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
+    assert len(sent) == 1
