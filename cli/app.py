@@ -7,6 +7,7 @@ Each area keeps its commands in a module of its own under `cli/` that exposes
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -43,4 +44,7 @@ def build() -> typer.Typer:
 
 def main() -> None:
     """Entry point of the console script."""
+    from sync.logs import configure_logging
+
+    configure_logging(level=os.environ.get("ESCALATION_SYNC_LOG_LEVEL", "INFO"))
     build()()

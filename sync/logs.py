@@ -68,18 +68,21 @@ class Redactor:
 
 
 REDACTOR = Redactor()
-_configured = False
+_current: tuple[str, bool] | None = None
 
 
 def configure_logging(
-    *, level: str = "INFO", secrets: Iterable[str] = (), json: bool | None = None
+    *, level: str | None = None, secrets: Iterable[str] = (), json: bool | None = None
 ) -> None:
-    """Configure structlog and stdlib logging once; later calls only add secrets."""
-    global _configured
+    """Configure structlog and stdlib logging; later calls add secrets, and change the level or
+    the format only when they name one."""
+    global _current
     REDACTOR.add_secrets(secrets)
-    if _configured:
+    wanted_level = (level or (_current[0] if _current else "INFO")).upper()
+    default_json = _current[1] if _current else not sys.stderr.isatty()
+    as_json = default_json if json is None else json
+    if _current == (wanted_level, as_json):
         return
-    as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -95,13 +98,14 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+            logging.getLevelNamesMapping().get(wanted_level, logging.INFO)
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s: %(message)s")
-    _configured = True
+    logging.basicConfig(stream=sys.stderr, format="%(name)s: %(message)s", force=True)
+    logging.getLogger().setLevel(wanted_level)
+    _current = (wanted_level, as_json)
 
 
 def settings_secrets(settings: Any) -> list[str]:
