@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from huey import RedisHuey, SqliteHuey
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import InvalidRequest, NotFound, RateLimited, ServerUnavailable
@@ -337,6 +337,7 @@ def test_not_found_is_permanent(huey: SqliteHuey, store: Store) -> None:
     assert store.list_dead_letters()[0].error_class == "NotFound"
 
 
+@settings(deadline=None)
 @given(
     failures=st.integers(min_value=1, max_value=40),
     retry_after=st.none() | st.floats(min_value=0, max_value=10_000, allow_nan=False),
