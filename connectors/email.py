@@ -29,7 +29,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -265,23 +265,6 @@ def build_mime(
 # Settings
 
 
-def parse_duration(value: str | int | float | timedelta) -> timedelta:
-    """Read "90m", "4h", "1d", "1h30m" or a number of seconds as a duration."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    text = value.strip().lower().replace(" ", "")
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30m, 4h, 1d)")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    seconds = sum(float(n) * unit[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive: {value!r}")
-    return timedelta(seconds=seconds)
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -402,10 +385,6 @@ class EmailSettings(_Section):
     management_recipients: tuple[str, ...] = ()
     # An admin folder searched before the packaged templates (same file names).
     templates_dir: Path | None = None
-    # Periodic customer update interval per priority while escalated, e.g. {P1 = "4h"}.
-    cadence: dict[str, timedelta] = Field(
-        default_factory=lambda: {"P1": timedelta(hours=4), "P2": timedelta(hours=24)}
-    )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     ews: EwsSettings | None = None
     graph: GraphSettings | None = None
@@ -439,19 +418,6 @@ class EmailSettings(_Section):
             except InvalidAddress as exc:
                 raise ValueError(str(exc)) from None
         return tuple(out)
-
-    @field_validator("cadence", mode="before")
-    @classmethod
-    def _cadence(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            raise ValueError('cadence is a table of priority = duration, e.g. P1 = "4h"')
-        out: dict[str, timedelta] = {}
-        for key, raw in value.items():
-            name = str(key).upper()
-            if not re.fullmatch(r"P[1-5]", name):
-                raise ValueError(f"cadence key {key!r} is not a priority P1..P5")
-            out[name] = parse_duration(raw)
-        return out
 
     @model_validator(mode="after")
     def _transport_section(self) -> EmailSettings:
@@ -963,7 +929,6 @@ __all__ = [
     "clean_header_text",
     "load_email_settings",
     "make_message_id",
-    "parse_duration",
     "thread_root_id",
     "ticket_subject",
     "validate_address",

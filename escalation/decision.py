@@ -23,6 +23,7 @@ class CustomerEvent(StrEnum):
     ESCALATED = "escalated"
     NEEDS_INFORMATION = "needs_information"
     PUBLIC_UPDATE = "public_update"
+    PERIODIC_UPDATE = "periodic_update"
     RESOLVED_PLEASE_CONFIRM = "resolved_please_confirm"
     CLOSED = "closed"
 

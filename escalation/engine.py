@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from escalation.cadence import periodic_update
 from escalation.decision import (
     Action,
     AddLabel,
@@ -1113,26 +1114,34 @@ class _Run:
             f"{len(fresh)} public comment(s) from engineering since {_stamp(since)}",
             {"comments": [c.id for c in fresh]},
         )
+        # Each update is its own outbox message, keyed by the newest comment it reports.
+        self.notice_key = f"public:{fresh[-1].id}"
         self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE))
         return True
 
     def _cadence(self) -> None:
-        hours = self.policy.customer_updates.cadence_hours
-        if hours is None:
+        interval = self.policy.customer_updates.interval(self.ticket.priority)
+        if interval is None:
             return
-        last = self.entry.last_customer_update_at or self.entry.approved_at
-        if last is None:
-            return
-        due = _aware(last) + timedelta(hours=hours)
-        ok = self.now >= due
+        approved = self.entry.approved_at
+        last = self.entry.last_customer_update_at
+        due = periodic_update(
+            priority=self.ticket.priority.value if self.ticket.priority else None,
+            escalated=True,
+            escalated_at=_aware(approved) if approved else None,
+            last_public_update_at=_aware(last) if last else None,
+            now=self.now,
+            cadence={self.ticket.priority.value if self.ticket.priority else "": interval},
+        )
         self.why(
             "customer_updates.cadence",
-            "pass" if ok else "info",
-            f"last customer update {_stamp(_aware(last))}; next due {_stamp(due)}",
-            {"cadence_hours": hours},
+            "pass" if due.due else "info",
+            due.reason,
+            {"interval_hours": interval.total_seconds() / 3600, "due_at": due.slot},
         )
-        if ok:
-            self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE))
+        if due.due:
+            self.notice_key = f"periodic:{due.slot}"
+            self.actions.append(EmailCustomer(CustomerEvent.PERIODIC_UPDATE))
 
     # ---- closure ----
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -336,9 +337,30 @@ class Closure(_Strict):
 
 
 class CustomerUpdates(_Strict):
-    """Cadence of customer updates while an escalation is active (None: on public comments only)."""
+    """Periodic customer updates while an escalation is active, in hours per priority.
 
+    `cadence` names an interval per priority (P1 = 4, P2 = 24); `cadence_hours` covers the
+    priorities it does not name. With neither, the customer hears on public comments only. A
+    public update restarts the interval, so nobody gets a "still working on it" mail right after
+    an engineer wrote to them.
+    """
+
+    cadence: dict[Priority, float] = {}
     cadence_hours: float | None = Field(default=None, gt=0)
+
+    @field_validator("cadence")
+    @classmethod
+    def _positive(cls, value: dict[Priority, float]) -> dict[Priority, float]:
+        for priority, hours in value.items():
+            if hours <= 0:
+                raise ValueError(f"the {priority.value} interval must be more than 0 hours")
+        return value
+
+    def interval(self, priority: Priority | None) -> timedelta | None:
+        """The update interval for a ticket of this priority, if it gets periodic updates."""
+        hours = self.cadence.get(priority) if priority is not None else None
+        hours = hours if hours is not None else self.cadence_hours
+        return timedelta(hours=hours) if hours else None
 
 
 class Policy(_Strict):

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from escalation.decision import (
+    CustomerEvent,
     Decision,
     EmailCustomer,
     EngineeringStatus,
@@ -101,7 +102,12 @@ class PolicyEscalation:
                     for r in decision.reasons
                     if r.rule.startswith("gate") and r.outcome == "fail"
                 )
-                context = customer_context(ticket, company=company, missing_information=missing)
+                cadence = None
+                if action.event is CustomerEvent.PERIODIC_UPDATE:
+                    cadence = self.policy.customer_updates.interval(ticket.priority)
+                context = customer_context(
+                    ticket, company=company, missing_information=missing, cadence=cadence
+                )
                 rendered = self._render(action.event.value, context)
                 enqueue(
                     tx,

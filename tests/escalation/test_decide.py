@@ -896,9 +896,39 @@ def test_customer_update_cadence(make_ticket, make_policy, now):
     policy = make_policy(customer_updates={"cadence_hours": 24})
     due = _active_entry(now, last_customer_update_at=now - timedelta(hours=25))
     d = decide(make_ticket(), LedgerView(entry=due), now, policy)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)
+    assert d.notice_key is not None and d.notice_key.startswith("periodic:")
     fresh = _active_entry(now, last_customer_update_at=now - timedelta(hours=2))
     assert decide(make_ticket(), LedgerView(entry=fresh), now, policy).actions == ()
+
+
+@pytest.mark.parametrize(
+    ("priority", "hours_since", "due"),
+    [
+        (Priority.P1, 5, True),
+        (Priority.P1, 3, False),
+        (Priority.P2, 23, False),
+        (Priority.P2, 25, True),
+        (Priority.P4, 1000, False),
+    ],
+)
+def test_cadence_per_priority(make_ticket, make_policy, now, priority, hours_since, due):
+    """P1 every 4 h, P2 daily, P4 never: the interval follows the ticket's priority."""
+    policy = make_policy(customer_updates={"cadence": {"P1": 4, "P2": 24}})
+    entry = _active_entry(now, last_customer_update_at=now - timedelta(hours=hours_since))
+    d = decide(make_ticket(priority=priority), LedgerView(entry=entry), now, policy)
+    assert (d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)) is due
+
+
+def test_periodic_update_waits_after_a_public_update(make_ticket, make_comment, make_policy, now):
+    """A public update resets the window: no periodic mail right after an engineer wrote."""
+    policy = make_policy(customer_updates={"cadence": {"P1": 4}})
+    entry = _active_entry(now, last_customer_update_at=now - timedelta(hours=5))
+    marker = "\n\n[escalation-sync origin=jira:ENG-1:10001]"
+    comment = make_comment("m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30)
+    ticket = make_ticket(priority=Priority.P1, comments=(comment,))
+    d = decide(ticket, LedgerView(entry=entry), now, policy)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
 
 
 def test_public_comment_from_engineering_emails_the_customer(

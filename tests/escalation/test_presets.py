@@ -261,7 +261,7 @@ def test_story_fasttrack(make_ticket, now):
         in d.actions
     )
     d = st.step(t, minutes=25 * 60)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)
     d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "Throttling lifted"))
     assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
     assert (

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.email import EmailSettings, parse_duration
-from sync.cadence import periodic_update
+from escalation.cadence import periodic_update
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 CADENCE = {"P1": timedelta(hours=4), "P2": timedelta(hours=24)}
@@ -100,23 +99,30 @@ def test_not_escalated_or_no_cadence() -> None:
     assert not p4.due and "P4" in p4.reason
 
 
-def test_cadence_from_settings() -> None:
-    """The [email] cadence table accepts "4h", "1d", "90m" and rejects unknown priorities."""
-    settings = EmailSettings.model_validate(
-        {"from_address": "s@example.com", "cadence": {"p1": "4h", "P2": "1d", "P3": "90m"}}
+def test_cadence_in_the_policy() -> None:
+    """The policy's cadence is hours per priority; unknown priorities and zero are refused."""
+    from escalation.policy import load_policy
+    from mapping.errors import ConfigInvalid
+    from mapping.model import Priority
+
+    levels = [{"name": "L1"}, {"name": "L2", "approvers": {"users": ["a"]}}]
+    policy = load_policy(
+        {
+            "levels": levels,
+            "customer_updates": {"cadence": {"P1": 4, "P2": 24}, "cadence_hours": 48},
+        },
+        source="p.toml",
     )
-    assert settings.cadence == {
-        "P1": timedelta(hours=4),
-        "P2": timedelta(days=1),
-        "P3": timedelta(minutes=90),
-    }
-    for bad in ({"P9": "4h"}, {"P1": "soon"}, {"P1": "0h"}):
+    updates = policy.customer_updates
+    assert updates.interval(Priority.P1) == timedelta(hours=4)
+    assert updates.interval(Priority.P3) == timedelta(hours=48)
+    for bad in ({"P9": 4}, {"P1": 0}):
         try:
-            EmailSettings.model_validate({"from_address": "s@example.com", "cadence": bad})
-        except ValueError:
+            load_policy({"levels": levels, "customer_updates": {"cadence": bad}}, source="p.toml")
+        except ConfigInvalid as exc:
+            assert all(e.key.startswith("customer_updates.cadence") for e in exc.errors), exc
             continue
         raise AssertionError(f"accepted {bad}")
-    assert parse_duration("1h30m") == timedelta(minutes=90)
 
 
 @given(
