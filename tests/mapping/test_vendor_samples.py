@@ -153,3 +153,9 @@ def test_jira_webhook_issue_shapes(mapping: Mapping, vendor_dir: Path) -> None:
             assert ticket.reporter is not None and ticket.reporter.id
         checked += 1
     assert checked >= 30
+
+
+def test_jira_issue_without_comments_has_none(mapping: Mapping) -> None:
+    """An empty comment block reads as no comments, not as one empty comment."""
+    raw = {"id": "1", "key": "DS-1", "fields": {"summary": "x", "comment": {"comments": []}}}
+    assert to_canonical(mapping, System.JIRA, raw).comments == ()
