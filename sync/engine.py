@@ -221,7 +221,12 @@ class Engine:
     def sync(self, system: str, ticket: str, *, author: str | None = None) -> Outcome:
         """`process`, returning what was done; `author` (from the event) skips our own edits."""
         sys = System(system)
-        bound = log.bind(system=sys.value, ticket=ticket)  # every line names the ticket
+        # Every line logged while this ticket is processed, in any module, names it.
+        with structlog.contextvars.bound_contextvars(system=sys.value, ticket=ticket):
+            return self._sync(sys, ticket, author)
+
+    def _sync(self, sys: System, ticket: str, author: str | None) -> Outcome:
+        bound = log
         if author and author == self.integration_users.get(sys):
             bound.debug("event by the integration user ignored")
             return Outcome(sys, ticket, skipped="authored by the integration user")

@@ -42,3 +42,18 @@ def test_auth_headers_are_masked_by_key() -> None:
 def test_short_values_are_not_treated_as_secrets() -> None:
     """Very short secrets are ignored rather than masking every occurrence of common letters."""
     assert Redactor(["ab"])(None, "info", {"event": "abc"})["event"] == "abc"
+
+
+def test_bound_ticket_reaches_lines_of_every_module(capsys) -> None:
+    """Context bound around a ticket (as the engine does) reaches any module's log line."""
+    import json
+
+    import structlog
+
+    from sync.logs import configure_logging
+
+    configure_logging(level="INFO", json=True)
+    with structlog.contextvars.bound_contextvars(system="jira", ticket="DS-1"):
+        structlog.get_logger("some.other.module").info("hello")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (line["system"], line["ticket"], line["event"]) == ("jira", "DS-1", "hello")
