@@ -67,7 +67,18 @@ class Redactor:
         return event_dict
 
 
+class _Stderr:
+    """Whatever sys.stderr is at the moment of writing (it may be replaced after configuring)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 REDACTOR = Redactor()
+_STDERR = _Stderr()
 _current: tuple[str, bool] | None = None
 
 
@@ -100,10 +111,10 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(wanted_level, logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(stream=sys.stderr, format="%(name)s: %(message)s", force=True)
+    logging.basicConfig(stream=_STDERR, format="%(name)s: %(message)s", force=True)
     logging.getLogger().setLevel(wanted_level)
     _current = (wanted_level, as_json)
 
