@@ -66,7 +66,8 @@ import pytest
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from simulators.common import ServerThread
-from simulators.jira import JiraSimulator, StatusDef, TransitionDef, Workflow
+from simulators.estate import SUPPORT_WORKFLOW
+from simulators.jira import JiraSimulator
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
 from sync.engine import Engine, Outcome, build_engine
@@ -91,26 +92,8 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Reads sent as POST (JQL search with a body): not writes.
 READ_POSTS = ("/search",)
 
-# Every canonical status of the example mapping is a Jira status here, reachable from anywhere.
-SYNC_WORKFLOW = Workflow(
-    statuses=(
-        StatusDef("10000", "To Do", "new"),
-        StatusDef("3", "In Progress", "indeterminate"),
-        StatusDef("10003", "Waiting", "indeterminate"),
-        StatusDef("10001", "Done", "done"),
-        StatusDef("6", "Closed", "done"),
-        StatusDef("10004", "Cancelled", "done"),
-    ),
-    transitions=(
-        TransitionDef("11", "Start Progress", "In Progress"),
-        TransitionDef("21", "Wait for Customer", "Waiting"),
-        TransitionDef("31", "Resolve", "Done", resolution="Done"),
-        TransitionDef("41", "Close", "Closed", resolution="Done"),
-        TransitionDef("51", "Cancel", "Cancelled", resolution="Won't Do"),
-        TransitionDef("61", "Reopen", "To Do", resolution=""),
-    ),
-    initial="To Do",
-)
+# Every canonical status of the example mapping is a Jira status, reachable from anywhere.
+SYNC_WORKFLOW = SUPPORT_WORKFLOW
 
 
 @dataclass
@@ -307,6 +290,7 @@ def make_harness(
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
+    snow.add_column("incident", "u_labels")  # the example mapping's tag column
     snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)

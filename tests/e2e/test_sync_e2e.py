@@ -261,3 +261,17 @@ def test_reconcile_repairs_a_write_that_never_landed(harness: Harness) -> None:
     assert harness.engine.reconcile() == 1
     assert harness.jira.issue(key)["fields"]["status"]["name"] == "Waiting"
     assert harness.engine.reconcile() == 0
+
+
+def test_labels_flow_both_ways(harness: Harness) -> None:
+    """A tag added in ServiceNow's label column reaches Jira, and a Jira label comes back."""
+    sys_id, key = harness.pair(short_description="Labels both ways")
+    harness.servicenow.update_incident(sys_id, {"u_labels": "vip"}, as_user=AGENT)
+    harness.drain()
+    assert "vip" in harness.jira.issue(key)["fields"]["labels"]
+    harness.jira.update(key, {"labels": [{"add": "hotfix"}]})
+    harness.drain()
+    assert set(harness.servicenow.incident(sys_id)["u_labels"].split(",")) == {"vip", "hotfix"}
+    harness.reset_stats()
+    harness.poll()
+    assert harness.writes() == 0

@@ -12,23 +12,14 @@ from hypothesis import strategies as st
 
 from mapping import Mapping, load_mapping, to_canonical, to_vendor
 from mapping.model import Priority, Ref, Status, System, Ticket
+from simulators.servicenow.schema import PRIORITY_LOOKUP
 from sync.settings import read_toml
 
 CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 MAPPING: Mapping = load_mapping(read_toml(CONFIG)["mapping"], source=str(CONFIG))
 
 # ServiceNow's default priority lookup (impact x urgency), as the instance computes it.
-SN_PRIORITY = {
-    ("1", "1"): "1",
-    ("1", "2"): "2",
-    ("1", "3"): "3",
-    ("2", "1"): "2",
-    ("2", "2"): "3",
-    ("2", "3"): "4",
-    ("3", "1"): "3",
-    ("3", "2"): "4",
-    ("3", "3"): "5",
-}
+SN_PRIORITY = PRIORITY_LOOKUP
 
 text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
