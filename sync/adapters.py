@@ -42,6 +42,8 @@ class Changed:
 
     ticket_id: str
     updated: datetime | None
+    # The vendor's version (Jira `updated`, ServiceNow `sys_mod_count`), as the mapping reads it.
+    version: str | None = None
 
 
 class Adapter(Protocol):
@@ -184,7 +186,11 @@ class JiraAdapter:
         for issue in self.connector.search_changed_since(since, jql=self.jql):
             updated = (issue.get("fields") or {}).get("updated")
             when = parse_jira_datetime(updated) if updated else None
-            yield Changed(ticket_id=str(issue.get("key") or issue.get("id")), updated=when)
+            yield Changed(
+                ticket_id=str(issue.get("key") or issue.get("id")),
+                updated=when,
+                version=str(updated) if updated else None,
+            )
 
 
 class ServiceNowAdapter:
@@ -295,4 +301,9 @@ class ServiceNowAdapter:
         for row in self.connector.changed_since(since, query=self.query):
             stamp = row.get("sys_updated_on")
             when = parse_sn_datetime(stamp) if stamp else None
-            yield Changed(ticket_id=str(row.get("sys_id")), updated=when)
+            mod_count = row.get("sys_mod_count")
+            yield Changed(
+                ticket_id=str(row.get("sys_id")),
+                updated=when,
+                version=str(mod_count) if mod_count not in (None, "") else None,
+            )

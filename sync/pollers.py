@@ -17,6 +17,7 @@ from connectors.errors import PermanentError, RetryableError
 from mapping.model import System
 
 if TYPE_CHECKING:
+    from sync.adapters import Changed
     from sync.engine import Engine
 
 log = structlog.get_logger("escalation_sync.pollers")
@@ -44,6 +45,9 @@ def poll_system(
         found += 1
         if changed.updated is not None and (newest is None or changed.updated > newest):
             newest = changed.updated
+        if _already_synced(engine, system, changed):
+            # The overlap window re-reads records we already brought in step: no work.
+            continue
         if engine.enqueue is not None:
             engine.enqueue(system.value, changed.ticket_id)
             continue
@@ -68,3 +72,11 @@ def poll_system(
         mark = held_back - timedelta(seconds=1)
     engine.store.set_watermark(system.value, mark, polled_at=now)
     return found
+
+
+def _already_synced(engine: Engine, system: System, changed: Changed) -> bool:
+    """The record is at the version we last synced it at."""
+    if changed.version is None:
+        return False
+    snapshot = engine.store.get_snapshot(system.value, changed.ticket_id)
+    return snapshot is not None and snapshot.version == changed.version

@@ -84,3 +84,23 @@ def test_permanent_failure_is_dead_lettered_and_the_pass_goes_on(store: Store) -
     (dead,) = store.list_dead_letters()
     assert (dead.system, dead.ticket, dead.error_class) == ("jira", "DS-1", "InvalidRequest")
     assert store.get_watermark("jira") == T0 + timedelta(minutes=3)
+
+
+def test_record_at_the_synced_version_is_not_enqueued_again(store: Store) -> None:
+    """The overlap window re-reads records already in step; only a newer version is queued."""
+    store.put_snapshot("jira", "DS-1", {"summary": "x"}, version="v1")
+    feed = Feed(
+        [
+            Changed("DS-1", T0, version="v1"),
+            Changed("DS-2", T0, version="v7"),
+            Changed("DS-3", T0),
+        ]
+    )
+    engine = FakeEngine(store, feed)
+    queued: list[str] = []
+    engine.enqueue = lambda s, t: queued.append(t)
+    assert poll_system(engine, System.JIRA) == 3  # type: ignore[arg-type]
+    assert queued == ["DS-2", "DS-3"]
+    feed.items = [Changed("DS-1", T0 + timedelta(minutes=1), version="v2")]
+    poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert queued[-1] == "DS-1"
