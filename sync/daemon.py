@@ -43,6 +43,9 @@ SYSTEMS = ("jira", "servicenow")
 DELIVERY_RETENTION = timedelta(days=7)
 HOUSEKEEPING_EVERY = 3600.0
 OUTBOX_EVERY = 0.5
+# Escalations awaiting approval or active are decided again this often, so that time-based
+# rules (approval overdue, periodic customer updates) fire on unchanged tickets too.
+ESCALATION_SWEEP_EVERY = 300.0
 
 Loader = Callable[[Path | None], Any]
 ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
@@ -380,8 +383,12 @@ class Daemon:
         """Run until asked to stop; returns the exit code."""
         last_check = time.monotonic()
         last_housekeeping = 0.0
+        last_sweep = time.monotonic()
         while not self._stop.wait(0.2):
             self._poll_due(time.monotonic())
+            if time.monotonic() - last_sweep >= ESCALATION_SWEEP_EVERY:
+                last_sweep = time.monotonic()
+                self.sweep_escalations()
             if self._reload.is_set():
                 self._reload.clear()
                 log.info("reload requested")
@@ -427,6 +434,21 @@ class Daemon:
             except ImportError:
                 pass
         return ok
+
+    def sweep_escalations(self) -> int:
+        """Queue every open escalation for a fresh decision; returns how many."""
+        assert self.store is not None and self.queue is not None
+        try:
+            from sync.ledger import open_escalations
+
+            with self.store.session() as tx:
+                tickets = open_escalations(tx)
+            for system, ticket in tickets:
+                self.queue.enqueue_ticket(system, ticket)
+        except Exception as exc:
+            log.warning("escalation sweep failed", error=type(exc).__name__, reason=str(exc))
+            return 0
+        return len(tickets)
 
     def _housekeeping(self) -> None:
         assert self.store is not None

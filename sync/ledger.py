@@ -356,6 +356,29 @@ def _write(
     orm.flush()
 
 
+def open_escalations(session: Any) -> list[tuple[str, str]]:
+    """(system, ticket id) of every escalation awaiting approval or active.
+
+    Their timers (approval overdue, periodic customer updates) need a decision even when the
+    ticket itself does not change, so the daemon re-queues them now and then.
+    """
+    orm = _orm(session)
+    refs = orm.scalars(
+        sa.select(LedgerRow.ticket_ref).where(
+            sa.or_(
+                sa.and_(LedgerRow.approved_at.is_not(None), LedgerRow.released_at.is_(None)),
+                LedgerRow.state == EscalationState.PENDING_APPROVAL.value,
+            )
+        )
+    )
+    found: list[tuple[str, str]] = []
+    for ref in refs:
+        system, _, ident = ref.partition(":")
+        if ident:
+            found.append((system, ident))
+    return found
+
+
 def set_engineering_ref(session: Any, ticket_ref: str | Ref | Ticket, engineering: str) -> None:
     """Remember which engineering record an escalation created or linked."""
     row = _row(_orm(session), _key(ticket_ref))

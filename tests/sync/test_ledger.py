@@ -40,6 +40,7 @@ from sync.ledger import (
     decide_and_record,
     get_entry,
     ledger_view,
+    open_escalations,
     prune_fingerprints,
     record_decision,
 )
@@ -344,3 +345,13 @@ def test_view_is_plain_data(db: Store):
     with db.session() as tx:
         view = ledger_view(tx, "servicenow:none", NOW, policy())
     assert isinstance(view, LedgerView) and view.entry is None
+
+
+def test_open_escalations_lists_pending_and_active_only(db: Store) -> None:
+    """Requests awaiting approval and active escalations are listed; others are not."""
+    pol = policy()
+    record(db, ticket(1), pol)  # approved: active
+    record(db, ticket(2, approve=False), pol)  # awaiting approval
+    with db.session() as tx:
+        found = sorted(open_escalations(tx))
+    assert found == [("servicenow", "sys1"), ("servicenow", "sys2")]
