@@ -21,15 +21,15 @@ app = typer.Typer(
 
 # Order is the order of `--help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "cli.run_cmd",
+    "cli.sync_cmd",
+    "cli.ops_cmd",
+    "cli.escalation_cmd",
     "cli.mapping_cmd",
     "cli.webhook_cmd",
-    "cli.sync_cmd",
-    "cli.run_cmd",
-    "cli.ops_cmd",
+    "cli.email_cmd",
     "cli.simulators_cmd",
     "cli.demo_cmd",
-    "cli.email_cmd",
-    "cli.escalation_cmd",
 )
 
 

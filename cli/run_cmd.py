@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Run the daemon: webhooks, queue workers, pollers. SIGHUP reloads, SIGTERM stops."""
+        """Run the daemon: webhooks, workers, pollers, email. SIGHUP reloads, SIGTERM stops."""
         from sync import daemon
         from sync.logs import configure_logging, settings_secrets
 
