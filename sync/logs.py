@@ -116,6 +116,8 @@ def configure_logging(
     )
     logging.basicConfig(stream=_STDERR, format="%(name)s: %(message)s", force=True)
     logging.getLogger().setLevel(wanted_level)
+    # Migration chatter ("Context impl SQLiteImpl") on every command says nothing to an operator.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     _current = (wanted_level, as_json)
 
 
