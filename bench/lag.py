@@ -286,8 +286,8 @@ def main() -> int:
                 for sys_id, want in last.items()
                 if estate.servicenow.incident(sys_id).get("priority") != want
             )
-            total = sum(c.total for c in lag_calls.values())
-            writes = sum(c.writes for c in lag_calls.values())
+            total = sum(x.total for x in lag_calls.values())
+            writes = sum(x.writes for x in lag_calls.values())
             n = len(changes)
             print(
                 f"changes:      {n} in {elapsed:.1f} s ({n / elapsed:.1f}/s) over {len(pairs)} "
@@ -303,9 +303,9 @@ def main() -> int:
                 f"API calls:    {total / n:.2f} per change ({writes / n:.2f} writes), "
                 f"{total} in all"
             )
-            for name, c in lag_calls.items():
-                print(f"  {name}: {c.total} ({c.writes} writes)")
-                for line in c.lines(per=float(n)):
+            for system, calls in lag_calls.items():
+                print(f"  {system}: {calls.total} ({calls.writes} writes)")
+                for line in calls.lines(per=float(n)):
                     print(line)
             met_lag = percentile(lags, 99) < 1.0 and missing == 0 and superseded == 0
             print(
@@ -331,18 +331,18 @@ def main() -> int:
             again = replay(daemon.url, fresh)
             settle(estate, daemon)
             noop = calls_since(estate, before)
-            noop_writes = sum(c.writes for c in noop.values())
+            noop_writes = sum(x.writes for x in noop.values())
             print(
                 f"no-op replay: {len(verbatim)} deliveries verbatim {same}, "
                 f"{len(fresh)} Jira ones with fresh ids {again}"
             )
             print(
-                f"  API calls:  {sum(c.total for c in noop.values())} reads and writes, "
+                f"  API calls:  {sum(x.total for x in noop.values())} reads and writes, "
                 f"writes {noop_writes}"
             )
-            for name, c in noop.items():
-                print(f"  {name}: {c.total} ({c.writes} writes)")
-                for line in c.lines():
+            for system, calls in noop.items():
+                print(f"  {system}: {calls.total} ({calls.writes} writes)")
+                for line in calls.lines():
                     print(line)
             print(f"target:       0 no-op writes -> {'met' if noop_writes == 0 else 'NOT met'}")
         finally:
