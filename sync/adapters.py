@@ -13,7 +13,9 @@ ServiceNow sys_id.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
@@ -205,12 +207,20 @@ class ServiceNowAdapter:
         users: ServiceNowConnector | None = None,
         query: str = "",
         priority_fields: tuple[str, str] = ("impact", "urgency"),
+        caller_ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector = connector
         # The same instance's sys_user table, to read the caller's name and e-mail.
         self.users = users
         self.query = query
         self.priority_fields = priority_fields
+        # A customer's name and address change rarely and every sync of their tickets needs
+        # them: one lookup serves a few minutes of syncs (and a whole backfill).
+        self._callers: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._caller_ttl = caller_ttl
+        self._clock = clock
+        self._callers_lock = threading.Lock()
 
     def read(self, ticket_id: str) -> dict[str, Any]:
         """The record (raw values) plus `_journal`, `_attachments` and `_caller`."""
@@ -227,13 +237,27 @@ class ServiceNowAdapter:
         caller = record.get("caller_id")
         caller_id = caller.get("value") if isinstance(caller, dict) else caller
         if self.users is not None and caller_id:
-            try:
-                record["_caller"] = self.users.get_record(
-                    str(caller_id), fields=["sys_id", "name", "email", "user_name"]
-                )
-            except NotFound:
-                record["_caller"] = None
+            record["_caller"] = self._caller(str(caller_id))
         return record
+
+    def _caller(self, sys_id: str) -> dict[str, Any] | None:
+        now = self._clock()
+        with self._callers_lock:
+            cached = self._callers.get(sys_id)
+        if cached is not None and now - cached[0] < self._caller_ttl:
+            return None if cached[1] is None else dict(cached[1])
+        assert self.users is not None
+        try:
+            found: dict[str, Any] | None = self.users.get_record(
+                sys_id, fields=["sys_id", "name", "email", "user_name"]
+            )
+        except NotFound:
+            found = None
+        with self._callers_lock:
+            if len(self._callers) > 10_000:
+                self._callers.clear()
+            self._callers[sys_id] = (now, found)
+        return None if found is None else dict(found)
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()

@@ -193,3 +193,27 @@ def test_servicenow_upload_streams_the_file(rsps: responses.RequestsMock) -> Non
     )
     snow().upload("abc", "x.log", io.BytesIO(b"abc"))
     assert rsps.calls[0].request.body is not None
+
+
+def test_servicenow_caller_is_looked_up_once_per_ttl(rsps: responses.RequestsMock) -> None:
+    """Tickets of one caller share one sys_user lookup until the cache entry expires."""
+    for sys_id in ("a", "b", "c"):
+        rsps.get(
+            f"{SNOW}/api/now/table/incident/{sys_id}",
+            json={"result": {"sys_id": sys_id, "caller_id": {"link": "x", "value": "u1"}}},
+        )
+    rsps.get(f"{SNOW}/api/now/table/sys_journal_field", json={"result": []})
+    rsps.get(f"{SNOW}/api/now/attachment", json={"result": []})
+    user = rsps.get(
+        f"{SNOW}/api/now/table/sys_user/u1",
+        json={"result": {"sys_id": "u1", "name": "Ana", "email": "ana@example.com"}},
+    )
+    now = [0.0]
+    adapter = snow(users=True)
+    adapter._clock = lambda: now[0]
+    assert adapter.read("a")["_caller"]["email"] == "ana@example.com"
+    assert adapter.read("b")["_caller"]["email"] == "ana@example.com"
+    assert user.call_count == 1
+    now[0] = 301.0
+    adapter.read("c")
+    assert user.call_count == 2
