@@ -167,12 +167,24 @@ class ServiceNowStore:
                 self._cache.move_to_end((table, query))
                 return [rows[i] for i in cached[1] if i in rows]
             parsed = self._known_only(table, parse(query))
-            matched = [rec for rec in rows.values() if parsed.matches(self._getter(table, rec))]
+            indexed = self._indexed(table, parsed)
+            candidates = rows.values() if indexed is None else indexed
+            matched = [rec for rec in candidates if parsed.matches(self._getter(table, rec))]
             ordered = parsed.sort(matched, lambda rec, f: self._value(table, rec, f))
             self._cache[(table, query)] = (version, [r["sys_id"] for r in ordered])
             while len(self._cache) > _QUERY_CACHE_SIZE:
                 self._cache.popitem(last=False)
             return list(ordered)
+
+    def _indexed(self, table: str, parsed: EncodedQuery) -> list[Record] | None:
+        """The journal rows of one record when the query pins `element_id`, as the instance's
+        index on that column would; None when the whole table must be scanned."""
+        if table != "sys_journal_field" or len(parsed.parts) != 1:
+            return None
+        for group in parsed.parts[0]:
+            if len(group) == 1 and group[0].field == "element_id" and group[0].op == "=":
+                return list(self._journal_by_record.get(group[0].value, []))
+        return None
 
     def journal(self, sys_id: str) -> list[Record]:
         """Journal rows of a record, oldest first."""

@@ -540,3 +540,28 @@ def test_custom_column_added_by_an_admin_is_stored_and_returned() -> None:
     assert updated["u_labels"] == "a,b"
     with pytest.raises(ValueError):
         sim.add_column("incident", "labels")
+
+
+def test_journal_query_by_record_matches_a_full_scan() -> None:
+    """The element_id index gives the same rows, in the same order, as filtering every row."""
+    from simulators.servicenow import ServiceNowSimulator
+
+    sim = ServiceNowSimulator()
+    a = sim.create_incident({"short_description": "a"})["sys_id"]
+    b = sim.create_incident({"short_description": "b"})["sys_id"]
+    for i in range(3):
+        sim.add_comment(a, f"public {i}")
+        sim.add_work_note(b, f"note {i}")
+        sim.add_work_note(a, f"note {i}")
+    query = f"element_id={a}^elementINcomments,work_notes^ORDERBYsys_created_on^ORDERBYsys_id"
+    fast = sim.store.query("sys_journal_field", query)
+    widened = sim.store.query("sys_journal_field", f"element_idSTARTSWITH{a}^ORelement_id={a}")
+    assert [r["sys_id"] for r in fast] == [
+        r["sys_id"]
+        for r in sim.store.query(
+            "sys_journal_field",
+            f"element_idSTARTSWITH{a}^elementINcomments,work_notes^ORDERBYsys_created_on^ORDERBYsys_id",
+        )
+    ]
+    assert len(fast) == 6 and {r["element_id"] for r in widened} == {a}
+    assert sim.store.query("sys_journal_field", f"element_id={b}^element=comments") == []
