@@ -904,11 +904,6 @@ def build_sender(settings: EmailSettings, session: requests.Session | None = Non
     return SmtpSender(settings.smtp, identity)
 
 
-def load_email_settings(raw: Mapping[str, Any]) -> EmailSettings:
-    """Validate the raw `[email]` table (pydantic ValidationError lists every problem)."""
-    return EmailSettings.model_validate(dict(raw))
-
-
 __all__ = [
     "CheckedSender",
     "DeliveryUncertain",
@@ -927,7 +922,6 @@ __all__ = [
     "build_mime",
     "build_sender",
     "clean_header_text",
-    "load_email_settings",
     "make_message_id",
     "thread_root_id",
     "ticket_subject",

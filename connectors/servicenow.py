@@ -128,13 +128,6 @@ def _error_texts(body: Any) -> list[str]:
     return []
 
 
-def ref_value(value: Any) -> Any:
-    """The sys_id of a reference field (`{link, value}`), or the value itself."""
-    if isinstance(value, Mapping) and "value" in value:
-        return value["value"]
-    return value
-
-
 class ServiceNowConnector:
     """Talks to one ServiceNow instance, one table (incident by default)."""
 
@@ -811,5 +804,4 @@ __all__ = [
     "ServiceNowConnector",
     "format_sn_datetime",
     "parse_sn_datetime",
-    "ref_value",
 ]
