@@ -459,6 +459,28 @@ class Daemon:
             return
         if pruned:
             log.info("forgot old webhook deliveries", count=pruned)
+        self._prune_fingerprints()
+
+    def _prune_fingerprints(self) -> None:
+        """Forget repeated-occurrence sightings older than any repeated trigger looks back."""
+        assert self.store is not None
+        policy = getattr(self.config.settings, "compiled_policy", None)
+        windows = [
+            t.window_hours
+            for t in getattr(policy, "triggers", ())
+            if getattr(t, "kind", None) == "repeated"
+        ]
+        keep = timedelta(hours=max(windows)) if windows else DELIVERY_RETENTION
+        try:
+            from sync.ledger import prune_fingerprints
+
+            with self.store.session() as tx:
+                pruned = prune_fingerprints(tx, datetime.now(UTC) - keep)
+        except Exception as exc:
+            log.warning("housekeeping failed", error=type(exc).__name__, reason=str(exc))
+            return
+        if pruned:
+            log.info("forgot old fingerprint sightings", count=pruned)
 
     def shutdown(self) -> None:
         """Stop listening, let workers finish what they hold, close the store."""
