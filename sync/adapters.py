@@ -306,7 +306,9 @@ class ServiceNowAdapter:
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
         marker = Marker(System.SERVICENOW, ticket_id, f"link-{digest}")
         if self.find_comment_by_marker(ticket_id, marker) is None:
-            self.add_comment(ticket_id, f"{title}: {url}", public=False, marker=marker)
+            # No journal id is wanted back, so skip add_comment's look-up of the new entry.
+            text = with_marker(f"{title}: {url}", marker)
+            self.connector.add_comment(ticket_id, text, public=False)
 
     def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
         """The record's attachment metadata."""

@@ -217,3 +217,13 @@ def test_servicenow_caller_is_looked_up_once_per_ttl(rsps: responses.RequestsMoc
     now[0] = 301.0
     adapter.read("c")
     assert user.call_count == 2
+
+
+def test_servicenow_link_note_reads_the_journal_once(rsps: responses.RequestsMock) -> None:
+    """Posting a link: one journal read to see it is not there yet, one PATCH, nothing more."""
+    journal = rsps.get(f"{SNOW}/api/now/table/sys_journal_field", json={"result": []})
+    patch = rsps.patch(f"{SNOW}/api/now/table/incident/abc", json={"result": {"sys_id": "abc"}})
+    snow().add_link("abc", "https://jira.example/browse/DS-1", "jira DS-1")
+    assert (journal.call_count, patch.call_count) == (1, 1)
+    body = patch.calls[0].request.body
+    assert b"work_notes" in body and b"escalation-sync origin=servicenow:abc:link-" in body
