@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from connectors.errors import PermanentError, RetryableError
+from connectors.errors import PermanentError
 from escalation.decision import (
     Action,
     AddLabel,
@@ -62,7 +62,7 @@ from sync.plan import (
     plan,
     set_values,
 )
-from sync.store import Link, Store, StoreSession
+from sync.store import LeaseBusy, Link, Store, StoreSession
 
 log = structlog.get_logger("escalation_sync.engine")
 
@@ -70,7 +70,7 @@ log = structlog.get_logger("escalation_sync.engine")
 LEASE_SECONDS = 900.0
 
 
-class PairBusy(RetryableError):
+class PairBusy(LeaseBusy):
     """The paired record is being synced by another worker right now: try again shortly."""
 
 
@@ -232,6 +232,9 @@ class Engine:
             return Outcome(sys, ticket, skipped="authored by the integration user")
         try:
             outcome = self._process(sys, ticket)
+        except LeaseBusy as exc:
+            bound.debug("pair busy, trying again shortly", reason=str(exc))
+            raise
         except Exception as exc:
             kind = "dead_letter" if isinstance(exc, PermanentError) else "retry"
             self.metrics.failed(sys.value, kind)

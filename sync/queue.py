@@ -44,7 +44,7 @@ from huey.consumer import Consumer
 from connectors.errors import PermanentError, RetryableError
 from connectors.events import ChangeEvent
 from sync import metrics
-from sync.store import Store
+from sync.store import LeaseBusy, Store
 
 log = structlog.get_logger(__name__)
 
@@ -319,6 +319,12 @@ class SyncQueue:
             return
         try:
             processor.process(system, ticket_id)
+        except LeaseBusy as exc:
+            # The pair's other record is in another worker's hands: not a failed attempt.
+            bound.debug("pair busy, trying again shortly", reason=str(exc))
+            self._reschedule(
+                system, ticket_id, event, attempt, exc.retry_after or self.retry.lock_wait
+            )
         except RetryableError as exc:
             self._retry_or_park(system, ticket_id, event, attempt, exc, exc.retry_after)
         except PermanentError as exc:

@@ -36,10 +36,18 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from connectors.errors import RetryableError
 from sync.db import Base
 
 DATABASE_FILE = "escalation-sync.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class LeaseBusy(RetryableError):
+    """Another worker holds the lease on a ticket right now: try again shortly.
+
+    Contention, not failure: the queue reschedules without spending a retry attempt.
+    """
 
 
 def utcnow() -> datetime:

@@ -26,7 +26,7 @@ from sync.queue import (
     make_huey,
     poll_crontab,
 )
-from sync.store import Store
+from sync.store import LeaseBusy, Store
 from tests.sync.store_backends import redis_url
 
 FAST = RetrySchedule(attempts=3, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
@@ -172,6 +172,19 @@ def test_retries_run_out_into_a_dead_letter(huey: SqliteHuey, store: Store) -> N
     assert dead.attempts == FAST.attempts
     assert dead.reason.startswith(f"gave up after {FAST.attempts} attempts")
     assert dead.error_class == "ServerUnavailable"
+
+
+def test_a_busy_pair_spends_no_retry_attempt(huey: SqliteHuey, store: Store) -> None:
+    """Waiting for another worker to release the pair is rescheduled, never dead-lettered."""
+    proc = RecordingProcessor()
+    proc.failures["DS-3"] = [LeaseBusy("servicenow s1 is being synced", retry_after=0.01)] * (
+        FAST.attempts + 2
+    )
+    queue = SyncQueue(huey, store, proc, retry=FAST)
+    queue.enqueue_ticket("jira", "DS-3")
+    drain(queue)
+    assert proc.calls.count(("jira", "DS-3")) == FAST.attempts + 3
+    assert store.list_dead_letters() == []
 
 
 def test_unexpected_errors_are_retried_then_parked(huey: SqliteHuey, store: Store) -> None:
