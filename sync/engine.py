@@ -884,7 +884,9 @@ def build_adapters(
         j.base_url,
         session=session(),
         retry=retry,
-        comments=CommentPolicy(visibility_value=j.internal_comment_role),
+        comments=CommentPolicy(
+            service_desk=j.service_desk, visibility_value=j.internal_comment_role
+        ),
         **jira_kwargs,
     )
     s = settings.servicenow

@@ -55,6 +55,9 @@ class JiraSettings(_Section):
     jql: str = ""
     integration_user: str | None = None
     internal_comment_role: str = "Administrators"
+    # A Jira Service Management project: comments carry the `sd.public.comment` property, and
+    # reading them needs their properties to tell the customer-visible ones apart.
+    service_desk: bool = False
     poll_interval_seconds: int = Field(default=60, ge=5)
 
     @model_validator(mode="after")
