@@ -136,9 +136,11 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
-    email: dict[str, Any] = Field(default_factory=dict)
-    escalation: dict[str, Any] = Field(default_factory=dict)
-    mapping: dict[str, Any] = Field(default_factory=dict)
+    # The raw tables, validated into typed models by load_settings. Kept out of repr: the raw
+    # `[email]` table holds transport passwords as plain strings (the typed model wraps them).
+    email: dict[str, Any] = Field(default_factory=dict, repr=False)
+    escalation: dict[str, Any] = Field(default_factory=dict, repr=False)
+    mapping: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping_file: Path | None = None
     policy_file: Path | None = None
 

@@ -112,3 +112,12 @@ def test_separate_mapping_file(tmp_path: Path) -> None:
     config.write_text('mapping_file = "mapping.toml"\n' + text[:start])
     settings = load_settings(config)
     assert settings.mapping_model.source == str(mapping_toml)
+
+
+def test_email_transport_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SMTP password or Graph client secret from the environment stays out of repr and str."""
+    monkeypatch.setenv("ESCALATION_SYNC_EMAIL__SMTP__PASSWORD", "smtp-pass-XYZ")
+    settings = load_settings(EXAMPLE)
+    assert settings.email_settings.smtp.password_value() == "smtp-pass-XYZ"
+    for text in (repr(settings), str(settings), repr(settings.email_settings)):
+        assert "smtp-pass-XYZ" not in text
