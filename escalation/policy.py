@@ -22,12 +22,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from mapping.errors import ConfigError, ConfigInvalid, dotted, from_pydantic
+from mapping.errors import ConfigError, ConfigInvalid, dotted, validate_reporting_all
 from mapping.model import Person, Priority, Status, System, Ticket, Visibility
 
 
@@ -511,11 +510,11 @@ def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Po
     if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
         body = data["escalation"]
         prefix = f"{prefix}.escalation" if prefix else "escalation"
-    try:
-        policy = Policy.model_validate(dict(body))
-    except ValidationError as exc:
-        raise ConfigInvalid(_tidy(e) for e in from_pydantic(exc, source, prefix)) from None
-    errors = policy.cross_check(source, prefix)
+    policy, shape_errors = validate_reporting_all(Policy.model_validate, body, source, prefix)
+    tidied = [_tidy(e) for e in shape_errors]
+    if policy is None:
+        raise ConfigInvalid(tidied)
+    errors = tidied + list(policy.cross_check(source, prefix))
     if errors:
         raise ConfigInvalid(errors)
     return policy

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mapping import Mapping, load_mapping
-from mapping.errors import ConfigError, ConfigInvalid, from_pydantic
+from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,50 +205,101 @@ def _section_loader(module: str, attribute: str) -> Callable[..., Any] | None:
 
 def load_mapping_file(settings: Settings, config_file: Path) -> Mapping:
     """The mapping in effect: `mapping_file` when set, else the `[mapping]` section."""
-    if settings.mapping_file is not None:
-        path = _relative(config_file, settings.mapping_file)
+    return _load_mapping(settings.mapping_file, settings.mapping, config_file)
+
+
+def _load_mapping(file: Path | None, table: dict[str, Any], config_file: Path) -> Mapping:
+    if file is not None:
+        path = _relative(config_file, file)
         return load_mapping(read_toml(path), source=str(path))
-    return load_mapping(settings.mapping, source=str(config_file), prefix="mapping")
+    return load_mapping(table, source=str(config_file), prefix="mapping")
 
 
 def load_policy_file(settings: Settings, config_file: Path) -> Any:
     """The escalation policy in effect: `policy_file` when set, else `[escalation]`."""
+    return _load_policy(settings.policy_file, settings.escalation, config_file)
+
+
+def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Any:
     load_policy = _section_loader("escalation.policy", "load_policy")
     if load_policy is None:
         return None
-    if settings.policy_file is not None:
-        path = _relative(config_file, settings.policy_file)
+    if file is not None:
+        path = _relative(config_file, file)
         return load_policy(read_toml(path), source=str(path))
-    return load_policy(settings.escalation, source=str(config_file), prefix="escalation")
+    return load_policy(table, source=str(config_file), prefix="escalation")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sections:
+    """The tables validated by other packages, as given (the settings may not have validated)."""
+
+    mapping_file: Path | None
+    mapping: dict[str, Any]
+    policy_file: Path | None
+    escalation: dict[str, Any]
+    email: dict[str, Any]
+
+    @classmethod
+    def from_raw(cls, data: dict[str, Any]) -> _Sections:
+        def table(name: str) -> dict[str, Any]:
+            value = data.get(name)
+            return value if isinstance(value, dict) else {}
+
+        def path(name: str) -> Path | None:
+            value = data.get(name)
+            return Path(value) if isinstance(value, str) else None
+
+        return cls(
+            path("mapping_file"),
+            table("mapping"),
+            path("policy_file"),
+            table("escalation"),
+            table("email"),
+        )
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Load and validate everything; raise ConfigInvalid with every error found."""
+    """Load and validate everything; raise ConfigInvalid with every error found.
+
+    The mapping, the policy and the email section are checked even when another section is
+    wrong, so an admin sees every problem in one `mapping check`.
+    """
     file = config_path(path)
     data = read_toml(file)
     source = str(file)
-    errors: list[ConfigError] = []
+    settings, errors = validate_reporting_all(lambda d: Settings(**d), data, source)
+    if settings is None or errors:
+        sections = _Sections.from_raw(data)
+    else:
+        sections = _Sections(
+            settings.mapping_file,
+            settings.mapping,
+            settings.policy_file,
+            settings.escalation,
+            settings.email,
+        )
+    compiled: dict[str, Any] = {}
     try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        raise ConfigInvalid(from_pydantic(exc, source)) from None
-    settings.source = source
-    if settings.state.dir and not settings.state.dir.is_absolute():
-        settings.state.dir = _relative(file, settings.state.dir)
-    try:
-        settings.compiled_mapping = load_mapping_file(settings, file)
+        compiled["mapping"] = _load_mapping(sections.mapping_file, sections.mapping, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
     try:
-        settings.compiled_policy = load_policy_file(settings, file)
+        compiled["policy"] = _load_policy(sections.policy_file, sections.escalation, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
     email_model = _section_loader("connectors.email", "EmailSettings")
     if email_model is not None:
         try:
-            settings.email_settings = email_model.model_validate(settings.email)  # type: ignore[attr-defined]
+            compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
         except ValidationError as exc:
             errors.extend(from_pydantic(exc, source, "email"))
-    if errors:
+    if settings is None or errors:
         raise ConfigInvalid(errors)
+    settings.source = source
+    if settings.state.dir and not settings.state.dir.is_absolute():
+        settings.state.dir = _relative(file, settings.state.dir)
+    settings.compiled_mapping = compiled["mapping"]
+    settings.compiled_policy = compiled["policy"]
+    settings.email_settings = compiled.get("email")
     return settings
