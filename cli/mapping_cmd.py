@@ -11,6 +11,7 @@ import typer
 
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
+from sync.plan import get_value
 from sync.settings import Settings, config_path, load_settings
 
 ConfigOption = Annotated[
@@ -36,8 +37,12 @@ def load_or_exit(config: Path | None) -> Settings:
 
 
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
-    """Canonical fields a change in `source` is copied from, by ownership."""
-    return [f for f in mapping.field_names() if mapping.owner(f) in (source.value, "both")]
+    """Canonical fields a change in `source` is copied from: those the sync carries across
+    (read on both sides, written on the other) that `source` owns or shares."""
+    from sync.engine import sync_rules
+
+    synced = sync_rules(mapping).synced_fields()
+    return [f for f in synced if mapping.owner(f) in (source.value, "both")]
 
 
 def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +91,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{record}: cannot map: {exc}", err=True)
             raise typer.Exit(2) from None
         other = System.JIRA if system is System.SERVICENOW else System.SERVICENOW
-        write = to_vendor(mapping, other, ticket, flowing_fields(mapping, system))
+        # As the engine creates a pair: a field with no value is left out, not blanked.
+        fields = [f for f in flowing_fields(mapping, system) if get_value(ticket, f) is not None]
+        write = to_vendor(mapping, other, ticket, fields)
         out = {
             "canonical": ticket.model_dump(mode="json"),
             "write_to": other.value,

@@ -123,6 +123,19 @@ def test_preview_servicenow_sample_to_jira(vendor_dir: Path) -> None:
     assert data["payload"]["transition_to"] == "In Progress"
 
 
+def test_preview_shows_only_what_the_sync_writes(vendor_dir: Path) -> None:
+    """A Jira record's preview carries no field one side alone maps, and no blanked field."""
+    capture = vendor_dir / "jira" / "webhooks" / "webhook-issue-created.json"
+    code, out = run(
+        "mapping", "preview", "--config", str(EXAMPLE), "--system", "jira", str(capture)
+    )
+    assert code == 0, out
+    fields = json.loads(out)["payload"]["fields"]
+    assert "category" not in fields  # only ServiceNow maps a category
+    assert "" not in fields.values() and None not in fields.values()
+    assert fields["state"] == "1"
+
+
 def test_preview_rejects_non_json(tmp_path: Path) -> None:
     """A record that is not JSON exits 2 with a clear message."""
     bad = tmp_path / "r.json"
