@@ -146,6 +146,7 @@ class ServiceNowConnector:
         poll_overlap: timedelta = timedelta(seconds=30),
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        journal_fields: tuple[str, str] = JOURNAL_FIELDS,
     ) -> None:
         if not instance_url.startswith(("http://", "https://")):
             raise ValueError("instance_url must be an http(s) URL")
@@ -172,6 +173,8 @@ class ServiceNowConnector:
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
+        # (customer-visible, internal): `comments` and `work_notes` unless the table uses others.
+        self.journal_fields = journal_fields
 
     # ----------------------------------------------------------------------------- reads
 
@@ -197,7 +200,7 @@ class ServiceNowConnector:
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
         query = (
-            f"element_id={_query_value(sys_id)}^elementIN{','.join(JOURNAL_FIELDS)}"
+            f"element_id={_query_value(sys_id)}^elementIN{','.join(self.journal_fields)}"
             "^ORDERBYsys_created_on^ORDERBYsys_id"
         )
         return list(self._page_all("/api/now/table/sys_journal_field", query, None))
@@ -266,7 +269,7 @@ class ServiceNowConnector:
 
     def update(self, sys_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """PATCH plain fields (wire values: strings) and return the updated record."""
-        if any(name in JOURNAL_FIELDS for name in fields):
+        if any(name in self.journal_fields for name in fields):
             # A journal write is not idempotent: keep it out of the retried plain PATCH.
             raise ValueError("write comments and work_notes with add_comment()")
         body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
@@ -286,7 +289,7 @@ class ServiceNowConnector:
 
     def add_comment(self, sys_id: str, body: str, *, public: bool) -> dict[str, Any]:
         """Add a customer-visible comment (public) or an internal work note; returns the record."""
-        element = "comments" if public else "work_notes"
+        element = self.journal_fields[0] if public else self.journal_fields[1]
         result = self._json(
             "PATCH", self._table_path(sys_id), json_body={element: body}, idempotent=False
         )

@@ -895,8 +895,19 @@ def build_adapters(
         sn_kwargs.update(client_id=s.client_id, client_secret=secret(s.client_secret))
     else:
         sn_kwargs.update(username=s.username, password=secret(s.password))
+    from mapping import journal_field
+
+    journals = tuple(
+        journal_field(settings.mapping_model, System.SERVICENOW, v) or default
+        for v, default in ((Visibility.PUBLIC, "comments"), (Visibility.INTERNAL, "work_notes"))
+    )
     snow = ServiceNowConnector(
-        s.instance_url, table=s.table, session=session(), retry=retry, **sn_kwargs
+        s.instance_url,
+        table=s.table,
+        session=session(),
+        retry=retry,
+        journal_fields=(journals[0], journals[1]),
+        **sn_kwargs,
     )
     users = ServiceNowConnector(
         s.instance_url, table="sys_user", session=session(), retry=retry, **sn_kwargs
