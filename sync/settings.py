@@ -24,8 +24,8 @@ from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_CONFIG = REPO_ROOT / "config.example.toml"
+# Shipped inside the package so an installed wheel has it too (the repository root links here).
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config.example.toml"
 
 
 class _Section(BaseModel):
@@ -298,7 +298,12 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigInvalid(errors)
     settings.source = source
     if settings.state.dir and not settings.state.dir.is_absolute():
-        settings.state.dir = _relative(file, settings.state.dir)
+        # Relative to the file it is written in; for the built-in example (no file given),
+        # relative to where the command runs, never inside the installed package.
+        if file.resolve() == EXAMPLE_CONFIG:
+            settings.state.dir = Path.cwd() / settings.state.dir
+        else:
+            settings.state.dir = _relative(file, settings.state.dir)
     settings.compiled_mapping = compiled["mapping"]
     settings.compiled_policy = compiled["policy"]
     settings.email_settings = compiled.get("email")
