@@ -11,6 +11,7 @@ import typer
 
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
+from sync.logs import configure_logging, settings_secrets
 from sync.plan import get_value
 from sync.settings import Settings, config_path, load_settings
 
@@ -28,12 +29,15 @@ ConfigOption = Annotated[
 def load_or_exit(config: Path | None) -> Settings:
     """Load settings, or print every configuration error and exit 2."""
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigInvalid as exc:
         typer.echo(f"invalid configuration ({len(exc.errors)} errors):", err=True)
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
+    # Every command that loads the configuration masks its secrets in whatever it logs.
+    configure_logging(secrets=settings_secrets(settings))
+    return settings
 
 
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
