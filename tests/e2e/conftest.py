@@ -86,7 +86,8 @@ SNOW_PASSWORD = "svc-sync-password"
 AGENT = "beth.anglin"
 CUSTOMER = "carla.customer"
 CUSTOMER_EMAIL = "carla@customer.example"
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005)
+# Waits are cut to milliseconds, Retry-After included (the simulators ask for a second).
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005, defer_after=3600)
 FAST_QUEUE = RetrySchedule(attempts=6, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Reads sent as POST (JQL search with a body): not writes.
