@@ -184,6 +184,12 @@ def test_management_notification_has_the_reason(renderer: Renderer) -> None:
     assert mail.subject == "[INC0010001] P1 escalation: Checkout fails with error 500"
 
 
+def test_greeting_stands_on_its_own_line(renderer: Renderer) -> None:
+    """A blank line separates the greeting from the first sentence in the text part."""
+    mail = renderer.render("escalated", customer_context(_ticket(), company="Acme"))
+    assert mail.text.startswith("Dear Chris Customer,\n\nYour request has been escalated")
+
+
 def test_context_types_cannot_be_swapped(renderer: Renderer) -> None:
     """A customer event refuses the management context, and the other way round."""
     with pytest.raises(TypeError):
