@@ -5,16 +5,25 @@ summary, key, status, priority, the customer's name and the comments whose visib
 it never reads the description, internal notes / work notes, or the escalation sub-record
 (requester, approver, reason). A caller asking to feature an internal comment gets an error
 instead of a mail.
+
+Mail is queued in the decision's transaction, before the engine writes the decision to the
+record, so the ticket as read still has the old status: `as_decided` gives the ticket as the
+decision leaves it, and the contexts are built from that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
+from escalation.decision import CustomerEvent, Decision, MoveStatus, SetPriority
 from mapping.model import Comment, Person, Ticket, Visibility
 from sync.markers import strip_marker
+
+# Who a comment is shown as when the system names no author (our own mirrored copies).
+DEFAULT_AUTHOR = "Support"
 
 
 class InternalContentRefused(ValueError):
@@ -30,7 +39,7 @@ def _name(person: Person | None) -> str | None:
 def _public(comment: Comment) -> PublicComment:
     # The origin marker is bookkeeping for the sync, not something a customer should read.
     return PublicComment(
-        author=_name(comment.author) or "Support",
+        author=_name(comment.author) or DEFAULT_AUTHOR,
         body=strip_marker(comment.body),
         created=comment.created,
     )
@@ -53,24 +62,43 @@ def _safe_url(url: str | None) -> str | None:
     return None
 
 
+def as_decided(ticket: Ticket, decision: Decision) -> Ticket:
+    """`ticket` with the status and priority `decision` moves it to."""
+    update: dict[str, Any] = {}
+    for action in decision.actions:
+        if isinstance(action, MoveStatus):
+            update["status"] = action.status
+        elif isinstance(action, SetPriority):
+            update["priority"] = action.priority
+    return ticket.model_copy(update=update) if update else ticket
+
+
 def customer_context(
     ticket: Ticket,
     *,
     company: str,
+    event: CustomerEvent | None = None,
     portal_url: str | None = None,
     comment_id: str | None = None,
+    resolution: str | None = None,
     missing_information: Sequence[str] = (),
     cadence: timedelta | None = None,
 ) -> CustomerContext:
     """The customer-safe view of `ticket`; `comment_id` names the public comment the mail is about.
 
-    `portal_url` is where the customer can see the request (the agent's URL in `ticket.ref.url`
-    is not used: customers cannot open it). `missing_information` lists what the completeness
-    gate found missing, by name only.
+    For `event` RESOLVED_PLEASE_CONFIRM the featured comment is `resolution`, engineering's
+    resolution, which the caller passes only when it was written publicly; without one, none
+    is featured (an earlier comment would read as the resolution). `portal_url` is where the
+    customer can see the request (the agent's URL in `ticket.ref.url` is not used: customers
+    cannot open it). `missing_information` lists what the completeness gate found missing, by
+    name only.
     """
     public = public_comments(ticket)
-    latest: Comment | None = public[-1] if public else None
-    if comment_id is not None:
+    latest: PublicComment | None = _public(public[-1]) if public else None
+    if event is CustomerEvent.RESOLVED_PLEASE_CONFIRM:
+        body = strip_marker(resolution or "").strip()
+        latest = PublicComment(author=company or DEFAULT_AUTHOR, body=body) if body else None
+    elif comment_id is not None:
         chosen = next((c for c in ticket.comments if c.id == comment_id), None)
         if chosen is None:
             raise LookupError(f"comment {comment_id!r} is not on {ticket.ref.key or ticket.ref.id}")
@@ -78,7 +106,7 @@ def customer_context(
             raise InternalContentRefused(
                 f"comment {comment_id!r} is internal and cannot be sent to the customer"
             )
-        latest = chosen
+        latest = _public(chosen)
     return CustomerContext(
         ticket_key=ticket.ref.key or ticket.ref.id,
         summary=ticket.summary or "",
@@ -86,7 +114,7 @@ def customer_context(
         priority=ticket.priority.value if ticket.priority else None,
         customer_name=_name(ticket.customer),
         comments=tuple(_public(c) for c in public),
-        latest_comment=_public(latest) if latest is not None else None,
+        latest_comment=latest,
         ticket_url=_safe_url(portal_url),
         company=company,
         missing_information=tuple(missing_information),
