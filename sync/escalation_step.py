@@ -104,7 +104,7 @@ class PolicyEscalation:
                 to = tuple(action.recipients) or tuple(self.email.management_recipients)
                 if not to:
                     continue
-                event, template = f"management:{action.event}", "management_p1"
+                event, template = f"management:{action.event}", f"management_{action.event}"
                 context = self._management_context(
                     tx, decided, decision, action, engineering, company
                 )
@@ -169,11 +169,40 @@ class PolicyEscalation:
         company: str,
     ) -> Any:
         from sync.email_context import management_context
+        from sync.ledger import get_entry
 
         linked = None
         if engineering is not None and engineering.ref is not None:
             linked = engineering.ref.key or engineering.ref.id
-        return management_context(ticket, company=company, linked_ticket=linked)
+        level = approvers = resolution = None
+        waited = allowed = None
+        if action.event == "resolved" and engineering is not None:
+            resolution = engineering.resolution
+        if action.event == "approval_overdue":
+            target = self.policy.next_level(decision.level)
+            if target is not None:
+                level = target.name
+                people = target.approvers
+                approvers = ", ".join([*people.users, *(f"group {g}" for g in people.groups)])
+            overdue = next(
+                (r for r in decision.reasons if r.rule == "priority.approval_within_hours"), None
+            )
+            if overdue is not None:
+                waited = overdue.compared.get("waited_hours")
+                allowed = overdue.compared.get("within_hours")
+        return management_context(
+            ticket,
+            event=action.event,
+            company=company,
+            decision=decision,
+            entry=get_entry(tx, ticket),
+            linked_ticket=linked,
+            level=level,
+            approvers=approvers or None,
+            waited_hours=waited,
+            allowed_hours=allowed,
+            resolution=resolution,
+        )
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""

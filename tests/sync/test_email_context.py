@@ -1,15 +1,18 @@
-"""Customer mail context: public comments only, the status and comment the decision reports."""
+"""Mail contexts: public comments only for customers, the decision's facts for management."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from escalation.decision import (
     Action,
     AddLabel,
     CustomerEvent,
     Decision,
+    LedgerEntry,
     MoveStatus,
     SetPriority,
 )
@@ -26,8 +29,11 @@ from mapping.model import (
 )
 from sync.email_context import (
     DEFAULT_AUTHOR,
+    NO_APPROVAL,
     as_decided,
     customer_context,
+    management_context,
+    requester_label,
 )
 
 
@@ -131,3 +137,86 @@ def test_public_update_features_the_comment_it_reports() -> None:
     assert context.latest_comment is not None
     assert context.latest_comment.body == "Found it: a cache key collision. A fix is being tested."
     assert context.latest_comment.author == DEFAULT_AUTHOR
+
+
+def test_management_context_for_an_escalation_reads_the_decision() -> None:
+    """Level, reason, requester and approver of the approval decision, none from the ticket."""
+    decision = _decision(
+        requested_by="lee.l1", request_reason="production down", approved_by="sme.alice"
+    )
+    earlier = LedgerEntry(level="L1", reason="old", requested_by="x", approved_by="someone.else")
+    ctx = management_context(
+        _ticket(), event="escalated", company="Acme", decision=decision, entry=earlier
+    )
+    assert (ctx.priority, ctx.level, ctx.reason) == ("P2", "L2", "production down")
+    assert (ctx.requested_by, ctx.approver) == ("lee.l1", "sme.alice")
+    assert ctx.ticket_url == "https://sn/inc" and ctx.customer_name == "Carla Customer"
+
+
+def test_management_context_for_an_escalation_without_approval_says_so() -> None:
+    """An escalation the policy started without approval names no approver, and says why."""
+    decision = _decision(requested_by="priority:P1", request_reason="P1 immediate escalation")
+    ctx = management_context(_ticket(), event="escalated", company="Acme", decision=decision)
+    assert ctx.approver == NO_APPROVAL
+    assert ctx.requested_by == "automatic (P1 priority rule)"
+
+
+def test_management_context_for_a_resolution_reads_the_ledger() -> None:
+    """The resolving decision carries no approver; the ledger entry remembers who approved."""
+    decision = _decision(
+        state=EscalationState.RESOLVED, requested_by="lee.l1", request_reason="production down"
+    )
+    entry = LedgerEntry(
+        level="L2", requested_by="lee.l1", reason="production down", approved_by="sme.alice"
+    )
+    ctx = management_context(
+        as_decided(_ticket(), _decision(MoveStatus(Status.RESOLVED))),
+        event="resolved",
+        company="Acme",
+        decision=decision,
+        entry=entry,
+        linked_ticket="DS-1",
+        resolution="Fixed in 4.2.1",
+    )
+    assert (ctx.status, ctx.approver, ctx.linked_ticket) == ("resolved", "sme.alice", "DS-1")
+    assert ctx.resolution == "Fixed in 4.2.1"
+
+
+def test_management_context_for_an_overdue_approval_has_no_approver() -> None:
+    """Nobody approved yet: the level asked for and who may approve are shown instead."""
+    decision = _decision(
+        state=EscalationState.PENDING_APPROVAL,
+        level="L1",
+        requested_by="trigger:business_critical",
+        request_reason="priority P2",
+    )
+    entry = LedgerEntry(level="L2", approved_by="sme.alice")
+    ctx = management_context(
+        _ticket(),
+        event="approval_overdue",
+        company="Acme",
+        decision=decision,
+        entry=entry,
+        level="L2",
+        approvers="group sme",
+        waited_hours=5.0,
+        allowed_hours=4.0,
+    )
+    assert (ctx.level, ctx.approver, ctx.approvers) == ("L2", None, "group sme")
+    assert ctx.requested_by == "automatic (business critical trigger)"
+    assert (ctx.waited_hours, ctx.allowed_hours) == (5.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "shown"),
+    [
+        (None, None),
+        ("lee.l1", "lee.l1"),
+        ("557058:f58131cb-b67d", "557058:f58131cb-b67d"),
+        ("trigger:sla_imminent", "automatic (sla imminent trigger)"),
+        ("priority:P1", "automatic (P1 priority rule)"),
+    ],
+)
+def test_requester_label(recorded: str | None, shown: str | None) -> None:
+    """People stay as recorded (Jira account ids have colons); automatic requests say so."""
+    assert requester_label(recorded) == shown
