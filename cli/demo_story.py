@@ -8,6 +8,7 @@ which does the rest. The story checks what it expects to see and says what did n
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 import time
@@ -58,6 +59,14 @@ class Timeline:
     def check(self, what: str, passed: bool) -> None:
         self.checks.append(Check(what, passed))
         self.echo(f"  {'ok  ' if passed else 'FAIL'}     {what}")
+
+
+def _body(message: Any) -> str:
+    return str(message.text or "").replace("\r\n", "\n")
+
+
+def _has_status(message: Any, status: str) -> bool:
+    return re.search(rf"(?m)^Status:\s+{re.escape(status)}$", _body(message)) is not None
 
 
 def _first_line(text: str, width: int = 90) -> str:
@@ -312,9 +321,12 @@ def play(story: Story) -> None:
         "the customer is told the issue was escalated", lambda: len(story.emails_to(carol)) >= 1
     )
     story.wait(
-        "management is notified of the P1 escalation",
+        "management is told of the P1 escalation to L2, with who requested and who approved",
         lambda: any(
-            "support-managers@example.com" in m.rcpt_tos for m in story.estate.mail.messages()
+            "P1 escalation to L2" in (m.subject or "")
+            and "Requested by:" in _body(m)
+            and f"Approved by:  {SME.user_name}" in _body(m)
+            for m in story.emails_to("support-managers@example.com")
         ),
     )
 
@@ -356,9 +368,13 @@ def play(story: Story) -> None:
             "the ServiceNow incident moves to Resolved", lambda: sn.incident(b)["state"] == "6"
         )
         story.wait(
-            "the customer is asked to confirm the fix",
+            "the customer is asked to confirm, quoting the fix, with the status Resolved",
             lambda: any(
-                "confirm" in (m.subject + (m.text or "")).lower() for m in story.emails_to(carol)
+                "confirm" in (m.subject or "").lower()
+                and "Fixed in 4.2.1" in _body(m)
+                and "cache key collision" not in _body(m)
+                and _has_status(m, "Resolved")
+                for m in story.emails_to(carol)
             ),
         )
 

@@ -1116,7 +1116,7 @@ class _Run:
         )
         # Each update is its own outbox message, keyed by the newest comment it reports.
         self.notice_key = f"public:{fresh[-1].id}"
-        self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE))
+        self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id=fresh[-1].id))
         return True
 
     def _cadence(self) -> None:

@@ -47,7 +47,7 @@ from escalation.decision import (
 )
 from mapping import Mapping as SyncMapping
 from mapping import UnmappedValue, VendorWrite, to_canonical, to_vendor
-from mapping.model import System, Ticket, Visibility
+from mapping.model import Comment, System, Ticket, Visibility
 from sync import pending
 from sync.adapters import Adapter
 from sync.attachments import AttachmentCopier
@@ -710,8 +710,12 @@ class Engine:
         now = self.clock()
         engineering = None
         if eng is not None:
+            said = self._resolution_notes(eng)
             engineering = EngineeringStatus(
-                ref=eng.ref, status=eng.status, resolution=self._resolution_notes(eng)
+                ref=eng.ref,
+                status=eng.status,
+                resolution=said.body.strip() if said is not None else None,
+                resolution_public=said is not None and said.visibility is Visibility.PUBLIC,
             )
         iid = ticket_id(itsm)
         with self.store.session() as tx:
@@ -729,7 +733,7 @@ class Engine:
                 pending.park(tx, itsm, [])
         return decision, itsm_new, eng_new, created, writes
 
-    def _resolution_notes(self, eng: Ticket) -> str | None:
+    def _resolution_notes(self, eng: Ticket) -> Comment | None:
         """What engineering last said: the newest comment written there by a person."""
         for comment in reversed(eng.comments):
             if find_marker(comment.body) is not None or not comment.body.strip():
@@ -738,7 +742,7 @@ class Engine:
             names = {p for p in (author.id, author.name, author.email) if p} if author else set()
             if names & set(self.integration_users.values()):
                 continue
-            return comment.body.strip()
+            return comment
         return None
 
     def _carry_out(

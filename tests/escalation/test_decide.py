@@ -928,7 +928,7 @@ def test_periodic_update_waits_after_a_public_update(make_ticket, make_comment, 
     comment = make_comment("m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30)
     ticket = make_ticket(priority=Priority.P1, comments=(comment,))
     d = decide(ticket, LedgerView(entry=entry), now, policy)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="m1"),)
 
 
 def test_public_comment_from_engineering_emails_the_customer(
@@ -941,7 +941,7 @@ def test_public_comment_from_engineering_emails_the_customer(
         "m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30
     )
     d = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=entry), now, policy)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="m1"),)
     assert any(r.rule == "customer_updates.public_comment" for r in d.reasons)
 
 
