@@ -290,7 +290,9 @@ def make_harness(
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
-    snow.add_column("incident", "u_labels")  # the example mapping's tag column
+    # The example mapping's custom columns: tags, and the escalation type a preset reads.
+    snow.add_column("incident", "u_labels")
+    snow.add_column("incident", "u_escalation_type")
     snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
