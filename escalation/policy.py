@@ -28,6 +28,7 @@ from pydantic import (
 
 from mapping.errors import ConfigError, ConfigInvalid, dotted, validate_reporting_all
 from mapping.model import Person, Priority, Status, System, Ticket, Visibility
+from mapping.spec import Mapping as FieldMapping
 
 
 class _Strict(BaseModel):
@@ -487,6 +488,134 @@ class Policy(_Strict):
         return self.priorities.get(priority, PriorityRule())
 
 
+# --- against the mapping ------------------------------------------------------------------------
+
+Key = tuple[object, ...]
+
+
+def _canonical(path: str) -> str:
+    """The mapping's name for the field a path starts at (`custom_fields.x` -> `custom.x`)."""
+    head, _, rest = path.partition(".")
+    if head == "custom_fields":
+        return f"custom.{rest.split('.', 1)[0]}"
+    return head
+
+
+def _text_reads(sources: tuple[TextSource, ...]) -> list[str]:
+    return sorted({"comments" if "comments" in src else src for src in sources})
+
+
+def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
+    """(key path, canonical field) for every rule that reads a ticket field to decide.
+
+    Custom fields are named as the mapping names them (`custom.<name>`); `comments` and
+    `attachments` stand for the mapping's comment and attachment sections.
+    """
+    reads: list[tuple[Key, str]] = []
+    req = policy.request
+    if req.labels:
+        reads.append((("request", "labels"), "labels"))
+    for i, cond in enumerate(req.fields):
+        reads.append((("request", "fields", i, "field"), _canonical(cond.field)))
+    if req.command:
+        reads.append((("request", "command"), "comments"))
+    for i, trig in enumerate(policy.triggers):
+        if isinstance(trig, PriorityTrigger):
+            reads.append((("triggers", i, "priorities"), "priority"))
+        elif isinstance(trig, SlaTrigger):
+            reads.append((("triggers", i, "field"), _canonical(trig.field)))
+        elif isinstance(trig, CategoryTrigger):
+            reads.append((("triggers", i, "categories"), "category"))
+        else:
+            for j, path in enumerate(policy.fingerprint.fields):
+                reads.append((("fingerprint", "fields", j), _canonical(path)))
+    if policy.gate.enabled:
+        for i, item in enumerate(policy.gate.items):
+            where: Key = ("gate", "items", i)
+            if isinstance(item, FieldItem | ContactItem) and item.field is not None:
+                reads.append(((*where, "field"), _canonical(item.field)))
+            if isinstance(item, TextItem) or (isinstance(item, ContactItem) and item.pattern):
+                reads.extend(((*where, "search"), name) for name in _text_reads(item.search))
+            if isinstance(item, AttachmentItem):
+                reads.append((where, "attachments"))
+    approval = policy.approval
+    if "command" in approval.via:
+        reads.append((("approval", "via"), "comments"))
+    if "field" in approval.via and approval.field is not None:
+        reads.append((("approval", "field"), _canonical(approval.field)))
+    if "transition" in approval.via:
+        reads.append((("approval", "via"), "escalation"))
+    limits = policy.limits
+    if limits.max_active_per_assignee is not None:
+        reads.append((("limits", "max_active_per_assignee"), "assignee"))
+    low = limits.low_impact
+    for name, values, read in (
+        ("priorities", low.priorities, "priority"),
+        ("impacts", low.impacts, "impact"),
+        ("labels", low.labels, "labels"),
+        ("categories", low.categories, "category"),
+    ):
+        if values:
+            reads.append((("limits", "low_impact", name), read))
+    for i, level in enumerate(policy.levels):
+        if level.category_projects:
+            reads.append((("levels", i, "category_projects"), "category"))
+    for prio in policy.priorities:
+        reads.append((("priorities", prio.value), "priority"))
+    if policy.customer_updates.cadence:
+        reads.append((("customer_updates", "cadence"), "priority"))
+    if policy.on_approval.priority_bump:
+        reads.append((("on_approval", "priority_bump"), "priority"))
+    return reads
+
+
+def _readable(mapping: FieldMapping, system: System) -> frozenset[str]:
+    compiled = mapping.systems[system]
+    names = {name for name, f in compiled.fields.items() if f.read is not None}
+    if compiled.spec.comments is not None:
+        names.add("comments")
+    if compiled.spec.attachments is not None:
+        names.add("attachments")
+    return frozenset(names | {"ref"})
+
+
+def _gap(field: str, system: str) -> str:
+    what = (
+        f"custom field {field.removeprefix('custom.')!r}" if field.startswith("custom.") else field
+    )
+    if field == "escalation":
+        where = "no mapping fills the ticket's escalation record"
+    elif field.startswith("custom.") or field in ("comments", "attachments"):
+        where = f"[mapping.systems.{system}.{field}] is missing"
+    else:
+        where = f"[mapping.systems.{system}.fields.{field}] is missing or has no read path"
+    return (
+        f"reads {what}, which the mapping does not read from {system} (the ITSM system): "
+        f"{where}, so this rule can never fire"
+    )
+
+
+def mapping_gaps(
+    policy: Policy, mapping: FieldMapping, *, source: str, prefix: str = ""
+) -> list[ConfigError]:
+    """Policy rules that read a field the mapping does not read from the ITSM system.
+
+    The policy decides on the ITSM record (a route's source; ServiceNow when no route names
+    one), so a rule reading a field that record never carries can never fire. `source` and
+    `prefix` place each error in the policy's own file.
+    """
+    itsm = sorted({r.source for r in mapping.routes} or {System.SERVICENOW})
+    errors: list[ConfigError] = []
+    for system in itsm:
+        if system not in mapping.systems:
+            continue
+        readable = _readable(mapping, system)
+        for key, field in policy_reads(policy):
+            if field not in readable:
+                errors.append(ConfigError(source, dotted(key, prefix), _gap(field, system.value)))
+    return errors
+
+
 # Tagged unions put the tag into the error location (`triggers[0].sla.field`); admins never
 # wrote that key, so it is dropped, as is pydantic's "Value error, " preamble.
 _TAG_IN_PATH = re.compile(
@@ -500,6 +629,13 @@ def _tidy(error: ConfigError) -> ConfigError:
     return ConfigError(error.file, _TAG_IN_PATH.sub(r"\1", error.key), reason)
 
 
+def key_prefix(data: Mapping[str, Any], prefix: str = "") -> str:
+    """The key path a policy table's errors start with (`escalation` in the preset layout)."""
+    if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
+        return f"{prefix}.escalation" if prefix else "escalation"
+    return prefix
+
+
 def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Policy:
     """Validate a policy; raise ConfigInvalid with every (file, key path, reason) found.
 
@@ -507,9 +643,9 @@ def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Po
     (the preset layout); in the latter case key paths start with `escalation.`.
     """
     body: Mapping[str, Any] = data
-    if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
+    if key_prefix(data) == "escalation":
         body = data["escalation"]
-        prefix = f"{prefix}.escalation" if prefix else "escalation"
+    prefix = key_prefix(data, prefix)
     policy, shape_errors = validate_reporting_all(Policy.model_validate, body, source, prefix)
     tidied = [_tidy(e) for e in shape_errors]
     if policy is None:
