@@ -98,7 +98,13 @@ class Request(_Strict):
         return value
 
 
-class PriorityTrigger(_Strict):
+class _TriggerBase(_Strict):
+    # A management escalation (e.g. an SLA breach near): management hears when the trigger
+    # starts a request, before anyone approves the transfer.
+    notify_management: bool = False
+
+
+class PriorityTrigger(_TriggerBase):
     """Escalate proactively when the ticket has one of these priorities (e.g. P1/P2)."""
 
     kind: Literal["priority"]
@@ -106,7 +112,7 @@ class PriorityTrigger(_Strict):
     priorities: tuple[Priority, ...] = Field(min_length=1)
 
 
-class SlaTrigger(_Strict):
+class SlaTrigger(_TriggerBase):
     """Escalate proactively when the SLA due time (a datetime field) is within N hours."""
 
     kind: Literal["sla"]
@@ -115,7 +121,7 @@ class SlaTrigger(_Strict):
     within_hours: float = Field(ge=0)
 
 
-class RepeatedTrigger(_Strict):
+class RepeatedTrigger(_TriggerBase):
     """Escalate when K tickets with the same fingerprint were seen within a window."""
 
     kind: Literal["repeated"]
@@ -124,7 +130,7 @@ class RepeatedTrigger(_Strict):
     window_hours: float = Field(gt=0)
 
 
-class CategoryTrigger(_Strict):
+class CategoryTrigger(_TriggerBase):
     """Escalate proactively for these categories (e.g. security, data impact)."""
 
     kind: Literal["category"]
@@ -146,42 +152,41 @@ class Fingerprint(_Strict):
 TextSource = Literal["summary", "description", "comments", "internal_comments", "public_comments"]
 
 
-class FieldItem(_Strict):
+class _ItemBase(_Strict):
+    name: str
+    description: str = ""
+    # Required only when escalating to one of these levels (all levels when empty).
+    levels: tuple[str, ...] = ()
+
+
+class FieldItem(_ItemBase):
     """Required item recognised by a non-empty field (optionally a minimum length)."""
 
     check: Literal["field"]
-    name: str
-    description: str = ""
     field: FieldPath
     min_length: int = Field(default=1, ge=1)
 
 
-class TextItem(_Strict):
+class TextItem(_ItemBase):
     """Required item recognised by a regular expression in the description and/or comments."""
 
     check: Literal["text"]
-    name: str
-    description: str = ""
     pattern: Regex
     search: tuple[TextSource, ...] = ("description", "comments")
 
 
-class AttachmentItem(_Strict):
+class AttachmentItem(_ItemBase):
     """Required item recognised by attachments (optionally whose file name matches)."""
 
     check: Literal["attachment"]
-    name: str
-    description: str = ""
     min_count: int = Field(default=1, ge=1)
     filename: Regex | None = None
 
 
-class ContactItem(_Strict):
+class ContactItem(_ItemBase):
     """A named contact: a person field with a name or email, or a "Contact: ..." line."""
 
     check: Literal["contact"]
-    name: str
-    description: str = ""
     field: FieldPath | None = None
     pattern: Regex | None = r"(?im)^\s*contact\s*:\s*\S+"
     search: tuple[TextSource, ...] = ("description", "comments")
@@ -295,6 +300,9 @@ class PriorityRule(_Strict):
     extra_gate_items: tuple[str, ...] = ()
     # Raise a management notification when approval has waited longer than this.
     approval_within_hours: float | None = Field(default=None, gt=0)
+    # Who approves tickets of this priority instead of the level's approvers (e.g. a manager
+    # for an emergency that skips the gate).
+    approvers: People = People()
 
 
 class OnApproval(_Strict):
@@ -347,6 +355,9 @@ class CustomerUpdates(_Strict):
 
     cadence: dict[Priority, float] = {}
     cadence_hours: float | None = Field(default=None, gt=0)
+    # E-mail the customer when engineering writes a public comment; off where another team
+    # owns all communication with affected parties.
+    public_comments: bool = True
 
     @field_validator("cadence")
     @classmethod
@@ -421,6 +432,19 @@ class Policy(_Strict):
 
         groups_of(self.request.command_from, "request", "command_from")
         item_names = {i.name for i in self.gate.items}
+        # Escalations go to every level but the first, so only those can scope a gate item.
+        targets = {lv.name for lv in self.levels[1:]}
+        for i, gate_item in enumerate(self.gate.items):
+            for j, level_name in enumerate(gate_item.levels):
+                if level_name not in targets:
+                    errs.append(
+                        ConfigError(
+                            file,
+                            key("gate", "items", i, "levels", j),
+                            f"no level {level_name!r} to escalate to "
+                            f"(levels above the first: {', '.join(sorted(targets))})",
+                        )
+                    )
         for i, lv in enumerate(self.levels):
             groups_of(lv.approvers, "levels", i, "approvers")
             needs_people = i > 0 and self.approval.required and "command" in self.approval.via
@@ -434,6 +458,7 @@ class Policy(_Strict):
                     )
                 )
         for prio, rule in self.priorities.items():
+            groups_of(rule.approvers, "priorities", prio.value, "approvers")
             for j, item in enumerate(rule.extra_gate_items):
                 if item not in item_names:
                     errs.append(
@@ -445,6 +470,7 @@ class Policy(_Strict):
                     )
         notifies = self.on_approval.notify_management or self.closure.notify_management
         notifies = notifies or any(r.notify_management for r in self.priorities.values())
+        notifies = notifies or any(t.notify_management for t in self.triggers)
         if notifies and not self.management.recipients:
             errs.append(
                 ConfigError(
