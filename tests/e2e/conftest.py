@@ -45,6 +45,9 @@ People and records seeded in ServiceNow: the agent `AGENT` (beth.anglin), the cu
 `SNOW_USER`. Jira: project `DS` with every status of the example mapping reachable from any
 status (`SYNC_WORKFLOW`); `harness.jira.engineer` acts as an engineer.
 
+Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now; a test may
+replace it to play approval windows and update cadences without waiting.
+
 Crashes: `harness.engine.after_write = fn` is called after every vendor write and before it is
 recorded; raising there simulates a worker killed at that point.
 
@@ -342,7 +345,14 @@ def _outbox_worker(harness: Harness) -> Any:
     def session_factory() -> Any:
         return sessions()
 
-    return OutboxWorker(session_factory, build_sender(email), base_delay=timedelta(0))
+    # The engine's clock, so a test that moves it on (cadence, approval windows) sends the
+    # e-mails its decisions queue for that moment.
+    return OutboxWorker(
+        session_factory,
+        build_sender(email),
+        clock=lambda: harness.engine.clock(),
+        base_delay=timedelta(0),
+    )
 
 
 @pytest.fixture
