@@ -61,6 +61,7 @@ from escalation.policy import (
     SlaTrigger,
     TextItem,
     TextSource,
+    Trigger,
 )
 from mapping.model import (
     Comment,
@@ -239,6 +240,7 @@ class _Run:
         self.active = self.entry.approved_at is not None and self.entry.released_at is None
         self.reservation: Reservation | None = None
         self.request_started = False
+        self.fired: Trigger | None = None
         self.requester: str | None = None
         self.fingerprint = fingerprint(self.ticket, self.policy)
         self.assignee = _person_key(self.ticket.assignee)
@@ -283,6 +285,7 @@ class _Run:
             signal = self._passive_request()
             if signal is not None:
                 self._start_request(*signal)
+                self._management_escalation()
         elif self.state is S.INCOMPLETE:
             self._advance_request()
         # Requests and approvals are played in the order their comments were written.
@@ -463,7 +466,7 @@ class _Run:
             return
         if not self._place_ok(cmd, approval.command_in):
             return
-        approvers = target.approvers if target is not None else People()
+        approvers = self._approvers(target)
         if approvers.empty:
             level_name = target.name if target else f"above {self.level}"
             self.why(
@@ -531,6 +534,7 @@ class _Run:
         for trig in self.policy.triggers:
             hit_reason = self._trigger(trig)
             if hit_reason is not None:
+                self.fired = trig
                 return f"trigger:{trig.name}", hit_reason, None
         if self.rule.auto_request and self.ticket.priority is not None:
             self.why(
@@ -662,7 +666,7 @@ class _Run:
             return
         if self._approval_required():
             self.state = S.PENDING_APPROVAL
-            approvers = target.approvers
+            approvers = self._approvers(target)
             named = ", ".join([*approvers.users, *(f"group {g}" for g in approvers.groups)])
             self.note(
                 NoteKind.REQUEST,
@@ -691,6 +695,24 @@ class _Run:
             {"priority": self.ticket.priority.value if self.ticket.priority else None},
         )
         self._activate(None, None, "")
+
+    def _approvers(self, target: Level | None) -> People:
+        """Who may approve escalating to `target`: the priority's approvers, else the level's."""
+        if target is None:
+            return People()
+        return target.approvers if self.rule.approvers.empty else self.rule.approvers
+
+    def _management_escalation(self) -> None:
+        """Tell management at once when the trigger that started the request says so."""
+        if self.fired is None or not self.fired.notify_management:
+            return
+        self.why(
+            f"trigger.{self.fired.name}.notify_management",
+            "pass",
+            f"management is told now: {self.request_reason}",
+            {"trigger": self.fired.name},
+        )
+        self.actions.append(NotifyManagement("requested", self.policy.management.recipients))
 
     def _approval_required(self) -> bool:
         if self.rule.approval_required is not None:
@@ -739,7 +761,13 @@ class _Run:
             )
             return []
         wanted = set(self.rule.extra_gate_items)
-        items = [i for i in gate.items if i.name in wanted or not self._only_for_priorities(i.name)]
+        target = self.policy.next_level(self.level)
+        items = [
+            i
+            for i in gate.items
+            if (i.name in wanted or not self._only_for_priorities(i.name))
+            and (not i.levels or (target is not None and target.name in i.levels))
+        ]
         missing: list[tuple[str, str]] = []
         for item in items:
             ok, evidence = self._check_item(item)
@@ -855,7 +883,7 @@ class _Run:
                 if token in self.entry.processed_command_ids:
                     return
                 self.processed.append(token)
-                approvers = target.approvers if target else People()
+                approvers = self._approvers(target)
                 if (
                     esc.approver is not None
                     and not approvers.empty
@@ -1093,6 +1121,8 @@ class _Run:
 
     def _engineering_update(self) -> bool:
         """A public comment from engineering reached the ticket since the customer last heard."""
+        if not self.policy.customer_updates.public_comments:
+            return False
         last = self.entry.last_customer_update_at or self.entry.approved_at
         if last is None:
             return False

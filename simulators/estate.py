@@ -100,8 +100,10 @@ class SimulatedEstate:
     def _seed(self) -> None:
         self.jira.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
         sn = self.servicenow
-        # The example mapping keeps tags in a custom column, created as an admin would.
+        # The example mapping keeps tags and the escalation type in custom columns, created as
+        # an admin would.
         sn.add_column("incident", "u_labels")
+        sn.add_column("incident", "u_escalation_type")
         integration = sn.add_user(
             SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
         )

@@ -5,7 +5,8 @@ Environment variables use the prefix `ESCALATION_SYNC_` and `__` between levels,
 which suits container secrets. Secrets are `SecretStr`: their repr and str are masked.
 
 Loading validates everything once (connections, mapping, escalation policy, email) and reports all
-errors together, each with file, key and reason.
+errors together, each with file, key and reason; a policy rule reading a field the mapping does not
+give the ITSM record is one of them.
 """
 
 from __future__ import annotations
@@ -224,10 +225,31 @@ def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) ->
     load_policy = _section_loader("escalation.policy", "load_policy")
     if load_policy is None:
         return None
+    data, source, prefix = _policy_table(file, table, config_file)
+    return load_policy(data, source=source, prefix=prefix)
+
+
+def _policy_table(
+    file: Path | None, table: dict[str, Any], config_file: Path
+) -> tuple[dict[str, Any], str, str]:
+    """The policy as written, the file it is written in, and the key prefix of its errors."""
     if file is not None:
         path = _relative(config_file, file)
-        return load_policy(read_toml(path), source=str(path))
-    return load_policy(table, source=str(config_file), prefix="escalation")
+        return read_toml(path), str(path), ""
+    return table, str(config_file), "escalation"
+
+
+def _policy_mapping_gaps(
+    policy: Any, mapping: Mapping, sections: _Sections, config_file: Path
+) -> list[ConfigError]:
+    """Policy rules reading a field the mapping never gives the ITSM record (they never fire)."""
+    gaps = _section_loader("escalation.policy", "mapping_gaps")
+    prefix_of = _section_loader("escalation.policy", "key_prefix")
+    if gaps is None or prefix_of is None:
+        return []
+    data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
+    found: list[ConfigError] = gaps(policy, mapping, source=source, prefix=prefix_of(data, prefix))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +310,8 @@ def load_settings(path: Path | None = None) -> Settings:
         compiled["policy"] = _load_policy(sections.policy_file, sections.escalation, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
+    if compiled.get("mapping") is not None and compiled.get("policy") is not None:
+        errors.extend(_policy_mapping_gaps(compiled["policy"], compiled["mapping"], sections, file))
     email_model = _section_loader("connectors.email", "EmailSettings")
     if email_model is not None:
         try:
