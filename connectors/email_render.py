@@ -36,6 +36,7 @@ CUSTOMER_EVENTS: tuple[str, ...] = (
 )
 # One per `NotifyManagement.event` the policy engine emits, prefixed "management_".
 MANAGEMENT_EVENTS: tuple[str, ...] = (
+    "management_requested",
     "management_escalated",
     "management_approval_overdue",
     "management_resolved",

@@ -156,8 +156,8 @@ def management_context(
         else (None, None, None, None)
     )
     approver: str | None
-    if event == "approval_overdue":
-        approver = None
+    if event in ("approval_overdue", "requested"):
+        approver = None  # nobody has approved it yet
     elif event == "escalated" and decision is not None:
         # This decision is the approval: an earlier level's approver in the ledger is not it.
         approver = d_approver or NO_APPROVAL

@@ -178,11 +178,14 @@ class PolicyEscalation:
         waited = allowed = None
         if action.event == "resolved" and engineering is not None:
             resolution = engineering.resolution
-        if action.event == "approval_overdue":
+        if action.event in ("approval_overdue", "requested"):
             target = self.policy.next_level(decision.level)
             if target is not None:
                 level = target.name
-                people = target.approvers
+                # A priority may name its own approvers (a manager for P1), else the level's.
+                people = self.policy.priority_rule(ticket.priority).approvers
+                if people.empty:
+                    people = target.approvers
                 approvers = ", ".join([*people.users, *(f"group {g}" for g in people.groups)])
             overdue = next(
                 (r for r in decision.reasons if r.rule == "priority.approval_within_hours"), None

@@ -186,9 +186,18 @@ def test_management_notification_has_the_reason(renderer: Renderer) -> None:
     assert mail.subject == "[INC0010001] P1 escalation to L2: Checkout fails with error 500"
 
 
+PENDING = ("management_requested", "management_approval_overdue")
+
+
 @pytest.mark.parametrize(
     ("event", "subject", "headline"),
     [
+        (
+            "management_requested",
+            "[INC0010001] P2 escalation requested to L2: Checkout fails with error 500",
+            "An escalation to L2 has been requested for this P2 ticket and waits for approval "
+            "by mgr.one.",
+        ),
         (
             "management_escalated",
             "[INC0010001] P2 escalation to L2: Checkout fails with error 500",
@@ -210,7 +219,8 @@ def test_management_notification_has_the_reason(renderer: Renderer) -> None:
 def test_each_management_event_has_its_own_wording(
     renderer: Renderer, event: str, subject: str, headline: str
 ) -> None:
-    """Escalated, overdue and resolved mails say what happened, with the real priority."""
+    """Requested, escalated, overdue and resolved mails say what happened, with the real
+    priority."""
     ctx = replace(
         SAMPLE_MANAGEMENT,
         ticket_key="INC0010001",
@@ -218,8 +228,9 @@ def test_each_management_event_has_its_own_wording(
         requested_by="lee.l1",
         reason="production down",
         linked_ticket="ENG-42",
-        # Nobody has approved an overdue request; the context builder leaves the approver out.
-        approver=None if event == "management_approval_overdue" else "sme.alice",
+        # Nobody has approved a pending request; the context builder leaves the approver out.
+        approver=None if event in PENDING else "sme.alice",
+        approvers="mgr.one" if event == "management_requested" else None,
     )
     mail = renderer.render(event, ctx)
     assert mail.subject == subject

@@ -203,13 +203,14 @@ def test_fasttrack_mails_needs_information_p2_management_and_resolution(
     for internal in ("not found", "description/comments", "is on hold", "incomplete"):
         assert internal not in body and internal not in html(needs)
 
-    # The customer answers the mail; the gate reads comments as well as the description.
+    # The customer answers the mail (the gate reads comments as well as the description) and
+    # the agent records the escalation type in its field.
     h.servicenow.add_comment(
         sys_id,
-        "Escalation type: business. Occurred on 2026-03-09.\n"
-        "Services impacted: Exchange Online\nDeployment phase: cut-over",
+        "Occurred on 2026-03-09.\nServices impacted: Exchange Online\nDeployment phase: cut-over",
         as_user=CUSTOMER,
     )
+    h.servicenow.update_incident(sys_id, {"u_escalation_type": "business"}, as_user=AGENT)
     step(h, sys_id)
     h.servicenow.add_work_note(sys_id, "/approve-escalation owning this", as_user="architect.1")
     step(h, sys_id)
