@@ -6,13 +6,15 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 import presets
+from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from connectors.errors import ConnectorError, NotFound
 from escalation.decision import EngineeringStatus, LedgerView
 from escalation.engine import decide
 from escalation.explain import explain_data, render_text
@@ -20,7 +22,10 @@ from escalation.policy import Policy, load_policy
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
 from escalation.simulate import render_text as render_simulation
 from mapping.errors import ConfigInvalid
-from mapping.model import Status, Ticket
+from mapping.model import Status, System, Ticket
+
+if TYPE_CHECKING:
+    from sync.store import Link
 
 PolicyOption = Annotated[
     str | None,
@@ -35,8 +40,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
+    # Most refusals here are of the arguments or the policy file: 2 unless told otherwise.
+    return fail(message, code)
 
 
 def read_policy(spec: str) -> Policy:
@@ -75,15 +80,64 @@ def _ticket_from_file(path: Path) -> Ticket:
         raise _fail(f"{path}: not a canonical ticket: {exc}") from None
 
 
-def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
+def _itsm_systems(settings: Any) -> set[System]:
+    """The systems escalations are decided in: where the routes start (ServiceNow by default)."""
+    return {route.source for route in settings.mapping_model.routes} or {System.SERVICENOW}
+
+
+def _paired(settings: Any, system: System, ident: str) -> Link | None:
+    from sync.store import Store
+
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:
-        from sync import engine as sync_engine
-    except ImportError as exc:
-        raise _fail(f"cannot read {ref}: the sync engine is not available ({exc})") from None
-    loader = getattr(sync_engine, "load_ticket_for_explain", None)
-    if loader is None:
-        raise _fail("reading tickets by reference is not available; use --ticket-file")
-    ticket: Ticket = loader(settings, ref)
+        return store.get_link(system.value, ident)
+    finally:
+        store.close()
+
+
+def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
+    """The ref to explain and, when it is the other side of `ref`'s pair, a note saying so.
+
+    The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
+    issue with it would only report that nobody asked for an escalation there.
+    """
+    from sync.engine import parse_ref
+
+    system, ident = parse_ref(ref)
+    itsm = _itsm_systems(settings)
+    if system in itsm:
+        return ref, None
+    itsm_names = " or ".join(sorted(system_name(s.value) for s in itsm))
+    link = _paired(settings, system, ident)
+    if link is None:
+        raise _fail(
+            f"{ref} is a {system_name(system.value)} record that is not paired with a "
+            f"{itsm_names} record; escalations are decided on {itsm_names} records: "
+            f"give one of those (its number or id)",
+            1,
+        )
+    other_system, other_id = link.other(system.value)
+    shown = (link.servicenow_number or other_id) if other_system == "servicenow" else other_id
+    note = (
+        f"{ref} is the engineering side of a pair: explaining the paired "
+        f"{system_name(other_system)} record {shown}"
+    )
+    return f"{other_system}:{other_id}", note
+
+
+def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
+    from sync import engine as sync_engine
+
+    system, ident = sync_engine.parse_ref(ref)
+    try:
+        ticket: Ticket = sync_engine.load_ticket_for_explain(settings, ref)
+    except NotFound:
+        raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
+    except ConnectorError as exc:
+        raise _fail(f"cannot read {ref}: {describe(exc, settings, system.value)}", 1) from None
+    except ValueError as exc:
+        # The connectors refuse a half-configured credential or a malformed identifier.
+        raise _fail(f"cannot read {ref}: {exc}") from None
     return ticket
 
 
@@ -106,7 +160,12 @@ def register(app: typer.Typer) -> None:
     def explain(
         ref: Annotated[
             str | None,
-            typer.Argument(help="jira:KEY, servicenow:<sys_id>, a Jira key or an INC number."),
+            typer.Argument(
+                metavar="REF",
+                help="jira:KEY, servicenow:<sys_id>, a Jira key or an INC number "
+                "(or give --ticket-file instead).",
+                show_default=False,
+            ),
         ] = None,
         ticket_file: Annotated[
             Path | None,
@@ -119,7 +178,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         engineering_status: Annotated[
             Status | None,
-            typer.Option("--engineering-status", help="Status of the paired engineering record."),
+            typer.Option(
+                "--engineering-status",
+                metavar="<status>",
+                help="Status of the paired engineering record: "
+                + ", ".join(s.value for s in Status)
+                + ".",
+            ),
         ] = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -138,9 +203,12 @@ def register(app: typer.Typer) -> None:
             chosen = settings.compiled_policy
         else:
             raise _fail("no escalation policy: pass --policy or configure [escalation]")
-        ticket = (
-            _ticket_from_file(ticket_file) if ticket_file else _ticket_from_ref(settings, ref or "")
-        )
+        note = None
+        if ticket_file is not None:
+            ticket = _ticket_from_file(ticket_file)
+        else:
+            resolved, note = _resolve_ref(settings, ref or "")
+            ticket = _ticket_from_ref(settings, resolved)
         view = (
             _ledger_view(settings, ticket, when, chosen) if settings is not None else LedgerView()
         )
@@ -149,8 +217,14 @@ def register(app: typer.Typer) -> None:
         )
         decision = decide(ticket, view, when, chosen, engineering=engineering)
         if as_json:
-            typer.echo(json.dumps(explain_data(ticket, view, decision, when), indent=2))
+            data = explain_data(ticket, view, decision, when)
+            if note is not None:
+                data["requested_ref"] = ref
+                data["note"] = note
+            typer.echo(json.dumps(data, indent=2))
         else:
+            if note is not None:
+                typer.echo(f"{note}\n")
             typer.echo(render_text(ticket, view, decision, when))
 
     group = typer.Typer(help="Check, list and simulate escalation policies.", no_args_is_help=True)

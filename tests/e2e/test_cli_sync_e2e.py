@@ -111,3 +111,47 @@ def test_explain_reads_a_ticket_by_incident_number(harness: Harness) -> None:
     result = cli("explain", number)
     assert result.exit_code == 0, result.output
     assert number in result.output or "state" in result.output
+
+
+def test_explain_unknown_incident_says_so_in_one_line(harness: Harness) -> None:
+    """`explain INC9999999` prints that ServiceNow has no such record and exits 1, no traceback."""
+    result = cli("explain", "INC9999999")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "ServiceNow has no record INC9999999"
+    assert result.stdout == ""
+
+
+def test_explain_engineering_key_explains_the_paired_incident(harness: Harness) -> None:
+    """`explain DS-n` of a pair explains the paired incident and says so first."""
+    sys_id, key = harness.pair(short_description="Explain the pair")
+    number = harness.servicenow.incident(sys_id)["number"]
+    result = cli("explain", key)
+    assert result.exit_code == 0, result.output
+    first, _, rest = result.stdout.partition("\n")
+    assert first == (
+        f"{key} is the engineering side of a pair: explaining the paired ServiceNow record {number}"
+    )
+    assert f"servicenow {number} at " in rest
+
+
+def test_explain_unpaired_engineering_key_is_refused(harness: Harness) -> None:
+    """A Jira key that is not paired is not explained against the support policy."""
+    key = harness.jira.create_issue("DS", "Engineering only")
+    result = cli("explain", key)
+    assert result.exit_code == 1
+    assert f"{key} is a Jira record that is not paired with a ServiceNow record" in result.stderr
+    assert "escalations are decided on ServiceNow records" in result.stderr
+
+
+def test_sync_once_polls_jira_when_servicenow_refuses_the_credentials(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 from ServiceNow is one line naming the system; Jira is still polled; exit 1."""
+    monkeypatch.setenv("ESCALATION_SYNC_SERVICENOW__PASSWORD", "wrong")
+    result = cli("sync", "--once")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("servicenow not polled: ServiceNow (http://127.0.0.1:")
+    assert "refused our credentials" in result.stderr and "HTTP 401" in result.stderr
+    assert "wrong" not in result.output
+    assert "changed records: jira 0, servicenow not polled" in result.stdout
+    assert harness.store.status_counts().watermarks["jira"].polled_at is not None
