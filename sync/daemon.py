@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 import os
 import signal
 import threading
@@ -247,8 +246,6 @@ class Daemon:
         recovered = self.queue.recover_interrupted()
         if recovered:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
-        # Huey logs two lines per task; our own events say what happened to each ticket.
-        logging.getLogger("huey").setLevel(logging.WARNING)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
         self.consumer.start()
         self._set_outbox(settings)
