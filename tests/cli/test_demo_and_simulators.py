@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -38,22 +42,16 @@ def test_demo_story_passes_every_check() -> None:
         assert fragment in output, fragment
 
 
-def test_simulators_command_serves_and_stops_on_interrupt() -> None:
-    """The simulators answer on the printed URLs and Ctrl-C stops them with exit 0."""
-    env = {**os.environ, "ESCALATION_SYNC_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
+def start_simulators(*extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`escalation-sync simulators` on free ports, as a subprocess."""
+    ports = ("--jira-port", "--servicenow-port", "--smtp-port", "--mail-api-port")
+    return subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "run_sync.py"),
             "simulators",
-            "--jira-port",
-            "0",
-            "--servicenow-port",
-            "0",
-            "--smtp-port",
-            "0",
-            "--mail-api-port",
-            "0",
+            *(arg for port in ports for arg in (port, "0")),
+            *extra,
         ],
         cwd=ROOT,
         env=env,
@@ -61,6 +59,12 @@ def test_simulators_command_serves_and_stops_on_interrupt() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_simulators_command_serves_and_stops_on_interrupt() -> None:
+    """The simulators answer on the printed URLs and Ctrl-C stops them with exit 0."""
+    env = {**os.environ, "ESCALATION_SYNC_LOG_LEVEL": "WARNING"}
+    proc = start_simulators(env=env)
     try:
         assert proc.stdout is not None
         urls: dict[str, str] = {}
@@ -87,3 +91,73 @@ def test_simulators_command_serves_and_stops_on_interrupt() -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Stopped." in err
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _loopback_ports(value: Any) -> set[int]:
+    if isinstance(value, dict):
+        return set().union(*(_loopback_ports(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_loopback_ports(v) for v in value))
+    if isinstance(value, str):
+        return {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", value)}
+    return set()
+
+
+def test_simulators_snippet_points_everything_at_the_ports_in_use() -> None:
+    """On other ports, the printed snippet merged into the example leaves no address on the
+    default ports (links included), sets the webhook port, names people one can act as, and
+    no SMTP sink chatter is printed."""
+    proc = start_simulators(
+        "--webhooks-to",
+        "http://127.0.0.1:18999",
+        env={k: v for k, v in os.environ.items() if k != "ESCALATION_SYNC_LOG_LEVEL"},
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("# e.g. curl"):
+                break
+        out = "\n".join(lines)
+        assert lines[0].startswith("jira "), out
+        urls = dict(line.split(None, 1) for line in lines[:4])
+        snippet = out.split("(merge into a copy of config.example.toml):\n", 1)[1]
+        snippet = snippet.split("\n# Secrets", 1)[0]
+        merged = _merge(
+            tomllib.loads((ROOT / "config.example.toml").read_text()), tomllib.loads(snippet)
+        )
+        in_use = {urllib.parse.urlsplit(u).port for u in urls.values()} | {18999}
+        assert _loopback_ports(merged) <= in_use, out
+        assert merged["webhooks"]["port"] == 18999
+        jira_ref = merged["mapping"]["systems"]["jira"]["ref"]
+        assert jira_ref["url_template"] == f"{urls['jira']}/browse/{{key}}"
+        login = re.search(r"#   ServiceNow  (lee\.l1):(\S+)\s+L1 support engineer", out)
+        assert login is not None, out
+        created = requests.post(
+            f"{urls['servicenow']}/api/now/table/incident",
+            json={"short_description": "Printer jammed"},
+            auth=(login.group(1), login.group(2)),
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["result"]["sys_created_by"] == "lee.l1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "mail.log" not in err and "handling connection" not in err, err
