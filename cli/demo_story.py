@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from escalation.wording import plural
 from simulators.estate import CUSTOMER, L1_ENGINEER, SECOND_SME, SME, SimulatedEstate
 from sync.settings import EXAMPLE_CONFIG
 
@@ -459,7 +460,7 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
     failed = [c for c in timeline.checks if not c.passed]
     took = time.monotonic() - timeline.started
     echo(
-        f"\n{len(timeline.checks) - len(failed)} of {len(timeline.checks)} checks passed "
+        f"\n{len(timeline.checks) - len(failed)} of {plural(len(timeline.checks), 'check')} passed "
         f"in {took:.1f}s."
     )
     return 1 if failed else 0

@@ -21,6 +21,7 @@ from escalation.explain import explain_data, render_text
 from escalation.policy import Policy, load_policy
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
 from escalation.simulate import render_text as render_simulation
+from escalation.wording import plural
 from mapping.errors import ConfigInvalid
 from mapping.model import Status, System, Ticket
 
@@ -57,7 +58,7 @@ def read_policy(spec: str) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise _fail(f"{spec}: not valid TOML: {exc}") from None
     except ConfigInvalid as exc:
-        typer.echo(f"invalid policy ({len(exc.errors)} errors):", err=True)
+        typer.echo(f"invalid policy ({plural(len(exc.errors), 'error')}):", err=True)
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
@@ -266,7 +267,7 @@ def register(app: typer.Typer) -> None:
                     first = str(exc).splitlines()[0]
                     problems.append(f"{tickets}:{n}: {first}")
         if problems:
-            typer.echo(f"{len(problems)} unreadable lines:", err=True)
+            typer.echo(f"{plural(len(problems), 'unreadable line')}:", err=True)
             for p in problems[:20]:
                 typer.echo(f"  {p}", err=True)
             raise typer.Exit(2)

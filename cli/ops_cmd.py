@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from escalation.wording import plural
 from sync.store import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -106,7 +107,10 @@ def _print_status(data: dict[str, Any]) -> None:
         if daemon
         else "not running",
     )
-    table.add_row("pairs", f"{data['pairs']} records, {data['comment_pairs']} mirrored comments")
+    table.add_row(
+        "pairs",
+        f"{plural(data['pairs'], 'record')}, {plural(data['comment_pairs'], 'mirrored comment')}",
+    )
     backlog = data["backlog"]
     table.add_row(
         "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
@@ -241,7 +245,7 @@ def register(app: typer.Typer) -> None:
                 queue.set_processor(default_processor(settings, store, queue))
                 ran = queue.run_pending(limit=100_000)
                 failed = store.status_counts().dead_letters_pending - before
-                typer.echo(f"processed {ran} tasks; {max(failed, 0)} dead-lettered again")
+                typer.echo(f"processed {plural(ran, 'task')}; {max(failed, 0)} dead-lettered again")
                 if failed > 0:
                     raise typer.Exit(1)
             elif daemon_state(Path(settings.state.dir)) is None:

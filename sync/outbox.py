@@ -55,6 +55,7 @@ from connectors.email import (
 )
 from connectors.email_render import RenderedEmail
 from connectors.errors import PermanentError, RetryableError
+from escalation.wording import plural
 from sync.db import Base
 from sync.store import UTCDateTime, utcnow
 
@@ -436,7 +437,7 @@ class OutboxWorker:
                 values.update(
                     status=DEAD,
                     attempts=attempts,
-                    last_error=f"gave up after {attempts} attempts: {_reason(error)}",
+                    last_error=f"gave up after {plural(attempts, 'attempt')}: {_reason(error)}",
                 )
             else:
                 retry_after = getattr(error, "retry_after", None)

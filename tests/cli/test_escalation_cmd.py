@@ -67,6 +67,14 @@ def test_policy_check_reports_every_error(tmp_path: Path):
     assert "escalation.timezone" in out
 
 
+def test_policy_check_counts_a_single_error_in_the_singular(tmp_path: Path):
+    """One error reads `invalid policy (1 error):`."""
+    bad = tmp_path / "p.toml"
+    bad.write_text('[escalation]\ntimezone = "Nowhere/Land"\n')
+    code, out = run("policy", "check", str(bad))
+    assert code == 2 and out.startswith("invalid policy (1 error):"), out
+
+
 def test_policy_presets_lists_all():
     """`policy presets` names every shipped preset."""
     code, out = run("policy", "presets")

@@ -89,6 +89,14 @@ def test_status_table(state: Path, store: Store) -> None:
     assert "pairs" in out and "dead letters" in out and "last poll jira" in out
 
 
+def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> None:
+    """One pair reads `1 record`, no mirrored comment `0 mirrored comments`."""
+    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    code, out = cli("status")
+    assert code == 0, out
+    assert "1 record, 0 mirrored comments" in out
+
+
 def test_deadletters_list(store: Store) -> None:
     """The list shows id, ticket, error and reason; --json carries the event."""
     ident = store.add_dead_letter(
