@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,6 +67,13 @@ def active_escalations(store: Store) -> dict[str, int] | None:
     return {"active": int(active or 0), "requested": int(requested or 0)}
 
 
+def outbox_counts(store: Store) -> dict[str, int]:
+    """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
+    from sync.outbox import store_counts
+
+    return store_counts(store)
+
+
 def collect_status(settings: Any) -> dict[str, Any]:
     """Everything `status` reports, as plain data."""
     store = _open(settings)
@@ -89,6 +96,7 @@ def collect_status(settings: Any) -> dict[str, Any]:
                 "replayed": counts.dead_letters_replayed,
             },
             "escalations": active_escalations(store),
+            "outbox": outbox_counts(store),
             "locks_held": len(store.list_locks()),
         }
     finally:
@@ -116,15 +124,10 @@ def _print_status(data: dict[str, Any]) -> None:
         "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
     )
     for system in ("jira", "servicenow"):
-        poll = data["last_poll"].get(system)
-        text = (
-            f"{poll['polled_at']} (changes read up to {poll['watermark'] or '-'})"
-            if poll
-            else "never"
-        )
-        table.add_row(f"last poll {system}", text)
+        table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
+    table.add_row("email outbox", _outbox_text(data["outbox"]))
     esc = data["escalations"]
     table.add_row(
         "escalations",
@@ -133,6 +136,46 @@ def _print_status(data: dict[str, Any]) -> None:
         else "no ledger",
     )
     console.print(table)
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = max(int((now - moment).total_seconds()), 0)
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return plural(count, unit) if unit == "day" else f"{count} {unit}"
+    return f"{seconds} s"
+
+
+def _stamp(value: str, now: datetime) -> str:
+    moment = datetime.fromisoformat(value)
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} UTC ({_ago(moment, now)} ago)"
+
+
+def poll_text(poll: dict[str, str | None] | None, now: datetime | None = None) -> str:
+    """When a system was last polled and how far its changes were read, in words."""
+    if poll is None or poll.get("polled_at") is None:
+        return "never polled yet"
+    now = now or datetime.now(UTC)
+    text = f"polled {_stamp(str(poll['polled_at']), now)}"
+    watermark = poll.get("watermark")
+    if watermark is None:
+        # A pass that found nothing keeps no mark: the next one reads the last day again.
+        return f"{text}; no changed record seen yet"
+    return f"{text}; changes read up to {_stamp(watermark, now)}"
+
+
+def _outbox_text(counts: dict[str, int]) -> str:
+    sending = counts.get("sending", 0)
+    text = (
+        f"{counts.get('pending', 0)} pending, "
+        + (f"{sending} sending, " if sending else "")
+        + f"{counts.get('sent', 0)} sent, "
+        f"{counts.get('unknown', 0)} unknown after a crash, {counts.get('dead', 0)} dead"
+    )
+    if counts.get("unknown", 0) or counts.get("dead", 0):
+        text += " (see `escalation-sync email outbox`)"
+    return text
 
 
 def _dead_letter_json(item: DeadLetter) -> dict[str, Any]:
@@ -154,7 +197,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Pairs, backlog, last poll per system, dead letters and active escalations."""
+        """Pairs, backlog, last poll per system, dead letters, email outbox, active escalations."""
         data = collect_status(load_or_exit(config))
         if as_json:
             typer.echo(json.dumps(data, indent=2))

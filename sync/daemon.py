@@ -31,6 +31,7 @@ import structlog
 import uvicorn
 
 from mapping.errors import ConfigInvalid
+from sync import metrics
 from sync.queue import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
 from sync.store import Store
 from sync.webhooks import WebhookConfig, create_app
@@ -235,6 +236,7 @@ class Daemon:
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.for_state(state_dir, settings.state.database_url)
+        metrics.watch_outbox(self._outbox_counts)
         # Polls are timed by the main loop (to the second, as configured); the daily
         # reconciliation is a Huey periodic task.
         self.queue = SyncQueue(
@@ -295,6 +297,11 @@ class Daemon:
                 )
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def _outbox_counts(self) -> dict[str, int]:
+        from sync.outbox import store_counts
+
+        return store_counts(self.store) if self.store is not None else {}
 
     def _set_outbox(self, settings: Any) -> None:
         """Send mail through the configured transport (none when e-mail is not configured)."""

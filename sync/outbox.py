@@ -222,6 +222,12 @@ def status_counts(session: Any) -> dict[str, int]:
     return counts
 
 
+def store_counts(store: Any) -> dict[str, int]:
+    """`status_counts` in a transaction of its own, for `status` and the /metrics gauge."""
+    with store.session() as session:
+        return status_counts(session)
+
+
 def last_sent_at(session: Any, ticket: str, events: Sequence[str]) -> datetime | None:
     """When a message of one of `events` for `ticket` last went out (None if never)."""
     orm = orm_session(session)

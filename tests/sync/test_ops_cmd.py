@@ -97,6 +97,62 @@ def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> No
     assert "1 record, 0 mirrored comments" in out
 
 
+def test_status_shows_the_email_outbox(store: Store) -> None:
+    """status counts outbox messages by status, in the table and in --json."""
+    from connectors.email_render import RenderedEmail
+    from sync import outbox
+
+    rendered = RenderedEmail(subject="INC1: escalated", text="t", html="<p>t</p>")
+    with store.session() as tx:
+        for event in ("escalated", "resolved_please_confirm"):
+            key = outbox.OutboxKey("INC1", event, "1")
+            outbox.enqueue(
+                tx, key, to=["c@example.org"], rendered=rendered, id_domain="x.example", now=T0
+            )
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox.OutboxRow)
+            .where(outbox.OutboxRow.event == "escalated")
+            .values(status=outbox.DEAD)
+        )
+    code, out = cli("status", "--json")
+    assert code == 0, out
+    assert json.loads(out)["outbox"] == {
+        "pending": 1,
+        "sending": 0,
+        "sent": 0,
+        "dead": 1,
+        "unknown": 0,
+    }
+    code, out = cli("status")
+    assert "email outbox" in out
+    assert "1 pending, 0 sent, 0 unknown after a crash, 1 dead (see" in " ".join(out.split())
+
+
+def test_status_says_in_words_how_far_each_system_was_polled(store: Store) -> None:
+    """Never polled, polled with nothing seen, and polled with a mark each read as words."""
+    from cli.ops_cmd import poll_text
+
+    now = datetime(2026, 11, 23, 9, 10, tzinfo=UTC)
+    assert poll_text(None, now) == "never polled yet"
+    polled = {"polled_at": "2026-11-23T09:00:00+00:00", "watermark": None}
+    assert poll_text(polled, now) == (
+        "polled 2026-11-23 09:00:00 UTC (10 min ago); no changed record seen yet"
+    )
+    polled["watermark"] = "2026-11-21T08:59:30+00:00"
+    assert poll_text(polled, now).endswith(
+        "changes read up to 2026-11-21 08:59:30 UTC (2 days ago)"
+    )
+    store.set_watermark("jira", None, polled_at=T0)
+    code, out = cli("status")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "last poll jira polled 2026-11-23 09:00:00 UTC" in text
+    assert "no changed record seen yet" in text
+    assert "last poll servicenow never polled yet" in text
+    assert " -)" not in out
+
+
 def test_deadletters_list(store: Store) -> None:
     """The list shows id, ticket, error and reason; --json carries the event."""
     ident = store.add_dead_letter(
