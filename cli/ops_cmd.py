@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
 from sync.store import DeadLetter, Store
@@ -243,58 +244,80 @@ def register(app: typer.Typer) -> None:
 
     @group.command("replay")
     def replay(
-        ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids.")] = None,
+        ids: Annotated[
+            list[int] | None, typer.Argument(metavar="ID", help="Dead letter ids.")
+        ] = None,
         replay_all: Annotated[
             bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")
         ] = False,
         now: Annotated[
             bool,
-            typer.Option("--now", help="Process the replayed events here instead of the daemon."),
+            typer.Option(
+                "--now",
+                help="Process here and now every event waiting in the queue: these and those "
+                "earlier replays left for a daemon. Alone, only the waiting ones.",
+            ),
         ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Put dead-lettered events back on the queue (after fixing their cause)."""
-        if bool(ids) == replay_all:
-            typer.echo("give dead letter ids or --all (not both)", err=True)
-            raise typer.Exit(2)
+        """Put dead-lettered events back on the queue (after fixing their cause).
+
+        Without --now the running daemon processes them; with no daemon running they wait in
+        the queue until `escalation-sync run`, `sync --once` or `deadletters replay --now`.
+        """
+        if (ids and replay_all) or not (ids or replay_all or now):
+            raise fail("give dead letter ids or --all (not both), or --now alone", 2)
         settings = load_or_exit(config)
         store = _open(settings)
         try:
-            if replay_all:
-                chosen = store.list_dead_letters()
-            else:
-                chosen = []
-                for ident in ids or []:
-                    item = store.get_dead_letter(ident)
-                    if item is None:
-                        typer.echo(f"no dead letter {ident}", err=True)
-                        raise typer.Exit(1)
-                    if item.replayed_at is not None:
-                        typer.echo(f"dead letter {ident} was already replayed; replaying again")
-                    chosen.append(item)
+            chosen = _chosen_dead_letters(store, ids or [], replay_all)
             queue = _queue(settings, store)
             for item in chosen:
                 event = item.event if item.event.get("event") else None
                 queue.enqueue_ticket(item.system, item.ticket, event=event, source="replay")
                 store.mark_replayed(item.id)
                 typer.echo(f"replayed {item.id}: {item.system} {item.ticket}")
-            if not chosen:
+            if replay_all and not chosen:
                 typer.echo("nothing to replay")
-                return
+            waiting = queue.depth()
             if now:
-                from sync.daemon import default_processor
-
-                before = store.status_counts().dead_letters_pending
-                queue.set_processor(default_processor(settings, store, queue))
-                ran = queue.run_pending(limit=100_000)
-                failed = store.status_counts().dead_letters_pending - before
-                typer.echo(f"processed {plural(ran, 'task')}; {max(failed, 0)} dead-lettered again")
-                if failed > 0:
-                    raise typer.Exit(1)
-            elif daemon_state(Path(settings.state.dir)) is None:
+                _process_here(settings, store, queue)
+            elif waiting:
+                daemon = daemon_state(Path(settings.state.dir))
                 typer.echo(
-                    "no daemon is running: the events wait in the queue "
-                    "(start `escalation-sync run`, or replay with --now)"
+                    f"queued for the running daemon (pid {daemon['pid']})"
+                    if daemon
+                    else f"no daemon is running: {plural(waiting, 'event')} "
+                    f"{'waits' if waiting == 1 else 'wait'} in the queue until "
+                    "`escalation-sync run` or `sync --once` (or `deadletters replay --now` "
+                    "to process the queue here)"
                 )
         finally:
             store.close()
+
+
+def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list[DeadLetter]:
+    if replay_all:
+        return store.list_dead_letters()
+    chosen = []
+    for ident in ids:
+        item = store.get_dead_letter(ident)
+        if item is None:
+            raise fail(f"no dead letter {ident}", 1)
+        if item.replayed_at is not None:
+            typer.echo(f"dead letter {ident} was already replayed; replaying again")
+        chosen.append(item)
+    return chosen
+
+
+def _process_here(settings: Any, store: Store, queue: Any) -> None:
+    """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
+    from sync.daemon import default_processor
+
+    before = store.status_counts().dead_letters_pending
+    queue.set_processor(configured(lambda: default_processor(settings, store, queue)))
+    ran = queue.run_pending(limit=100_000)
+    failed = max(store.status_counts().dead_letters_pending - before, 0)
+    typer.echo(f"processed {plural(ran, 'task')}; {failed} dead-lettered again")
+    if failed:
+        raise typer.Exit(1)

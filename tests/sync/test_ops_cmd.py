@@ -195,7 +195,12 @@ def test_replay_all(state: Path, store: Store) -> None:
     assert code == 0, out
     assert store.list_dead_letters() == []
     assert queue_depth(state, store) == 2
-    assert cli("deadletters", "replay", "--all")[1].strip() == "nothing to replay"
+    code, out = cli("deadletters", "replay", "--all")
+    assert code == 0 and out.splitlines() == [
+        "nothing to replay",
+        "no daemon is running: 2 events wait in the queue until `escalation-sync run` or "
+        "`sync --once` (or `deadletters replay --now` to process the queue here)",
+    ]
 
 
 def test_replay_refuses_bad_arguments(store: Store) -> None:
@@ -237,3 +242,64 @@ def test_replay_now_processes_here(
     assert code == 1
     [again] = store.list_dead_letters()
     assert again.ticket == "DS-8" and again.reason == "still broken"
+
+
+class Recording:
+    """A processor that records what it processed and fails nothing."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def process(self, system: str, ticket_id: str) -> None:
+        self.seen.append((system, ticket_id))
+
+    def poll(self, system: str) -> int:
+        raise AssertionError("replay does not poll")
+
+    def reconcile(self) -> int:
+        raise AssertionError("replay does not reconcile")
+
+
+def test_replay_now_also_runs_what_an_earlier_replay_left_queued(
+    state: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain replay with no daemon says the event waits; `--all --now` then runs it."""
+    processor = Recording()
+    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    ident = store.add_dead_letter("jira", "DS-9", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(ident))
+    assert code == 0, out
+    assert "no daemon is running: 1 event waits in the queue until `escalation-sync run`" in out
+    assert processor.seen == []
+    code, out = cli("deadletters", "replay", "--all", "--now")
+    assert code == 0, out
+    assert out.splitlines() == ["nothing to replay", "processed 1 task; 0 dead-lettered again"]
+    assert processor.seen == [("jira", "DS-9")]
+    assert queue_depth(state, store) == 0
+
+
+def test_replay_now_alone_runs_the_waiting_events(
+    state: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deadletters replay --now` with no ids processes what waits in the queue."""
+    processor = Recording()
+    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    SyncQueue(make_huey(None, state), store).enqueue_ticket("servicenow", "s1", source="replay")
+    code, out = cli("deadletters", "replay", "--now")
+    assert code == 0, out
+    assert out == "processed 1 task; 0 dead-lettered again\n"
+    assert processor.seen == [("servicenow", "s1")]
+
+
+def test_replay_with_a_daemon_running_says_the_daemon_takes_it(state: Path, store: Store) -> None:
+    """With a daemon's runtime file naming a live process, replay says it is queued for it."""
+    from sync.daemon import RUNTIME_FILE
+
+    state.mkdir(parents=True, exist_ok=True)
+    (state / RUNTIME_FILE).write_text(
+        json.dumps({"pid": os.getpid(), "host": "127.0.0.1", "port": 8080})
+    )
+    ident = store.add_dead_letter("jira", "DS-10", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(ident))
+    assert code == 0, out
+    assert out.splitlines()[-1] == f"queued for the running daemon (pid {os.getpid()})"
