@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -19,9 +20,13 @@ from rich.progress import (
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError
+from escalation.wording import plural
 from mapping.model import System
 from sync.settings import Settings
 from sync.store import Store
+
+if TYPE_CHECKING:
+    from sync.backfill import BackfillSkip
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
@@ -75,6 +80,19 @@ def run_once(settings: Settings) -> OncePass:
         return result
     finally:
         store.close()
+
+
+def _by_reason(skips: Iterable[BackfillSkip]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for skip in skips:
+        grouped.setdefault(skip.reason, []).append(skip.ticket)
+    return grouped
+
+
+def _some(tickets: list[str], shown: int = 20) -> str:
+    """The first `shown` tickets, and how many more there are."""
+    more = len(tickets) - shown
+    return ", ".join(tickets[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def register(app: typer.Typer) -> None:
@@ -153,6 +171,9 @@ def register(app: typer.Typer) -> None:
             f"scanned {result.scanned}; paired {result.paired}; already paired "
             f"{result.already_paired}; no route {result.not_routed}; failed {len(result.failures)}"
         )
+        for reason, tickets in _by_reason(result.unrouted).items():
+            typer.echo(f"no route for {plural(len(tickets), 'record')}: {reason}:")
+            typer.echo(f"  {_some(sorted(tickets))}")
         for failure in result.failures:
             typer.echo(f"  {failure.ticket}: {failure.reason}", err=True)
         if result.failures:

@@ -156,3 +156,31 @@ def test_sync_once_polls_jira_when_servicenow_refuses_the_credentials(
     assert "wrong" not in result.output
     assert "changed records: jira 0, servicenow not polled" in result.stdout
     assert harness.store.status_counts().watermarks["jira"].polled_at is not None
+
+
+def test_backfill_says_which_records_had_no_route_and_why(harness: Harness, tmp_path: Path) -> None:
+    """Unlabelled incidents under the escalation route, and incidents outside a route's filter,
+    are listed by number with the reason no route took them."""
+    numbers = sorted(
+        harness.servicenow.incident(harness.incident(short_description=f"Old {i}"))["number"]
+        for i in range(2)
+    )
+    result = cli("backfill", "--system", "servicenow")
+    assert result.exit_code == 0, result.output
+    assert "no route 2;" in result.stdout
+    assert (
+        "no route for 2 records: no ESCALATION label (route escalations-to-engineering pairs "
+        f"escalated records only):\n  {numbers[0]}, {numbers[1]}\n"
+    ) in result.stdout
+    filtered = tmp_path / "filtered.toml"
+    filtered.write_text(
+        EXAMPLE_CONFIG.read_text().replace(
+            'when = "escalation_approved"', 'when = "always"\nfilter = "priority == \'P1\'"', 1
+        )
+    )
+    result = cli("backfill", "--system", "servicenow", config=filtered)
+    assert result.exit_code == 0, result.output
+    assert (
+        "no route for 2 records: outside the filter of route escalations-to-engineering: "
+        "priority == 'P1':"
+    ) in result.stdout
