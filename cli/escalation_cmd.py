@@ -237,7 +237,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--tickets",
                 "-t",
-                help="Canonical tickets, one JSON per line.",
+                help="Ticket snapshots, one JSON object per line (format above).",
                 exists=True,
                 dir_okay=False,
             ),
@@ -247,7 +247,15 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """What-if: play tickets through the policy in time order; escalations per day,
-        refusals by reason, limit hits."""
+        refusals by reason, limit hits.
+
+        The tickets file holds one JSON object per line, in any order: a canonical ticket (the
+        "canonical" object `mapping preview` prints), decided at its `updated` time; or
+        {"ticket": {...}, "at": "2026-03-11T09:00:00Z", "engineering": {"status": "resolved"}}
+        to give the moment and the paired engineering record's status. A ticket appears once
+        for each state it passed through, its comments accumulating. The source tree has a
+        sample: docs/simulate-tickets.jsonl.
+        """
         if policy is not None:
             chosen = read_policy(policy)
         else:
