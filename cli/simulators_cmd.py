@@ -13,6 +13,15 @@ from simulators.estate import SimulatedEstate
 Port = Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")]
 
 
+def people_lines(people: list[tuple[str, str, str, str]], indent: str) -> list[str]:
+    """One aligned line per person: system, login:secret, role."""
+    width = max(len(f"{login}:{secret}") for _, login, secret, _ in people)
+    return [
+        f"{indent}{system:<11} {f'{login}:{secret}':<{width}}  {role}"
+        for system, login, secret, role in people
+    ]
+
+
 def register(app: typer.Typer) -> None:
     """Add the `simulators` command."""
 
@@ -61,10 +70,9 @@ def register(app: typer.Typer) -> None:
                 "\n# People to act as over the REST APIs (HTTP basic auth, login:secret);\n"
                 "# the integration users above are the daemon's own (it ignores their changes):"
             )
-            width = max(len(f"{login}:{secret}") for _, login, secret, _ in people)
-            for system, login, secret, role in people:
-                typer.echo(f"#   {system:<11} {f'{login}:{secret}':<{width}}  {role}")
-            system, login, secret, _ = people[0]
+            for line in people_lines(people, indent="#   "):
+                typer.echo(line)
+            _, login, secret, _ = people[0]
             typer.echo(
                 f"# e.g. curl -u {login}:{secret} "
                 f"'{estate.servicenow.url}/api/now/table/incident?sysparm_limit=1'"

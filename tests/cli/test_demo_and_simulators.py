@@ -33,13 +33,71 @@ def test_demo_story_passes_every_check() -> None:
     assert code == 0, output
     assert "FAIL" not in output
     assert took < 60, f"demo took {took:.1f}s"
+    flowing = " ".join(output.split())
     for fragment in (
-        "Escalation refused: limit reached: max_per_day",
+        "Escalation refused: limit reached: max_per_day (1 escalation today, limit 1).",
         "Your request has been escalated",
         "Resolved, please confirm",
         "DS-1 created",
     ):
-        assert fragment in output, fragment
+        assert fragment in flowing, fragment
+
+
+def test_demo_timeline_shows_whole_notes_and_servicenow_labels() -> None:
+    """Notes are printed in full (every missing item of the gate), without origin markers, and
+    ServiceNow states and priorities by their labels, not their codes."""
+    lines: list[str] = []
+    assert run_demo(echo=lines.append) == 0, "\n".join(lines)
+    output = "\n".join(lines)
+    for item in ("steps to reproduce", "logs or screenshots", "troubleshooting done"):
+        assert f"- {item}" in output, item
+    assert "escalation-sync origin=" not in output
+    assert "…" not in output
+    flowing = " ".join(output.split())
+    assert "(priority 1 - Critical)" in flowing
+    assert "state New -> In Progress" in flowing
+    assert "state In Progress -> Resolved" in flowing
+    assert "(copy of jira DS-1) Found it: a cache key collision" in flowing
+
+
+def test_demo_keep_running_repeats_the_urls_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    """After the story the URLs are printed again; SIGTERM stops everything, exit 0, and the
+    temporary state folder is gone."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_sync.py"), "demo", "--keep-running"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = "\n".join(read_until(proc, "Ctrl-C (or SIGTERM) stops", timeout=90))
+        assert "Everything stays up:" in out, out
+        tail = out.split("Everything stays up:", 1)[1]
+        for name in ("jira", "servicenow", "smtp", "mail_api", "daemon"):
+            assert re.search(rf"^  {name}\s+\S+://127\.0\.0\.1:\d+", tail, re.M), name
+        assert list(tmp_path.glob("escalation-sync-demo-*")), "the state folder exists while up"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert list(tmp_path.glob("escalation-sync-demo-*")) == []
+
+
+def read_until(proc: subprocess.Popen[str], prefix: str, *, timeout: float) -> list[str]:
+    """The process's stdout lines up to and including the first starting with `prefix`."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith(prefix):
+            break
+    return lines
 
 
 def start_simulators(*extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -123,16 +181,7 @@ def test_simulators_snippet_points_everything_at_the_ports_in_use() -> None:
         env={k: v for k, v in os.environ.items() if k != "ESCALATION_SYNC_LOG_LEVEL"},
     )
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("# e.g. curl"):
-                break
+        lines = read_until(proc, "# e.g. curl", timeout=30)
         out = "\n".join(lines)
         assert lines[0].startswith("jira "), out
         urls = dict(line.split(None, 1) for line in lines[:4])
