@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from escalation.wording import plural
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
 from sync.logs import configure_logging, settings_secrets
@@ -31,7 +32,7 @@ def load_or_exit(config: Path | None) -> Settings:
     try:
         settings = load_settings(config)
     except ConfigInvalid as exc:
-        typer.echo(f"invalid configuration ({len(exc.errors)} errors):", err=True)
+        typer.echo(f"invalid configuration ({plural(len(exc.errors), 'error')}):", err=True)
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
@@ -71,8 +72,9 @@ def register(app: typer.Typer) -> None:
         policy = settings.compiled_policy
         policy_text = f", policy {getattr(policy, 'name', None) or 'loaded'}" if policy else ""
         typer.echo(
-            f"OK {config_path(config)}: systems {systems}; {len(mapping.field_names())} fields; "
-            f"{len(mapping.routes)} routes{policy_text}"
+            f"OK {config_path(config)}: systems {systems}; "
+            f"{plural(len(mapping.field_names()), 'field')}; "
+            f"{plural(len(mapping.routes), 'route')}{policy_text}"
         )
 
     @group.command("preview")

@@ -63,6 +63,7 @@ from escalation.policy import (
     TextSource,
     Trigger,
 )
+from escalation.wording import limit_count, plural
 from mapping.model import (
     Comment,
     EscalationState,
@@ -204,13 +205,6 @@ def _our_note(ticket: Ticket, body: str) -> bool:
     return f"{_COPY_MARK}{ticket.ref.system.value}:" in body
 
 
-_LIMIT_WORDS: Mapping[str, str] = {
-    "max_per_day": "escalations today",
-    "max_active": "active escalations",
-    "max_active_per_assignee": "active escalations for this assignee",
-}
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -350,7 +344,7 @@ class _Run:
             self.why(
                 "commands.already_processed",
                 "info",
-                f"{seen_before} comment(s) with commands were handled earlier and are not re-read",
+                f"{plural(seen_before, 'comment')} with commands handled earlier, not re-read",
                 {"comments": seen_before},
             )
         return found
@@ -597,12 +591,14 @@ class _Run:
             self.why(
                 rule,
                 "pass" if ok else "fail",
-                f"{count} ticket(s) with this fingerprint in the last {trig.window_hours:g} h "
-                f"(threshold {trig.count})",
+                f"{plural(count, 'ticket')} with this fingerprint in the last "
+                f"{trig.window_hours:g} h (threshold {trig.count})",
                 {"count": count, "threshold": trig.count, "window_hours": trig.window_hours},
             )
             return (
-                f"repeated occurrence ({count} tickets in {trig.window_hours:g} h)" if ok else None
+                f"repeated occurrence ({plural(count, 'ticket')} in {trig.window_hours:g} h)"
+                if ok
+                else None
             )
         category = (self.ticket.category or "").casefold()
         ok = bool(category) and category in {c.casefold() for c in trig.categories}
@@ -810,9 +806,9 @@ class _Run:
             text = _text(_get(self.ticket, item.field)).strip()
             ok = len(text) >= item.min_length
             return ok, (
-                f"{item.field} is filled ({len(text)} characters)"
+                f"{item.field} is filled ({plural(len(text), 'character')})"
                 if ok
-                else f"{item.field} is empty or shorter than {item.min_length} characters"
+                else f"{item.field} is empty or shorter than {plural(item.min_length, 'character')}"
             )
         if isinstance(item, TextItem):
             rx = re.compile(item.pattern)
@@ -828,7 +824,7 @@ class _Run:
                 frx = re.compile(item.filename)
                 atts = tuple(a for a in atts if frx.search(a.filename))
             ok = len(atts) >= item.min_count
-            return ok, f"{len(atts)} matching attachment(s), {item.min_count} needed"
+            return ok, f"{plural(len(atts), 'matching attachment')}, {item.min_count} needed"
         assert isinstance(item, ContactItem)
         if item.field:
             value = _get(self.ticket, item.field)
@@ -960,7 +956,7 @@ class _Run:
             self.why(
                 f"limit.{name}",
                 "info",
-                f"if approved now: {n} {_LIMIT_WORDS[name]} of {limit} allowed"
+                f"if approved now: {limit_count(name, n)} of {limit} allowed"
                 + ("" if ok else " (would be refused)"),
                 {"count": n, "limit": limit},
             )
@@ -980,11 +976,11 @@ class _Run:
             self.why(
                 f"limit.{name}",
                 "pass" if ok else "fail",
-                f"{n} {_LIMIT_WORDS[name]}, limit {limit}",
+                f"{limit_count(name, n)}, limit {limit}",
                 {"count": n, "limit": limit},
             )
             if not ok:
-                failed.append(f"{name} ({n} {_LIMIT_WORDS[name]}, limit {limit})")
+                failed.append(f"{name} ({limit_count(name, n)}, limit {limit})")
         if failed:
             self._refuse(
                 "refused:" + ",".join(f.split(" ")[0] for f in failed),
@@ -1141,7 +1137,7 @@ class _Run:
         self.why(
             "customer_updates.public_comment",
             "pass",
-            f"{len(fresh)} public comment(s) from engineering since {_stamp(since)}",
+            f"{plural(len(fresh), 'public comment')} from engineering since {_stamp(since)}",
             {"comments": [c.id for c in fresh]},
         )
         # Each update is its own outbox message, keyed by the newest comment it reports.

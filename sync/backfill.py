@@ -47,6 +47,14 @@ class BackfillFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillSkip:
+    """A record no route pairs: its key (or id) and why no route took it."""
+
+    ticket: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BackfillResult:
     """What a backfill pass did."""
 
@@ -55,6 +63,7 @@ class BackfillResult:
     already_paired: int = 0
     not_routed: int = 0
     failures: tuple[BackfillFailure, ...] = field(default_factory=tuple)
+    unrouted: tuple[BackfillSkip, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +100,8 @@ def backfill(
     changed = list(adapter.changed_since(since or EPOCH))
     candidates: list[_Candidate] = []
     failures: list[BackfillFailure] = []
-    already = not_routed = 0
+    unrouted: list[BackfillSkip] = []
+    already = 0
     for done, item in enumerate(changed, start=1):
         progress("scan", done, len(changed))
         if engine.store.get_link(system.value, item.ticket_id) is not None:
@@ -104,7 +114,9 @@ def backfill(
             continue
         route = _route(engine, ticket, label)
         if route is None:
-            not_routed += 1
+            unrouted.append(
+                BackfillSkip(ticket.ref.key or item.ticket_id, _unrouted(engine, ticket, label))
+            )
             continue
         fields = [n for n in engine.rules.synced_fields() if get_value(ticket, n) is not None]
         seed = ticket.model_copy(
@@ -131,8 +143,9 @@ def backfill(
         scanned=len(changed),
         paired=paired,
         already_paired=already,
-        not_routed=not_routed,
+        not_routed=len(unrouted),
         failures=tuple(failures),
+        unrouted=tuple(unrouted),
     )
 
 
@@ -141,6 +154,20 @@ def _route(engine: Engine, ticket: Ticket, label: str) -> Route | None:
     for route in matching_routes(engine.mapping, ticket, escalation_approved=approved):
         return route
     return None
+
+
+def _unrouted(engine: Engine, ticket: Ticket, label: str) -> str:
+    """Why no route pairs `ticket`, route by route."""
+    routes = [r for r in engine.mapping.routes if r.source == ticket.ref.system]
+    if not routes:
+        return f"no route starts from {ticket.ref.system.value}"
+    reasons = []
+    for route in routes:
+        if route.when == "escalation_approved" and label not in ticket.labels:
+            reasons.append(f"no {label} label (route {route.name} pairs escalated records only)")
+        elif route.filter is not None:
+            reasons.append(f"outside the filter of route {route.name}: {route.filter.expression}")
+    return "; ".join(reasons)
 
 
 def _record(

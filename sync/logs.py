@@ -90,6 +90,8 @@ class _Stderr:
 REDACTOR = Redactor()
 _STDERR = _Stderr()
 _current: tuple[str, bool] | None = None
+# Libraries whose INFO lines narrate their own routine (see configure_logging).
+CHATTY_LOGGERS = ("huey", "mail.log")
 
 
 def configure_logging(
@@ -140,6 +142,11 @@ def configure_logging(
     logging.getLogger().setLevel(wanted_level)
     # Migration chatter ("Context impl SQLiteImpl") on every command says nothing to an operator.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Huey logs two lines per task and aiosmtpd (the SMTP sink) every step of every connection;
+    # our own events say what happened to each ticket and message. Shown when debugging.
+    chatty = logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty)
     _current = (wanted_level, as_json)
 
 

@@ -33,6 +33,15 @@ def test_example_config_passes() -> None:
     assert out.startswith("OK ") and len(out.strip().splitlines()) == 1
 
 
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    """The example's single route reads `1 route`; a single error reads `(1 error)`."""
+    code, out = run("mapping", "check", "--config", str(EXAMPLE))
+    assert code == 0 and "; 1 route, policy" in out, out
+    path = broken(tmp_path, 'target = "jira"\nwhen', 'target = "jiraa"\nwhen')
+    code, out = run("mapping", "check", "--config", str(path))
+    assert code == 2 and out.startswith("invalid configuration (1 error):"), out
+
+
 def test_typo_key_is_named(tmp_path: Path) -> None:
     """A misspelt key is reported by name with its path, not ignored."""
     path = broken(tmp_path, 'write = "short_description"', 'wrtie = "short_description"')

@@ -1150,3 +1150,14 @@ def test_reason_required_answers_a_bare_command(make_ticket, make_comment, make_
     assert d.state is S.NONE and "say why" in notes(d, NoteKind.REQUEST)[0].body
     given = make_ticket(labels=(), comments=(make_comment("c1", "/escalate customer down"),))
     assert decide(given, EMPTY, now, policy).state is S.PENDING_APPROVAL
+
+
+def test_limit_note_counts_one_in_the_singular(make_ticket, make_comment, make_policy, now, people):
+    """A daily limit of 1, reached: the refusal says `1 escalation today`."""
+    policy = make_policy(limits={"max_per_day": 1})
+    c = make_comment("c9", "/approve-escalation", people.alice)
+    view = replace(LedgerView(escalations_today=1), entry=pending_entry())
+    d = decide(make_ticket(comments=(c,)), view, now, policy)
+    [note] = notes(d, NoteKind.REFUSAL)
+    assert "max_per_day (1 escalation today, limit 1)" in note.body
+    assert reason(d, "limit.max_per_day").detail == "1 escalation today, limit 1"

@@ -84,3 +84,25 @@ def test_credentials_written_into_text_are_masked() -> None:
     assert event["event"] == (
         f"GET /x Authorization: Bearer {REDACTED} X-Hub-Signature=sha256={REDACTED} Accept: json"
     )
+
+
+def test_queue_and_smtp_sink_chatter_is_kept_for_debugging(capsys) -> None:
+    """At INFO, Huey's per-task lines and aiosmtpd's per-step lines are not printed; at DEBUG
+    they are, and their warnings always are."""
+    import logging
+
+    from sync.logs import configure_logging
+
+    configure_logging(level="INFO", json=True)
+    logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 1")
+    logging.getLogger("mail.log").info("('127.0.0.1', 4000) handling connection")
+    logging.getLogger("huey").warning("task failed")
+    err = capsys.readouterr().err
+    assert "Executing" not in err and "handling connection" not in err
+    assert "task failed" in err
+    configure_logging(level="DEBUG", json=True)
+    try:
+        logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 2")
+        assert "Executing sync.queue.sync_ticket: 2" in capsys.readouterr().err
+    finally:
+        configure_logging(level="INFO", json=True)
