@@ -556,6 +556,33 @@ class StoreSession:
             return True
         return False
 
+    def record_deliveries(self, systems: Mapping[str, str]) -> set[str]:
+        """Record many webhook deliveries (delivery id -> system) with one statement; returns
+        the ids that are new, the others having been recorded before (atomic, like
+        `seen_delivery`)."""
+        if not systems:
+            return set()
+        now = self._clock()
+        # Sorted, so two transactions inserting overlapping ids lock them in the same order and
+        # cannot deadlock (PostgreSQL).
+        rows = [
+            {"delivery_id": key, "system": systems[key], "received_at": now}
+            for key in sorted(systems)
+        ]
+        dialect = self.orm.get_bind().dialect.name
+        if dialect == "sqlite":
+            stmt: Any = sqlite_insert(DeliveryRow).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            stmt = pg_insert(DeliveryRow).on_conflict_do_nothing()
+        else:
+            return {
+                key for key in sorted(systems) if not self.seen_delivery(key, system=systems[key])
+            }
+        # Executed with many parameter sets: SQLAlchemy batches them into multi-row INSERTs
+        # from one cached compilation (a statement built with .values(rows) compiles anew
+        # for every group size, which costs more than the insert).
+        return set(self.orm.scalars(stmt.returning(DeliveryRow.delivery_id), rows))
+
     def prune_deliveries(self, older_than: datetime) -> int:
         """Forget deliveries received before `older_than`; returns how many."""
         result = self.orm.execute(
@@ -919,6 +946,11 @@ class Store:
         """See StoreSession.seen_delivery."""
         with self.session() as tx:
             return tx.seen_delivery(delivery_id, system=system)
+
+    def record_deliveries(self, systems: Mapping[str, str]) -> set[str]:
+        """See StoreSession.record_deliveries."""
+        with self.session() as tx:
+            return tx.record_deliveries(systems)
 
     def prune_deliveries(self, older_than: datetime) -> int:
         """See StoreSession.prune_deliveries."""
