@@ -71,7 +71,7 @@ def main() -> None:
     queue.set_processor(engine)
     app = webhooks.create_app(
         store=store,
-        enqueue=queue.enqueue_event,
+        enqueue=queue.enqueue_events,
         config=webhooks.WebhookConfig.from_settings(settings),
         queue_depth=queue.depth,
     )

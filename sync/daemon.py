@@ -269,7 +269,7 @@ class Daemon:
         queue = self.queue
         app = create_app(
             store=self.store,
-            enqueue=lambda event: queue.enqueue_event(event, source="webhook"),
+            enqueue=queue.enqueue_events,
             config=lambda: WebhookConfig.from_settings(self.config.settings),
             queue_depth=queue.depth,
             health=self._health,

@@ -2,8 +2,9 @@
 
 A delivery is answered 202 only once it is durable: its delivery id is recorded in the store and
 its events are in the queue, in one store transaction (if enqueueing fails the delivery id is
-rolled back, so the vendor's retry is not mistaken for a duplicate). Everything else is refused
-with the status the vendor should see:
+rolled back, so the vendor's retry is not mistaken for a duplicate). Concurrent deliveries share
+that transaction and one queue write (`sync.delivery_groups`); each is still answered only after
+its group is durable. Everything else is refused with the status the vendor should see:
 
 - 401 bad or missing signature, or a timestamp outside the replay window,
 - 413 a body over `max_body_bytes` (Content-Length is checked first, then bytes are counted),
@@ -17,7 +18,7 @@ Every refusal is logged with its reason; headers and secrets never are.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
 from sync import metrics
+from sync.delivery_groups import Delivery, GroupCommitter, commit_group
 from sync.store import Store
 
 log = structlog.get_logger(__name__)
@@ -148,7 +150,7 @@ def _refusal_reason(exc: Exception) -> str:
 def create_app(
     *,
     store: Store,
-    enqueue: Callable[[ChangeEvent], None],
+    enqueue: Callable[[Sequence[ChangeEvent]], None],
     config: WebhookConfig | Callable[[], WebhookConfig],
     parsers: Mapping[str, WebhookParser] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -157,7 +159,8 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app: POST /webhooks/{jira,servicenow}, GET /healthz, GET /metrics.
 
-    `enqueue` must return only once the event is durably queued. `config` may be a callable so
+    `enqueue` must return only once all the events it is given are durably queued, or queue none
+    and raise (`SyncQueue.enqueue_events`). `config` may be a callable so
     a configuration reload takes effect without rebuilding the app. `parsers` replaces the
     connectors' parsers (tests); `health` adds fields to /healthz.
     """
@@ -183,14 +186,7 @@ def create_app(
         )
         return JSONResponse({"status": "refused", "reason": reason, "detail": detail}, status)
 
-    def accept(system: str, events: list[ChangeEvent], key: str) -> bool:
-        """Record the delivery and enqueue its events in one transaction; False if seen."""
-        with store.session() as tx:
-            if tx.seen_delivery(key, system=system):
-                return False
-            for event in events:
-                enqueue(event)
-        return True
+    committer = GroupCommitter(lambda group: commit_group(store, enqueue, group))
 
     async def receive(system: str, request: Request) -> Response:
         cfg = current()
@@ -212,7 +208,7 @@ def create_app(
             return JSONResponse({"status": "ignored", "events": 0}, 200)
         key = delivery_key(system, events, body)
         try:
-            fresh = await run_in_threadpool(accept, system, events, key)
+            fresh = await committer.accept(Delivery(system, key, tuple(events)))
         except Exception as exc:
             log.error(
                 "webhook not accepted: store or queue unavailable",
