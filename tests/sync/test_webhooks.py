@@ -320,6 +320,15 @@ def test_real_servicenow_parser_checks_signature_and_window(store: Store, queue:
     assert [t.args[1] for t in queue.huey.pending()] == ["9d385017c611228701d22104cc95c371"]
 
 
+def test_webhook_paths_take_only_post(client: TestClient, queue: SyncQueue) -> None:
+    """Another method on a webhook path is 405 naming POST; an unknown path is 404."""
+    response = client.get("/webhooks/jira")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert client.post("/webhooks/zendesk", content=b"{}").status_code == 404
+    assert queue.depth() == 0
+
+
 def test_healthz_and_metrics(client: TestClient) -> None:
     """/healthz reports ok with the daemon's fields; /metrics exposes the sync series."""
     post(client, {"id": "m-1", "tickets": ["DS-1"]})
