@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from connectors import jira_webhook
+from sync.daemon import webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -251,3 +252,21 @@ def test_work_interrupted_by_a_kill_is_redone_after_restart(
     assert any(e.get("event") == "re-enqueuing interrupted ticket" for e in second.events())
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(30) == 0
+
+
+def test_webhook_server_parses_with_httptools_on_uvloop() -> None:
+    """The daemon's HTTP server parses with httptools on uvloop's event loop (dependencies)."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not served here")
+
+    config = webhook_server(app, "127.0.0.1", 0).config
+    config.load()
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    factory = config.get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
