@@ -40,6 +40,7 @@ from connectors.errors import RetryableError
 from sync.db import Base
 
 DATABASE_FILE = "escalation-sync.db"
+DELIVERY_ID_LENGTH = 200
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -142,7 +143,7 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    delivery_id: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    delivery_id: Mapped[str] = mapped_column(sa.String(DELIVERY_ID_LENGTH), unique=True)
     system: Mapped[str] = mapped_column(sa.String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 

@@ -33,7 +33,7 @@ from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, Webh
 from connectors.events import ChangeEvent
 from sync import metrics
 from sync.delivery_groups import Delivery, GroupCommitter, commit_group
-from sync.store import Store
+from sync.store import DELIVERY_ID_LENGTH, Store
 
 log = structlog.get_logger(__name__)
 
@@ -112,11 +112,21 @@ class BodyTooLarge(Exception):
 
 
 def delivery_key(system: str, events: list[ChangeEvent], body: bytes) -> str:
-    """The id a delivery is de-duplicated by: the vendor's delivery id, else the body's hash."""
+    """The id a delivery is de-duplicated by: the vendor's delivery id, else the body's hash.
+
+    A vendor id the store might not hold (longer than its column; a NUL, a lone surrogate or
+    another unprintable character) is replaced by its hash: deliveries are recorded in groups,
+    and one id the database refused would fail every delivery of its group, again on each of
+    the vendor's retries.
+    """
     vendor_id = next((e.delivery_id for e in events if e.delivery_id), None)
-    if vendor_id:
-        return f"{system}:{vendor_id}"
-    return f"{system}:sha256:{hashlib.sha256(body).hexdigest()}"
+    if not vendor_id:
+        return f"{system}:sha256:{hashlib.sha256(body).hexdigest()}"
+    key = f"{system}:{vendor_id}"
+    if len(key) <= DELIVERY_ID_LENGTH and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{system}:sha256-id:{digest}"
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -22,7 +22,7 @@ from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook
 from connectors.events import ChangeEvent
 from sync.queue import SyncQueue, make_huey
 from sync.store import Store
-from sync.webhooks import WebhookConfig, create_app
+from sync.webhooks import WebhookConfig, create_app, delivery_key
 from tests.sync.store_backends import opened_store, redis_url
 
 JIRA_SECRET = "jira-shared-secret-1234"
@@ -318,6 +318,20 @@ def test_real_servicenow_parser_checks_signature_and_window(store: Store, queue:
     assert old.status_code == 401
     assert bad.status_code == 400 and bad.json()["detail"]
     assert [t.args[1] for t in queue.huey.pending()] == ["9d385017c611228701d22104cc95c371"]
+
+
+@pytest.mark.parametrize("odd", ["x" * 500, "nul\x00inside", "lone\ud800surrogate"])
+def test_a_delivery_id_the_store_cannot_hold_is_deduplicated_by_its_hash(
+    client: TestClient, queue: SyncQueue, odd: str
+) -> None:
+    """An over-long or unprintable delivery id is recorded by its hash, so it neither fails the
+    deliveries grouped with it nor escapes de-duplication."""
+    body = json.dumps({"id": odd, "tickets": ["DS-1"]}).encode()
+    assert post(client, body).status_code == 202
+    assert post(client, body).json()["status"] == "duplicate"
+    assert queue.depth() == 1
+    event = ChangeEvent(system="jira", event="updated", ticket="DS-1", delivery_id=odd)
+    assert delivery_key("jira", [event], body).startswith("jira:sha256-id:")
 
 
 def test_webhook_paths_take_only_post(client: TestClient, queue: SyncQueue) -> None:
