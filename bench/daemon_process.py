@@ -53,7 +53,7 @@ def main() -> None:
 
     from bench.common import quiet_logs
     from sync import webhooks
-    from sync.daemon import webhook_server
+    from sync.daemon import freeze_startup_heap, webhook_server
     from sync.engine import build_engine
     from sync.queue import SyncQueue, make_huey
     from sync.settings import load_settings
@@ -75,6 +75,7 @@ def main() -> None:
         config=lambda: webhooks.WebhookConfig.from_settings(settings),
         queue_depth=queue.depth,
     )
+    freeze_startup_heap()
     server = webhook_server(app, "127.0.0.1", int(settings.webhooks.port))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

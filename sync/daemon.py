@@ -13,6 +13,7 @@ actual port when 0 was configured); it is removed on a clean exit.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
@@ -195,6 +196,18 @@ def _restart_needed(old: Any, new: Any) -> list[str]:
     return changed
 
 
+def freeze_startup_heap() -> None:
+    """Leave what start-up built out of the garbage collector's full passes.
+
+    Start-up leaves some 150,000 tracked objects (SQLAlchemy, pydantic models, the engine) that
+    live as long as the process. A full collection walks all of them, 100-500 ms on a 2-core
+    machine, and answers no webhook meanwhile; frozen (after collecting start-up's own garbage),
+    they are skipped, and full passes walk only what was created since.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def webhook_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     """The HTTP server the daemon runs its webhook app on (call `run()` in a thread).
 
@@ -278,6 +291,7 @@ class Daemon:
         self._set_outbox(settings)
         self._outbox_thread = threading.Thread(target=self._send_mail, name="outbox", daemon=True)
         self._outbox_thread.start()
+        freeze_startup_heap()
         self._start_server(settings)
         self._write_runtime(state_dir)
         log.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from connectors import jira_webhook
-from sync.daemon import webhook_server
+from sync.daemon import freeze_startup_heap, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -270,3 +271,16 @@ def test_webhook_server_parses_with_httptools_on_uvloop() -> None:
         assert type(loop).__module__.startswith("uvloop")
     finally:
         loop.close()
+
+
+def test_start_up_objects_are_left_out_of_full_collections() -> None:
+    """What exists when the daemon is about to serve is frozen, so full passes skip it."""
+    built_at_start_up = [["engine", "mapping"]]
+    assert any(o is built_at_start_up for o in gc.get_objects())
+    try:
+        freeze_startup_heap()
+        assert not any(o is built_at_start_up for o in gc.get_objects())
+        created_later = [["delivery"]]
+        assert any(o is created_later for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
