@@ -1,9 +1,10 @@
 """The daemon as the benchmarks run it: webhook server, SQLite store and queue, worker threads.
 
 Wired as `escalation-sync run` wires it (settings from ESCALATION_SYNC_CONFIG and the
-environment, `sync.webhooks.create_app` on uvicorn, `SyncQueue` with an in-process consumer,
-`build_engine`), with two differences a benchmark needs: `--workers 0` runs no consumer so the
-queue can be counted after an ingest run, and periodic polls are off so only webhooks drive work.
+environment, `sync.webhooks.create_app` on the daemon's `webhook_server` in a thread of its own,
+`SyncQueue` with an in-process consumer, `build_engine`), with two differences a benchmark
+needs: `--workers 0` runs no consumer so the queue can be counted after an ingest run, and
+periodic polls are off so only webhooks drive work.
 
     python -m bench.daemon_process --port-file PATH [--workers N] [--profile OUT.prof]
 
@@ -15,13 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import socket
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 
 def serialize_sessions(store: Any) -> None:
@@ -54,6 +53,7 @@ def main() -> None:
 
     from bench.common import quiet_logs
     from sync import webhooks
+    from sync.daemon import freeze_startup_heap, webhook_server
     from sync.engine import build_engine
     from sync.queue import SyncQueue, make_huey
     from sync.settings import load_settings
@@ -71,47 +71,52 @@ def main() -> None:
     queue.set_processor(engine)
     app = webhooks.create_app(
         store=store,
-        enqueue=queue.enqueue_event,
-        config=webhooks.WebhookConfig.from_settings(settings),
+        enqueue=queue.enqueue_events,
+        config=lambda: webhooks.WebhookConfig.from_settings(settings),
         queue_depth=queue.depth,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", int(settings.webhooks.port)))
-    sock.listen(4096)
-    # Loopback keep-alive requests otherwise wait on Nagle + delayed ACK (~40 ms each).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", backlog=4096
-    )
-    server = uvicorn.Server(config)
+    freeze_startup_heap()
+    server = webhook_server(app, "127.0.0.1", int(settings.webhooks.port))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
 
     consumer = None
     if args.workers > 0:
         consumer = queue.consumer(workers=args.workers, periodic=False)
         consumer.start()
 
-    def announce() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            threading.Event().wait(0.01)
-        args.port_file.write_text(str(sock.getsockname()[1]))
-
-    threading.Thread(target=announce, daemon=True).start()
     profiler = cProfile.Profile() if args.profile else None
-    try:
-        if profiler is not None:
-            profiler.enable()
-        server.run(sockets=[sock])
-    finally:
-        if profiler is not None:
+
+    def serve() -> None:
+        if profiler is None:
+            server.run()
+            return
+        profiler.enable()
+        try:
+            server.run()
+        finally:
             profiler.disable()
+
+    thread = threading.Thread(target=serve, name="webhook-server", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise SystemExit("webhook server did not start")
+            stop.wait(0.01)
+        args.port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+        while not stop.wait(0.2) and thread.is_alive():
+            pass
+    finally:
+        # The daemon's shutdown order: the server drains its requests, then the workers stop.
+        server.should_exit = True
+        thread.join(35)
+        if profiler is not None:
             profiler.dump_stats(str(args.profile))
         if consumer is not None:
             consumer.stop(graceful=True)
         store.close()
-        sock.close()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,13 +29,14 @@ class ChangeEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The `webhook parse` output contract: the seven public keys, JSON-ready."""
-        data = asdict(self)
+        # Read field by field: dataclasses.asdict deep-copies `extra` too, which none of these
+        # keys need, and this runs for every queued event.
         return {
-            "system": data["system"],
-            "event": data["event"],
-            "ticket": data["ticket"],
-            "changed_fields": list(data["changed_fields"]),
-            "comment_id": data["comment_id"],
-            "author": data["author"],
+            "system": self.system,
+            "event": self.event,
+            "ticket": self.ticket,
+            "changed_fields": list(self.changed_fields),
+            "comment_id": self.comment_id,
+            "author": self.author,
             "timestamp": self.timestamp.isoformat() if self.timestamp else None,
         }

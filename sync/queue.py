@@ -30,20 +30,21 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from connectors.errors import PermanentError, RetryableError
 from connectors.events import ChangeEvent
 from sync import metrics
+from sync.queue_storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
 from sync.store import LeaseBusy, Store
 
 log = structlog.get_logger(__name__)
@@ -101,9 +102,12 @@ class RetrySchedule:
 
 
 def make_huey(queue_url: str | None, state_dir: Path, *, name: str = HUEY_NAME) -> Huey:
-    """The Huey instance: SQLite in `state_dir` by default, Redis for a `redis://` URL."""
+    """The Huey instance: SQLite in `state_dir` by default, Redis for a `redis://` URL.
+
+    Either storage also takes a group of tasks in one write (`sync.queue_storage`).
+    """
     if queue_url and queue_url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisHuey(name, url=queue_url, results=False, utc=True)
+        return GroupRedisHuey(name, url=queue_url, results=False, utc=True)
     if queue_url and not queue_url.startswith("sqlite"):
         raise ValueError(f"unsupported queue URL scheme: {queue_url.split(':', 1)[0]}")
     if queue_url:
@@ -113,7 +117,9 @@ def make_huey(queue_url: str | None, state_dir: Path, *, name: str = HUEY_NAME) 
         path = Path(state_dir).expanduser() / QUEUE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     # fsync: an enqueued task survives a power cut, not only a crash; webhooks rely on it.
-    return SqliteHuey(name, filename=str(path), results=False, utc=True, fsync=True, timeout=30)
+    return GroupSqliteHuey(
+        name, filename=str(path), results=False, utc=True, fsync=True, timeout=30
+    )
 
 
 def event_payload(event: ChangeEvent) -> dict[str, Any]:
@@ -237,6 +243,24 @@ class SyncQueue:
     def enqueue_event(self, event: ChangeEvent, *, source: str = "webhook") -> None:
         """Durably enqueue the sync a change event asks for."""
         self.enqueue_ticket(event.system, event.ticket, event=event_payload(event), source=source)
+
+    def enqueue_events(self, events: Sequence[ChangeEvent], *, source: str = "webhook") -> None:
+        """Durably enqueue the syncs many events ask for, in one write: all of them or none.
+
+        A storage without group writes (not made by `make_huey`) takes them one by one.
+        """
+        tasks = [
+            self.sync_ticket.s(e.system, e.ticket, event=event_payload(e), attempt=1)
+            for e in events
+        ]
+        storage = self.huey.storage
+        if isinstance(storage, GroupEnqueue):
+            storage.enqueue_many([self.huey.serialize_task(task) for task in tasks])
+        else:
+            for task in tasks:
+                self.huey.enqueue(task)
+        for event in events:
+            metrics.EVENTS_RECEIVED.labels(system=event.system, source=source).inc()
 
     def enqueue_poll(self, system: str) -> None:
         """Ask for a polling pass of one system now."""

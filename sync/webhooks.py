@@ -2,8 +2,9 @@
 
 A delivery is answered 202 only once it is durable: its delivery id is recorded in the store and
 its events are in the queue, in one store transaction (if enqueueing fails the delivery id is
-rolled back, so the vendor's retry is not mistaken for a duplicate). Everything else is refused
-with the status the vendor should see:
+rolled back, so the vendor's retry is not mistaken for a duplicate). Concurrent deliveries share
+that transaction and one queue write (`sync.delivery_groups`); each is still answered only after
+its group is durable. Everything else is refused with the status the vendor should see:
 
 - 401 bad or missing signature, or a timestamp outside the replay window,
 - 413 a body over `max_body_bytes` (Content-Length is checked first, then bytes are counted),
@@ -17,7 +18,7 @@ Every refusal is logged with its reason; headers and secrets never are.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -26,15 +27,18 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
 from sync import metrics
-from sync.store import Store
+from sync.delivery_groups import Delivery, GroupCommitter, commit_group
+from sync.store import DELIVERY_ID_LENGTH, Store
 
 log = structlog.get_logger(__name__)
 
 SYSTEMS = ("jira", "servicenow")
+WEBHOOK_PATHS = {f"/webhooks/{system}": system for system in SYSTEMS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +112,21 @@ class BodyTooLarge(Exception):
 
 
 def delivery_key(system: str, events: list[ChangeEvent], body: bytes) -> str:
-    """The id a delivery is de-duplicated by: the vendor's delivery id, else the body's hash."""
+    """The id a delivery is de-duplicated by: the vendor's delivery id, else the body's hash.
+
+    A vendor id the store might not hold (longer than its column; a NUL, a lone surrogate or
+    another unprintable character) is replaced by its hash: deliveries are recorded in groups,
+    and one id the database refused would fail every delivery of its group, again on each of
+    the vendor's retries.
+    """
     vendor_id = next((e.delivery_id for e in events if e.delivery_id), None)
-    if vendor_id:
-        return f"{system}:{vendor_id}"
-    return f"{system}:sha256:{hashlib.sha256(body).hexdigest()}"
+    if not vendor_id:
+        return f"{system}:sha256:{hashlib.sha256(body).hexdigest()}"
+    key = f"{system}:{vendor_id}"
+    if len(key) <= DELIVERY_ID_LENGTH and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{system}:sha256-id:{digest}"
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -148,16 +162,17 @@ def _refusal_reason(exc: Exception) -> str:
 def create_app(
     *,
     store: Store,
-    enqueue: Callable[[ChangeEvent], None],
+    enqueue: Callable[[Sequence[ChangeEvent]], None],
     config: WebhookConfig | Callable[[], WebhookConfig],
     parsers: Mapping[str, WebhookParser] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     queue_depth: Callable[[], int] | None = None,
     health: Callable[[], Mapping[str, Any]] | None = None,
-) -> FastAPI:
-    """The FastAPI app: POST /webhooks/{jira,servicenow}, GET /healthz, GET /metrics.
+) -> WebhookRoutes:
+    """The ASGI app: POST /webhooks/{jira,servicenow}, GET /healthz, GET /metrics.
 
-    `enqueue` must return only once the event is durably queued. `config` may be a callable so
+    `enqueue` must return only once all the events it is given are durably queued, or queue none
+    and raise (`SyncQueue.enqueue_events`). `config` may be a callable so
     a configuration reload takes effect without rebuilding the app. `parsers` replaces the
     connectors' parsers (tests); `health` adds fields to /healthz.
     """
@@ -183,14 +198,7 @@ def create_app(
         )
         return JSONResponse({"status": "refused", "reason": reason, "detail": detail}, status)
 
-    def accept(system: str, events: list[ChangeEvent], key: str) -> bool:
-        """Record the delivery and enqueue its events in one transaction; False if seen."""
-        with store.session() as tx:
-            if tx.seen_delivery(key, system=system):
-                return False
-            for event in events:
-                enqueue(event)
-        return True
+    committer = GroupCommitter(lambda group: commit_group(store, enqueue, group))
 
     async def receive(system: str, request: Request) -> Response:
         cfg = current()
@@ -212,7 +220,7 @@ def create_app(
             return JSONResponse({"status": "ignored", "events": 0}, 200)
         key = delivery_key(system, events, body)
         try:
-            fresh = await run_in_threadpool(accept, system, events, key)
+            fresh = await committer.accept(Delivery(system, key, tuple(events)))
         except Exception as exc:
             log.error(
                 "webhook not accepted: store or queue unavailable",
@@ -232,16 +240,6 @@ def create_app(
             tickets=sorted({e.ticket for e in events}),
         )
         return JSONResponse({"status": "accepted", "events": len(events)}, 202)
-
-    @app.post("/webhooks/jira")
-    async def jira_webhook(request: Request) -> Response:
-        """A Jira webhook delivery."""
-        return await receive("jira", request)
-
-    @app.post("/webhooks/servicenow")
-    async def servicenow_webhook(request: Request) -> Response:
-        """A post from the ServiceNow Business Rule."""
-        return await receive("servicenow", request)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -272,4 +270,32 @@ def create_app(
         payload, content_type = await run_in_threadpool(metrics.render)
         return Response(payload, media_type=content_type)
 
-    return app
+    return WebhookRoutes(receive, app)
+
+
+class WebhookRoutes:
+    """POST /webhooks/{system} straight to the receiver; every other request to FastAPI.
+
+    The webhook endpoints use none of FastAPI's routing, dependency solving or middleware, and
+    under concurrent deliveries those cost the event loop more than the deliveries' own checks.
+    """
+
+    def __init__(
+        self, receiver: Callable[[str, Request], Awaitable[Response]], rest: FastAPI
+    ) -> None:
+        self.receiver = receiver
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        system = WEBHOOK_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if system is None:
+            await self.rest(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            response = await self.receiver(system, Request(scope, receive))
+        else:
+            response = JSONResponse(
+                {"detail": "Method Not Allowed"}, 405, headers={"Allow": "POST"}
+            )
+        await response(scope, receive, send)

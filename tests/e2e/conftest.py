@@ -270,7 +270,7 @@ def _start_webhook_server(harness: Harness) -> str | None:
         return None
     app = webhooks.create_app(
         store=harness.store,
-        enqueue=harness.queue.enqueue_event,
+        enqueue=harness.queue.enqueue_events,
         config=webhooks.WebhookConfig.from_settings(harness.settings),
         queue_depth=harness.queue.depth,
     )

@@ -10,10 +10,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+
+from sync.store import Store
 
 POSTGRES_ENV = "ESCALATION_SYNC_TEST_POSTGRES_URL"
 REDIS_ENV = "ESCALATION_SYNC_TEST_REDIS_URL"
@@ -50,3 +53,21 @@ def postgres_schema() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@contextmanager
+def opened_store(backend: str, state_dir: Path) -> Iterator[Store]:
+    """A migrated store, closed on exit: SQLite in `state_dir`, or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        opened = Store.for_state(state_dir)
+        try:
+            yield opened
+        finally:
+            opened.close()
+        return
+    with postgres_schema() as url:
+        opened = Store.open(url)
+        try:
+            yield opened
+        finally:
+            opened.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 import requests
 
 from connectors import jira_webhook
+from sync.daemon import freeze_startup_heap, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -261,3 +263,34 @@ def test_metrics_export_the_outbox_by_status(start: Callable[..., Running]) -> N
         assert f'escalation_sync_outbox_messages{{status="{status}"}} 0.0' in text, text
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
+
+
+def test_webhook_server_parses_with_httptools_on_uvloop() -> None:
+    """The daemon's HTTP server parses with httptools on uvloop's event loop (dependencies)."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not served here")
+
+    config = webhook_server(app, "127.0.0.1", 0).config
+    config.load()
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    factory = config.get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+
+def test_start_up_objects_are_left_out_of_full_collections() -> None:
+    """What exists when the daemon is about to serve is frozen, so full passes skip it."""
+    built_at_start_up = [["engine", "mapping"]]
+    assert any(o is built_at_start_up for o in gc.get_objects())
+    try:
+        freeze_startup_heap()
+        assert not any(o is built_at_start_up for o in gc.get_objects())
+        created_later = [["delivery"]]
+        assert any(o is created_later for o in gc.get_objects())
+    finally:
+        gc.unfreeze()

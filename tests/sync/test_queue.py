@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from sync.queue import (
     make_huey,
     poll_crontab,
 )
+from sync.queue_storage import GroupEnqueue
 from sync.store import LeaseBusy, Store
 from tests.sync.store_backends import redis_url
 
@@ -120,6 +122,38 @@ def test_enqueued_tickets_are_processed_once_each(huey: SqliteHuey, store: Store
     assert sorted(proc.calls) == [("jira", "DS-1"), ("servicenow", "s1")]
 
     assert store.list_locks() == []
+
+
+def test_a_group_of_events_is_queued_in_one_write_in_order(huey: SqliteHuey, store: Store) -> None:
+    """enqueue_events queues one sync per event, in order, each processed once with its event."""
+    proc = RecordingProcessor()
+    queue = SyncQueue(huey, store, proc, retry=FAST)
+    assert isinstance(huey.storage, GroupEnqueue)
+    events = [
+        ChangeEvent(system="jira", event="jira:issue_updated", ticket=f"DS-{i}", delivery_id="g1")
+        for i in range(5)
+    ]
+    queue.enqueue_events([*events, ChangeEvent(system="servicenow", event="update", ticket="s1")])
+    queue.enqueue_events([])
+    assert queue.depth() == 6
+    queue.run_pending()
+    assert proc.calls == [*(("jira", f"DS-{i}") for i in range(5)), ("servicenow", "s1")]
+    assert queue.depth() == 0
+
+
+def test_a_failed_group_write_queues_none_of_it(tmp_path: Path, store: Store) -> None:
+    """On SQLite a group whose write fails part-way leaves no task of it in the queue."""
+    huey = make_huey(None, tmp_path / "state")
+    queue = SyncQueue(huey, store, RecordingProcessor(), retry=FAST)
+    queue.enqueue_ticket("jira", "DS-0")
+    with sqlite3.connect(tmp_path / "state" / "queue.db") as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON task WHEN NEW.data = x'6261' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    with pytest.raises(sqlite3.Error, match="disk full"):
+        huey.storage.enqueue_many([b"first", b"ba", b"third"])
+    assert queue.depth() == 1
 
 
 def test_permanent_error_dead_letters_and_continues(huey: SqliteHuey, store: Store) -> None:

@@ -270,6 +270,46 @@ def test_seen_delivery_is_atomic_under_concurrency(store: Store) -> None:
     assert sorted(results) == [False] + [True] * 7
 
 
+def test_record_deliveries_answers_which_ids_are_new(store: Store) -> None:
+    """A group insert records every id and returns only those not recorded before."""
+    assert store.seen_delivery("d-1", system="jira") is False
+    fresh = store.record_deliveries({"d-1": "jira", "d-2": "jira", "s-1": "servicenow"})
+    assert fresh == {"d-2", "s-1"}
+    assert store.record_deliveries({"d-2": "jira", "d-3": "jira"}) == {"d-3"}
+    assert store.record_deliveries({}) == set()
+    assert store.seen_delivery("s-1") is True
+    assert store.status_counts().deliveries == 4
+
+
+def test_record_deliveries_is_rolled_back_with_its_transaction(store: Store) -> None:
+    """Ids recorded in a transaction that fails are forgotten, so a retry finds them new."""
+    with pytest.raises(RuntimeError), store.session() as tx:
+        assert tx.record_deliveries({"d-1": "jira", "d-2": "jira"}) == {"d-1", "d-2"}
+        raise RuntimeError("queue write failed")
+    assert store.record_deliveries({"d-1": "jira", "d-2": "jira"}) == {"d-1", "d-2"}
+
+
+def test_record_deliveries_is_atomic_under_concurrency(store: Store) -> None:
+    """Of threads racing with overlapping groups, each id is new to exactly one of them."""
+    found: list[set[str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def race(offset: int) -> None:
+        start.wait()
+        fresh = store.record_deliveries({f"d-{i}": "jira" for i in range(offset, offset + 20)})
+        with lock:
+            found.append(fresh)
+
+    threads = [threading.Thread(target=race, args=(5 * n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [key for fresh in found for key in fresh]
+    assert sorted(every) == sorted({f"d-{i}" for i in range(45)})
+
+
 def test_prune_deliveries_forgets_old_ones(store_url: str) -> None:
     """Deliveries older than the cut-off are removed; newer ones stay."""
     clock = FakeClock()
