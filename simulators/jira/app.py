@@ -224,7 +224,7 @@ def create_app(
                 state.issue_json(found[ident], user, fields=fields, v3=v3)
                 for ident in sorted(found, key=int)
             ]
-        return _json({"expand": "schema,names", "issues": issues, "issueErrors": []})
+        return _json({"issues": issues, "issueErrors": []})
 
     @route("/issue/{issueIdOrKey}", ["GET"])
     async def get_issue(request: Request, issueIdOrKey: str, v3: bool) -> JSONResponse:
