@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -701,9 +702,13 @@ def _last_page(offset: int, fetched: int, limit: int, total: int | None) -> bool
 
 def _query_value(value: str) -> str:
     """A value safe to put after `=` in an encoded query: no `^` (it would start a new term)."""
-    if not value or "^" in value or "," in value or any(c.isspace() for c in value):
+    if not value or _QUERY_BREAKING.search(value):
         raise ValueError(f"not a usable record identifier: {value!r}")
     return value
+
+
+# `^` starts a new term, `,` a new IN value; whitespace has no place in an identifier.
+_QUERY_BREAKING = re.compile(r"[\^,\s]")
 
 
 def _in_lists(column: str, values: Sequence[str], tail: str) -> Iterator[str]:

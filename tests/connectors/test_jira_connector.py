@@ -706,13 +706,13 @@ def test_remote_links_are_posted_from_a_pool_and_fail_one_by_one(
         rsps.post(f"{BASE}/rest/api/2/issue/ED-{n}/remotelink", json=example(name), status=status)
     threads: set[str] = set()
     connector = make(sleeps)
-    original = connector._thread_session
+    original = connector._send_pooled
 
-    def session() -> requests.Session:
+    def send(method: str, url: str, data: str | None) -> requests.Response:
         threads.add(threading.current_thread().name)
-        return original()
+        return original(method, url, data)
 
-    connector._thread_session = session  # type: ignore[method-assign]
+    connector._send_pooled = send  # type: ignore[method-assign]
     links = [RemoteLinkSpec(f"ED-{n}", f"https://sn.example.com/{n}", f"INC{n}") for n in range(6)]
     errors = connector.add_remote_links(links, workers=3)
     assert [type(e).__name__ if e else None for e in errors] == [
@@ -726,3 +726,7 @@ def test_remote_links_are_posted_from_a_pool_and_fail_one_by_one(
     assert errors[2] is not None and errors[2].messages == ("title: 'title' is required.",)
     assert all(name.startswith("jira-links") for name in threads)
     assert body_of(rsps.calls[0])["globalId"] == body_of(rsps.calls[0])["object"]["url"]
+    expected_auth = "Basic " + base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
+    for call in rsps.calls:
+        assert call.request.headers["Authorization"] == expected_auth
+        assert call.request.headers["Content-Type"] == "application/json"
