@@ -119,6 +119,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"scanned {result.scanned}; paired {result.paired}; already paired "
             f"{result.already_paired}; no route {result.not_routed}; failed {len(result.failures)}"
+            + (
+                f"; finished {result.resumed} left unlinked by an earlier run"
+                if result.resumed
+                else ""
+            )
         )
         for failure in result.failures:
             typer.echo(f"  {failure.ticket}: {failure.reason}", err=True)
