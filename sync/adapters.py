@@ -49,6 +49,8 @@ class Created:
     ticket_id: str
     key: str | None
     url: str | None
+    # The vendor's own id where `ticket_id` is another (a Jira issue's numeric id), if known.
+    record_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +414,8 @@ class JiraAdapter:
 
 def _created_issue(made: Mapping[str, Any]) -> Created:
     key = str(made.get("key") or made.get("id"))
-    return Created(ticket_id=key, key=key, url=made.get("self"))
+    ident = made.get("id")
+    return Created(key, key, made.get("self"), str(ident) if ident is not None else None)
 
 
 class ServiceNowAdapter:

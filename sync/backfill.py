@@ -43,7 +43,14 @@ from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canon
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
 from sync import pending
-from sync.adapters import BulkAdapter, JiraAdapter, NewRecord, PairLink, ServiceNowAdapter
+from sync.adapters import (
+    BulkAdapter,
+    Created,
+    JiraAdapter,
+    NewRecord,
+    PairLink,
+    ServiceNowAdapter,
+)
 from sync.plan import get_value, other
 from sync.store import NewAudit, NewLink, NewSnapshot, StoreSession
 
@@ -307,35 +314,37 @@ class _Run:
                 self.fail(ticket_id(candidate.ticket), str(exc))
             self._advance("create", len(chunk))
             return
-        made: list[tuple[_Candidate, str, str | None]] = []
+        made: list[tuple[_Candidate, Created]] = []
         for candidate, outcome in zip(chunk, outcomes, strict=True):
             if outcome.created is None:
                 self.fail(ticket_id(candidate.ticket), outcome.problem or "not created")
                 continue
-            made.append((candidate, outcome.created.ticket_id, outcome.created.key))
+            made.append((candidate, outcome.created))
             if outcome.problem:
                 self.fail(ticket_id(candidate.ticket), outcome.problem)
         recorded: list[_Pair] = []
         with self._transaction() as tx:
-            conflicts = tx.add_links([self._link(c, made_id, key) for c, made_id, key in made])
-            for (candidate, made_id, _key), conflict in zip(made, conflicts, strict=True):
+            conflicts = tx.add_links([self._link(c, created) for c, created in made])
+            for (candidate, created), conflict in zip(made, conflicts, strict=True):
+                target_id = created.ticket_id
                 if conflict is not None:
-                    self.fail(ticket_id(candidate.ticket), f"{made_id} not recorded: {conflict}")
+                    self.fail(ticket_id(candidate.ticket), f"{target_id} not recorded: {conflict}")
                     continue
-                recorded.append(_Pair(candidate.ticket, candidate.raw, made_id, resumed=False))
-            tx.audit_many([self._created_audit(c, made_id) for c, made_id, _key in made])
+                recorded.append(_Pair(candidate.ticket, candidate.raw, target_id, resumed=False))
+            tx.audit_many([self._created_audit(c, created.ticket_id) for c, created in made])
             pending.park_links(tx, [_parked(p.source) for p in recorded])
         self._advance("create", len(chunk))
         self.finish(recorded)
 
-    def _link(self, candidate: _Candidate, made_id: str, key: str | None) -> NewLink:
+    def _link(self, candidate: _Candidate, created: Created) -> NewLink:
         from sync.engine import ticket_id
 
         source = candidate.ticket
         route = candidate.route.name
         if self.target is System.JIRA:
-            return NewLink(made_id, source.ref.id, servicenow_number=source.ref.key, route=route)
-        return NewLink(ticket_id(source), made_id, source.ref.id, key, route)
+            ident, number = created.record_id, source.ref.key
+            return NewLink(created.ticket_id, source.ref.id, ident, number, route)
+        return NewLink(ticket_id(source), created.ticket_id, source.ref.id, created.key, route)
 
     def _created_audit(self, candidate: _Candidate, made_id: str) -> NewAudit:
         from sync.engine import ticket_id

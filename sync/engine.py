@@ -317,35 +317,6 @@ class Engine:
         self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
         return ticket_id(target)
 
-    def pair_created(self, source: Ticket, target: Ticket, *, route: str | None = None) -> int:
-        """Link a record with the pair just made for it, post the links, mirror the content.
-
-        Both sides' fields are taken as in step (they were written from `source`), so nothing
-        flows back; returns the writes made.
-        """
-        jira, snow = (target, source) if target.ref.system is System.JIRA else (source, target)
-        with self.store.session() as tx:
-            tx.put_link(
-                jira_key=ticket_id(jira),
-                jira_id=jira.ref.id,
-                servicenow_sys_id=snow.ref.id,
-                servicenow_number=snow.ref.key,
-                route=route,
-            )
-            tx.audit(
-                target.ref.system.value,
-                ticket_id(target),
-                "record",
-                None,
-                ticket_id(target),
-                reason=f"created as the pair of {source.ref.system.value} {ticket_id(source)}"
-                + (f" (route {route})" if route else ""),
-            )
-        itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
-        writes = self._post_links(itsm, eng)
-        _, synced = self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
-        return writes + synced
-
     def sync_linked(
         self, itsm: Ticket, eng: Ticket, *, origin: System, just_created: bool = False
     ) -> int:

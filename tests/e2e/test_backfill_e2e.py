@@ -38,6 +38,7 @@ def _assert_each_pair_linked_once(harness: Harness, ids: list[str]) -> None:
     assert len(harness.jira.keys()) == len(ids)
     for sys_id in ids:
         key = links[sys_id].jira_key
+        assert links[sys_id].jira_id == harness.jira.issue(key)["id"]
         remote = harness.jira.issue_record(key).links
         assert [link.body["object"]["title"] for link in remote] == [
             f"Paired ServiceNow record {harness.servicenow.incident(sys_id)['number']}"
