@@ -198,7 +198,6 @@ class _Run:
         self._store_lock = threading.Lock()
         self.failures: list[BackfillFailure] = []
         self.scanned = self.paired = self.already = self.not_routed = self.resumed = 0
-        self._total: int | None = None
         self._created = self._finished = 0
         self._to_create = self._to_finish = 0
         self._counted = False
