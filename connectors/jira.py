@@ -240,6 +240,9 @@ class JiraConnector:
         if session is not None:
             self._adopt(session)
         self._local = threading.local()
+        self._pool_lock = threading.Lock()
+        self._links_pool: ThreadPoolExecutor | None = None
+        self._links_pool_size = 0
 
     def _adopt(self, session: requests.Session) -> None:
         """Send through the caller's transport: its adapters, proxies, TLS and headers."""
@@ -674,8 +677,18 @@ class JiraConnector:
 
         if len(links) <= 1 or workers <= 1:
             return [post(link) for link in links]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jira-links") as pool:
-            return list(pool.map(post, links))
+        return list(self._pool(workers).map(post, links))
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """The connector's pool for pooled requests, shared by concurrent callers (so `workers`
+        bounds what is in flight for all of them); its threads keep their sessions."""
+        with self._pool_lock:
+            if self._links_pool is None or self._links_pool_size != workers:
+                if self._links_pool is not None:
+                    self._links_pool.shutdown(wait=False)
+                self._links_pool = ThreadPoolExecutor(workers, thread_name_prefix="jira-links")
+                self._links_pool_size = workers
+            return self._links_pool
 
     def list_attachments(self, key: str) -> list[dict[str, Any]]:
         """Attachment metadata of the issue."""

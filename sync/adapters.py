@@ -209,7 +209,7 @@ class JiraAdapter:
         issue_type: str = "Task",
         jql: str = "",
         label_field: str = "labels",
-        link_workers: int = 3,
+        link_workers: int = 4,
     ) -> None:
         self.connector = connector
         self.project = project
