@@ -7,9 +7,14 @@ Each area keeps its commands in a module of its own under `cli/` that exposes
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+from collections.abc import Iterable
+from typing import Any
 
 import typer
+from typer._click.core import Command
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 app = typer.Typer(
     name="escalation-sync",
@@ -33,11 +38,66 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def reflow(text: str | None) -> str | None:
+    """Join the lines of each paragraph: docstrings wrap at the source's width, and Rich help
+    keeps single line breaks, which would cut sentences wherever the source did."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
+def _hide_flag_type(params: Iterable[object]) -> None:
+    # Typer's Rich help prints a flag's type (`<bool>`) as if the flag took a value; an empty
+    # metavar leaves that column blank and changes nothing else for a flag.
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+# Typer builds on its own copy of click: the mixin's base is that copy's Command.
+class _ReadableHelp(Command):
+    """Help that reads as prose and shows no type for flags (mixed into Typer's classes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
+        _hide_flag_type(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _hide_flag_type([option])
+        return option
+
+
+class HelpCommand(_ReadableHelp, TyperCommand):
+    """A command built with _ReadableHelp's conventions."""
+
+
+class HelpGroup(_ReadableHelp, TyperGroup):
+    """A command group built with _ReadableHelp's conventions."""
+
+
+def _use_help_classes(typer_app: typer.Typer) -> None:
+    """Build every command and group of `typer_app` (recursively) with the help classes."""
+    typer_app.info.cls = HelpGroup
+    for command in typer_app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = HelpCommand
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _use_help_classes(group.typer_instance)
+
+
 def build() -> typer.Typer:
     """Register every area's commands on the app (idempotent)."""
     if not getattr(app, "_registered", False):
         for name in COMMAND_MODULES:
             importlib.import_module(name).register(app)
+        _use_help_classes(app)
         app._registered = True  # type: ignore[attr-defined]
     return app
 

@@ -8,16 +8,25 @@ which does the rest. The story checks what it expects to see and says what did n
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import signal
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from cli.simulators_cmd import people_lines
+from escalation.wording import plural
 from simulators.estate import CUSTOMER, L1_ENGINEER, SECOND_SME, SME, SimulatedEstate
+from simulators.servicenow.schema import CHOICES
+from sync.markers import find_marker, strip_marker
 from sync.settings import EXAMPLE_CONFIG
 
 STEP_TIMEOUT = 20.0
@@ -46,11 +55,18 @@ class Timeline:
     lines: list[tuple[float, str, str]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     echo: Callable[[str], None] = print
+    width: int = field(
+        default_factory=lambda: min(max(shutil.get_terminal_size((100, 24)).columns, 60), 120)
+    )
 
     def add(self, where: str, text: str) -> None:
+        """One event; a text of several lines (a note) is shown in full, wrapped and indented
+        under its first line."""
         moment = time.monotonic() - self.started
         self.lines.append((moment, where, text))
-        self.echo(f"  {moment:6.2f}s  {where:<11} {text}")
+        head = f"  {moment:6.2f}s  {where:<11} "
+        for n, line in enumerate(_wrapped(text, self.width - len(head))):
+            self.echo((head if n == 0 else " " * len(head)) + line)
 
     def heading(self, text: str) -> None:
         self.echo(f"\n{text}")
@@ -60,9 +76,46 @@ class Timeline:
         self.echo(f"  {'ok  ' if passed else 'FAIL'}     {what}")
 
 
-def _first_line(text: str, width: int = 90) -> str:
-    line = " / ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    return line if len(line) <= width else line[: width - 1] + "…"
+def _body(message: Any) -> str:
+    return str(message.text or "").replace("\r\n", "\n")
+
+
+def _has_status(message: Any, status: str) -> bool:
+    return re.search(rf"(?m)^Status:\s+{re.escape(status)}$", _body(message)) is not None
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """Each non-blank line of `text` wrapped to `width`; continuations indented two spaces."""
+    out: list[str] = []
+    for line in text.strip().splitlines():
+        if line.strip():
+            out.extend(
+                textwrap.wrap(
+                    line.rstrip(),
+                    width=max(width, 20),
+                    subsequent_indent="  ",
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+    return out
+
+
+def _label(column: str, code: str | None) -> str:
+    """A ServiceNow choice as the instance shows it (`In Progress`, `1 - Critical`)."""
+    if not code:
+        return "-"
+    return CHOICES.get(column, {}).get(code, code)
+
+
+def _note(text: str, *record: str) -> str:
+    """A journal entry or comment without its origin marker, saying where a copy came from
+    (a note we wrote about `record` itself, known by any of its ids, is no copy)."""
+    marker = find_marker(text)
+    body = strip_marker(text)
+    if marker is None or marker.ticket in record:
+        return body
+    return f"(copy of {marker.system.value} {marker.ticket})\n{body}"
 
 
 class Observer:
@@ -87,7 +140,7 @@ class Observer:
             before = self.fields_seen.get(sys_id)
             if before is not None and before != current:
                 changes = [
-                    f"{name} {old or '-'} -> {new or '-'}"
+                    f"{name} {_label(name, old)} -> {_label(name, new)}"
                     for name, old, new in zip(
                         ("state", "priority", "labels"), before, current, strict=True
                     )
@@ -102,7 +155,8 @@ class Observer:
                 kind = "comment" if row["element"] == "comments" else "work note"
                 self.timeline.add(
                     "ServiceNow",
-                    f"{number}: {kind} by {row['sys_created_by']}: {_first_line(row['value'])}",
+                    f"{number}: {kind} by {row['sys_created_by']}: "
+                    + _note(row["value"], number, sys_id),
                 )
         jira = self.estate.jira
         for key in jira.keys():
@@ -132,7 +186,7 @@ class Observer:
                 kind = "internal comment" if comment.get("visibility") else "comment"
                 author = (comment.get("author") or {}).get("displayName", "?")
                 self.timeline.add(
-                    "Jira", f"{key}: {kind} by {author}: {_first_line(str(comment['body']))}"
+                    "Jira", f"{key}: {kind} by {author}: {_note(str(comment['body']), key)}"
                 )
         messages = self.estate.mail.messages()
         for message in messages[self.mail_seen :]:
@@ -170,7 +224,7 @@ class Story:
         self.timeline.add(
             "ServiceNow",
             f"{record['number']} opened by {L1_ENGINEER.name}: {summary!r} "
-            f"(priority {record['priority']})",
+            f"(priority {_label('priority', record['priority'])})",
         )
         self.observer.look()
         return str(record["sys_id"])
@@ -312,9 +366,12 @@ def play(story: Story) -> None:
         "the customer is told the issue was escalated", lambda: len(story.emails_to(carol)) >= 1
     )
     story.wait(
-        "management is notified of the P1 escalation",
+        "management is told of the P1 escalation to L2, with who requested and who approved",
         lambda: any(
-            "support-managers@example.com" in m.rcpt_tos for m in story.estate.mail.messages()
+            "P1 escalation to L2" in (m.subject or "")
+            and "Requested by:" in _body(m)
+            and f"Approved by:  {SME.user_name}" in _body(m)
+            for m in story.emails_to("support-managers@example.com")
         ),
     )
 
@@ -356,9 +413,13 @@ def play(story: Story) -> None:
             "the ServiceNow incident moves to Resolved", lambda: sn.incident(b)["state"] == "6"
         )
         story.wait(
-            "the customer is asked to confirm the fix",
+            "the customer is asked to confirm, quoting the fix, with the status Resolved",
             lambda: any(
-                "confirm" in (m.subject + (m.text or "")).lower() for m in story.emails_to(carol)
+                "confirm" in (m.subject or "").lower()
+                and "Fixed in 4.2.1" in _body(m)
+                and "cache key collision" not in _body(m)
+                and _has_status(m, "Resolved")
+                for m in story.emails_to(carol)
             ),
         )
 
@@ -422,6 +483,7 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
     configure_logging(level="WARNING", json=False)
     timeline = Timeline(echo=echo)
     with (
+        _sigterm_as_interrupt(),
         tempfile.TemporaryDirectory(prefix="escalation-sync-demo-") as tmp,
         SimulatedEstate() as estate,
     ):
@@ -440,26 +502,68 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
             server = threading.Thread(target=daemon.serve, name="demo-daemon", daemon=True)
             server.start()
             try:
-                base = f"http://127.0.0.1:{daemon.port}"
-                estate.point_webhooks_at(base)
+                urls = {**estate.urls(), "daemon": f"http://127.0.0.1:{daemon.port}"}
+                estate.point_webhooks_at(urls["daemon"])
                 echo("escalation-sync demo: simulators, SMTP sink and daemon on loopback")
-                for name, url in {**estate.urls(), "daemon": base}.items():
-                    echo(f"  {name:<11} {url}")
+                _print_urls(urls, echo)
                 play(Story(estate, timeline))
+                code = _summary(timeline, echo)
                 if keep_running:
-                    echo("\nEverything stays up; Ctrl-C stops.")
-                    try:
-                        while server.is_alive():
-                            server.join(0.5)
-                    except KeyboardInterrupt:
-                        pass
+                    _stay_up(urls, estate, server, echo)
             finally:
                 daemon.request_stop()
                 server.join(40)
+    return code
+
+
+def _print_urls(urls: dict[str, str], echo: Callable[[str], None]) -> None:
+    for name, url in urls.items():
+        echo(f"  {name:<11} {url}")
+
+
+def _summary(timeline: Timeline, echo: Callable[[str], None]) -> int:
     failed = [c for c in timeline.checks if not c.passed]
     took = time.monotonic() - timeline.started
     echo(
-        f"\n{len(timeline.checks) - len(failed)} of {len(timeline.checks)} checks passed "
-        f"in {took:.1f}s."
+        f"\n{len(timeline.checks) - len(failed)} of {plural(len(timeline.checks), 'check')} "
+        f"passed in {took:.1f}s."
     )
     return 1 if failed else 0
+
+
+def _stay_up(
+    urls: dict[str, str],
+    estate: SimulatedEstate,
+    server: threading.Thread,
+    echo: Callable[[str], None],
+) -> None:
+    """Say where everything is, then wait for Ctrl-C or SIGTERM (or the daemon to end)."""
+    try:
+        echo("\nEverything stays up:")
+        _print_urls(urls, echo)
+        echo("People to act as over the REST APIs (HTTP basic auth, login:secret):")
+        for line in people_lines(estate.people(), indent="  "):
+            echo(line)
+        echo("Ctrl-C (or SIGTERM) stops it and removes the temporary state.")
+        while server.is_alive():
+            server.join(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the daemon stops and the temporary state folder is
+    removed (the default action would kill the process and leave the folder behind)."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

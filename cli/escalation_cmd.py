@@ -6,21 +6,27 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 import presets
+from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from connectors.errors import ConnectorError, NotFound
 from escalation.decision import EngineeringStatus, LedgerView
 from escalation.engine import decide
 from escalation.explain import explain_data, render_text
 from escalation.policy import Policy, load_policy
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
 from escalation.simulate import render_text as render_simulation
+from escalation.wording import plural
 from mapping.errors import ConfigInvalid
-from mapping.model import Status, Ticket
+from mapping.model import Status, System, Ticket
+
+if TYPE_CHECKING:
+    from sync.store import Link
 
 PolicyOption = Annotated[
     str | None,
@@ -35,8 +41,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
+    # Most refusals here are of the arguments or the policy file: 2 unless told otherwise.
+    return fail(message, code)
 
 
 def read_policy(spec: str) -> Policy:
@@ -52,7 +58,7 @@ def read_policy(spec: str) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise _fail(f"{spec}: not valid TOML: {exc}") from None
     except ConfigInvalid as exc:
-        typer.echo(f"invalid policy ({len(exc.errors)} errors):", err=True)
+        typer.echo(f"invalid policy ({plural(len(exc.errors), 'error')}):", err=True)
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
@@ -75,15 +81,64 @@ def _ticket_from_file(path: Path) -> Ticket:
         raise _fail(f"{path}: not a canonical ticket: {exc}") from None
 
 
-def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
+def _itsm_systems(settings: Any) -> set[System]:
+    """The systems escalations are decided in: where the routes start (ServiceNow by default)."""
+    return {route.source for route in settings.mapping_model.routes} or {System.SERVICENOW}
+
+
+def _paired(settings: Any, system: System, ident: str) -> Link | None:
+    from sync.store import Store
+
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:
-        from sync import engine as sync_engine
-    except ImportError as exc:
-        raise _fail(f"cannot read {ref}: the sync engine is not available ({exc})") from None
-    loader = getattr(sync_engine, "load_ticket_for_explain", None)
-    if loader is None:
-        raise _fail("reading tickets by reference is not available; use --ticket-file")
-    ticket: Ticket = loader(settings, ref)
+        return store.get_link(system.value, ident)
+    finally:
+        store.close()
+
+
+def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
+    """The ref to explain and, when it is the other side of `ref`'s pair, a note saying so.
+
+    The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
+    issue with it would only report that nobody asked for an escalation there.
+    """
+    from sync.engine import parse_ref
+
+    system, ident = parse_ref(ref)
+    itsm = _itsm_systems(settings)
+    if system in itsm:
+        return ref, None
+    itsm_names = " or ".join(sorted(system_name(s.value) for s in itsm))
+    link = _paired(settings, system, ident)
+    if link is None:
+        raise _fail(
+            f"{ref} is a {system_name(system.value)} record that is not paired with a "
+            f"{itsm_names} record; escalations are decided on {itsm_names} records: "
+            f"give one of those (its number or id)",
+            1,
+        )
+    other_system, other_id = link.other(system.value)
+    shown = (link.servicenow_number or other_id) if other_system == "servicenow" else other_id
+    note = (
+        f"{ref} is the engineering side of a pair: explaining the paired "
+        f"{system_name(other_system)} record {shown}"
+    )
+    return f"{other_system}:{other_id}", note
+
+
+def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
+    from sync import engine as sync_engine
+
+    system, ident = sync_engine.parse_ref(ref)
+    try:
+        ticket: Ticket = sync_engine.load_ticket_for_explain(settings, ref)
+    except NotFound:
+        raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
+    except ConnectorError as exc:
+        raise _fail(f"cannot read {ref}: {describe(exc, settings, system.value)}", 1) from None
+    except ValueError as exc:
+        # The connectors refuse a half-configured credential or a malformed identifier.
+        raise _fail(f"cannot read {ref}: {exc}") from None
     return ticket
 
 
@@ -106,7 +161,12 @@ def register(app: typer.Typer) -> None:
     def explain(
         ref: Annotated[
             str | None,
-            typer.Argument(help="jira:KEY, servicenow:<sys_id>, a Jira key or an INC number."),
+            typer.Argument(
+                metavar="REF",
+                help="jira:KEY, servicenow:<sys_id>, a Jira key or an INC number "
+                "(or give --ticket-file instead).",
+                show_default=False,
+            ),
         ] = None,
         ticket_file: Annotated[
             Path | None,
@@ -119,7 +179,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         engineering_status: Annotated[
             Status | None,
-            typer.Option("--engineering-status", help="Status of the paired engineering record."),
+            typer.Option(
+                "--engineering-status",
+                metavar="<status>",
+                help="Status of the paired engineering record: "
+                + ", ".join(s.value for s in Status)
+                + ".",
+            ),
         ] = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -138,9 +204,12 @@ def register(app: typer.Typer) -> None:
             chosen = settings.compiled_policy
         else:
             raise _fail("no escalation policy: pass --policy or configure [escalation]")
-        ticket = (
-            _ticket_from_file(ticket_file) if ticket_file else _ticket_from_ref(settings, ref or "")
-        )
+        note = None
+        if ticket_file is not None:
+            ticket = _ticket_from_file(ticket_file)
+        else:
+            resolved, note = _resolve_ref(settings, ref or "")
+            ticket = _ticket_from_ref(settings, resolved)
         view = (
             _ledger_view(settings, ticket, when, chosen) if settings is not None else LedgerView()
         )
@@ -149,8 +218,14 @@ def register(app: typer.Typer) -> None:
         )
         decision = decide(ticket, view, when, chosen, engineering=engineering)
         if as_json:
-            typer.echo(json.dumps(explain_data(ticket, view, decision, when), indent=2))
+            data = explain_data(ticket, view, decision, when)
+            if note is not None:
+                data["requested_ref"] = ref
+                data["note"] = note
+            typer.echo(json.dumps(data, indent=2))
         else:
+            if note is not None:
+                typer.echo(f"{note}\n")
             typer.echo(render_text(ticket, view, decision, when))
 
     group = typer.Typer(help="Check, list and simulate escalation policies.", no_args_is_help=True)
@@ -162,7 +237,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--tickets",
                 "-t",
-                help="Canonical tickets, one JSON per line.",
+                help="Ticket snapshots, one JSON object per line (format above).",
                 exists=True,
                 dir_okay=False,
             ),
@@ -172,7 +247,15 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """What-if: play tickets through the policy in time order; escalations per day,
-        refusals by reason, limit hits."""
+        refusals by reason, limit hits.
+
+        The tickets file holds one JSON object per line, in any order: a canonical ticket (the
+        "canonical" object `mapping preview` prints), decided at its `updated` time; or
+        {"ticket": {...}, "at": "2026-03-11T09:00:00Z", "engineering": {"status": "resolved"}}
+        to give the moment and the paired engineering record's status. A ticket appears once
+        for each state it passed through, its comments accumulating. The source tree has a
+        sample: docs/simulate-tickets.jsonl.
+        """
         if policy is not None:
             chosen = read_policy(policy)
         else:
@@ -192,7 +275,7 @@ def register(app: typer.Typer) -> None:
                     first = str(exc).splitlines()[0]
                     problems.append(f"{tickets}:{n}: {first}")
         if problems:
-            typer.echo(f"{len(problems)} unreadable lines:", err=True)
+            typer.echo(f"{plural(len(problems), 'unreadable line')}:", err=True)
             for p in problems[:20]:
                 typer.echo(f"  {p}", err=True)
             raise typer.Exit(2)

@@ -9,8 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from escalation.wording import plural
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
+from sync.logs import configure_logging, settings_secrets
+from sync.plan import get_value
 from sync.settings import Settings, config_path, load_settings
 
 ConfigOption = Annotated[
@@ -27,17 +30,24 @@ ConfigOption = Annotated[
 def load_or_exit(config: Path | None) -> Settings:
     """Load settings, or print every configuration error and exit 2."""
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigInvalid as exc:
-        typer.echo(f"invalid configuration ({len(exc.errors)} errors):", err=True)
+        typer.echo(f"invalid configuration ({plural(len(exc.errors), 'error')}):", err=True)
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
+    # Every command that loads the configuration masks its secrets in whatever it logs.
+    configure_logging(secrets=settings_secrets(settings))
+    return settings
 
 
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
-    """Canonical fields a change in `source` is copied from, by ownership."""
-    return [f for f in mapping.field_names() if mapping.owner(f) in (source.value, "both")]
+    """Canonical fields a change in `source` is copied from: those the sync carries across
+    (read on both sides, written on the other) that `source` owns or shares."""
+    from sync.engine import sync_rules
+
+    synced = sync_rules(mapping).synced_fields()
+    return [f for f in synced if mapping.owner(f) in (source.value, "both")]
 
 
 def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +72,9 @@ def register(app: typer.Typer) -> None:
         policy = settings.compiled_policy
         policy_text = f", policy {getattr(policy, 'name', None) or 'loaded'}" if policy else ""
         typer.echo(
-            f"OK {config_path(config)}: systems {systems}; {len(mapping.field_names())} fields; "
-            f"{len(mapping.routes)} routes{policy_text}"
+            f"OK {config_path(config)}: systems {systems}; "
+            f"{plural(len(mapping.field_names()), 'field')}; "
+            f"{plural(len(mapping.routes), 'route')}{policy_text}"
         )
 
     @group.command("preview")
@@ -86,7 +97,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{record}: cannot map: {exc}", err=True)
             raise typer.Exit(2) from None
         other = System.JIRA if system is System.SERVICENOW else System.SERVICENOW
-        write = to_vendor(mapping, other, ticket, flowing_fields(mapping, system))
+        # As the engine creates a pair: a field with no value is left out, not blanked.
+        fields = [f for f in flowing_fields(mapping, system) if get_value(ticket, f) is not None]
+        write = to_vendor(mapping, other, ticket, fields)
         out = {
             "canonical": ticket.model_dump(mode="json"),
             "write_to": other.value,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from escalation.wording import plural
 from sync.store import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -66,6 +68,13 @@ def active_escalations(store: Store) -> dict[str, int] | None:
     return {"active": int(active or 0), "requested": int(requested or 0)}
 
 
+def outbox_counts(store: Store) -> dict[str, int]:
+    """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
+    from sync.outbox import store_counts
+
+    return store_counts(store)
+
+
 def collect_status(settings: Any) -> dict[str, Any]:
     """Everything `status` reports, as plain data."""
     store = _open(settings)
@@ -88,6 +97,7 @@ def collect_status(settings: Any) -> dict[str, Any]:
                 "replayed": counts.dead_letters_replayed,
             },
             "escalations": active_escalations(store),
+            "outbox": outbox_counts(store),
             "locks_held": len(store.list_locks()),
         }
     finally:
@@ -106,21 +116,19 @@ def _print_status(data: dict[str, Any]) -> None:
         if daemon
         else "not running",
     )
-    table.add_row("pairs", f"{data['pairs']} records, {data['comment_pairs']} mirrored comments")
+    table.add_row(
+        "pairs",
+        f"{plural(data['pairs'], 'record')}, {plural(data['comment_pairs'], 'mirrored comment')}",
+    )
     backlog = data["backlog"]
     table.add_row(
         "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
     )
     for system in ("jira", "servicenow"):
-        poll = data["last_poll"].get(system)
-        text = (
-            f"{poll['polled_at']} (changes read up to {poll['watermark'] or '-'})"
-            if poll
-            else "never"
-        )
-        table.add_row(f"last poll {system}", text)
+        table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
+    table.add_row("email outbox", _outbox_text(data["outbox"]))
     esc = data["escalations"]
     table.add_row(
         "escalations",
@@ -129,6 +137,46 @@ def _print_status(data: dict[str, Any]) -> None:
         else "no ledger",
     )
     console.print(table)
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = max(int((now - moment).total_seconds()), 0)
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return plural(count, unit) if unit == "day" else f"{count} {unit}"
+    return f"{seconds} s"
+
+
+def _stamp(value: str, now: datetime) -> str:
+    moment = datetime.fromisoformat(value)
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} UTC ({_ago(moment, now)} ago)"
+
+
+def poll_text(poll: dict[str, str | None] | None, now: datetime | None = None) -> str:
+    """When a system was last polled and how far its changes were read, in words."""
+    if poll is None or poll.get("polled_at") is None:
+        return "never polled yet"
+    now = now or datetime.now(UTC)
+    text = f"polled {_stamp(str(poll['polled_at']), now)}"
+    watermark = poll.get("watermark")
+    if watermark is None:
+        # A pass that found nothing keeps no mark: the next one reads the last day again.
+        return f"{text}; no changed record seen yet"
+    return f"{text}; changes read up to {_stamp(watermark, now)}"
+
+
+def _outbox_text(counts: dict[str, int]) -> str:
+    sending = counts.get("sending", 0)
+    text = (
+        f"{counts.get('pending', 0)} pending, "
+        + (f"{sending} sending, " if sending else "")
+        + f"{counts.get('sent', 0)} sent, "
+        f"{counts.get('unknown', 0)} unknown after a crash, {counts.get('dead', 0)} dead"
+    )
+    if counts.get("unknown", 0) or counts.get("dead", 0):
+        text += " (see `escalation-sync email outbox`)"
+    return text
 
 
 def _dead_letter_json(item: DeadLetter) -> dict[str, Any]:
@@ -150,7 +198,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Pairs, backlog, last poll per system, dead letters and active escalations."""
+        """Pairs, backlog, last poll per system, dead letters, email outbox, active escalations."""
         data = collect_status(load_or_exit(config))
         if as_json:
             typer.echo(json.dumps(data, indent=2))
@@ -196,58 +244,80 @@ def register(app: typer.Typer) -> None:
 
     @group.command("replay")
     def replay(
-        ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids.")] = None,
+        ids: Annotated[
+            list[int] | None, typer.Argument(metavar="ID", help="Dead letter ids.")
+        ] = None,
         replay_all: Annotated[
             bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")
         ] = False,
         now: Annotated[
             bool,
-            typer.Option("--now", help="Process the replayed events here instead of the daemon."),
+            typer.Option(
+                "--now",
+                help="Process here and now every event waiting in the queue: these and those "
+                "earlier replays left for a daemon. Alone, only the waiting ones.",
+            ),
         ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Put dead-lettered events back on the queue (after fixing their cause)."""
-        if bool(ids) == replay_all:
-            typer.echo("give dead letter ids or --all (not both)", err=True)
-            raise typer.Exit(2)
+        """Put dead-lettered events back on the queue (after fixing their cause).
+
+        Without --now the running daemon processes them; with no daemon running they wait in
+        the queue until `escalation-sync run`, `sync --once` or `deadletters replay --now`.
+        """
+        if (ids and replay_all) or not (ids or replay_all or now):
+            raise fail("give dead letter ids or --all (not both), or --now alone", 2)
         settings = load_or_exit(config)
         store = _open(settings)
         try:
-            if replay_all:
-                chosen = store.list_dead_letters()
-            else:
-                chosen = []
-                for ident in ids or []:
-                    item = store.get_dead_letter(ident)
-                    if item is None:
-                        typer.echo(f"no dead letter {ident}", err=True)
-                        raise typer.Exit(1)
-                    if item.replayed_at is not None:
-                        typer.echo(f"dead letter {ident} was already replayed; replaying again")
-                    chosen.append(item)
+            chosen = _chosen_dead_letters(store, ids or [], replay_all)
             queue = _queue(settings, store)
             for item in chosen:
                 event = item.event if item.event.get("event") else None
                 queue.enqueue_ticket(item.system, item.ticket, event=event, source="replay")
                 store.mark_replayed(item.id)
                 typer.echo(f"replayed {item.id}: {item.system} {item.ticket}")
-            if not chosen:
+            if replay_all and not chosen:
                 typer.echo("nothing to replay")
-                return
+            waiting = queue.depth()
             if now:
-                from sync.daemon import default_processor
-
-                before = store.status_counts().dead_letters_pending
-                queue.set_processor(default_processor(settings, store, queue))
-                ran = queue.run_pending(limit=100_000)
-                failed = store.status_counts().dead_letters_pending - before
-                typer.echo(f"processed {ran} tasks; {max(failed, 0)} dead-lettered again")
-                if failed > 0:
-                    raise typer.Exit(1)
-            elif daemon_state(Path(settings.state.dir)) is None:
+                _process_here(settings, store, queue)
+            elif waiting:
+                daemon = daemon_state(Path(settings.state.dir))
                 typer.echo(
-                    "no daemon is running: the events wait in the queue "
-                    "(start `escalation-sync run`, or replay with --now)"
+                    f"queued for the running daemon (pid {daemon['pid']})"
+                    if daemon
+                    else f"no daemon is running: {plural(waiting, 'event')} "
+                    f"{'waits' if waiting == 1 else 'wait'} in the queue until "
+                    "`escalation-sync run` or `sync --once` (or `deadletters replay --now` "
+                    "to process the queue here)"
                 )
         finally:
             store.close()
+
+
+def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list[DeadLetter]:
+    if replay_all:
+        return store.list_dead_letters()
+    chosen = []
+    for ident in ids:
+        item = store.get_dead_letter(ident)
+        if item is None:
+            raise fail(f"no dead letter {ident}", 1)
+        if item.replayed_at is not None:
+            typer.echo(f"dead letter {ident} was already replayed; replaying again")
+        chosen.append(item)
+    return chosen
+
+
+def _process_here(settings: Any, store: Store, queue: Any) -> None:
+    """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
+    from sync.daemon import default_processor
+
+    before = store.status_counts().dead_letters_pending
+    queue.set_processor(configured(lambda: default_processor(settings, store, queue)))
+    ran = queue.run_pending(limit=100_000)
+    failed = max(store.status_counts().dead_letters_pending - before, 0)
+    typer.echo(f"processed {plural(ran, 'task')}; {failed} dead-lettered again")
+    if failed:
+        raise typer.Exit(1)

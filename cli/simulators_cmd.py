@@ -13,6 +13,15 @@ from simulators.estate import SimulatedEstate
 Port = Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")]
 
 
+def people_lines(people: list[tuple[str, str, str, str]], indent: str) -> list[str]:
+    """One aligned line per person: system, login:secret, role."""
+    width = max(len(f"{login}:{secret}") for _, login, secret, _ in people)
+    return [
+        f"{indent}{system:<11} {f'{login}:{secret}':<{width}}  {role}"
+        for system, login, secret, role in people
+    ]
+
+
 def register(app: typer.Typer) -> None:
     """Add the `simulators` command."""
 
@@ -30,7 +39,9 @@ def register(app: typer.Typer) -> None:
         """Run the Jira and ServiceNow simulators and the SMTP sink until Ctrl-C.
 
         Try mapping and policy files with no production system at hand: the printed snippet,
-        merged into a copy of config.example.toml, points the daemon at these simulators.
+        merged into a copy of config.example.toml, points the daemon at these simulators (on
+        whatever ports they got), and the printed secrets go in its environment. It also lists
+        the people you can act as over the vendors' REST APIs, with their credentials.
         """
         estate = SimulatedEstate(
             jira_port=jira_port,
@@ -50,10 +61,22 @@ def register(app: typer.Typer) -> None:
                 f"webhooks -> {webhooks_to}/webhooks/jira, {webhooks_to}/webhooks/servicenow"
             )
             typer.echo("\n# Configuration (merge into a copy of config.example.toml):")
-            typer.echo(estate.config_overrides())
+            typer.echo(estate.config_overrides(webhooks_to))
             typer.echo("\n# Secrets, in the daemon's environment:")
             for key, value in estate.environment().items():
                 typer.echo(f"export {key}={value}")
+            people = estate.people()
+            typer.echo(
+                "\n# People to act as over the REST APIs (HTTP basic auth, login:secret);\n"
+                "# the integration users above are the daemon's own (it ignores their changes):"
+            )
+            for line in people_lines(people, indent="#   "):
+                typer.echo(line)
+            _, login, secret, _ = people[0]
+            typer.echo(
+                f"# e.g. curl -u {login}:{secret} "
+                f"'{estate.servicenow.url}/api/now/table/incident?sysparm_limit=1'"
+            )
             typer.echo("\nReady. Ctrl-C stops.", err=True)
             stop.wait()
         finally:

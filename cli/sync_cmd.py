@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -15,10 +17,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from connectors.errors import ConnectorError
+from escalation.wording import plural
 from mapping.model import System
 from sync.settings import Settings
 from sync.store import Store
+
+if TYPE_CHECKING:
+    from sync.backfill import BackfillSkip
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
@@ -38,23 +46,53 @@ def _parse_since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def run_once(settings: Settings) -> tuple[dict[str, int], int, int]:
-    """Poll both systems and process every task queued; returns (found, tasks run, dead letters)."""
+@dataclass
+class OncePass:
+    """What one `sync --once` pass did."""
+
+    found: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, ConnectorError] = field(default_factory=dict)
+    ran: int = 0
+    dead: int = 0
+    waiting: int = 0
+
+
+def run_once(settings: Settings) -> OncePass:
+    """Poll each system (a failing one does not stop the other) and process every task queued."""
     from sync.engine import build_engine
     from sync.queue import SyncQueue, make_huey
 
     store = open_store(settings)
     try:
         queue = SyncQueue(make_huey(settings.state.queue_url, settings.state.dir), store)
-        engine = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
+        engine = configured(lambda: build_engine(settings, store, enqueue=queue.enqueuer("poll")))
         queue.set_processor(engine)
         before = store.status_counts().dead_letters_pending
-        found = {system.value: engine.poll(system.value) for system in System}
-        ran = queue.run_pending(limit=100_000)
-        after = store.status_counts().dead_letters_pending
-        return found, ran, after - before
+        result = OncePass()
+        for system in System:
+            try:
+                result.found[system.value] = engine.poll(system.value)
+            except ConnectorError as exc:
+                result.failed[system.value] = exc
+        result.ran = queue.run_pending(limit=100_000)
+        result.dead = store.status_counts().dead_letters_pending - before
+        result.waiting = int(queue.huey.scheduled_count())
+        return result
     finally:
         store.close()
+
+
+def _by_reason(skips: Iterable[BackfillSkip]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for skip in skips:
+        grouped.setdefault(skip.reason, []).append(skip.ticket)
+    return grouped
+
+
+def _some(tickets: list[str], shown: int = 20) -> str:
+    """The first `shown` tickets, and how many more there are."""
+    more = len(tickets) - shown
+    return ", ".join(tickets[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def register(app: typer.Typer) -> None:
@@ -72,11 +110,20 @@ def register(app: typer.Typer) -> None:
             typer.echo("use `escalation-sync sync --once` (or `escalation-sync run`)", err=True)
             raise typer.Exit(2)
         settings = load_or_exit(config)
-        found, ran, dead = run_once(settings)
-        changes = ", ".join(f"{system} {count}" for system, count in found.items())
-        typer.echo(f"changed records: {changes}; tasks run: {ran}; new dead letters: {dead}")
-        if dead:
+        result = run_once(settings)
+        for system, exc in result.failed.items():
+            typer.echo(f"{system} not polled: {describe(exc, settings, system)}", err=True)
+        changes = ", ".join(
+            f"{system.value} {result.found.get(system.value, 'not polled')}" for system in System
+        )
+        typer.echo(
+            f"changed records: {changes}; tasks run: {result.ran}; "
+            f"new dead letters: {result.dead}"
+            + (f"; {result.waiting} waiting to retry" if result.waiting else "")
+        )
+        if result.dead:
             typer.echo("see `escalation-sync deadletters list`", err=True)
+        if result.dead or result.failed:
             raise typer.Exit(1)
 
     @app.command("backfill")
@@ -98,7 +145,7 @@ def register(app: typer.Typer) -> None:
         moment = _parse_since(since)
         store = open_store(settings)
         try:
-            engine = build_engine(settings, store)
+            engine = configured(lambda: build_engine(settings, store))
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -113,7 +160,11 @@ def register(app: typer.Typer) -> None:
                         tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
                     bar.update(tasks[stage], completed=done, total=total)
 
-                result = backfill(engine, system, since=moment, progress=progress)
+                try:
+                    result = backfill(engine, system, since=moment, progress=progress)
+                except ConnectorError as exc:
+                    reason = describe(exc, settings, system.value)
+                    raise fail(f"backfill stopped: {reason}") from None
         finally:
             store.close()
         typer.echo(
@@ -125,10 +176,13 @@ def register(app: typer.Typer) -> None:
                 else ""
             )
         )
+        for reason, tickets in _by_reason(result.unrouted).items():
+            typer.echo(f"no route for {plural(len(tickets), 'record')}: {reason}:")
+            typer.echo(f"  {_some(sorted(tickets))}")
         for failure in result.failures:
             typer.echo(f"  {failure.ticket}: {failure.reason}", err=True)
         if result.failures:
             raise typer.Exit(1)
 
 
-__all__ = ["register", "run_once"]
+__all__ = ["OncePass", "register", "run_once"]

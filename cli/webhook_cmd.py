@@ -10,12 +10,13 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from connectors.errors import WebhookRejected
 from connectors.events import ChangeEvent
+from mapping.model import System
 
 Parser = Callable[[bytes], list[ChangeEvent]]
 
@@ -41,16 +42,33 @@ PARSERS: dict[str, Parser] = {
 
 
 def parse_files(system: str, files: list[Path]) -> list[dict[str, Any]]:
-    """The `to_json()` of every event in every file; raises WebhookRejected naming the file."""
+    """The `to_json()` of every event in every file; raises WebhookRejected naming the file,
+    for a file that is not a delivery of `system` or carries no event the product acts on."""
     parser = PARSERS[system]
     out: list[dict[str, Any]] = []
     for path in files:
+        raw = path.read_bytes()
         try:
-            events = parser(path.read_bytes())
+            events = parser(raw)
         except WebhookRejected as exc:
             raise WebhookRejected(f"{path}: not a {system} webhook: {exc}") from None
+        if not events:
+            raise WebhookRejected(f"{path}: {_unhandled(system, raw)}")
         out.extend(event.to_json() for event in events)
     return out
+
+
+def _unhandled(system: str, raw: bytes) -> str:
+    """Why a well-formed delivery gave no event: its type is one the product ignores."""
+    try:
+        kind = json.loads(raw).get("webhookEvent")
+    except (ValueError, AttributeError):
+        kind = None
+    what = f"{system} event {kind!r}" if isinstance(kind, str) else f"this {system} delivery"
+    return (
+        f"{what} is not one escalation-sync handles (it acts on issue and comment events; "
+        "the daemon acknowledges the others and does nothing)"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -59,21 +77,25 @@ def register(app: typer.Typer) -> None:
 
     @webhook_app.command("parse")
     def parse(
-        files: list[Path] = typer.Argument(..., help="Captured webhook bodies (JSON files)."),
-        system: str = typer.Option(..., "--system", help=f"One of: {', '.join(PARSERS)}."),
+        files: Annotated[
+            list[Path],
+            typer.Argument(metavar="FILE", help="Captured webhook bodies (JSON files)."),
+        ],
+        system: Annotated[
+            System, typer.Option("--system", "-s", help="The system that sent the deliveries.")
+        ],
     ) -> None:
-        """Print one JSON object per normalised event, one per line."""
-        if system not in PARSERS:
-            typer.echo(
-                f"unknown system {system!r}; expected one of: {', '.join(PARSERS)}", err=True
-            )
-            raise typer.Exit(2)
+        """Print one JSON object per normalised event, one per line.
+
+        Exit 2 for a file that is not a delivery of that system, or whose event is of a type
+        the product does not act on.
+        """
         for path in files:
             if not path.is_file():
                 typer.echo(f"{path}: no such file", err=True)
                 raise typer.Exit(2)
         try:
-            rows = parse_files(system, files)
+            rows = parse_files(system.value, files)
         except WebhookRejected as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None

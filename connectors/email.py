@@ -352,10 +352,12 @@ class GraphSettings(_Section):
     # The mailbox the mail is sent from; defaults to the `[email] from_address`.
     mailbox: str | None = None
     authority_host: str = "https://login.microsoftonline.com"
+    # Applies to "json" only: Graph always keeps a copy of a MIME message in Sent Items.
     save_to_sent_items: bool = True
-    # "json" is the documented message resource; "mime" posts the exact MIME message (base64),
-    # which keeps In-Reply-To / References for threading.
-    format: Literal["json", "mime"] = "json"
+    # "mime" posts the message every transport sends (base64): text and HTML parts, and
+    # In-Reply-To / References, which the JSON message resource cannot carry. "json" sends the
+    # message resource (HTML part only; clients thread by subject).
+    format: Literal["json", "mime"] = "mime"
     timeout_seconds: float = Field(30.0, gt=0)
     retry_attempts: int = Field(3, ge=1, le=10)
     retry_max_delay_seconds: float = Field(30.0, ge=0)
@@ -782,7 +784,7 @@ class GraphSender:
         return f"{GRAPH_ROOT}/users/{quote(self._mailbox, safe='@')}/sendMail"
 
     def send(self, message: OutgoingEmail) -> str:
-        """Send as JSON (documented message resource) or MIME, per `format`."""
+        """Send as MIME (the default) or as the JSON message resource, per `format`."""
         if self._settings.format == "mime":
             mime = build_mime(message, self._identity).as_bytes()
             data: bytes = base64.b64encode(mime)
@@ -805,9 +807,10 @@ class GraphSender:
         """Search Sent Items for the Message-ID (None when copies are not saved).
 
         JSON-format messages are found by the extended property set when sending; MIME-format
-        ones by internetMessageId, which Exchange takes from the Message-ID header.
+        ones by internetMessageId, which Exchange takes from the Message-ID header. Graph saves
+        every MIME message it sends, whatever `save_to_sent_items` says.
         """
-        if not self._settings.save_to_sent_items:
+        if self._settings.format == "json" and not self._settings.save_to_sent_items:
             return None
         quoted = message_id.replace("'", "''")
         url = f"{GRAPH_ROOT}/users/{quote(self._mailbox, safe='@')}/mailFolders/sentitems/messages"

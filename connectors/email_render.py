@@ -7,7 +7,7 @@ What a template can see is decided by the context type, not by the template: a c
 gets a `CustomerContext`, which has fields for the summary, key, status, priority, the customer's
 name and *public* comments only. There is no field an internal note, a work note or the
 approver's discussion could travel in, so an admin's template cannot leak one by accident. The
-management notification has its own `ManagementContext` and its own recipients.
+management notifications have their own `ManagementContext` and their own recipients.
 """
 
 from __future__ import annotations
@@ -34,7 +34,17 @@ CUSTOMER_EVENTS: tuple[str, ...] = (
     "resolved_please_confirm",
     "closed",
 )
-MANAGEMENT_EVENTS: tuple[str, ...] = ("management_p1",)
+# One per `NotifyManagement.event` the policy engine emits, prefixed "management_".
+MANAGEMENT_EVENTS: tuple[str, ...] = (
+    "management_requested",
+    "management_escalated",
+    "management_approval_overdue",
+    "management_resolved",
+)
+# Template names an admin folder may still hold from earlier versions, and what replaced them.
+RETIRED_TEMPLATES: dict[str, str] = {
+    "management_p1": "management_escalated",
+}
 EVENTS: tuple[str, ...] = CUSTOMER_EVENTS + MANAGEMENT_EVENTS
 
 
@@ -69,7 +79,12 @@ class CustomerContext:
 
 @dataclass(frozen=True, slots=True)
 class ManagementContext:
-    """The P1 notification for management: internal readers, so level and reason are shown."""
+    """A notification for management: internal readers, so level, reason and people are shown.
+
+    `level` is the level the escalation reached, or for an overdue approval the level it asks
+    for. `approvers`, `waited_hours` and `allowed_hours` describe an overdue approval;
+    `resolution` is engineering's resolution (which may be internal: these are internal mails).
+    """
 
     ticket_key: str
     summary: str
@@ -83,6 +98,30 @@ class ManagementContext:
     ticket_url: str | None = None
     linked_ticket: str | None = None
     company: str = "Support"
+    approvers: str | None = None
+    waited_hours: float | None = None
+    allowed_hours: float | None = None
+    resolution: str | None = None
+
+
+# What `Renderer.check` renders management templates with: every field filled.
+SAMPLE_MANAGEMENT = ManagementContext(
+    ticket_key="INC0000000",
+    summary="Sample summary",
+    status="in_progress",
+    priority="P2",
+    level="L2",
+    reason="Sample reason",
+    requested_by="sample.requester",
+    approver="sample.approver",
+    customer_name="Sample Customer",
+    ticket_url="https://example.com/INC0000000",
+    linked_ticket="ENG-1",
+    approvers="group sme",
+    waited_hours=5.5,
+    allowed_hours=4,
+    resolution="Sample resolution",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +162,7 @@ class Renderer:
     """Renders the event templates; `templates_dir` (optional) overrides packaged files."""
 
     def __init__(self, templates_dir: Path | None = None) -> None:
+        self._templates_dir = Path(templates_dir) if templates_dir is not None else None
         loaders = []
         if templates_dir is not None:
             loaders.append(FileSystemLoader(str(templates_dir)))
@@ -170,18 +210,30 @@ class Renderer:
             missing_information=("steps to reproduce",),
             next_update_hours=4,
         )
-        management = ManagementContext(
-            ticket_key="INC0000000", summary="Sample summary", status="in_progress"
-        )
         for event in EVENTS:
             ctx: CustomerContext | ManagementContext = (
-                management if event in MANAGEMENT_EVENTS else customer
+                SAMPLE_MANAGEMENT if event in MANAGEMENT_EVENTS else customer
             )
             try:
                 self.render(event, ctx)
             except Exception as exc:
                 problems.append(f"{event}: {type(exc).__name__}: {exc}")
+        problems.extend(self._retired())
         return problems
+
+    def _retired(self) -> list[str]:
+        """Overrides named after a template this version no longer reads (silently ignored)."""
+        if self._templates_dir is None:
+            return []
+        found: list[str] = []
+        for old, new in RETIRED_TEMPLATES.items():
+            for part in ("subject", "txt", "html"):
+                if (self._templates_dir / f"{old}.{part}.j2").is_file():
+                    found.append(
+                        f"{old}.{part}.j2 is no longer used: rename it to {new}.{part}.j2 "
+                        "(and check its wording suits that event)"
+                    )
+        return found
 
     def _render(self, name: str, variables: Mapping[str, Any]) -> str:
         try:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
 from connectors.errors import RetryableError
@@ -29,6 +29,8 @@ class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
+    # A server asking to wait longer than this is not retried in-process (see call_with_retry).
+    defer_after: float = 30.0
     # Sleeping is injected so tests run without waiting.
     sleep: Callable[[float], None] = time.sleep
 
@@ -90,11 +92,22 @@ class _WaitForServer(wait_base):
 
 
 def call_with_retry(policy: RetryPolicy, fn: Callable[[], T]) -> T:
-    """Call `fn`, retrying RetryableError per `policy`; re-raise the last error at the end."""
+    """Call `fn`, retrying RetryableError per `policy`; re-raise the last error at the end.
+
+    A server that asks to be left alone for longer than `defer_after` is not retried here (that
+    would either come back early or hold a worker for minutes): the error goes to the caller
+    with its `retry_after`, and the queue reschedules the ticket for then.
+    """
+
+    def worth_retrying_now(exc: BaseException) -> bool:
+        if not isinstance(exc, RetryableError):
+            return False
+        return exc.retry_after is None or exc.retry_after <= policy.defer_after
+
     retrying = Retrying(
         stop=stop_after_attempt(max(1, policy.attempts)),
         wait=_WaitForServer(policy),
-        retry=retry_if_exception_type(RetryableError),
+        retry=retry_if_exception(worth_retrying_now),
         sleep=policy.sleep,
         reraise=True,
     )

@@ -55,7 +55,6 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 _POLL_FIELDS = ("sys_id", "sys_mod_count", "sys_updated_on")
 _DOWNLOAD_CHUNK = 64 * 1024
 _OLDEST_FIRST = "^ORDERBYsys_created_on^ORDERBYsys_id"
-_JOURNAL_ENTRIES = f"^elementIN{','.join(JOURNAL_FIELDS)}{_OLDEST_FIRST}"
 # Records per `IN` list: a hundred sys_ids keep the request line near 3.5 KB, well inside what
 # instances and the proxies in front of them accept.
 IN_LIST_SIZE = 100
@@ -160,6 +159,7 @@ class ServiceNowConnector:
         poll_overlap: timedelta = timedelta(seconds=30),
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        journal_fields: tuple[str, str] = JOURNAL_FIELDS,
     ) -> None:
         if not instance_url.startswith(("http://", "https://")):
             raise ValueError("instance_url must be an http(s) URL")
@@ -186,6 +186,9 @@ class ServiceNowConnector:
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
+        # (customer-visible, internal): `comments` and `work_notes` unless the table uses others.
+        self.journal_fields = journal_fields
+        self._journal_entries = f"^elementIN{','.join(journal_fields)}{_OLDEST_FIRST}"
 
     # ----------------------------------------------------------------------------- reads
 
@@ -210,13 +213,13 @@ class ServiceNowConnector:
 
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
-        query = f"element_id={_query_value(sys_id)}{_JOURNAL_ENTRIES}"
+        query = f"element_id={_query_value(sys_id)}{self._journal_entries}"
         return list(self._page_all("/api/now/table/sys_journal_field", query, None))
 
     def journals(self, sys_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """`journal` of many records (oldest first each), with one query per hundred records."""
         path = "/api/now/table/sys_journal_field"
-        return self._per_record(path, "element_id", sys_ids, _JOURNAL_ENTRIES)
+        return self._per_record(path, "element_id", sys_ids, self._journal_entries)
 
     def _per_record(
         self, path: str, column: str, sys_ids: Sequence[str], tail: str
@@ -327,7 +330,7 @@ class ServiceNowConnector:
 
     def update(self, sys_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """PATCH plain fields (wire values: strings) and return the updated record."""
-        if any(name in JOURNAL_FIELDS for name in fields):
+        if any(name in self.journal_fields for name in fields):
             # A journal write is not idempotent: keep it out of the retried plain PATCH.
             raise ValueError("write comments and work_notes with add_comment()")
         body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
@@ -347,7 +350,7 @@ class ServiceNowConnector:
 
     def add_comment(self, sys_id: str, body: str, *, public: bool) -> dict[str, Any]:
         """Add a customer-visible comment (public) or an internal work note; returns the record."""
-        element = "comments" if public else "work_notes"
+        element = self.journal_fields[0] if public else self.journal_fields[1]
         result = self._json(
             "PATCH", self._table_path(sys_id), json_body={element: body}, idempotent=False
         )

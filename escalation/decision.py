@@ -120,9 +120,13 @@ class NotifyManagement:
 
 @dataclass(frozen=True, slots=True)
 class EmailCustomer:
-    """Email the customer about the escalation; never carries internal details."""
+    """Email the customer about the escalation; never carries internal details.
+
+    `comment_id` names the public comment a public update reports (None for other events).
+    """
 
     event: CustomerEvent
+    comment_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +214,16 @@ class LedgerView:
 
 @dataclass(frozen=True, slots=True)
 class EngineeringStatus:
-    """The paired engineering record as the sync engine last read it (input to closure)."""
+    """The paired engineering record as the sync engine last read it (input to closure).
+
+    `resolution` is what engineering last wrote; `resolution_public` says whether it was a
+    public comment, which is the only kind the customer may be shown.
+    """
 
     ref: Ref | None
     status: Status | None
     resolution: str | None = None
+    resolution_public: bool = False
 
 
 # --- The decision ----------------------------------------------------------------------------

@@ -61,7 +61,9 @@ from escalation.policy import (
     SlaTrigger,
     TextItem,
     TextSource,
+    Trigger,
 )
+from escalation.wording import limit_count, plural
 from mapping.model import (
     Comment,
     EscalationState,
@@ -203,13 +205,6 @@ def _our_note(ticket: Ticket, body: str) -> bool:
     return f"{_COPY_MARK}{ticket.ref.system.value}:" in body
 
 
-_LIMIT_WORDS: Mapping[str, str] = {
-    "max_per_day": "escalations today",
-    "max_active": "active escalations",
-    "max_active_per_assignee": "active escalations for this assignee",
-}
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -239,6 +234,7 @@ class _Run:
         self.active = self.entry.approved_at is not None and self.entry.released_at is None
         self.reservation: Reservation | None = None
         self.request_started = False
+        self.fired: Trigger | None = None
         self.requester: str | None = None
         self.fingerprint = fingerprint(self.ticket, self.policy)
         self.assignee = _person_key(self.ticket.assignee)
@@ -283,6 +279,7 @@ class _Run:
             signal = self._passive_request()
             if signal is not None:
                 self._start_request(*signal)
+                self._management_escalation()
         elif self.state is S.INCOMPLETE:
             self._advance_request()
         # Requests and approvals are played in the order their comments were written.
@@ -347,7 +344,7 @@ class _Run:
             self.why(
                 "commands.already_processed",
                 "info",
-                f"{seen_before} comment(s) with commands were handled earlier and are not re-read",
+                f"{plural(seen_before, 'comment')} with commands handled earlier, not re-read",
                 {"comments": seen_before},
             )
         return found
@@ -463,7 +460,7 @@ class _Run:
             return
         if not self._place_ok(cmd, approval.command_in):
             return
-        approvers = target.approvers if target is not None else People()
+        approvers = self._approvers(target)
         if approvers.empty:
             level_name = target.name if target else f"above {self.level}"
             self.why(
@@ -531,6 +528,7 @@ class _Run:
         for trig in self.policy.triggers:
             hit_reason = self._trigger(trig)
             if hit_reason is not None:
+                self.fired = trig
                 return f"trigger:{trig.name}", hit_reason, None
         if self.rule.auto_request and self.ticket.priority is not None:
             self.why(
@@ -593,12 +591,14 @@ class _Run:
             self.why(
                 rule,
                 "pass" if ok else "fail",
-                f"{count} ticket(s) with this fingerprint in the last {trig.window_hours:g} h "
-                f"(threshold {trig.count})",
+                f"{plural(count, 'ticket')} with this fingerprint in the last "
+                f"{trig.window_hours:g} h (threshold {trig.count})",
                 {"count": count, "threshold": trig.count, "window_hours": trig.window_hours},
             )
             return (
-                f"repeated occurrence ({count} tickets in {trig.window_hours:g} h)" if ok else None
+                f"repeated occurrence ({plural(count, 'ticket')} in {trig.window_hours:g} h)"
+                if ok
+                else None
             )
         category = (self.ticket.category or "").casefold()
         ok = bool(category) and category in {c.casefold() for c in trig.categories}
@@ -662,7 +662,7 @@ class _Run:
             return
         if self._approval_required():
             self.state = S.PENDING_APPROVAL
-            approvers = target.approvers
+            approvers = self._approvers(target)
             named = ", ".join([*approvers.users, *(f"group {g}" for g in approvers.groups)])
             self.note(
                 NoteKind.REQUEST,
@@ -691,6 +691,24 @@ class _Run:
             {"priority": self.ticket.priority.value if self.ticket.priority else None},
         )
         self._activate(None, None, "")
+
+    def _approvers(self, target: Level | None) -> People:
+        """Who may approve escalating to `target`: the priority's approvers, else the level's."""
+        if target is None:
+            return People()
+        return target.approvers if self.rule.approvers.empty else self.rule.approvers
+
+    def _management_escalation(self) -> None:
+        """Tell management at once when the trigger that started the request says so."""
+        if self.fired is None or not self.fired.notify_management:
+            return
+        self.why(
+            f"trigger.{self.fired.name}.notify_management",
+            "pass",
+            f"management is told now: {self.request_reason}",
+            {"trigger": self.fired.name},
+        )
+        self.actions.append(NotifyManagement("requested", self.policy.management.recipients))
 
     def _approval_required(self) -> bool:
         if self.rule.approval_required is not None:
@@ -739,7 +757,13 @@ class _Run:
             )
             return []
         wanted = set(self.rule.extra_gate_items)
-        items = [i for i in gate.items if i.name in wanted or not self._only_for_priorities(i.name)]
+        target = self.policy.next_level(self.level)
+        items = [
+            i
+            for i in gate.items
+            if (i.name in wanted or not self._only_for_priorities(i.name))
+            and (not i.levels or (target is not None and target.name in i.levels))
+        ]
         missing: list[tuple[str, str]] = []
         for item in items:
             ok, evidence = self._check_item(item)
@@ -782,9 +806,9 @@ class _Run:
             text = _text(_get(self.ticket, item.field)).strip()
             ok = len(text) >= item.min_length
             return ok, (
-                f"{item.field} is filled ({len(text)} characters)"
+                f"{item.field} is filled ({plural(len(text), 'character')})"
                 if ok
-                else f"{item.field} is empty or shorter than {item.min_length} characters"
+                else f"{item.field} is empty or shorter than {plural(item.min_length, 'character')}"
             )
         if isinstance(item, TextItem):
             rx = re.compile(item.pattern)
@@ -800,7 +824,7 @@ class _Run:
                 frx = re.compile(item.filename)
                 atts = tuple(a for a in atts if frx.search(a.filename))
             ok = len(atts) >= item.min_count
-            return ok, f"{len(atts)} matching attachment(s), {item.min_count} needed"
+            return ok, f"{plural(len(atts), 'matching attachment')}, {item.min_count} needed"
         assert isinstance(item, ContactItem)
         if item.field:
             value = _get(self.ticket, item.field)
@@ -855,7 +879,7 @@ class _Run:
                 if token in self.entry.processed_command_ids:
                     return
                 self.processed.append(token)
-                approvers = target.approvers if target else People()
+                approvers = self._approvers(target)
                 if (
                     esc.approver is not None
                     and not approvers.empty
@@ -932,7 +956,7 @@ class _Run:
             self.why(
                 f"limit.{name}",
                 "info",
-                f"if approved now: {n} {_LIMIT_WORDS[name]} of {limit} allowed"
+                f"if approved now: {limit_count(name, n)} of {limit} allowed"
                 + ("" if ok else " (would be refused)"),
                 {"count": n, "limit": limit},
             )
@@ -952,11 +976,11 @@ class _Run:
             self.why(
                 f"limit.{name}",
                 "pass" if ok else "fail",
-                f"{n} {_LIMIT_WORDS[name]}, limit {limit}",
+                f"{limit_count(name, n)}, limit {limit}",
                 {"count": n, "limit": limit},
             )
             if not ok:
-                failed.append(f"{name} ({n} {_LIMIT_WORDS[name]}, limit {limit})")
+                failed.append(f"{name} ({limit_count(name, n)}, limit {limit})")
         if failed:
             self._refuse(
                 "refused:" + ",".join(f.split(" ")[0] for f in failed),
@@ -1093,6 +1117,8 @@ class _Run:
 
     def _engineering_update(self) -> bool:
         """A public comment from engineering reached the ticket since the customer last heard."""
+        if not self.policy.customer_updates.public_comments:
+            return False
         last = self.entry.last_customer_update_at or self.entry.approved_at
         if last is None:
             return False
@@ -1111,12 +1137,12 @@ class _Run:
         self.why(
             "customer_updates.public_comment",
             "pass",
-            f"{len(fresh)} public comment(s) from engineering since {_stamp(since)}",
+            f"{plural(len(fresh), 'public comment')} from engineering since {_stamp(since)}",
             {"comments": [c.id for c in fresh]},
         )
         # Each update is its own outbox message, keyed by the newest comment it reports.
         self.notice_key = f"public:{fresh[-1].id}"
-        self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE))
+        self.actions.append(EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id=fresh[-1].id))
         return True
 
     def _cadence(self) -> None:

@@ -22,13 +22,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from mapping.errors import ConfigError, ConfigInvalid, dotted, from_pydantic
+from mapping.errors import ConfigError, ConfigInvalid, dotted, validate_reporting_all
 from mapping.model import Person, Priority, Status, System, Ticket, Visibility
+from mapping.spec import Mapping as FieldMapping
 
 
 class _Strict(BaseModel):
@@ -98,7 +98,13 @@ class Request(_Strict):
         return value
 
 
-class PriorityTrigger(_Strict):
+class _TriggerBase(_Strict):
+    # A management escalation (e.g. an SLA breach near): management hears when the trigger
+    # starts a request, before anyone approves the transfer.
+    notify_management: bool = False
+
+
+class PriorityTrigger(_TriggerBase):
     """Escalate proactively when the ticket has one of these priorities (e.g. P1/P2)."""
 
     kind: Literal["priority"]
@@ -106,7 +112,7 @@ class PriorityTrigger(_Strict):
     priorities: tuple[Priority, ...] = Field(min_length=1)
 
 
-class SlaTrigger(_Strict):
+class SlaTrigger(_TriggerBase):
     """Escalate proactively when the SLA due time (a datetime field) is within N hours."""
 
     kind: Literal["sla"]
@@ -115,7 +121,7 @@ class SlaTrigger(_Strict):
     within_hours: float = Field(ge=0)
 
 
-class RepeatedTrigger(_Strict):
+class RepeatedTrigger(_TriggerBase):
     """Escalate when K tickets with the same fingerprint were seen within a window."""
 
     kind: Literal["repeated"]
@@ -124,7 +130,7 @@ class RepeatedTrigger(_Strict):
     window_hours: float = Field(gt=0)
 
 
-class CategoryTrigger(_Strict):
+class CategoryTrigger(_TriggerBase):
     """Escalate proactively for these categories (e.g. security, data impact)."""
 
     kind: Literal["category"]
@@ -146,42 +152,41 @@ class Fingerprint(_Strict):
 TextSource = Literal["summary", "description", "comments", "internal_comments", "public_comments"]
 
 
-class FieldItem(_Strict):
+class _ItemBase(_Strict):
+    name: str
+    description: str = ""
+    # Required only when escalating to one of these levels (all levels when empty).
+    levels: tuple[str, ...] = ()
+
+
+class FieldItem(_ItemBase):
     """Required item recognised by a non-empty field (optionally a minimum length)."""
 
     check: Literal["field"]
-    name: str
-    description: str = ""
     field: FieldPath
     min_length: int = Field(default=1, ge=1)
 
 
-class TextItem(_Strict):
+class TextItem(_ItemBase):
     """Required item recognised by a regular expression in the description and/or comments."""
 
     check: Literal["text"]
-    name: str
-    description: str = ""
     pattern: Regex
     search: tuple[TextSource, ...] = ("description", "comments")
 
 
-class AttachmentItem(_Strict):
+class AttachmentItem(_ItemBase):
     """Required item recognised by attachments (optionally whose file name matches)."""
 
     check: Literal["attachment"]
-    name: str
-    description: str = ""
     min_count: int = Field(default=1, ge=1)
     filename: Regex | None = None
 
 
-class ContactItem(_Strict):
+class ContactItem(_ItemBase):
     """A named contact: a person field with a name or email, or a "Contact: ..." line."""
 
     check: Literal["contact"]
-    name: str
-    description: str = ""
     field: FieldPath | None = None
     pattern: Regex | None = r"(?im)^\s*contact\s*:\s*\S+"
     search: tuple[TextSource, ...] = ("description", "comments")
@@ -295,6 +300,9 @@ class PriorityRule(_Strict):
     extra_gate_items: tuple[str, ...] = ()
     # Raise a management notification when approval has waited longer than this.
     approval_within_hours: float | None = Field(default=None, gt=0)
+    # Who approves tickets of this priority instead of the level's approvers (e.g. a manager
+    # for an emergency that skips the gate).
+    approvers: People = People()
 
 
 class OnApproval(_Strict):
@@ -347,6 +355,9 @@ class CustomerUpdates(_Strict):
 
     cadence: dict[Priority, float] = {}
     cadence_hours: float | None = Field(default=None, gt=0)
+    # E-mail the customer when engineering writes a public comment; off where another team
+    # owns all communication with affected parties.
+    public_comments: bool = True
 
     @field_validator("cadence")
     @classmethod
@@ -421,6 +432,19 @@ class Policy(_Strict):
 
         groups_of(self.request.command_from, "request", "command_from")
         item_names = {i.name for i in self.gate.items}
+        # Escalations go to every level but the first, so only those can scope a gate item.
+        targets = {lv.name for lv in self.levels[1:]}
+        for i, gate_item in enumerate(self.gate.items):
+            for j, level_name in enumerate(gate_item.levels):
+                if level_name not in targets:
+                    errs.append(
+                        ConfigError(
+                            file,
+                            key("gate", "items", i, "levels", j),
+                            f"no level {level_name!r} to escalate to "
+                            f"(levels above the first: {', '.join(sorted(targets))})",
+                        )
+                    )
         for i, lv in enumerate(self.levels):
             groups_of(lv.approvers, "levels", i, "approvers")
             needs_people = i > 0 and self.approval.required and "command" in self.approval.via
@@ -434,6 +458,7 @@ class Policy(_Strict):
                     )
                 )
         for prio, rule in self.priorities.items():
+            groups_of(rule.approvers, "priorities", prio.value, "approvers")
             for j, item in enumerate(rule.extra_gate_items):
                 if item not in item_names:
                     errs.append(
@@ -445,6 +470,7 @@ class Policy(_Strict):
                     )
         notifies = self.on_approval.notify_management or self.closure.notify_management
         notifies = notifies or any(r.notify_management for r in self.priorities.values())
+        notifies = notifies or any(t.notify_management for t in self.triggers)
         if notifies and not self.management.recipients:
             errs.append(
                 ConfigError(
@@ -488,6 +514,134 @@ class Policy(_Strict):
         return self.priorities.get(priority, PriorityRule())
 
 
+# --- against the mapping ------------------------------------------------------------------------
+
+Key = tuple[object, ...]
+
+
+def _canonical(path: str) -> str:
+    """The mapping's name for the field a path starts at (`custom_fields.x` -> `custom.x`)."""
+    head, _, rest = path.partition(".")
+    if head == "custom_fields":
+        return f"custom.{rest.split('.', 1)[0]}"
+    return head
+
+
+def _text_reads(sources: tuple[TextSource, ...]) -> list[str]:
+    return sorted({"comments" if "comments" in src else src for src in sources})
+
+
+def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
+    """(key path, canonical field) for every rule that reads a ticket field to decide.
+
+    Custom fields are named as the mapping names them (`custom.<name>`); `comments` and
+    `attachments` stand for the mapping's comment and attachment sections.
+    """
+    reads: list[tuple[Key, str]] = []
+    req = policy.request
+    if req.labels:
+        reads.append((("request", "labels"), "labels"))
+    for i, cond in enumerate(req.fields):
+        reads.append((("request", "fields", i, "field"), _canonical(cond.field)))
+    if req.command:
+        reads.append((("request", "command"), "comments"))
+    for i, trig in enumerate(policy.triggers):
+        if isinstance(trig, PriorityTrigger):
+            reads.append((("triggers", i, "priorities"), "priority"))
+        elif isinstance(trig, SlaTrigger):
+            reads.append((("triggers", i, "field"), _canonical(trig.field)))
+        elif isinstance(trig, CategoryTrigger):
+            reads.append((("triggers", i, "categories"), "category"))
+        else:
+            for j, path in enumerate(policy.fingerprint.fields):
+                reads.append((("fingerprint", "fields", j), _canonical(path)))
+    if policy.gate.enabled:
+        for i, item in enumerate(policy.gate.items):
+            where: Key = ("gate", "items", i)
+            if isinstance(item, FieldItem | ContactItem) and item.field is not None:
+                reads.append(((*where, "field"), _canonical(item.field)))
+            if isinstance(item, TextItem) or (isinstance(item, ContactItem) and item.pattern):
+                reads.extend(((*where, "search"), name) for name in _text_reads(item.search))
+            if isinstance(item, AttachmentItem):
+                reads.append((where, "attachments"))
+    approval = policy.approval
+    if "command" in approval.via:
+        reads.append((("approval", "via"), "comments"))
+    if "field" in approval.via and approval.field is not None:
+        reads.append((("approval", "field"), _canonical(approval.field)))
+    if "transition" in approval.via:
+        reads.append((("approval", "via"), "escalation"))
+    limits = policy.limits
+    if limits.max_active_per_assignee is not None:
+        reads.append((("limits", "max_active_per_assignee"), "assignee"))
+    low = limits.low_impact
+    for name, values, read in (
+        ("priorities", low.priorities, "priority"),
+        ("impacts", low.impacts, "impact"),
+        ("labels", low.labels, "labels"),
+        ("categories", low.categories, "category"),
+    ):
+        if values:
+            reads.append((("limits", "low_impact", name), read))
+    for i, level in enumerate(policy.levels):
+        if level.category_projects:
+            reads.append((("levels", i, "category_projects"), "category"))
+    for prio in policy.priorities:
+        reads.append((("priorities", prio.value), "priority"))
+    if policy.customer_updates.cadence:
+        reads.append((("customer_updates", "cadence"), "priority"))
+    if policy.on_approval.priority_bump:
+        reads.append((("on_approval", "priority_bump"), "priority"))
+    return reads
+
+
+def _readable(mapping: FieldMapping, system: System) -> frozenset[str]:
+    compiled = mapping.systems[system]
+    names = {name for name, f in compiled.fields.items() if f.read is not None}
+    if compiled.spec.comments is not None:
+        names.add("comments")
+    if compiled.spec.attachments is not None:
+        names.add("attachments")
+    return frozenset(names | {"ref"})
+
+
+def _gap(field: str, system: str) -> str:
+    what = (
+        f"custom field {field.removeprefix('custom.')!r}" if field.startswith("custom.") else field
+    )
+    if field == "escalation":
+        where = "no mapping fills the ticket's escalation record"
+    elif field.startswith("custom.") or field in ("comments", "attachments"):
+        where = f"[mapping.systems.{system}.{field}] is missing"
+    else:
+        where = f"[mapping.systems.{system}.fields.{field}] is missing or has no read path"
+    return (
+        f"reads {what}, which the mapping does not read from {system} (the ITSM system): "
+        f"{where}, so this rule can never fire"
+    )
+
+
+def mapping_gaps(
+    policy: Policy, mapping: FieldMapping, *, source: str, prefix: str = ""
+) -> list[ConfigError]:
+    """Policy rules that read a field the mapping does not read from the ITSM system.
+
+    The policy decides on the ITSM record (a route's source; ServiceNow when no route names
+    one), so a rule reading a field that record never carries can never fire. `source` and
+    `prefix` place each error in the policy's own file.
+    """
+    itsm = sorted({r.source for r in mapping.routes} or {System.SERVICENOW})
+    errors: list[ConfigError] = []
+    for system in itsm:
+        if system not in mapping.systems:
+            continue
+        readable = _readable(mapping, system)
+        for key, field in policy_reads(policy):
+            if field not in readable:
+                errors.append(ConfigError(source, dotted(key, prefix), _gap(field, system.value)))
+    return errors
+
+
 # Tagged unions put the tag into the error location (`triggers[0].sla.field`); admins never
 # wrote that key, so it is dropped, as is pydantic's "Value error, " preamble.
 _TAG_IN_PATH = re.compile(
@@ -501,6 +655,13 @@ def _tidy(error: ConfigError) -> ConfigError:
     return ConfigError(error.file, _TAG_IN_PATH.sub(r"\1", error.key), reason)
 
 
+def key_prefix(data: Mapping[str, Any], prefix: str = "") -> str:
+    """The key path a policy table's errors start with (`escalation` in the preset layout)."""
+    if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
+        return f"{prefix}.escalation" if prefix else "escalation"
+    return prefix
+
+
 def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Policy:
     """Validate a policy; raise ConfigInvalid with every (file, key path, reason) found.
 
@@ -508,14 +669,14 @@ def load_policy(data: Mapping[str, Any], *, source: str, prefix: str = "") -> Po
     (the preset layout); in the latter case key paths start with `escalation.`.
     """
     body: Mapping[str, Any] = data
-    if set(data) == {"escalation"} and isinstance(data["escalation"], Mapping):
+    if key_prefix(data) == "escalation":
         body = data["escalation"]
-        prefix = f"{prefix}.escalation" if prefix else "escalation"
-    try:
-        policy = Policy.model_validate(dict(body))
-    except ValidationError as exc:
-        raise ConfigInvalid(_tidy(e) for e in from_pydantic(exc, source, prefix)) from None
-    errors = policy.cross_check(source, prefix)
+    prefix = key_prefix(data, prefix)
+    policy, shape_errors = validate_reporting_all(Policy.model_validate, body, source, prefix)
+    tidied = [_tidy(e) for e in shape_errors]
+    if policy is None:
+        raise ConfigInvalid(tidied)
+    errors = tidied + list(policy.cross_check(source, prefix))
     if errors:
         raise ConfigInvalid(errors)
     return policy

@@ -19,6 +19,7 @@ from escalation.decision import EngineeringStatus, ledger_key
 from escalation.engine import decide
 from escalation.memory import InMemoryLedger, is_active
 from escalation.policy import Policy
+from escalation.wording import plural
 from mapping.model import EscalationState, Status, Ticket
 
 S = EscalationState
@@ -167,7 +168,8 @@ def simulate(policy: Policy, snapshots: Iterable[Snapshot]) -> SimulationReport:
 def render_text(report: SimulationReport) -> str:
     """A plain-text summary an admin reads in a terminal."""
     lines = [
-        f"Policy {report.policy}: {report.snapshots} snapshots of {report.tickets} tickets",
+        f"Policy {report.policy}: {plural(report.snapshots, 'snapshot')} of "
+        f"{plural(report.tickets, 'ticket')}",
         "",
         f"{'day':<12}{'requested':>10}{'escalated':>10}{'refused':>9}{'incomplete':>11}"
         f"{'rejected':>9}{'resolved':>9}",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +57,45 @@ def from_pydantic(exc: ValidationError, file: str, prefix: str = "") -> list[Con
             reason = "required key is missing"
         errors.append(ConfigError(file=file, key=dotted(loc, prefix), reason=reason))
     return errors
+
+
+def _drop(data: Any, loc: tuple[object, ...]) -> bool:
+    """Remove the key at `loc` from nested dicts/lists; False when the path does not lead there."""
+    node = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and loc and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
+
+
+def validate_reporting_all(
+    build: Callable[[dict[str, Any]], T], data: Mapping[str, Any], file: str, prefix: str = ""
+) -> tuple[T | None, list[ConfigError]]:
+    """Validate `data` with `build`; unknown keys are reported, then set aside, and the rest is
+    validated again, so one misspelt key does not hide every other error in the file.
+
+    Returns the built object (None if anything but unknown keys is wrong) and the errors.
+    """
+    try:
+        return build(dict(data)), []
+    except ValidationError as exc:
+        first = exc
+    unknown = [
+        tuple(e.get("loc", ()))
+        for e in first.errors(include_url=False, include_input=False)
+        if e.get("type") == "extra_forbidden"
+    ]
+    errors = from_pydantic(first, file, prefix)
+    trimmed = copy.deepcopy(dict(data))
+    if not unknown or not all(_drop(trimmed, loc) for loc in unknown):
+        return None, errors
+    reported = [e for e in errors if e.reason.startswith("unknown key")]
+    try:
+        return build(trimmed), reported
+    except ValidationError as exc:
+        return None, reported + from_pydantic(exc, file, prefix)

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from mapping.errors import ConfigError, ConfigInvalid, from_pydantic
+from mapping.errors import ConfigError, ConfigInvalid, validate_reporting_all
 from mapping.model import SCALAR_FIELDS, Level, Priority, Status, System
 from mapping.transforms import TRANSFORMS
 
@@ -390,11 +390,11 @@ def _compile_routes(
 
 def load_mapping(data: dict[str, Any], *, source: str, prefix: str = "") -> Mapping:
     """Validate a mapping section and compile it; raise ConfigInvalid listing every error."""
-    try:
-        spec = MappingSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigInvalid(from_pydantic(exc, source, prefix)) from None
+    spec, shape_errors = validate_reporting_all(MappingSpec.model_validate, data, source, prefix)
+    if spec is None:
+        raise ConfigInvalid(shape_errors)
     check = _Checker(source, prefix)
+    check.errors.extend(shape_errors)
     systems: dict[System, CompiledSystem] = {}
     for name, system_spec in spec.systems.items():
         compiled = _compile_system(check, name, system_spec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from simulators.jira import JiraSimulator
 from simulators.jira.state import StatusDef, TransitionDef, Workflow
@@ -40,6 +41,9 @@ SN_INTEGRATION_PASSWORD = "sim-sn-password"
 JIRA_API_TOKEN = "sim-api-token"
 JIRA_WEBHOOK_SECRET = "sim-jira-webhook-secret"
 SN_WEBHOOK_SECRET = "sim-servicenow-webhook-secret"
+# Every seeded ServiceNow person logs in with this password, so anyone trying a configuration
+# can act as them over the Table API (the integration user has a password of its own).
+SN_PEOPLE_PASSWORD = "sim-password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,13 @@ class Person:
     user_name: str
     name: str
     email: str
+    role: str = ""
 
 
-L1_ENGINEER = Person("lee.l1", "Lee Support", "lee@example.com")
-SME = Person("sme.alice", "Alice Expert", "alice@example.com")
-SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com")
-CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example")
+L1_ENGINEER = Person("lee.l1", "Lee Support", "lee@example.com", "L1 support engineer")
+SME = Person("sme.alice", "Alice Expert", "alice@example.com", "SME, approves escalations")
+SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com", "SME, approves escalations")
+CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example", "customer")
 
 
 class SimulatedEstate:
@@ -100,14 +105,18 @@ class SimulatedEstate:
     def _seed(self) -> None:
         self.jira.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
         sn = self.servicenow
-        # The example mapping keeps tags in a custom column, created as an admin would.
+        # The example mapping keeps tags and the escalation type in custom columns, created as
+        # an admin would.
         sn.add_column("incident", "u_labels")
+        sn.add_column("incident", "u_escalation_type")
         integration = sn.add_user(
             SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
         )
         self.sn_users[SN_INTEGRATION_USER] = integration["sys_id"]
         for person in (L1_ENGINEER, SME, SECOND_SME, CUSTOMER):
-            record = sn.add_user(person.user_name, name=person.name, email=person.email)
+            record = sn.add_user(
+                person.user_name, name=person.name, email=person.email, password=SN_PEOPLE_PASSWORD
+            )
             self.sn_users[person.user_name] = record["sys_id"]
 
     def point_webhooks_at(self, base_url: str) -> None:
@@ -137,23 +146,55 @@ class SimulatedEstate:
             "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": SN_WEBHOOK_SECRET,
         }
 
-    def config_overrides(self) -> str:
-        """TOML for the connection keys that differ from config.example.toml."""
-        return "\n".join(
-            [
-                "[jira]",
-                f'base_url = "{self.jira.url}"',
-                f'email = "{self.jira.integration.email}"',
-                f'integration_user = "{self.jira.integration.account_id}"',
+    def config_overrides(self, webhooks_to: str | None = None) -> str:
+        """TOML for every key of config.example.toml that names these simulators: connections,
+        the SMTP sink, the links posted into the records and, given the daemon's base URL the
+        webhooks go to, where the daemon listens."""
+        lines = [
+            "[jira]",
+            f'base_url = "{self.jira.url}"',
+            f'email = "{self.jira.integration.email}"',
+            f'integration_user = "{self.jira.integration.account_id}"',
+            "",
+            "[servicenow]",
+            f'instance_url = "{self.servicenow.url}"',
+            f'username = "{SN_INTEGRATION_USER}"',
+            f'integration_user = "{SN_INTEGRATION_USER}"',
+            "",
+            "[email.smtp]",
+            'host = "127.0.0.1"',
+            f"port = {self.mail.smtp_port}",
+            'security = "none"',
+        ]
+        if webhooks_to:
+            daemon = urlsplit(webhooks_to)
+            lines += [
                 "",
-                "[servicenow]",
-                f'instance_url = "{self.servicenow.url}"',
-                f'username = "{SN_INTEGRATION_USER}"',
-                f'integration_user = "{SN_INTEGRATION_USER}"',
-                "",
-                "[email.smtp]",
-                'host = "127.0.0.1"',
-                f"port = {self.mail.smtp_port}",
-                'security = "none"',
+                "[webhooks]",
+                f'host = "{daemon.hostname or "127.0.0.1"}"',
+                f"port = {daemon.port or (443 if daemon.scheme == 'https' else 80)}",
             ]
-        )
+        lines += [
+            "",
+            "# The links each record gets to its pair",
+            "[mapping.systems.jira.ref]",
+            'id = "id"',
+            'key = "key"',
+            f'url_template = "{self.jira.url}/browse/{{key}}"',
+            "",
+            "[mapping.systems.servicenow.ref]",
+            'id = "sys_id"',
+            'key = "number"',
+            f'url_template = "{self.servicenow.url}/nav_to.do?uri=incident.do?sys_id={{id}}"',
+        ]
+        return "\n".join(lines)
+
+    def people(self) -> list[tuple[str, str, str, str]]:
+        """Who can act in the simulators over HTTP basic auth: (system, login, secret, role)."""
+        engineer = self.jira.engineer
+        rows = [
+            ("ServiceNow", p.user_name, SN_PEOPLE_PASSWORD, p.role)
+            for p in (L1_ENGINEER, SME, SECOND_SME, CUSTOMER)
+        ]
+        rows.append(("Jira", engineer.email, engineer.api_token or "", "engineer"))
+        return rows

@@ -657,7 +657,7 @@ class ServiceNowAdapter:
             (
                 "PATCH",
                 f"/api/now/table/{self.connector.table}/{links[index].ticket_id}{answered}",
-                {"work_notes": text},
+                {self.connector.journal_fields[1]: text},
             )
             for index, text in due
         ]

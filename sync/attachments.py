@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import Literal
 
+from escalation.wording import plural
 from mapping.model import Attachment
 from sync.adapters import Adapter
 from sync.markers import Marker
@@ -71,7 +72,7 @@ def _human(size: int | None) -> str:
     value = float(size)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+            return plural(size, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} bytes"
 

@@ -75,6 +75,14 @@ class BackfillFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillSkip:
+    """A record no route pairs: its key (or id) and why no route took it."""
+
+    ticket: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BackfillResult:
     """What a backfill pass did; `resumed` counts pairs an earlier pass left without links."""
 
@@ -83,6 +91,7 @@ class BackfillResult:
     already_paired: int = 0
     not_routed: int = 0
     failures: tuple[BackfillFailure, ...] = field(default_factory=tuple)
+    unrouted: tuple[BackfillSkip, ...] = field(default_factory=tuple)
     resumed: int = 0
 
 
@@ -197,7 +206,8 @@ class _Run:
         self._lock = threading.Lock()
         self._store_lock = threading.Lock()
         self.failures: list[BackfillFailure] = []
-        self.scanned = self.paired = self.already = self.not_routed = self.resumed = 0
+        self.unrouted: list[BackfillSkip] = []
+        self.scanned = self.paired = self.already = self.resumed = 0
         self._created = self._finished = 0
         self._to_create = self._to_finish = 0
         self._counted = False
@@ -231,8 +241,9 @@ class _Run:
             scanned=self.scanned,
             paired=self.paired,
             already_paired=self.already,
-            not_routed=self.not_routed,
+            not_routed=len(self.unrouted),
             failures=tuple(self.failures),
+            unrouted=tuple(self.unrouted),
             resumed=self.resumed,
         )
 
@@ -267,7 +278,8 @@ class _Run:
             unfinished = pending.awaiting_links(tx, [_parked(t) for t, _ in mapped])
         candidates: list[_Candidate] = []
         resumed: list[_Pair] = []
-        already = not_routed = 0
+        unrouted: list[BackfillSkip] = []
+        already = 0
         for ticket, raw in mapped:
             link = links.get(ticket_id(ticket))
             if link is not None:
@@ -278,13 +290,14 @@ class _Run:
                 continue
             route = _route(self.engine, ticket, self.label)
             if route is None:
-                not_routed += 1
+                why = _unrouted(self.engine, ticket, self.label)
+                unrouted.append(BackfillSkip(ticket.ref.key or ticket_id(ticket), why))
                 continue
             candidates.append(_Candidate(ticket, raw, route, self._new_record(ticket, route)))
         with self._lock:
             self.scanned += len(records)
             self.already += already
-            self.not_routed += not_routed
+            self.unrouted += unrouted
             self._to_create += len(candidates)
             self._to_finish += len(candidates) + len(resumed)
             scanned = self.scanned
@@ -434,6 +447,20 @@ def _route(engine: Engine, ticket: Ticket, label: str) -> Route | None:
     for route in matching_routes(engine.mapping, ticket, escalation_approved=approved):
         return route
     return None
+
+
+def _unrouted(engine: Engine, ticket: Ticket, label: str) -> str:
+    """Why no route pairs `ticket`, route by route."""
+    routes = [r for r in engine.mapping.routes if r.source == ticket.ref.system]
+    if not routes:
+        return f"no route starts from {ticket.ref.system.value}"
+    reasons = []
+    for route in routes:
+        if route.when == "escalation_approved" and label not in ticket.labels:
+            reasons.append(f"no {label} label (route {route.name} pairs escalated records only)")
+        elif route.filter is not None:
+            reasons.append(f"outside the filter of route {route.name}: {route.filter.expression}")
+    return "; ".join(reasons)
 
 
 def _parked(ticket: Ticket) -> str:

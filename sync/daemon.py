@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 import os
 import signal
 import threading
@@ -32,6 +31,7 @@ import structlog
 import uvicorn
 
 from mapping.errors import ConfigInvalid
+from sync import metrics
 from sync.queue import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
 from sync.store import Store
 from sync.webhooks import WebhookConfig, create_app
@@ -236,6 +236,7 @@ class Daemon:
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.for_state(state_dir, settings.state.database_url)
+        metrics.watch_outbox(self._outbox_counts)
         # Polls are timed by the main loop (to the second, as configured); the daily
         # reconciliation is a Huey periodic task.
         self.queue = SyncQueue(
@@ -247,8 +248,6 @@ class Daemon:
         recovered = self.queue.recover_interrupted()
         if recovered:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
-        # Huey logs two lines per task; our own events say what happened to each ticket.
-        logging.getLogger("huey").setLevel(logging.WARNING)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
         self.consumer.start()
         self._set_outbox(settings)
@@ -298,6 +297,11 @@ class Daemon:
                 )
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def _outbox_counts(self) -> dict[str, int]:
+        from sync.outbox import store_counts
+
+        return store_counts(self.store) if self.store is not None else {}
 
     def _set_outbox(self, settings: Any) -> None:
         """Send mail through the configured transport (none when e-mail is not configured)."""

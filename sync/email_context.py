@@ -5,16 +5,27 @@ summary, key, status, priority, the customer's name and the comments whose visib
 it never reads the description, internal notes / work notes, or the escalation sub-record
 (requester, approver, reason). A caller asking to feature an internal comment gets an error
 instead of a mail.
+
+Mail is queued in the decision's transaction, before the engine writes the decision to the
+record, so the ticket as read still has the old status: `as_decided` gives the ticket as the
+decision leaves it, and the contexts are built from that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
+from escalation.decision import CustomerEvent, Decision, LedgerEntry, MoveStatus, SetPriority
 from mapping.model import Comment, Person, Ticket, Visibility
 from sync.markers import strip_marker
+
+# Who a comment is shown as when the system names no author (our own mirrored copies).
+DEFAULT_AUTHOR = "Support"
+# The engine records who approved every approval; none means the policy needed no approval.
+NO_APPROVAL = "not required for this ticket"
 
 
 class InternalContentRefused(ValueError):
@@ -30,7 +41,7 @@ def _name(person: Person | None) -> str | None:
 def _public(comment: Comment) -> PublicComment:
     # The origin marker is bookkeeping for the sync, not something a customer should read.
     return PublicComment(
-        author=_name(comment.author) or "Support",
+        author=_name(comment.author) or DEFAULT_AUTHOR,
         body=strip_marker(comment.body),
         created=comment.created,
     )
@@ -53,24 +64,43 @@ def _safe_url(url: str | None) -> str | None:
     return None
 
 
+def as_decided(ticket: Ticket, decision: Decision) -> Ticket:
+    """`ticket` with the status and priority `decision` moves it to."""
+    update: dict[str, Any] = {}
+    for action in decision.actions:
+        if isinstance(action, MoveStatus):
+            update["status"] = action.status
+        elif isinstance(action, SetPriority):
+            update["priority"] = action.priority
+    return ticket.model_copy(update=update) if update else ticket
+
+
 def customer_context(
     ticket: Ticket,
     *,
     company: str,
+    event: CustomerEvent | None = None,
     portal_url: str | None = None,
     comment_id: str | None = None,
+    resolution: str | None = None,
     missing_information: Sequence[str] = (),
     cadence: timedelta | None = None,
 ) -> CustomerContext:
     """The customer-safe view of `ticket`; `comment_id` names the public comment the mail is about.
 
-    `portal_url` is where the customer can see the request (the agent's URL in `ticket.ref.url`
-    is not used: customers cannot open it). `missing_information` lists what the completeness
-    gate found missing, by name only.
+    For `event` RESOLVED_PLEASE_CONFIRM the featured comment is `resolution`, engineering's
+    resolution, which the caller passes only when it was written publicly; without one, none
+    is featured (an earlier comment would read as the resolution). `portal_url` is where the
+    customer can see the request (the agent's URL in `ticket.ref.url` is not used: customers
+    cannot open it). `missing_information` lists what the completeness gate found missing, by
+    name only.
     """
     public = public_comments(ticket)
-    latest: Comment | None = public[-1] if public else None
-    if comment_id is not None:
+    latest: PublicComment | None = _public(public[-1]) if public else None
+    if event is CustomerEvent.RESOLVED_PLEASE_CONFIRM:
+        body = strip_marker(resolution or "").strip()
+        latest = PublicComment(author=company or DEFAULT_AUTHOR, body=body) if body else None
+    elif comment_id is not None:
         chosen = next((c for c in ticket.comments if c.id == comment_id), None)
         if chosen is None:
             raise LookupError(f"comment {comment_id!r} is not on {ticket.ref.key or ticket.ref.id}")
@@ -78,7 +108,7 @@ def customer_context(
             raise InternalContentRefused(
                 f"comment {comment_id!r} is internal and cannot be sent to the customer"
             )
-        latest = chosen
+        latest = _public(chosen)
     return CustomerContext(
         ticket_key=ticket.ref.key or ticket.ref.id,
         summary=ticket.summary or "",
@@ -86,7 +116,7 @@ def customer_context(
         priority=ticket.priority.value if ticket.priority else None,
         customer_name=_name(ticket.customer),
         comments=tuple(_public(c) for c in public),
-        latest_comment=_public(latest) if latest is not None else None,
+        latest_comment=latest,
         ticket_url=_safe_url(portal_url),
         company=company,
         missing_information=tuple(missing_information),
@@ -95,24 +125,80 @@ def customer_context(
 
 
 def management_context(
-    ticket: Ticket, *, company: str, linked_ticket: str | None = None
+    ticket: Ticket,
+    *,
+    event: str,
+    company: str,
+    decision: Decision | None = None,
+    entry: LedgerEntry | None = None,
+    linked_ticket: str | None = None,
+    level: str | None = None,
+    approvers: str | None = None,
+    waited_hours: float | None = None,
+    allowed_hours: float | None = None,
+    resolution: str | None = None,
 ) -> ManagementContext:
-    """The P1 notification view: for internal recipients, so level and reason are included."""
+    """A management notification's view: for internal readers, so level and people are shown.
+
+    Level, reason, requester and approver come from `decision`, then from the ledger `entry`
+    recorded with it, then from the ticket's escalation sub-record (which only some mappings
+    fill). `level` overrides them (an overdue approval names the level asked for). An overdue
+    approval has no approver: nobody has approved it yet.
+    """
     esc = ticket.escalation
+    d_level = decision.level if decision is not None else None
+    d_reason = decision.request_reason if decision is not None else None
+    d_requester = decision.requested_by if decision is not None else None
+    d_approver = decision.approved_by if decision is not None else None
+    e_level, e_reason, e_requester, e_approver = (
+        (entry.level, entry.reason, entry.requested_by, entry.approved_by)
+        if entry is not None
+        else (None, None, None, None)
+    )
+    approver: str | None
+    if event in ("approval_overdue", "requested"):
+        approver = None  # nobody has approved it yet
+    elif event == "escalated" and decision is not None:
+        # This decision is the approval: an earlier level's approver in the ledger is not it.
+        approver = d_approver or NO_APPROVAL
+    else:
+        approver = e_approver or d_approver or _name(esc.approver)
+        if approver is None and entry is not None:
+            approver = NO_APPROVAL
     return ManagementContext(
         ticket_key=ticket.ref.key or ticket.ref.id,
         summary=ticket.summary or "",
         status=ticket.status.value if ticket.status else "",
         priority=ticket.priority.value if ticket.priority else None,
-        level=esc.level,
-        reason=esc.reason,
-        requested_by=_name(esc.requested_by),
-        approver=_name(esc.approver),
+        level=level or d_level or e_level or esc.level,
+        reason=d_reason or e_reason or esc.reason,
+        requested_by=requester_label(d_requester or e_requester) or _name(esc.requested_by),
+        approver=approver,
         customer_name=_name(ticket.customer),
         ticket_url=_safe_url(ticket.ref.url),
         linked_ticket=linked_ticket,
         company=company,
+        approvers=approvers,
+        waited_hours=waited_hours,
+        allowed_hours=allowed_hours,
+        resolution=resolution,
     )
+
+
+def requester_label(requested_by: str | None) -> str | None:
+    """How the ledger's `requested_by` reads in a mail: a person, or what started it by itself.
+
+    The engine records a person's user id, `trigger:<name>` for a proactive trigger and
+    `priority:<P>` for a priority escalated on sight.
+    """
+    if not requested_by:
+        return None
+    kind, _, name = requested_by.partition(":")
+    if kind == "trigger" and name:
+        return f"automatic ({name.replace('_', ' ')} trigger)"
+    if kind == "priority" and name:
+        return f"automatic ({name} priority rule)"
+    return requested_by
 
 
 def customer_recipients(ticket: Ticket) -> tuple[str, ...]:

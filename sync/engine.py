@@ -47,7 +47,7 @@ from escalation.decision import (
 )
 from mapping import Mapping as SyncMapping
 from mapping import UnmappedValue, VendorWrite, to_canonical, to_vendor
-from mapping.model import System, Ticket, Visibility
+from mapping.model import Comment, System, Ticket, Visibility
 from sync import pending
 from sync.adapters import Adapter
 from sync.attachments import AttachmentCopier
@@ -703,8 +703,12 @@ class Engine:
         now = self.clock()
         engineering = None
         if eng is not None:
+            said = self._resolution_notes(eng)
             engineering = EngineeringStatus(
-                ref=eng.ref, status=eng.status, resolution=self._resolution_notes(eng)
+                ref=eng.ref,
+                status=eng.status,
+                resolution=said.body.strip() if said is not None else None,
+                resolution_public=said is not None and said.visibility is Visibility.PUBLIC,
             )
         iid = ticket_id(itsm)
         with self.store.session() as tx:
@@ -722,7 +726,7 @@ class Engine:
                 pending.park(tx, itsm, [])
         return decision, itsm_new, eng_new, created, writes
 
-    def _resolution_notes(self, eng: Ticket) -> str | None:
+    def _resolution_notes(self, eng: Ticket) -> Comment | None:
         """What engineering last said: the newest comment written there by a person."""
         for comment in reversed(eng.comments):
             if find_marker(comment.body) is not None or not comment.body.strip():
@@ -731,7 +735,7 @@ class Engine:
             names = {p for p in (author.id, author.name, author.email) if p} if author else set()
             if names & set(self.integration_users.values()):
                 continue
-            return comment.body.strip()
+            return comment
         return None
 
     def _carry_out(
@@ -875,7 +879,9 @@ def build_adapters(
         j.base_url,
         session=session(),
         retry=retry,
-        comments=CommentPolicy(visibility_value=j.internal_comment_role),
+        comments=CommentPolicy(
+            service_desk=j.service_desk, visibility_value=j.internal_comment_role
+        ),
         **jira_kwargs,
     )
     s = settings.servicenow
@@ -884,8 +890,19 @@ def build_adapters(
         sn_kwargs.update(client_id=s.client_id, client_secret=secret(s.client_secret))
     else:
         sn_kwargs.update(username=s.username, password=secret(s.password))
+    from mapping import journal_field
+
+    journals = tuple(
+        journal_field(settings.mapping_model, System.SERVICENOW, v) or default
+        for v, default in ((Visibility.PUBLIC, "comments"), (Visibility.INTERNAL, "work_notes"))
+    )
     snow = ServiceNowConnector(
-        s.instance_url, table=s.table, session=session(), retry=retry, **sn_kwargs
+        s.instance_url,
+        table=s.table,
+        session=session(),
+        retry=retry,
+        journal_fields=(journals[0], journals[1]),
+        **sn_kwargs,
     )
     users = ServiceNowConnector(
         s.instance_url, table="sys_user", session=session(), retry=retry, **sn_kwargs

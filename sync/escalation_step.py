@@ -82,55 +82,130 @@ class PolicyEscalation:
     ) -> None:
         if self.email is None or not getattr(self.email, "enabled", True):
             return
-        from sync.email_context import customer_context, customer_recipients, management_context
+        from sync.email_context import as_decided, customer_recipients
         from sync.outbox import OutboxKey, enqueue
 
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
+        # The engine writes the decision to the record after this transaction commits.
+        decided = as_decided(ticket, decision)
         company = self.email.from_name
-        linked = None
-        if engineering is not None and engineering.ref is not None:
-            linked = engineering.ref.key or engineering.ref.id
         for action in decision.actions:
             if isinstance(action, EmailCustomer):
                 to = customer_recipients(ticket)
                 if not to:
                     log.info("customer e-mail skipped: no address", ticket=key_name)
                     continue
-                missing = tuple(
-                    r.detail
-                    for r in decision.reasons
-                    if r.rule.startswith("gate") and r.outcome == "fail"
-                )
-                cadence = None
-                if action.event is CustomerEvent.PERIODIC_UPDATE:
-                    cadence = self.policy.customer_updates.interval(ticket.priority)
-                context = customer_context(
-                    ticket, company=company, missing_information=missing, cadence=cadence
-                )
-                rendered = self._render(action.event.value, context)
-                enqueue(
-                    tx,
-                    OutboxKey(key_name, action.event.value, version),
-                    to=to,
-                    rendered=rendered,
-                    id_domain=self.email.id_domain,
-                    now=now,
+                event = template = action.event.value
+                context: Any = self._customer_context(
+                    decided, decision, action, engineering, company
                 )
             elif isinstance(action, NotifyManagement):
                 to = tuple(action.recipients) or tuple(self.email.management_recipients)
                 if not to:
                     continue
-                notice = management_context(ticket, company=company, linked_ticket=linked)
-                rendered = self._render("management_p1", notice)
-                enqueue(
-                    tx,
-                    OutboxKey(key_name, f"management:{action.event}", version),
-                    to=to,
-                    rendered=rendered,
-                    id_domain=self.email.id_domain,
-                    now=now,
+                event, template = f"management:{action.event}", f"management_{action.event}"
+                context = self._management_context(
+                    tx, decided, decision, action, engineering, company
                 )
+            else:
+                continue
+            enqueue(
+                tx,
+                OutboxKey(key_name, event, version),
+                to=to,
+                rendered=self._render(template, context),
+                id_domain=self.email.id_domain,
+                now=now,
+            )
+
+    def _customer_context(
+        self,
+        ticket: Ticket,
+        decision: Decision,
+        action: EmailCustomer,
+        engineering: EngineeringStatus | None,
+        company: str,
+    ) -> Any:
+        from sync.email_context import customer_context
+
+        cadence = None
+        if action.event in (CustomerEvent.ESCALATED, CustomerEvent.PERIODIC_UPDATE):
+            cadence = self.policy.customer_updates.interval(ticket.priority)
+        public_resolution = None
+        if engineering is not None and engineering.resolution_public:
+            public_resolution = engineering.resolution
+        missing: tuple[str, ...] = ()
+        if action.event is CustomerEvent.NEEDS_INFORMATION:
+            missing = self._missing_items(decision)
+        return customer_context(
+            ticket,
+            company=company,
+            event=action.event,
+            comment_id=action.comment_id,
+            resolution=public_resolution,
+            missing_information=missing,
+            cadence=cadence,
+        )
+
+    def _missing_items(self, decision: Decision) -> tuple[str, ...]:
+        """What the gate found missing, as the policy names it for people to read.
+
+        The gate's reasons carry the evidence ("not found in description/comments"), which is
+        for the internal note; the customer gets each item's label only.
+        """
+        labels = {f"gate.{i.name}": i.description or i.name for i in self.policy.gate.items}
+        return tuple(
+            labels[r.rule] for r in decision.reasons if r.outcome == "fail" and r.rule in labels
+        )
+
+    def _management_context(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        action: NotifyManagement,
+        engineering: EngineeringStatus | None,
+        company: str,
+    ) -> Any:
+        from sync.email_context import management_context
+        from sync.ledger import get_entry
+
+        linked = None
+        if engineering is not None and engineering.ref is not None:
+            linked = engineering.ref.key or engineering.ref.id
+        level = approvers = resolution = None
+        waited = allowed = None
+        if action.event == "resolved" and engineering is not None:
+            resolution = engineering.resolution
+        if action.event in ("approval_overdue", "requested"):
+            target = self.policy.next_level(decision.level)
+            if target is not None:
+                level = target.name
+                # A priority may name its own approvers (a manager for P1), else the level's.
+                people = self.policy.priority_rule(ticket.priority).approvers
+                if people.empty:
+                    people = target.approvers
+                approvers = ", ".join([*people.users, *(f"group {g}" for g in people.groups)])
+            overdue = next(
+                (r for r in decision.reasons if r.rule == "priority.approval_within_hours"), None
+            )
+            if overdue is not None:
+                waited = overdue.compared.get("waited_hours")
+                allowed = overdue.compared.get("within_hours")
+        return management_context(
+            ticket,
+            event=action.event,
+            company=company,
+            decision=decision,
+            entry=get_entry(tx, ticket),
+            linked_ticket=linked,
+            level=level,
+            approvers=approvers or None,
+            waited_hours=waited,
+            allowed_hours=allowed,
+            resolution=resolution,
+        )
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""

@@ -40,6 +40,7 @@ from escalation.decision import (
 from escalation.engine import day_start
 from escalation.memory import fingerprint_window, is_active, next_entry
 from escalation.policy import Policy
+from escalation.wording import limit_count
 from mapping.model import EscalationState, Ref, Ticket
 from sync.db import Base
 from sync.store import UTCDateTime
@@ -289,27 +290,18 @@ def record_decision(
     return refused
 
 
-_WORDS = {
-    "max_per_day": "escalations today",
-    "max_active": "active escalations",
-    "max_active_per_assignee": "active escalations for this assignee",
-}
-
-
 def refusal_after_lost_race(
     decision: Decision, entry: LedgerEntry, limit: str, count: int, value: int, now: datetime
 ) -> Decision:
     """The refusal to record when another worker took the slot between view and record."""
     requested_at = entry.requested_at or (now if decision.request_started else None)
     body = (
-        f"Escalation refused: limit reached: {limit} ({count} {_WORDS.get(limit, '')}, "
-        f"limit {value})."
+        f"Escalation refused: limit reached: {limit} ({limit_count(limit, count)}, limit {value})."
     )
     reason = Reason(
         f"limit.{limit}",
         "fail",
-        f"another escalation took the last slot first: {count} {_WORDS.get(limit, '')}, "
-        f"limit {value}",
+        f"another escalation took the last slot first: {limit_count(limit, count)}, limit {value}",
         {"count": count, "limit": value},
     )
     return replace(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 REDACTED = "***"
 SENSITIVE_KEYS = frozenset(
@@ -30,6 +32,14 @@ SENSITIVE_KEYS = frozenset(
 )
 
 
+# A credential written into text ("Authorization: Basic dXNlcjpw", "'authorization': 'Bearer x'"),
+# as libraries print request headers in their own messages.
+_HEADER_IN_TEXT = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|x-hub-signature|cookie)"
+    r"([\"']?\s*[:=]\s*[\"']?)((?:basic|bearer|token|sha256=)\s*)?[^\s\"',}]+"
+)
+
+
 class Redactor:
     """A structlog processor that masks configured secret values and sensitive keys anywhere."""
 
@@ -46,7 +56,7 @@ class Redactor:
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return value
+            return _HEADER_IN_TEXT.sub(lambda m: f"{m[1]}{m[2]}{m[3] or ''}{REDACTED}", value)
         if isinstance(value, dict):
             return {
                 k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else self._scrub(v))
@@ -80,6 +90,8 @@ class _Stderr:
 REDACTOR = Redactor()
 _STDERR = _Stderr()
 _current: tuple[str, bool] | None = None
+# Libraries whose INFO lines narrate their own routine (see configure_logging).
+CHATTY_LOGGERS = ("huey", "mail.log")
 
 
 def configure_logging(
@@ -99,25 +111,42 @@ def configure_logging(
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            REDACTOR,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, REDACTOR, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(wanted_level, logging.INFO)
         ),
         logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(stream=_STDERR, format="%(name)s: %(message)s", force=True)
+    # Libraries' own log lines (jira, huey, uvicorn, urllib3) take the same format and the same
+    # redaction: they may print request headers.
+    handler = logging.StreamHandler(_STDERR)  # type: ignore[arg-type]
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                REDACTOR,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(handlers=[handler], force=True)
     logging.getLogger().setLevel(wanted_level)
     # Migration chatter ("Context impl SQLiteImpl") on every command says nothing to an operator.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Huey logs two lines per task and aiosmtpd (the SMTP sink) every step of every connection;
+    # our own events say what happened to each ticket and message. Shown when debugging.
+    chatty = logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty)
     _current = (wanted_level, as_json)
 
 
@@ -130,7 +159,7 @@ def settings_secrets(settings: Any) -> list[str]:
             return
         if hasattr(obj, "get_secret_value"):
             found.append(obj.get_secret_value())
-        elif hasattr(obj, "model_fields"):
+        elif isinstance(obj, BaseModel):
             for name in type(obj).model_fields:
                 walk(getattr(obj, name, None))
         elif isinstance(obj, dict):

@@ -7,8 +7,9 @@ registers metrics of its own cannot collide with ours.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -17,7 +18,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+
+log = structlog.get_logger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -76,6 +80,45 @@ POLLS = Counter(
     ["system", "outcome"],
     registry=REGISTRY,
 )
+
+
+class _OutboxCollector:
+    """The email outbox's messages by status, counted in the store at each scrape."""
+
+    name = "escalation_sync_outbox_messages"
+    documentation = (
+        "Email outbox messages by status: pending (to send), sending, sent, unknown (a send "
+        "interrupted by a crash, to settle with `email resolve`) and dead (gave up)."
+    )
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], Mapping[str, int]] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+
+    def collect(self) -> Iterator[Metric]:
+        if self.counts is None:
+            return
+        try:
+            counts = self.counts()
+        except Exception as exc:
+            # A busy or unreachable store leaves this gauge out of one scrape, not the scrape.
+            log.warning("outbox counts unavailable", reason=str(exc) or type(exc).__name__)
+            return
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+        for status, count in counts.items():
+            family.add_metric([status], float(count))
+        yield family
+
+
+_OUTBOX = _OutboxCollector()
+REGISTRY.register(_OUTBOX)
+
+
+def watch_outbox(counts: Callable[[], Mapping[str, int]]) -> None:
+    """Read the outbox's count per status from `counts` at every scrape."""
+    _OUTBOX.counts = counts
 
 
 def watch_queue_depth(depth: Callable[[], int]) -> None:

@@ -55,6 +55,7 @@ from connectors.email import (
 )
 from connectors.email_render import RenderedEmail
 from connectors.errors import PermanentError, RetryableError
+from escalation.wording import plural
 from sync.db import Base
 from sync.store import UTCDateTime, utcnow
 
@@ -219,6 +220,12 @@ def status_counts(session: Any) -> dict[str, int]:
     for status, n in orm.execute(select(OutboxRow.status, func.count()).group_by(OutboxRow.status)):
         counts[str(status)] = int(n)
     return counts
+
+
+def store_counts(store: Any) -> dict[str, int]:
+    """`status_counts` in a transaction of its own, for `status` and the /metrics gauge."""
+    with store.session() as session:
+        return status_counts(session)
 
 
 def last_sent_at(session: Any, ticket: str, events: Sequence[str]) -> datetime | None:
@@ -436,7 +443,7 @@ class OutboxWorker:
                 values.update(
                     status=DEAD,
                     attempts=attempts,
-                    last_error=f"gave up after {attempts} attempts: {_reason(error)}",
+                    last_error=f"gave up after {plural(attempts, 'attempt')}: {_reason(error)}",
                 )
             else:
                 retry_after = getattr(error, "retry_after", None)

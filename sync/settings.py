@@ -5,7 +5,8 @@ Environment variables use the prefix `ESCALATION_SYNC_` and `__` between levels,
 which suits container secrets. Secrets are `SecretStr`: their repr and str are masked.
 
 Loading validates everything once (connections, mapping, escalation policy, email) and reports all
-errors together, each with file, key and reason.
+errors together, each with file, key and reason; a policy rule reading a field the mapping does not
+give the ITSM record is one of them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mapping import Mapping, load_mapping
-from mapping.errors import ConfigError, ConfigInvalid, from_pydantic
+from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_CONFIG = REPO_ROOT / "config.example.toml"
+# Shipped inside the package so an installed wheel has it too (the repository root links here).
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config.example.toml"
 
 
 class _Section(BaseModel):
@@ -55,6 +57,9 @@ class JiraSettings(_Section):
     jql: str = ""
     integration_user: str | None = None
     internal_comment_role: str = "Administrators"
+    # A Jira Service Management project: comments carry the `sd.public.comment` property, and
+    # reading them needs their properties to tell the customer-visible ones apart.
+    service_desk: bool = False
     poll_interval_seconds: int = Field(default=60, ge=5)
 
     @model_validator(mode="after")
@@ -133,9 +138,11 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
-    email: dict[str, Any] = Field(default_factory=dict)
-    escalation: dict[str, Any] = Field(default_factory=dict)
-    mapping: dict[str, Any] = Field(default_factory=dict)
+    # The raw tables, validated into typed models by load_settings. Kept out of repr: the raw
+    # `[email]` table holds transport passwords as plain strings (the typed model wraps them).
+    email: dict[str, Any] = Field(default_factory=dict, repr=False)
+    escalation: dict[str, Any] = Field(default_factory=dict, repr=False)
+    mapping: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping_file: Path | None = None
     policy_file: Path | None = None
 
@@ -199,50 +206,129 @@ def _section_loader(module: str, attribute: str) -> Callable[..., Any] | None:
 
 def load_mapping_file(settings: Settings, config_file: Path) -> Mapping:
     """The mapping in effect: `mapping_file` when set, else the `[mapping]` section."""
-    if settings.mapping_file is not None:
-        path = _relative(config_file, settings.mapping_file)
+    return _load_mapping(settings.mapping_file, settings.mapping, config_file)
+
+
+def _load_mapping(file: Path | None, table: dict[str, Any], config_file: Path) -> Mapping:
+    if file is not None:
+        path = _relative(config_file, file)
         return load_mapping(read_toml(path), source=str(path))
-    return load_mapping(settings.mapping, source=str(config_file), prefix="mapping")
+    return load_mapping(table, source=str(config_file), prefix="mapping")
 
 
 def load_policy_file(settings: Settings, config_file: Path) -> Any:
     """The escalation policy in effect: `policy_file` when set, else `[escalation]`."""
+    return _load_policy(settings.policy_file, settings.escalation, config_file)
+
+
+def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Any:
     load_policy = _section_loader("escalation.policy", "load_policy")
     if load_policy is None:
         return None
-    if settings.policy_file is not None:
-        path = _relative(config_file, settings.policy_file)
-        return load_policy(read_toml(path), source=str(path))
-    return load_policy(settings.escalation, source=str(config_file), prefix="escalation")
+    data, source, prefix = _policy_table(file, table, config_file)
+    return load_policy(data, source=source, prefix=prefix)
+
+
+def _policy_table(
+    file: Path | None, table: dict[str, Any], config_file: Path
+) -> tuple[dict[str, Any], str, str]:
+    """The policy as written, the file it is written in, and the key prefix of its errors."""
+    if file is not None:
+        path = _relative(config_file, file)
+        return read_toml(path), str(path), ""
+    return table, str(config_file), "escalation"
+
+
+def _policy_mapping_gaps(
+    policy: Any, mapping: Mapping, sections: _Sections, config_file: Path
+) -> list[ConfigError]:
+    """Policy rules reading a field the mapping never gives the ITSM record (they never fire)."""
+    gaps = _section_loader("escalation.policy", "mapping_gaps")
+    prefix_of = _section_loader("escalation.policy", "key_prefix")
+    if gaps is None or prefix_of is None:
+        return []
+    data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
+    found: list[ConfigError] = gaps(policy, mapping, source=source, prefix=prefix_of(data, prefix))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Sections:
+    """The tables validated by other packages, as given (the settings may not have validated)."""
+
+    mapping_file: Path | None
+    mapping: dict[str, Any]
+    policy_file: Path | None
+    escalation: dict[str, Any]
+    email: dict[str, Any]
+
+    @classmethod
+    def from_raw(cls, data: dict[str, Any]) -> _Sections:
+        def table(name: str) -> dict[str, Any]:
+            value = data.get(name)
+            return value if isinstance(value, dict) else {}
+
+        def path(name: str) -> Path | None:
+            value = data.get(name)
+            return Path(value) if isinstance(value, str) else None
+
+        return cls(
+            path("mapping_file"),
+            table("mapping"),
+            path("policy_file"),
+            table("escalation"),
+            table("email"),
+        )
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Load and validate everything; raise ConfigInvalid with every error found."""
+    """Load and validate everything; raise ConfigInvalid with every error found.
+
+    The mapping, the policy and the email section are checked even when another section is
+    wrong, so an admin sees every problem in one `mapping check`.
+    """
     file = config_path(path)
     data = read_toml(file)
     source = str(file)
-    errors: list[ConfigError] = []
+    settings, errors = validate_reporting_all(lambda d: Settings(**d), data, source)
+    if settings is None or errors:
+        sections = _Sections.from_raw(data)
+    else:
+        sections = _Sections(
+            settings.mapping_file,
+            settings.mapping,
+            settings.policy_file,
+            settings.escalation,
+            settings.email,
+        )
+    compiled: dict[str, Any] = {}
     try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        raise ConfigInvalid(from_pydantic(exc, source)) from None
-    settings.source = source
-    if settings.state.dir and not settings.state.dir.is_absolute():
-        settings.state.dir = _relative(file, settings.state.dir)
-    try:
-        settings.compiled_mapping = load_mapping_file(settings, file)
+        compiled["mapping"] = _load_mapping(sections.mapping_file, sections.mapping, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
     try:
-        settings.compiled_policy = load_policy_file(settings, file)
+        compiled["policy"] = _load_policy(sections.policy_file, sections.escalation, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
+    if compiled.get("mapping") is not None and compiled.get("policy") is not None:
+        errors.extend(_policy_mapping_gaps(compiled["policy"], compiled["mapping"], sections, file))
     email_model = _section_loader("connectors.email", "EmailSettings")
     if email_model is not None:
         try:
-            settings.email_settings = email_model.model_validate(settings.email)  # type: ignore[attr-defined]
+            compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
         except ValidationError as exc:
             errors.extend(from_pydantic(exc, source, "email"))
-    if errors:
+    if settings is None or errors:
         raise ConfigInvalid(errors)
+    settings.source = source
+    if settings.state.dir and not settings.state.dir.is_absolute():
+        # Relative to the file it is written in; for the built-in example (no file given),
+        # relative to where the command runs, never inside the installed package.
+        if file.resolve() == EXAMPLE_CONFIG:
+            settings.state.dir = Path.cwd() / settings.state.dir
+        else:
+            settings.state.dir = _relative(file, settings.state.dir)
+    settings.compiled_mapping = compiled["mapping"]
+    settings.compiled_policy = compiled["policy"]
+    settings.email_settings = compiled.get("email")
     return settings

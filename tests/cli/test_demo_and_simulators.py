@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -29,31 +33,83 @@ def test_demo_story_passes_every_check() -> None:
     assert code == 0, output
     assert "FAIL" not in output
     assert took < 60, f"demo took {took:.1f}s"
+    flowing = " ".join(output.split())
     for fragment in (
-        "Escalation refused: limit reached: max_per_day",
+        "Escalation refused: limit reached: max_per_day (1 escalation today, limit 1).",
         "Your request has been escalated",
         "Resolved, please confirm",
         "DS-1 created",
     ):
-        assert fragment in output, fragment
+        assert fragment in flowing, fragment
 
 
-def test_simulators_command_serves_and_stops_on_interrupt() -> None:
-    """The simulators answer on the printed URLs and Ctrl-C stops them with exit 0."""
-    env = {**os.environ, "ESCALATION_SYNC_LOG_LEVEL": "WARNING"}
+def test_demo_timeline_shows_whole_notes_and_servicenow_labels() -> None:
+    """Notes are printed in full (every missing item of the gate), without origin markers, and
+    ServiceNow states and priorities by their labels, not their codes."""
+    lines: list[str] = []
+    assert run_demo(echo=lines.append) == 0, "\n".join(lines)
+    output = "\n".join(lines)
+    for item in ("steps to reproduce", "logs or screenshots", "troubleshooting done"):
+        assert f"- {item}" in output, item
+    assert "escalation-sync origin=" not in output
+    assert "…" not in output
+    flowing = " ".join(output.split())
+    assert "(priority 1 - Critical)" in flowing
+    assert "state New -> In Progress" in flowing
+    assert "state In Progress -> Resolved" in flowing
+    assert "(copy of jira DS-1) Found it: a cache key collision" in flowing
+
+
+def test_demo_keep_running_repeats_the_urls_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    """After the story the URLs are printed again; SIGTERM stops everything, exit 0, and the
+    temporary state folder is gone."""
     proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_sync.py"), "demo", "--keep-running"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = "\n".join(read_until(proc, "Ctrl-C (or SIGTERM) stops", timeout=90))
+        assert "Everything stays up:" in out, out
+        tail = out.split("Everything stays up:", 1)[1]
+        for name in ("jira", "servicenow", "smtp", "mail_api", "daemon"):
+            assert re.search(rf"^  {name}\s+\S+://127\.0\.0\.1:\d+", tail, re.M), name
+        assert list(tmp_path.glob("escalation-sync-demo-*")), "the state folder exists while up"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert list(tmp_path.glob("escalation-sync-demo-*")) == []
+
+
+def read_until(proc: subprocess.Popen[str], prefix: str, *, timeout: float) -> list[str]:
+    """The process's stdout lines up to and including the first starting with `prefix`."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith(prefix):
+            break
+    return lines
+
+
+def start_simulators(*extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`escalation-sync simulators` on free ports, as a subprocess."""
+    ports = ("--jira-port", "--servicenow-port", "--smtp-port", "--mail-api-port")
+    return subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "run_sync.py"),
             "simulators",
-            "--jira-port",
-            "0",
-            "--servicenow-port",
-            "0",
-            "--smtp-port",
-            "0",
-            "--mail-api-port",
-            "0",
+            *(arg for port in ports for arg in (port, "0")),
+            *extra,
         ],
         cwd=ROOT,
         env=env,
@@ -61,6 +117,12 @@ def test_simulators_command_serves_and_stops_on_interrupt() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_simulators_command_serves_and_stops_on_interrupt() -> None:
+    """The simulators answer on the printed URLs and Ctrl-C stops them with exit 0."""
+    env = {**os.environ, "ESCALATION_SYNC_LOG_LEVEL": "WARNING"}
+    proc = start_simulators(env=env)
     try:
         assert proc.stdout is not None
         urls: dict[str, str] = {}
@@ -87,3 +149,64 @@ def test_simulators_command_serves_and_stops_on_interrupt() -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Stopped." in err
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _loopback_ports(value: Any) -> set[int]:
+    if isinstance(value, dict):
+        return set().union(*(_loopback_ports(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_loopback_ports(v) for v in value))
+    if isinstance(value, str):
+        return {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", value)}
+    return set()
+
+
+def test_simulators_snippet_points_everything_at_the_ports_in_use() -> None:
+    """On other ports, the printed snippet merged into the example leaves no address on the
+    default ports (links included), sets the webhook port, names people one can act as, and
+    no SMTP sink chatter is printed."""
+    proc = start_simulators(
+        "--webhooks-to",
+        "http://127.0.0.1:18999",
+        env={k: v for k, v in os.environ.items() if k != "ESCALATION_SYNC_LOG_LEVEL"},
+    )
+    try:
+        lines = read_until(proc, "# e.g. curl", timeout=30)
+        out = "\n".join(lines)
+        assert lines[0].startswith("jira "), out
+        urls = dict(line.split(None, 1) for line in lines[:4])
+        snippet = out.split("(merge into a copy of config.example.toml):\n", 1)[1]
+        snippet = snippet.split("\n# Secrets", 1)[0]
+        merged = _merge(
+            tomllib.loads((ROOT / "config.example.toml").read_text()), tomllib.loads(snippet)
+        )
+        in_use = {urllib.parse.urlsplit(u).port for u in urls.values()} | {18999}
+        assert _loopback_ports(merged) <= in_use, out
+        assert merged["webhooks"]["port"] == 18999
+        jira_ref = merged["mapping"]["systems"]["jira"]["ref"]
+        assert jira_ref["url_template"] == f"{urls['jira']}/browse/{{key}}"
+        login = re.search(r"#   ServiceNow  (lee\.l1):(\S+)\s+L1 support engineer", out)
+        assert login is not None, out
+        created = requests.post(
+            f"{urls['servicenow']}/api/now/table/incident",
+            json={"short_description": "Printer jammed"},
+            auth=(login.group(1), login.group(2)),
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["result"]["sys_created_by"] == "lee.l1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "mail.log" not in err and "handling connection" not in err, err

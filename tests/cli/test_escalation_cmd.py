@@ -67,6 +67,14 @@ def test_policy_check_reports_every_error(tmp_path: Path):
     assert "escalation.timezone" in out
 
 
+def test_policy_check_counts_a_single_error_in_the_singular(tmp_path: Path):
+    """One error reads `invalid policy (1 error):`."""
+    bad = tmp_path / "p.toml"
+    bad.write_text('[escalation]\ntimezone = "Nowhere/Land"\n')
+    code, out = run("policy", "check", str(bad))
+    assert code == 2 and out.startswith("invalid policy (1 error):"), out
+
+
 def test_policy_presets_lists_all():
     """`policy presets` names every shipped preset."""
     code, out = run("policy", "presets")
@@ -165,3 +173,26 @@ def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path
     data = json.loads(out)
     assert data["counts"] == {"escalations_today": 0, "active": 0, "active_by_assignee": {}}
     assert data["decision"]["state"] == "approved"
+
+
+def test_shipped_sample_tickets_simulate_under_the_example_policy():
+    """docs/simulate-tickets.jsonl runs as the README says: 3 escalated, 1 incomplete, 1 refused
+    by the daily limit, 1 public approval blocked, 1 resolved the next day."""
+    sample = EXAMPLE.parent / "docs" / "simulate-tickets.jsonl"
+    code, out = run(
+        "policy", "simulate", "--tickets", str(sample), "--config", str(EXAMPLE), "--json"
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    assert (report["snapshots"], report["tickets"]) == (8, 5)
+    assert report["days"]["2026-03-10"] == {
+        "requested": 5,
+        "escalated": 3,
+        "refused": 1,
+        "incomplete": 1,
+        "rejected": 0,
+        "resolved": 0,
+    }
+    assert report["days"]["2026-03-11"]["resolved"] == 1
+    assert report["limit_hits"] == {"max_per_day": 1}
+    assert report["blocked_commands"] == {"command.approve": 1}

@@ -33,6 +33,15 @@ def test_example_config_passes() -> None:
     assert out.startswith("OK ") and len(out.strip().splitlines()) == 1
 
 
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    """The example's single route reads `1 route`; a single error reads `(1 error)`."""
+    code, out = run("mapping", "check", "--config", str(EXAMPLE))
+    assert code == 0 and "; 1 route, policy" in out, out
+    path = broken(tmp_path, 'target = "jira"\nwhen', 'target = "jiraa"\nwhen')
+    code, out = run("mapping", "check", "--config", str(path))
+    assert code == 2 and out.startswith("invalid configuration (1 error):"), out
+
+
 def test_typo_key_is_named(tmp_path: Path) -> None:
     """A misspelt key is reported by name with its path, not ignored."""
     path = broken(tmp_path, 'write = "short_description"', 'wrtie = "short_description"')
@@ -121,6 +130,19 @@ def test_preview_servicenow_sample_to_jira(vendor_dir: Path) -> None:
     assert data["write_to"] == "jira"
     assert data["payload"]["fields"]["priority"] == {"name": "Highest"}
     assert data["payload"]["transition_to"] == "In Progress"
+
+
+def test_preview_shows_only_what_the_sync_writes(vendor_dir: Path) -> None:
+    """A Jira record's preview carries no field one side alone maps, and no blanked field."""
+    capture = vendor_dir / "jira" / "webhooks" / "webhook-issue-created.json"
+    code, out = run(
+        "mapping", "preview", "--config", str(EXAMPLE), "--system", "jira", str(capture)
+    )
+    assert code == 0, out
+    fields = json.loads(out)["payload"]["fields"]
+    assert "category" not in fields  # only ServiceNow maps a category
+    assert "" not in fields.values() and None not in fields.values()
+    assert fields["state"] == "1"
 
 
 def test_preview_rejects_non_json(tmp_path: Path) -> None:

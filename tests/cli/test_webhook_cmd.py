@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.app import build
@@ -44,18 +45,27 @@ def test_single_capture_output() -> None:
     assert row["timestamp"] == "2019-06-04T00:15:17.234000+00:00"
 
 
-def test_non_webhook_file_exits_2(tmp_path: Path) -> None:
-    """A file that is not a Jira webhook exits 2 and names the file and the reason."""
-    bad = tmp_path / "incident.json"
-    bad.write_text('{"sys_id": "abc"}')
-    code, out, err = run("webhook", "parse", "--system", "jira", str(bad))
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"sys_id": "abc"}', "not a jira webhook: no webhookEvent"),
+        ('{"webhookEvent": "hello"}', "jira event 'hello' is not one escalation-sync handles"),
+    ],
+    ids=["not-a-webhook", "event-type-not-handled"],
+)
+def test_file_with_no_usable_event_exits_2(tmp_path: Path, body: str, reason: str) -> None:
+    """A file that is not a Jira webhook, or is one of an event type the product does not act
+    on, prints nothing on stdout and exits 2 naming the file and the reason."""
+    capture = tmp_path / "capture.json"
+    capture.write_text(body)
+    code, out, err = run("webhook", "parse", "-s", "jira", str(capture))
     assert code == 2
     assert out == ""
-    assert "incident.json" in err and "not a jira webhook" in err
+    assert err.startswith(f"{capture}: {reason}")
 
 
 def test_unknown_system_exits_2(tmp_path: Path) -> None:
-    """An unknown --system is refused with exit 2."""
-    code, _, err = run("webhook", "parse", "--system", "zendesk", str(tmp_path))
+    """An unknown -s is refused with exit 2, listing the systems to choose from."""
+    code, _, err = run("webhook", "parse", "-s", "zendesk", str(tmp_path))
     assert code == 2
-    assert "unknown system" in err
+    assert "'zendesk' is not one of" in err and "'jira', 'servicenow'." in err

@@ -91,7 +91,7 @@ def test_token_then_sendmail_in_documented_json_shape(mock: responses.RequestsMo
     """Client-credentials token from the tenant, then sendMail with the documented JSON body."""
     _register_login(mock)
     mock.post(SEND_URL, status=202)
-    sender = _sender()
+    sender = _sender(format="json")
     message = _email()
     assert sender.send(message) == message.message_id
     assert sender.send(message) == message.message_id  # the token is reused from msal's cache
@@ -125,11 +125,14 @@ def test_token_then_sendmail_in_documented_json_shape(mock: responses.RequestsMo
     }
 
 
-def test_mime_format_keeps_thread_headers(mock: responses.RequestsMock) -> None:
-    """format = "mime" posts base64 MIME as text/plain, keeping both parts and threading."""
+@pytest.mark.parametrize("extra", [{}, {"format": "mime"}], ids=["default", "mime"])
+def test_mime_format_keeps_thread_headers(
+    mock: responses.RequestsMock, extra: dict[str, str]
+) -> None:
+    """MIME, the default, posts base64 MIME as text/plain, keeping both parts and threading."""
     mock.post(SEND_URL, status=202)
     sender = GraphSender(
-        _settings(format="mime"), IDENTITY, session=requests.Session(), token=lambda: "t"
+        _settings(**extra), IDENTITY, session=requests.Session(), token=lambda: "t"
     )
     sender.send(_email())
     request = mock.calls[0].request
@@ -262,7 +265,9 @@ def test_sent_items_lookup_by_extended_property(
 ) -> None:
     """JSON format: was_sent filters Sent Items on the extended property carrying the id."""
     mock.get(SENT_ITEMS, json={"value": value})
-    sender = GraphSender(_settings(), IDENTITY, session=requests.Session(), token=lambda: "t")
+    sender = GraphSender(
+        _settings(format="json"), IDENTITY, session=requests.Session(), token=lambda: "t"
+    )
     assert sender.was_sent("<abc@example.com>") is expected
     query = parse_qs(urlsplit(str(mock.calls[0].request.url)).query)
     assert query["$filter"] == [
@@ -286,11 +291,25 @@ def test_sent_items_lookup_by_internet_message_id_for_mime(
 
 
 def test_lookup_unavailable_without_sent_copies() -> None:
-    """With saveToSentItems off, the transport cannot tell what went out."""
+    """JSON format with saveToSentItems off: the transport cannot tell what went out."""
+    sender = GraphSender(
+        _settings(format="json", save_to_sent_items=False),
+        IDENTITY,
+        session=requests.Session(),
+        token=lambda: "t",
+    )
+    assert sender.was_sent("<abc@example.com>") is None
+
+
+def test_mime_messages_are_looked_up_even_without_the_setting(
+    mock: responses.RequestsMock,
+) -> None:
+    """Graph keeps every MIME message in Sent Items, so was_sent can still answer."""
+    mock.get(SENT_ITEMS, json={"value": []})
     sender = GraphSender(
         _settings(save_to_sent_items=False), IDENTITY, session=requests.Session(), token=lambda: "t"
     )
-    assert sender.was_sent("<abc@example.com>") is None
+    assert sender.was_sent("<abc@example.com>") is False
 
 
 def test_build_sender_uses_the_callers_session(mock: responses.RequestsMock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -21,6 +22,7 @@ from connectors.email import (
 )
 from connectors.email_render import (
     CUSTOMER_EVENTS,
+    SAMPLE_MANAGEMENT,
     CustomerContext,
     ManagementContext,
     Renderer,
@@ -177,19 +179,89 @@ def test_injection_in_summary_and_customer_name(renderer: Renderer) -> None:
 
 
 def test_management_notification_has_the_reason(renderer: Renderer) -> None:
-    """The P1 management mail (internal readers) shows level, reason and approver."""
-    ctx = management_context(_ticket(), company="Acme", linked_ticket="ENG-42")
-    mail = renderer.render("management_p1", ctx)
+    """The management mail (internal readers) shows level, reason and approver."""
+    ctx = management_context(_ticket(), event="escalated", company="Acme", linked_ticket="ENG-42")
+    mail = renderer.render("management_escalated", ctx)
     assert SECRETS[3] in mail.text and SECRETS[6] in mail.html and "ENG-42" in mail.text
-    assert mail.subject == "[INC0010001] P1 escalation: Checkout fails with error 500"
+    assert mail.subject == "[INC0010001] P1 escalation to L2: Checkout fails with error 500"
+
+
+PENDING = ("management_requested", "management_approval_overdue")
+
+
+@pytest.mark.parametrize(
+    ("event", "subject", "headline"),
+    [
+        (
+            "management_requested",
+            "[INC0010001] P2 escalation requested to L2: Checkout fails with error 500",
+            "An escalation to L2 has been requested for this P2 ticket and waits for approval "
+            "by mgr.one.",
+        ),
+        (
+            "management_escalated",
+            "[INC0010001] P2 escalation to L2: Checkout fails with error 500",
+            "A P2 ticket has been escalated to L2.",
+        ),
+        (
+            "management_approval_overdue",
+            "[INC0010001] Escalation approval overdue: Checkout fails with error 500",
+            "The request to escalate this P2 ticket to L2 is still waiting for approval after "
+            "5.5 hours; the policy allows 4 hours.",
+        ),
+        (
+            "management_resolved",
+            "[INC0010001] P2 escalation resolved: Checkout fails with error 500",
+            "The P2 escalation at L2 has been resolved by engineering (ENG-42).",
+        ),
+    ],
+)
+def test_each_management_event_has_its_own_wording(
+    renderer: Renderer, event: str, subject: str, headline: str
+) -> None:
+    """Requested, escalated, overdue and resolved mails say what happened, with the real
+    priority."""
+    ctx = replace(
+        SAMPLE_MANAGEMENT,
+        ticket_key="INC0010001",
+        summary="Checkout fails with error 500",
+        requested_by="lee.l1",
+        reason="production down",
+        linked_ticket="ENG-42",
+        # Nobody has approved a pending request; the context builder leaves the approver out.
+        approver=None if event in PENDING else "sme.alice",
+        approvers="mgr.one" if event == "management_requested" else None,
+    )
+    mail = renderer.render(event, ctx)
+    assert mail.subject == subject
+    assert mail.text.startswith(headline + "\n")
+    assert f"<p>{headline}</p>" in mail.html
+    assert "P1" not in mail.subject + mail.text + mail.html
+    assert "Requested by: lee.l1" in mail.text and "production down" in mail.html
+
+
+def test_retired_management_override_is_reported(tmp_path: Path) -> None:
+    """An admin's management_p1 override is no longer read, and `check` says so."""
+    (tmp_path / "management_p1.txt.j2").write_text("A P1 ticket has been escalated.\n")
+    [problem] = Renderer(tmp_path).check()
+    assert "management_p1.txt.j2 is no longer used" in problem
+    assert "management_escalated.txt.j2" in problem
+
+
+def test_greeting_stands_on_its_own_line(renderer: Renderer) -> None:
+    """A blank line separates the greeting from the first sentence in the text part."""
+    mail = renderer.render("escalated", customer_context(_ticket(), company="Acme"))
+    assert mail.text.startswith("Dear Chris Customer,\n\nYour request has been escalated")
 
 
 def test_context_types_cannot_be_swapped(renderer: Renderer) -> None:
     """A customer event refuses the management context, and the other way round."""
     with pytest.raises(TypeError):
-        renderer.render("escalated", management_context(_ticket(), company="Acme"))
+        renderer.render(
+            "escalated", management_context(_ticket(), event="escalated", company="Acme")
+        )
     with pytest.raises(TypeError):
-        renderer.render("management_p1", customer_context(_ticket(), company="Acme"))
+        renderer.render("management_escalated", customer_context(_ticket(), company="Acme"))
 
 
 def test_admin_folder_overrides_file_by_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -532,6 +532,28 @@ def test_429_exhausted_raises_rate_limited(rsps: responses.RequestsMock, sleeps:
         make(sleeps, attempts=3).get_issue("ED-1")
     assert info.value.retry_after == 2.0 and info.value.status == 429
     assert len(rsps.calls) == 3
+
+
+def test_rate_limit_reset_is_honoured(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:
+    """A 429 without Retry-After but with Jira's X-RateLimit-Reset waits until that moment."""
+    url = f"{BASE}/rest/api/2/myself"
+    reset = (datetime.now(UTC) + timedelta(seconds=12)).isoformat().replace("+00:00", "Z")
+    rsps.get(url, status=429, headers={"X-RateLimit-Reset": reset})
+    rsps.get(url, json={"timeZone": "UTC"})
+    make(sleeps).myself()
+    [waited] = sleeps.waits
+    assert 10.0 < waited <= 12.0
+
+
+def test_a_long_retry_after_goes_to_the_queue(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:
+    """Asked to wait longer than the in-process cap, the connector does not retry early: the
+    error carries the full Retry-After for the queue to reschedule by."""
+    url = f"{BASE}/rest/api/2/issue/ED-1"
+    rsps.get(url, status=429, headers={"Retry-After": "120"})
+    with pytest.raises(RateLimited) as info:
+        make(sleeps).get_issue("ED-1")
+    assert info.value.retry_after == 120.0
+    assert sleeps.waits == [] and len(rsps.calls) == 1
 
 
 def test_library_retry_loop_is_off(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:

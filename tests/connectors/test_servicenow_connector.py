@@ -361,6 +361,37 @@ def test_add_comment_picks_comments_or_work_notes(
     assert sn.add_comment("abc", "hello", public=public) == {"sys_id": "abc"}
 
 
+def test_journal_fields_follow_the_mapping(
+    policy: RetryPolicy, mock: responses.RequestsMock
+) -> None:
+    """A table with its own journal fields is written and read through those, not the defaults."""
+    sn = ServiceNowConnector(
+        BASE,
+        username="svc.sync",
+        password=PASSWORD,
+        retry=policy,
+        journal_fields=("u_customer_notes", "u_engineering_notes"),
+    )
+    mock.patch(
+        f"{TABLE}/abc",
+        json={"result": {"sys_id": "abc"}},
+        match=[matchers.json_params_matcher({"u_engineering_notes": "internal"})],
+    )
+    query = (
+        "element_id=abc^elementINu_customer_notes,u_engineering_notes"
+        "^ORDERBYsys_created_on^ORDERBYsys_id"
+    )
+    mock.get(
+        JOURNAL,
+        json={"result": []},
+        match=[matchers.query_param_matcher({"sysparm_query": query}, strict_match=False)],
+    )
+    sn.add_comment("abc", "internal", public=False)
+    assert sn.journal("abc") == []
+    with pytest.raises(ValueError):
+        sn.update("abc", {"u_customer_notes": "journal writes go through add_comment"})
+
+
 def test_comment_is_not_repeated_after_a_500(
     sn: ServiceNowConnector, mock: responses.RequestsMock, sleeps: list[float]
 ) -> None:

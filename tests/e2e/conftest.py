@@ -45,6 +45,9 @@ People and records seeded in ServiceNow: the agent `AGENT` (beth.anglin), the cu
 `SNOW_USER`. Jira: project `DS` with every status of the example mapping reachable from any
 status (`SYNC_WORKFLOW`); `harness.jira.engineer` acts as an engineer.
 
+Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now; a test may
+replace it to play approval windows and update cadences without waiting.
+
 Crashes: `harness.engine.after_write = fn` is called after every vendor write and before it is
 recorded; raising there simulates a worker killed at that point.
 
@@ -86,7 +89,8 @@ SNOW_PASSWORD = "svc-sync-password"
 AGENT = "beth.anglin"
 CUSTOMER = "carla.customer"
 CUSTOMER_EMAIL = "carla@customer.example"
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005)
+# Waits are cut to milliseconds, Retry-After included (the simulators ask for a second).
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005, defer_after=3600)
 FAST_QUEUE = RetrySchedule(attempts=6, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Reads sent as POST (JQL search with a body): not writes.
@@ -290,7 +294,9 @@ def make_harness(
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
-    snow.add_column("incident", "u_labels")  # the example mapping's tag column
+    # The example mapping's custom columns: tags, and the escalation type a preset reads.
+    snow.add_column("incident", "u_labels")
+    snow.add_column("incident", "u_escalation_type")
     snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
@@ -340,7 +346,14 @@ def _outbox_worker(harness: Harness) -> Any:
     def session_factory() -> Any:
         return sessions()
 
-    return OutboxWorker(session_factory, build_sender(email), base_delay=timedelta(0))
+    # The engine's clock, so a test that moves it on (cadence, approval windows) sends the
+    # e-mails its decisions queue for that moment.
+    return OutboxWorker(
+        session_factory,
+        build_sender(email),
+        clock=lambda: harness.engine.clock(),
+        base_delay=timedelta(0),
+    )
 
 
 @pytest.fixture

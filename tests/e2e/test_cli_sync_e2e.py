@@ -45,6 +45,7 @@ def test_sync_once_polls_and_applies_changes(harness: Harness) -> None:
     result = cli("sync", "--once")
     assert result.exit_code == 0, result.output
     assert "new dead letters: 0" in result.output
+    assert "Executing sync.queue" not in result.output, "Huey's per-task lines are kept quiet"
     assert harness.servicenow.incident(sys_id)["state"] == "6"
     assert "Fixed in 4.3" in harness.snow_journal_text(sys_id)
 
@@ -112,3 +113,75 @@ def test_explain_reads_a_ticket_by_incident_number(harness: Harness) -> None:
     result = cli("explain", number)
     assert result.exit_code == 0, result.output
     assert number in result.output or "state" in result.output
+
+
+def test_explain_unknown_incident_says_so_in_one_line(harness: Harness) -> None:
+    """`explain INC9999999` prints that ServiceNow has no such record and exits 1, no traceback."""
+    result = cli("explain", "INC9999999")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "ServiceNow has no record INC9999999"
+    assert result.stdout == ""
+
+
+def test_explain_engineering_key_explains_the_paired_incident(harness: Harness) -> None:
+    """`explain DS-n` of a pair explains the paired incident and says so first."""
+    sys_id, key = harness.pair(short_description="Explain the pair")
+    number = harness.servicenow.incident(sys_id)["number"]
+    result = cli("explain", key)
+    assert result.exit_code == 0, result.output
+    first, _, rest = result.stdout.partition("\n")
+    assert first == (
+        f"{key} is the engineering side of a pair: explaining the paired ServiceNow record {number}"
+    )
+    assert f"servicenow {number} at " in rest
+
+
+def test_explain_unpaired_engineering_key_is_refused(harness: Harness) -> None:
+    """A Jira key that is not paired is not explained against the support policy."""
+    key = harness.jira.create_issue("DS", "Engineering only")
+    result = cli("explain", key)
+    assert result.exit_code == 1
+    assert f"{key} is a Jira record that is not paired with a ServiceNow record" in result.stderr
+    assert "escalations are decided on ServiceNow records" in result.stderr
+
+
+def test_sync_once_polls_jira_when_servicenow_refuses_the_credentials(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 from ServiceNow is one line naming the system; Jira is still polled; exit 1."""
+    monkeypatch.setenv("ESCALATION_SYNC_SERVICENOW__PASSWORD", "wrong")
+    result = cli("sync", "--once")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("servicenow not polled: ServiceNow (http://127.0.0.1:")
+    assert "refused our credentials" in result.stderr and "HTTP 401" in result.stderr
+    assert "wrong" not in result.output
+    assert "changed records: jira 0, servicenow not polled" in result.stdout
+    assert harness.store.status_counts().watermarks["jira"].polled_at is not None
+
+
+def test_backfill_says_which_records_had_no_route_and_why(harness: Harness, tmp_path: Path) -> None:
+    """Unlabelled incidents under the escalation route, and incidents outside a route's filter,
+    are listed by number with the reason no route took them."""
+    numbers = sorted(
+        harness.servicenow.incident(harness.incident(short_description=f"Old {i}"))["number"]
+        for i in range(2)
+    )
+    result = cli("backfill", "--system", "servicenow")
+    assert result.exit_code == 0, result.output
+    assert "no route 2;" in result.stdout
+    assert (
+        "no route for 2 records: no ESCALATION label (route escalations-to-engineering pairs "
+        f"escalated records only):\n  {numbers[0]}, {numbers[1]}\n"
+    ) in result.stdout
+    filtered = tmp_path / "filtered.toml"
+    filtered.write_text(
+        EXAMPLE_CONFIG.read_text().replace(
+            'when = "escalation_approved"', 'when = "always"\nfilter = "priority == \'P1\'"', 1
+        )
+    )
+    result = cli("backfill", "--system", "servicenow", config=filtered)
+    assert result.exit_code == 0, result.output
+    assert (
+        "no route for 2 records: outside the filter of route escalations-to-engineering: "
+        "priority == 'P1':"
+    ) in result.stdout

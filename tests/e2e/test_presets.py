@@ -1,13 +1,16 @@
 """The five preset stories end to end: each procedure played against the simulators.
 
 Each story runs the daemon's engine with `policy_file` pointing at a preset, people acting in
-the ServiceNow and Jira simulators, and asserts what the records and the customer end up with:
-labels, priority, notes, links and e-mails.
+the ServiceNow and Jira simulators, and asserts what the records and the people end up with:
+labels and priority on both sides, the work notes (who, level, reason), the links in both
+records, and every e-mail sent (its event, recipients and subject).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,11 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.e2e
+
+DOCUMENTED = (
+    "Steps to reproduce: call the API twice. Version 4.2.1 in production. "
+    "Troubleshooting: restarted the workers, cleared the cache."
+)
 
 
 def preset_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Harness:
@@ -74,18 +82,109 @@ def paired_key(h: Harness, sys_id: str) -> str | None:
     return link.jira_key if link is not None else None
 
 
-def customer_mail(h: Harness) -> list[str]:
-    return [m.subject or "" for m in h.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
-
-
-def mail_to(h: Harness, address: str) -> list[str]:
-    return [m.subject or "" for m in h.mail.messages() if address in m.rcpt_tos]
-
-
 def step(h: Harness, sys_id: str) -> None:
     """Process the incident now, then let webhooks, the queue and the outbox settle."""
     h.sync("servicenow", sys_id)
     h.drain()
+
+
+def later(h: Harness, **delta: float) -> None:
+    """From now on the engine (and its outbox) act as if `delta` had passed."""
+    h.engine.clock = lambda: datetime.now(UTC) + timedelta(**delta)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A subject that names the incident (its number, then its summary at the end), whatever
+    the template's wording in between."""
+
+    number: str
+    summary: str
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, str)
+            and other.startswith(f"[{self.number}] ")
+            and other.endswith(self.summary)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Mail:
+    """An e-mail as the sink received it: the event it reports, who got it, its subject."""
+
+    event: str
+    to: tuple[str, ...]
+    subject: str | Naming
+
+
+def mails(h: Harness) -> list[Mail]:
+    out = []
+    for m in h.mail.messages():
+        event = next(v for k, v in m.headers if k.lower() == "x-escalation-sync-event")
+        out.append(Mail(event, tuple(sorted(m.rcpt_tos)), m.subject or ""))
+    return out
+
+
+def sent_since(h: Harness, seen: list[Mail]) -> list[Mail]:
+    """E-mails sent after the `seen` ones, by event (one step may send several at once)."""
+    return sorted(mails(h)[len(seen) :], key=lambda m: (m.event, m.to))
+
+
+def to_customer(h: Harness, sys_id: str, event: str, text: str) -> Mail:
+    """The customer's e-mail about the incident: `[number] text`."""
+    number = h.servicenow.incident(sys_id)["number"]
+    return Mail(event, (CUSTOMER_EMAIL,), f"[{number}] {text}")
+
+
+def to_management(h: Harness, sys_id: str, event: str, to: tuple[str, ...]) -> Mail:
+    """A management notice about the incident; its subject must name the incident."""
+    incident = h.servicenow.incident(sys_id)
+    naming = Naming(incident["number"], incident["short_description"])
+    return Mail(f"management:{event}", tuple(sorted(to)), naming)
+
+
+def labels(h: Harness, sys_id: str, key: str | None) -> tuple[list[str], list[str]]:
+    """The incident's tags and the Jira issue's labels."""
+    snow = [t for t in h.servicenow.incident(sys_id)["u_labels"].split(",") if t]
+    jira = list(h.jira.issue(key)["fields"]["labels"]) if key else []
+    return snow, jira
+
+
+def priorities(h: Harness, sys_id: str, key: str) -> tuple[str, str]:
+    """The incident's priority code and the Jira issue's priority name."""
+    issue = h.jira.issue(key)["fields"]
+    return h.servicenow.incident(sys_id)["priority"], issue["priority"]["name"]
+
+
+def assert_linked(h: Harness, sys_id: str, key: str) -> None:
+    """Each record shows the other: a remote link in Jira, a work note in ServiceNow."""
+    assert [url for url in jira_links(h, key) if sys_id in url]
+    [note] = notes_with(h, sys_id, f"Paired Jira record {key}:")
+    assert f"/browse/{key}" in note
+
+
+def assert_requested(
+    h: Harness, sys_id: str, level: str, *, by: str, reason: str, approvers: str
+) -> None:
+    """The request work note: the level asked for, by whom (a person or a trigger), why, and
+    who must approve."""
+    [note] = notes_with(h, sys_id, f"Escalation to {level} requested by {by} at ")
+    assert f"Reason: {reason}." in note
+    assert f"Awaiting approval ({approvers})." in note
+
+
+def assert_approved(
+    h: Harness, sys_id: str, by: str, move: str, *, reason: str, note: str | None = None
+) -> None:
+    """The approval work note: the approver, the levels (`L1 -> L2`), the reason and, when
+    given, the approver's own note."""
+    [text] = [n for n in notes_with(h, sys_id, f"Escalation approved by {by} at ") if move in n]
+    assert f": {move}.\nReason: {reason}" in text
+    if note is not None:
+        assert f"\nApprover note: {note}" in text
 
 
 def jira_links(h: Harness, key: str) -> list[str]:
@@ -96,7 +195,8 @@ def jira_links(h: Harness, key: str) -> list[str]:
 
 
 def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
-    """CSST missing, then SME rejects with action items, then approves: task in ESC, linked."""
+    """CSST missing; an engineer cannot approve; the SME rejects with action items, then
+    approves: a task in the Escalation queue, linked both ways, no severity change; closure."""
     h = story("sme_approval_csst")
     people(h, "sme.emea.2")
     projects(h, "ESC")
@@ -109,6 +209,7 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     h.servicenow.add_work_note(sys_id, "/escalate dump analysis needed", as_user=AGENT)
     step(h, sys_id)
     [missing] = notes_with(h, sys_id, "is on hold: the ticket is incomplete")
+    assert "Escalation to Regional Escalation" in missing
     assert "- CSST note" in missing and "Steps to reproduce" not in missing
     assert paired_key(h, sys_id) is None
 
@@ -116,39 +217,78 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
         sys_id, "CSST: impact high, repro attached, logs attached", as_user=AGENT
     )
     step(h, sys_id)
-    assert notes_with(h, sys_id, "Awaiting approval")
+    assert_requested(
+        h,
+        sys_id,
+        "Regional Escalation",
+        by=AGENT,
+        reason="dump analysis needed",
+        approvers="group sme_apac, group sme_emea, group sme_amer, group technical_advisors",
+    )
+
+    # The engineer is no SME / TA: their approval transfers nothing.
+    h.servicenow.add_work_note(sys_id, "/approve-escalation urgent", as_user=AGENT)
+    step(h, sys_id)
+    assert not notes_with(h, sys_id, "Escalation approved by")
 
     h.servicenow.add_work_note(
         sys_id, "/reject-escalation capture a memory dump first", as_user="sme.emea.2"
     )
     step(h, sys_id)
     [rejection] = notes_with(h, sys_id, "rejected by")
-    assert "sme.emea.2" in rejection or "Sme Emea 2" in rejection
+    assert "Escalation to Regional Escalation rejected by sme.emea.2" in rejection
     assert "Action items: capture a memory dump first" in rejection
     assert paired_key(h, sys_id) is None
 
     h.servicenow.add_work_note(sys_id, "/escalate dump captured", as_user=AGENT)
     h.servicenow.add_work_note(sys_id, "/approve-escalation dump reviewed", as_user="sme.emea.2")
     step(h, sys_id)
-    [approval] = notes_with(h, sys_id, "Escalation approved by")
-    assert "Engineer -> Regional Escalation" in approval and "dump reviewed" in approval
+    assert_approved(
+        h,
+        sys_id,
+        "sme.emea.2",
+        "Engineer -> Regional Escalation",
+        reason="dump captured",
+        note="dump reviewed",
+    )
     key = paired_key(h, sys_id)
     assert key is not None and key.startswith("ESC-")
     issue = h.jira.issue(key)["fields"]
-    assert "ESCALATION" in issue["labels"]
     assert issue["issuetype"]["name"] == "Task"
+    assert issue["summary"].endswith("SSIS package fails on deploy")
+    assert "Approved by: sme.emea.2" in issue["description"]
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     # Escalation is not a severity change.
-    assert h.servicenow.incident(sys_id)["priority"] == "3"
-    assert any(sys_id in url for url in jira_links(h, key))
-    assert notes_with(h, sys_id, key)
-    assert len(customer_mail(h)) == 1
+    assert priorities(h, sys_id, key) == ("3", "Medium")
+    assert_linked(h, sys_id, key)
+    escalated = to_customer(
+        h, sys_id, "escalated", "Your request has been escalated: SSIS package fails on deploy"
+    )
+    assert mails(h) == [escalated]
+
+    h.jira.comment(key, "Root cause: a missing connection manager; hotfix 16.0.2.")
+    h.jira.transition(key, "Done")
+    step(h, sys_id)
+    assert h.servicenow.incident(sys_id)["state"] == "6"
+    [resolution] = notes_with(h, sys_id, f"resolved {key}")
+    assert "Engineering (Regional Escalation)" in resolution and "hotfix 16.0.2" in resolution
+    assert mails(h) == [
+        escalated,
+        to_customer(
+            h,
+            sys_id,
+            "resolved_please_confirm",
+            "Resolved, please confirm: SSIS package fails on deploy",
+        ),
+    ]
 
 
 # --- 001: DS ticket limits ------------------------------------------------------------------
 
 
 def test_ds_ticket_limits_story(story: Callable[[str], Harness]) -> None:
-    """Leads escalate, Dev Support accepts: tag + Highest priority; the 4th of the day refused."""
+    """Leads escalate, Dev Support accepts: tag + Highest priority, linked; the 4th of the day
+    and a low-impact issue refused; the customer is never e-mailed, the finding written back."""
     h = story("ds_ticket_limits")
     people(h, "lead.1", "devsupport.1")
     incidents = []
@@ -165,23 +305,50 @@ def test_ds_ticket_limits_story(story: Callable[[str], Harness]) -> None:
     for sys_id in incidents[:3]:
         key = paired_key(h, sys_id)
         assert key is not None and key.startswith("DS-")
-        assert "ESCALATION" in h.jira.issue(key)["fields"]["labels"]
-        assert h.jira.issue(key)["fields"]["priority"]["name"] == "Highest"
-        assert h.servicenow.incident(sys_id)["priority"] == "1"
-        assert notes_with(h, sys_id, "Escalation approved by")
+        assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
+        assert priorities(h, sys_id, key) == ("1", "Highest")
+        assert_approved(
+            h, sys_id, "devsupport.1", "Client-facing -> Dev Support", reason="merchant outage"
+        )
+        assert_linked(h, sys_id, key)
     fourth = incidents[3]
     assert paired_key(h, fourth) is None
     [refusal] = notes_with(h, fourth, "Escalation refused")
     assert "max_per_day (3 escalations today, limit 3)" in refusal
     assert h.servicenow.incident(fourth)["priority"] == "3"
-    # The reporter's team writes to affected parties: no customer e-mail from this policy.
-    assert customer_mail(h) == []
+    assert labels(h, fourth, None) == ([], [])
+
+    low = h.incident(
+        short_description="One payer did not receive a notification",
+        description="A single payer reports a missing notification. We cannot investigate "
+        "further without Dev Support.\nContact: Dana Ops",
+        impact="3",
+        urgency="3",
+    )
+    h.servicenow.add_work_note(low, "/escalate payer complaint", as_user="lead.1")
+    step(h, low)
+    [refusal] = notes_with(h, low, "Escalation refused")
+    assert "low-impact issue (priority P5)" in refusal
+    assert paired_key(h, low) is None
+
+    first, key = incidents[0], paired_key(h, incidents[0])
+    assert key is not None
+    h.jira.comment(key, "Root cause: the biller's certificate expired; renewed.", public=True)
+    h.drain()
+    h.jira.transition(key, "Done")
+    step(h, first)
+    assert h.servicenow.incident(first)["state"] == "6"
+    [resolution] = notes_with(h, first, f"resolved {key}")
+    assert "certificate expired" in resolution
+    # The reporter's team writes to affected parties: no e-mail from this policy at all.
+    assert mails(h) == []
 
 
-def test_ds_only_leads_initiate(story: Callable[[str], Harness]) -> None:
-    """An /escalate from someone outside the leads group starts nothing."""
+def test_ds_only_leads_initiate_with_a_reason(story: Callable[[str], Harness]) -> None:
+    """An /escalate from someone outside the leads group starts nothing; a lead's bare one is
+    answered with a note asking for the reason."""
     h = story("ds_ticket_limits")
-    people(h, "devsupport.1")
+    people(h, "lead.1", "devsupport.1")
     sys_id = h.incident(
         short_description="Refund stuck",
         description="We cannot investigate further.\nContact: Dana",
@@ -189,61 +356,117 @@ def test_ds_only_leads_initiate(story: Callable[[str], Harness]) -> None:
     h.servicenow.add_work_note(sys_id, "/escalate please", as_user=AGENT)
     step(h, sys_id)
     assert work_notes(h, sys_id) == ["/escalate please"]
+    h.servicenow.add_work_note(sys_id, "/escalate", as_user="lead.1")
+    step(h, sys_id)
+    [answer] = notes_with(h, sys_id, "not taken: say why")
+    assert "by lead.1" in answer
     assert paired_key(h, sys_id) is None
 
 
 # --- 002: L1 -> L2 -> L3 with Team Leader approval ------------------------------------------
 
+LEADERS = ("team.leaders@example.com", "team.manager@example.com")
+
 
 def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
-    """Customer asks publicly (allowed) and tries to approve (blocked); TL approves; closure."""
+    """The customer asks publicly (allowed) and approves (blocked); an SME takes L2; the vendor
+    escalation waits for troubleshooting with outcomes and a Team Leader, not the Team Manager."""
     h = story("l1_l2_l3_team_leader")
-    people(h, "team.leader.1")
+    people(h, "sme.1", "team.leader.1", "team.manager")
     projects(h, "L2")
-    sys_id = h.incident(
-        short_description="Outlook crashes on start",
-        description="Troubleshooting: safe mode, new profile. Outcome: still crashes.",
-    )
-    h.servicenow.attach(sys_id, "crash.log", b"fault\n" * 10, as_user=AGENT)
+    summary = "Outlook crashes on start"
+    sys_id = h.incident(short_description=summary, description="Outlook closes right away.")
     h.servicenow.add_comment(sys_id, "/escalate this blocks our sales team", as_user=CUSTOMER)
     step(h, sys_id)
-    assert notes_with(h, sys_id, "Awaiting approval")
+    assert_requested(
+        h,
+        sys_id,
+        "L2",
+        by=CUSTOMER,
+        reason="this blocks our sales team",
+        approvers="group smes, group team_leaders, group team_managers",
+    )
 
     h.servicenow.add_comment(sys_id, "/approve-escalation approved by me", as_user=CUSTOMER)
     step(h, sys_id)
     assert not notes_with(h, sys_id, "Escalation approved by")
     assert paired_key(h, sys_id) is None
 
-    h.servicenow.add_work_note(
-        sys_id, "/approve-escalation findings reviewed", as_user="team.leader.1"
-    )
+    h.servicenow.add_work_note(sys_id, "/approve-escalation taking this on", as_user="sme.1")
     step(h, sys_id)
-    [approval] = notes_with(h, sys_id, "Escalation approved by")
-    assert "L1 -> L2" in approval and "findings reviewed" in approval
+    assert_approved(h, sys_id, "sme.1", "L1 -> L2", reason="this blocks our sales team")
     key = paired_key(h, sys_id)
     assert key is not None and key.startswith("L2-")
-    assert "ESCALATION" in h.jira.issue(key)["fields"]["labels"]
-    assert mail_to(h, "team.manager@example.com")
-    assert len(customer_mail(h)) == 1
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
+    assert priorities(h, sys_id, key) == ("3", "Medium")
+    assert_linked(h, sys_id, key)
+    leaders = to_management(h, sys_id, "escalated", LEADERS)
+    escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
+    assert sent_since(h, []) == [escalated, leaders]
 
+    # To the vendor: troubleshooting with outcomes first.
+    h.servicenow.add_comment(sys_id, "/escalate we need Microsoft on this", as_user=CUSTOMER)
+    step(h, sys_id)
+    [missing] = notes_with(h, sys_id, "Escalation to L3 is on hold")
+    assert "- L1/L2 troubleshooting steps performed" in missing
+    assert "- Outcome of each troubleshooting step" in missing
+    h.servicenow.add_work_note(
+        sys_id, "Troubleshooting: safe mode, new profile. Outcome: still crashes.", as_user=AGENT
+    )
+    step(h, sys_id)
+    assert_requested(
+        h,
+        sys_id,
+        "L3",
+        by=CUSTOMER,
+        reason="we need Microsoft on this",
+        approvers="group team_leaders",
+    )
+    h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="team.manager")
+    step(h, sys_id)
+    assert not notes_with(h, sys_id, "L2 -> L3")
+    seen = mails(h)
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation findings reviewed, send to vendor", as_user="team.leader.1"
+    )
+    step(h, sys_id)
+    assert_approved(
+        h,
+        sys_id,
+        "team.leader.1",
+        "L2 -> L3",
+        reason="we need Microsoft on this",
+        note="findings reviewed, send to vendor",
+    )
+    assert sent_since(h, seen) == [escalated, leaders]
+
+    seen = mails(h)
     h.jira.transition(key, "Done")
     step(h, sys_id)
-    incident = h.servicenow.incident(sys_id)
-    assert incident["state"] == "6"
+    assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
-    assert len(customer_mail(h)) == 2
+    h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)
+    step(h, sys_id)
+    assert sent_since(h, seen) == [
+        to_customer(h, sys_id, "closed", f"Closed: {summary}"),
+        to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
+    ]
 
 
 # --- 003: FastTrack customer escalation -------------------------------------------------------
 
+STAKEHOLDERS = ("cxp.stakeholders@example.com", "leadership@example.com", "sponsor@example.com")
+
 
 def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
-    """Customer raises it; details requested by e-mail; architect approves; stakeholders told."""
+    """Customer raises it; details requested by e-mail; the escalation type set on the record;
+    architect approves; stakeholders told (P2); daily customer update; resolution and closure."""
     h = story("fasttrack_customer_escalation")
     people(h, "architect.1")
     projects(h, "FTE")
+    summary = "Mailbox migration stalled"
     sys_id = h.incident(
-        short_description="Mailbox migration stalled",
+        short_description=summary,
         description="Migration of 300 mailboxes stalled since Monday.",
         impact="1",
         urgency="2",
@@ -251,58 +474,238 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     h.servicenow.add_comment(sys_id, "/escalate we are blocked", as_user=CUSTOMER)
     step(h, sys_id)
     [missing] = notes_with(h, sys_id, "incomplete")
-    assert "Services impacted" in missing and "Deployment phase" in missing
-    assert len(customer_mail(h)) == 1
+    for item in ("Escalation type", "Date of occurrence", "Services impacted", "Deployment phase"):
+        assert f"- {item}" in missing
+    needs = to_customer(h, sys_id, "needs_information", f"We need more information: {summary}")
+    assert mails(h) == [needs]
 
     h.servicenow.update_incident(
         sys_id,
         {
             "description": (
-                "Migration of 300 mailboxes stalled since Monday.\nEscalation type: technical\n"
+                "Migration of 300 mailboxes stalled since Monday.\n"
                 "Date of occurrence: 2026-03-09\nServices impacted: Exchange Online\n"
                 "Deployment phase: migration"
-            )
+            ),
+            "u_escalation_type": "technical,process",
         },
         as_user=AGENT,
     )
     step(h, sys_id)
-    assert notes_with(h, sys_id, "Awaiting approval")
+    assert_requested(
+        h, sys_id, "Architect", by=CUSTOMER, reason="we are blocked", approvers="group architects"
+    )
 
     h.servicenow.add_work_note(sys_id, "/approve-escalation owning this", as_user="architect.1")
     step(h, sys_id)
+    assert_approved(
+        h,
+        sys_id,
+        "architect.1",
+        "Engineer -> Architect",
+        reason="we are blocked",
+        note="owning this",
+    )
     key = paired_key(h, sys_id)
     assert key is not None and key.startswith("FTE-")
-    assert mail_to(h, "cxp.stakeholders@example.com")
-    assert len(customer_mail(h)) == 2
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
+    assert priorities(h, sys_id, key) == ("2", "High")
+    assert_linked(h, sys_id, key)
+    escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
+    stakeholders = to_management(h, sys_id, "escalated", STAKEHOLDERS)
+    assert sent_since(h, [needs]) == [escalated, stakeholders]
 
-    h.jira.transition(key, "Done")
+    seen = mails(h)
+    later(h, hours=25)
     step(h, sys_id)
-    assert h.servicenow.incident(sys_id)["state"] == "6"
-    assert len(mail_to(h, "cxp.stakeholders@example.com")) == 2
-    assert len(customer_mail(h)) == 3
+    update = to_customer(h, sys_id, "periodic_update", f"Status update: {summary}")
+    assert sent_since(h, seen) == [update]
 
-
-# --- 004: Technical support SOP ---------------------------------------------------------------
-
-
-def test_technical_support_sop_story(story: Callable[[str], Harness]) -> None:
-    """P1: immediate escalation without approval, management and customer told; closure."""
-    h = story("technical_support_sop")
-    projects(h, "SW")
-    sys_id = h.incident(
-        short_description="Production down: API returns 503", impact="1", urgency="1"
-    )
-    step(h, sys_id)
-    [started] = notes_with(h, sys_id, "without approval")
-    assert "L1 to L2" in started
-    key = paired_key(h, sys_id)
-    assert key is not None and key.startswith("SW-")
-    assert "ESCALATION" in h.jira.issue(key)["fields"]["labels"]
-    assert mail_to(h, "engineering.manager@example.com")
-    assert len(customer_mail(h)) == 1
-
+    seen = mails(h)
     h.jira.transition(key, "Done")
     step(h, sys_id)
     assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
-    assert len(customer_mail(h)) == 2
+    assert sent_since(h, seen) == [
+        to_management(h, sys_id, "resolved", STAKEHOLDERS),
+        to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
+    ]
+
+    seen = mails(h)
+    h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)
+    step(h, sys_id)
+    assert sent_since(h, seen) == [to_customer(h, sys_id, "closed", f"Closed: {summary}")]
+
+
+def test_fasttrack_escalation_type_field_raises_it(story: Callable[[str], Harness]) -> None:
+    """An escalation type set on the incident (the account team's form) is a request."""
+    h = story("fasttrack_customer_escalation")
+    sys_id = h.incident(
+        short_description="Tenant onboarding blocked",
+        description="The tenant cannot be onboarded to the new region.",
+        u_escalation_type="business",
+    )
+    outcome = h.sync("servicenow", sys_id)
+    h.drain()
+    assert outcome.decision is not None
+    [field] = [r for r in outcome.decision.reasons if r.rule == "recognition.field[0]"]
+    assert field.outcome == "pass" and "custom_fields.escalation_type is 'business'" in field.detail
+    [missing] = notes_with(h, sys_id, "Escalation to Architect is on hold")
+    assert "- Escalation type" not in missing and "- Services impacted" in missing
+
+
+# --- 004: Technical support SOP ---------------------------------------------------------------
+
+MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
+
+
+def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None:
+    """P1: requested at once with management told; an L2 lead cannot approve, management is
+    reminded after 30 minutes, a manager approves; customer told; closure."""
+    h = story("technical_support_sop")
+    people(h, "software.lead", "engineering.manager")
+    projects(h, "SW")
+    summary = "Production down: API returns 503"
+    sys_id = h.incident(short_description=summary, impact="1", urgency="1")
+    step(h, sys_id)
+    assert_requested(
+        h,
+        sys_id,
+        "L2",
+        by="trigger:business_critical",
+        reason="priority P1",
+        approvers="group engineering_managers",
+    )
+    assert paired_key(h, sys_id) is None
+    requested = to_management(h, sys_id, "requested", MANAGEMENT)
+    assert mails(h) == [requested]
+
+    h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="software.lead")
+    step(h, sys_id)
+    assert paired_key(h, sys_id) is None
+    later(h, minutes=45)
+    step(h, sys_id)
+    overdue = to_management(h, sys_id, "approval_overdue", MANAGEMENT)
+    assert mails(h) == [requested, overdue]
+
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation outage, go now", as_user="engineering.manager"
+    )
+    step(h, sys_id)
+    assert_approved(
+        h, sys_id, "engineering.manager", "L1 -> L2", reason="priority P1", note="outage, go now"
+    )
+    key = paired_key(h, sys_id)
+    assert key is not None and key.startswith("SW-")
+    assert h.jira.issue(key)["fields"]["issuetype"]["name"] == "Bug"
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
+    assert priorities(h, sys_id, key) == ("1", "Highest")
+    assert_linked(h, sys_id, key)
+    escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
+    told = to_management(h, sys_id, "escalated", MANAGEMENT)
+    assert sent_since(h, [requested, overdue]) == [escalated, told]
+
+    seen = mails(h)
+    h.jira.comment(key, "Fixed: the load balancer pool was drained; restored.")
+    h.jira.transition(key, "Done")
+    step(h, sys_id)
+    assert h.servicenow.incident(sys_id)["state"] == "6"
+    [resolution] = notes_with(h, sys_id, f"resolved {key}")
+    assert "Engineering (L2)" in resolution and "load balancer pool" in resolution
+    assert sent_since(h, seen) == [
+        to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}")
+    ]
+
+
+def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness]) -> None:
+    """A P4 whose SLA is due within 4 h escalates by itself, management told at once; an L2
+    lead approves it into SW."""
+    h = story("technical_support_sop")
+    people(h, "software.lead")
+    projects(h, "SW")
+    summary = "Report export times out"
+    due = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    sys_id = h.incident(
+        short_description=summary,
+        description=DOCUMENTED,
+        impact="2",
+        urgency="3",
+        sla_due=due,
+    )
+    h.servicenow.attach(sys_id, "export.log", b"timeout\n" * 10, as_user=AGENT)
+    step(h, sys_id)
+    assert_requested(
+        h,
+        sys_id,
+        "L2",
+        by="trigger:sla_imminent",
+        reason="SLA breach within 4 h",
+        approvers="group l2_leads, group engineering_managers",
+    )
+    requested = to_management(h, sys_id, "requested", MANAGEMENT)
+    assert mails(h) == [requested]
+
+    h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="software.lead")
+    step(h, sys_id)
+    assert_approved(h, sys_id, "software.lead", "L1 -> L2", reason="SLA breach within 4 h")
+    key = paired_key(h, sys_id)
+    assert key is not None and key.startswith("SW-")
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
+    assert priorities(h, sys_id, key) == ("4", "Low")
+    assert_linked(h, sys_id, key)
+    # P4: no management notice on approval, only the customer's.
+    assert mails(h) == [
+        requested,
+        to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}"),
+    ]
+
+
+def test_technical_support_sop_repeated_occurrence_story(
+    story: Callable[[str], Harness],
+) -> None:
+    """The third incident with the same category and summary in 24 h escalates by itself; the
+    hardware category goes to the Hardware team's project."""
+    h = story("technical_support_sop")
+    people(h, "hardware.lead")
+    projects(h, "SW", "HW")
+    summary = "Sensor offline"
+    incidents = []
+    for _ in range(3):
+        sys_id = h.incident(
+            short_description=summary,
+            description=DOCUMENTED,
+            category="hardware",
+            impact="2",
+            urgency="3",
+        )
+        h.servicenow.attach(sys_id, "diag.txt", b"no signal\n", as_user=AGENT)
+        step(h, sys_id)
+        incidents.append(sys_id)
+    first, second, third = incidents
+    assert work_notes(h, first) == [] and work_notes(h, second) == []
+    assert_requested(
+        h,
+        third,
+        "L2",
+        by="trigger:repeated_occurrence",
+        reason="repeated occurrence (3 tickets in 24 h)",
+        approvers="group l2_leads, group engineering_managers",
+    )
+
+    h.servicenow.add_work_note(third, "/approve-escalation same fault", as_user="hardware.lead")
+    step(h, third)
+    assert_approved(
+        h,
+        third,
+        "hardware.lead",
+        "L1 -> L2",
+        reason="repeated occurrence (3 tickets in 24 h)",
+        note="same fault",
+    )
+    key = paired_key(h, third)
+    assert key is not None and key.startswith("HW-")
+    assert labels(h, third, key) == (["ESCALATION"], ["ESCALATION"])
+    assert_linked(h, third, key)
+    assert mails(h) == [
+        to_customer(h, third, "escalated", f"Your request has been escalated: {summary}")
+    ]

@@ -245,7 +245,93 @@ def test_p1_immediate_without_approval_notifies_management(make_ticket, make_pol
     assert d.reservation is not None
 
 
+def test_management_trigger_notifies_when_the_request_starts(make_ticket, make_policy, now):
+    """A trigger marked notify_management tells management at once, before any approval."""
+    policy = make_policy(
+        triggers=[
+            {
+                "kind": "sla",
+                "name": "sla_near",
+                "field": "custom_fields.sla_due",
+                "within_hours": 4,
+                "notify_management": True,
+            },
+            {"kind": "category", "categories": ["security"]},
+        ]
+    )
+    due = (now + timedelta(hours=1)).isoformat()
+    d = decide(make_ticket(labels=(), custom_fields={"sla_due": due}), EMPTY, now, policy)
+    assert d.state is S.PENDING_APPROVAL
+    assert NotifyManagement("requested", ("managers@example.com",)) in d.actions
+    assert reason(d, "trigger.sla_near.notify_management").outcome == "pass"
+    # The same request, decided again, does not tell management twice.
+    entry = pending_entry(requested_at=now, requested_by="trigger:sla_near")
+    again = decide(make_ticket(labels=()), LedgerView(entry=entry), now, policy)
+    assert not any(isinstance(a, NotifyManagement) for a in again.actions)
+    # A trigger without the switch starts a request and nothing more.
+    d = decide(make_ticket(labels=(), category="security"), EMPTY, now, policy)
+    assert d.state is S.PENDING_APPROVAL
+    assert not any(isinstance(a, NotifyManagement) for a in d.actions)
+
+
+def test_priority_approvers_replace_the_levels(make_ticket, make_comment, make_policy, now, people):
+    """A priority's approvers decide tickets of that priority; the level's approvers do not."""
+    policy = make_policy(priorities={"P1": {"approvers": {"users": ["sam"]}}})
+    entry = pending_entry(requested_at=now - timedelta(hours=1))
+    by_alice = make_comment("c1", "/approve-escalation", people.alice, minutes=30)
+    d = decide(
+        make_ticket(priority=Priority.P1, comments=(by_alice,)),
+        LedgerView(entry=entry),
+        now,
+        policy,
+    )
+    assert d.state is S.PENDING_APPROVAL and d.blocked
+    by_sam = make_comment("c2", "/approve-escalation", Person(id="sam"), minutes=31)
+    d = decide(
+        make_ticket(priority=Priority.P1, comments=(by_sam,)), LedgerView(entry=entry), now, policy
+    )
+    assert d.state is S.APPROVED and d.approved_by == "sam"
+    # Other priorities keep the level's approvers.
+    d = decide(
+        make_ticket(priority=Priority.P3, comments=(by_alice,)),
+        LedgerView(entry=entry),
+        now,
+        policy,
+    )
+    assert d.state is S.APPROVED and d.approved_by == "alice"
+
+
+def test_pending_note_names_the_priority_approvers(make_ticket, make_policy, now):
+    """The request note says who must approve: the priority's approvers when it names them."""
+    policy = make_policy(priorities={"P2": {"approvers": {"groups": ["sme"]}}})
+    d = decide(make_ticket(priority=Priority.P2), EMPTY, now, policy)
+    assert "Awaiting approval (group sme)" in notes(d, NoteKind.REQUEST)[0].body
+
+
 # --- completeness gate --------------------------------------------------------------------------
+
+
+def test_gate_item_scoped_to_a_level(make_ticket, make_comment, make_policy, now, people):
+    """An item with `levels` is required only when escalating to one of those levels."""
+    items = [
+        {"check": "field", "name": "summary", "field": "summary"},
+        {
+            "check": "text",
+            "name": "outcome",
+            "description": "Outcome of troubleshooting",
+            "pattern": "(?i)outcome",
+            "levels": ["L3"],
+        },
+    ]
+    policy = make_policy(**{"gate.items": items})
+    d = decide(make_ticket(), EMPTY, now, policy)
+    assert d.state is S.PENDING_APPROVAL
+    assert not any(r.rule == "gate.outcome" for r in d.reasons)
+    at_l2 = _active_entry(now)
+    further = make_comment("c1", "/escalate needs the core team", people.engineer, minutes=30)
+    d = decide(make_ticket(comments=(further,)), LedgerView(entry=at_l2), now, policy)
+    assert d.state is S.INCOMPLETE and reason(d, "gate.outcome").outcome == "fail"
+    assert "Outcome of troubleshooting" in notes(d, NoteKind.NEEDS_INFORMATION)[0].body
 
 
 def test_incomplete_ticket_gets_one_note_listing_what_is_missing(make_ticket, policy, now):
@@ -928,7 +1014,7 @@ def test_periodic_update_waits_after_a_public_update(make_ticket, make_comment, 
     comment = make_comment("m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30)
     ticket = make_ticket(priority=Priority.P1, comments=(comment,))
     d = decide(ticket, LedgerView(entry=entry), now, policy)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="m1"),)
 
 
 def test_public_comment_from_engineering_emails_the_customer(
@@ -941,8 +1027,20 @@ def test_public_comment_from_engineering_emails_the_customer(
         "m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30
     )
     d = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=entry), now, policy)
-    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE),)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="m1"),)
     assert any(r.rule == "customer_updates.public_comment" for r in d.reasons)
+
+
+def test_public_comment_mail_can_be_switched_off(make_ticket, make_comment, make_policy, now):
+    """With customer_updates.public_comments off, engineering's public comment sends no mail."""
+    policy = make_policy(customer_updates={"public_comments": False})
+    entry = _active_entry(now, last_customer_update_at=now - timedelta(hours=2))
+    marker = "\n\n[escalation-sync origin=jira:ENG-1:10001]"
+    mirrored = make_comment(
+        "m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30
+    )
+    d = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=entry), now, policy)
+    assert d.actions == ()
 
 
 @pytest.mark.parametrize(
@@ -1052,3 +1150,14 @@ def test_reason_required_answers_a_bare_command(make_ticket, make_comment, make_
     assert d.state is S.NONE and "say why" in notes(d, NoteKind.REQUEST)[0].body
     given = make_ticket(labels=(), comments=(make_comment("c1", "/escalate customer down"),))
     assert decide(given, EMPTY, now, policy).state is S.PENDING_APPROVAL
+
+
+def test_limit_note_counts_one_in_the_singular(make_ticket, make_comment, make_policy, now, people):
+    """A daily limit of 1, reached: the refusal says `1 escalation today`."""
+    policy = make_policy(limits={"max_per_day": 1})
+    c = make_comment("c9", "/approve-escalation", people.alice)
+    view = replace(LedgerView(escalations_today=1), entry=pending_entry())
+    d = decide(make_ticket(comments=(c,)), view, now, policy)
+    [note] = notes(d, NoteKind.REFUSAL)
+    assert "max_per_day (1 escalation today, limit 1)" in note.body
+    assert reason(d, "limit.max_per_day").detail == "1 escalation today, limit 1"

@@ -86,6 +86,21 @@ def test_cross_references_are_checked():
     assert "nobody receives them" in errs[("policy.toml", "management.recipients")]
 
 
+def test_new_cross_references_are_checked():
+    """A gate item scoped to an unknown level, unknown priority approvers and a recipient-less
+    management trigger are each reported at their key."""
+    data = {
+        "levels": LEVELS,
+        "triggers": [{"kind": "priority", "priorities": ["P1"], "notify_management": True}],
+        "gate": {"items": [{"check": "field", "name": "s", "field": "summary", "levels": ["L1"]}]},
+        "priorities": {"P1": {"approvers": {"groups": ["managers"]}}},
+    }
+    errs = errors_of(data)
+    assert "no level 'L1' to escalate to" in errs[("policy.toml", "gate.items[0].levels[0]")]
+    assert errs[("policy.toml", "priorities.P1.approvers.groups[0]")] == "unknown group 'managers'"
+    assert "nobody receives them" in errs[("policy.toml", "management.recipients")]
+
+
 @pytest.mark.parametrize(
     ("patch", "key", "needle"),
     [

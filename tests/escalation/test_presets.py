@@ -27,7 +27,6 @@ from escalation.engine import decide
 from escalation.memory import InMemoryLedger
 from escalation.policy import load_policy
 from mapping.model import (
-    Attachment,
     Comment,
     EscalationState,
     Level,
@@ -173,6 +172,17 @@ def test_story_ds_ticket_limits(make_ticket, make_comment, now):
             assert not any(isinstance(a, EmailCustomer) for a in d.actions)
     assert states == [S.APPROVED] * 3 + [S.REFUSED]
     assert "max_per_day (3 escalations today, limit 3)" in note(d, NoteKind.REFUSAL)
+    # The reporter's team alone talks to affected parties: engineering's public comment and
+    # the resolution send the customer nothing.
+    first = make_ticket(1, labels=(), description=desc)
+    update = c("u1", "Root cause found.\n\n[escalation-sync origin=jira:DS-1:7]", dev, minute=30)
+    update = update.model_copy(update={"visibility": Visibility.PUBLIC})
+    d = st.step(first.model_copy(update={"comments": (update,)}), minutes=60)
+    assert d.state is S.APPROVED and d.actions == ()
+    d = st.step(first, engineering=EngineeringStatus(None, Status.RESOLVED, "Cache key fixed"))
+    assert d.state is S.RESOLVED and d.releases
+    assert "Cache key fixed" in note(d, NoteKind.RESOLUTION)
+    assert not any(isinstance(a, EmailCustomer) for a in d.actions)
     low = make_ticket(
         7,
         labels=(),
@@ -185,37 +195,47 @@ def test_story_ds_ticket_limits(make_ticket, make_comment, now):
 
 
 def test_story_l1_l2_l3_team_leader(make_ticket, now):
-    """L1-L3 story: customer requests publicly, team leader approves L2 then L3, closure."""
+    """L1-L3 story: customer asks publicly; an SME takes L2; the vendor needs troubleshooting
+    with outcomes and a Team Leader (not the Team Manager); closure."""
     Story.t0 = now
     st = Story("l1_l2_l3_team_leader", now)
     customer = Person(id="cust", email="carl@customer.example")
+    sme = Person(id="sme.1")
     tl = Person(id="team.leader.1")
-    base = make_ticket(
-        labels=(),
-        description="Outlook crashes. Troubleshooting: safe mode, outcome: still crashes.",
-        attachments=(Attachment(id="1", filename="crash.log"),),
-    )
+    tm = Person(id="team.manager")
+    # No troubleshooting written and no attachment: neither is needed to reach L2.
+    base = make_ticket(labels=(), description="Outlook crashes on start.", attachments=())
     comments = [
         c("c1", "/escalate please, this blocks us", customer, Visibility.PUBLIC, 1),
         c("c2", "/approve-escalation I approve myself", customer, Visibility.PUBLIC, 2),
     ]
     d = st.step(base.model_copy(update={"comments": tuple(comments)}))
     assert d.state is S.PENDING_APPROVAL and d.blocked
-    comments.append(c("c3", "/approve-escalation findings reviewed", tl, minute=20))
+    assert "group smes, group team_leaders, group team_managers" in note(d, NoteKind.REQUEST)
+    comments.append(c("c3", "/approve-escalation taking this on", sme, minute=20))
     d = st.step(base.model_copy(update={"comments": tuple(comments)}))
     assert d.state is S.APPROVED and d.level == "L2"
     assert (
-        NotifyManagement(
-            "escalated", ("team.manager@example.com", "support.leadership@example.com")
-        )
+        NotifyManagement("escalated", ("team.leaders@example.com", "team.manager@example.com"))
         in d.actions
     )
-    comments += [
-        c("c4", "/escalate needs vendor", tl, minute=60),
-        c("c5", "/approve-escalation send to vendor", tl, minute=61),
-    ]
+    comments.append(c("c4", "/escalate needs Microsoft", customer, Visibility.PUBLIC, 60))
     d = st.step(base.model_copy(update={"comments": tuple(comments)}), minutes=60)
+    assert d.state is S.INCOMPLETE
+    missing = note(d, NoteKind.NEEDS_INFORMATION)
+    assert "troubleshooting steps performed" in missing and "Outcome" in missing
+    comments.append(
+        c("c5", "Troubleshooting: safe mode, new profile. Outcome: still crashes.", sme, minute=70)
+    )
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}), minutes=20)
+    assert d.state is S.PENDING_APPROVAL and "group team_leaders)" in note(d, NoteKind.REQUEST)
+    comments.append(c("c6", "/approve-escalation", tm, minute=80))
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}))
+    assert d.state is S.PENDING_APPROVAL and d.blocked
+    comments.append(c("c7", "/approve-escalation send to vendor", tl, minute=90))
+    d = st.step(base.model_copy(update={"comments": tuple(comments)}), minutes=20)
     assert d.state is S.APPROVED and d.level == "L3" and d.reservation is None
+    assert "L2 -> L3" in note(d, NoteKind.APPROVAL)
     assert (
         next(a for a in d.actions if isinstance(a, CreateEngineeringRecord)).project_or_table
         == "VENDOR"
@@ -225,8 +245,16 @@ def test_story_l1_l2_l3_team_leader(make_ticket, now):
         engineering=EngineeringStatus(None, Status.RESOLVED, "Vendor hotfix KB123"),
     )
     assert d.state is S.RESOLVED and d.releases
+    assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
     d = st.step(base.model_copy(update={"comments": tuple(comments), "status": Status.CLOSED}))
     assert d.state is S.CLOSED and EmailCustomer(CustomerEvent.CLOSED) in d.actions
+
+
+FASTTRACK_STAKEHOLDERS = (
+    "cxp.stakeholders@example.com",
+    "sponsor@example.com",
+    "leadership@example.com",
+)
 
 
 def test_story_fasttrack(make_ticket, now):
@@ -256,35 +284,41 @@ def test_story_fasttrack(make_ticket, now):
     t = t.model_copy(update={"comments": (c("a", "/approve-escalation", fta, minute=90),)})
     d = st.step(t, minutes=60)
     assert d.state is S.APPROVED
-    assert (
-        NotifyManagement("escalated", ("cxp.stakeholders@example.com", "sponsor@example.com"))
-        in d.actions
-    )
+    assert NotifyManagement("escalated", FASTTRACK_STAKEHOLDERS) in d.actions
     d = st.step(t, minutes=25 * 60)
     assert d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)
     d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "Throttling lifted"))
     assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
-    assert (
-        NotifyManagement("resolved", ("cxp.stakeholders@example.com", "sponsor@example.com"))
-        in d.actions
-    )
+    assert NotifyManagement("resolved", FASTTRACK_STAKEHOLDERS) in d.actions
+
+
+SOP_MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
 
 
 def test_story_technical_support_sop(make_ticket, now):
-    """SOP story: P1 immediate, hardware routed to HW, P3 needs L1 confirmation, repeats trigger."""
+    """SOP story: P1 asks a manager at once and tells management; hardware goes to HW; P3 needs
+    L1 confirmation; an SLA near breach escalates to management; repeats trigger."""
     Story.t0 = now
     st = Story("technical_support_sop", now)
     p1 = make_ticket(
         1, labels=(), priority=Priority.P1, description="Production down", attachments=()
     )
     d = st.step(p1)
-    assert d.state is S.APPROVED and d.level == "L2"
-    assert (
-        NotifyManagement(
-            "escalated", ("engineering.manager@example.com", "support.lead@example.com")
-        )
-        in d.actions
-    )
+    # Immediate: requested with the information available, management told, a manager to approve.
+    assert d.state is S.PENDING_APPROVAL and d.requested_by == "trigger:business_critical"
+    assert NotifyManagement("requested", SOP_MANAGEMENT) in d.actions
+    assert "Awaiting approval (group engineering_managers)" in note(d, NoteKind.REQUEST)
+    assert not any(isinstance(a, CreateEngineeringRecord) for a in d.actions)
+    lead = c("a1", "/approve-escalation", Person(id="software.lead"), minute=15)
+    d = st.step(p1.model_copy(update={"comments": (lead,)}), minutes=15)
+    assert d.state is S.PENDING_APPROVAL and d.blocked
+    d = st.step(p1.model_copy(update={"comments": (lead,)}), minutes=20)
+    assert NotifyManagement("approval_overdue", SOP_MANAGEMENT) in d.actions
+    manager = c("a2", "/approve-escalation go", Person(id="engineering.manager"), minute=40)
+    d = st.step(p1.model_copy(update={"comments": (lead, manager)}), minutes=5)
+    assert d.state is S.APPROVED and d.level == "L2" and d.approved_by == "engineering.manager"
+    assert NotifyManagement("escalated", SOP_MANAGEMENT) in d.actions
+    assert EmailCustomer(CustomerEvent.ESCALATED) in d.actions
     hw = make_ticket(
         2,
         category="hardware",
@@ -299,11 +333,17 @@ def test_story_technical_support_sop(make_ticket, now):
         next(a for a in d.actions if isinstance(a, CreateEngineeringRecord)).project_or_table
         == "HW"
     )
+    assert not any(isinstance(a, NotifyManagement) for a in d.actions)
     p3 = make_ticket(3, priority=Priority.P3)
     d = st.step(p3)
     assert d.state is S.INCOMPLETE and "L1 confirmation" in note(d, NoteKind.NEEDS_INFORMATION)
+    due = (st.now + timedelta(minutes=10, hours=3)).isoformat()
+    sla = make_ticket(4, labels=(), priority=Priority.P4, custom_fields={"sla_due": due})
+    d = st.step(sla)
+    assert d.state is S.PENDING_APPROVAL and d.requested_by == "trigger:sla_imminent"
+    assert NotifyManagement("requested", SOP_MANAGEMENT) in d.actions
     repeated = []
-    for n in (4, 5, 6):
+    for n in (5, 6, 7):
         t = make_ticket(
             n, labels=(), priority=Priority.P4, summary="Sensor offline", category="devices"
         )

@@ -31,7 +31,8 @@ def test_servicenow_columns_are_the_ones_the_example_mapping_reads() -> None:
     assert keys_read(MAPPING, System.SERVICENOW) == {
         "sys_id", "number", "short_description", "description", "state", "priority", "impact",
         "urgency", "u_labels", "category", "assigned_to", "opened_by", "caller_id", "_caller",
-        "sys_updated_on", "sys_mod_count", "_journal", "_attachments",
+        "sys_updated_on", "sys_mod_count", "sla_due", "u_escalation_type", "_journal",
+        "_attachments",
     }  # fmt: skip
 
 

@@ -251,3 +251,13 @@ def test_work_interrupted_by_a_kill_is_redone_after_restart(
     assert any(e.get("event") == "re-enqueuing interrupted ticket" for e in second.events())
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(30) == 0
+
+
+def test_metrics_export_the_outbox_by_status(start: Callable[..., Running]) -> None:
+    """The running daemon's /metrics carries a gauge of outbox messages for every status."""
+    daemon = start()
+    text = requests.get(daemon.url("/metrics"), timeout=10).text
+    for status in ("pending", "sending", "sent", "unknown", "dead"):
+        assert f'escalation_sync_outbox_messages{{status="{status}"}} 0.0' in text, text
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0

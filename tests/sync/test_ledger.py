@@ -246,7 +246,7 @@ def test_apply_returns_false_when_slot_taken_meanwhile(db: Store):
     assert refused.state is EscalationState.REFUSED
     [note] = [a for a in refused.actions if isinstance(a, AddNote)]
     assert note.kind is NoteKind.REFUSAL
-    assert "max_active (1 active escalations, limit 1)" in note.body
+    assert "max_active (1 active escalation, limit 1)" in note.body
     with db.session() as tx:
         entry = get_entry(tx, ticket(2))
     assert entry is not None and entry.state is EscalationState.REFUSED

@@ -57,3 +57,52 @@ def test_bound_ticket_reaches_lines_of_every_module(capsys) -> None:
         structlog.get_logger("some.other.module").info("hello")
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert (line["system"], line["ticket"], line["event"]) == ("jira", "DS-1", "hello")
+
+
+def test_library_log_lines_are_formatted_and_redacted(capsys) -> None:
+    """A library's stdlib log line comes out as JSON with its logger name and no credentials."""
+    import json
+    import logging
+
+    from sync.logs import configure_logging
+
+    configure_logging(level="INFO", json=True, secrets=["lib-secret-9876"])
+    logging.getLogger("urllib3.connectionpool").warning(
+        "retrying with headers {'Authorization': 'Basic dXNlcjpwYXNz'} token lib-secret-9876"
+    )
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["logger"] == "urllib3.connectionpool" and line["level"] == "warning"
+    assert "dXNlcjpwYXNz" not in line["event"] and "lib-secret-9876" not in line["event"]
+    assert f"'Authorization': 'Basic {REDACTED}" in line["event"]
+
+
+def test_credentials_written_into_text_are_masked() -> None:
+    """Authorization and signature values inside a message are masked, the rest is kept."""
+    redact = Redactor()
+    text = "GET /x Authorization: Bearer abc.def X-Hub-Signature=sha256=00ff Accept: json"
+    event = redact(None, "info", {"event": text})
+    assert event["event"] == (
+        f"GET /x Authorization: Bearer {REDACTED} X-Hub-Signature=sha256={REDACTED} Accept: json"
+    )
+
+
+def test_queue_and_smtp_sink_chatter_is_kept_for_debugging(capsys) -> None:
+    """At INFO, Huey's per-task lines and aiosmtpd's per-step lines are not printed; at DEBUG
+    they are, and their warnings always are."""
+    import logging
+
+    from sync.logs import configure_logging
+
+    configure_logging(level="INFO", json=True)
+    logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 1")
+    logging.getLogger("mail.log").info("('127.0.0.1', 4000) handling connection")
+    logging.getLogger("huey").warning("task failed")
+    err = capsys.readouterr().err
+    assert "Executing" not in err and "handling connection" not in err
+    assert "task failed" in err
+    configure_logging(level="DEBUG", json=True)
+    try:
+        logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 2")
+        assert "Executing sync.queue.sync_ticket: 2" in capsys.readouterr().err
+    finally:
+        configure_logging(level="INFO", json=True)

@@ -89,6 +89,70 @@ def test_status_table(state: Path, store: Store) -> None:
     assert "pairs" in out and "dead letters" in out and "last poll jira" in out
 
 
+def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> None:
+    """One pair reads `1 record`, no mirrored comment `0 mirrored comments`."""
+    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    code, out = cli("status")
+    assert code == 0, out
+    assert "1 record, 0 mirrored comments" in out
+
+
+def test_status_shows_the_email_outbox(store: Store) -> None:
+    """status counts outbox messages by status, in the table and in --json."""
+    from connectors.email_render import RenderedEmail
+    from sync import outbox
+
+    rendered = RenderedEmail(subject="INC1: escalated", text="t", html="<p>t</p>")
+    with store.session() as tx:
+        for event in ("escalated", "resolved_please_confirm"):
+            key = outbox.OutboxKey("INC1", event, "1")
+            outbox.enqueue(
+                tx, key, to=["c@example.org"], rendered=rendered, id_domain="x.example", now=T0
+            )
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox.OutboxRow)
+            .where(outbox.OutboxRow.event == "escalated")
+            .values(status=outbox.DEAD)
+        )
+    code, out = cli("status", "--json")
+    assert code == 0, out
+    assert json.loads(out)["outbox"] == {
+        "pending": 1,
+        "sending": 0,
+        "sent": 0,
+        "dead": 1,
+        "unknown": 0,
+    }
+    code, out = cli("status")
+    assert "email outbox" in out
+    assert "1 pending, 0 sent, 0 unknown after a crash, 1 dead (see" in " ".join(out.split())
+
+
+def test_status_says_in_words_how_far_each_system_was_polled(store: Store) -> None:
+    """Never polled, polled with nothing seen, and polled with a mark each read as words."""
+    from cli.ops_cmd import poll_text
+
+    now = datetime(2026, 11, 23, 9, 10, tzinfo=UTC)
+    assert poll_text(None, now) == "never polled yet"
+    polled = {"polled_at": "2026-11-23T09:00:00+00:00", "watermark": None}
+    assert poll_text(polled, now) == (
+        "polled 2026-11-23 09:00:00 UTC (10 min ago); no changed record seen yet"
+    )
+    polled["watermark"] = "2026-11-21T08:59:30+00:00"
+    assert poll_text(polled, now).endswith(
+        "changes read up to 2026-11-21 08:59:30 UTC (2 days ago)"
+    )
+    store.set_watermark("jira", None, polled_at=T0)
+    code, out = cli("status")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "last poll jira polled 2026-11-23 09:00:00 UTC" in text
+    assert "no changed record seen yet" in text
+    assert "last poll servicenow never polled yet" in text
+    assert " -)" not in out
+
+
 def test_deadletters_list(store: Store) -> None:
     """The list shows id, ticket, error and reason; --json carries the event."""
     ident = store.add_dead_letter(
@@ -131,7 +195,12 @@ def test_replay_all(state: Path, store: Store) -> None:
     assert code == 0, out
     assert store.list_dead_letters() == []
     assert queue_depth(state, store) == 2
-    assert cli("deadletters", "replay", "--all")[1].strip() == "nothing to replay"
+    code, out = cli("deadletters", "replay", "--all")
+    assert code == 0 and out.splitlines() == [
+        "nothing to replay",
+        "no daemon is running: 2 events wait in the queue until `escalation-sync run` or "
+        "`sync --once` (or `deadletters replay --now` to process the queue here)",
+    ]
 
 
 def test_replay_refuses_bad_arguments(store: Store) -> None:
@@ -173,3 +242,64 @@ def test_replay_now_processes_here(
     assert code == 1
     [again] = store.list_dead_letters()
     assert again.ticket == "DS-8" and again.reason == "still broken"
+
+
+class Recording:
+    """A processor that records what it processed and fails nothing."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def process(self, system: str, ticket_id: str) -> None:
+        self.seen.append((system, ticket_id))
+
+    def poll(self, system: str) -> int:
+        raise AssertionError("replay does not poll")
+
+    def reconcile(self) -> int:
+        raise AssertionError("replay does not reconcile")
+
+
+def test_replay_now_also_runs_what_an_earlier_replay_left_queued(
+    state: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain replay with no daemon says the event waits; `--all --now` then runs it."""
+    processor = Recording()
+    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    ident = store.add_dead_letter("jira", "DS-9", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(ident))
+    assert code == 0, out
+    assert "no daemon is running: 1 event waits in the queue until `escalation-sync run`" in out
+    assert processor.seen == []
+    code, out = cli("deadletters", "replay", "--all", "--now")
+    assert code == 0, out
+    assert out.splitlines() == ["nothing to replay", "processed 1 task; 0 dead-lettered again"]
+    assert processor.seen == [("jira", "DS-9")]
+    assert queue_depth(state, store) == 0
+
+
+def test_replay_now_alone_runs_the_waiting_events(
+    state: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deadletters replay --now` with no ids processes what waits in the queue."""
+    processor = Recording()
+    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    SyncQueue(make_huey(None, state), store).enqueue_ticket("servicenow", "s1", source="replay")
+    code, out = cli("deadletters", "replay", "--now")
+    assert code == 0, out
+    assert out == "processed 1 task; 0 dead-lettered again\n"
+    assert processor.seen == [("servicenow", "s1")]
+
+
+def test_replay_with_a_daemon_running_says_the_daemon_takes_it(state: Path, store: Store) -> None:
+    """With a daemon's runtime file naming a live process, replay says it is queued for it."""
+    from sync.daemon import RUNTIME_FILE
+
+    state.mkdir(parents=True, exist_ok=True)
+    (state / RUNTIME_FILE).write_text(
+        json.dumps({"pid": os.getpid(), "host": "127.0.0.1", "port": 8080})
+    )
+    ident = store.add_dead_letter("jira", "DS-10", {}, "r", "E")
+    code, out = cli("deadletters", "replay", str(ident))
+    assert code == 0, out
+    assert out.splitlines()[-1] == f"queued for the running daemon (pid {os.getpid()})"
