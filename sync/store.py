@@ -196,6 +196,12 @@ class TicketLockRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+# The tables themselves, for statements over many rows.
+_LINKS = Base.metadata.tables[LinkRow.__tablename__]
+_SNAPSHOTS = Base.metadata.tables[SnapshotRow.__tablename__]
+_AUDIT = Base.metadata.tables[AuditRow.__tablename__]
+
+
 # --- values handed out --------------------------------------------------------------------------
 
 
@@ -354,7 +360,7 @@ def _text(value: object) -> str | None:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def _link(row: LinkRow) -> Link:
+def _link(row: LinkRow | sa.Row[Any]) -> Link:
     return Link(
         id=row.id,
         jira_key=row.jira_key,
@@ -770,15 +776,16 @@ class StoreSession:
             watermarks=self.watermarks(),
         )
 
-    # in bulk: a statement for many rows, where one per row would dominate a backfill
+    # in bulk: a statement for many rows, where one per row would dominate a backfill; on the
+    # tables themselves, without the ORM's per-object bookkeeping
 
     def get_links(self, system: str, ticket_ids: Collection[str]) -> dict[str, Link]:
         """The pairs of many tickets by the id given (Jira key, ServiceNow sys_id)."""
         if system not in ("jira", "servicenow"):
             raise ValueError(f"unknown system {system!r}")
-        column = LinkRow.jira_key if system == "jira" else LinkRow.servicenow_sys_id
-        rows = self.orm.scalars(select(LinkRow).where(column.in_(list(ticket_ids))))
-        return {str(getattr(row, column.key)): _link(row) for row in rows}
+        column = _LINKS.c.jira_key if system == "jira" else _LINKS.c.servicenow_sys_id
+        rows = self.orm.connection().execute(select(_LINKS).where(column.in_(list(ticket_ids))))
+        return {str(row._mapping[column]): _link(row) for row in rows}
 
     def add_links(self, links: Sequence[NewLink]) -> list[LinkConflict | None]:
         """Record many new pairs in one statement; returns, per pair, the conflict that kept it
@@ -803,7 +810,7 @@ class StoreSession:
             return []
         try:
             with self.orm.begin_nested():
-                self.orm.execute(sa.insert(LinkRow), rows)
+                self.orm.connection().execute(sa.insert(_LINKS), rows)
             return [None] * len(rows)
         except IntegrityError:
             pass
@@ -825,14 +832,14 @@ class StoreSession:
 
     def get_snapshots(self, system: str, ticket_ids: Collection[str]) -> dict[str, Snapshot]:
         """The snapshots of many tickets of one system, by ticket id."""
-        stmt = select(SnapshotRow).where(
-            SnapshotRow.system == system, SnapshotRow.ticket_id.in_(list(ticket_ids))
+        stmt = select(_SNAPSHOTS).where(
+            _SNAPSHOTS.c.system == system, _SNAPSHOTS.c.ticket_id.in_(list(ticket_ids))
         )
         return {
             row.ticket_id: Snapshot(
                 row.system, row.ticket_id, dict(row.data), row.version, row.synced_at
             )
-            for row in self.orm.scalars(stmt)
+            for row in self.orm.connection().execute(stmt)
         }
 
     def put_snapshots(self, snapshots: Sequence[NewSnapshot]) -> None:
@@ -851,7 +858,7 @@ class StoreSession:
         if not rows:
             return
         insert = sqlite_insert if self.orm.get_bind().dialect.name == "sqlite" else pg_insert
-        stmt = insert(SnapshotRow)
+        stmt = insert(_SNAPSHOTS)
         stmt = stmt.on_conflict_do_update(
             index_elements=["system", "ticket_id"],
             set_={
@@ -862,7 +869,8 @@ class StoreSession:
         )
         # Rows may repeat a key; the statement must not touch one row twice.
         unique = {(r["system"], r["ticket_id"]): r for r in rows}
-        self.orm.execute(stmt, list(unique.values()))
+        self.orm.connection().execute(stmt, list(unique.values()))
+        # Snapshot rows this session loaded before are stale now.
         self.orm.expire_all()
 
     def audit_many(self, entries: Sequence[NewAudit]) -> None:
@@ -882,7 +890,7 @@ class StoreSession:
             for x in entries
         ]
         if rows:
-            self.orm.execute(sa.insert(AuditRow), rows)
+            self.orm.connection().execute(sa.insert(_AUDIT), rows)
 
 
 # --- the store ----------------------------------------------------------------------------------
