@@ -170,6 +170,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"scanned {result.scanned}; paired {result.paired}; already paired "
             f"{result.already_paired}; no route {result.not_routed}; failed {len(result.failures)}"
+            + (
+                f"; finished {result.resumed} left unlinked by an earlier run"
+                if result.resumed
+                else ""
+            )
         )
         for reason, tickets in _by_reason(result.unrouted).items():
             typer.echo(f"no route for {plural(len(tickets), 'record')}: {reason}:")

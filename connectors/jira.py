@@ -22,10 +22,14 @@ restricted to a configured role (default "Administrators") or group.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Literal, TypeVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
@@ -47,6 +51,7 @@ T = TypeVar("T")
 
 SYSTEM = "jira"
 BULK_CHUNK = 50
+BULK_FETCH = 100
 SEARCH_PAGE = 100
 JSM_PUBLIC_PROPERTY = "sd.public.comment"
 JIRA_DATETIME = "%Y-%m-%dT%H:%M:%S.%f%z"
@@ -109,6 +114,25 @@ class BulkResult:
 
     created: list[dict[str, Any]] = field(default_factory=list)
     errors: list[BulkError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLinkSpec:
+    """A remote link to post on an issue; the same `global_id` updates instead of adding."""
+
+    key: str
+    url: str
+    title: str
+    global_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The request body of POST /issue/{key}/remotelink."""
+        return {
+            "globalId": self.global_id or self.url,
+            "application": {"type": "com.servicenow", "name": "ServiceNow"},
+            "relationship": "mirrors",
+            "object": {"url": self.url, "title": self.title},
+        }
 
 
 def parse_jira_datetime(value: str) -> datetime:
@@ -192,6 +216,7 @@ class JiraConnector:
         overlap: timedelta = timedelta(minutes=2),
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._comments = comments or CommentPolicy()
         self._overlap = overlap
@@ -214,6 +239,10 @@ class JiraConnector:
         self._session = self._jira._session
         if session is not None:
             self._adopt(session)
+        self._local = threading.local()
+        self._pool_lock = threading.Lock()
+        self._links_pool: ThreadPoolExecutor | None = None
+        self._links_pool_size = 0
 
     def _adopt(self, session: requests.Session) -> None:
         """Send through the caller's transport: its adapters, proxies, TLS and headers."""
@@ -227,6 +256,49 @@ class JiraConnector:
         for name, value in session.headers.items():
             if name.lower() not in ("authorization", "accept", "user-agent", "content-type"):
                 own.headers[name] = value
+
+    def _send_pooled(self, method: str, url: str, data: str | None) -> requests.Response:
+        """Send a JSON request from a pool thread, on that thread's own session.
+
+        The thread's session shares the connector's transport adapters, whose connection pools
+        are thread-safe; the session object (cookies, hooks) is not shared between threads.
+        The request is a copy of one prepared when the thread began, so the session's headers,
+        auth and environment are not merged again for every request: that merging is most of
+        the client's work when hundreds of small requests go out a second.
+        """
+        local = self._local
+        if getattr(local, "template", None) is None:
+            own = self._session
+            session = requests.Session()
+            session.adapters = own.adapters
+            session.auth = own.auth
+            session.headers.update(own.headers)
+            session.cert = own.cert
+            session.hooks = own.hooks
+            session.cookies.update(own.cookies)
+            session.trust_env = False
+            if own.trust_env:
+                # Proxies for this site (NO_PROXY applied) and a CA bundle, read once.
+                session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            session.proxies.update(own.proxies)
+            session.verify = own.verify
+            if own.trust_env and own.verify is True and self.base_url.startswith("https:"):
+                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                session.verify = bundle or True
+            local.session = session
+            local.template = session.prepare_request(
+                requests.Request(
+                    "POST", self.base_url, headers={"Content-Type": "application/json"}
+                )
+            )
+        prepared: requests.PreparedRequest = local.template.copy()
+        prepared.method = method
+        prepared.url = url
+        prepared.prepare_body(data.encode() if data is not None else None, None)
+        sent: requests.Response = local.session.send(
+            prepared, allow_redirects=False, timeout=self._timeout
+        )
+        return sent
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -265,15 +337,22 @@ class JiraConnector:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         expect_json: bool = True,
+        pooled: bool = False,
     ) -> Any:
-        """One JSON request with retries; returns the decoded body (None for 204)."""
+        """One JSON request with retries; returns the decoded body (None for 204).
+
+        `pooled` sends it from the calling pool thread's own session (see `_send_pooled`).
+        """
         what = f"{method} {path}"
         url = self._url(path)
         data = json.dumps(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
 
         def attempt() -> Any:
-            resp = self._session.request(method, url, params=params, data=data, headers=headers)
+            if pooled:
+                resp = self._send_pooled(method, url, data)
+            else:
+                resp = self._session.request(method, url, params=params, data=data, headers=headers)
             if not resp.ok:
                 raise error_for(resp.status_code, resp, what)
             if not expect_json or resp.status_code == 204 or not resp.content:
@@ -320,12 +399,30 @@ class JiraConnector:
         if fields:
             params["fields"] = ",".join(fields)
         issue: dict[str, Any] = self._request("GET", f"/rest/api/2/issue/{key}", params=params)
+        return self._complete_comments(issue)
+
+    def get_issues(
+        self, keys: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Many issues as `get_issue` returns them, a hundred per request (POST
+        /rest/api/2/issue/bulkfetch); in id order, issues not found left out."""
+        wanted = list(fields) if fields else ["*all"]
+        found: list[dict[str, Any]] = []
+        for offset in range(0, len(keys), BULK_FETCH):
+            body = {"issueIdsOrKeys": list(keys[offset : offset + BULK_FETCH]), "fields": wanted}
+            page = self._request("POST", "/rest/api/2/issue/bulkfetch", body=body)
+            found.extend(self._complete_comments(issue) for issue in page.get("issues") or [])
+        return found
+
+    def _complete_comments(self, issue: dict[str, Any]) -> dict[str, Any]:
+        """Re-read the comments when the issue carries only some of them, or (on a service
+        desk) without the properties that tell public from internal."""
         block = (issue.get("fields") or {}).get("comment")
         if isinstance(block, dict):
             total = int(block.get("total", 0) or 0)
             inline = block.get("comments") or []
             if self._comments.service_desk or total > len(inline):
-                comments = self.get_comments(key)
+                comments = self.get_comments(str(issue.get("key") or issue.get("id")))
                 block.update({"comments": comments, "total": len(comments)})
                 block["maxResults"] = len(comments)
                 block["startAt"] = 0
@@ -421,16 +518,30 @@ class JiraConnector:
         data: dict[str, Any] = self._request("POST", "/rest/api/2/issue", body={"fields": fields})
         return data
 
-    def bulk_create(self, issues: Sequence[dict[str, Any]]) -> BulkResult:
+    def bulk_create(
+        self,
+        issues: Sequence[dict[str, Any]],
+        *,
+        transitions: Sequence[str | None] | None = None,
+    ) -> BulkResult:
         """Create issues in chunks of at most 50; elements Jira refuses are reported by index.
 
-        Each element is an issue's `fields` object.
+        Each element is an issue's `fields` object. `transitions[i]`, when given, is the id of
+        a transition from the workflow's start status that issue `i` takes as it is created.
         """
+        if transitions is not None and len(transitions) != len(issues):
+            raise ValueError("one transition (or None) per issue")
+        updates: list[dict[str, Any]] = []
+        for index, fields in enumerate(issues):
+            update: dict[str, Any] = {"fields": fields}
+            transition = transitions[index] if transitions is not None else None
+            if transition:
+                update["transition"] = {"id": transition}
+            updates.append(update)
         created: list[dict[str, Any]] = []
         errors: list[BulkError] = []
-        for offset in range(0, len(issues), BULK_CHUNK):
-            chunk = issues[offset : offset + BULK_CHUNK]
-            body = {"issueUpdates": [{"fields": f} for f in chunk]}
+        for offset in range(0, len(updates), BULK_CHUNK):
+            body = {"issueUpdates": updates[offset : offset + BULK_CHUNK]}
             page = self._bulk_chunk(body)
             created.extend(page.get("issues") or [])
             for err in page.get("errors") or []:
@@ -501,12 +612,7 @@ class JiraConnector:
         for transition in transitions:
             to = transition.get("to") or {}
             if str(to.get("name", "")).casefold() == wanted or str(to.get("id", "")) == wanted:
-                self._request(
-                    "POST",
-                    f"/rest/api/2/issue/{key}/transitions",
-                    body={"transition": {"id": str(transition["id"])}},
-                    expect_json=False,
-                )
+                self.transition(key, str(transition["id"]))
                 return
         current = self.get_issue(key, fields=["status"])
         status = ((current.get("fields") or {}).get("status") or {}).get("name", "")
@@ -518,6 +624,15 @@ class JiraConnector:
             f"reachable: {', '.join(reachable) or 'none'}",
             system=SYSTEM,
             messages=[f"reachable statuses: {', '.join(reachable) or 'none'}"],
+        )
+
+    def transition(self, key: str, transition_id: str) -> None:
+        """Take the transition with this id (POST /rest/api/2/issue/{key}/transitions)."""
+        self._request(
+            "POST",
+            f"/rest/api/2/issue/{key}/transitions",
+            body={"transition": {"id": transition_id}},
+            expect_json=False,
         )
 
     def add_comment(self, key: str, body: str, *, public: bool) -> dict[str, Any]:
@@ -534,16 +649,46 @@ class JiraConnector:
         self, key: str, url: str, title: str, global_id: str | None = None
     ) -> dict[str, Any]:
         """Link the issue to a record elsewhere; the same `global_id` updates instead of adding."""
-        body = {
-            "globalId": global_id or url,
-            "application": {"type": "com.servicenow", "name": "ServiceNow"},
-            "relationship": "mirrors",
-            "object": {"url": url, "title": title},
-        }
+        link = RemoteLinkSpec(key, url, title, global_id)
         data: dict[str, Any] = self._request(
-            "POST", f"/rest/api/2/issue/{key}/remotelink", body=body
+            "POST", f"/rest/api/2/issue/{key}/remotelink", body=link.body()
         )
         return data
+
+    def add_remote_links(
+        self, links: Sequence[RemoteLinkSpec], *, workers: int = 4
+    ) -> list[ConnectorError | None]:
+        """Post many remote links, `workers` at a time (Jira has no bulk endpoint for them).
+
+        Returns, per link in order, None when it was posted or the error that stopped it.
+        """
+
+        def post(link: RemoteLinkSpec) -> ConnectorError | None:
+            try:
+                self._request(
+                    "POST",
+                    f"/rest/api/2/issue/{quote(link.key, safe='')}/remotelink",
+                    body=link.body(),
+                    pooled=True,
+                )
+            except ConnectorError as exc:
+                return exc
+            return None
+
+        if len(links) <= 1 or workers <= 1:
+            return [post(link) for link in links]
+        return list(self._pool(workers).map(post, links))
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """The connector's pool for pooled requests, shared by concurrent callers (so `workers`
+        bounds what is in flight for all of them); its threads keep their sessions."""
+        with self._pool_lock:
+            if self._links_pool is None or self._links_pool_size != workers:
+                if self._links_pool is not None:
+                    self._links_pool.shutdown(wait=False)
+                self._links_pool = ThreadPoolExecutor(workers, thread_name_prefix="jira-links")
+                self._links_pool_size = workers
+            return self._links_pool
 
     def list_attachments(self, key: str) -> list[dict[str, Any]]:
         """Attachment metadata of the issue."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -53,6 +54,10 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 # Fields the poller needs whatever the caller asked for: identity, version and sort key.
 _POLL_FIELDS = ("sys_id", "sys_mod_count", "sys_updated_on")
 _DOWNLOAD_CHUNK = 64 * 1024
+_OLDEST_FIRST = "^ORDERBYsys_created_on^ORDERBYsys_id"
+# Records per `IN` list: a hundred sys_ids keep the request line near 3.5 KB, well inside what
+# instances and the proxies in front of them accept.
+IN_LIST_SIZE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,14 @@ class BatchResponse:
         if not self.serviced:
             return "not serviced by the instance"
         return "; ".join(_error_texts(self.body)) or f"HTTP {self.status_code}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """One page of a `records` scan; `total` is how many records matched when it began."""
+
+    rows: list[dict[str, Any]]
+    total: int | None
 
 
 class _NotRetried(Exception):
@@ -175,6 +188,7 @@ class ServiceNowConnector:
         self._token_lock = threading.Lock()
         # (customer-visible, internal): `comments` and `work_notes` unless the table uses others.
         self.journal_fields = journal_fields
+        self._journal_entries = f"^elementIN{','.join(journal_fields)}{_OLDEST_FIRST}"
 
     # ----------------------------------------------------------------------------- reads
 
@@ -199,11 +213,58 @@ class ServiceNowConnector:
 
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
-        query = (
-            f"element_id={_query_value(sys_id)}^elementIN{','.join(self.journal_fields)}"
-            "^ORDERBYsys_created_on^ORDERBYsys_id"
-        )
+        query = f"element_id={_query_value(sys_id)}{self._journal_entries}"
         return list(self._page_all("/api/now/table/sys_journal_field", query, None))
+
+    def journals(self, sys_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """`journal` of many records (oldest first each), with one query per hundred records."""
+        path = "/api/now/table/sys_journal_field"
+        return self._per_record(path, "element_id", sys_ids, self._journal_entries)
+
+    def _per_record(
+        self, path: str, column: str, sys_ids: Sequence[str], tail: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Rows whose `column` names one of the records, grouped by record, in query order."""
+        found: dict[str, list[dict[str, Any]]] = {sys_id: [] for sys_id in sys_ids}
+        for query in _in_lists(column, sys_ids, tail):
+            for row in self._page_all(path, query, None):
+                found.setdefault(str(row.get(column, "")), []).append(row)
+        return found
+
+    def get_records(
+        self, sys_ids: Sequence[str], *, fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The records of this table with these sys_ids (raw values), one query per hundred;
+        ids with no record are left out."""
+        rows: list[dict[str, Any]] = []
+        for query in _in_lists("sys_id", sys_ids, "^ORDERBYsys_id"):
+            rows.extend(self._page_all(self._table_path(), query, fields))
+        return rows
+
+    def records(
+        self, query: str = "", *, fields: Sequence[str] | None = None
+    ) -> Iterator[RecordPage]:
+        """Every record matching `query`, a page at a time, in sys_id order.
+
+        Pages follow the key (each asks for the sys_ids after the last one seen), not an
+        offset: a caller that writes to the records it reads moves their `sys_updated_on`, and
+        under an offset that would shift the rest of the scan by as many rows.
+        """
+        wanted = list(dict.fromkeys(["sys_id", *fields])) if fields else None
+        path = self._table_path()
+        after = ""
+        total: int | None = None
+        while True:
+            bound = f"sys_id>{_query_value(after)}" if after else ""
+            paged = "^".join(c for c in (query, bound, "ORDERBYsys_id") if c)
+            rows, matching = self._list(path, paged, wanted, offset=0, limit=self.page_size)
+            if total is None:
+                total = matching
+            if rows:
+                yield RecordPage(rows=rows, total=total)
+            if not rows or _last_page(0, len(rows), self.page_size, matching):
+                return
+            after = str(rows[-1].get("sys_id", ""))
 
     def changed_since(
         self,
@@ -304,8 +365,12 @@ class ServiceNowConnector:
 
     def list_attachments(self, sys_id: str) -> list[dict[str, Any]]:
         """Metadata of every attachment on the record."""
-        query = f"table_sys_id={_query_value(sys_id)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        query = f"table_sys_id={_query_value(sys_id)}{_OLDEST_FIRST}"
         return list(self._page_all("/api/now/attachment", query, None))
+
+    def attachments_of(self, sys_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """`list_attachments` of many records, with one query per hundred records."""
+        return self._per_record("/api/now/attachment", "table_sys_id", sys_ids, _OLDEST_FIRST)
 
     def upload_attachment(
         self,
@@ -640,9 +705,20 @@ def _last_page(offset: int, fetched: int, limit: int, total: int | None) -> bool
 
 def _query_value(value: str) -> str:
     """A value safe to put after `=` in an encoded query: no `^` (it would start a new term)."""
-    if not value or "^" in value or "," in value or any(c.isspace() for c in value):
+    if not value or _QUERY_BREAKING.search(value):
         raise ValueError(f"not a usable record identifier: {value!r}")
     return value
+
+
+# `^` starts a new term, `,` a new IN value; whitespace has no place in an identifier.
+_QUERY_BREAKING = re.compile(r"[\^,\s]")
+
+
+def _in_lists(column: str, values: Sequence[str], tail: str) -> Iterator[str]:
+    """Encoded queries `<column>IN<values>` + `tail`, at most IN_LIST_SIZE values each."""
+    for start in range(0, len(values), IN_LIST_SIZE):
+        chunk = values[start : start + IN_LIST_SIZE]
+        yield f"{column}IN{','.join(_query_value(v) for v in chunk)}{tail}"
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -804,6 +880,7 @@ def retry_after_header(headers: Mapping[str, str]) -> float | None:
 __all__ = [
     "BatchRequest",
     "BatchResponse",
+    "RecordPage",
     "ServiceNowConnector",
     "format_sn_datetime",
     "parse_sn_datetime",

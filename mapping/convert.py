@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from mapping.model import (
     Ticket,
     Visibility,
 )
-from mapping.spec import CompiledField, CompiledSystem, Mapping, Route
+from mapping.spec import CompiledField, CompiledSystem, Mapping, Route, simple_path
 from mapping.transforms import TRANSFORMS
 
 
@@ -53,7 +54,23 @@ def _system(mapping: Mapping, system: System | str) -> CompiledSystem:
 
 
 def _search(expr: ParsedResult | None, data: Any) -> Any:
-    return None if expr is None else expr.search(data)
+    if expr is None:
+        return None
+    path = _plain_path(expr.expression)
+    if path is None:
+        return expr.search(data)
+    # Most reads are plain dotted paths: walking the dicts gives what JMESPath would, without
+    # its interpreter, which dominates mapping a record (a backfill maps every one).
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+@functools.cache
+def _plain_path(expression: str) -> tuple[str, ...] | None:
+    return simple_path(expression)
 
 
 def _read_field(system: System, compiled: CompiledField, raw: dict[str, Any]) -> Any:

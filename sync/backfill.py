@@ -2,19 +2,36 @@
 
 ```
 backfill(engine, System.SERVICENOW, since=...)
-    scan the system (changed since `since`, else everything), read and map each record
-    keep the unpaired ones a route pairs (an `always` route, or an escalation route when the
-        record carries the escalation label)
-    create their pairs in bulk: Jira bulk create (50 issues a request), ServiceNow Batch API
-    link each pair, then mirror its comments and attachments through the engine
+    scan the system a page at a time (the mapped columns only), each page's journals,
+        attachments and callers with one query each; map every record
+    a paired record is skipped, unless its pair still waits for its links (an earlier run was
+        cut short): that pair is finished below
+    the unpaired ones a route pairs are created in chunks: Jira bulk create (50 issues a
+        request, each taking its status's transition as it is created), ServiceNow Batch API
+    each chunk's pairs are recorded as soon as the create answers, with PostLinks parked
+        under them (sync/pending.py), in one transaction
+    the new records are read back in bulk, the links posted both ways (ServiceNow work notes
+        through the Batch API, Jira remote links a few at a time), comments and attachments
+        mirrored through the engine; snapshots, audit rows and the cleared PostLinks in one
+        transaction per chunk
 ```
-A record whose pair could not be created is reported with the vendor's reason and left unpaired;
-running backfill again retries exactly those (paired records are skipped).
+Reading, creating and linking overlap: while the scan reads the next page, a few chunks are
+being created and linked by a small pool; the scan waits when that many are in flight, so
+memory stays flat however many records there are.
+
+Crash safety: a pair is recorded in the transaction right after its create answers, so a run
+cut short never creates a second pair; its parked PostLinks make the next run post its links
+(each idempotent: a ServiceNow note is not written when its marker is in the journal, a Jira
+remote link is keyed on its URL) and mirror its content. A record whose pair could not be made
+is reported with the vendor's reason and left unpaired: running backfill again retries it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,11 +39,20 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from connectors.errors import ConnectorError
-from connectors.servicenow import BatchRequest
-from mapping import Route, matching_routes, to_vendor
+from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
-from sync.adapters import JiraAdapter, ServiceNowAdapter
+from mapping.reads import keys_read
+from sync import pending
+from sync.adapters import (
+    BulkAdapter,
+    Created,
+    JiraAdapter,
+    NewRecord,
+    PairLink,
+    ServiceNowAdapter,
+)
 from sync.plan import get_value, other
+from sync.store import NewAudit, NewLink, NewSnapshot, StoreSession
 
 if TYPE_CHECKING:
     from sync.engine import Engine
@@ -36,11 +62,13 @@ log = structlog.get_logger("escalation_sync.backfill")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 ESCALATION_LABEL = "ESCALATION"
 BATCH_SIZE = 50
+# Chunks being created and linked while the scan reads on.
+CHUNKS_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True, slots=True)
 class BackfillFailure:
-    """A record whose pair was not made, and why."""
+    """A record whose pair was not made (or not finished), and why."""
 
     ticket: str
     reason: str
@@ -56,7 +84,7 @@ class BackfillSkip:
 
 @dataclass(frozen=True, slots=True)
 class BackfillResult:
-    """What a backfill pass did."""
+    """What a backfill pass did; `resumed` counts pairs an earlier pass left without links."""
 
     scanned: int = 0
     paired: int = 0
@@ -64,14 +92,27 @@ class BackfillResult:
     not_routed: int = 0
     failures: tuple[BackfillFailure, ...] = field(default_factory=tuple)
     unrouted: tuple[BackfillSkip, ...] = field(default_factory=tuple)
+    resumed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
+    """An unpaired record a route pairs, with the record to create for it."""
+
     ticket: Ticket
+    raw: dict[str, Any]
     route: Route
-    payload: dict[str, Any]
-    transition_to: str | None
+    record: NewRecord
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A recorded pair to finish: links both ways, content mirrored, snapshots."""
+
+    source: Ticket
+    raw: dict[str, Any]
+    target_id: str
+    resumed: bool
 
 
 Progress = Callable[[str, int, int | None], None]
@@ -88,65 +129,317 @@ def backfill(
     since: datetime | None = None,
     label: str = ESCALATION_LABEL,
     progress: Progress = _no_progress,
+    chunks_in_flight: int = CHUNKS_IN_FLIGHT,
 ) -> BackfillResult:
     """Pair the unpaired records of `system` changed since `since` (default: all of them).
 
-    `progress(stage, done, total)` is called as work advances ("scan", then "create", then
-    "mirror"); the CLI draws it as a progress bar.
+    `progress(stage, done, total)` is called as work advances ("scan", "create", "mirror";
+    `total` is None while the scan has not counted it yet); the CLI draws it as progress bars.
     """
-    from sync.engine import ticket_id
+    run = _Run(engine, system, label, progress)
+    workers = max(1, chunks_in_flight)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
+    slots = threading.BoundedSemaphore(workers + 1)
+    futures: list[Future[None]] = []
 
-    adapter = engine.adapters[system]
-    changed = list(adapter.changed_since(since or EPOCH))
-    candidates: list[_Candidate] = []
-    failures: list[BackfillFailure] = []
-    unrouted: list[BackfillSkip] = []
-    already = 0
-    for done, item in enumerate(changed, start=1):
-        progress("scan", done, len(changed))
-        if engine.store.get_link(system.value, item.ticket_id) is not None:
-            already += 1
-            continue
-        try:
-            ticket = engine.read(system, item.ticket_id)
-        except ConnectorError as exc:
-            failures.append(BackfillFailure(item.ticket_id, str(exc)))
-            continue
-        route = _route(engine, ticket, label)
-        if route is None:
-            unrouted.append(
-                BackfillSkip(ticket.ref.key or item.ticket_id, _unrouted(engine, ticket, label))
-            )
-            continue
-        fields = [n for n in engine.rules.synced_fields() if get_value(ticket, n) is not None]
+    def submit(job: Callable[[Any], None], chunk: Sequence[Any]) -> None:
+        slots.acquire()
+        future = pool.submit(job, chunk)
+        future.add_done_callback(lambda _done: slots.release())
+        futures.append(future)
+
+    try:
+        creating: list[_Candidate] = []
+        finishing: list[_Pair] = []
+        for page in run.source.scan(since or EPOCH, run.fields[system]):
+            new, resumed = run.classify(page.records, page.total)
+            creating += new
+            finishing += resumed
+            while len(creating) >= BATCH_SIZE:
+                submit(run.create, creating[:BATCH_SIZE])
+                creating = creating[BATCH_SIZE:]
+            while len(finishing) >= BATCH_SIZE:
+                submit(run.finish, finishing[:BATCH_SIZE])
+                finishing = finishing[BATCH_SIZE:]
+            _raise_first(futures)
+        run.scan_done()
+        if creating:
+            submit(run.create, creating)
+        if finishing:
+            submit(run.finish, finishing)
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return run.result()
+
+
+def _raise_first(futures: list[Future[None]]) -> None:
+    """Re-raise the first failure of a finished job (an error no element caused: stop)."""
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            future.result()
+    futures[:] = [f for f in futures if not f.done()]
+
+
+def _bulk(adapter: Any) -> BulkAdapter:
+    if isinstance(adapter, JiraAdapter | ServiceNowAdapter):
+        return adapter
+    raise TypeError(f"no bulk operations on {type(adapter).__name__}")
+
+
+class _Run:
+    """One backfill pass: what it reads and writes with, its counts, failures and progress."""
+
+    def __init__(self, engine: Engine, system: System, label: str, progress: Progress) -> None:
+        self.engine = engine
+        self.system = system
+        self.target = other(system)
+        self.label = label
+        self.source = _bulk(engine.adapters[system])
+        self.made = _bulk(engine.adapters[self.target])
+        self.fields: dict[System, Collection[str] | None] = {
+            s: keys_read(engine.mapping, s, _bulk(engine.adapters[s]).fields_under)
+            for s in (system, self.target)
+        }
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._store_lock = threading.Lock()
+        self.failures: list[BackfillFailure] = []
+        self.unrouted: list[BackfillSkip] = []
+        self.scanned = self.paired = self.already = self.resumed = 0
+        self._created = self._finished = 0
+        self._to_create = self._to_finish = 0
+        self._counted = False
+
+    @contextmanager
+    def _transaction(self) -> Iterator[StoreSession]:
+        # One at a time: SQLite's busy handler would make the others sleep in growing steps
+        # instead of waking them when the lock is free.
+        with self._store_lock, self.engine.store.session() as tx:
+            yield tx
+
+    # --- counting ------------------------------------------------------------------------------
+
+    def fail(self, ticket: str, reason: str) -> None:
+        with self._lock:
+            self.failures.append(BackfillFailure(ticket, reason))
+
+    def report(self, stage: str, done: int, total: int | None) -> None:
+        # One caller at a time: the CLI's callback is not written for concurrent calls.
+        with self._lock:
+            self._progress(stage, done, total)
+
+    def scan_done(self) -> None:
+        with self._lock:
+            self._counted = True
+        self.report("create", self._created, self._to_create)
+        self.report("mirror", self._finished, self._to_finish)
+
+    def result(self) -> BackfillResult:
+        return BackfillResult(
+            scanned=self.scanned,
+            paired=self.paired,
+            already_paired=self.already,
+            not_routed=len(self.unrouted),
+            failures=tuple(self.failures),
+            unrouted=tuple(self.unrouted),
+            resumed=self.resumed,
+        )
+
+    def _advance(self, stage: str, by: int) -> None:
+        with self._lock:
+            if stage == "create":
+                self._created += by
+                done, total = self._created, self._to_create
+            else:
+                self._finished += by
+                done, total = self._finished, self._to_finish
+            counted = self._counted
+        self.report(stage, done, total if counted else None)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def classify(
+        self, records: Sequence[dict[str, Any]], total: int | None
+    ) -> tuple[list[_Candidate], list[_Pair]]:
+        """Map a page of records; split it into records to pair and pairs left unfinished."""
+        from sync.engine import ticket_id
+
+        mapped: list[tuple[Ticket, dict[str, Any]]] = []
+        for raw in records:
+            try:
+                mapped.append((to_canonical(self.engine.mapping, self.system, raw), raw))
+            except (UnmappedValue, ValueError) as exc:
+                self.fail(_raw_id(raw), str(exc))
+        ids = [ticket_id(t) for t, _ in mapped]
+        with self._transaction() as tx:
+            links = tx.get_links(self.system.value, ids)
+            unfinished = pending.awaiting_links(tx, [_parked(t) for t, _ in mapped])
+        candidates: list[_Candidate] = []
+        resumed: list[_Pair] = []
+        unrouted: list[BackfillSkip] = []
+        already = 0
+        for ticket, raw in mapped:
+            link = links.get(ticket_id(ticket))
+            if link is not None:
+                if _parked(ticket) in unfinished:
+                    resumed.append(_Pair(ticket, raw, link.other(self.system.value)[1], True))
+                else:
+                    already += 1
+                continue
+            route = _route(self.engine, ticket, self.label)
+            if route is None:
+                why = _unrouted(self.engine, ticket, self.label)
+                unrouted.append(BackfillSkip(ticket.ref.key or ticket_id(ticket), why))
+                continue
+            candidates.append(_Candidate(ticket, raw, route, self._new_record(ticket, route)))
+        with self._lock:
+            self.scanned += len(records)
+            self.already += already
+            self.unrouted += unrouted
+            self._to_create += len(candidates)
+            self._to_finish += len(candidates) + len(resumed)
+            scanned = self.scanned
+        self.report("scan", scanned, total)
+        return candidates, resumed
+
+    def _new_record(self, ticket: Ticket, route: Route) -> NewRecord:
+        fields = [n for n in self.engine.rules.synced_fields() if get_value(ticket, n) is not None]
         seed = ticket.model_copy(
             update={"ref": ticket.ref.model_copy(update={"system": route.target})}
         )
-        vendor = to_vendor(engine.mapping, route.target, seed, fields)
-        candidates.append(_Candidate(ticket, route, dict(vendor.fields), vendor.transition_to))
-    target_system = other(system)
-    created, create_failures = _create_all(engine, target_system, candidates, progress)
-    failures.extend(create_failures)
-    paired = 0
-    for done, (candidate, target_id) in enumerate(created, start=1):
-        progress("mirror", done, len(created))
+        vendor = to_vendor(self.engine.mapping, route.target, seed, fields)
+        write = VendorWrite(fields=vendor.fields, transition_to=vendor.transition_to)
+        return NewRecord(write, route.target_project or route.target_table, route.issue_type)
+
+    # --- creating ------------------------------------------------------------------------------
+
+    def create(self, chunk: Sequence[_Candidate]) -> None:
+        """Create a chunk's pairs and record them at once, then finish them."""
+        from sync.engine import ticket_id
+
         try:
-            target_adapter = engine.adapters[target_system]
-            if candidate.transition_to and isinstance(target_adapter, JiraAdapter):
-                target_adapter.connector.transition_to(target_id, candidate.transition_to)
-            target = engine.read(target_system, target_id)
-            engine.pair_created(candidate.ticket, target, route=candidate.route.name)
-            paired += 1
+            outcomes = self.made.create_many([c.record for c in chunk])
         except ConnectorError as exc:
-            failures.append(BackfillFailure(ticket_id(candidate.ticket), str(exc)))
-    return BackfillResult(
-        scanned=len(changed),
-        paired=paired,
-        already_paired=already,
-        not_routed=len(unrouted),
-        failures=tuple(failures),
-        unrouted=tuple(unrouted),
-    )
+            for candidate in chunk:
+                self.fail(ticket_id(candidate.ticket), str(exc))
+            self._advance("create", len(chunk))
+            return
+        made: list[tuple[_Candidate, Created]] = []
+        for candidate, outcome in zip(chunk, outcomes, strict=True):
+            if outcome.created is None:
+                self.fail(ticket_id(candidate.ticket), outcome.problem or "not created")
+                continue
+            made.append((candidate, outcome.created))
+            if outcome.problem:
+                self.fail(ticket_id(candidate.ticket), outcome.problem)
+        recorded: list[_Pair] = []
+        with self._transaction() as tx:
+            conflicts = tx.add_links([self._link(c, created) for c, created in made])
+            for (candidate, created), conflict in zip(made, conflicts, strict=True):
+                target_id = created.ticket_id
+                if conflict is not None:
+                    self.fail(ticket_id(candidate.ticket), f"{target_id} not recorded: {conflict}")
+                    continue
+                recorded.append(_Pair(candidate.ticket, candidate.raw, target_id, resumed=False))
+            tx.audit_many([self._created_audit(c, created.ticket_id) for c, created in made])
+            pending.park_links(tx, [_parked(p.source) for p in recorded])
+        self._advance("create", len(chunk))
+        self.finish(recorded)
+
+    def _link(self, candidate: _Candidate, created: Created) -> NewLink:
+        from sync.engine import ticket_id
+
+        source = candidate.ticket
+        route = candidate.route.name
+        if self.target is System.JIRA:
+            ident, number = created.record_id, source.ref.key
+            return NewLink(created.ticket_id, source.ref.id, ident, number, route)
+        return NewLink(ticket_id(source), created.ticket_id, source.ref.id, created.key, route)
+
+    def _created_audit(self, candidate: _Candidate, made_id: str) -> NewAudit:
+        from sync.engine import ticket_id
+
+        source = candidate.ticket
+        reason = (
+            f"created as the pair of {source.ref.system.value} {ticket_id(source)} "
+            f"(route {candidate.route.name})"
+        )
+        return NewAudit(self.target.value, made_id, "record", None, made_id, reason)
+
+    # --- finishing -----------------------------------------------------------------------------
+
+    def finish(self, pairs: Sequence[_Pair]) -> None:
+        """Read the pairs' other records back, post the links both ways, mirror the content,
+        then record snapshots, audit rows and the cleared PostLinks in one transaction."""
+        from sync.engine import paired_link, ticket_id
+
+        if not pairs:
+            return
+        try:
+            targets = self._read_targets(pairs)
+            ready = [(p, *targets[p.target_id]) for p in pairs if p.target_id in targets]
+            here = self.source.add_links(
+                [PairLink(ticket_id(p.source), *paired_link(t), record=p.raw) for p, t, _ in ready]
+            )
+            there = self.made.add_links(
+                [PairLink(ticket_id(t), *paired_link(p.source), record=raw) for p, t, raw in ready]
+            )
+        except ConnectorError as exc:
+            for pair in pairs:
+                self.fail(ticket_id(pair.source), str(exc))
+            self._advance("mirror", len(pairs))
+            return
+        fresh: list[NewSnapshot] = []
+        finished: list[tuple[_Pair, Ticket, Ticket]] = []
+        for (pair, target, _raw), mine, theirs in zip(ready, here, there, strict=True):
+            problems = [o.problem for o in (mine, theirs) if o.problem]
+            if problems:
+                self.fail(ticket_id(pair.source), "; ".join(problems))
+                continue
+            source = pair.source
+            if pair.resumed or _has_content(source) or _has_content(target):
+                # Comments or attachments to mirror, or a pair an earlier run made (whose
+                # records may have moved since): the engine's own sync, one pair at a time.
+                try:
+                    self.engine.sync_linked(
+                        source, target, origin=self.system, just_created=not pair.resumed
+                    )
+                except ConnectorError as exc:
+                    self.fail(ticket_id(pair.source), str(exc))
+                    continue
+            else:
+                # The link note moved the record's version: the snapshot takes the new one,
+                # so the next poll does not find the record changed.
+                fresh += [_snapshot(source, mine.version), _snapshot(target, theirs.version)]
+            finished.append((pair, source, target))
+        with self._transaction() as tx:
+            tx.put_snapshots(fresh)
+            tx.audit_many([a for _p, s, t in finished for a in _link_audits(s, t)])
+            pending.clear_links(tx, [_parked(p.source) for p, _s, _t in finished])
+        with self._lock:
+            self.paired += sum(1 for p, _s, _t in finished if not p.resumed)
+            self.resumed += sum(1 for p, _s, _t in finished if p.resumed)
+        self._advance("mirror", len(pairs))
+
+    def _read_targets(self, pairs: Sequence[_Pair]) -> dict[str, tuple[Ticket, dict[str, Any]]]:
+        from sync.engine import ticket_id
+
+        raws = self.made.read_many([p.target_id for p in pairs], self.fields[self.target])
+        found: dict[str, tuple[Ticket, dict[str, Any]]] = {}
+        for raw in raws:
+            try:
+                target = to_canonical(self.engine.mapping, self.target, raw)
+            except (UnmappedValue, ValueError) as exc:
+                self.fail(_raw_id(raw), str(exc))
+                continue
+            found[ticket_id(target)] = (target, raw)
+        for pair in pairs:
+            if pair.target_id not in found:
+                where = f"{self.target.value} {pair.target_id}"
+                self.fail(ticket_id(pair.source), f"its pair {where} could not be read")
+        return found
 
 
 def _route(engine: Engine, ticket: Ticket, label: str) -> Route | None:
@@ -170,94 +463,39 @@ def _unrouted(engine: Engine, ticket: Ticket, label: str) -> str:
     return "; ".join(reasons)
 
 
-def _record(
-    engine: Engine, candidate: _Candidate, target: System, made_id: str, made_key: Any
-) -> None:
-    """Link a record with its new pair as soon as the bulk call answers (before mirroring),
-    so an interrupted backfill never creates a second pair for it."""
-    from sync.engine import ticket_id
+def _parked(ticket: Ticket) -> str:
+    """Where a backfilled pair's PostLinks is parked: under the record the backfill read (the
+    ITSM side of the pair, as a route's source always is)."""
+    return pending.parked_key(ticket.ref.system, ticket.ref.id)
 
-    source = candidate.ticket
-    if target is System.JIRA:
-        engine.store.put_link(
-            jira_key=made_id,
-            servicenow_sys_id=source.ref.id,
-            servicenow_number=source.ref.key,
-            route=candidate.route.name,
+
+def _has_content(ticket: Ticket) -> bool:
+    return bool(ticket.comments or ticket.attachments)
+
+
+def _raw_id(raw: dict[str, Any]) -> str:
+    return str(raw.get("sys_id") or raw.get("key") or raw.get("id") or "?")
+
+
+def _snapshot(ticket: Ticket, version: str | None) -> NewSnapshot:
+    from sync.engine import snapshot_data, ticket_id
+
+    system, ident = ticket.ref.system.value, ticket_id(ticket)
+    return NewSnapshot(system, ident, snapshot_data(ticket), version or ticket.version)
+
+
+def _link_audits(source: Ticket, target: Ticket) -> list[NewAudit]:
+    """The audit rows of the links both records now show (as the engine's `_post_links`)."""
+    from sync.engine import paired_link, ticket_id
+
+    return [
+        NewAudit(
+            here.ref.system.value,
+            ticket_id(here),
+            "link",
+            None,
+            paired_link(there)[0],
+            "link to the paired record",
         )
-    else:
-        engine.store.put_link(
-            jira_key=ticket_id(source),
-            jira_id=source.ref.id,
-            servicenow_sys_id=made_id,
-            servicenow_number=str(made_key) if made_key else None,
-            route=candidate.route.name,
-        )
-
-
-def _chunks(items: Sequence[_Candidate], size: int) -> Iterable[Sequence[_Candidate]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _create_all(
-    engine: Engine, target: System, candidates: Sequence[_Candidate], progress: Progress
-) -> tuple[list[tuple[_Candidate, str]], list[BackfillFailure]]:
-    from sync.engine import ticket_id
-
-    adapter = engine.adapters[target]
-    created: list[tuple[_Candidate, str]] = []
-    failures: list[BackfillFailure] = []
-    done = 0
-    for chunk in _chunks(candidates, BATCH_SIZE):
-        if isinstance(adapter, JiraAdapter):
-            issues = [
-                {
-                    "project": {"key": c.route.target_project or adapter.project},
-                    "issuetype": {"name": c.route.issue_type or adapter.issue_type},
-                    **c.payload,
-                }
-                for c in chunk
-            ]
-            result = adapter.connector.bulk_create(issues)
-            refused = {e.index: e for e in result.errors}
-            made = iter(result.created)
-            for index, candidate in enumerate(chunk):
-                if index in refused:
-                    reason = "; ".join(refused[index].messages) or "refused by Jira"
-                    failures.append(BackfillFailure(ticket_id(candidate.ticket), reason))
-                    continue
-                issue = next(made, None)
-                if issue is None:
-                    failures.append(BackfillFailure(ticket_id(candidate.ticket), "not created"))
-                    continue
-                key = str(issue.get("key") or issue.get("id"))
-                _record(engine, candidate, target, key, key)
-                created.append((candidate, key))
-        elif isinstance(adapter, ServiceNowAdapter):
-            conn = adapter.connector
-            requests = [
-                BatchRequest(
-                    id=str(i),
-                    method="POST",
-                    url=f"/api/now/table/{c.route.target_table or conn.table}",
-                    body={k: "" if v is None else str(v) for k, v in c.payload.items()},
-                )
-                for i, c in enumerate(chunk)
-            ]
-            for candidate, answer in zip(chunk, conn.batch(requests), strict=True):
-                if not answer.ok:
-                    failures.append(
-                        BackfillFailure(ticket_id(candidate.ticket), answer.error_message or "")
-                    )
-                    continue
-                body = answer.body if isinstance(answer.body, dict) else {}
-                record = body.get("result", body)
-                sys_id = str(record.get("sys_id", ""))
-                _record(engine, candidate, target, sys_id, record.get("number"))
-                created.append((candidate, sys_id))
-        else:  # pragma: no cover - only the two adapters exist
-            raise TypeError(f"no bulk create for {type(adapter).__name__}")
-        done += len(chunk)
-        progress("create", done, len(candidates))
-    return created, failures
+        for here, there in ((source, target), (target, source))
+    ]

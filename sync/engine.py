@@ -158,6 +158,18 @@ def _lean(ticket: Ticket) -> dict[str, Any]:
     return ticket.model_copy(update={"comments": (), "attachments": ()}).model_dump(mode="json")
 
 
+def snapshot_data(ticket: Ticket) -> dict[str, Any]:
+    """The JSON a snapshot of `ticket` keeps, for writers of snapshots outside the engine."""
+    return _lean(ticket)
+
+
+def paired_link(there: Ticket) -> tuple[str, str]:
+    """The URL and title a record shows for its paired record `there`."""
+    names = {System.JIRA: "Jira", System.SERVICENOW: "ServiceNow"}
+    title = f"Paired {names[there.ref.system]} record {there.ref.key or there.ref.id}"
+    return there.ref.url or ticket_id(there), title
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -305,34 +317,15 @@ class Engine:
         self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
         return ticket_id(target)
 
-    def pair_created(self, source: Ticket, target: Ticket, *, route: str | None = None) -> int:
-        """Link a record with the pair just made for it, post the links, mirror the content.
-
-        Both sides' fields are taken as in step (they were written from `source`), so nothing
-        flows back; returns the writes made.
-        """
-        jira, snow = (target, source) if target.ref.system is System.JIRA else (source, target)
-        with self.store.session() as tx:
-            tx.put_link(
-                jira_key=ticket_id(jira),
-                jira_id=jira.ref.id,
-                servicenow_sys_id=snow.ref.id,
-                servicenow_number=snow.ref.key,
-                route=route,
-            )
-            tx.audit(
-                target.ref.system.value,
-                ticket_id(target),
-                "record",
-                None,
-                ticket_id(target),
-                reason=f"created as the pair of {source.ref.system.value} {ticket_id(source)}"
-                + (f" (route {route})" if route else ""),
-            )
-        itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
-        writes = self._post_links(itsm, eng)
-        _, synced = self._sync_pair(itsm, eng, origin=source.ref.system, fresh_itsm=itsm)
-        return writes + synced
+    def sync_linked(
+        self, itsm: Ticket, eng: Ticket, *, origin: System, just_created: bool = False
+    ) -> int:
+        """Bring a linked pair in step from both records as just read (a backfill's pairs);
+        `just_created` takes their fields as agreeing, the new one having been written from
+        `origin`. Returns the writes made."""
+        fresh = itsm if just_created else None
+        _, writes = self._sync_pair(itsm, eng, origin=origin, fresh_itsm=fresh)
+        return writes
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -829,10 +822,8 @@ class Engine:
 
     def _post_links(self, itsm: Ticket, eng: Ticket) -> int:
         """Show each record's link on the other (idempotent on both systems)."""
-        names = {System.JIRA: "Jira", System.SERVICENOW: "ServiceNow"}
         for here, there in ((itsm, eng), (eng, itsm)):
-            url = there.ref.url or ticket_id(there)
-            title = f"Paired {names[there.ref.system]} record {there.ref.key or there.ref.id}"
+            url, title = paired_link(there)
             self.adapters[here.ref.system].add_link(ticket_id(here), url, title)
             self.metrics.write(here.ref.system.value, "link")
             self.store.audit(

@@ -9,7 +9,7 @@ with whatever the new decision asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from escalation.decision import (
@@ -25,7 +25,7 @@ from escalation.decision import (
     action_to_dict,
 )
 from mapping.model import Priority, Status, System, Ticket, Visibility
-from sync.store import StoreSession
+from sync.store import NewSnapshot, StoreSession
 
 # Pseudo-system of the snapshot rows that hold parked actions.
 PENDING = "pending"
@@ -47,7 +47,12 @@ def carried_out_by_engine(action: Action) -> bool:
 
 
 def _key(ticket: Ticket) -> str:
-    return f"{ticket.ref.system.value}:{ticket.ref.id}"
+    return parked_key(ticket.ref.system, ticket.ref.id)
+
+
+def parked_key(system: System, ident: str) -> str:
+    """The key a ticket's parked actions are kept under: its system and its `ref.id`."""
+    return f"{system.value}:{ident}"
 
 
 def park(tx: StoreSession, ticket: Ticket, actions: Sequence[Action]) -> None:
@@ -82,3 +87,39 @@ def load_action(data: Mapping[str, Any]) -> Action | None:
         args["labels"] = tuple(args.get("labels") or ())
     action: Action = kind(**args)
     return action
+
+
+# PostLinks, for many tickets at once: a backfill parks it as it records each new pair, and
+# clears it once both links are posted and the content mirrored, so a run cut short in between
+# finishes those pairs the next time instead of skipping them as already paired.
+_POST_LINKS = action_to_dict(PostLinks())
+
+
+def awaiting_links(tx: StoreSession, keys: Collection[str]) -> set[str]:
+    """Which of these `parked_key`s have PostLinks parked."""
+    rows = tx.get_snapshots(PENDING, keys)
+    return {k for k, row in rows.items() if _POST_LINKS in row.data.get("actions", [])}
+
+
+def park_links(tx: StoreSession, keys: Collection[str]) -> None:
+    """Park PostLinks under these `parked_key`s, next to whatever else is parked there."""
+    _replace_links(tx, keys, parked=True)
+
+
+def clear_links(tx: StoreSession, keys: Collection[str]) -> None:
+    """Drop PostLinks from what is parked under these `parked_key`s."""
+    _replace_links(tx, keys, parked=False)
+
+
+def _replace_links(tx: StoreSession, keys: Collection[str], *, parked: bool) -> None:
+    rows = tx.get_snapshots(PENDING, keys)
+    writes = []
+    for key in keys:
+        row = rows.get(key)
+        actions = [a for a in (row.data.get("actions", []) if row else []) if a != _POST_LINKS]
+        if parked:
+            actions.append(_POST_LINKS)
+        elif row is None:
+            continue
+        writes.append(NewSnapshot(PENDING, key, {"actions": actions}))
+    tx.put_snapshots(writes)

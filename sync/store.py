@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -197,6 +197,12 @@ class TicketLockRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+# The tables themselves, for statements over many rows.
+_LINKS = Base.metadata.tables[LinkRow.__tablename__]
+_SNAPSHOTS = Base.metadata.tables[SnapshotRow.__tablename__]
+_AUDIT = Base.metadata.tables[AuditRow.__tablename__]
+
+
 # --- values handed out --------------------------------------------------------------------------
 
 
@@ -311,6 +317,39 @@ class TicketLock:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    """A pair to record (see `StoreSession.add_links`)."""
+
+    jira_key: str
+    servicenow_sys_id: str
+    jira_id: str | None = None
+    servicenow_number: str | None = None
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSnapshot:
+    """One side's snapshot to write (see `StoreSession.put_snapshots`)."""
+
+    system: str
+    ticket_id: str
+    data: Mapping[str, Any]
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAudit:
+    """An audit row to append (see `StoreSession.audit_many`)."""
+
+    system: str
+    record: str
+    field: str
+    from_value: object
+    to_value: object
+    reason: str
+
+
 class LinkConflict(Exception):
     """A record is already paired with a different one; the caller must not overwrite it."""
 
@@ -322,7 +361,7 @@ def _text(value: object) -> str | None:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def _link(row: LinkRow) -> Link:
+def _link(row: LinkRow | sa.Row[Any]) -> Link:
     return Link(
         id=row.id,
         jira_key=row.jira_key,
@@ -767,6 +806,122 @@ class StoreSession:
             dead_letters_replayed=count(DeadLetterRow, DeadLetterRow.replayed_at.is_not(None)),
             watermarks=self.watermarks(),
         )
+
+    # in bulk: a statement for many rows, where one per row would dominate a backfill; on the
+    # tables themselves, without the ORM's per-object bookkeeping
+
+    def get_links(self, system: str, ticket_ids: Collection[str]) -> dict[str, Link]:
+        """The pairs of many tickets by the id given (Jira key, ServiceNow sys_id)."""
+        if system not in ("jira", "servicenow"):
+            raise ValueError(f"unknown system {system!r}")
+        column = _LINKS.c.jira_key if system == "jira" else _LINKS.c.servicenow_sys_id
+        rows = self.orm.connection().execute(select(_LINKS).where(column.in_(list(ticket_ids))))
+        return {str(row._mapping[column]): _link(row) for row in rows}
+
+    def add_links(self, links: Sequence[NewLink]) -> list[LinkConflict | None]:
+        """Record many new pairs in one statement; returns, per pair, the conflict that kept it
+        out (either record already paired with another one) or None.
+
+        A pair recorded already is taken as it is (`put_link` semantics, row by row, only when
+        the one statement is refused).
+        """
+        now = self._clock()
+        rows = [
+            {
+                "jira_key": x.jira_key,
+                "jira_id": x.jira_id,
+                "servicenow_sys_id": x.servicenow_sys_id,
+                "servicenow_number": x.servicenow_number,
+                "route": x.route,
+                "created_at": now,
+            }
+            for x in links
+        ]
+        if not rows:
+            return []
+        try:
+            with self.orm.begin_nested():
+                self.orm.connection().execute(sa.insert(_LINKS), rows)
+            return [None] * len(rows)
+        except IntegrityError:
+            pass
+        outcomes: list[LinkConflict | None] = []
+        for x in links:
+            try:
+                with self.orm.begin_nested():
+                    self.put_link(
+                        jira_key=x.jira_key,
+                        servicenow_sys_id=x.servicenow_sys_id,
+                        jira_id=x.jira_id,
+                        servicenow_number=x.servicenow_number,
+                        route=x.route,
+                    )
+                outcomes.append(None)
+            except LinkConflict as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def get_snapshots(self, system: str, ticket_ids: Collection[str]) -> dict[str, Snapshot]:
+        """The snapshots of many tickets of one system, by ticket id."""
+        stmt = select(_SNAPSHOTS).where(
+            _SNAPSHOTS.c.system == system, _SNAPSHOTS.c.ticket_id.in_(list(ticket_ids))
+        )
+        return {
+            row.ticket_id: Snapshot(
+                row.system, row.ticket_id, dict(row.data), row.version, row.synced_at
+            )
+            for row in self.orm.connection().execute(stmt)
+        }
+
+    def put_snapshots(self, snapshots: Sequence[NewSnapshot]) -> None:
+        """Replace many snapshots in one statement."""
+        now = self._clock()
+        rows = [
+            {
+                "system": x.system,
+                "ticket_id": x.ticket_id,
+                "data": dict(x.data),
+                "version": x.version,
+                "synced_at": now,
+            }
+            for x in snapshots
+        ]
+        if not rows:
+            return
+        insert = sqlite_insert if self.orm.get_bind().dialect.name == "sqlite" else pg_insert
+        stmt = insert(_SNAPSHOTS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["system", "ticket_id"],
+            set_={
+                "data": stmt.excluded.data,
+                "version": stmt.excluded.version,
+                "synced_at": stmt.excluded.synced_at,
+            },
+        )
+        # Rows may repeat a key; the statement must not touch one row twice.
+        unique = {(r["system"], r["ticket_id"]): r for r in rows}
+        self.orm.connection().execute(stmt, list(unique.values()))
+        # Snapshot rows this session loaded before are stale now.
+        self.orm.expire_all()
+
+    def audit_many(self, entries: Sequence[NewAudit]) -> None:
+        """Append many audit rows in one statement (see `audit`)."""
+        now = self._clock()
+        rows = [
+            {
+                "at": now,
+                "system": x.system,
+                "record": x.record,
+                "field": x.field,
+                "from_value": _text(x.from_value),
+                "to_value": _text(x.to_value),
+                "reason": x.reason,
+                "actor": None,
+            }
+            for x in entries
+        ]
+        if rows:
+            self.orm.connection().execute(sa.insert(_AUDIT), rows)
 
 
 # --- the store ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from simulators.jira.webhooks import WebhookDispatcher
 
 SEARCH_MAX_WITH_FIELDS = 100
 SEARCH_MAX_IDS_ONLY = 5000
+BULK_FETCH_MAX = 100
 CONTENT_CHUNK = 64 * 1024
 
 
@@ -205,6 +206,25 @@ def create_app(
                 )
         status = 201 if created or not errors else 400
         return _json({"issues": created, "errors": errors}, status)
+
+    @route("/issue/bulkfetch", ["POST"])
+    async def bulk_fetch(request: Request, v3: bool) -> JSONResponse:
+        user = viewer(request)
+        body = await body_of(request)
+        wanted = body.get("issueIdsOrKeys") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not wanted:
+            raise JiraHttpError(400, ["'issueIdsOrKeys' is required."])
+        if len(wanted) > BULK_FETCH_MAX:
+            raise JiraHttpError(400, [f"You can fetch at most {BULK_FETCH_MAX} issues."])
+        fields = _split(body.get("fields"))
+        with state.lock:
+            # Unknown ids and keys are left out, not reported (only retriable errors are).
+            found = {i.id: i for i in (state.find_issue(str(ref)) for ref in wanted) if i}
+            issues = [
+                state.issue_json(found[ident], user, fields=fields, v3=v3)
+                for ident in sorted(found, key=int)
+            ]
+        return _json({"issues": issues, "issueErrors": []})
 
     @route("/issue/{issueIdOrKey}", ["GET"])
     async def get_issue(request: Request, issueIdOrKey: str, v3: bool) -> JSONResponse:

@@ -310,12 +310,15 @@ class JiraState:
     # -- lookups -----------------------------------------------------------------------------
 
     def issue(self, id_or_key: str) -> Issue:
+        issue = self.find_issue(id_or_key)
+        if issue is None:
+            raise not_found_issue()
+        return issue
+
+    def find_issue(self, id_or_key: str) -> Issue | None:
+        """The issue with this id or key (keys case-insensitively), or None."""
         with self.lock:
-            issue_id = self.by_key.get(id_or_key.upper(), id_or_key)
-            issue = self.issues.get(issue_id)
-            if issue is None:
-                raise not_found_issue()
-            return issue
+            return self.issues.get(self.by_key.get(id_or_key.upper(), id_or_key))
 
     def user_json(
         self, account_id: str | None, viewer: User | None = None
@@ -523,6 +526,10 @@ class JiraState:
             errors.update(more)
             if errors or project is None:
                 raise JiraHttpError(400, errors=errors)
+            # "A transition may be applied, to move the issue ... to a workflow step other
+            # than the default start step": one leaving the start status, checked up front so
+            # a refused transition creates nothing.
+            chosen = self._create_transition(project, body.get("transition"))
             self._counters[project.key] = self._counters.get(project.key, 0) + 1
             key = f"{project.key}-{self._counters[project.key]}"
             now = self.now()
@@ -551,14 +558,32 @@ class JiraState:
             payload = self._issue_payload(
                 issue, "jira:issue_created", "issue_created", actor, items
             )
+            events = [("jira:issue_created", payload)]
+            if chosen is not None:
+                events.append(("jira:issue_updated", self._take(issue, chosen, {}, actor)))
             result = {
                 "id": issue.id,
                 "key": key,
                 "self": f"{self.base_url}/rest/api/2/issue/{issue.id}",
             }
         if emit:
-            self._emit("jira:issue_created", payload)
+            for name, event in events:
+                self._emit(name, event)
         return result
+
+    def _create_transition(self, project: Project, ref: Any) -> TransitionDef | None:
+        """The transition a create request asks for, from the workflow's start status."""
+        if ref is None:
+            return None
+        transition_id = str(ref.get("id") or "") if isinstance(ref, dict) else ""
+        if not transition_id:
+            raise JiraHttpError(400, ["Missing transition id."])
+        workflow = project.workflow
+        for t in workflow.transitions:
+            leaves_start = not t.sources or workflow.initial in t.sources
+            if t.id == transition_id and leaves_start and t.to != workflow.initial:
+                return t
+        raise JiraHttpError(400, [f"Transition id '{transition_id}' is not valid for this issue."])
 
     def _project(self, ref: Any) -> Project | None:
         if isinstance(ref, str):
@@ -750,27 +775,33 @@ class JiraState:
             values, errors = self._validate(body.get("fields") or {}, creating=False)
             if errors:
                 raise JiraHttpError(400, errors=errors)
-            items = [_item("status", issue.status, chosen.to)]
-            issue.status = chosen.to
-            if chosen.resolution is not None:
-                new_resolution = chosen.resolution or None
-                if new_resolution != issue.resolution:
-                    items.insert(0, _item("resolution", issue.resolution, new_resolution))
-                    issue.resolution = new_resolution
-                    issue.fields["resolutiondate"] = self.now() if new_resolution else None
-            for name, value in values.items():
-                old = issue.fields.get(name)
-                if old != value:
-                    items.append(_item(name, _display(old), _display(value), old, value))
-                    issue.fields[name] = value
-            issue.updated = self.now()
-            self._record(issue, actor, items)
-            category = self.projects[issue.project].workflow.status(chosen.to).category
-            kind = {"done": "issue_resolved", "indeterminate": "issue_work_started"}.get(
-                category, "issue_generic"
-            )
-            payload = self._issue_payload(issue, "jira:issue_updated", kind, actor, items)
+            payload = self._take(issue, chosen, values, actor)
         self._emit("jira:issue_updated", payload)
+
+    def _take(
+        self, issue: Issue, chosen: TransitionDef, values: dict[str, Any], actor: User | None
+    ) -> dict[str, Any]:
+        """Move the issue through `chosen`, setting `values`; returns the webhook payload."""
+        items = [_item("status", issue.status, chosen.to)]
+        issue.status = chosen.to
+        if chosen.resolution is not None:
+            new_resolution = chosen.resolution or None
+            if new_resolution != issue.resolution:
+                items.insert(0, _item("resolution", issue.resolution, new_resolution))
+                issue.resolution = new_resolution
+                issue.fields["resolutiondate"] = self.now() if new_resolution else None
+        for name, value in values.items():
+            old = issue.fields.get(name)
+            if old != value:
+                items.append(_item(name, _display(old), _display(value), old, value))
+                issue.fields[name] = value
+        issue.updated = self.now()
+        self._record(issue, actor, items)
+        category = self.projects[issue.project].workflow.status(chosen.to).category
+        kind = {"done": "issue_resolved", "indeterminate": "issue_work_started"}.get(
+            category, "issue_generic"
+        )
+        return self._issue_payload(issue, "jira:issue_updated", kind, actor, items)
 
     def add_comment(
         self, id_or_key: str, body: dict[str, Any], actor: User | None

@@ -84,6 +84,7 @@ class ServiceNowStore:
         }
         self._versions: dict[str, int] = dict.fromkeys(self._tables, 0)
         self._journal_by_record: dict[str, list[Record]] = {}
+        self._attachments_by_record: dict[str, list[Record]] = {}
         self._user_by_name: dict[str, str] = {}
         self._content: dict[str, bytes] = {}
         self._display_names: dict[tuple[str, str], str] = {("sys_user_group", "global"): "global"}
@@ -177,13 +178,31 @@ class ServiceNowStore:
             return list(ordered)
 
     def _indexed(self, table: str, parsed: EncodedQuery) -> list[Record] | None:
-        """The journal rows of one record when the query pins `element_id`, as the instance's
-        index on that column would; None when the whole table must be scanned."""
-        if table != "sys_journal_field" or len(parsed.parts) != 1:
+        """The rows an index narrows the query to, when a condition pins an indexed column to
+        one value or a list (`=`, `IN`), as the instance's indexes do: every table's sys_id,
+        a journal row's record (`element_id`), an attachment's (`table_sys_id`). None when the
+        whole table must be scanned; the query's other conditions are checked on the rows."""
+        if len(parsed.parts) != 1:
             return None
         for group in parsed.parts[0]:
-            if len(group) == 1 and group[0].field == "element_id" and group[0].op == "=":
-                return list(self._journal_by_record.get(group[0].value, []))
+            if len(group) != 1 or group[0].op not in ("=", "IN"):
+                continue
+            condition = group[0]
+            values = [condition.value] if condition.op == "=" else condition.value.split(",")
+            keys = dict.fromkeys(values)
+            if condition.field == "sys_id":
+                rows = self._rows(table)
+                return [rows[key] for key in keys if key in rows]
+            index = self._index_on(table, condition.field)
+            if index is not None:
+                return [row for key in keys for row in index.get(key, ())]
+        return None
+
+    def _index_on(self, table: str, column: str) -> Mapping[str, list[Record]] | None:
+        if table == "sys_journal_field" and column == "element_id":
+            return self._journal_by_record
+        if table == ATTACHMENT_TABLE and column == "table_sys_id":
+            return self._attachments_by_record
         return None
 
     def journal(self, sys_id: str) -> list[Record]:
@@ -290,9 +309,8 @@ class ServiceNowStore:
             for row in self._journal_by_record.pop(sys_id, []):
                 self._tables["sys_journal_field"].pop(row["sys_id"], None)
                 self._versions["sys_journal_field"] += 1
-            for meta in list(self._tables[ATTACHMENT_TABLE].values()):
-                if meta["table_sys_id"] == sys_id:
-                    self._delete_attachment(meta["sys_id"])
+            for meta in list(self._attachments_by_record.pop(sys_id, [])):
+                self._delete_attachment(meta["sys_id"])
 
     def add_journal(self, table: str, sys_id: str, element: str, text: str, *, user: str) -> Record:
         """Write a comment or work note as `user` (an update of the record); returns the row."""
@@ -339,6 +357,7 @@ class ServiceNowStore:
                 }
             )
             self._tables[ATTACHMENT_TABLE][sys_id] = meta
+            self._attachments_by_record.setdefault(table_sys_id, []).append(meta)
             self._content[sys_id] = content
             self._versions[ATTACHMENT_TABLE] += 1
             return dict(meta)
@@ -523,7 +542,10 @@ class ServiceNowStore:
         self._versions["sys_journal_field"] += 1
 
     def _delete_attachment(self, sys_id: str) -> None:
-        self._tables[ATTACHMENT_TABLE].pop(sys_id, None)
+        meta = self._tables[ATTACHMENT_TABLE].pop(sys_id, None)
+        if meta is not None:
+            siblings = self._attachments_by_record.get(meta["table_sys_id"], [])
+            siblings[:] = [m for m in siblings if m["sys_id"] != sys_id]
         self._content.pop(sys_id, None)
         self._versions[ATTACHMENT_TABLE] += 1
 

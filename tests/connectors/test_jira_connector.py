@@ -6,6 +6,7 @@ import base64
 import copy
 import io
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from connectors.jira import (
     BulkError,
     CommentPolicy,
     JiraConnector,
+    RemoteLinkSpec,
     comment_is_public,
     jql_datetime,
     parse_jira_datetime,
@@ -657,3 +659,96 @@ def test_search_window_can_be_bounded_above(rsps: responses.RequestsMock, sleeps
     since = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     until = datetime(2026, 11, 23, 12, 30, 15, tzinfo=UTC)
     assert list(make(sleeps).search_changed_since(since, until=until)) == []
+
+
+# -- in bulk -----------------------------------------------------------------------------------
+
+
+def test_bulk_create_sends_each_issues_transition(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    """`transitions[i]` becomes issue i's `transition` in the request; None sends none."""
+    created = example("createIssue.response.201.json")
+    rsps.post(f"{BASE}/rest/api/2/issue/bulk", json={"issues": [created] * 2, "errors": []})
+    make(sleeps).bulk_create([{"summary": "a"}, {"summary": "b"}], transitions=["11", None])
+    assert body_of(rsps.calls[0])["issueUpdates"] == [
+        {"fields": {"summary": "a"}, "transition": {"id": "11"}},
+        {"fields": {"summary": "b"}},
+    ]
+    with pytest.raises(ValueError):
+        make(sleeps).bulk_create([{"summary": "a"}], transitions=[])
+
+
+def test_transition_posts_the_id(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:
+    """A transition known by id is one request."""
+    rsps.post(f"{BASE}/rest/api/2/issue/ED-1/transitions", status=204)
+    make(sleeps).transition("ED-1", "21")
+    assert body_of(rsps.calls[0]) == {"transition": {"id": "21"}}
+
+
+def test_get_issues_fetches_a_hundred_a_request(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    """150 keys are two bulk fetches of at most 100, with the fields asked for."""
+    answer = example("bulkFetchIssues.response.200.json")
+    rsps.post(f"{BASE}/rest/api/2/issue/bulkfetch", json=answer)
+    rsps.post(f"{BASE}/rest/api/2/issue/bulkfetch", json={"issues": [], "issueErrors": []})
+    keys = [f"EX-{n}" for n in range(150)]
+    issues = make(sleeps).get_issues(keys, ["summary", "assignee"])
+    assert [i["key"] for i in issues] == ["EX-1", "EX-2", "EX-4"]
+    sent = [body_of(c) for c in rsps.calls]
+    assert [len(b["issueIdsOrKeys"]) for b in sent] == [100, 50]
+    assert sent[0]["fields"] == ["summary", "assignee"]
+
+
+def test_get_issues_rereads_comments_an_issue_carries_only_some_of(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    """An issue whose comment block is short of its total gets its comments read in full."""
+    issue = example("getIssue.response.200.json")
+    issue["fields"]["comment"] = {"comments": [], "total": 1, "maxResults": 0, "startAt": 0}
+    rsps.post(f"{BASE}/rest/api/2/issue/bulkfetch", json={"issues": [issue], "issueErrors": []})
+    rsps.get(
+        f"{BASE}/rest/api/2/issue/{issue['key']}/comment",
+        json=example("getComments.response.200.json"),
+    )
+    (got,) = make(sleeps).get_issues([issue["key"]])
+    assert got["fields"]["comment"]["total"] == len(got["fields"]["comment"]["comments"]) == 1
+    assert body_of(rsps.calls[0])["fields"] == ["*all"]
+
+
+def test_remote_links_are_posted_from_a_pool_and_fail_one_by_one(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    """Many remote links: each posted once, from pool threads; a refused one is reported in
+    its place with Jira's reason while the others go through."""
+    for n in range(6):
+        status = 400 if n == 2 else 201
+        name = f"createOrUpdateRemoteIssueLink.response.{status}.json"
+        rsps.post(f"{BASE}/rest/api/2/issue/ED-{n}/remotelink", json=example(name), status=status)
+    threads: set[str] = set()
+    connector = make(sleeps)
+    original = connector._send_pooled
+
+    def send(method: str, url: str, data: str | None) -> requests.Response:
+        threads.add(threading.current_thread().name)
+        return original(method, url, data)
+
+    connector._send_pooled = send  # type: ignore[method-assign]
+    links = [RemoteLinkSpec(f"ED-{n}", f"https://sn.example.com/{n}", f"INC{n}") for n in range(6)]
+    errors = connector.add_remote_links(links, workers=3)
+    assert [type(e).__name__ if e else None for e in errors] == [
+        None,
+        None,
+        "InvalidRequest",
+        None,
+        None,
+        None,
+    ]
+    assert errors[2] is not None and errors[2].messages == ("title: 'title' is required.",)
+    assert all(name.startswith("jira-links") for name in threads)
+    assert body_of(rsps.calls[0])["globalId"] == body_of(rsps.calls[0])["object"]["url"]
+    expected_auth = "Basic " + base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
+    for call in rsps.calls:
+        assert call.request.headers["Authorization"] == expected_auth
+        assert call.request.headers["Content-Type"] == "application/json"

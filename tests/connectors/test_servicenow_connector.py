@@ -864,3 +864,92 @@ def test_capped_pages_do_not_end_the_scan_early(
         )
     got = list(sn.changed_since(datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)))
     assert [r["sys_id"] for r in got] == [r["sys_id"] for r in data]
+
+
+# ------------------------------------------------------------------------------- in bulk
+
+
+def _query_of(call: Any) -> dict[str, str]:
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[-1] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
+
+
+def test_journals_of_many_records_take_one_query_per_hundred(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """150 records' journals are read with two element_idIN queries and grouped by record."""
+    ids = [f"{i:032x}" for i in range(150)]
+    mock.get(JOURNAL, json={"result": [{"sys_id": "j1", "element_id": ids[7], "value": "a"}]})
+    mock.get(JOURNAL, json={"result": [{"sys_id": "j2", "element_id": ids[120], "value": "b"}]})
+    found = sn.journals(ids)
+    assert len(found) == 150 and found[ids[0]] == []
+    assert [r["value"] for r in found[ids[7]] + found[ids[120]]] == ["a", "b"]
+    first, second = (_query_of(c)["sysparm_query"] for c in mock.calls)
+    tail = "^elementINcomments,work_notes^ORDERBYsys_created_on^ORDERBYsys_id"
+    assert first == f"element_idIN{','.join(ids[:100])}{tail}"
+    assert second == f"element_idIN{','.join(ids[100:])}{tail}"
+
+
+def test_attachments_of_many_records_are_grouped_by_record(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """Attachment metadata of several records comes from one table_sys_idIN query."""
+    mock.get(
+        f"{BASE}/api/now/attachment",
+        json={"result": [{"sys_id": "att1", "table_sys_id": "b"}]},
+        match=[
+            matchers.query_param_matcher(
+                {
+                    "sysparm_query": "table_sys_idINa,b^ORDERBYsys_created_on^ORDERBYsys_id",
+                    "sysparm_limit": "3",
+                    "sysparm_offset": "0",
+                }
+            )
+        ],
+    )
+    assert sn.attachments_of(["a", "b"]) == {
+        "a": [],
+        "b": [{"sys_id": "att1", "table_sys_id": "b"}],
+    }
+
+
+def test_get_records_by_sys_id_list(sn: ServiceNowConnector, mock: responses.RequestsMock) -> None:
+    """Records are read by a sys_idIN list with the columns asked for."""
+    mock.get(
+        TABLE,
+        json={"result": rows(2)},
+        match=[
+            matchers.query_param_matcher(
+                {
+                    "sysparm_query": f"sys_idIN{'0' * 32},{'0' * 31}1^ORDERBYsys_id",
+                    "sysparm_limit": "3",
+                    "sysparm_offset": "0",
+                    "sysparm_fields": "sys_id,number",
+                }
+            )
+        ],
+    )
+    got = sn.get_records([f"{0:032x}", f"{1:032x}"], fields=["sys_id", "number"])
+    assert [r["sys_id"] for r in got] == [f"{0:032x}", f"{1:032x}"]
+
+
+def test_records_page_by_key_so_writes_during_the_scan_move_nothing(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """Each page asks for the sys_ids after the last one seen, offset 0; the total is the
+    first page's X-Total-Count; a short page that the count agrees with ends the scan."""
+    data = rows(5)
+    mock.get(TABLE, json={"result": data[:3]}, headers={"X-Total-Count": "5"})
+    mock.get(TABLE, json={"result": data[3:]}, headers={"X-Total-Count": "2"})
+    pages = list(sn.records("active=true", fields=["number"]))
+    assert [[r["sys_id"] for r in p.rows] for p in pages] == [
+        [r["sys_id"] for r in data[:3]],
+        [r["sys_id"] for r in data[3:]],
+    ]
+    assert [p.total for p in pages] == [5, 5]
+    first, second = (_query_of(c) for c in mock.calls)
+    assert first["sysparm_query"] == "active=true^ORDERBYsys_id"
+    assert second["sysparm_query"] == f"active=true^sys_id>{data[2]['sys_id']}^ORDERBYsys_id"
+    assert first["sysparm_offset"] == second["sysparm_offset"] == "0"
+    assert first["sysparm_fields"] == "sys_id,number"

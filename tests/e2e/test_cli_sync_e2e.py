@@ -88,13 +88,14 @@ def jira_route_config(tmp_path: Path) -> Path:
 def test_backfill_from_jira_uses_the_servicenow_batch_api(
     harness: Harness, jira_route_config: Path
 ) -> None:
-    """Existing Jira issues are paired with incidents made through one Batch API call."""
+    """Existing Jira issues are paired with incidents made through one Batch API call, and
+    the incidents' link notes are written through another."""
     keys = [harness.jira.create_issue("DS", f"Engineering task {i}") for i in range(5)]
     harness.jira.comment(keys[0], "internal finding", public=False)
     result = cli("backfill", "--system", "jira", config=jira_route_config)
     assert result.exit_code == 0, result.output
     assert "paired 5" in result.output
-    assert harness.servicenow.stats()["requests"].get("POST /api/now/v1/batch") == 1
+    assert harness.servicenow.stats()["requests"].get("POST /api/now/v1/batch") == 2
     link = harness.store.get_link("jira", keys[0])
     assert link is not None
     incident = harness.servicenow.incident(link.servicenow_sys_id)

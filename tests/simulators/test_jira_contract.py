@@ -42,7 +42,7 @@ from requests.adapters import HTTPAdapter
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from connectors.errors import InvalidRequest, NotFound
-from connectors.jira import CommentPolicy, JiraConnector
+from connectors.jira import CommentPolicy, JiraConnector, RemoteLinkSpec
 from simulators.jira import JiraSimulator
 
 SPEC_PATH = (
@@ -62,6 +62,7 @@ CONNECTOR_OPERATIONS = {
     ("get", "/rest/api/3/serverInfo"),
     ("post", "/rest/api/3/issue"),
     ("post", "/rest/api/3/issue/bulk"),
+    ("post", "/rest/api/3/issue/bulkfetch"),
     ("get", "/rest/api/3/issue/{issueIdOrKey}"),
     ("put", "/rest/api/3/issue/{issueIdOrKey}"),
     ("get", "/rest/api/3/issue/{issueIdOrKey}/transitions"),
@@ -271,6 +272,23 @@ def _exercise(sim: JiraSimulator, jira: JiraConnector) -> None:
     good = {"project": {"key": "ENG"}, "issuetype": {"name": "Task"}}
     jira.bulk_create([dict(good, summary=f"bulk {n}") for n in range(3)] + [{"summary": "x"}])
     jira.bulk_create([{"summary": "no project"}])
+    moved = jira.bulk_create(
+        [dict(good, summary="started"), dict(good, summary="left"), dict(good, summary="bad")],
+        transitions=["11", None, "31"],
+    )
+    assert len(moved.created) == 2 and [e.index for e in moved.errors] == [2]
+    started = moved.created[0]["key"]
+    jira.get_issues([started, key, "ENG-999"], ["summary", "status", "comment", "updated"])
+    jira.get_issues([started])
+    jira.transition(started, "21")
+    errors = jira.add_remote_links(
+        [
+            RemoteLinkSpec(started, "https://sn.example/incident.do?sys_id=2", "INC0002"),
+            RemoteLinkSpec(key, "https://sn.example/incident.do?sys_id=3", "INC0003"),
+        ],
+        workers=2,
+    )
+    assert errors == [None, None]
     list(jira.search_changed_since(datetime.now(UTC) - timedelta(hours=1), jql="project = ENG"))
     list(
         jira.search_changed_since(

@@ -347,3 +347,81 @@ def test_comment_properties_endpoint(sim: JiraSimulator, http: requests.Session)
     assert listed[0]["properties"] == [{"key": "sd.public.comment", "value": {"internal": True}}]
     missing = f"{sim.url}/rest/api/2/comment/{comment_id}/properties/nope"
     assert http.get(missing, timeout=5).status_code == 404
+
+
+def test_create_takes_a_transition_out_of_the_start_status(
+    sim: JiraSimulator, http: requests.Session
+) -> None:
+    """A create with `transition` lands in that transition's status, as its own change."""
+    fields = {"project": {"key": "ENG"}, "issuetype": {"name": "Bug"}, "summary": "moved"}
+    made = http.post(
+        f"{sim.url}/rest/api/2/issue",
+        json={"fields": fields, "transition": {"id": "11"}},
+        timeout=5,
+    )
+    assert made.status_code == 201
+    key = made.json()["key"]
+    assert sim.issue(key)["fields"]["status"]["name"] == "In Progress"
+    changes = [
+        item["field"] for entry in sim.issue_record(key).changelog for item in entry["items"]
+    ]
+    assert changes == ["status"]
+
+
+def test_create_with_a_transition_not_from_the_start_status_creates_nothing(
+    sim: JiraSimulator, http: requests.Session
+) -> None:
+    """`Resolve` leaves In Progress, not To Do: the create is refused and no issue is made."""
+    before = len(sim.keys())
+    fields = {"project": {"key": "ENG"}, "issuetype": {"name": "Bug"}, "summary": "refused"}
+    refused = http.post(
+        f"{sim.url}/rest/api/2/issue",
+        json={"fields": fields, "transition": {"id": "31"}},
+        timeout=5,
+    )
+    assert refused.status_code == 400
+    assert refused.json()["errorMessages"] == ["Transition id '31' is not valid for this issue."]
+    assert len(sim.keys()) == before
+
+
+def test_bulk_create_applies_each_elements_transition(
+    sim: JiraSimulator, http: requests.Session
+) -> None:
+    """Each element of a bulk create takes its own transition; a bad one fails only itself."""
+    fields = {"project": {"key": "ENG"}, "issuetype": {"name": "Task"}}
+    answer = http.post(
+        f"{sim.url}/rest/api/2/issue/bulk",
+        json={
+            "issueUpdates": [
+                {"fields": {**fields, "summary": "started"}, "transition": {"id": "11"}},
+                {"fields": {**fields, "summary": "left alone"}},
+                {"fields": {**fields, "summary": "bad"}, "transition": {"id": "31"}},
+            ]
+        },
+        timeout=5,
+    ).json()
+    statuses = [sim.issue(i["key"])["fields"]["status"]["name"] for i in answer["issues"]]
+    assert statuses == ["In Progress", "To Do"]
+    assert [e["failedElementNumber"] for e in answer["errors"]] == [2]
+
+
+def test_bulk_fetch_returns_known_issues_in_id_order(
+    sim: JiraSimulator, http: requests.Session
+) -> None:
+    """bulkfetch answers the issues asked for, by id or key, in id order, unknown ones left out."""
+    first = sim.create_issue("ENG", "first")
+    second = sim.create_issue("ENG", "second")
+    second_id = sim.issue(second)["id"]
+    url = f"{sim.url}/rest/api/2/issue/bulkfetch"
+    answer = http.post(
+        url,
+        json={"issueIdsOrKeys": [second_id, "ENG-999", first.lower()], "fields": ["summary"]},
+        timeout=5,
+    ).json()
+    assert [(i["key"], set(i["fields"])) for i in answer["issues"]] == [
+        (first, {"summary"}),
+        (second, {"summary"}),
+    ]
+    assert answer["issueErrors"] == []
+    too_many = http.post(url, json={"issueIdsOrKeys": [first] * 101}, timeout=5)
+    assert too_many.status_code == 400

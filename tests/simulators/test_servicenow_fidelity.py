@@ -565,3 +565,34 @@ def test_journal_query_by_record_matches_a_full_scan() -> None:
     ]
     assert len(fast) == 6 and {r["element_id"] for r in widened} == {a}
     assert sim.store.query("sys_journal_field", f"element_id={b}^element=comments") == []
+
+
+def test_in_queries_on_indexed_columns_match_a_full_scan() -> None:
+    """`IN` lists on sys_id, a journal row's element_id and an attachment's table_sys_id give
+    what filtering every row gives, other conditions included."""
+    from simulators.servicenow import ServiceNowSimulator
+
+    sim = ServiceNowSimulator()
+    a, b, c = (sim.create_incident({"short_description": n})["sys_id"] for n in "abc")
+    for sys_id in (a, b, c):
+        sim.add_comment(sys_id, "public")
+        sim.add_work_note(sys_id, "internal")
+        sim.attach(sys_id, "log.txt", b"log")
+    scanned = f"STARTSWITH{a}^ORDERBYsys_created_on^ORDERBYsys_id"
+
+    def ids(table: str, query: str) -> list[str]:
+        return [r["sys_id"] for r in sim.store.query(table, query)]
+
+    journal = "sys_journal_field"
+    assert ids(journal, f"element_idIN{a},{b}^element=work_notes^ORDERBYsys_id") == ids(
+        journal,
+        f"element_idSTARTSWITH{a}^ORelement_idSTARTSWITH{b}^element=work_notes^ORDERBYsys_id",
+    )
+    assert ids("incident", f"sys_idIN{c},nosuch,{a}^ORDERBYsys_id") == sorted([a, c])
+    attachments = "sys_attachment"
+    assert ids(attachments, f"table_sys_idIN{a}^ORDERBYsys_created_on^ORDERBYsys_id") == ids(
+        attachments, f"table_sys_id{scanned}"
+    )
+    (first,) = sim.store.query(attachments, f"table_sys_id={b}")
+    sim.store.delete_attachment(first["sys_id"])
+    assert ids(attachments, f"table_sys_idIN{a},{b}") == ids(attachments, f"table_sys_id={a}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import responses
@@ -227,3 +229,157 @@ def test_servicenow_link_note_reads_the_journal_once(rsps: responses.RequestsMoc
     assert (journal.call_count, patch.call_count) == (1, 1)
     body = patch.calls[0].request.body
     assert b"work_notes" in body and b"escalation-sync origin=servicenow:abc:link-" in body
+
+
+# --- in bulk (backfill) ---------------------------------------------------------------------
+
+
+def _bulk_answer(keys: list[str]) -> dict[str, object]:
+    return {
+        "issues": [
+            {"id": str(10000 + n), "key": k, "self": f"{JIRA}/x"} for n, k in enumerate(keys)
+        ],
+        "errors": [],
+    }
+
+
+def test_jira_create_many_learns_the_start_transitions_once(rsps: responses.RequestsMock) -> None:
+    """The first chunk is created as is and moved after; the workflow's start status and its
+    transitions are read from its first issue; later chunks take the transition on create."""
+    from sync.adapters import NewRecord
+
+    rsps.post(f"{JIRA}/rest/api/2/issue/bulk", json=_bulk_answer(["DS-1", "DS-2"]))
+    rsps.get(f"{JIRA}/rest/api/2/issue/DS-1", json={"fields": {"status": {"name": "To Do"}}})
+    rsps.get(
+        f"{JIRA}/rest/api/2/issue/DS-1/transitions",
+        json={"transitions": [{"id": "11", "name": "Start", "to": {"name": "In Progress"}}]},
+    )
+    rsps.post(
+        f"{JIRA}/rest/api/2/issue/DS-2/transitions",
+        status=204,
+        match=[matchers.json_params_matcher({"transition": {"id": "11"}})],
+    )
+    rsps.post(f"{JIRA}/rest/api/2/issue/bulk", json=_bulk_answer(["DS-3", "DS-4"]))
+    adapter = jira()
+
+    def record(status: str) -> NewRecord:
+        return NewRecord(VendorWrite(fields={"summary": "s"}, transition_to=status), kind="Bug")
+
+    first = adapter.create_many([record("To Do"), record("In Progress")])
+    second = adapter.create_many([record("In Progress"), record("To Do")])
+    assert [o.created.ticket_id for o in first + second if o.created] == [
+        "DS-1",
+        "DS-2",
+        "DS-3",
+        "DS-4",
+    ]
+    assert all(o.problem is None for o in first + second)
+    sent = json.loads(rsps.calls[-1].request.body)["issueUpdates"]
+    assert [u.get("transition") for u in sent] == [{"id": "11"}, None]
+    assert sent[0]["fields"]["issuetype"] == {"name": "Bug"}
+
+
+def test_jira_create_many_reports_a_status_it_cannot_reach(rsps: responses.RequestsMock) -> None:
+    """An issue made but not moved is created, with the vendor's reason as its problem."""
+    from sync.adapters import NewRecord
+
+    rsps.post(f"{JIRA}/rest/api/2/issue/bulk", json=_bulk_answer(["DS-1"]))
+    rsps.get(f"{JIRA}/rest/api/2/issue/DS-1", json={"fields": {"status": {"name": "To Do"}}})
+    rsps.get(f"{JIRA}/rest/api/2/issue/DS-1/transitions", json={"transitions": []})
+    rsps.get(f"{JIRA}/rest/api/2/issue/DS-1/transitions", json={"transitions": []})
+    rsps.get(f"{JIRA}/rest/api/2/issue/DS-1", json={"fields": {"status": {"name": "To Do"}}})
+    (outcome,) = jira().create_many([NewRecord(VendorWrite(fields={}, transition_to="Done"))])
+    assert outcome.created is not None and outcome.created.key == "DS-1"
+    assert outcome.problem is not None and "not moved to 'Done'" in outcome.problem
+
+
+def _batch_served(answers: list[tuple[int, dict[str, object]]]) -> dict[str, object]:
+    return {
+        "batch_request_id": "b",
+        "serviced_requests": [
+            {
+                "id": str(n),
+                "status_code": status,
+                "body": base64.b64encode(json.dumps(body).encode()).decode(),
+                "headers": [],
+            }
+            for n, (status, body) in enumerate(answers)
+        ],
+        "unserviced_requests": [],
+    }
+
+
+def test_servicenow_link_notes_go_through_the_batch_api_once_each(
+    rsps: responses.RequestsMock,
+) -> None:
+    """Notes already in a record's journal are not written again; the others are PATCHed in
+    one Batch API call, each answer's sys_mod_count kept as the record's new version and a
+    refused one reported with ServiceNow's message."""
+    from sync.adapters import PairLink, _link_note
+
+    adapter = snow()
+    # Record a shows its link already (an earlier run wrote the note, marker and all).
+    marker, _text = _link_note("a", "http://jira/DS-1", "Paired Jira record DS-1")
+    links = [
+        PairLink(
+            "a",
+            "http://jira/DS-1",
+            "Paired Jira record DS-1",
+            record={"_journal": [{"value": f"earlier note\n\n{marker.text()}"}]},
+        ),
+        PairLink("b", "http://jira/DS-2", "Paired Jira record DS-2"),
+        PairLink("c", "http://jira/DS-3", "Paired Jira record DS-3"),
+    ]
+    rsps.post(
+        f"{SNOW}/api/now/v1/batch",
+        json=_batch_served(
+            [
+                (200, {"result": {"sys_id": "b", "sys_mod_count": "3"}}),
+                (403, {"error": {"message": "ACL refused", "detail": "no write"}}),
+            ]
+        ),
+    )
+    outcomes = adapter.add_links(links)
+    sent = json.loads(rsps.calls[0].request.body)["rest_requests"]
+    assert [r["url"] for r in sent] == [
+        "/api/now/table/incident/b?sysparm_fields=sys_id,sys_mod_count",
+        "/api/now/table/incident/c?sysparm_fields=sys_id,sys_mod_count",
+    ]
+    body = json.loads(base64.b64decode(sent[0]["body"]))
+    assert list(body) == ["work_notes"] and "http://jira/DS-2" in body["work_notes"]
+    assert [(o.problem, o.version) for o in outcomes] == [
+        (None, None),
+        (None, "3"),
+        ("ACL refused; no write", None),
+    ]
+
+
+def test_servicenow_scan_reads_related_rows_a_page_at_a_time(
+    rsps: responses.RequestsMock,
+) -> None:
+    """A page of the scan comes with its journals, attachments and callers, one query each."""
+    rows = [
+        {"sys_id": "a", "caller_id": {"value": "u1", "link": "x"}},
+        {"sys_id": "b", "caller_id": "u1"},
+    ]
+    rsps.get(f"{SNOW}/api/now/table/incident", json={"result": rows})
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_journal_field",
+        json={"result": [{"sys_id": "j", "element_id": "b", "value": "hi"}]},
+    )
+    rsps.get(
+        f"{SNOW}/api/now/attachment",
+        json={"result": [{"sys_id": "f", "table_sys_id": "a", "file_name": "log.txt"}]},
+    )
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_user",
+        json={"result": [{"sys_id": "u1", "name": "Carla", "email": "c@example.com"}]},
+    )
+    (page,) = list(snow(users=True).scan(datetime(2000, 1, 1, tzinfo=UTC), {"number", "_caller"}))
+    first, second = page.records
+    assert [r["file_name"] for r in first["_attachments"]] == ["log.txt"]
+    assert [r["value"] for r in second["_journal"]] == ["hi"]
+    assert first["_caller"]["name"] == second["_caller"]["name"] == "Carla"
+    query = rsps.calls[0].request.params
+    assert query["sysparm_query"] == "sys_updated_on>=2000-01-01 00:00:00^ORDERBYsys_id"
+    assert query["sysparm_fields"] == "sys_id,caller_id,number"

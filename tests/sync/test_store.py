@@ -472,3 +472,73 @@ def test_concurrent_opens_migrate_once(store_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_links_are_read_and_recorded_many_at_a_time(store: Store) -> None:
+    """get_links finds pairs by the id given; add_links records new pairs in one statement and,
+    when one record is paired already, records the others and names that one's conflict."""
+    from sync.store import NewLink
+
+    with store.session() as tx:
+        assert tx.add_links([NewLink("DS-1", "s1", route="r"), NewLink("DS-2", "s2")]) == [
+            None,
+            None,
+        ]
+    with store.session() as tx:
+        outcomes = tx.add_links(
+            [NewLink("DS-3", "s3"), NewLink("DS-9", "s1"), NewLink("DS-2", "s2", jira_id="12")]
+        )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], LinkConflict)
+    with store.session() as tx:
+        by_sys_id = tx.get_links("servicenow", ["s1", "s2", "s3", "s9"])
+        by_key = tx.get_links("jira", ["DS-2", "DS-9"])
+    assert {k: v.jira_key for k, v in by_sys_id.items()} == {
+        "s1": "DS-1",
+        "s2": "DS-2",
+        "s3": "DS-3",
+    }
+    assert by_sys_id["s1"].route == "r" and by_key["DS-2"].jira_id == "12"
+    assert set(by_key) == {"DS-2"}
+    with store.session() as tx, pytest.raises(ValueError):
+        tx.get_links("github", ["x"])
+
+
+def test_snapshots_are_written_and_read_many_at_a_time(store: Store) -> None:
+    """put_snapshots inserts and replaces in one statement (a repeated key: the last wins);
+    get_snapshots answers the ones that exist."""
+    from sync.store import NewSnapshot
+
+    store.put_snapshot("jira", "DS-1", {"summary": "old"}, version="1")
+    with store.session() as tx:
+        tx.put_snapshots(
+            [
+                NewSnapshot("jira", "DS-1", {"summary": "new"}, "2"),
+                NewSnapshot("jira", "DS-2", {"summary": "first"}, None),
+                NewSnapshot("jira", "DS-2", {"summary": "second"}, "5"),
+            ]
+        )
+        # Read back in the same transaction: what the statement wrote, not a stale cache.
+        assert tx.get_snapshot("jira", "DS-1").data == {"summary": "new"}  # type: ignore[union-attr]
+    with store.session() as tx:
+        found = tx.get_snapshots("jira", ["DS-1", "DS-2", "DS-3"])
+    assert {k: (v.data["summary"], v.version) for k, v in found.items()} == {
+        "DS-1": ("new", "2"),
+        "DS-2": ("second", "5"),
+    }
+
+
+def test_audit_rows_are_appended_many_at_a_time(store: Store) -> None:
+    """audit_many stores what audit stores, values as JSON text, newest listed first."""
+    from sync.store import NewAudit
+
+    with store.session() as tx:
+        tx.audit_many(
+            [
+                NewAudit("jira", "DS-1", "record", None, "DS-1", "created"),
+                NewAudit("servicenow", "s1", "link", None, {"url": "u"}, "linked"),
+            ]
+        )
+    newest, oldest = store.list_audit(limit=2)
+    assert (oldest.field, oldest.to_value, oldest.reason) == ("record", "DS-1", "created")
+    assert (newest.system, newest.to_value) == ("servicenow", '{"url": "u"}')
