@@ -2,7 +2,7 @@
 
 v2 and v3 share every route; they differ where Jira's do: v3 renders rich text (description,
 environment, comment bodies) as Atlassian Document Format, v2 as plain strings. Requests carry
-plain-text bodies on both (the simulator does not parse ADF on input).
+plain-text bodies on v2 and Atlassian Document Format on v3, as Jira Cloud does.
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ from simulators.jira.state import (
     JiraState,
     User,
     format_jira_datetime,
+    from_adf,
+    is_adf,
 )
 from simulators.jira.webhooks import WebhookDispatcher
 
 SEARCH_MAX_WITH_FIELDS = 100
 SEARCH_MAX_IDS_ONLY = 5000
 BULK_FETCH_MAX = 100
+# Issue fields v3 takes (and answers) as Atlassian Document Format.
+RICH_TEXT_FIELDS = ("description", "environment")
+ADF_REQUIRED = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
 CONTENT_CHUNK = 64 * 1024
 
 
@@ -64,6 +69,33 @@ def _split(value: str | list[str] | None) -> list[str]:
         return []
     items = value if isinstance(value, list) else [value]
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def _adf_to_text(value: Any, field: str) -> str:
+    if not is_adf(value):
+        raise JiraHttpError(400, errors={field: ADF_REQUIRED})
+    return from_adf(value)
+
+
+def _issue_body_in(body: Any, v3: bool) -> Any:
+    """An issue create or edit body as the state keeps it: v3 sends rich text as ADF documents
+    (a plain string is refused, as Jira Cloud refuses it); v2 sends plain text."""
+    if not v3 or not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
+        return body
+    fields = dict(body["fields"])
+    for name in RICH_TEXT_FIELDS:
+        if fields.get(name) is not None:
+            fields[name] = _adf_to_text(fields[name], name)
+    return {**body, "fields": fields}
+
+
+def _comment_body_in(body: Any, v3: bool) -> Any:
+    """A comment body as the state keeps it: an ADF document on v3, plain text on v2."""
+    if not v3 or not isinstance(body, dict) or "body" not in body:
+        return body
+    if not is_adf(body["body"]):
+        raise JiraHttpError(400, errors={"comment": "Comment body is not valid!"})
+    return {**body, "body": from_adf(body["body"])}
 
 
 def create_app(
@@ -179,7 +211,7 @@ def create_app(
     @route("/issue", ["POST"], 201)
     async def create_issue(request: Request, v3: bool) -> JSONResponse:
         user = viewer(request)
-        body = await body_of(request)
+        body = _issue_body_in(await body_of(request), v3)
         return _json(state.create_issue(body, user), 201)
 
     @route("/issue/bulk", ["POST"], 201)
@@ -195,7 +227,7 @@ def create_app(
         errors: list[dict[str, Any]] = []
         for index, update in enumerate(updates):
             try:
-                created.append(state.create_issue(update, user))
+                created.append(state.create_issue(_issue_body_in(update, v3), user))
             except JiraHttpError as exc:
                 errors.append(
                     {
@@ -236,7 +268,7 @@ def create_app(
     @route("/issue/{issueIdOrKey}", ["PUT"], 204)
     async def edit_issue(request: Request, issueIdOrKey: str, v3: bool) -> Response:
         user = viewer(request)
-        state.edit_issue(issueIdOrKey, await body_of(request), user)
+        state.edit_issue(issueIdOrKey, _issue_body_in(await body_of(request), v3), user)
         return Response(status_code=204)
 
     @route("/issue/{issueIdOrKey}", ["DELETE"], 204)
@@ -280,7 +312,8 @@ def create_app(
     async def add_comment(request: Request, issueIdOrKey: str, v3: bool) -> JSONResponse:
         user = viewer(request)
         props = "properties" in _split(request.query_params.get("expand"))
-        issue, comment = state.add_comment(issueIdOrKey, await body_of(request), user)
+        body = _comment_body_in(await body_of(request), v3)
+        issue, comment = state.add_comment(issueIdOrKey, body, user)
         return _json(state.comment_json(issue, comment, user, v3=v3, props=props), 201)
 
     @route("/issue/{issueIdOrKey}/comment/{id}", ["GET"])
@@ -299,7 +332,8 @@ def create_app(
         request: Request, issueIdOrKey: str, id: str, v3: bool
     ) -> JSONResponse:
         user = viewer(request)
-        issue, comment = state.update_comment(issueIdOrKey, id, await body_of(request), user)
+        body = _comment_body_in(await body_of(request), v3)
+        issue, comment = state.update_comment(issueIdOrKey, id, body, user)
         return _json(state.comment_json(issue, comment, user, v3=v3, props=False))
 
     @route("/issue/{issueIdOrKey}/comment/{id}", ["DELETE"], 204)

@@ -1102,6 +1102,38 @@ def _text(value: Any, v3: bool) -> Any:
     return to_adf(str(value)) if v3 else value
 
 
+def is_adf(value: Any) -> bool:
+    """Whether `value` is an Atlassian Document Format document."""
+    return isinstance(value, dict) and value.get("type") == "doc"
+
+
+def from_adf(doc: dict[str, Any]) -> str:
+    """The text of an ADF document: one line per paragraph or heading, hard breaks as new lines
+    (what Jira stores for the v2 API's plain-text view)."""
+
+    def inline(node: Any) -> str:
+        if not isinstance(node, dict):
+            return ""
+        if node.get("type") == "text":
+            return str(node.get("text", ""))
+        if node.get("type") == "hardBreak":
+            return "\n"
+        return "".join(inline(child) for child in node.get("content") or ())
+
+    def blocks(node: Any) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        kind = node.get("type")
+        if kind in ("paragraph", "heading", "codeBlock"):
+            return [inline(node)]
+        lines: list[str] = []
+        for child in node.get("content") or ():
+            lines.extend(blocks(child))
+        return lines
+
+    return "\n".join(blocks(doc))
+
+
 def to_adf(text: str) -> dict[str, Any]:
     """Plain text as an Atlassian Document Format document, one paragraph per line."""
     content = []

@@ -425,3 +425,43 @@ def test_bulk_fetch_returns_known_issues_in_id_order(
     assert answer["issueErrors"] == []
     too_many = http.post(url, json={"issueIdsOrKeys": [first] * 101}, timeout=5)
     assert too_many.status_code == 400
+
+
+def test_v3_takes_rich_text_as_adf_and_refuses_plain_strings(
+    sim: JiraSimulator, http: requests.Session
+) -> None:
+    """On v3, descriptions and comment bodies are ADF documents (stored as their text, which v2
+    shows); a plain string is refused with Jira's 400, as Jira Cloud refuses it."""
+    doc = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": "Steps:"}]},
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "1. open"},
+                    {"type": "hardBreak"},
+                    {"type": "text", "text": "2. click"},
+                ],
+            },
+        ],
+    }
+    fields = {"project": {"key": "ENG"}, "summary": "rich", "issuetype": {"name": "Task"}}
+    made = http.post(f"{sim.url}/rest/api/3/issue", json={"fields": {**fields, "description": doc}})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    v2 = http.get(f"{sim.url}/rest/api/2/issue/{key}").json()
+    assert v2["fields"]["description"] == "Steps:\n1. open\n2. click"
+    refused = http.post(
+        f"{sim.url}/rest/api/3/issue", json={"fields": {**fields, "description": "plain"}}
+    )
+    assert refused.status_code == 400 and "Atlassian Document" in refused.text
+    added = http.post(f"{sim.url}/rest/api/3/issue/{key}/comment", json={"body": doc})
+    assert added.status_code == 201 and added.json()["body"]["type"] == "doc"
+    bad = http.post(f"{sim.url}/rest/api/3/issue/{key}/comment", json={"body": "plain"})
+    assert bad.status_code == 400
+    assert (
+        http.post(f"{sim.url}/rest/api/2/issue/{key}/comment", json={"body": "plain"}).status_code
+        == 201
+    )
