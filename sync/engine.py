@@ -284,7 +284,7 @@ class Engine:
         attachments; returns the new record's id. Pairing a paired record is a no-op.
         """
         source = self.read(System(system), ticket)
-        with self.store.session() as tx:
+        with self.store.reading() as tx:
             link = tx.get_link(system, ticket_id(source))
         if link is not None:
             return link.other(system)[1]
@@ -358,7 +358,7 @@ class Engine:
     def _process(self, system: System, tid: str) -> Outcome:
         source = self.read(system, tid)
         tid = ticket_id(source)
-        with self.store.session() as tx:
+        with self.store.reading() as tx:
             link = tx.get_link(system.value, tid)
         if link is None:
             return self._process_pair(system, source, None)
@@ -410,7 +410,7 @@ class Engine:
                 itsm_snapshot_override = itsm_new
             itsm, eng = itsm_new, eng_new
             if link is None and made is not None:
-                with self.store.session() as tx:
+                with self.store.reading() as tx:
                     link = tx.get_link(system.value, tid)
         if link is None or itsm is None or eng is None:
             link, itsm, eng, made, n = self._route(source, link)
@@ -436,10 +436,23 @@ class Engine:
         """Plan and apply between a pair; record snapshots, comment links and audit rows."""
         source, target = (itsm, eng) if origin is itsm.ref.system else (eng, itsm)
         sid, tid = ticket_id(source), ticket_id(target)
-        with self.store.session() as tx:
+        with self.store.reading() as tx:
             snap_s = self._snapshot(tx, source.ref.system, sid)
             snap_t = self._snapshot(tx, target.ref.system, tid)
-            links = self._comment_links(tx, source, target)
+            links, unrecorded = self._comment_links(tx, source, target)
+        if unrecorded:
+            # Copies written before a crash and never recorded: record them now.
+            with self.store.session() as tx:
+                for marker, ticket, comment_id in unrecorded:
+                    tx.put_comment_link(
+                        source_system=marker.system.value,
+                        source_ticket=marker.ticket,
+                        source_comment_id=marker.item,
+                        target_system=ticket.ref.system.value,
+                        target_ticket=ticket_id(ticket),
+                        target_comment_id=comment_id,
+                        marker=marker.text(),
+                    )
         if fresh_itsm is not None:
             # A pair made in this pass: fields agree by construction, nothing flows back.
             snap_s, snap_t = source, target
@@ -472,9 +485,11 @@ class Engine:
 
     def _comment_links(
         self, tx: StoreSession, source: Ticket, target: Ticket
-    ) -> set[tuple[System, str]]:
-        """Comments already mirrored, per the store; marked copies found are recorded too."""
+    ) -> tuple[set[tuple[System, str]], list[tuple[Marker, Ticket, str]]]:
+        """Comments already mirrored, per the store or their markers; and the marked copies
+        the store does not know (marker, the ticket holding it, its comment id)."""
         done: set[tuple[System, str]] = set()
+        unrecorded: list[tuple[Marker, Ticket, str]] = []
         for ticket in (source, target):
             for comment in ticket.comments:
                 found = tx.find_comment_link(ticket.ref.system.value, comment.id)
@@ -482,18 +497,9 @@ class Engine:
                     done.add((System(found.source_system), found.source_comment_id))
                 marker = find_marker(comment.body)
                 if marker is not None and found is None:
-                    # Written before a crash and never recorded: record it now.
-                    tx.put_comment_link(
-                        source_system=marker.system.value,
-                        source_ticket=marker.ticket,
-                        source_comment_id=marker.item,
-                        target_system=ticket.ref.system.value,
-                        target_ticket=ticket_id(ticket),
-                        target_comment_id=comment.id,
-                        marker=marker.text(),
-                    )
+                    unrecorded.append((marker, ticket, comment.id))
                     done.add((marker.system, marker.item))
-        return done
+        return done, unrecorded
 
     # --- applying a plan -----------------------------------------------------------------------
 
@@ -630,7 +636,7 @@ class Engine:
         target, n = self._create(
             source, route.target, fields, container, route.issue_type, route.name
         )
-        with self.store.session() as tx:
+        with self.store.reading() as tx:
             link = tx.get_link(source.ref.system.value, ticket_id(source))
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
         n += self._post_links(itsm, eng)

@@ -12,8 +12,13 @@ Use one transaction for one piece of work::
         tx.put_snapshot("jira", "DS-12", ticket.model_dump(mode="json"), version="...")
         tx.audit("servicenow", sys_id, "status", "new", "in_progress", reason="jira DS-12")
 
-Every method of `StoreSession` is also on `Store` itself, each call in a transaction of its own.
-Rows come back as frozen dataclasses, never as ORM objects bound to a session.
+Work that only reads uses `store.reading()` instead: on SQLite its transaction does not take the
+database's write lock (WAL readers never wait for the writer), so lookups do not queue behind
+other workers' writes; a write attempted in it fails on both backends.
+
+Every method of `StoreSession` is also on `Store` itself, each call in a transaction of its own
+(a reading one for the methods that only read). Rows come back as frozen dataclasses, never as
+ORM objects bound to a session.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from sync.db import Base
 
 DATABASE_FILE = "escalation-sync.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option marking a SQLite transaction read-only (see `create_db_engine`).
+READ_ONLY = "escalation_sync_read_only"
 
 
 class LeaseBusy(RetryableError):
@@ -751,7 +758,9 @@ def create_db_engine(url: str) -> Engine:
 
     SQLite: WAL (readers never wait for the writer), a busy timeout instead of instant
     "database is locked", foreign keys on, and `BEGIN IMMEDIATE` so two writers queue on the
-    lock up front rather than failing when a read transaction tries to upgrade.
+    lock up front rather than failing when a read transaction tries to upgrade. A transaction
+    opened with the `READ_ONLY` option begins deferred instead, with `query_only` on, so it
+    never takes the write lock and cannot write by mistake.
     """
     if url.startswith("sqlite"):
         db_path = sa.engine.make_url(url).database
@@ -771,7 +780,12 @@ def create_db_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = bool(conn.get_execution_options().get(READ_ONLY))
+            # `info` lives as long as the pooled connection: switch the pragma only on a change.
+            if conn.info.get(READ_ONLY, False) != read_only:
+                conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                conn.info[READ_ONLY] = read_only
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
@@ -802,6 +816,10 @@ class Store:
         self.engine = engine
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
+        self._readers = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
@@ -827,11 +845,17 @@ class Store:
         with self._sessions.begin() as orm:
             yield StoreSession(orm, self.clock)
 
+    @contextmanager
+    def reading(self) -> Iterator[StoreSession]:
+        """One read-only transaction: it waits for no writer (SQLite) and refuses writes."""
+        with self._readers.begin() as orm:
+            yield StoreSession(orm, self.clock)
+
     # Each operation in a transaction of its own.
 
     def get_link(self, system: str, ticket_id: str) -> Link | None:
         """See StoreSession.get_link."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_link(system, ticket_id)
 
     def put_link(
@@ -855,12 +879,12 @@ class Store:
 
     def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
         """See StoreSession.list_links."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_links(limit=limit, after_id=after_id)
 
     def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
         """See StoreSession.find_comment_link."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.find_comment_link(system, comment_id)
 
     def put_comment_link(
@@ -888,7 +912,7 @@ class Store:
 
     def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
         """See StoreSession.get_snapshot."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_snapshot(system, ticket_id)
 
     def put_snapshot(
@@ -900,7 +924,7 @@ class Store:
 
     def get_watermark(self, system: str) -> datetime | None:
         """See StoreSession.get_watermark."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_watermark(system)
 
     def set_watermark(
@@ -912,7 +936,7 @@ class Store:
 
     def watermarks(self) -> dict[str, Watermark]:
         """See StoreSession.watermarks."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.watermarks()
 
     def seen_delivery(self, delivery_id: str, *, system: str = "") -> bool:
@@ -937,7 +961,7 @@ class Store:
 
     def list_locks(self) -> list[TicketLock]:
         """See StoreSession.list_locks."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_locks()
 
     def audit(
@@ -960,7 +984,7 @@ class Store:
         self, *, system: str | None = None, record: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:
         """See StoreSession.list_audit."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_audit(system=system, record=record, limit=limit)
 
     def add_dead_letter(
@@ -979,12 +1003,12 @@ class Store:
 
     def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         """See StoreSession.get_dead_letter."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_dead_letter(dead_letter_id)
 
     def list_dead_letters(self, *, include_replayed: bool = False) -> list[DeadLetter]:
         """See StoreSession.list_dead_letters."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_dead_letters(include_replayed=include_replayed)
 
     def mark_replayed(self, dead_letter_id: int, *, at: datetime | None = None) -> None:
@@ -994,5 +1018,5 @@ class Store:
 
     def status_counts(self) -> StoreCounts:
         """See StoreSession.status_counts."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.status_counts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -393,6 +394,46 @@ def test_a_session_is_one_transaction(store: Store) -> None:
     with store.session() as tx:
         tx.put_link(jira_key="DS-1", servicenow_sys_id="s1")
         assert tx.get_link("servicenow", "s1") is not None
+
+
+def test_a_reading_transaction_refuses_writes(store: Store) -> None:
+    """A write inside `reading()` fails and leaves nothing behind, on both backends."""
+    with pytest.raises(sa.exc.DBAPIError), store.reading() as tx:
+        tx.put_snapshot("jira", "DS-1", {"a": 1})
+    assert store.get_snapshot("jira", "DS-1") is None
+    # The connection goes back to the pool able to write again.
+    store.put_snapshot("jira", "DS-1", {"a": 2})
+    with store.reading() as tx:
+        snapshot = tx.get_snapshot("jira", "DS-1")
+    assert snapshot is not None and snapshot.data == {"a": 2}
+
+
+def test_sqlite_reading_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """While another connection holds the write lock, a reading transaction answers at once."""
+    opened = Store.for_state(tmp_path / "state")
+    opened.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with opened.session() as tx:
+            tx.put_snapshot("jira", "DS-1", {"a": 1})
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=hold_the_write_lock)
+    writer.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        assert opened.get_link("jira", "DS-1") is not None
+        with opened.reading() as tx:
+            assert tx.get_snapshot("jira", "DS-1") is None  # the writer has not committed
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        writer.join()
+        opened.close()
 
 
 @settings(
