@@ -46,7 +46,14 @@ from escalation.decision import (
     SetPriority,
 )
 from mapping import Mapping as SyncMapping
-from mapping import UnmappedValue, VendorWrite, to_canonical, to_vendor
+from mapping import (
+    UnmappedValue,
+    VendorWrite,
+    read_path,
+    stored_as_written,
+    to_canonical,
+    to_vendor,
+)
 from mapping.model import System, Ticket, Visibility
 from sync import pending
 from sync.adapters import Adapter
@@ -338,7 +345,9 @@ class Engine:
 
     def read(self, system: System, ticket: str) -> Ticket:
         """Read a record fresh and map it; an unmappable record is a permanent failure."""
-        raw = self.adapters[system].read(ticket)
+        return self._map(system, self.adapters[system].read(ticket))
+
+    def _map(self, system: System, raw: dict[str, Any]) -> Ticket:
         try:
             return to_canonical(self.mapping, system, raw)
         except (UnmappedValue, ValueError) as exc:
@@ -463,25 +472,53 @@ class Engine:
         result = plan(
             source, target, snap_s, snap_t, self.rules, comment_links=links, repair=repair
         )
-        writes = self._apply_plan(result, source, target)
+        writes, stored = self._apply_plan(result, source, target)
+        after = [
+            (side, ident, self._as_written(side, result.writes_to(side.ref.system), stored))
+            for side, ident in ((source, sid), (target, tid))
+        ]
         with self.store.session() as tx:
-            for side, ident in ((source, sid), (target, tid)):
-                after = self._as_written(side, result.writes_to(side.ref.system))
-                tx.put_snapshot(side.ref.system.value, ident, _lean(after), version=side.version)
+            for side, ident, ticket in after:
+                tx.put_snapshot(side.ref.system.value, ident, _lean(ticket), version=side.version)
         return result, writes
 
-    def _as_written(self, ticket: Ticket, writes: Sequence[FieldWrite]) -> Ticket:
-        """The next snapshot of a side: what it holds now, its written fields as read back.
+    def _as_written(
+        self,
+        ticket: Ticket,
+        writes: Sequence[FieldWrite],
+        stored: Mapping[System, Mapping[str, Any]],
+    ) -> Ticket:
+        """The next snapshot of a side: what it holds now, its written fields as stored.
 
-        Reading back (rather than assuming the write took) matters when a system silently
-        ignores or normalises a value (a column that does not exist, a priority computed from
-        impact and urgency): the snapshot then matches what its webhook will show, so the
-        difference is not mistaken for a new change and sent back.
+        The stored value (rather than the one sent) matters when a system silently ignores or
+        normalises a value (a column that does not exist, a priority computed from impact and
+        urgency): the snapshot then matches what its webhook will show, so the difference is
+        not mistaken for a new change and sent back. It comes from the write's answer when the
+        system answers with the record (ServiceNow); otherwise only the fields whose value the
+        system may store differently are read back, and only those fields.
         """
         if not writes:
             return ticket
-        fresh = self.read(ticket.ref.system, ticket_id(ticket))
-        return set_values(ticket, {w.field: get_value(fresh, w.field) for w in writes})
+        system = ticket.ref.system
+        answer = stored.get(system)
+        if answer is not None:
+            fresh = self._map(system, dict(answer))
+            return set_values(ticket, {w.field: get_value(fresh, w.field) for w in writes})
+        values = {
+            w.field: w.new for w in writes if stored_as_written(self.mapping, system, w.field)
+        }
+        unsure = [w.field for w in writes if w.field not in values]
+        if unsure:
+            paths = [read_path(self.mapping, system, name) for name in unsure]
+            adapter = self.adapters[system]
+            known = [p for p in paths if p is not None]
+            if len(known) < len(paths):
+                raw = adapter.read(ticket_id(ticket))
+            else:
+                raw = adapter.read_fields(ticket_id(ticket), known)
+            fresh = self._map(system, raw)
+            values.update({name: get_value(fresh, name) for name in unsure})
+        return set_values(ticket, values)
 
     def _comment_links(
         self, tx: StoreSession, source: Ticket, target: Ticket
@@ -503,9 +540,14 @@ class Engine:
 
     # --- applying a plan -----------------------------------------------------------------------
 
-    def _apply_plan(self, result: Plan, source: Ticket, target: Ticket) -> int:
+    def _apply_plan(
+        self, result: Plan, source: Ticket, target: Ticket
+    ) -> tuple[int, dict[System, dict[str, Any]]]:
+        """Carry out a plan; returns the writes made and each side's record as its field
+        write's answer showed it (for systems that answer with the record)."""
         sides = {source.ref.system: source, target.ref.system: target}
         writes = 0
+        stored: dict[System, dict[str, Any]] = {}
         for conflict in result.conflicts:
             loser = sides[conflict.loser]
             self.store.audit(
@@ -520,7 +562,10 @@ class Engine:
                 ),
             )
         for system, ticket in sides.items():
-            writes += self._write_fields(ticket, result.writes_to(system), sides[other(system)])
+            n, answer = self._write_fields(ticket, result.writes_to(system), sides[other(system)])
+            writes += n
+            if answer is not None:
+                stored[system] = answer
         for mirror in result.comments:
             dest = sides[mirror.target]
             dest_id = ticket_id(dest)
@@ -586,19 +631,22 @@ class Engine:
                         )
                         + (f" (sha256 {item.sha256})" if item.sha256 else ""),
                     )
-        return writes
+        return writes, stored
 
     def _write_fields(
         self, ticket: Ticket, writes: Sequence[FieldWrite], peer: Ticket, *, why: str = ""
-    ) -> int:
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Write the fields; returns 1 (or 0 when nothing was sent) and the write's answer."""
         if not writes:
-            return 0
+            return 0, None
         system = ticket.ref.system
         wanted = set_values(ticket, {w.field: w.new for w in writes})
         vendor = to_vendor(self.mapping, system, wanted, [w.field for w in writes])
         if vendor.is_empty():
-            return 0
-        self.adapters[system].apply(ticket_id(ticket), vendor, current_labels=ticket.labels)
+            return 0, None
+        answer = self.adapters[system].apply(
+            ticket_id(ticket), vendor, current_labels=ticket.labels
+        )
         self.metrics.write(system.value, "transition" if vendor.transition_to else "field")
         self.after_write(f"fields {system.value} {ticket_id(ticket)}")
         with self.store.session() as tx:
@@ -611,7 +659,7 @@ class Engine:
                     _plain(w.new),
                     reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
                 )
-        return 1
+        return 1, answer
 
     # --- pairing by route ----------------------------------------------------------------------
 
@@ -777,7 +825,7 @@ class Engine:
                 FieldWrite(system, k, get_value(itsm, k), v, "escalation decision")
                 for k, v in changed.items()
             ]
-            writes += self._write_fields(itsm, fw, itsm, why="escalation decision")
+            writes += self._write_fields(itsm, fw, itsm, why="escalation decision")[0]
             # What the record holds now (a system may ignore or normalise a value).
             itsm = self.read(system, iid)
         # Notes, each written once (its marker is its idempotency key).

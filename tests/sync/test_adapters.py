@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import responses
@@ -21,6 +22,7 @@ from sync.markers import Marker
 JIRA = "http://jira.test"
 SNOW = "http://snow.test"
 ONCE = RetryPolicy(attempts=1)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MARK = Marker(System.SERVICENOW, "INC0010001", "j1")
 
 
@@ -123,21 +125,54 @@ def test_jira_create_sets_project_and_type(rsps: responses.RequestsMock) -> None
     assert made.ticket_id == "DS-50"
 
 
-def test_servicenow_priority_goes_through_impact_and_urgency(
+def test_servicenow_fields_go_in_one_patch_whose_answer_is_returned(
     rsps: responses.RequestsMock,
 ) -> None:
-    """Impact and urgency are written together, other fields in a separate PATCH."""
+    """Impact, urgency and other fields go in one PATCH; its answer (the record as stored, with
+    the priority the instance computed) is returned with the caller for the mapping."""
+    answer = json.loads((FIXTURES / "servicenow" / "PATCH_incident.response.json").read_text())
+    record = answer["result"]
+    caller = record["caller_id"]["value"]
     rsps.patch(
-        f"{SNOW}/api/now/table/incident/abc",
-        json={"result": {"sys_id": "abc", "priority": "2"}},
-        match=[matchers.json_params_matcher({"impact": "1", "urgency": "2"})],
+        f"{SNOW}/api/now/table/incident/{record['sys_id']}",
+        json=answer,
+        match=[matchers.json_params_matcher({"impact": "1", "urgency": "1", "state": "2"})],
     )
-    rsps.patch(
-        f"{SNOW}/api/now/table/incident/abc",
-        json={"result": {"sys_id": "abc"}},
-        match=[matchers.json_params_matcher({"state": "6"})],
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_user/{caller}",
+        json={"result": {"sys_id": caller, "name": "Ana", "email": "ana@example.com"}},
     )
-    snow().apply("abc", VendorWrite(fields={"impact": "1", "urgency": "2", "state": "6"}))
+    stored = snow(users=True).apply(
+        record["sys_id"], VendorWrite(fields={"impact": "1", "urgency": "1", "state": "2"})
+    )
+    assert stored is not None
+    assert stored["priority"] == "1" and stored["sys_mod_count"] == record["sys_mod_count"]
+    assert stored["_caller"]["email"] == "ana@example.com"
+
+
+def test_servicenow_read_fields_asks_for_those_columns(rsps: responses.RequestsMock) -> None:
+    """A read-back of some fields asks the Table API for those columns and the identity only."""
+    rsps.get(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc", "number": "INC1", "state": "6"}},
+        match=[
+            matchers.query_param_matcher(
+                {"sysparm_display_value": "false", "sysparm_fields": "sys_id,number,state"}
+            )
+        ],
+    )
+    assert snow().read_fields("abc", [("state",)])["state"] == "6"
+
+
+def test_jira_read_fields_asks_for_those_fields(rsps: responses.RequestsMock) -> None:
+    """A read-back of the status asks Jira for that field alone."""
+    issue = json.loads((FIXTURES / "jira" / "getIssue.response.200.json").read_text())
+    rsps.get(
+        f"{JIRA}/rest/api/2/issue/DS-1",
+        json=issue,
+        match=[matchers.query_param_matcher({"fields": "status"})],
+    )
+    assert jira().read_fields("DS-1", [("fields", "status", "name")])["key"] == issue["key"]
 
 
 def test_servicenow_read_adds_journal_attachments_and_caller(

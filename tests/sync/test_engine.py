@@ -233,3 +233,52 @@ def test_crash_right_after_creating_the_pair_does_not_duplicate_it(world: World)
     assert [c["body"].split("\n")[0] for c in issue["comment"]["comments"]] == [
         "context for engineering"
     ]
+
+
+def test_servicenow_write_is_snapshotted_from_its_answer(world: World) -> None:
+    """A mirrored change reads each side once: the PATCH answer stands in for a read-back."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.jira.edit(key, priority={"name": "Highest"})
+    world.jira.reads.clear()
+    world.snow.reads.clear()
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["priority"] == "1"
+    assert world.jira.reads == [f"read {key}"]
+    assert world.snow.reads == [f"read {sys_id}"]
+    before = world.writes()
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
+
+
+def test_jira_reads_back_only_fields_it_may_store_differently(world: World) -> None:
+    """A priority set by name needs no read-back; a status reached by transition is read back
+    alone; either way the echo writes nothing."""
+    sys_id, key = world.pair(short_description="VPN down", state="2")
+    world.snow.edit(sys_id, impact="1", urgency="1", priority="1")
+    world.jira.reads.clear()
+    world.engine.process("servicenow", sys_id)
+    assert world.jira.records[key]["fields"]["priority"] == {"name": "Highest"}
+    assert world.jira.reads == [f"read {key}"]
+    world.snow.edit(sys_id, state="6")
+    world.jira.reads.clear()
+    world.engine.process("servicenow", sys_id)
+    assert world.jira.records[key]["fields"]["status"] == {"name": "Done"}
+    assert world.jira.reads == [f"read {key}", f"fields {key} status"]
+    before = world.writes()
+    world.engine.process("jira", key)
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
+
+
+def test_a_column_servicenow_ignores_is_not_sent_again(world: World) -> None:
+    """A write ServiceNow drops (a column the table lacks) is snapshotted as dropped, so the
+    next event from either side writes nothing."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.snow.absent_columns.add("u_labels")
+    world.jira.edit(key, labels=["vip"])
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["u_labels"] == ""
+    before = world.writes()
+    world.engine.process("jira", key)
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
