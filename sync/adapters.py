@@ -4,7 +4,7 @@ The engine speaks canonical tickets and `VendorWrite`s; the connectors speak ven
 adapter sits between them and knows each vendor's way of doing one thing: Jira labels are added
 and removed one by one (so labels others set meanwhile survive), Jira statuses are reached by
 transitions, a ServiceNow priority is written as its impact and urgency, a ServiceNow record is
-read together with its journal, its attachments and its caller.
+read together with its journal, its attachments (in one Batch API request) and its caller.
 
 The ticket id an adapter takes is the one change events carry: the Jira issue key, the
 ServiceNow sys_id.
@@ -241,17 +241,18 @@ class ServiceNowAdapter:
         self._callers_lock = threading.Lock()
 
     def read(self, ticket_id: str) -> dict[str, Any]:
-        """The record (raw values) plus `_journal`, `_attachments` and `_caller`."""
+        """The record (raw values) plus `_journal`, `_attachments` and `_caller`; the first
+        three in one Batch API request."""
         try:
-            record = self.connector.get_record(ticket_id)
+            bundle = self.connector.read_bundle(ticket_id)
         except NotFound:
             found = self.connector.find_by_number(ticket_id)
             if found is None:
                 raise
-            record = found
-        sys_id = str(record.get("sys_id", ticket_id))
-        record["_journal"] = self.connector.journal(sys_id)
-        record["_attachments"] = self.connector.list_attachments(sys_id)
+            bundle = self.connector.read_bundle(str(found.get("sys_id", "")))
+        record = bundle.record
+        record["_journal"] = bundle.journal
+        record["_attachments"] = bundle.attachments
         return self._with_caller(record)
 
     def _with_caller(self, record: dict[str, Any]) -> dict[str, Any]:
