@@ -98,6 +98,17 @@ class EscalationPort(Protocol):
         """Decide for an ITSM ticket and record the decision in the ledger (and outbox)."""
         ...
 
+    def decide_quietly(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision | None:
+        """The decision when recording it would change nothing (`tx` may be read-only);
+        None when it must be decided and recorded with `decide`."""
+        ...
+
 
 class Metrics(Protocol):
     """Where the engine reports what it did (Prometheus in production, see `PrometheusMetrics`)."""
@@ -768,13 +779,21 @@ class Engine:
                 ref=eng.ref, status=eng.status, resolution=self._resolution_notes(eng)
             )
         iid = ticket_id(itsm)
-        with self.store.session() as tx:
-            decision = self.escalation.decide(tx, itsm, engineering, now)
-            waiting = pending.parked(tx, itsm)
-            todo = [a for a in decision.actions if pending.carried_out_by_engine(a)]
-            merged = waiting + [a for a in todo if a not in waiting]
-            if merged:
-                pending.park(tx, itsm, merged)
+        # Most tickets are outside the procedure or in it with nothing new: decided without
+        # the write lock.
+        with self.store.reading() as tx:
+            quiet = self.escalation.decide_quietly(tx, itsm, engineering, now)
+            waiting = pending.parked(tx, itsm) if quiet is not None else []
+        if quiet is not None and not waiting:
+            decision, merged = quiet, []
+        else:
+            with self.store.session() as tx:
+                decision = self.escalation.decide(tx, itsm, engineering, now)
+                waiting = pending.parked(tx, itsm)
+                todo = [a for a in decision.actions if pending.carried_out_by_engine(a)]
+                merged = waiting + [a for a in todo if a not in waiting]
+                if merged:
+                    pending.park(tx, itsm, merged)
         for reason in decision.blocked:
             log.info("command refused", ticket=iid, rule=reason.rule, reason=reason.detail)
         itsm_new, eng_new, created, writes = self._carry_out(itsm, eng, link, merged)

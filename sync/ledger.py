@@ -407,3 +407,27 @@ def decide_and_record(
     view = ledger_view(session, ticket, now, policy)
     decision = decide(ticket, view, now, policy, **decide_kwargs)
     return record_decision(session, ticket, decision, now)
+
+
+def quiet_decision(
+    session: Any,
+    ticket: Ticket,
+    now: datetime,
+    policy: Policy,
+    **decide_kwargs: Any,
+) -> Decision | None:
+    """The decision for the ticket when recording it would change nothing (no action, no slot
+    to take, the ledger entry as it is), so a read-only transaction serves; else None.
+
+    Most syncs of a ticket outside the procedure end here, without taking the write lock.
+    """
+    from escalation.engine import decide
+
+    view = ledger_view(session, ticket, now, policy)
+    decision = decide(ticket, view, now, policy, **decide_kwargs)
+    if decision.actions or decision.reservation is not None:
+        return None
+    entry = view.entry or LedgerEntry()
+    if next_entry(entry, decision, _utc(now)) != entry:
+        return None
+    return decision
