@@ -483,12 +483,23 @@ class Engine:
         result = plan(
             source, target, snap_s, snap_t, self.rules, comment_links=links, repair=repair
         )
-        writes, stored = self._apply_plan(result, source, target)
-        after = [
-            (side, ident, self._as_written(side, result.writes_to(side.ref.system), stored))
-            for side, ident in ((source, sid), (target, tid))
-        ]
+        # Conflicts and field writes are audited in the transaction that records the
+        # snapshots (one write transaction, not one per write); if the pass fails part way,
+        # what was written is still audited before the error leaves.
+        notes: list[AuditNote] = []
+        try:
+            writes, stored = self._apply_plan(result, source, target, notes)
+            after = [
+                (side, ident, self._as_written(side, result.writes_to(side.ref.system), stored))
+                for side, ident in ((source, sid), (target, tid))
+            ]
+        except BaseException:
+            if notes:
+                with self.store.session() as tx:
+                    _record(tx, notes)
+            raise
         with self.store.session() as tx:
+            _record(tx, notes)
             for side, ident, ticket in after:
                 tx.put_snapshot(side.ref.system.value, ident, _lean(ticket), version=side.version)
         return result, writes
@@ -552,28 +563,32 @@ class Engine:
     # --- applying a plan -----------------------------------------------------------------------
 
     def _apply_plan(
-        self, result: Plan, source: Ticket, target: Ticket
+        self, result: Plan, source: Ticket, target: Ticket, notes: list[AuditNote]
     ) -> tuple[int, dict[System, dict[str, Any]]]:
         """Carry out a plan; returns the writes made and each side's record as its field
-        write's answer showed it (for systems that answer with the record)."""
+        write's answer showed it (for systems that answer with the record). The audit rows of
+        conflicts and field writes are added to `notes` for the caller to record."""
         sides = {source.ref.system: source, target.ref.system: target}
         writes = 0
         stored: dict[System, dict[str, Any]] = {}
         for conflict in result.conflicts:
             loser = sides[conflict.loser]
-            self.store.audit(
-                conflict.loser.value,
-                ticket_id(loser),
-                "conflict",
-                conflict.loser_value,
-                conflict.winner_value,
-                reason=(
-                    f"conflict on {conflict.field}: {conflict.winner.value} wins "
-                    f"({conflict.rule}); lost value {conflict.loser_value!r}"
-                ),
+            notes.append(
+                AuditNote(
+                    conflict.loser.value,
+                    ticket_id(loser),
+                    "conflict",
+                    conflict.loser_value,
+                    conflict.winner_value,
+                    reason=(
+                        f"conflict on {conflict.field}: {conflict.winner.value} wins "
+                        f"({conflict.rule}); lost value {conflict.loser_value!r}"
+                    ),
+                )
             )
         for system, ticket in sides.items():
-            n, answer = self._write_fields(ticket, result.writes_to(system), sides[other(system)])
+            peer = sides[other(system)]
+            n, answer = self._write_fields(ticket, result.writes_to(system), peer, notes)
             writes += n
             if answer is not None:
                 stored[system] = answer
@@ -645,9 +660,16 @@ class Engine:
         return writes, stored
 
     def _write_fields(
-        self, ticket: Ticket, writes: Sequence[FieldWrite], peer: Ticket, *, why: str = ""
+        self,
+        ticket: Ticket,
+        writes: Sequence[FieldWrite],
+        peer: Ticket,
+        notes: list[AuditNote],
+        *,
+        why: str = "",
     ) -> tuple[int, dict[str, Any] | None]:
-        """Write the fields; returns 1 (or 0 when nothing was sent) and the write's answer."""
+        """Write the fields; returns 1 (or 0 when nothing was sent) and the write's answer,
+        and adds the audit rows of what was written to `notes`."""
         if not writes:
             return 0, None
         system = ticket.ref.system
@@ -659,17 +681,18 @@ class Engine:
             ticket_id(ticket), vendor, current_labels=ticket.labels
         )
         self.metrics.write(system.value, "transition" if vendor.transition_to else "field")
+        notes.extend(
+            AuditNote(
+                system.value,
+                ticket_id(ticket),
+                w.field,
+                _plain(w.old),
+                _plain(w.new),
+                reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
+            )
+            for w in writes
+        )
         self.after_write(f"fields {system.value} {ticket_id(ticket)}")
-        with self.store.session() as tx:
-            for w in writes:
-                tx.audit(
-                    system.value,
-                    ticket_id(ticket),
-                    w.field,
-                    _plain(w.old),
-                    _plain(w.new),
-                    reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
-                )
         return 1, answer
 
     # --- pairing by route ----------------------------------------------------------------------
@@ -844,7 +867,13 @@ class Engine:
                 FieldWrite(system, k, get_value(itsm, k), v, "escalation decision")
                 for k, v in changed.items()
             ]
-            writes += self._write_fields(itsm, fw, itsm, why="escalation decision")[0]
+            notes: list[AuditNote] = []
+            try:
+                writes += self._write_fields(itsm, fw, itsm, notes, why="escalation decision")[0]
+            finally:
+                if notes:
+                    with self.store.session() as tx:
+                        _record(tx, notes)
             # What the record holds now (a system may ignore or normalise a value).
             itsm = self.read(system, iid)
         # Notes, each written once (its marker is its idempotency key).
@@ -913,6 +942,23 @@ class Engine:
                 reason="link to the paired record",
             )
         return 2
+
+
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit row still to record: a value written on `system`'s `record`, or a conflict."""
+
+    system: str
+    record: str
+    field: str
+    old: Any
+    new: Any
+    reason: str
+
+
+def _record(tx: StoreSession, notes: Iterable[AuditNote]) -> None:
+    for note in notes:
+        tx.audit(note.system, note.record, note.field, note.old, note.new, reason=note.reason)
 
 
 def _plain(value: Any) -> Any:

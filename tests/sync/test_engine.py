@@ -282,3 +282,20 @@ def test_a_column_servicenow_ignores_is_not_sent_again(world: World) -> None:
     world.engine.process("jira", key)
     world.engine.process("servicenow", sys_id)
     assert world.writes() == before
+
+
+def test_a_failed_pass_still_audits_what_it_wrote(world: World, store: Store) -> None:
+    """The conflict and the field written before a crash are in the audit log all the same."""
+    sys_id, key = world.pair(short_description="original")
+    world.jira.edit(key, summary="jira wording")
+    world.snow.edit(sys_id, short_description="snow wording")
+
+    def crash(_what: str) -> None:
+        raise RuntimeError("worker killed")
+
+    world.engine.after_write = crash
+    with pytest.raises(RuntimeError):
+        world.engine.process("jira", key)
+    world.engine.after_write = lambda _what: None
+    audit = [(r.field, r.from_value) for r in store.list_audit(system="jira", record=key)]
+    assert audit[:2] == [("summary", "jira wording"), ("conflict", "jira wording")]
