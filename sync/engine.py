@@ -19,11 +19,8 @@ Neither touches any other ticket.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-import socket
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,7 +66,7 @@ from sync.plan import (
     plan,
     set_values,
 )
-from sync.store import LeaseBusy, Link, Store, StoreSession
+from sync.store import LeaseBusy, Link, Store, StoreSession, lease_owner
 
 log = structlog.get_logger("escalation_sync.engine")
 
@@ -265,6 +262,12 @@ class Engine:
         bound.info("synced", writes=outcome.writes, created=outcome.created)
         return outcome
 
+    def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
+        """The records whose leases a sync of this ticket needs besides its own: its pair."""
+        with self.store.reading() as tx:
+            link = tx.get_link(system, ticket_id)
+        return [] if link is None else [link.other(system)]
+
     def poll(self, system: str) -> int:
         """One changed-since pass over `system`; returns how many records it found."""
         from sync.pollers import poll_system
@@ -388,23 +391,26 @@ class Engine:
             return self._process_pair(system, source, link)
 
     @contextmanager
-    def _leases(self, tickets: Iterable[tuple[str, str]]) -> Iterator[None]:
-        """Hold the queue's per-ticket leases on `tickets`; busy -> PairBusy (retried soon)."""
-        owner = f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}|pair"
-        held: list[tuple[str, str]] = []
+    def _leases(self, tickets: Sequence[tuple[str, str]]) -> Iterator[None]:
+        """Hold the queue's per-ticket leases on `tickets`; busy -> PairBusy (retried soon).
+
+        Leases this thread holds already (the queue takes a ticket's and its pair's together,
+        see `partners`) are used as they are and left to their taker to release.
+        """
+        owner = lease_owner()
+        wanted = [t for t in tickets if t not in self.store.leases_held(owner, tickets)]
+        if wanted and not self.store.acquire_locks(wanted, owner, LEASE_SECONDS):
+            names = ", ".join(f"{system} {ident}" for system, ident in wanted)
+            raise PairBusy(
+                f"{names}: being synced by another worker",
+                system=wanted[0][0],
+                retry_after=random.uniform(0.05, 0.5),
+            )
         try:
-            for system, ident in tickets:
-                if not self.store.acquire_lock(system, ident, owner, LEASE_SECONDS):
-                    raise PairBusy(
-                        f"{system} {ident} is being synced by another worker",
-                        system=system,
-                        retry_after=random.uniform(0.05, 0.5),
-                    )
-                held.append((system, ident))
             yield
         finally:
-            for system, ident in held:
-                self.store.release_lock(system, ident, owner)
+            if wanted:
+                self.store.release_locks(wanted, owner)
 
     def _process_pair(self, system: System, source: Ticket, link: Link | None) -> Outcome:
         tid = ticket_id(source)

@@ -24,9 +24,12 @@ ORM objects bound to a session.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,6 +63,16 @@ class LeaseBusy(RetryableError):
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def lease_owner() -> str:
+    """Who holds a lease taken by the calling thread: "host|pid|thread" (the daemon reads the
+    pid back to find leases left by a process that is gone)."""
+    return f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}"
+
+
+class _LeaseTaken(Exception):
+    """One of several leases is held by someone else: the transaction taking them rolls back."""
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -620,6 +633,18 @@ class StoreSession:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (system, ticket) leases `owner` holds now (unexpired)."""
+        wanted = set(tickets)
+        if not wanted:
+            return set()
+        rows = self.orm.execute(
+            select(TicketLockRow.system, TicketLockRow.ticket_id).where(
+                TicketLockRow.owner == owner, TicketLockRow.expires_at >= self._clock()
+            )
+        )
+        return {(system, ticket) for system, ticket in rows} & wanted
+
     def list_locks(self) -> list[TicketLock]:
         """Every lease currently recorded (held, or left behind by a killed worker)."""
         rows = self.orm.scalars(select(TicketLockRow).order_by(TicketLockRow.acquired_at))
@@ -958,6 +983,29 @@ class Store:
         """See StoreSession.release_lock."""
         with self.session() as tx:
             return tx.release_lock(system, ticket_id, owner)
+
+    def acquire_locks(self, tickets: Sequence[tuple[str, str]], owner: str, ttl: float) -> bool:
+        """Take the leases on several (system, ticket) at once, in one transaction: all of
+        them, or none when any is held by someone else."""
+        try:
+            with self.session() as tx:
+                for system, ticket_id in tickets:
+                    if not tx.acquire_lock(system, ticket_id, owner, ttl):
+                        raise _LeaseTaken
+        except _LeaseTaken:
+            return False
+        return True
+
+    def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
+        """Give several leases back in one transaction (those no longer ours are left)."""
+        with self.session() as tx:
+            for system, ticket_id in tickets:
+                tx.release_lock(system, ticket_id, owner)
+
+    def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """See StoreSession.leases_held."""
+        with self.reading() as tx:
+            return tx.leases_held(owner, tickets)
 
     def list_locks(self) -> list[TicketLock]:
         """See StoreSession.list_locks."""

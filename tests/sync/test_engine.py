@@ -13,7 +13,7 @@ from connectors.errors import InvalidRequest
 from mapping import load_mapping
 from mapping.model import System
 from sync.engine import Engine
-from sync.store import Store
+from sync.store import Store, lease_owner
 from tests.sync.fakes import FakeJira, FakeServiceNow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,6 +210,19 @@ def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) 
     world.engine.process("servicenow", sys_id)
     assert any("race" in r["value"] for r in world.snow.records[sys_id]["_journal"])
     assert store.list_locks() == []
+
+
+def test_a_pair_lease_this_thread_holds_is_used_as_it_is(world: World, store: Store) -> None:
+    """The queue takes the pair's lease with the ticket's; the engine uses it and leaves it."""
+    sys_id, key = world.pair(short_description="x")
+    assert world.engine.partners("servicenow", sys_id) == [("jira", key)]
+    pair = [("servicenow", sys_id), ("jira", key)]
+    assert store.acquire_locks(pair, lease_owner(), 60)
+    world.jira.edit(key, priority={"name": "Highest"})
+    world.engine.process("servicenow", sys_id)
+    assert world.snow.records[sys_id]["priority"] == "1"
+    assert store.leases_held(lease_owner(), pair) == set(pair)
+    store.release_locks(pair, lease_owner())
 
 
 def test_crash_right_after_creating_the_pair_does_not_duplicate_it(world: World) -> None:

@@ -363,6 +363,20 @@ def test_ticket_lease_is_exclusive_and_expires(store_url: str) -> None:
         opened.close()
 
 
+def test_several_leases_are_taken_all_or_none(store: Store) -> None:
+    """Leases taken together: one held elsewhere leaves the others untaken."""
+    pair = [("jira", "DS-1"), ("servicenow", "s1")]
+    assert store.acquire_lock("servicenow", "s1", "b", ttl=60)
+    assert store.acquire_locks(pair, "a", ttl=60) is False
+    assert [(lk.ticket_id, lk.owner) for lk in store.list_locks()] == [("s1", "b")]
+    assert store.leases_held("b", pair) == {("servicenow", "s1")}
+    store.release_lock("servicenow", "s1", "b")
+    assert store.acquire_locks(pair, "a", ttl=60) is True
+    assert store.leases_held("a", [*pair, ("jira", "DS-2")]) == set(pair)
+    store.release_locks(pair, "a")
+    assert store.list_locks() == []
+
+
 def test_ticket_lease_has_one_winner_under_concurrency(store: Store) -> None:
     """Of many workers racing for one ticket, exactly one gets the lease."""
     won: list[str] = []
