@@ -116,7 +116,7 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _entry(row: LedgerRow | None) -> LedgerEntry | None:
+def _entry(row: LedgerRow | sa.Row[Any] | None) -> LedgerEntry | None:
     if row is None:
         return None
     return LedgerEntry(
@@ -150,6 +150,29 @@ def _count(orm: Session, *conditions: Any) -> int:
     )
 
 
+# The view's queries, built once: every sync of an ITSM ticket runs them.
+_LEDGER = LedgerRow.__table__
+_FINGERPRINTS = FingerprintRow.__table__
+_OTHERS = _LEDGER.c.ticket_ref != sa.bindparam("key")
+_ACTIVE_ROW = sa.and_(_LEDGER.c.approved_at.is_not(None), _LEDGER.c.released_at.is_(None))
+_VIEW_COUNTS = select(
+    func.count().filter(_LEDGER.c.approved_at >= sa.bindparam("start")),
+    func.count().filter(_ACTIVE_ROW),
+).where(_OTHERS)
+_VIEW_BY_ASSIGNEE = (
+    select(_LEDGER.c.assignee, func.count())
+    .where(_OTHERS, _ACTIVE_ROW, _LEDGER.c.assignee.is_not(None))
+    .group_by(_LEDGER.c.assignee)
+)
+_VIEW_SIGHTINGS = select(
+    _FINGERPRINTS.c.fingerprint, _FINGERPRINTS.c.ticket_ref, _FINGERPRINTS.c.seen_at
+).where(
+    _FINGERPRINTS.c.seen_at >= sa.bindparam("since"),
+    _FINGERPRINTS.c.ticket_ref != sa.bindparam("key"),
+)
+_VIEW_ENTRY = select(_LEDGER).where(_LEDGER.c.ticket_ref == sa.bindparam("key"))
+
+
 # --- reading -------------------------------------------------------------------------------------
 
 
@@ -169,32 +192,19 @@ def ledger_view(
     key = _key(ticket_ref)
     now = _utc(now)
     start = day_start(now, policy.timezone)
-    others = LedgerRow.ticket_ref != key
-    today = _count(orm, others, LedgerRow.approved_at >= start)
-    active = _count(orm, others, _ACTIVE)
-    per_assignee = {
-        str(a): int(n)
-        for a, n in orm.execute(
-            select(LedgerRow.assignee, func.count())
-            .where(others, _ACTIVE, LedgerRow.assignee.is_not(None))
-            .group_by(LedgerRow.assignee)
-        ).all()
-    }
+    today, active = orm.execute(_VIEW_COUNTS, {"key": key, "start": start}).one()
+    per_assignee = {str(a): int(n) for a, n in orm.execute(_VIEW_BY_ASSIGNEE, {"key": key}).all()}
     window = fingerprint_window(policy)
     sightings: tuple[FingerprintSighting, ...] = ()
     if window.total_seconds() > 0:
-        rows = orm.execute(
-            select(FingerprintRow).where(
-                FingerprintRow.seen_at >= now - window, FingerprintRow.ticket_ref != key
-            )
-        ).scalars()
-        sightings = tuple(FingerprintSighting(r.fingerprint, r.ticket_ref, r.seen_at) for r in rows)
+        rows = orm.execute(_VIEW_SIGHTINGS, {"key": key, "since": now - window})
+        sightings = tuple(FingerprintSighting(f, ref, seen) for f, ref, seen in rows)
     return LedgerView(
-        escalations_today=today,
-        active_count=active,
+        escalations_today=int(today),
+        active_count=int(active),
         active_by_assignee=per_assignee,
         recent_fingerprints=sightings,
-        entry=_entry(_row(orm, key)),
+        entry=_entry(orm.execute(_VIEW_ENTRY, {"key": key}).first()),
         day_start=start,
     )
 

@@ -341,7 +341,7 @@ def _text(value: object) -> str | None:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def _link(row: LinkRow) -> Link:
+def _link(row: LinkRow | sa.Row[Any]) -> Link:
     return Link(
         id=row.id,
         jira_key=row.jira_key,
@@ -353,7 +353,7 @@ def _link(row: LinkRow) -> Link:
     )
 
 
-def _comment_link(row: CommentLinkRow) -> CommentLink:
+def _comment_link(row: CommentLinkRow | sa.Row[Any]) -> CommentLink:
     return CommentLink(
         id=row.id,
         source_system=row.source_system,
@@ -381,6 +381,92 @@ def _dead_letter(row: DeadLetterRow) -> DeadLetter:
     )
 
 
+# --- statements of the sync path -----------------------------------------------------------------
+# Built once: each sync runs a dozen of these, and building a statement (or going through the
+# ORM's unit of work) costs more than running it on SQLite.
+
+
+def _table(model: type[Base]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+_LINKS = _table(LinkRow)
+_COMMENT_LINKS = _table(CommentLinkRow)
+_SNAPSHOTS = _table(SnapshotRow)
+_AUDIT = _table(AuditRow)
+_LOCKS = _table(TicketLockRow)
+
+_LINK_BY: dict[str, sa.Select[Any]] = {
+    "jira": select(_LINKS)
+    .where(
+        or_(_LINKS.c.jira_key == sa.bindparam("ident"), _LINKS.c.jira_id == sa.bindparam("ident"))
+    )
+    .limit(1),
+    "servicenow": select(_LINKS)
+    .where(
+        or_(
+            _LINKS.c.servicenow_sys_id == sa.bindparam("ident"),
+            _LINKS.c.servicenow_number == sa.bindparam("ident"),
+        )
+    )
+    .limit(1),
+}
+_COMMENT_LINK_OF = (
+    select(_COMMENT_LINKS)
+    .where(
+        or_(
+            (_COMMENT_LINKS.c.source_system == sa.bindparam("system"))
+            & (_COMMENT_LINKS.c.source_comment_id == sa.bindparam("comment_id")),
+            (_COMMENT_LINKS.c.target_system == sa.bindparam("system"))
+            & (_COMMENT_LINKS.c.target_comment_id == sa.bindparam("comment_id")),
+        )
+    )
+    .limit(1)
+)
+_SNAPSHOT_OF = select(_SNAPSHOTS.c.data, _SNAPSHOTS.c.version, _SNAPSHOTS.c.synced_at).where(
+    _SNAPSHOTS.c.system == sa.bindparam("system"),
+    _SNAPSHOTS.c.ticket_id == sa.bindparam("ticket_id"),
+)
+_LOCK_EXPIRED = sa.delete(_LOCKS).where(
+    _LOCKS.c.system == sa.bindparam("system"),
+    _LOCKS.c.ticket_id == sa.bindparam("ticket_id"),
+    _LOCKS.c.expires_at < sa.bindparam("now"),
+)
+_LOCK_RELEASE = sa.delete(_LOCKS).where(
+    _LOCKS.c.system == sa.bindparam("system"),
+    _LOCKS.c.ticket_id == sa.bindparam("ticket_id"),
+    _LOCKS.c.owner == sa.bindparam("owner"),
+)
+_LOCKS_OF = select(_LOCKS.c.system, _LOCKS.c.ticket_id).where(
+    _LOCKS.c.owner == sa.bindparam("owner"), _LOCKS.c.expires_at >= sa.bindparam("now")
+)
+_AUDIT_ADD = sa.insert(_AUDIT)
+
+
+def _insert_if_absent(table: Any, returning: Any) -> dict[str, sa.Executable]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING, per dialect."""
+    return {
+        "sqlite": sqlite_insert(table).on_conflict_do_nothing().returning(returning),
+        "postgresql": pg_insert(table).on_conflict_do_nothing().returning(returning),
+    }
+
+
+def _upsert(table: Any, keys: list[str], columns: list[str]) -> dict[str, sa.Executable]:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns, per dialect."""
+    statements: dict[str, sa.Executable] = {}
+    for dialect, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert)):
+        stmt = insert(table)
+        update = {name: stmt.excluded[name] for name in columns}
+        statements[dialect] = stmt.on_conflict_do_update(index_elements=keys, set_=update)
+    return statements
+
+
+_LOCK_TAKE = _insert_if_absent(_LOCKS, _LOCKS.c.owner)
+_SNAPSHOT_PUT = _upsert(_SNAPSHOTS, ["system", "ticket_id"], ["data", "version", "synced_at"])
+
+
 # --- one transaction ----------------------------------------------------------------------------
 
 
@@ -390,20 +476,17 @@ class StoreSession:
     def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
         self.orm = session
         self._clock = clock
+        bind = session.get_bind()
+        self._dialect = bind.dialect.name
 
     # links
 
     def get_link(self, system: str, ticket_id: str) -> Link | None:
         """The pair a ticket belongs to; Jira by key or id, ServiceNow by sys_id or number."""
-        if system == "jira":
-            cond = or_(LinkRow.jira_key == ticket_id, LinkRow.jira_id == ticket_id)
-        elif system == "servicenow":
-            cond = or_(
-                LinkRow.servicenow_sys_id == ticket_id, LinkRow.servicenow_number == ticket_id
-            )
-        else:
+        stmt = _LINK_BY.get(system)
+        if stmt is None:
             raise ValueError(f"unknown system {system!r}")
-        row = self.orm.scalars(select(LinkRow).where(cond).limit(1)).first()
+        row = self.orm.execute(stmt, {"ident": ticket_id}).first()
         return _link(row) if row else None
 
     def put_link(
@@ -456,15 +539,8 @@ class StoreSession:
 
     def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
         """The pairing a comment takes part in, whether it is the original or the mirror."""
-        stmt = select(CommentLinkRow).where(
-            or_(
-                (CommentLinkRow.source_system == system)
-                & (CommentLinkRow.source_comment_id == comment_id),
-                (CommentLinkRow.target_system == system)
-                & (CommentLinkRow.target_comment_id == comment_id),
-            )
-        )
-        row = self.orm.scalars(stmt.limit(1)).first()
+        params = {"system": system, "comment_id": comment_id}
+        row = self.orm.execute(_COMMENT_LINK_OF, params).first()
         return _comment_link(row) if row else None
 
     def put_comment_link(
@@ -508,15 +584,21 @@ class StoreSession:
 
     def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
         """The canonical JSON last synced for this side of a ticket."""
-        row = self.orm.get(SnapshotRow, (system, ticket_id))
+        params = {"system": system, "ticket_id": ticket_id}
+        row = self.orm.execute(_SNAPSHOT_OF, params).first()
         if row is None:
             return None
-        return Snapshot(row.system, row.ticket_id, dict(row.data), row.version, row.synced_at)
+        return Snapshot(system, ticket_id, dict(row.data), row.version, row.synced_at)
 
     def put_snapshot(
         self, system: str, ticket_id: str, data: Mapping[str, Any], version: str | None = None
     ) -> None:
         """Replace one side's snapshot; `data` is JSON-ready (`model_dump(mode="json")`)."""
+        upsert = _SNAPSHOT_PUT.get(self._dialect)
+        if upsert is not None:
+            values = {"system": system, "ticket_id": ticket_id, "data": dict(data)}
+            self.orm.execute(upsert, {**values, "version": version, "synced_at": self._clock()})
+            return
         row = self.orm.get(SnapshotRow, (system, ticket_id))
         if row is None:
             row = SnapshotRow(system=system, ticket_id=ticket_id)
@@ -591,13 +673,7 @@ class StoreSession:
         An expired lease is taken over. Atomic: of two workers racing, exactly one wins.
         """
         now = self._clock()
-        self.orm.execute(
-            sa.delete(TicketLockRow).where(
-                TicketLockRow.system == system,
-                TicketLockRow.ticket_id == ticket_id,
-                TicketLockRow.expires_at < now,
-            )
-        )
+        self.orm.execute(_LOCK_EXPIRED, {"system": system, "ticket_id": ticket_id, "now": now})
         values = {
             "system": system,
             "ticket_id": ticket_id,
@@ -605,32 +681,21 @@ class StoreSession:
             "acquired_at": now,
             "expires_at": now + timedelta(seconds=ttl),
         }
-        dialect = self.orm.get_bind().dialect.name
-        if dialect == "sqlite":
-            stmt: sa.Executable = (
-                sqlite_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
-            )
-        elif dialect == "postgresql":
-            stmt = pg_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
-        else:
+        take = _LOCK_TAKE.get(self._dialect)
+        if take is None:
             try:
                 with self.orm.begin_nested():
                     self.orm.execute(sa.insert(TicketLockRow).values(**values))
             except IntegrityError:
                 return False
             return True
-        inserted = self.orm.execute(stmt.returning(TicketLockRow.owner)).first()  # type: ignore[attr-defined]
-        return inserted is not None
+        # RETURNING tells whether the row went in; rowcount is not reliable across drivers.
+        return self.orm.execute(take, values).first() is not None
 
     def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
         """Give the lease back; False when it was no longer ours (expired and taken over)."""
-        result = self.orm.execute(
-            sa.delete(TicketLockRow).where(
-                TicketLockRow.system == system,
-                TicketLockRow.ticket_id == ticket_id,
-                TicketLockRow.owner == owner,
-            )
-        )
+        params = {"system": system, "ticket_id": ticket_id, "owner": owner}
+        result = self.orm.execute(_LOCK_RELEASE, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -638,11 +703,7 @@ class StoreSession:
         wanted = set(tickets)
         if not wanted:
             return set()
-        rows = self.orm.execute(
-            select(TicketLockRow.system, TicketLockRow.ticket_id).where(
-                TicketLockRow.owner == owner, TicketLockRow.expires_at >= self._clock()
-            )
-        )
+        rows = self.orm.execute(_LOCKS_OF, {"owner": owner, "now": self._clock()})
         return {(system, ticket) for system, ticket in rows} & wanted
 
     def list_locks(self) -> list[TicketLock]:
@@ -671,19 +732,19 @@ class StoreSession:
         Non-string values are stored as JSON; `reason` says why (e.g. "jira DS-12 changed",
         "conflict lost: servicenow owns status").
         """
-        self.orm.add(
-            AuditRow(
-                at=at or self._clock(),
-                system=system,
-                record=record,
-                field=field,
-                from_value=_text(from_value),
-                to_value=_text(to_value),
-                reason=reason,
-                actor=actor,
-            )
+        self.orm.execute(
+            _AUDIT_ADD,
+            {
+                "at": at or self._clock(),
+                "system": system,
+                "record": record,
+                "field": field,
+                "from_value": _text(from_value),
+                "to_value": _text(to_value),
+                "reason": reason,
+                "actor": actor,
+            },
         )
-        self.orm.flush()
 
     def list_audit(
         self, *, system: str | None = None, record: str | None = None, limit: int = 100
