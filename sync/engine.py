@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,12 +67,14 @@ from sync.plan import (
     plan,
     set_values,
 )
-from sync.store import LeaseBusy, Link, Store, StoreSession, lease_owner
+from sync.store import LeaseBusy, Link, Snapshot, Store, StoreSession, lease_owner
 
 log = structlog.get_logger("escalation_sync.engine")
 
 # As long as the queue's own ticket leases: a lease left by a killed worker expires alike.
 LEASE_SECONDS = 900.0
+# Pairs kept in memory (`Engine._link_of`); the memory is emptied when it holds this many.
+LINKS_KEPT = 50_000
 
 
 class PairBusy(LeaseBusy):
@@ -219,6 +222,8 @@ class Engine:
         self.metrics: Metrics = metrics or PrometheusMetrics()
         # Where `poll` sends what it finds; without a queue, `poll` processes inline.
         self.enqueue = enqueue
+        self._links: dict[tuple[str, str], Link] = {}
+        self._links_lock = threading.Lock()
         # Test seam: called after each vendor write, before it is recorded in the store.
         self.after_write: Callable[[str], None] = lambda _what: None
         sources = {r.source for r in mapping.routes}
@@ -264,8 +269,7 @@ class Engine:
 
     def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
         """The records whose leases a sync of this ticket needs besides its own: its pair."""
-        with self.store.reading() as tx:
-            link = tx.get_link(system, ticket_id)
+        link = self._link_of(system, ticket_id)
         return [] if link is None else [link.other(system)]
 
     def poll(self, system: str) -> int:
@@ -305,8 +309,7 @@ class Engine:
         attachments; returns the new record's id. Pairing a paired record is a no-op.
         """
         source = self.read(System(system), ticket)
-        with self.store.reading() as tx:
-            link = tx.get_link(system, ticket_id(source))
+        link = self._link_of(system, ticket_id(source))
         if link is not None:
             return link.other(system)[1]
         route = next((r for r in self.mapping.routes if r.source is source.ref.system), None)
@@ -367,22 +370,29 @@ class Engine:
         except (UnmappedValue, ValueError) as exc:
             raise MappingFailed(str(exc), system=system.value) from None
 
-    def _snapshot(self, tx: StoreSession, system: System, tid: str) -> Ticket | None:
-        row = tx.get_snapshot(system.value, tid)
-        if row is None:
-            return None
-        try:
-            return Ticket.model_validate(row.data)
-        except ValueError:
-            return None
+    def _link_of(self, system: str, ticket: str) -> Link | None:
+        """The pair a ticket belongs to. A pair once made is never undone (a record cannot be
+        paired again), so pairs found are kept in memory and only misses ask the store."""
+        key = (system, ticket)
+        with self._links_lock:
+            known = self._links.get(key)
+        if known is not None:
+            return known
+        with self.store.reading() as tx:
+            link = tx.get_link(system, ticket)
+        if link is not None:
+            with self._links_lock:
+                if len(self._links) >= LINKS_KEPT:
+                    self._links.clear()
+                self._links[key] = link
+        return link
 
     # --- one ticket ----------------------------------------------------------------------------
 
     def _process(self, system: System, tid: str) -> Outcome:
         source = self.read(system, tid)
         tid = ticket_id(source)
-        with self.store.reading() as tx:
-            link = tx.get_link(system.value, tid)
+        link = self._link_of(system.value, tid)
         if link is None:
             return self._process_pair(system, source, None)
         # The queue holds this ticket's lease; the pair's other record must not be synced by
@@ -436,8 +446,7 @@ class Engine:
                 itsm_snapshot_override = itsm_new
             itsm, eng = itsm_new, eng_new
             if link is None and made is not None:
-                with self.store.reading() as tx:
-                    link = tx.get_link(system.value, tid)
+                link = self._link_of(system.value, tid)
         if link is None or itsm is None or eng is None:
             link, itsm, eng, made, n = self._route(source, link)
             writes += n
@@ -463,9 +472,12 @@ class Engine:
         source, target = (itsm, eng) if origin is itsm.ref.system else (eng, itsm)
         sid, tid = ticket_id(source), ticket_id(target)
         with self.store.reading() as tx:
-            snap_s = self._snapshot(tx, source.ref.system, sid)
-            snap_t = self._snapshot(tx, target.ref.system, tid)
+            rows = tx.get_snapshots(
+                [(source.ref.system.value, sid), (target.ref.system.value, tid)]
+            )
             links, unrecorded = self._comment_links(tx, source, target)
+        snap_s = _snapshot(rows.get((source.ref.system.value, sid)))
+        snap_t = _snapshot(rows.get((target.ref.system.value, tid)))
         if unrecorded:
             # Copies written before a crash and never recorded: record them now.
             with self.store.session() as tx:
@@ -556,8 +568,10 @@ class Engine:
         done: set[tuple[System, str]] = set()
         unrecorded: list[tuple[Marker, Ticket, str]] = []
         for ticket in (source, target):
+            system = ticket.ref.system.value
+            known = tx.comment_links_of(system, (c.id for c in ticket.comments))
             for comment in ticket.comments:
-                found = tx.find_comment_link(ticket.ref.system.value, comment.id)
+                found = known.get(comment.id)
                 if found is not None:
                     done.add((System(found.source_system), found.source_comment_id))
                 marker = find_marker(comment.body)
@@ -724,8 +738,7 @@ class Engine:
         target, n = self._create(
             source, route.target, fields, container, route.issue_type, route.name
         )
-        with self.store.reading() as tx:
-            link = tx.get_link(source.ref.system.value, ticket_id(source))
+        link = self._link_of(source.ref.system.value, ticket_id(source))
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
         n += self._post_links(itsm, eng)
         return link, itsm, eng, ticket_id(target), n
@@ -965,6 +978,16 @@ class AuditNote:
 def _record(tx: StoreSession, notes: Iterable[AuditNote]) -> None:
     for note in notes:
         tx.audit(note.system, note.record, note.field, note.old, note.new, reason=note.reason)
+
+
+def _snapshot(row: Snapshot | None) -> Ticket | None:
+    """A side's last-synced ticket (None when it has none, or one this version cannot read)."""
+    if row is None:
+        return None
+    try:
+        return Ticket.model_validate(row.data)
+    except ValueError:
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -155,13 +155,12 @@ _LEDGER = LedgerRow.__table__
 _FINGERPRINTS = FingerprintRow.__table__
 _OTHERS = _LEDGER.c.ticket_ref != sa.bindparam("key")
 _ACTIVE_ROW = sa.and_(_LEDGER.c.approved_at.is_not(None), _LEDGER.c.released_at.is_(None))
-_VIEW_COUNTS = select(
-    func.count().filter(_LEDGER.c.approved_at >= sa.bindparam("start")),
-    func.count().filter(_ACTIVE_ROW),
-).where(_OTHERS)
-_VIEW_BY_ASSIGNEE = (
-    select(_LEDGER.c.assignee, func.count())
-    .where(_OTHERS, _ACTIVE_ROW, _LEDGER.c.assignee.is_not(None))
+_TODAY_ROW = _LEDGER.c.approved_at >= sa.bindparam("start")
+# Per assignee, the other escalations approved today and those active (one row per assignee
+# with any, so the totals are the sums).
+_VIEW_COUNTS = (
+    select(_LEDGER.c.assignee, func.count().filter(_TODAY_ROW), func.count().filter(_ACTIVE_ROW))
+    .where(_OTHERS, sa.or_(_TODAY_ROW, _ACTIVE_ROW))
     .group_by(_LEDGER.c.assignee)
 )
 _VIEW_SIGHTINGS = select(
@@ -192,16 +191,18 @@ def ledger_view(
     key = _key(ticket_ref)
     now = _utc(now)
     start = day_start(now, policy.timezone)
-    today, active = orm.execute(_VIEW_COUNTS, {"key": key, "start": start}).one()
-    per_assignee = {str(a): int(n) for a, n in orm.execute(_VIEW_BY_ASSIGNEE, {"key": key}).all()}
+    counts = orm.execute(_VIEW_COUNTS, {"key": key, "start": start}).all()
+    today = sum(int(n) for _, n, _ in counts)
+    active = sum(int(n) for _, _, n in counts)
+    per_assignee = {str(a): int(n) for a, _, n in counts if a is not None and n}
     window = fingerprint_window(policy)
     sightings: tuple[FingerprintSighting, ...] = ()
     if window.total_seconds() > 0:
         rows = orm.execute(_VIEW_SIGHTINGS, {"key": key, "since": now - window})
         sightings = tuple(FingerprintSighting(f, ref, seen) for f, ref, seen in rows)
     return LedgerView(
-        escalations_today=int(today),
-        active_count=int(active),
+        escalations_today=today,
+        active_count=active,
         active_by_assignee=per_assignee,
         recent_fingerprints=sightings,
         entry=_entry(orm.execute(_VIEW_ENTRY, {"key": key}).first()),

@@ -425,9 +425,20 @@ _COMMENT_LINK_OF = (
     )
     .limit(1)
 )
+_COMMENT_LINKS_OF = select(_COMMENT_LINKS).where(
+    or_(
+        (_COMMENT_LINKS.c.source_system == sa.bindparam("system"))
+        & _COMMENT_LINKS.c.source_comment_id.in_(sa.bindparam("ids", expanding=True)),
+        (_COMMENT_LINKS.c.target_system == sa.bindparam("system"))
+        & _COMMENT_LINKS.c.target_comment_id.in_(sa.bindparam("ids", expanding=True)),
+    )
+)
 _SNAPSHOT_OF = select(_SNAPSHOTS.c.data, _SNAPSHOTS.c.version, _SNAPSHOTS.c.synced_at).where(
     _SNAPSHOTS.c.system == sa.bindparam("system"),
     _SNAPSHOTS.c.ticket_id == sa.bindparam("ticket_id"),
+)
+_SNAPSHOTS_OF = select(_SNAPSHOTS).where(
+    sa.tuple_(_SNAPSHOTS.c.system, _SNAPSHOTS.c.ticket_id).in_(sa.bindparam("keys", expanding=True))
 )
 _LOCK_EXPIRED = sa.delete(_LOCKS).where(
     _LOCKS.c.system == sa.bindparam("system"),
@@ -438,9 +449,6 @@ _LOCK_RELEASE = sa.delete(_LOCKS).where(
     _LOCKS.c.system == sa.bindparam("system"),
     _LOCKS.c.ticket_id == sa.bindparam("ticket_id"),
     _LOCKS.c.owner == sa.bindparam("owner"),
-)
-_LOCKS_OF = select(_LOCKS.c.system, _LOCKS.c.ticket_id).where(
-    _LOCKS.c.owner == sa.bindparam("owner"), _LOCKS.c.expires_at >= sa.bindparam("now")
 )
 _AUDIT_ADD = sa.insert(_AUDIT)
 
@@ -543,6 +551,22 @@ class StoreSession:
         row = self.orm.execute(_COMMENT_LINK_OF, params).first()
         return _comment_link(row) if row else None
 
+    def comment_links_of(self, system: str, comment_ids: Iterable[str]) -> dict[str, CommentLink]:
+        """`find_comment_link` for several comments of one system at once, by comment id."""
+        ids = list(dict.fromkeys(comment_ids))
+        if not ids:
+            return {}
+        found: dict[str, CommentLink] = {}
+        for row in self.orm.execute(_COMMENT_LINKS_OF, {"system": system, "ids": ids}):
+            link = _comment_link(row)
+            for side, comment in (
+                (link.source_system, link.source_comment_id),
+                (link.target_system, link.target_comment_id),
+            ):
+                if side == system and comment in ids:
+                    found.setdefault(comment, link)
+        return found
+
     def put_comment_link(
         self,
         *,
@@ -589,6 +613,19 @@ class StoreSession:
         if row is None:
             return None
         return Snapshot(system, ticket_id, dict(row.data), row.version, row.synced_at)
+
+    def get_snapshots(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Snapshot]:
+        """`get_snapshot` for several (system, ticket) at once; missing ones are left out."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rows = self.orm.execute(_SNAPSHOTS_OF, {"keys": wanted})
+        return {
+            (r.system, r.ticket_id): Snapshot(
+                r.system, r.ticket_id, dict(r.data), r.version, r.synced_at
+            )
+            for r in rows
+        }
 
     def put_snapshot(
         self, system: str, ticket_id: str, data: Mapping[str, Any], version: str | None = None
@@ -697,14 +734,6 @@ class StoreSession:
         params = {"system": system, "ticket_id": ticket_id, "owner": owner}
         result = self.orm.execute(_LOCK_RELEASE, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (system, ticket) leases `owner` holds now (unexpired)."""
-        wanted = set(tickets)
-        if not wanted:
-            return set()
-        rows = self.orm.execute(_LOCKS_OF, {"owner": owner, "now": self._clock()})
-        return {(system, ticket) for system, ticket in rows} & wanted
 
     def list_locks(self) -> list[TicketLock]:
         """Every lease currently recorded (held, or left behind by a killed worker)."""
@@ -902,6 +931,8 @@ class Store:
         self.engine = engine
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Per thread: the (owner, system, ticket) leases it took and holds (`leases_held`).
+        self._taken = threading.local()
         read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
         self._readers = sessionmaker(
             engine.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
@@ -1037,13 +1068,14 @@ class Store:
 
     def acquire_lock(self, system: str, ticket_id: str, owner: str, ttl: float) -> bool:
         """See StoreSession.acquire_lock."""
-        with self.session() as tx:
-            return tx.acquire_lock(system, ticket_id, owner, ttl)
+        return self.acquire_locks([(system, ticket_id)], owner, ttl)
 
     def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
         """See StoreSession.release_lock."""
         with self.session() as tx:
-            return tx.release_lock(system, ticket_id, owner)
+            released = tx.release_lock(system, ticket_id, owner)
+        self._taken_here().discard((owner, system, ticket_id))
+        return released
 
     def acquire_locks(self, tickets: Sequence[tuple[str, str]], owner: str, ttl: float) -> bool:
         """Take the leases on several (system, ticket) at once, in one transaction: all of
@@ -1055,6 +1087,7 @@ class Store:
                         raise _LeaseTaken
         except _LeaseTaken:
             return False
+        self._taken_here().update((owner, system, ticket) for system, ticket in tickets)
         return True
 
     def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
@@ -1062,11 +1095,19 @@ class Store:
         with self.session() as tx:
             for system, ticket_id in tickets:
                 tx.release_lock(system, ticket_id, owner)
+        self._taken_here().difference_update((owner, system, ticket) for system, ticket in tickets)
 
     def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """See StoreSession.leases_held."""
-        with self.reading() as tx:
-            return tx.leases_held(owner, tickets)
+        """Which of these leases the calling thread took under `owner` through this store and
+        has not given back (known without a query)."""
+        taken = self._taken_here()
+        return {(system, ticket) for system, ticket in tickets if (owner, system, ticket) in taken}
+
+    def _taken_here(self) -> set[tuple[str, str, str]]:
+        taken: set[tuple[str, str, str]] | None = getattr(self._taken, "leases", None)
+        if taken is None:
+            taken = self._taken.leases = set()
+        return taken
 
     def list_locks(self) -> list[TicketLock]:
         """See StoreSession.list_locks."""

@@ -190,6 +190,10 @@ def test_comment_links_are_found_from_either_side(store: Store) -> None:
     by_target = store.find_comment_link("jira", "10100")
     assert by_source == by_target == done
     assert store.find_comment_link("jira", "j1") is None
+    with store.reading() as tx:
+        assert tx.comment_links_of("jira", ["10100", "j1", "10101"]) == {"10100": done}
+        assert tx.comment_links_of("servicenow", ["j1"]) == {"j1": done}
+        assert tx.comment_links_of("servicenow", []) == {}
 
 
 def test_snapshots_round_trip_and_replace(store: Store) -> None:
@@ -206,6 +210,12 @@ def test_snapshots_round_trip_and_replace(store: Store) -> None:
     newer = store.get_snapshot("jira", "DS-1")
     assert newer is not None and newer.data == {"summary": "changed"} and newer.version == "v2"
     assert store.get_snapshot("jira", "DS-404") is None
+    with store.reading() as tx:
+        both = tx.get_snapshots([("jira", "DS-1"), ("servicenow", "DS-1"), ("jira", "DS-404")])
+    assert both == {
+        ("jira", "DS-1"): store.get_snapshot("jira", "DS-1"),
+        ("servicenow", "DS-1"): store.get_snapshot("servicenow", "DS-1"),
+    }
 
 
 def test_watermark_never_moves_backwards(store_url: str) -> None:
