@@ -3,7 +3,7 @@
 ```
 process(system, id):
     read the record fresh -> canonical           (never trust the event's payload)
-    read its pair fresh, if it has one
+    read its pair fresh, if it has one           (both at once when the pair is known)
     escalation: decide on the ITSM record, record the decision in the ledger and the customer
         e-mails in the outbox (one transaction), then carry out its actions
     plan against the last-synced snapshots       (sync/plan.py: ownership, conflicts, no echo)
@@ -18,11 +18,13 @@ Neither touches any other ticket.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import random
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +77,8 @@ log = structlog.get_logger("escalation_sync.engine")
 LEASE_SECONDS = 900.0
 # Pairs kept in memory (`Engine._link_of`); the memory is emptied when it holds this many.
 LINKS_KEPT = 50_000
+# Threads reading paired records alongside the workers (idle threads cost nothing).
+READERS = 16
 
 
 class PairBusy(LeaseBusy):
@@ -224,6 +228,8 @@ class Engine:
         self.enqueue = enqueue
         self._links: dict[tuple[str, str], Link] = {}
         self._links_lock = threading.Lock()
+        # Reads the paired record while the worker reads the changed one.
+        self._readers = futures.ThreadPoolExecutor(READERS, thread_name_prefix="pair-read")
         # Test seam: called after each vendor write, before it is recorded in the store.
         self.after_write: Callable[[str], None] = lambda _what: None
         sources = {r.source for r in mapping.routes}
@@ -390,15 +396,35 @@ class Engine:
     # --- one ticket ----------------------------------------------------------------------------
 
     def _process(self, system: System, tid: str) -> Outcome:
-        source = self.read(system, tid)
-        tid = ticket_id(source)
-        link = self._link_of(system.value, tid)
-        if link is None:
-            return self._process_pair(system, source, None)
         # The queue holds this ticket's lease; the pair's other record must not be synced by
         # another worker meanwhile (both would mirror the same new comment).
+        link = self._link_of(system.value, tid)
+        if link is not None:
+            with self._leases([link.other(system.value)]):
+                source, target = self._read_pair(system, tid, link)
+                return self._process_pair(system, source, link, target)
+        # Unpaired, or paired under another of its ids (a Jira id for the key): the record
+        # read says which.
+        source = self.read(system, tid)
+        link = self._link_of(system.value, ticket_id(source))
+        if link is None:
+            return self._process_pair(system, source, None)
         with self._leases([link.other(system.value)]):
             return self._process_pair(system, source, link)
+
+    def _read_pair(self, system: System, tid: str, link: Link) -> tuple[Ticket, Ticket]:
+        """The ticket and its pair, both read fresh at the same time (one wait for the two)."""
+        other_system, other_id = link.other(system.value)
+        # The other read runs with this thread's log context (the ticket bound on each line).
+        pending = self._readers.submit(
+            contextvars.copy_context().run, self.read, System(other_system), other_id
+        )
+        try:
+            source = self.read(system, tid)
+        except BaseException:
+            futures.wait([pending])
+            raise
+        return source, pending.result()
 
     @contextmanager
     def _leases(self, tickets: Sequence[tuple[str, str]]) -> Iterator[None]:
@@ -422,10 +448,11 @@ class Engine:
             if wanted:
                 self.store.release_locks(wanted, owner)
 
-    def _process_pair(self, system: System, source: Ticket, link: Link | None) -> Outcome:
+    def _process_pair(
+        self, system: System, source: Ticket, link: Link | None, target: Ticket | None = None
+    ) -> Outcome:
         tid = ticket_id(source)
-        target: Ticket | None = None
-        if link is not None:
+        if link is not None and target is None:
             other_system, other_id = link.other(system.value)
             target = self.read(System(other_system), other_id)
         itsm, eng = (source, target) if system in self.itsm_systems else (target, source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,3 +313,20 @@ def test_a_failed_pass_still_audits_what_it_wrote(world: World, store: Store) ->
     world.engine.after_write = lambda _what: None
     audit = [(r.field, r.from_value) for r in store.list_audit(system="jira", record=key)]
     assert audit[:2] == [("summary", "jira wording"), ("conflict", "jira wording")]
+
+
+def test_a_known_pair_is_read_both_sides_at_once(world: World) -> None:
+    """The changed record and its pair are read at the same time, each still fresh."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.jira.edit(key, priority={"name": "Highest"})
+    both_reading = threading.Barrier(2, timeout=5)
+    for fake in (world.jira, world.snow):
+        plain = fake.read
+
+        def read(ticket_id: str, plain: Any = plain) -> dict[str, Any]:
+            both_reading.wait()  # a sequential pair of reads would break the barrier
+            return plain(ticket_id)  # type: ignore[no-any-return]
+
+        fake.read = read  # type: ignore[method-assign]
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["priority"] == "1"
