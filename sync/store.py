@@ -735,6 +735,27 @@ class StoreSession:
         result = self.orm.execute(_LOCK_RELEASE, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def acquire_locks(self, tickets: Sequence[tuple[str, str]], owner: str, ttl: float) -> bool:
+        """Take the leases on several (system, ticket) with one statement of each kind; False
+        when any is held by someone else (the caller rolls the transaction back)."""
+        take = _LOCK_TAKE.get(self._dialect)
+        if take is None or len(tickets) < 2:
+            return all(self.acquire_lock(system, ident, owner, ttl) for system, ident in tickets)
+        now = self._clock()
+        keys = [{"system": system, "ticket_id": ident} for system, ident in dict.fromkeys(tickets)]
+        self.orm.execute(_LOCK_EXPIRED, [{**key, "now": now} for key in keys])
+        lease = {"owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+        taken = self.orm.execute(take, [{**key, **lease} for key in keys]).all()
+        return len(taken) == len(keys)
+
+    def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
+        """Give several leases back with one statement (those no longer ours are left)."""
+        params = [
+            {"system": system, "ticket_id": ident, "owner": owner} for system, ident in tickets
+        ]
+        if params:
+            self.orm.execute(_LOCK_RELEASE, params)
+
     def list_locks(self) -> list[TicketLock]:
         """Every lease currently recorded (held, or left behind by a killed worker)."""
         rows = self.orm.scalars(select(TicketLockRow).order_by(TicketLockRow.acquired_at))
@@ -1082,9 +1103,8 @@ class Store:
         them, or none when any is held by someone else."""
         try:
             with self.session() as tx:
-                for system, ticket_id in tickets:
-                    if not tx.acquire_lock(system, ticket_id, owner, ttl):
-                        raise _LeaseTaken
+                if not tx.acquire_locks(tickets, owner, ttl):
+                    raise _LeaseTaken
         except _LeaseTaken:
             return False
         self._taken_here().update((owner, system, ticket) for system, ticket in tickets)
@@ -1093,8 +1113,7 @@ class Store:
     def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
         """Give several leases back in one transaction (those no longer ours are left)."""
         with self.session() as tx:
-            for system, ticket_id in tickets:
-                tx.release_lock(system, ticket_id, owner)
+            tx.release_locks(tickets, owner)
         self._taken_here().difference_update((owner, system, ticket) for system, ticket in tickets)
 
     def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -381,8 +381,9 @@ def test_several_leases_are_taken_all_or_none(store: Store) -> None:
     assert [(lk.ticket_id, lk.owner) for lk in store.list_locks()] == [("s1", "b")]
     assert store.leases_held("b", pair) == {("servicenow", "s1")}
     store.release_lock("servicenow", "s1", "b")
-    assert store.acquire_locks(pair, "a", ttl=60) is True
+    assert store.acquire_locks([*pair, pair[0]], "a", ttl=60) is True
     assert store.leases_held("a", [*pair, ("jira", "DS-2")]) == set(pair)
+    assert store.acquire_locks([("jira", "DS-2"), pair[1]], "b", ttl=60) is False
     store.release_locks(pair, "a")
     assert store.list_locks() == []
 
