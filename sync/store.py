@@ -23,6 +23,7 @@ ORM objects bound to a session.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -68,7 +69,13 @@ def utcnow() -> datetime:
 def lease_owner() -> str:
     """Who holds a lease taken by the calling thread: "host|pid|thread" (the daemon reads the
     pid back to find leases left by a process that is gone)."""
-    return f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}"
+    return f"{_host_name()}|{os.getpid()}|{threading.get_ident()}"
+
+
+@functools.cache
+def _host_name() -> str:
+    # Asked for on every lease; the answer does not change while the process runs.
+    return socket.gethostname()
 
 
 class _LeaseTaken(Exception):
