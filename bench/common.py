@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,14 @@ def quiet_logs() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Calls:
-    """API requests served by a simulator between two `/_sim/stats` snapshots."""
+    """API requests served by a simulator between two `/_sim/stats` snapshots.
+
+    A batch request counts once in `total`; the sub-requests it carried are in `batched`, and
+    a batch's writes are its write sub-requests (a batch of reads is no write).
+    """
 
     by_route: Mapping[str, int]
+    batched: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -97,28 +102,49 @@ class Calls:
 
     @property
     def writes(self) -> int:
-        return sum(
-            n for route, n in self.by_route.items() if route.split(" ", 1)[0] in WRITE_METHODS
-        )
+        sent = {r: n for r, n in self.by_route.items() if not _is_batch(r)}
+        return _writes(sent) + _writes(self.batched)
 
     def __add__(self, other: Calls) -> Calls:
-        merged = dict(self.by_route)
-        for route, n in other.by_route.items():
-            merged[route] = merged.get(route, 0) + n
-        return Calls(merged)
+        return Calls(_merged(self.by_route, other.by_route), _merged(self.batched, other.batched))
 
     def lines(self, per: float = 1.0) -> Iterable[str]:
-        """Routes by count, most called first (divided by `per` when given)."""
+        """Routes by count, most called first (divided by `per` when given); under a batch
+        route, what the batches carried."""
         for route, n in sorted(self.by_route.items(), key=lambda kv: (-kv[1], kv[0])):
             yield f"    {route:<60} {n:>8}" + (f"  ({n / per:.2f} each)" if per != 1.0 else "")
+            if _is_batch(route):
+                for sub, m in sorted(self.batched.items(), key=lambda kv: (-kv[1], kv[0])):
+                    yield f"      carried {sub:<52} {m:>8}"
+
+
+def _is_batch(route: str) -> bool:
+    return route.endswith("/batch")
+
+
+def _writes(by_route: Mapping[str, int]) -> int:
+    return sum(n for route, n in by_route.items() if route.split(" ", 1)[0] in WRITE_METHODS)
+
+
+def _merged(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    merged = dict(a)
+    for route, n in b.items():
+        merged[route] = merged.get(route, 0) + n
+    return merged
 
 
 def stats_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> Calls:
     """The requests counted in `after` but not in `before` (two `/_sim/stats` bodies)."""
-    old: Mapping[str, int] = before.get("requests", {})
-    new: Mapping[str, int] = after.get("requests", {})
-    delta = {k: v - old.get(k, 0) for k, v in new.items() if v - old.get(k, 0)}
-    return Calls({k: v for k, v in delta.items() if not k.split(" ", 1)[-1].startswith("/_sim/")})
+
+    def delta(key: str) -> dict[str, int]:
+        old: Mapping[str, int] = before.get(key, {})
+        new: Mapping[str, int] = after.get(key, {})
+        return {k: v - old.get(k, 0) for k, v in new.items() if v - old.get(k, 0)}
+
+    sent = {
+        k: v for k, v in delta("requests").items() if not k.split(" ", 1)[-1].startswith("/_sim/")
+    }
+    return Calls(sent, delta("batched"))
 
 
 # --- the estate and the daemon ------------------------------------------------------------------

@@ -148,7 +148,7 @@ def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) ->
 
     store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:
-        with store.session() as tx:
+        with store.reading() as tx:
             return ledger_view(tx, ticket, at, policy)
     finally:
         store.close()

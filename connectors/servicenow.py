@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
+from urllib.parse import urlencode
 
 import requests
 
@@ -58,17 +59,32 @@ _OLDEST_FIRST = "^ORDERBYsys_created_on^ORDERBYsys_id"
 # Records per `IN` list: a hundred sys_ids keep the request line near 3.5 KB, well inside what
 # instances and the proxies in front of them accept.
 IN_LIST_SIZE = 100
+_JOURNAL_PATH = "/api/now/table/sys_journal_field"
+_ATTACHMENT_PATH = "/api/now/attachment"
 
 
 @dataclass(frozen=True, slots=True)
 class BatchRequest:
-    """One sub-request of a Batch API call; `url` is instance-relative (`/api/now/table/...`)."""
+    """One sub-request of a Batch API call; `url` is instance-relative (`/api/now/table/...`).
+
+    `response_headers` asks for the sub-request's answer headers (e.g. a list's X-Total-Count).
+    """
 
     id: str
     method: str
     url: str
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    response_headers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBundle:
+    """A record with its journal (comments and work notes) and its attachments' metadata."""
+
+    record: dict[str, Any]
+    journal: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +229,57 @@ class ServiceNowConnector:
 
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
-        query = f"element_id={_query_value(sys_id)}{self._journal_entries}"
-        return list(self._page_all("/api/now/table/sys_journal_field", query, None))
+        return list(self._page_all(_JOURNAL_PATH, self._journal_query(sys_id), None))
+
+    def read_bundle(self, sys_id: str) -> RecordBundle:
+        """The record (raw values), its journal and its attachments in one Batch API request.
+
+        A journal or attachment list longer than one page is read on page by page. Raises
+        NotFound when no record has this sys_id.
+        """
+        lists = {
+            "journal": (_JOURNAL_PATH, self._journal_query(sys_id)),
+            "attachments": (_ATTACHMENT_PATH, _attachment_query(sys_id)),
+        }
+        page = {"sysparm_limit": str(self.page_size), "sysparm_offset": "0"}
+        requests_ = [
+            BatchRequest(
+                "record",
+                "GET",
+                f"{self._table_path(sys_id)}?{urlencode({'sysparm_display_value': 'false'})}",
+            ),
+            *(
+                BatchRequest(
+                    name,
+                    "GET",
+                    f"{path}?{urlencode({'sysparm_query': query, **page})}",
+                    response_headers=True,
+                )
+                for name, (path, query) in lists.items()
+            ),
+        ]
+        answers = dict(zip(("record", *lists), self.batch(requests_), strict=True))
+        for name, answer in answers.items():
+            _raise_for_batch_item(answer, f"GET {name} of {self.table} {sys_id}")
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for name, (path, query) in lists.items():
+            found = _result_rows(answers[name].body)
+            total = _total_count(answers[name].headers)
+            if not _last_page(0, len(found), self.page_size, total):
+                found += self._page_all(path, query, None, offset=len(found))
+            rows[name] = found
+        return RecordBundle(
+            record=_result(answers["record"].body or {}),
+            journal=rows["journal"],
+            attachments=rows["attachments"],
+        )
+
+    def _journal_query(self, sys_id: str) -> str:
+        return f"element_id={_query_value(sys_id)}{self._journal_entries}"
 
     def journals(self, sys_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """`journal` of many records (oldest first each), with one query per hundred records."""
-        path = "/api/now/table/sys_journal_field"
-        return self._per_record(path, "element_id", sys_ids, self._journal_entries)
+        return self._per_record(_JOURNAL_PATH, "element_id", sys_ids, self._journal_entries)
 
     def _per_record(
         self, path: str, column: str, sys_ids: Sequence[str], tail: str
@@ -365,12 +425,11 @@ class ServiceNowConnector:
 
     def list_attachments(self, sys_id: str) -> list[dict[str, Any]]:
         """Metadata of every attachment on the record."""
-        query = f"table_sys_id={_query_value(sys_id)}{_OLDEST_FIRST}"
-        return list(self._page_all("/api/now/attachment", query, None))
+        return list(self._page_all(_ATTACHMENT_PATH, _attachment_query(sys_id), None))
 
     def attachments_of(self, sys_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """`list_attachments` of many records, with one query per hundred records."""
-        return self._per_record("/api/now/attachment", "table_sys_id", sys_ids, _OLDEST_FIRST)
+        return self._per_record(_ATTACHMENT_PATH, "table_sys_id", sys_ids, _OLDEST_FIRST)
 
     def upload_attachment(
         self,
@@ -444,13 +503,15 @@ class ServiceNowConnector:
                 "method": req.method.upper(),
                 "url": req.url,
                 "headers": [{"name": k, "value": v} for k, v in headers.items()],
-                "exclude_response_headers": True,
+                "exclude_response_headers": not req.response_headers,
             }
             if req.body is not None:
                 item["body"] = base64.b64encode(json.dumps(req.body).encode()).decode("ascii")
             rest_requests.append(item)
         payload = {"batch_request_id": uuid.uuid4().hex, "rest_requests": rest_requests}
-        body = self._json("POST", "/api/now/v1/batch", json_body=payload, idempotent=False)
+        # A batch of reads is as safe to repeat as each read; one with a write is not.
+        reads_only = all(req.method.upper() == "GET" for req in requests)
+        body = self._json("POST", "/api/now/v1/batch", json_body=payload, idempotent=reads_only)
         answers: dict[str, BatchResponse] = {}
         for served in body.get("serviced_requests") or []:
             answers[str(served.get("id"))] = _batch_response(served)
@@ -485,20 +546,13 @@ class ServiceNowConnector:
         if fields:
             params["sysparm_fields"] = ",".join(fields)
         response = self._send("GET", path, params=params)
-        body = _decode_json(response)
-        rows = body.get("result")
-        if not isinstance(rows, list):
-            raise ServerUnavailable(
-                "ServiceNow answered a list request without a result array", system=SYSTEM
-            )
-        total = response.headers.get("X-Total-Count")
-        return rows, int(total) if total and total.isdigit() else None
+        rows = _result_rows(_decode_json(response))
+        return rows, _total_count(response.headers)
 
     def _page_all(
-        self, path: str, query: str, fields: Sequence[str] | None
+        self, path: str, query: str, fields: Sequence[str] | None, *, offset: int = 0
     ) -> Iterator[dict[str, Any]]:
-        """Every row of an ordered query, page by page, until a short page ends it."""
-        offset = 0
+        """Every row of an ordered query from `offset`, page by page, until a short page ends it."""
         while True:
             rows, total = self._list(path, query, fields, offset=offset, limit=self.page_size)
             yield from rows
@@ -695,6 +749,28 @@ def _result(body: Mapping[str, Any]) -> dict[str, Any]:
     return dict(result)
 
 
+def _result_rows(body: Any) -> list[dict[str, Any]]:
+    """The `result` array of a list answer."""
+    rows = body.get("result") if isinstance(body, Mapping) else None
+    if not isinstance(rows, list):
+        raise ServerUnavailable(
+            "ServiceNow answered a list request without a result array", system=SYSTEM
+        )
+    return [dict(r) for r in rows]
+
+
+def _total_count(headers: Mapping[str, str]) -> int | None:
+    """X-Total-Count, whatever the case of its name (batch answers keep the instance's)."""
+    for name, value in headers.items():
+        if name.lower() == "x-total-count" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _attachment_query(sys_id: str) -> str:
+    return f"table_sys_id={_query_value(sys_id)}{_OLDEST_FIRST}"
+
+
 def _last_page(offset: int, fetched: int, limit: int, total: int | None) -> bool:
     """A short page ends the scan only when X-Total-Count (if sent) agrees: an instance that
     caps rows per response below sysparm_limit must not truncate the result silently."""
@@ -834,36 +910,50 @@ def _raise_for_status(response: requests.Response, method: str, path: str) -> No
     if status < 400:
         return
     texts = _error_texts(_safe_json(response)) if _is_json(response) else []
+    raise _status_error(status, texts, response.headers, f"{method} {path}")
+
+
+def _raise_for_batch_item(answer: BatchResponse, where: str) -> None:
+    """The typed error a sub-request's failure stands for, as if it had been sent alone."""
+    if not answer.serviced:
+        raise ServerUnavailable(f"{where}: not run by the batch (limit reached)", system=SYSTEM)
+    if answer.status_code >= 400:
+        texts = _error_texts(answer.body) if isinstance(answer.body, Mapping) else []
+        raise _status_error(answer.status_code, texts, answer.headers, where)
+
+
+def _status_error(
+    status: int, texts: list[str], headers: Mapping[str, str], where: str
+) -> ConnectorError:
     detail = f": {'; '.join(texts)}" if texts else ""
-    where = f"{method} {path}"
     if status == 429:
-        raise RateLimited(
+        return RateLimited(
             f"{where} rate limited (HTTP 429){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,
-            retry_after=retry_after_header(response.headers),
+            retry_after=retry_after_header(headers),
         )
     if status >= 500:
-        raise ServerUnavailable(
+        return ServerUnavailable(
             f"{where} failed on the instance (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,
-            retry_after=retry_after_header(response.headers),
+            retry_after=retry_after_header(headers),
         )
     if status in (401, 403):
-        raise AuthFailed(
+        return AuthFailed(
             f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,
         )
     if status == 404:
-        raise NotFound(
+        return NotFound(
             f"{where} not found (HTTP 404){detail}", system=SYSTEM, status=status, messages=texts
         )
-    raise InvalidRequest(
+    return InvalidRequest(
         f"{where} rejected (HTTP {status}){detail}", system=SYSTEM, status=status, messages=texts
     )
 
@@ -880,6 +970,7 @@ def retry_after_header(headers: Mapping[str, str]) -> float | None:
 __all__ = [
     "BatchRequest",
     "BatchResponse",
+    "RecordBundle",
     "RecordPage",
     "ServiceNowConnector",
     "format_sn_datetime",

@@ -7,6 +7,8 @@ from mapping.convert import (
     canonical_value,
     journal_field,
     matching_routes,
+    read_path,
+    stored_as_written,
     to_canonical,
     to_vendor,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "journal_field",
     "load_mapping",
     "matching_routes",
+    "read_path",
+    "stored_as_written",
     "to_canonical",
     "to_vendor",
 ]

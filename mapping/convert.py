@@ -181,6 +181,30 @@ def to_canonical(mapping: Mapping, system: System | str, raw: dict[str, Any]) ->
     )
 
 
+def stored_as_written(mapping: Mapping, system: System | str, field_name: str) -> bool:
+    """Whether a write of the field reads back exactly as sent, so it needs no read-back.
+
+    Not so for a value the system computes (a priority from impact and urgency) or reaches
+    through a workflow (a status by transition), a transform the vendor re-encodes (rich text,
+    datetimes, users), nor a field read from elsewhere than where it is written.
+    """
+    compiled = _system(mapping, system).fields.get(field_name)
+    if compiled is None:
+        return False
+    spec = compiled.spec
+    if spec.write_mode != "field" or spec.write is None:
+        return False
+    if spec.transform is not None and not TRANSFORMS[spec.transform].verbatim:
+        return False
+    return compiled.read_path is not None and spec.write in compiled.read_path
+
+
+def read_path(mapping: Mapping, system: System | str, field_name: str) -> tuple[str, ...] | None:
+    """Where the field is read in the vendor's record, when it is a plain dotted path."""
+    compiled = _system(mapping, system).fields.get(field_name)
+    return compiled.read_path if compiled is not None else None
+
+
 def canonical_value(ticket: Ticket, field_name: str) -> Any:
     """A ticket's value for a canonical field name, `custom.x` included."""
     if field_name.startswith("custom."):

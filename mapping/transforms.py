@@ -19,11 +19,13 @@ SN_DATETIME = "%Y-%m-%d %H:%M:%S"
 
 @dataclass(frozen=True, slots=True)
 class Transform:
-    """A named pair of pure functions."""
+    """A named pair of pure functions; `verbatim` when vendors store the written value as sent
+    (not so for rich text, datetimes and user or record references, which they re-encode)."""
 
     name: str
     read: Callable[[Any], Any]
     write: Callable[[Any], Any]
+    verbatim: bool = True
 
 
 def _blank(value: Any) -> bool:
@@ -210,14 +212,14 @@ TRANSFORMS: dict[str, Transform] = {
     t.name: t
     for t in (
         Transform("text", _text_read, _identity),
-        Transform("adf", _text_read, _adf_write),
-        Transform("jira_datetime", _jira_datetime_read, _jira_datetime_write),
-        Transform("servicenow_datetime", _sn_datetime_read, _sn_datetime_write),
-        Transform("servicenow_reference", _sn_reference_read, _sn_reference_write),
-        Transform("jira_user", _jira_user_read, _jira_cloud_user_write),
-        Transform("jira_server_user", _jira_user_read, _jira_server_user_write),
-        Transform("servicenow_user", _sn_user_read, _sn_user_write),
-        Transform("person", _person_read, _person_write),
+        Transform("adf", _text_read, _adf_write, verbatim=False),
+        Transform("jira_datetime", _jira_datetime_read, _jira_datetime_write, verbatim=False),
+        Transform("servicenow_datetime", _sn_datetime_read, _sn_datetime_write, verbatim=False),
+        Transform("servicenow_reference", _sn_reference_read, _sn_reference_write, verbatim=False),
+        Transform("jira_user", _jira_user_read, _jira_cloud_user_write, verbatim=False),
+        Transform("jira_server_user", _jira_user_read, _jira_server_user_write, verbatim=False),
+        Transform("servicenow_user", _sn_user_read, _sn_user_write, verbatim=False),
+        Transform("person", _person_read, _person_write, verbatim=False),
         Transform("csv", _csv_read, _csv_write),
         Transform("list", _list_read, _list_write),
         Transform("string", _string_read, _identity),

@@ -4,7 +4,9 @@
 ServerThread(app).start()        # uvicorn on 127.0.0.1, port 0 = a free port, read back in .port
 FaultInjector(app, FaultConfig()) # ASGI middleware: latency, 429 (with / without Retry-After), 5xx
     GET  /_sim/stats   -> {"requests": {"GET /rest/api/2/issue/{issueIdOrKey}": 3, ...},
+                           "batched": {"GET /api/now/table/{table}/{sys_id}": 2, ...},
                            "faults": {"429": 1, "429-no-retry-after": 0, "5xx": 2}, "total": 6}
+                          ("batched": sub-requests carried by batch requests, not in "total")
     POST /_sim/reset   -> clears the counters
     GET  /_sim/faults  -> the current FaultConfig
     POST /_sim/faults  -> replaces it (JSON body, FaultConfig fields; missing fields take defaults)
@@ -54,16 +56,24 @@ class FaultConfig(BaseModel):
 
 
 class _Stats:
-    """Thread-safe request and fault counters keyed by "METHOD /route/{template}"."""
+    """Thread-safe request and fault counters keyed by "METHOD /route/{template}".
+
+    `batched` counts the sub-requests a batch request carried (each batch is one request).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
+        self._batched: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
 
     def count_request(self, key: str) -> None:
         with self._lock:
             self._requests[key] += 1
+
+    def count_batched(self, key: str) -> None:
+        with self._lock:
+            self._batched[key] += 1
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
@@ -73,6 +83,7 @@ class _Stats:
         with self._lock:
             return {
                 "requests": dict(self._requests),
+                "batched": dict(self._batched),
                 "faults": {
                     "429": self._faults["429"],
                     "429-no-retry-after": self._faults["429-no-retry-after"],
@@ -84,6 +95,7 @@ class _Stats:
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._batched.clear()
             self._faults.clear()
 
 

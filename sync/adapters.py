@@ -4,7 +4,7 @@ The engine speaks canonical tickets and `VendorWrite`s; the connectors speak ven
 adapter sits between them and knows each vendor's way of doing one thing: Jira labels are added
 and removed one by one (so labels others set meanwhile survive), Jira statuses are reached by
 transitions, a ServiceNow priority is written as its impact and urgency, a ServiceNow record is
-read together with its journal, its attachments and its caller.
+read together with its journal, its attachments (in one Batch API request) and its caller.
 
 The ticket id an adapter takes is the one change events carry: the Jira issue key, the
 ServiceNow sys_id.
@@ -121,8 +121,17 @@ class Adapter(Protocol):
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
-    ) -> None:
-        """Write fields, reach a status, add journal entries."""
+    ) -> dict[str, Any] | None:
+        """Write fields, reach a status, add journal entries.
+
+        Returns the record as the system stored it, when the system answers a write with it
+        (shaped as `read` returns it, comments and attachments left out); else None.
+        """
+        ...
+
+    def read_fields(self, ticket_id: str, paths: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+        """The record with at least the values at these read paths (as `read` shapes it), in
+        as small a read as the vendor allows."""
         ...
 
     def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
@@ -231,7 +240,10 @@ class JiraAdapter:
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
     ) -> None:
-        """Edit fields; labels incrementally; status by transition; journal lines as comments."""
+        """Edit fields; labels incrementally; status by transition; journal lines as comments.
+
+        Jira answers these writes without the issue, so nothing is returned.
+        """
         fields = dict(write.fields)
         if self.label_field in fields:
             wanted = list(fields.pop(self.label_field) or [])
@@ -245,6 +257,14 @@ class JiraAdapter:
             self.connector.transition_to(ticket_id, write.transition_to)
         for _element, text in write.journal:
             self.connector.add_comment(ticket_id, text, public=False)
+
+    def read_fields(self, ticket_id: str, paths: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+        """The issue with only the fields these paths read (`fields.<id>...`); any other path
+        needs the whole issue."""
+        wanted = [p[1] for p in paths if len(p) > 1 and p[0] == "fields"]
+        if len(wanted) < len(paths):
+            return self.read(ticket_id)
+        return self.connector.get_issue(ticket_id, fields=list(dict.fromkeys(wanted)))
 
     def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
         """Post the comment with its marker; returns the Jira comment id."""
@@ -430,7 +450,6 @@ class ServiceNowAdapter:
         *,
         users: ServiceNowConnector | None = None,
         query: str = "",
-        priority_fields: tuple[str, str] = ("impact", "urgency"),
         caller_ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -438,7 +457,6 @@ class ServiceNowAdapter:
         # The same instance's sys_user table, to read the caller's name and e-mail.
         self.users = users
         self.query = query
-        self.priority_fields = priority_fields
         # A customer's name and address change rarely and every sync of their tickets needs
         # them: one lookup serves a few minutes of syncs (and a whole backfill).
         self._callers: dict[str, tuple[float, dict[str, Any] | None]] = {}
@@ -447,17 +465,21 @@ class ServiceNowAdapter:
         self._callers_lock = threading.Lock()
 
     def read(self, ticket_id: str) -> dict[str, Any]:
-        """The record (raw values) plus `_journal`, `_attachments` and `_caller`."""
+        """The record (raw values) plus `_journal`, `_attachments` and `_caller`; the first
+        three in one Batch API request."""
         try:
-            record = self.connector.get_record(ticket_id)
+            bundle = self.connector.read_bundle(ticket_id)
         except NotFound:
             found = self.connector.find_by_number(ticket_id)
             if found is None:
                 raise
-            record = found
-        sys_id = str(record.get("sys_id", ticket_id))
-        record["_journal"] = self.connector.journal(sys_id)
-        record["_attachments"] = self.connector.list_attachments(sys_id)
+            bundle = self.connector.read_bundle(str(found.get("sys_id", "")))
+        record = bundle.record
+        record["_journal"] = bundle.journal
+        record["_attachments"] = bundle.attachments
+        return self._with_caller(record)
+
+    def _with_caller(self, record: dict[str, Any]) -> dict[str, Any]:
         caller = record.get("caller_id")
         caller_id = caller.get("value") if isinstance(caller, dict) else caller
         if self.users is not None and caller_id:
@@ -496,17 +518,26 @@ class ServiceNowAdapter:
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
-    ) -> None:
-        """PATCH fields (priority through impact and urgency); journal entries one by one."""
+    ) -> dict[str, Any] | None:
+        """PATCH the fields in one request (a priority as its impact and urgency); journal
+        entries one by one. Returns the record from the last answer: the Table API answers a
+        PATCH with the record as stored, the priority it computed included."""
         fields = _wire(write.fields)
-        impact_name, urgency_name = self.priority_fields
-        if impact_name in fields and urgency_name in fields:
-            impact, urgency = fields.pop(impact_name), fields.pop(urgency_name)
-            self.connector.set_priority(ticket_id, impact, urgency)
+        stored: dict[str, Any] | None = None
         if fields:
-            self.connector.update(ticket_id, fields)
+            stored = self.connector.update(ticket_id, fields)
         for element, text in write.journal:
-            self.connector.add_comment(ticket_id, text, public=element == "comments")
+            stored = self.connector.add_comment(ticket_id, text, public=element == "comments")
+        return None if stored is None else self._with_caller(stored)
+
+    def read_fields(self, ticket_id: str, paths: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+        """The record's columns these paths start with (the adapter's own `_journal`,
+        `_attachments` and `_caller` need the whole read)."""
+        columns = [p[0] for p in paths if p]
+        if any(c.startswith("_") for c in columns):
+            return self.read(ticket_id)
+        wanted = list(dict.fromkeys(["sys_id", "number", *columns]))
+        return self._with_caller(self.connector.get_record(ticket_id, fields=wanted))
 
     def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
         """Add a comment or work note with its marker; returns the journal entry's sys_id."""

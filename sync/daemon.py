@@ -473,7 +473,7 @@ class Daemon:
         try:
             from sync.ledger import open_escalations
 
-            with self.store.session() as tx:
+            with self.store.reading() as tx:
                 tickets = open_escalations(tx)
             for system, ticket in tickets:
                 self.queue.enqueue_ticket(system, ticket)

@@ -3,7 +3,7 @@
 ```
 process(system, id):
     read the record fresh -> canonical           (never trust the event's payload)
-    read its pair fresh, if it has one
+    read its pair fresh, if it has one           (both at once when the pair is known)
     escalation: decide on the ITSM record, record the decision in the ledger and the customer
         e-mails in the outbox (one transaction), then carry out its actions
     plan against the last-synced snapshots       (sync/plan.py: ownership, conflicts, no echo)
@@ -18,13 +18,13 @@ Neither touches any other ticket.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
-import os
 import random
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +46,14 @@ from escalation.decision import (
     SetPriority,
 )
 from mapping import Mapping as SyncMapping
-from mapping import UnmappedValue, VendorWrite, to_canonical, to_vendor
+from mapping import (
+    UnmappedValue,
+    VendorWrite,
+    read_path,
+    stored_as_written,
+    to_canonical,
+    to_vendor,
+)
 from mapping.model import Comment, System, Ticket, Visibility
 from sync import pending
 from sync.adapters import Adapter
@@ -62,12 +69,16 @@ from sync.plan import (
     plan,
     set_values,
 )
-from sync.store import LeaseBusy, Link, Store, StoreSession
+from sync.store import LeaseBusy, Link, Snapshot, Store, StoreSession, lease_owner
 
 log = structlog.get_logger("escalation_sync.engine")
 
 # As long as the queue's own ticket leases: a lease left by a killed worker expires alike.
 LEASE_SECONDS = 900.0
+# Pairs kept in memory (`Engine._link_of`); the memory is emptied when it holds this many.
+LINKS_KEPT = 50_000
+# Threads reading paired records alongside the workers (idle threads cost nothing).
+READERS = 16
 
 
 class PairBusy(LeaseBusy):
@@ -89,6 +100,17 @@ class EscalationPort(Protocol):
         now: datetime,
     ) -> Decision:
         """Decide for an ITSM ticket and record the decision in the ledger (and outbox)."""
+        ...
+
+    def decide_quietly(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision | None:
+        """The decision when recording it would change nothing (`tx` may be read-only);
+        None when it must be decided and recorded with `decide`."""
         ...
 
 
@@ -216,6 +238,10 @@ class Engine:
         self.metrics: Metrics = metrics or PrometheusMetrics()
         # Where `poll` sends what it finds; without a queue, `poll` processes inline.
         self.enqueue = enqueue
+        self._links: dict[tuple[str, str], Link] = {}
+        self._links_lock = threading.Lock()
+        # Reads the paired record while the worker reads the changed one.
+        self._readers = futures.ThreadPoolExecutor(READERS, thread_name_prefix="pair-read")
         # Test seam: called after each vendor write, before it is recorded in the store.
         self.after_write: Callable[[str], None] = lambda _what: None
         sources = {r.source for r in mapping.routes}
@@ -259,6 +285,11 @@ class Engine:
         bound.info("synced", writes=outcome.writes, created=outcome.created)
         return outcome
 
+    def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
+        """The records whose leases a sync of this ticket needs besides its own: its pair."""
+        link = self._link_of(system, ticket_id)
+        return [] if link is None else [link.other(system)]
+
     def poll(self, system: str) -> int:
         """One changed-since pass over `system`; returns how many records it found."""
         from sync.pollers import poll_system
@@ -296,8 +327,7 @@ class Engine:
         attachments; returns the new record's id. Pairing a paired record is a no-op.
         """
         source = self.read(System(system), ticket)
-        with self.store.session() as tx:
-            link = tx.get_link(system, ticket_id(source))
+        link = self._link_of(system, ticket_id(source))
         if link is not None:
             return link.other(system)[1]
         route = next((r for r in self.mapping.routes if r.source is source.ref.system), None)
@@ -331,58 +361,91 @@ class Engine:
 
     def read(self, system: System, ticket: str) -> Ticket:
         """Read a record fresh and map it; an unmappable record is a permanent failure."""
-        raw = self.adapters[system].read(ticket)
+        return self._map(system, self.adapters[system].read(ticket))
+
+    def _map(self, system: System, raw: dict[str, Any]) -> Ticket:
         try:
             return to_canonical(self.mapping, system, raw)
         except (UnmappedValue, ValueError) as exc:
             raise MappingFailed(str(exc), system=system.value) from None
 
-    def _snapshot(self, tx: StoreSession, system: System, tid: str) -> Ticket | None:
-        row = tx.get_snapshot(system.value, tid)
-        if row is None:
-            return None
-        try:
-            return Ticket.model_validate(row.data)
-        except ValueError:
-            return None
+    def _link_of(self, system: str, ticket: str) -> Link | None:
+        """The pair a ticket belongs to. A pair once made is never undone (a record cannot be
+        paired again), so pairs found are kept in memory and only misses ask the store."""
+        key = (system, ticket)
+        with self._links_lock:
+            known = self._links.get(key)
+        if known is not None:
+            return known
+        with self.store.reading() as tx:
+            link = tx.get_link(system, ticket)
+        if link is not None:
+            with self._links_lock:
+                if len(self._links) >= LINKS_KEPT:
+                    self._links.clear()
+                self._links[key] = link
+        return link
 
     # --- one ticket ----------------------------------------------------------------------------
 
     def _process(self, system: System, tid: str) -> Outcome:
-        source = self.read(system, tid)
-        tid = ticket_id(source)
-        with self.store.session() as tx:
-            link = tx.get_link(system.value, tid)
-        if link is None:
-            return self._process_pair(system, source, None)
         # The queue holds this ticket's lease; the pair's other record must not be synced by
         # another worker meanwhile (both would mirror the same new comment).
+        link = self._link_of(system.value, tid)
+        if link is not None:
+            with self._leases([link.other(system.value)]):
+                source, target = self._read_pair(system, tid, link)
+                return self._process_pair(system, source, link, target)
+        # Unpaired, or paired under another of its ids (a Jira id for the key): the record
+        # read says which.
+        source = self.read(system, tid)
+        link = self._link_of(system.value, ticket_id(source))
+        if link is None:
+            return self._process_pair(system, source, None)
         with self._leases([link.other(system.value)]):
             return self._process_pair(system, source, link)
 
-    @contextmanager
-    def _leases(self, tickets: Iterable[tuple[str, str]]) -> Iterator[None]:
-        """Hold the queue's per-ticket leases on `tickets`; busy -> PairBusy (retried soon)."""
-        owner = f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}|pair"
-        held: list[tuple[str, str]] = []
+    def _read_pair(self, system: System, tid: str, link: Link) -> tuple[Ticket, Ticket]:
+        """The ticket and its pair, both read fresh at the same time (one wait for the two)."""
+        other_system, other_id = link.other(system.value)
+        # The other read runs with this thread's log context (the ticket bound on each line).
+        pending = self._readers.submit(
+            contextvars.copy_context().run, self.read, System(other_system), other_id
+        )
         try:
-            for system, ident in tickets:
-                if not self.store.acquire_lock(system, ident, owner, LEASE_SECONDS):
-                    raise PairBusy(
-                        f"{system} {ident} is being synced by another worker",
-                        system=system,
-                        retry_after=random.uniform(0.05, 0.5),
-                    )
-                held.append((system, ident))
+            source = self.read(system, tid)
+        except BaseException:
+            futures.wait([pending])
+            raise
+        return source, pending.result()
+
+    @contextmanager
+    def _leases(self, tickets: Sequence[tuple[str, str]]) -> Iterator[None]:
+        """Hold the queue's per-ticket leases on `tickets`; busy -> PairBusy (retried soon).
+
+        Leases this thread holds already (the queue takes a ticket's and its pair's together,
+        see `partners`) are used as they are and left to their taker to release.
+        """
+        owner = lease_owner()
+        wanted = [t for t in tickets if t not in self.store.leases_held(owner, tickets)]
+        if wanted and not self.store.acquire_locks(wanted, owner, LEASE_SECONDS):
+            names = ", ".join(f"{system} {ident}" for system, ident in wanted)
+            raise PairBusy(
+                f"{names}: being synced by another worker",
+                system=wanted[0][0],
+                retry_after=random.uniform(0.05, 0.5),
+            )
+        try:
             yield
         finally:
-            for system, ident in held:
-                self.store.release_lock(system, ident, owner)
+            if wanted:
+                self.store.release_locks(wanted, owner)
 
-    def _process_pair(self, system: System, source: Ticket, link: Link | None) -> Outcome:
+    def _process_pair(
+        self, system: System, source: Ticket, link: Link | None, target: Ticket | None = None
+    ) -> Outcome:
         tid = ticket_id(source)
-        target: Ticket | None = None
-        if link is not None:
+        if link is not None and target is None:
             other_system, other_id = link.other(system.value)
             target = self.read(System(other_system), other_id)
         itsm, eng = (source, target) if system in self.itsm_systems else (target, source)
@@ -403,8 +466,7 @@ class Engine:
                 itsm_snapshot_override = itsm_new
             itsm, eng = itsm_new, eng_new
             if link is None and made is not None:
-                with self.store.session() as tx:
-                    link = tx.get_link(system.value, tid)
+                link = self._link_of(system.value, tid)
         if link is None or itsm is None or eng is None:
             link, itsm, eng, made, n = self._route(source, link)
             writes += n
@@ -429,10 +491,26 @@ class Engine:
         """Plan and apply between a pair; record snapshots, comment links and audit rows."""
         source, target = (itsm, eng) if origin is itsm.ref.system else (eng, itsm)
         sid, tid = ticket_id(source), ticket_id(target)
-        with self.store.session() as tx:
-            snap_s = self._snapshot(tx, source.ref.system, sid)
-            snap_t = self._snapshot(tx, target.ref.system, tid)
-            links = self._comment_links(tx, source, target)
+        with self.store.reading() as tx:
+            rows = tx.get_snapshots(
+                [(source.ref.system.value, sid), (target.ref.system.value, tid)]
+            )
+            links, unrecorded = self._comment_links(tx, source, target)
+        snap_s = _snapshot(rows.get((source.ref.system.value, sid)))
+        snap_t = _snapshot(rows.get((target.ref.system.value, tid)))
+        if unrecorded:
+            # Copies written before a crash and never recorded: record them now.
+            with self.store.session() as tx:
+                for marker, ticket, comment_id in unrecorded:
+                    tx.put_comment_link(
+                        source_system=marker.system.value,
+                        source_ticket=marker.ticket,
+                        source_comment_id=marker.item,
+                        target_system=ticket.ref.system.value,
+                        target_ticket=ticket_id(ticket),
+                        target_comment_id=comment_id,
+                        marker=marker.text(),
+                    )
         if fresh_itsm is not None:
             # A pair made in this pass: fields agree by construction, nothing flows back.
             snap_s, snap_t = source, target
@@ -443,71 +521,117 @@ class Engine:
         result = plan(
             source, target, snap_s, snap_t, self.rules, comment_links=links, repair=repair
         )
-        writes = self._apply_plan(result, source, target)
+        # Conflicts and field writes are audited in the transaction that records the
+        # snapshots (one write transaction, not one per write); if the pass fails part way,
+        # what was written is still audited before the error leaves.
+        notes: list[AuditNote] = []
+        try:
+            writes, stored = self._apply_plan(result, source, target, notes)
+            after = [
+                (side, ident, self._as_written(side, result.writes_to(side.ref.system), stored))
+                for side, ident in ((source, sid), (target, tid))
+            ]
+        except BaseException:
+            if notes:
+                with self.store.session() as tx:
+                    _record(tx, notes)
+            raise
         with self.store.session() as tx:
-            for side, ident in ((source, sid), (target, tid)):
-                after = self._as_written(side, result.writes_to(side.ref.system))
-                tx.put_snapshot(side.ref.system.value, ident, _lean(after), version=side.version)
+            _record(tx, notes)
+            for side, ident, ticket in after:
+                tx.put_snapshot(side.ref.system.value, ident, _lean(ticket), version=side.version)
         return result, writes
 
-    def _as_written(self, ticket: Ticket, writes: Sequence[FieldWrite]) -> Ticket:
-        """The next snapshot of a side: what it holds now, its written fields as read back.
+    def _as_written(
+        self,
+        ticket: Ticket,
+        writes: Sequence[FieldWrite],
+        stored: Mapping[System, Mapping[str, Any]],
+    ) -> Ticket:
+        """The next snapshot of a side: what it holds now, its written fields as stored.
 
-        Reading back (rather than assuming the write took) matters when a system silently
-        ignores or normalises a value (a column that does not exist, a priority computed from
-        impact and urgency): the snapshot then matches what its webhook will show, so the
-        difference is not mistaken for a new change and sent back.
+        The stored value (rather than the one sent) matters when a system silently ignores or
+        normalises a value (a column that does not exist, a priority computed from impact and
+        urgency): the snapshot then matches what its webhook will show, so the difference is
+        not mistaken for a new change and sent back. It comes from the write's answer when the
+        system answers with the record (ServiceNow); otherwise only the fields whose value the
+        system may store differently are read back, and only those fields.
         """
         if not writes:
             return ticket
-        fresh = self.read(ticket.ref.system, ticket_id(ticket))
-        return set_values(ticket, {w.field: get_value(fresh, w.field) for w in writes})
+        system = ticket.ref.system
+        answer = stored.get(system)
+        if answer is not None:
+            fresh = self._map(system, dict(answer))
+            return set_values(ticket, {w.field: get_value(fresh, w.field) for w in writes})
+        values = {
+            w.field: w.new for w in writes if stored_as_written(self.mapping, system, w.field)
+        }
+        unsure = [w.field for w in writes if w.field not in values]
+        if unsure:
+            paths = [read_path(self.mapping, system, name) for name in unsure]
+            adapter = self.adapters[system]
+            known = [p for p in paths if p is not None]
+            if len(known) < len(paths):
+                raw = adapter.read(ticket_id(ticket))
+            else:
+                raw = adapter.read_fields(ticket_id(ticket), known)
+            fresh = self._map(system, raw)
+            values.update({name: get_value(fresh, name) for name in unsure})
+        return set_values(ticket, values)
 
     def _comment_links(
         self, tx: StoreSession, source: Ticket, target: Ticket
-    ) -> set[tuple[System, str]]:
-        """Comments already mirrored, per the store; marked copies found are recorded too."""
+    ) -> tuple[set[tuple[System, str]], list[tuple[Marker, Ticket, str]]]:
+        """Comments already mirrored, per the store or their markers; and the marked copies
+        the store does not know (marker, the ticket holding it, its comment id)."""
         done: set[tuple[System, str]] = set()
+        unrecorded: list[tuple[Marker, Ticket, str]] = []
         for ticket in (source, target):
+            system = ticket.ref.system.value
+            known = tx.comment_links_of(system, (c.id for c in ticket.comments))
             for comment in ticket.comments:
-                found = tx.find_comment_link(ticket.ref.system.value, comment.id)
+                found = known.get(comment.id)
                 if found is not None:
                     done.add((System(found.source_system), found.source_comment_id))
                 marker = find_marker(comment.body)
                 if marker is not None and found is None:
-                    # Written before a crash and never recorded: record it now.
-                    tx.put_comment_link(
-                        source_system=marker.system.value,
-                        source_ticket=marker.ticket,
-                        source_comment_id=marker.item,
-                        target_system=ticket.ref.system.value,
-                        target_ticket=ticket_id(ticket),
-                        target_comment_id=comment.id,
-                        marker=marker.text(),
-                    )
+                    unrecorded.append((marker, ticket, comment.id))
                     done.add((marker.system, marker.item))
-        return done
+        return done, unrecorded
 
     # --- applying a plan -----------------------------------------------------------------------
 
-    def _apply_plan(self, result: Plan, source: Ticket, target: Ticket) -> int:
+    def _apply_plan(
+        self, result: Plan, source: Ticket, target: Ticket, notes: list[AuditNote]
+    ) -> tuple[int, dict[System, dict[str, Any]]]:
+        """Carry out a plan; returns the writes made and each side's record as its field
+        write's answer showed it (for systems that answer with the record). The audit rows of
+        conflicts and field writes are added to `notes` for the caller to record."""
         sides = {source.ref.system: source, target.ref.system: target}
         writes = 0
+        stored: dict[System, dict[str, Any]] = {}
         for conflict in result.conflicts:
             loser = sides[conflict.loser]
-            self.store.audit(
-                conflict.loser.value,
-                ticket_id(loser),
-                "conflict",
-                conflict.loser_value,
-                conflict.winner_value,
-                reason=(
-                    f"conflict on {conflict.field}: {conflict.winner.value} wins "
-                    f"({conflict.rule}); lost value {conflict.loser_value!r}"
-                ),
+            notes.append(
+                AuditNote(
+                    conflict.loser.value,
+                    ticket_id(loser),
+                    "conflict",
+                    conflict.loser_value,
+                    conflict.winner_value,
+                    reason=(
+                        f"conflict on {conflict.field}: {conflict.winner.value} wins "
+                        f"({conflict.rule}); lost value {conflict.loser_value!r}"
+                    ),
+                )
             )
         for system, ticket in sides.items():
-            writes += self._write_fields(ticket, result.writes_to(system), sides[other(system)])
+            peer = sides[other(system)]
+            n, answer = self._write_fields(ticket, result.writes_to(system), peer, notes)
+            writes += n
+            if answer is not None:
+                stored[system] = answer
         for mirror in result.comments:
             dest = sides[mirror.target]
             dest_id = ticket_id(dest)
@@ -573,32 +697,43 @@ class Engine:
                         )
                         + (f" (sha256 {item.sha256})" if item.sha256 else ""),
                     )
-        return writes
+        return writes, stored
 
     def _write_fields(
-        self, ticket: Ticket, writes: Sequence[FieldWrite], peer: Ticket, *, why: str = ""
-    ) -> int:
+        self,
+        ticket: Ticket,
+        writes: Sequence[FieldWrite],
+        peer: Ticket,
+        notes: list[AuditNote],
+        *,
+        why: str = "",
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Write the fields; returns 1 (or 0 when nothing was sent) and the write's answer,
+        and adds the audit rows of what was written to `notes`."""
         if not writes:
-            return 0
+            return 0, None
         system = ticket.ref.system
         wanted = set_values(ticket, {w.field: w.new for w in writes})
         vendor = to_vendor(self.mapping, system, wanted, [w.field for w in writes])
         if vendor.is_empty():
-            return 0
-        self.adapters[system].apply(ticket_id(ticket), vendor, current_labels=ticket.labels)
+            return 0, None
+        answer = self.adapters[system].apply(
+            ticket_id(ticket), vendor, current_labels=ticket.labels
+        )
         self.metrics.write(system.value, "transition" if vendor.transition_to else "field")
+        notes.extend(
+            AuditNote(
+                system.value,
+                ticket_id(ticket),
+                w.field,
+                _plain(w.old),
+                _plain(w.new),
+                reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
+            )
+            for w in writes
+        )
         self.after_write(f"fields {system.value} {ticket_id(ticket)}")
-        with self.store.session() as tx:
-            for w in writes:
-                tx.audit(
-                    system.value,
-                    ticket_id(ticket),
-                    w.field,
-                    _plain(w.old),
-                    _plain(w.new),
-                    reason=why or f"{w.reason} ({peer.ref.system.value} {ticket_id(peer)})",
-                )
-        return 1
+        return 1, answer
 
     # --- pairing by route ----------------------------------------------------------------------
 
@@ -623,8 +758,7 @@ class Engine:
         target, n = self._create(
             source, route.target, fields, container, route.issue_type, route.name
         )
-        with self.store.session() as tx:
-            link = tx.get_link(source.ref.system.value, ticket_id(source))
+        link = self._link_of(source.ref.system.value, ticket_id(source))
         itsm, eng = (source, target) if source.ref.system in self.itsm_systems else (target, source)
         n += self._post_links(itsm, eng)
         return link, itsm, eng, ticket_id(target), n
@@ -711,13 +845,21 @@ class Engine:
                 resolution_public=said is not None and said.visibility is Visibility.PUBLIC,
             )
         iid = ticket_id(itsm)
-        with self.store.session() as tx:
-            decision = self.escalation.decide(tx, itsm, engineering, now)
-            waiting = pending.parked(tx, itsm)
-            todo = [a for a in decision.actions if pending.carried_out_by_engine(a)]
-            merged = waiting + [a for a in todo if a not in waiting]
-            if merged:
-                pending.park(tx, itsm, merged)
+        # Most tickets are outside the procedure or in it with nothing new: decided without
+        # the write lock.
+        with self.store.reading() as tx:
+            quiet = self.escalation.decide_quietly(tx, itsm, engineering, now)
+            waiting = pending.parked(tx, itsm) if quiet is not None else []
+        if quiet is not None and not waiting:
+            decision, merged = quiet, []
+        else:
+            with self.store.session() as tx:
+                decision = self.escalation.decide(tx, itsm, engineering, now)
+                waiting = pending.parked(tx, itsm)
+                todo = [a for a in decision.actions if pending.carried_out_by_engine(a)]
+                merged = waiting + [a for a in todo if a not in waiting]
+                if merged:
+                    pending.park(tx, itsm, merged)
         for reason in decision.blocked:
             log.info("command refused", ticket=iid, rule=reason.rule, reason=reason.detail)
         itsm_new, eng_new, created, writes = self._carry_out(itsm, eng, link, merged)
@@ -768,7 +910,13 @@ class Engine:
                 FieldWrite(system, k, get_value(itsm, k), v, "escalation decision")
                 for k, v in changed.items()
             ]
-            writes += self._write_fields(itsm, fw, itsm, why="escalation decision")
+            notes: list[AuditNote] = []
+            try:
+                writes += self._write_fields(itsm, fw, itsm, notes, why="escalation decision")[0]
+            finally:
+                if notes:
+                    with self.store.session() as tx:
+                        _record(tx, notes)
             # What the record holds now (a system may ignore or normalise a value).
             itsm = self.read(system, iid)
         # Notes, each written once (its marker is its idempotency key).
@@ -835,6 +983,33 @@ class Engine:
                 reason="link to the paired record",
             )
         return 2
+
+
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit row still to record: a value written on `system`'s `record`, or a conflict."""
+
+    system: str
+    record: str
+    field: str
+    old: Any
+    new: Any
+    reason: str
+
+
+def _record(tx: StoreSession, notes: Iterable[AuditNote]) -> None:
+    for note in notes:
+        tx.audit(note.system, note.record, note.field, note.old, note.new, reason=note.reason)
+
+
+def _snapshot(row: Snapshot | None) -> Ticket | None:
+    """A side's last-synced ticket (None when it has none, or one this version cannot read)."""
+    if row is None:
+        return None
+    try:
+        return Ticket.model_validate(row.data)
+    except ValueError:
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -207,6 +207,19 @@ class PolicyEscalation:
             resolution=resolution,
         )
 
+    def decide_quietly(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision | None:
+        """The decision when recording it would change nothing, so `tx` may be read-only (no
+        e-mail either: e-mails come from actions); None when `decide` must record it."""
+        from sync.ledger import quiet_decision
+
+        return quiet_decision(tx, ticket, now, self.policy, engineering=engineering)
+
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
         from sync.ledger import set_engineering_ref

@@ -117,7 +117,7 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _entry(row: LedgerRow | None) -> LedgerEntry | None:
+def _entry(row: LedgerRow | sa.Row[Any] | None) -> LedgerEntry | None:
     if row is None:
         return None
     return LedgerEntry(
@@ -151,6 +151,28 @@ def _count(orm: Session, *conditions: Any) -> int:
     )
 
 
+# The view's queries, built once: every sync of an ITSM ticket runs them.
+_LEDGER = LedgerRow.__table__
+_FINGERPRINTS = FingerprintRow.__table__
+_OTHERS = _LEDGER.c.ticket_ref != sa.bindparam("key")
+_ACTIVE_ROW = sa.and_(_LEDGER.c.approved_at.is_not(None), _LEDGER.c.released_at.is_(None))
+_TODAY_ROW = _LEDGER.c.approved_at >= sa.bindparam("start")
+# Per assignee, the other escalations approved today and those active (one row per assignee
+# with any, so the totals are the sums).
+_VIEW_COUNTS = (
+    select(_LEDGER.c.assignee, func.count().filter(_TODAY_ROW), func.count().filter(_ACTIVE_ROW))
+    .where(_OTHERS, sa.or_(_TODAY_ROW, _ACTIVE_ROW))
+    .group_by(_LEDGER.c.assignee)
+)
+_VIEW_SIGHTINGS = select(
+    _FINGERPRINTS.c.fingerprint, _FINGERPRINTS.c.ticket_ref, _FINGERPRINTS.c.seen_at
+).where(
+    _FINGERPRINTS.c.seen_at >= sa.bindparam("since"),
+    _FINGERPRINTS.c.ticket_ref != sa.bindparam("key"),
+)
+_VIEW_ENTRY = select(_LEDGER).where(_LEDGER.c.ticket_ref == sa.bindparam("key"))
+
+
 # --- reading -------------------------------------------------------------------------------------
 
 
@@ -170,32 +192,21 @@ def ledger_view(
     key = _key(ticket_ref)
     now = _utc(now)
     start = day_start(now, policy.timezone)
-    others = LedgerRow.ticket_ref != key
-    today = _count(orm, others, LedgerRow.approved_at >= start)
-    active = _count(orm, others, _ACTIVE)
-    per_assignee = {
-        str(a): int(n)
-        for a, n in orm.execute(
-            select(LedgerRow.assignee, func.count())
-            .where(others, _ACTIVE, LedgerRow.assignee.is_not(None))
-            .group_by(LedgerRow.assignee)
-        ).all()
-    }
+    counts = orm.execute(_VIEW_COUNTS, {"key": key, "start": start}).all()
+    today = sum(int(n) for _, n, _ in counts)
+    active = sum(int(n) for _, _, n in counts)
+    per_assignee = {str(a): int(n) for a, _, n in counts if a is not None and n}
     window = fingerprint_window(policy)
     sightings: tuple[FingerprintSighting, ...] = ()
     if window.total_seconds() > 0:
-        rows = orm.execute(
-            select(FingerprintRow).where(
-                FingerprintRow.seen_at >= now - window, FingerprintRow.ticket_ref != key
-            )
-        ).scalars()
-        sightings = tuple(FingerprintSighting(r.fingerprint, r.ticket_ref, r.seen_at) for r in rows)
+        rows = orm.execute(_VIEW_SIGHTINGS, {"key": key, "since": now - window})
+        sightings = tuple(FingerprintSighting(f, ref, seen) for f, ref, seen in rows)
     return LedgerView(
         escalations_today=today,
         active_count=active,
         active_by_assignee=per_assignee,
         recent_fingerprints=sightings,
-        entry=_entry(_row(orm, key)),
+        entry=_entry(orm.execute(_VIEW_ENTRY, {"key": key}).first()),
         day_start=start,
     )
 
@@ -399,3 +410,27 @@ def decide_and_record(
     view = ledger_view(session, ticket, now, policy)
     decision = decide(ticket, view, now, policy, **decide_kwargs)
     return record_decision(session, ticket, decision, now)
+
+
+def quiet_decision(
+    session: Any,
+    ticket: Ticket,
+    now: datetime,
+    policy: Policy,
+    **decide_kwargs: Any,
+) -> Decision | None:
+    """The decision for the ticket when recording it would change nothing (no action, no slot
+    to take, the ledger entry as it is), so a read-only transaction serves; else None.
+
+    Most syncs of a ticket outside the procedure end here, without taking the write lock.
+    """
+    from escalation.engine import decide
+
+    view = ledger_view(session, ticket, now, policy)
+    decision = decide(ticket, view, now, policy, **decide_kwargs)
+    if decision.actions or decision.reservation is not None:
+        return None
+    entry = view.entry or LedgerEntry()
+    if next_entry(entry, decision, _utc(now)) != entry:
+        return None
+    return decision

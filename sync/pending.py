@@ -97,7 +97,7 @@ _POST_LINKS = action_to_dict(PostLinks())
 
 def awaiting_links(tx: StoreSession, keys: Collection[str]) -> set[str]:
     """Which of these `parked_key`s have PostLinks parked."""
-    rows = tx.get_snapshots(PENDING, keys)
+    rows = tx.get_snapshots_of(PENDING, keys)
     return {k for k, row in rows.items() if _POST_LINKS in row.data.get("actions", [])}
 
 
@@ -112,7 +112,7 @@ def clear_links(tx: StoreSession, keys: Collection[str]) -> None:
 
 
 def _replace_links(tx: StoreSession, keys: Collection[str], *, parked: bool) -> None:
-    rows = tx.get_snapshots(PENDING, keys)
+    rows = tx.get_snapshots_of(PENDING, keys)
     writes = []
     for key in keys:
         row = rows.get(key)

@@ -12,7 +12,9 @@ Storage is SQLite in the state directory by default (one machine, nothing to run
 - Any other exception is a fault of ours: retried like a transient one, then dead-lettered.
 
 One ticket is never processed twice at once: each sync holds a lease on the ticket in the store
-(`ticket_locks`). A sync that finds the lease taken is re-scheduled shortly, never dropped. A lease
+(`ticket_locks`), and on its paired record (taken together, in one transaction). A sync that finds
+a lease taken by a worker of this process leaves the ticket to that worker, which syncs it again
+when it is done; one that finds it taken elsewhere is re-scheduled shortly; never dropped. A lease
 left behind by a killed worker marks interrupted work; `recover_interrupted()` re-enqueues it.
 
 Run the workers inside the current process::
@@ -45,7 +47,7 @@ from connectors.errors import PermanentError, RetryableError
 from connectors.events import ChangeEvent
 from sync import metrics
 from sync.queue_storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
-from sync.store import LeaseBusy, Store
+from sync.store import LeaseBusy, Store, lease_owner
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +74,47 @@ class TicketProcessor(Protocol):
 
     def reconcile(self) -> int:
         """Compare every pair and repair drift; returns how many tickets were repaired."""
+
+
+@runtime_checkable
+class PairedProcessor(Protocol):
+    """A processor whose sync of one ticket also needs other tickets' leases (its pair's)."""
+
+    def partners(self, system: str, ticket_id: str, /) -> list[tuple[str, str]]:
+        """The (system, ticket) leases a sync of this ticket needs besides its own."""
+
+
+class _Running:
+    """The tickets this process's workers are syncing, and whether an event for one came in
+    meanwhile: its worker then syncs it again at once, rather than the event waiting out a
+    rescheduling delay for the lease (and several such events make one more sync, not many)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._again: dict[tuple[str, str], bool] = {}
+
+    def start(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._again[key] = False
+
+    def ask_again(self, keys: Sequence[tuple[str, str]]) -> bool:
+        """Mark the first of `keys` being synced here for another pass; False if none is."""
+        with self._lock:
+            for key in keys:
+                if key in self._again:
+                    self._again[key] = True
+                    return True
+        return False
+
+    def finish(self, key: tuple[str, str], *, stay: bool) -> bool:
+        """Whether another pass was asked for; with `stay` the ticket stays registered for it."""
+        with self._lock:
+            again = self._again.get(key, False)
+            if again and stay:
+                self._again[key] = False
+            else:
+                self._again.pop(key, None)
+            return again
 
 
 @runtime_checkable
@@ -169,6 +212,7 @@ class SyncQueue:
         self.store = store
         self.retry = retry or RetrySchedule()
         self._processor = processor
+        self._running = _Running()
         self.sync_ticket: TaskWrapper = huey.task(name="sync_ticket")(self._sync_ticket)
         self.poll_system: TaskWrapper = huey.task(name="poll_system")(self._poll)
         self.reconcile: TaskWrapper = huey.task(name="reconcile")(self._reconcile)
@@ -325,7 +369,7 @@ class SyncQueue:
     # -- task bodies
 
     def _owner(self) -> str:
-        return f"{socket.gethostname()}|{os.getpid()}|{threading.get_ident()}"
+        return lease_owner()
 
     def _sync_ticket(
         self,
@@ -337,10 +381,44 @@ class SyncQueue:
         processor = self.processor
         owner = self._owner()
         bound = log.bind(system=system, ticket=ticket_id, attempt=attempt)
-        if not self.store.acquire_lock(system, ticket_id, owner, self.retry.lock_ttl):
+        key = (system, ticket_id)
+        # The ticket's lease and its pair's, in one transaction.
+        partners = (
+            processor.partners(system, ticket_id) if isinstance(processor, PairedProcessor) else []
+        )
+        leases = [key, *partners]
+        if not self.store.acquire_locks(leases, owner, self.retry.lock_ttl):
+            if self._running.ask_again(leases):
+                bound.debug("ticket busy here: its worker syncs it again")
+                return
             bound.debug("ticket busy, trying again shortly")
             self._reschedule(system, ticket_id, event, attempt, self.retry.lock_wait)
             return
+        self._running.start(key)
+        try:
+            while True:
+                synced = self._run(processor, system, ticket_id, event, attempt, bound)
+                if not self._running.finish(key, stay=synced):
+                    break
+                if not synced:
+                    # The failed pass's retry read the record before the later event came.
+                    self._reschedule(system, ticket_id, event, 1, self.retry.lock_wait)
+                    break
+                bound.debug("ticket changed again meanwhile: syncing it again")
+        finally:
+            self.store.release_locks(leases, owner)
+
+    def _run(
+        self,
+        processor: TicketProcessor,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        bound: Any,
+    ) -> bool:
+        """One sync of the ticket; a failure is rescheduled, retried or parked here. True when
+        the sync went through."""
         try:
             processor.process(system, ticket_id)
         except LeaseBusy as exc:
@@ -358,8 +436,8 @@ class SyncQueue:
             self._retry_or_park(system, ticket_id, event, attempt, exc, None)
         else:
             bound.debug("ticket synced")
-        finally:
-            self.store.release_lock(system, ticket_id, owner)
+            return True
+        return False
 
     def _reschedule(
         self,

@@ -12,16 +12,25 @@ Use one transaction for one piece of work::
         tx.put_snapshot("jira", "DS-12", ticket.model_dump(mode="json"), version="...")
         tx.audit("servicenow", sys_id, "status", "new", "in_progress", reason="jira DS-12")
 
-Every method of `StoreSession` is also on `Store` itself, each call in a transaction of its own.
-Rows come back as frozen dataclasses, never as ORM objects bound to a session.
+Work that only reads uses `store.reading()` instead: on SQLite its transaction does not take the
+database's write lock (WAL readers never wait for the writer), so lookups do not queue behind
+other workers' writes; a write attempted in it fails on both backends.
+
+Every method of `StoreSession` is also on `Store` itself, each call in a transaction of its own
+(a reading one for the methods that only read). Rows come back as frozen dataclasses, never as
+ORM objects bound to a session.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +51,8 @@ from sync.db import Base
 DATABASE_FILE = "escalation-sync.db"
 DELIVERY_ID_LENGTH = 200
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option marking a SQLite transaction read-only (see `create_db_engine`).
+READ_ONLY = "escalation_sync_read_only"
 
 
 class LeaseBusy(RetryableError):
@@ -54,6 +65,22 @@ class LeaseBusy(RetryableError):
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def lease_owner() -> str:
+    """Who holds a lease taken by the calling thread: "host|pid|thread" (the daemon reads the
+    pid back to find leases left by a process that is gone)."""
+    return f"{_host_name()}|{os.getpid()}|{threading.get_ident()}"
+
+
+@functools.cache
+def _host_name() -> str:
+    # Asked for on every lease; the answer does not change while the process runs.
+    return socket.gethostname()
+
+
+class _LeaseTaken(Exception):
+    """One of several leases is held by someone else: the transaction taking them rolls back."""
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -373,7 +400,7 @@ def _link(row: LinkRow | sa.Row[Any]) -> Link:
     )
 
 
-def _comment_link(row: CommentLinkRow) -> CommentLink:
+def _comment_link(row: CommentLinkRow | sa.Row[Any]) -> CommentLink:
     return CommentLink(
         id=row.id,
         source_system=row.source_system,
@@ -401,6 +428,100 @@ def _dead_letter(row: DeadLetterRow) -> DeadLetter:
     )
 
 
+# --- statements of the sync path -----------------------------------------------------------------
+# Built once: each sync runs a dozen of these, and building a statement (or going through the
+# ORM's unit of work) costs more than running it on SQLite.
+
+
+def _table(model: type[Base]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+_LINKS = _table(LinkRow)
+_COMMENT_LINKS = _table(CommentLinkRow)
+_SNAPSHOTS = _table(SnapshotRow)
+_AUDIT = _table(AuditRow)
+_LOCKS = _table(TicketLockRow)
+
+_LINK_BY: dict[str, sa.Select[Any]] = {
+    "jira": select(_LINKS)
+    .where(
+        or_(_LINKS.c.jira_key == sa.bindparam("ident"), _LINKS.c.jira_id == sa.bindparam("ident"))
+    )
+    .limit(1),
+    "servicenow": select(_LINKS)
+    .where(
+        or_(
+            _LINKS.c.servicenow_sys_id == sa.bindparam("ident"),
+            _LINKS.c.servicenow_number == sa.bindparam("ident"),
+        )
+    )
+    .limit(1),
+}
+_COMMENT_LINK_OF = (
+    select(_COMMENT_LINKS)
+    .where(
+        or_(
+            (_COMMENT_LINKS.c.source_system == sa.bindparam("system"))
+            & (_COMMENT_LINKS.c.source_comment_id == sa.bindparam("comment_id")),
+            (_COMMENT_LINKS.c.target_system == sa.bindparam("system"))
+            & (_COMMENT_LINKS.c.target_comment_id == sa.bindparam("comment_id")),
+        )
+    )
+    .limit(1)
+)
+_COMMENT_LINKS_OF = select(_COMMENT_LINKS).where(
+    or_(
+        (_COMMENT_LINKS.c.source_system == sa.bindparam("system"))
+        & _COMMENT_LINKS.c.source_comment_id.in_(sa.bindparam("ids", expanding=True)),
+        (_COMMENT_LINKS.c.target_system == sa.bindparam("system"))
+        & _COMMENT_LINKS.c.target_comment_id.in_(sa.bindparam("ids", expanding=True)),
+    )
+)
+_SNAPSHOT_OF = select(_SNAPSHOTS.c.data, _SNAPSHOTS.c.version, _SNAPSHOTS.c.synced_at).where(
+    _SNAPSHOTS.c.system == sa.bindparam("system"),
+    _SNAPSHOTS.c.ticket_id == sa.bindparam("ticket_id"),
+)
+_SNAPSHOTS_OF = select(_SNAPSHOTS).where(
+    sa.tuple_(_SNAPSHOTS.c.system, _SNAPSHOTS.c.ticket_id).in_(sa.bindparam("keys", expanding=True))
+)
+_LOCK_EXPIRED = sa.delete(_LOCKS).where(
+    _LOCKS.c.system == sa.bindparam("system"),
+    _LOCKS.c.ticket_id == sa.bindparam("ticket_id"),
+    _LOCKS.c.expires_at < sa.bindparam("now"),
+)
+_LOCK_RELEASE = sa.delete(_LOCKS).where(
+    _LOCKS.c.system == sa.bindparam("system"),
+    _LOCKS.c.ticket_id == sa.bindparam("ticket_id"),
+    _LOCKS.c.owner == sa.bindparam("owner"),
+)
+_AUDIT_ADD = sa.insert(_AUDIT)
+
+
+def _insert_if_absent(table: Any, returning: Any) -> dict[str, sa.Executable]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING, per dialect."""
+    return {
+        "sqlite": sqlite_insert(table).on_conflict_do_nothing().returning(returning),
+        "postgresql": pg_insert(table).on_conflict_do_nothing().returning(returning),
+    }
+
+
+def _upsert(table: Any, keys: list[str], columns: list[str]) -> dict[str, sa.Executable]:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns, per dialect."""
+    statements: dict[str, sa.Executable] = {}
+    for dialect, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert)):
+        stmt = insert(table)
+        update = {name: stmt.excluded[name] for name in columns}
+        statements[dialect] = stmt.on_conflict_do_update(index_elements=keys, set_=update)
+    return statements
+
+
+_LOCK_TAKE = _insert_if_absent(_LOCKS, _LOCKS.c.owner)
+_SNAPSHOT_PUT = _upsert(_SNAPSHOTS, ["system", "ticket_id"], ["data", "version", "synced_at"])
+
+
 # --- one transaction ----------------------------------------------------------------------------
 
 
@@ -410,20 +531,17 @@ class StoreSession:
     def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
         self.orm = session
         self._clock = clock
+        bind = session.get_bind()
+        self._dialect = bind.dialect.name
 
     # links
 
     def get_link(self, system: str, ticket_id: str) -> Link | None:
         """The pair a ticket belongs to; Jira by key or id, ServiceNow by sys_id or number."""
-        if system == "jira":
-            cond = or_(LinkRow.jira_key == ticket_id, LinkRow.jira_id == ticket_id)
-        elif system == "servicenow":
-            cond = or_(
-                LinkRow.servicenow_sys_id == ticket_id, LinkRow.servicenow_number == ticket_id
-            )
-        else:
+        stmt = _LINK_BY.get(system)
+        if stmt is None:
             raise ValueError(f"unknown system {system!r}")
-        row = self.orm.scalars(select(LinkRow).where(cond).limit(1)).first()
+        row = self.orm.execute(stmt, {"ident": ticket_id}).first()
         return _link(row) if row else None
 
     def put_link(
@@ -476,16 +594,25 @@ class StoreSession:
 
     def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
         """The pairing a comment takes part in, whether it is the original or the mirror."""
-        stmt = select(CommentLinkRow).where(
-            or_(
-                (CommentLinkRow.source_system == system)
-                & (CommentLinkRow.source_comment_id == comment_id),
-                (CommentLinkRow.target_system == system)
-                & (CommentLinkRow.target_comment_id == comment_id),
-            )
-        )
-        row = self.orm.scalars(stmt.limit(1)).first()
+        params = {"system": system, "comment_id": comment_id}
+        row = self.orm.execute(_COMMENT_LINK_OF, params).first()
         return _comment_link(row) if row else None
+
+    def comment_links_of(self, system: str, comment_ids: Iterable[str]) -> dict[str, CommentLink]:
+        """`find_comment_link` for several comments of one system at once, by comment id."""
+        ids = list(dict.fromkeys(comment_ids))
+        if not ids:
+            return {}
+        found: dict[str, CommentLink] = {}
+        for row in self.orm.execute(_COMMENT_LINKS_OF, {"system": system, "ids": ids}):
+            link = _comment_link(row)
+            for side, comment in (
+                (link.source_system, link.source_comment_id),
+                (link.target_system, link.target_comment_id),
+            ):
+                if side == system and comment in ids:
+                    found.setdefault(comment, link)
+        return found
 
     def put_comment_link(
         self,
@@ -528,15 +655,34 @@ class StoreSession:
 
     def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
         """The canonical JSON last synced for this side of a ticket."""
-        row = self.orm.get(SnapshotRow, (system, ticket_id))
+        params = {"system": system, "ticket_id": ticket_id}
+        row = self.orm.execute(_SNAPSHOT_OF, params).first()
         if row is None:
             return None
-        return Snapshot(row.system, row.ticket_id, dict(row.data), row.version, row.synced_at)
+        return Snapshot(system, ticket_id, dict(row.data), row.version, row.synced_at)
+
+    def get_snapshots(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Snapshot]:
+        """`get_snapshot` for several (system, ticket) at once; missing ones are left out."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rows = self.orm.execute(_SNAPSHOTS_OF, {"keys": wanted})
+        return {
+            (r.system, r.ticket_id): Snapshot(
+                r.system, r.ticket_id, dict(r.data), r.version, r.synced_at
+            )
+            for r in rows
+        }
 
     def put_snapshot(
         self, system: str, ticket_id: str, data: Mapping[str, Any], version: str | None = None
     ) -> None:
         """Replace one side's snapshot; `data` is JSON-ready (`model_dump(mode="json")`)."""
+        upsert = _SNAPSHOT_PUT.get(self._dialect)
+        if upsert is not None:
+            values = {"system": system, "ticket_id": ticket_id, "data": dict(data)}
+            self.orm.execute(upsert, {**values, "version": version, "synced_at": self._clock()})
+            return
         row = self.orm.get(SnapshotRow, (system, ticket_id))
         if row is None:
             row = SnapshotRow(system=system, ticket_id=ticket_id)
@@ -641,13 +787,7 @@ class StoreSession:
         An expired lease is taken over. Atomic: of two workers racing, exactly one wins.
         """
         now = self._clock()
-        self.orm.execute(
-            sa.delete(TicketLockRow).where(
-                TicketLockRow.system == system,
-                TicketLockRow.ticket_id == ticket_id,
-                TicketLockRow.expires_at < now,
-            )
-        )
+        self.orm.execute(_LOCK_EXPIRED, {"system": system, "ticket_id": ticket_id, "now": now})
         values = {
             "system": system,
             "ticket_id": ticket_id,
@@ -655,33 +795,43 @@ class StoreSession:
             "acquired_at": now,
             "expires_at": now + timedelta(seconds=ttl),
         }
-        dialect = self.orm.get_bind().dialect.name
-        if dialect == "sqlite":
-            stmt: sa.Executable = (
-                sqlite_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
-            )
-        elif dialect == "postgresql":
-            stmt = pg_insert(TicketLockRow).values(**values).on_conflict_do_nothing()
-        else:
+        take = _LOCK_TAKE.get(self._dialect)
+        if take is None:
             try:
                 with self.orm.begin_nested():
                     self.orm.execute(sa.insert(TicketLockRow).values(**values))
             except IntegrityError:
                 return False
             return True
-        inserted = self.orm.execute(stmt.returning(TicketLockRow.owner)).first()  # type: ignore[attr-defined]
-        return inserted is not None
+        # RETURNING tells whether the row went in; rowcount is not reliable across drivers.
+        return self.orm.execute(take, values).first() is not None
 
     def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
         """Give the lease back; False when it was no longer ours (expired and taken over)."""
-        result = self.orm.execute(
-            sa.delete(TicketLockRow).where(
-                TicketLockRow.system == system,
-                TicketLockRow.ticket_id == ticket_id,
-                TicketLockRow.owner == owner,
-            )
-        )
+        params = {"system": system, "ticket_id": ticket_id, "owner": owner}
+        result = self.orm.execute(_LOCK_RELEASE, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def acquire_locks(self, tickets: Sequence[tuple[str, str]], owner: str, ttl: float) -> bool:
+        """Take the leases on several (system, ticket) with one statement of each kind; False
+        when any is held by someone else (the caller rolls the transaction back)."""
+        take = _LOCK_TAKE.get(self._dialect)
+        if take is None or len(tickets) < 2:
+            return all(self.acquire_lock(system, ident, owner, ttl) for system, ident in tickets)
+        now = self._clock()
+        keys = [{"system": system, "ticket_id": ident} for system, ident in dict.fromkeys(tickets)]
+        self.orm.execute(_LOCK_EXPIRED, [{**key, "now": now} for key in keys])
+        lease = {"owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+        taken = self.orm.execute(take, [{**key, **lease} for key in keys]).all()
+        return len(taken) == len(keys)
+
+    def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
+        """Give several leases back with one statement (those no longer ours are left)."""
+        params = [
+            {"system": system, "ticket_id": ident, "owner": owner} for system, ident in tickets
+        ]
+        if params:
+            self.orm.execute(_LOCK_RELEASE, params)
 
     def list_locks(self) -> list[TicketLock]:
         """Every lease currently recorded (held, or left behind by a killed worker)."""
@@ -709,19 +859,19 @@ class StoreSession:
         Non-string values are stored as JSON; `reason` says why (e.g. "jira DS-12 changed",
         "conflict lost: servicenow owns status").
         """
-        self.orm.add(
-            AuditRow(
-                at=at or self._clock(),
-                system=system,
-                record=record,
-                field=field,
-                from_value=_text(from_value),
-                to_value=_text(to_value),
-                reason=reason,
-                actor=actor,
-            )
+        self.orm.execute(
+            _AUDIT_ADD,
+            {
+                "at": at or self._clock(),
+                "system": system,
+                "record": record,
+                "field": field,
+                "from_value": _text(from_value),
+                "to_value": _text(to_value),
+                "reason": reason,
+                "actor": actor,
+            },
         )
-        self.orm.flush()
 
     def list_audit(
         self, *, system: str | None = None, record: str | None = None, limit: int = 100
@@ -861,7 +1011,7 @@ class StoreSession:
                 outcomes.append(exc)
         return outcomes
 
-    def get_snapshots(self, system: str, ticket_ids: Collection[str]) -> dict[str, Snapshot]:
+    def get_snapshots_of(self, system: str, ticket_ids: Collection[str]) -> dict[str, Snapshot]:
         """The snapshots of many tickets of one system, by ticket id."""
         stmt = select(_SNAPSHOTS).where(
             _SNAPSHOTS.c.system == system, _SNAPSHOTS.c.ticket_id.in_(list(ticket_ids))
@@ -937,7 +1087,9 @@ def create_db_engine(url: str) -> Engine:
 
     SQLite: WAL (readers never wait for the writer), a busy timeout instead of instant
     "database is locked", foreign keys on, and `BEGIN IMMEDIATE` so two writers queue on the
-    lock up front rather than failing when a read transaction tries to upgrade.
+    lock up front rather than failing when a read transaction tries to upgrade. A transaction
+    opened with the `READ_ONLY` option begins deferred instead, with `query_only` on, so it
+    never takes the write lock and cannot write by mistake.
     """
     if url.startswith("sqlite"):
         db_path = sa.engine.make_url(url).database
@@ -957,7 +1109,12 @@ def create_db_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = bool(conn.get_execution_options().get(READ_ONLY))
+            # `info` lives as long as the pooled connection: switch the pragma only on a change.
+            if conn.info.get(READ_ONLY, False) != read_only:
+                conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                conn.info[READ_ONLY] = read_only
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
@@ -988,6 +1145,12 @@ class Store:
         self.engine = engine
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Per thread: the (owner, system, ticket) leases it took and holds (`leases_held`).
+        self._taken = threading.local()
+        read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
+        self._readers = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
@@ -1013,11 +1176,17 @@ class Store:
         with self._sessions.begin() as orm:
             yield StoreSession(orm, self.clock)
 
+    @contextmanager
+    def reading(self) -> Iterator[StoreSession]:
+        """One read-only transaction: it waits for no writer (SQLite) and refuses writes."""
+        with self._readers.begin() as orm:
+            yield StoreSession(orm, self.clock)
+
     # Each operation in a transaction of its own.
 
     def get_link(self, system: str, ticket_id: str) -> Link | None:
         """See StoreSession.get_link."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_link(system, ticket_id)
 
     def put_link(
@@ -1041,12 +1210,12 @@ class Store:
 
     def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
         """See StoreSession.list_links."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_links(limit=limit, after_id=after_id)
 
     def find_comment_link(self, system: str, comment_id: str) -> CommentLink | None:
         """See StoreSession.find_comment_link."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.find_comment_link(system, comment_id)
 
     def put_comment_link(
@@ -1074,7 +1243,7 @@ class Store:
 
     def get_snapshot(self, system: str, ticket_id: str) -> Snapshot | None:
         """See StoreSession.get_snapshot."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_snapshot(system, ticket_id)
 
     def put_snapshot(
@@ -1086,7 +1255,7 @@ class Store:
 
     def get_watermark(self, system: str) -> datetime | None:
         """See StoreSession.get_watermark."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_watermark(system)
 
     def set_watermark(
@@ -1098,7 +1267,7 @@ class Store:
 
     def watermarks(self) -> dict[str, Watermark]:
         """See StoreSession.watermarks."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.watermarks()
 
     def seen_delivery(self, delivery_id: str, *, system: str = "") -> bool:
@@ -1118,17 +1287,48 @@ class Store:
 
     def acquire_lock(self, system: str, ticket_id: str, owner: str, ttl: float) -> bool:
         """See StoreSession.acquire_lock."""
-        with self.session() as tx:
-            return tx.acquire_lock(system, ticket_id, owner, ttl)
+        return self.acquire_locks([(system, ticket_id)], owner, ttl)
 
     def release_lock(self, system: str, ticket_id: str, owner: str) -> bool:
         """See StoreSession.release_lock."""
         with self.session() as tx:
-            return tx.release_lock(system, ticket_id, owner)
+            released = tx.release_lock(system, ticket_id, owner)
+        self._taken_here().discard((owner, system, ticket_id))
+        return released
+
+    def acquire_locks(self, tickets: Sequence[tuple[str, str]], owner: str, ttl: float) -> bool:
+        """Take the leases on several (system, ticket) at once, in one transaction: all of
+        them, or none when any is held by someone else."""
+        try:
+            with self.session() as tx:
+                if not tx.acquire_locks(tickets, owner, ttl):
+                    raise _LeaseTaken
+        except _LeaseTaken:
+            return False
+        self._taken_here().update((owner, system, ticket) for system, ticket in tickets)
+        return True
+
+    def release_locks(self, tickets: Sequence[tuple[str, str]], owner: str) -> None:
+        """Give several leases back in one transaction (those no longer ours are left)."""
+        with self.session() as tx:
+            tx.release_locks(tickets, owner)
+        self._taken_here().difference_update((owner, system, ticket) for system, ticket in tickets)
+
+    def leases_held(self, owner: str, tickets: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these leases the calling thread took under `owner` through this store and
+        has not given back (known without a query)."""
+        taken = self._taken_here()
+        return {(system, ticket) for system, ticket in tickets if (owner, system, ticket) in taken}
+
+    def _taken_here(self) -> set[tuple[str, str, str]]:
+        taken: set[tuple[str, str, str]] | None = getattr(self._taken, "leases", None)
+        if taken is None:
+            taken = self._taken.leases = set()
+        return taken
 
     def list_locks(self) -> list[TicketLock]:
         """See StoreSession.list_locks."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_locks()
 
     def audit(
@@ -1151,7 +1351,7 @@ class Store:
         self, *, system: str | None = None, record: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:
         """See StoreSession.list_audit."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_audit(system=system, record=record, limit=limit)
 
     def add_dead_letter(
@@ -1170,12 +1370,12 @@ class Store:
 
     def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         """See StoreSession.get_dead_letter."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.get_dead_letter(dead_letter_id)
 
     def list_dead_letters(self, *, include_replayed: bool = False) -> list[DeadLetter]:
         """See StoreSession.list_dead_letters."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.list_dead_letters(include_replayed=include_replayed)
 
     def mark_replayed(self, dead_letter_id: int, *, at: datetime | None = None) -> None:
@@ -1185,5 +1385,5 @@ class Store:
 
     def status_counts(self) -> StoreCounts:
         """See StoreSession.status_counts."""
-        with self.session() as tx:
+        with self.reading() as tx:
             return tx.status_counts()

@@ -42,6 +42,7 @@ class ServiceNowSimulator:
         self.credentials = Credentials()
         self.api = ServiceNowAPI(self.store, self.credentials)
         self.faults = FaultInjector(self.api.app, faults)
+        self.api.count_batched = self.faults.stats.count_batched
         self.outbound = OutboundRule()
         self.store.on_change(self.outbound)
         self._server = ServerThread(RateLimitBody(self.faults), host=host, port=port)

@@ -175,6 +175,8 @@ class ServiceNowAPI:
         self.store = store
         self.credentials = credentials
         self.hibernating = False
+        # Called with "METHOD /route/{template}" for each batch sub-request run.
+        self.count_batched: Callable[[str], None] = lambda _key: None
         self._routes: list[_Route] = []
         for prefix in ("/api/now/table", "/api/now/{api_version}/table"):
             self._add("GET", prefix + "/{table}", self.list_records)
@@ -237,6 +239,7 @@ class ServiceNowAPI:
         self, method: str, url: str, body: bytes, headers: dict[str, str], user: str
     ) -> SimResponse:
         """Run one request as `user` through the same handlers (the Batch API's path)."""
+        self.count_batched(f"{method.upper()} {self._template(url)}")
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         matched_path = False
@@ -260,6 +263,11 @@ class ServiceNowAPI:
         if matched_path:
             return _error(405, "Method not Supported", f"{method} is not supported for {url}")
         return _error(400, "Requested URI does not represent any resource", url)
+
+    def _template(self, url: str) -> str:
+        """The route template a URL reaches (the path when none does), for the counters."""
+        path = urlsplit(url).path
+        return next((r.template for r in self._routes if r.pattern.match(path)), path)
 
     # --------------------------------------------------------------------------- Table API
 
@@ -484,7 +492,8 @@ class ServiceNowAPI:
         serviced = []
         unserviced = []
         for item in requests_:
-            if not isinstance(item, dict) or not item.get("id") or not item.get("url"):
+            # id, method and url are required of every item (batch-api: rest_requests).
+            if not isinstance(item, dict) or not all(item.get(k) for k in ("id", "method", "url")):
                 unserviced.append(item.get("id") if isinstance(item, dict) else None)
                 continue
             started = time.perf_counter()
@@ -498,9 +507,7 @@ class ServiceNowAPI:
             except (binascii.Error, ValueError):
                 answer = _error(400, "Invalid body", "body must be base64")
             else:
-                answer = self.dispatch(
-                    str(item.get("method", "GET")), str(item["url"]), body, headers, user
-                )
+                answer = self.dispatch(str(item["method"]), str(item["url"]), body, headers, user)
             entry: dict[str, Any] = {
                 "id": str(item["id"]),
                 "status_code": answer.status,

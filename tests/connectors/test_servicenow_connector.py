@@ -827,6 +827,119 @@ def test_batch_encodes_bodies_and_decodes_each_answer(
     assert "body" not in captured["rest_requests"][1]
 
 
+def _served(rid: str, status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    """One `serviced_requests` item as batch-api documents it."""
+    return {
+        "id": rid,
+        "status_code": status,
+        "status_text": {200: "OK", 404: "Not Found", 429: "Too Many Requests"}[status],
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "headers": [{"name": k, "value": v} for k, v in (headers or {}).items()],
+        "execution_time": 4,
+    }
+
+
+def _bundle_answer(
+    items: dict[str, tuple[int, Any, dict[str, str] | None]], seen: list[Any]
+) -> Any:
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        payload = json.loads(request.body or b"{}")
+        seen.append(payload)
+        served = [_served(r["id"], *items[r["id"]]) for r in payload["rest_requests"]]
+        body = {"batch_request_id": payload["batch_request_id"], "serviced_requests": served}
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({**body, "unserviced_requests": []}),
+        )
+
+    return answer
+
+
+def test_read_bundle_reads_record_journal_and_attachments_in_one_batch(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """The record, its journal and its attachments come from one batch of three GETs."""
+    record = sample("GET_incident_by_sysid.response.json")
+    sys_id = record["result"]["sys_id"]
+    note = {"sys_id": "j1", "element": "comments", "value": "hi", "element_id": sys_id}
+    seen: list[Any] = []
+    items = {
+        "record": (200, record, None),
+        "journal": (200, {"result": [note]}, {"X-Total-Count": "1"}),
+        "attachments": (200, {"result": []}, {"X-Total-Count": "0"}),
+    }
+    mock.add_callback("POST", f"{BASE}/api/now/v1/batch", callback=_bundle_answer(items, seen))
+    bundle = sn.read_bundle(sys_id)
+    assert bundle.record == record["result"]
+    assert bundle.journal == [note] and bundle.attachments == []
+    sent = seen[0]["rest_requests"]
+    assert [(r["method"], r["url"].split("?")[0]) for r in sent] == [
+        ("GET", f"/api/now/table/incident/{sys_id}"),
+        ("GET", "/api/now/table/sys_journal_field"),
+        ("GET", "/api/now/attachment"),
+    ]
+    assert "sysparm_display_value=false" in sent[0]["url"]
+    assert f"element_id%3D{sys_id}" in sent[1]["url"] and "sysparm_limit=3" in sent[1]["url"]
+    assert [r["exclude_response_headers"] for r in sent] == [True, False, False]
+    assert all("body" not in r for r in sent)
+
+
+def test_read_bundle_pages_on_past_a_full_page(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """A journal longer than a page is read on from where the batch's page ended."""
+    record = sample("GET_incident_by_sysid.response.json")
+    sys_id = record["result"]["sys_id"]
+    notes = [{"sys_id": f"j{i}", "element": "comments", "value": str(i)} for i in range(4)]
+    items = {
+        "record": (200, record, None),
+        "journal": (200, {"result": notes[:3]}, {"X-Total-Count": "4"}),
+        "attachments": (200, {"result": []}, {"X-Total-Count": "0"}),
+    }
+    mock.add_callback("POST", f"{BASE}/api/now/v1/batch", callback=_bundle_answer(items, []))
+    mock.get(
+        JOURNAL,
+        json={"result": notes[3:]},
+        headers={"X-Total-Count": "4"},
+        match=[matchers.query_param_matcher({"sysparm_offset": "3"}, strict_match=False)],
+    )
+    assert [n["sys_id"] for n in sn.read_bundle(sys_id).journal] == ["j0", "j1", "j2", "j3"]
+
+
+def test_read_bundle_raises_what_a_failed_item_stands_for(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """A missing record is NotFound; a rate-limited item is RateLimited, as if sent alone."""
+    gone = {"error": {"message": "No Record found", "detail": "gone"}, "status": "failure"}
+    empty: tuple[int, Any, dict[str, str] | None] = (200, {"result": []}, None)
+    items = {"record": (404, gone, None), "journal": empty, "attachments": empty}
+    mock.add_callback("POST", f"{BASE}/api/now/v1/batch", callback=_bundle_answer(items, []))
+    with pytest.raises(NotFound):
+        sn.read_bundle("abc")
+    limited = sample("rate_limited.response.json")
+    items["record"] = (429, limited, {"Retry-After": "7"})
+    with pytest.raises(RateLimited) as caught:
+        sn.read_bundle("abc")
+    assert caught.value.retry_after == 7
+
+
+def test_a_batch_of_reads_is_retried_on_transient_failure(
+    sn: ServiceNowConnector, mock: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    """A batch of GETs is as safe to repeat as a GET: a 500 is retried; one with a write is not."""
+    record = sample("GET_incident_by_sysid.response.json")
+    empty: tuple[int, Any, dict[str, str] | None] = (200, {"result": []}, None)
+    items = {"record": (200, record, None), "journal": empty, "attachments": empty}
+    mock.post(f"{BASE}/api/now/v1/batch", status=500, json={"error": {"message": "boom"}})
+    mock.add_callback("POST", f"{BASE}/api/now/v1/batch", callback=_bundle_answer(items, []))
+    assert sn.read_bundle(record["result"]["sys_id"]).record == record["result"]
+    assert len(sleeps) == 1
+    mock.post(f"{BASE}/api/now/v1/batch", status=500, json={"error": {"message": "boom"}})
+    with pytest.raises(ServerUnavailable):
+        sn.batch([BatchRequest(id="1", method="PATCH", url="/api/now/table/incident/a", body={})])
+
+
 def test_answer_without_result_is_a_clear_error(
     sn: ServiceNowConnector, mock: responses.RequestsMock
 ) -> None:

@@ -94,7 +94,7 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005, defer_af
 FAST_QUEUE = RetrySchedule(attempts=6, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # Reads sent as POST (JQL search with a body): not writes.
-READ_POSTS = ("/search",)
+READ_POSTS = ("/search", "/batch")
 
 # Every canonical status of the example mapping is a Jira status, reachable from anywhere.
 SYNC_WORKFLOW = SUPPORT_WORKFLOW
@@ -185,13 +185,15 @@ class Harness:
         self.servicenow.faults.stats.reset()
 
     def writes(self, system: str | None = None) -> int:
-        """Write requests served (faulted ones included) since the last reset_stats()."""
+        """Write requests served (faulted ones included) since the last reset_stats(); a batch
+        counts as the writes it carried."""
         sims = {"jira": self.jira.stats(), "servicenow": self.servicenow.stats()}
         total = 0
         for name, stats in sims.items():
             if system is not None and name != system:
                 continue
-            for route, count in stats["requests"].items():
+            routes = [*stats["requests"].items(), *stats.get("batched", {}).items()]
+            for route, count in routes:
                 method, _, path = route.partition(" ")
                 if method not in WRITE_METHODS or path.startswith("/_sim/"):
                     continue

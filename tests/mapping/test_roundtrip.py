@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapping import Mapping, load_mapping, to_canonical, to_vendor
+from mapping import Mapping, load_mapping, stored_as_written, to_canonical, to_vendor
 from mapping.model import Priority, Ref, Status, System, Ticket
 from simulators.servicenow.schema import PRIORITY_LOOKUP
 from sync.settings import read_toml
@@ -103,3 +103,22 @@ def test_datetime_transforms_round_trip(moment: Any) -> None:
     for name in ("servicenow_datetime", "jira_datetime"):
         transform = TRANSFORMS[name]
         assert transform.read(transform.write(moment)) == moment
+
+
+@pytest.mark.parametrize(
+    ("system", "field", "verbatim"),
+    [
+        (System.JIRA, "priority", True),  # {"name": ...} is stored and read by name
+        (System.JIRA, "summary", True),
+        (System.JIRA, "labels", True),
+        (System.JIRA, "status", False),  # reached through the workflow's transitions
+        (System.JIRA, "assignee", False),  # read-only
+        (System.SERVICENOW, "priority", False),  # computed from impact and urgency
+        (System.SERVICENOW, "labels", True),
+        (System.SERVICENOW, "status", True),
+        (System.SERVICENOW, "customer", False),  # read through an expression
+    ],
+)
+def test_stored_as_written(system: System, field: str, verbatim: bool) -> None:
+    """Only plain writes of verbatim transforms, read where they are written, skip read-back."""
+    assert stored_as_written(MAPPING, system, field) is verbatim

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -393,6 +394,83 @@ def test_batch_api_runs_each_request(sim: ServiceNowSimulator) -> None:
     created = json.loads(base64.b64decode(first["body"]))["result"]
     assert created["short_description"] == "from batch"
     assert second["status_code"] == 404
+
+
+def _batch(sim: ServiceNowSimulator, items: list[dict[str, Any]]) -> dict[str, Any]:
+    payload = {"batch_request_id": "b2", "rest_requests": items}
+    response = requests.post(
+        f"{sim.url}/api/now/v1/batch", json=payload, headers=JSON_HEADERS, auth=AUTH, timeout=10
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_batch_get_answers_as_the_request_sent_alone(sim: ServiceNowSimulator) -> None:
+    """A GET sub-request answers what the same GET answers alone (batch-api: the body base64,
+    its own status and headers, none when `exclude_response_headers`)."""
+    made = sim.create_incident({"short_description": "batched read"}, as_user="admin")
+    sim.add_comment(made["sys_id"], "first", as_user="admin")
+    record_url = f"/api/now/table/incident/{made['sys_id']}?sysparm_fields=number,priority"
+    journal_url = (
+        "/api/now/table/sys_journal_field?sysparm_limit=1&sysparm_query="
+        f"element_id%3D{made['sys_id']}%5EORDERBYsys_created_on"
+    )
+    body = _batch(
+        sim,
+        [
+            {"id": "r", "method": "GET", "url": record_url, "exclude_response_headers": True},
+            {"id": "j", "method": "GET", "url": journal_url, "headers": [
+                {"name": "Accept", "value": "application/json"}]},
+            {"id": "x", "method": "GET", "url": "/api/now/table/incident/nope"},
+        ],
+    )  # fmt: skip
+    assert body["unserviced_requests"] == []
+    served = {item["id"]: item for item in body["serviced_requests"]}
+    for rid, url in (("r", record_url), ("j", journal_url)):
+        alone = requests.get(f"{sim.url}{url}", headers=JSON_HEADERS, auth=AUTH, timeout=10)
+        assert served[rid]["status_code"] == alone.status_code == 200
+        assert served[rid]["status_text"] == "OK"
+        assert json.loads(base64.b64decode(served[rid]["body"])) == alone.json()
+    assert served["r"]["headers"] == []
+    headers = {h["name"]: h["value"] for h in served["j"]["headers"]}
+    assert headers["X-Total-Count"] == "1"
+    assert headers["Content-Type"].startswith("application/json")
+    assert served["x"]["status_code"] == 404
+    assert json.loads(base64.b64decode(served["x"]["body"]))["error"]["message"]
+
+
+def test_batch_items_need_id_method_and_url(sim: ServiceNowSimulator) -> None:
+    """An item missing a required member (id, method, url) is not run."""
+    body = _batch(
+        sim,
+        [
+            {"id": "1", "url": "/api/now/table/incident?sysparm_limit=1"},
+            {"id": "2", "method": "GET"},
+            {"id": "3", "method": "GET", "url": "/api/now/table/incident?sysparm_limit=1"},
+        ],
+    )
+    assert body["unserviced_requests"] == ["1", "2"]
+    assert [item["id"] for item in body["serviced_requests"]] == ["3"]
+
+
+def test_batch_sub_requests_are_counted_apart() -> None:
+    """The batch counts as one request; what it carried is counted under `batched`."""
+    with ServiceNowSimulator() as fresh:
+        _batch(
+            fresh,
+            [
+                {"id": "1", "method": "GET", "url": "/api/now/table/incident?sysparm_limit=1"},
+                {"id": "2", "method": "GET", "url": "/api/now/attachment?sysparm_limit=1"},
+            ],
+        )
+        # The request counter is bumped once the answer has gone out: wait for it.
+        deadline = time.monotonic() + 5
+        while fresh.stats()["total"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stats = fresh.stats()
+    assert stats["requests"] == {"POST /api/now/v1/batch": 1}
+    assert stats["batched"] == {"GET /api/now/table/{table}": 1, "GET /api/now/attachment": 1}
 
 
 def test_oauth_token_endpoint(sim: ServiceNowSimulator) -> None:

@@ -6,6 +6,7 @@ counted, and `fail_after` lets a test crash the engine right after a chosen writ
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ class FakeBase:
         self.records: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
         self.writes: list[str] = []
+        # Every read made through the adapter protocol: "read <id>" or "fields <id> <names>".
+        self.reads: list[str] = []
         self._ids = itertools.count(100)
         self.refuse_writes: str | None = None
 
@@ -107,9 +110,15 @@ class FakeJira(FakeBase):
     def read(self, ticket_id: str) -> dict[str, Any]:
         if ticket_id not in self.records:
             raise NotFound(ticket_id, system="jira", status=404)
-        import copy
-
+        self.reads.append(f"read {ticket_id}")
         return copy.deepcopy(self.records[ticket_id])
+
+    def read_fields(self, ticket_id: str, paths: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+        names = sorted({p[1] for p in paths})
+        self.reads.append(f"fields {ticket_id} {','.join(names)}")
+        issue = self.records[ticket_id]
+        fields = {n: copy.deepcopy(issue["fields"].get(n)) for n in names}
+        return {"id": issue["id"], "key": issue["key"], "fields": fields}
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
@@ -166,6 +175,11 @@ class FakeServiceNow(FakeBase):
     """Incidents keyed by sys_id."""
 
     system = System.SERVICENOW
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Columns the table lacks: writes to them are dropped, as the Table API does.
+        self.absent_columns: set[str] = set()
 
     def add(self, **fields: Any) -> dict[str, Any]:
         sys_id = f"sn{len(self.records) + 1:04d}"
@@ -226,19 +240,28 @@ class FakeServiceNow(FakeBase):
     def read(self, ticket_id: str) -> dict[str, Any]:
         if ticket_id not in self.records:
             raise NotFound(ticket_id, system="servicenow", status=404)
-        import copy
-
+        self.reads.append(f"read {ticket_id}")
         return copy.deepcopy(self.records[ticket_id])
+
+    def read_fields(self, ticket_id: str, paths: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+        names = sorted({p[0] for p in paths})
+        self.reads.append(f"fields {ticket_id} {','.join(names)}")
+        rec = self.records[ticket_id]
+        return {k: v for k, v in rec.items() if k in {"sys_id", "number", *names}}
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Like the Table API, answer with the record as stored (journal and files aside)."""
         self._write(f"apply {ticket_id} {sorted(write.fields)}")
         rec = self.records[ticket_id]
-        rec.update({k: "" if v is None else str(v) for k, v in write.fields.items()})
+        # Like the instance, a column the table does not have is ignored.
+        kept = {k: v for k, v in write.fields.items() if k not in self.absent_columns}
+        rec.update({k: "" if v is None else str(v) for k, v in kept.items()})
         if "impact" in write.fields:
             rec["priority"] = SN_PRIORITY.get((rec["impact"], rec["urgency"]), "5")
         self.touch(ticket_id)
+        return {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}
 
     def add_comment(self, ticket_id: str, body: str, *, public: bool, marker: Marker) -> str:
         self._write(f"comment {ticket_id}")

@@ -7,6 +7,9 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import responses
@@ -23,6 +26,7 @@ from sync.markers import Marker
 JIRA = "http://jira.test"
 SNOW = "http://snow.test"
 ONCE = RetryPolicy(attempts=1)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MARK = Marker(System.SERVICENOW, "INC0010001", "j1")
 
 
@@ -125,38 +129,101 @@ def test_jira_create_sets_project_and_type(rsps: responses.RequestsMock) -> None
     assert made.ticket_id == "DS-50"
 
 
-def test_servicenow_priority_goes_through_impact_and_urgency(
+def test_servicenow_fields_go_in_one_patch_whose_answer_is_returned(
     rsps: responses.RequestsMock,
 ) -> None:
-    """Impact and urgency are written together, other fields in a separate PATCH."""
+    """Impact, urgency and other fields go in one PATCH; its answer (the record as stored, with
+    the priority the instance computed) is returned with the caller for the mapping."""
+    answer = json.loads((FIXTURES / "servicenow" / "PATCH_incident.response.json").read_text())
+    record = answer["result"]
+    caller = record["caller_id"]["value"]
     rsps.patch(
-        f"{SNOW}/api/now/table/incident/abc",
-        json={"result": {"sys_id": "abc", "priority": "2"}},
-        match=[matchers.json_params_matcher({"impact": "1", "urgency": "2"})],
+        f"{SNOW}/api/now/table/incident/{record['sys_id']}",
+        json=answer,
+        match=[matchers.json_params_matcher({"impact": "1", "urgency": "1", "state": "2"})],
     )
-    rsps.patch(
-        f"{SNOW}/api/now/table/incident/abc",
-        json={"result": {"sys_id": "abc"}},
-        match=[matchers.json_params_matcher({"state": "6"})],
+    rsps.get(
+        f"{SNOW}/api/now/table/sys_user/{caller}",
+        json={"result": {"sys_id": caller, "name": "Ana", "email": "ana@example.com"}},
     )
-    snow().apply("abc", VendorWrite(fields={"impact": "1", "urgency": "2", "state": "6"}))
+    stored = snow(users=True).apply(
+        record["sys_id"], VendorWrite(fields={"impact": "1", "urgency": "1", "state": "2"})
+    )
+    assert stored is not None
+    assert stored["priority"] == "1" and stored["sys_mod_count"] == record["sys_mod_count"]
+    assert stored["_caller"]["email"] == "ana@example.com"
+
+
+def test_servicenow_read_fields_asks_for_those_columns(rsps: responses.RequestsMock) -> None:
+    """A read-back of some fields asks the Table API for those columns and the identity only."""
+    rsps.get(
+        f"{SNOW}/api/now/table/incident/abc",
+        json={"result": {"sys_id": "abc", "number": "INC1", "state": "6"}},
+        match=[
+            matchers.query_param_matcher(
+                {"sysparm_display_value": "false", "sysparm_fields": "sys_id,number,state"}
+            )
+        ],
+    )
+    assert snow().read_fields("abc", [("state",)])["state"] == "6"
+
+
+def test_jira_read_fields_asks_for_those_fields(rsps: responses.RequestsMock) -> None:
+    """A read-back of the status asks Jira for that field alone."""
+    issue = json.loads((FIXTURES / "jira" / "getIssue.response.200.json").read_text())
+    rsps.get(
+        f"{JIRA}/rest/api/2/issue/DS-1",
+        json=issue,
+        match=[matchers.query_param_matcher({"fields": "status"})],
+    )
+    assert jira().read_fields("DS-1", [("fields", "status", "name")])["key"] == issue["key"]
+
+
+def batch_reads(
+    rsps: responses.RequestsMock,
+    records: dict[str, dict[str, Any]],
+    journal: list[dict[str, Any]] | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+) -> list[list[str]]:
+    """Answer Batch API requests of record, journal and attachment GETs from these rows; any
+    other sub-request fails the test. Returns the sub-request paths of each batch."""
+    batches: list[list[str]] = []
+
+    def item(rid: str, url: str) -> dict[str, Any]:
+        path = urlsplit(url).path
+        status, body = 200, {"result": journal or []}
+        if path.startswith("/api/now/table/incident/"):
+            sys_id = path.rsplit("/", 1)[1]
+            found = records.get(sys_id)
+            status, body = (200, {"result": found}) if found else (404, {"error": {}})
+        elif path == "/api/now/attachment":
+            body = {"result": attachments or []}
+        else:
+            assert path == "/api/now/table/sys_journal_field", f"unexpected sub-request {url}"
+        encoded = base64.b64encode(json.dumps(body).encode()).decode()
+        return {"id": rid, "status_code": status, "body": encoded, "headers": []}
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        sent = json.loads(request.body)["rest_requests"]
+        assert all(r["method"] == "GET" for r in sent)
+        batches.append([urlsplit(r["url"]).path for r in sent])
+        served = [item(r["id"], r["url"]) for r in sent]
+        body = {"serviced_requests": served, "unserviced_requests": []}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    rsps.add_callback("POST", f"{SNOW}/api/now/v1/batch", callback=answer)
+    return batches
 
 
 def test_servicenow_read_adds_journal_attachments_and_caller(
     rsps: responses.RequestsMock,
 ) -> None:
-    """The record comes back with `_journal`, `_attachments` and `_caller` for the mapping."""
-    rsps.get(
-        f"{SNOW}/api/now/table/incident/abc",
-        json={"result": {"sys_id": "abc", "number": "INC1", "caller_id": "u1"}},
-    )
-    rsps.get(
-        f"{SNOW}/api/now/table/sys_journal_field",
-        json={"result": [{"sys_id": "j1", "element": "comments", "value": "hi"}]},
-    )
-    rsps.get(
-        f"{SNOW}/api/now/attachment",
-        json={"result": [{"sys_id": "a1", "file_name": "x.log", "size_bytes": "3"}]},
+    """One batch brings the record, `_journal` and `_attachments`; `_caller` is looked up."""
+    batches = batch_reads(
+        rsps,
+        {"abc": {"sys_id": "abc", "number": "INC1", "caller_id": "u1"}},
+        journal=[{"sys_id": "j1", "element": "comments", "value": "hi"}],
+        attachments=[{"sys_id": "a1", "file_name": "x.log", "size_bytes": "3"}],
     )
     rsps.get(
         f"{SNOW}/api/now/table/sys_user/u1",
@@ -166,6 +233,28 @@ def test_servicenow_read_adds_journal_attachments_and_caller(
     assert raw["_journal"][0]["sys_id"] == "j1"
     assert raw["_attachments"][0]["file_name"] == "x.log"
     assert raw["_caller"]["email"] == "ana@example.com"
+    assert batches == [
+        [
+            "/api/now/table/incident/abc",
+            "/api/now/table/sys_journal_field",
+            "/api/now/attachment",
+        ]
+    ]
+
+
+def test_servicenow_read_by_number_finds_the_sys_id_first(rsps: responses.RequestsMock) -> None:
+    """An incident number is not a sys_id: the record is found by number, then read."""
+    batches = batch_reads(rsps, {"abc": {"sys_id": "abc", "number": "INC1"}})
+    rsps.get(
+        f"{SNOW}/api/now/table/incident",
+        json={"result": [{"sys_id": "abc", "number": "INC1"}]},
+        match=[matchers.query_param_matcher({"sysparm_query": "number=INC1"}, strict_match=False)],
+    )
+    assert snow().read("INC1")["sys_id"] == "abc"
+    assert [b[0] for b in batches] == [
+        "/api/now/table/incident/INC1",
+        "/api/now/table/incident/abc",
+    ]
 
 
 def test_servicenow_comment_returns_journal_id(rsps: responses.RequestsMock) -> None:
@@ -199,13 +288,13 @@ def test_servicenow_upload_streams_the_file(rsps: responses.RequestsMock) -> Non
 
 def test_servicenow_caller_is_looked_up_once_per_ttl(rsps: responses.RequestsMock) -> None:
     """Tickets of one caller share one sys_user lookup until the cache entry expires."""
-    for sys_id in ("a", "b", "c"):
-        rsps.get(
-            f"{SNOW}/api/now/table/incident/{sys_id}",
-            json={"result": {"sys_id": sys_id, "caller_id": {"link": "x", "value": "u1"}}},
-        )
-    rsps.get(f"{SNOW}/api/now/table/sys_journal_field", json={"result": []})
-    rsps.get(f"{SNOW}/api/now/attachment", json={"result": []})
+    batch_reads(
+        rsps,
+        {
+            sys_id: {"sys_id": sys_id, "caller_id": {"link": "x", "value": "u1"}}
+            for sys_id in ("a", "b", "c")
+        },
+    )
     user = rsps.get(
         f"{SNOW}/api/now/table/sys_user/u1",
         json={"result": {"sys_id": "u1", "name": "Ana", "email": "ana@example.com"}},

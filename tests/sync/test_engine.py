@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from connectors.errors import InvalidRequest
 from mapping import load_mapping
 from mapping.model import System
 from sync.engine import Engine
-from sync.store import Store
+from sync.store import Store, lease_owner
 from tests.sync.fakes import FakeJira, FakeServiceNow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +213,19 @@ def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) 
     assert store.list_locks() == []
 
 
+def test_a_pair_lease_this_thread_holds_is_used_as_it_is(world: World, store: Store) -> None:
+    """The queue takes the pair's lease with the ticket's; the engine uses it and leaves it."""
+    sys_id, key = world.pair(short_description="x")
+    assert world.engine.partners("servicenow", sys_id) == [("jira", key)]
+    pair = [("servicenow", sys_id), ("jira", key)]
+    assert store.acquire_locks(pair, lease_owner(), 60)
+    world.jira.edit(key, priority={"name": "Highest"})
+    world.engine.process("servicenow", sys_id)
+    assert world.snow.records[sys_id]["priority"] == "1"
+    assert store.leases_held(lease_owner(), pair) == set(pair)
+    store.release_locks(pair, lease_owner())
+
+
 def test_crash_right_after_creating_the_pair_does_not_duplicate_it(world: World) -> None:
     """Killed after the create: the retry finds the link, makes no second issue, finishes."""
     sys_id = world.snow.add(short_description="Crash on create", state="2")["sys_id"]
@@ -233,3 +247,86 @@ def test_crash_right_after_creating_the_pair_does_not_duplicate_it(world: World)
     assert [c["body"].split("\n")[0] for c in issue["comment"]["comments"]] == [
         "context for engineering"
     ]
+
+
+def test_servicenow_write_is_snapshotted_from_its_answer(world: World) -> None:
+    """A mirrored change reads each side once: the PATCH answer stands in for a read-back."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.jira.edit(key, priority={"name": "Highest"})
+    world.jira.reads.clear()
+    world.snow.reads.clear()
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["priority"] == "1"
+    assert world.jira.reads == [f"read {key}"]
+    assert world.snow.reads == [f"read {sys_id}"]
+    before = world.writes()
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
+
+
+def test_jira_reads_back_only_fields_it_may_store_differently(world: World) -> None:
+    """A priority set by name needs no read-back; a status reached by transition is read back
+    alone; either way the echo writes nothing."""
+    sys_id, key = world.pair(short_description="VPN down", state="2")
+    world.snow.edit(sys_id, impact="1", urgency="1", priority="1")
+    world.jira.reads.clear()
+    world.engine.process("servicenow", sys_id)
+    assert world.jira.records[key]["fields"]["priority"] == {"name": "Highest"}
+    assert world.jira.reads == [f"read {key}"]
+    world.snow.edit(sys_id, state="6")
+    world.jira.reads.clear()
+    world.engine.process("servicenow", sys_id)
+    assert world.jira.records[key]["fields"]["status"] == {"name": "Done"}
+    assert world.jira.reads == [f"read {key}", f"fields {key} status"]
+    before = world.writes()
+    world.engine.process("jira", key)
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
+
+
+def test_a_column_servicenow_ignores_is_not_sent_again(world: World) -> None:
+    """A write ServiceNow drops (a column the table lacks) is snapshotted as dropped, so the
+    next event from either side writes nothing."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.snow.absent_columns.add("u_labels")
+    world.jira.edit(key, labels=["vip"])
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["u_labels"] == ""
+    before = world.writes()
+    world.engine.process("jira", key)
+    world.engine.process("servicenow", sys_id)
+    assert world.writes() == before
+
+
+def test_a_failed_pass_still_audits_what_it_wrote(world: World, store: Store) -> None:
+    """The conflict and the field written before a crash are in the audit log all the same."""
+    sys_id, key = world.pair(short_description="original")
+    world.jira.edit(key, summary="jira wording")
+    world.snow.edit(sys_id, short_description="snow wording")
+
+    def crash(_what: str) -> None:
+        raise RuntimeError("worker killed")
+
+    world.engine.after_write = crash
+    with pytest.raises(RuntimeError):
+        world.engine.process("jira", key)
+    world.engine.after_write = lambda _what: None
+    audit = [(r.field, r.from_value) for r in store.list_audit(system="jira", record=key)]
+    assert audit[:2] == [("summary", "jira wording"), ("conflict", "jira wording")]
+
+
+def test_a_known_pair_is_read_both_sides_at_once(world: World) -> None:
+    """The changed record and its pair are read at the same time, each still fresh."""
+    sys_id, key = world.pair(short_description="VPN down")
+    world.jira.edit(key, priority={"name": "Highest"})
+    both_reading = threading.Barrier(2, timeout=5)
+    for fake in (world.jira, world.snow):
+        plain = fake.read
+
+        def read(ticket_id: str, plain: Any = plain) -> dict[str, Any]:
+            both_reading.wait()  # a sequential pair of reads would break the barrier
+            return plain(ticket_id)  # type: ignore[no-any-return]
+
+        fake.read = read  # type: ignore[method-assign]
+    world.engine.process("jira", key)
+    assert world.snow.records[sys_id]["priority"] == "1"

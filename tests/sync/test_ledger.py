@@ -42,6 +42,7 @@ from sync.ledger import (
     ledger_view,
     open_escalations,
     prune_fingerprints,
+    quiet_decision,
     record_decision,
 )
 from sync.store import Store, default_database_url
@@ -192,6 +193,24 @@ def test_redeciding_a_recorded_ticket_writes_nothing(db: Store):
     record(db, ticket(1), pol)
     again = record(db, ticket(1), pol, NOW + timedelta(minutes=1))
     assert again.state is EscalationState.APPROVED and again.actions == ()
+
+
+def test_a_decision_that_changes_nothing_is_made_in_a_reading_transaction(db: Store):
+    """Deciding again on a ticket with nothing new needs no write; a new command, or a first
+    sighting of its fingerprint, does."""
+    pol = policy()
+    plain = ticket(1, comments=())
+    with db.reading() as tx:
+        assert quiet_decision(tx, plain, NOW, pol) is None  # its fingerprint is new
+        assert quiet_decision(tx, ticket(2), NOW, pol) is None  # /escalate, /approve-escalation
+    record(db, plain, pol)
+    record(db, ticket(2), pol)
+    later = NOW + timedelta(minutes=1)
+    with db.reading() as tx:
+        first = quiet_decision(tx, plain, later, pol)
+        second = quiet_decision(tx, ticket(2), later, pol)
+    assert first is not None and first.state is EscalationState.NONE and first.actions == ()
+    assert second is not None and second.state is EscalationState.APPROVED
 
 
 def test_release_frees_the_slot(db: Store):

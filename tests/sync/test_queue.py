@@ -279,7 +279,72 @@ def test_one_ticket_is_never_processed_twice_at_once(huey: SqliteHuey, store: St
     finally:
         consumer.stop(graceful=True)
     assert overlaps == []
-    assert Counter(done) == {"DS-1": 4, "DS-2": 4, "DS-3": 4}
+    # Events that come in while their ticket is being synced make one more sync, not one each.
+    assert set(done) == {"DS-1", "DS-2", "DS-3"}
+
+
+class PairedProcessor(RecordingProcessor):
+    """Pairs jira DS-1 with servicenow s1; a sync can be held until `release` is set."""
+
+    PAIRS = {("jira", "DS-1"): ("servicenow", "s1"), ("servicenow", "s1"): ("jira", "DS-1")}
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self.leases: list[list[tuple[str, str]]] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
+        pair = self.PAIRS.get((system, ticket_id))
+        return [pair] if pair else []
+
+    def process(self, system: str, ticket_id: str) -> None:
+        super().process(system, ticket_id)
+        self.leases.append(
+            sorted((lock.system, lock.ticket_id) for lock in self.store.list_locks())
+        )
+        self.started.set()
+        assert self.release.wait(10)
+
+
+def test_a_sync_holds_its_pair_lease_too(huey: SqliteHuey, store: Store) -> None:
+    """The ticket's lease and its pair's are taken together; a pair leased elsewhere waits."""
+    proc = PairedProcessor(store)
+    queue = SyncQueue(huey, store, proc, retry=FAST)
+    assert store.acquire_lock("servicenow", "s1", "someone-else", ttl=60)
+    queue.enqueue_ticket("jira", "DS-1")
+    queue.run_pending()
+    assert proc.calls == [] and huey.scheduled_count() == 1
+    assert [lock.owner for lock in store.list_locks()] == ["someone-else"]
+    store.release_lock("servicenow", "s1", "someone-else")
+    drain(queue)
+    assert proc.leases == [[("jira", "DS-1"), ("servicenow", "s1")]]
+    assert store.list_locks() == []
+
+
+def test_events_during_a_sync_here_make_one_more_sync_at_once(
+    huey: SqliteHuey, store: Store
+) -> None:
+    """Events for a ticket (or its pair) in sync in this process are left to its worker, which
+    syncs once more when done, with nothing re-scheduled."""
+    proc = PairedProcessor(store)
+    proc.release.clear()
+    queue = SyncQueue(huey, store, proc, retry=FAST)
+    first = threading.Thread(target=queue.sync_ticket.call_local, args=("jira", "DS-1"))
+    first.start()
+    try:
+        assert proc.started.wait(10)
+        queue.sync_ticket.call_local("jira", "DS-1")
+        queue.sync_ticket.call_local("servicenow", "s1")
+        assert proc.calls == [("jira", "DS-1")]
+        assert huey.scheduled_count() == 0 and huey.pending_count() == 0
+    finally:
+        proc.release.set()
+        first.join(10)
+    assert proc.calls == [("jira", "DS-1"), ("jira", "DS-1")]
+    assert store.list_locks() == []
 
 
 def test_graceful_stop_finishes_the_task_in_flight(huey: SqliteHuey, store: Store) -> None:

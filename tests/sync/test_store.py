@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,6 +190,10 @@ def test_comment_links_are_found_from_either_side(store: Store) -> None:
     by_target = store.find_comment_link("jira", "10100")
     assert by_source == by_target == done
     assert store.find_comment_link("jira", "j1") is None
+    with store.reading() as tx:
+        assert tx.comment_links_of("jira", ["10100", "j1", "10101"]) == {"10100": done}
+        assert tx.comment_links_of("servicenow", ["j1"]) == {"j1": done}
+        assert tx.comment_links_of("servicenow", []) == {}
 
 
 def test_snapshots_round_trip_and_replace(store: Store) -> None:
@@ -205,6 +210,12 @@ def test_snapshots_round_trip_and_replace(store: Store) -> None:
     newer = store.get_snapshot("jira", "DS-1")
     assert newer is not None and newer.data == {"summary": "changed"} and newer.version == "v2"
     assert store.get_snapshot("jira", "DS-404") is None
+    with store.reading() as tx:
+        both = tx.get_snapshots([("jira", "DS-1"), ("servicenow", "DS-1"), ("jira", "DS-404")])
+    assert both == {
+        ("jira", "DS-1"): store.get_snapshot("jira", "DS-1"),
+        ("servicenow", "DS-1"): store.get_snapshot("servicenow", "DS-1"),
+    }
 
 
 def test_watermark_never_moves_backwards(store_url: str) -> None:
@@ -402,6 +413,21 @@ def test_ticket_lease_is_exclusive_and_expires(store_url: str) -> None:
         opened.close()
 
 
+def test_several_leases_are_taken_all_or_none(store: Store) -> None:
+    """Leases taken together: one held elsewhere leaves the others untaken."""
+    pair = [("jira", "DS-1"), ("servicenow", "s1")]
+    assert store.acquire_lock("servicenow", "s1", "b", ttl=60)
+    assert store.acquire_locks(pair, "a", ttl=60) is False
+    assert [(lk.ticket_id, lk.owner) for lk in store.list_locks()] == [("s1", "b")]
+    assert store.leases_held("b", pair) == {("servicenow", "s1")}
+    store.release_lock("servicenow", "s1", "b")
+    assert store.acquire_locks([*pair, pair[0]], "a", ttl=60) is True
+    assert store.leases_held("a", [*pair, ("jira", "DS-2")]) == set(pair)
+    assert store.acquire_locks([("jira", "DS-2"), pair[1]], "b", ttl=60) is False
+    store.release_locks(pair, "a")
+    assert store.list_locks() == []
+
+
 def test_ticket_lease_has_one_winner_under_concurrency(store: Store) -> None:
     """Of many workers racing for one ticket, exactly one gets the lease."""
     won: list[str] = []
@@ -433,6 +459,46 @@ def test_a_session_is_one_transaction(store: Store) -> None:
     with store.session() as tx:
         tx.put_link(jira_key="DS-1", servicenow_sys_id="s1")
         assert tx.get_link("servicenow", "s1") is not None
+
+
+def test_a_reading_transaction_refuses_writes(store: Store) -> None:
+    """A write inside `reading()` fails and leaves nothing behind, on both backends."""
+    with pytest.raises(sa.exc.DBAPIError), store.reading() as tx:
+        tx.put_snapshot("jira", "DS-1", {"a": 1})
+    assert store.get_snapshot("jira", "DS-1") is None
+    # The connection goes back to the pool able to write again.
+    store.put_snapshot("jira", "DS-1", {"a": 2})
+    with store.reading() as tx:
+        snapshot = tx.get_snapshot("jira", "DS-1")
+    assert snapshot is not None and snapshot.data == {"a": 2}
+
+
+def test_sqlite_reading_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """While another connection holds the write lock, a reading transaction answers at once."""
+    opened = Store.for_state(tmp_path / "state")
+    opened.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with opened.session() as tx:
+            tx.put_snapshot("jira", "DS-1", {"a": 1})
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=hold_the_write_lock)
+    writer.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        assert opened.get_link("jira", "DS-1") is not None
+        with opened.reading() as tx:
+            assert tx.get_snapshot("jira", "DS-1") is None  # the writer has not committed
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        writer.join()
+        opened.close()
 
 
 @settings(
@@ -521,7 +587,7 @@ def test_snapshots_are_written_and_read_many_at_a_time(store: Store) -> None:
         # Read back in the same transaction: what the statement wrote, not a stale cache.
         assert tx.get_snapshot("jira", "DS-1").data == {"summary": "new"}  # type: ignore[union-attr]
     with store.session() as tx:
-        found = tx.get_snapshots("jira", ["DS-1", "DS-2", "DS-3"])
+        found = tx.get_snapshots_of("jira", ["DS-1", "DS-2", "DS-3"])
     assert {k: (v.data["summary"], v.version) for k, v in found.items()} == {
         "DS-1": ("new", "2"),
         "DS-2": ("second", "5"),
