@@ -1123,6 +1123,10 @@ class _Run:
         if last is None:
             return False
         since = _aware(last)
+        # ServiceNow journal times stop at the second while ours do not: a comment copied in
+        # the same second as the approval or the last update must still count, so compare
+        # whole seconds and let the comment id (the notice key) stop a second telling.
+        floor = since.replace(microsecond=0)
         fresh = [
             c
             for c in self.ticket.comments
@@ -1130,9 +1134,9 @@ class _Run:
             and _COPY_MARK in c.body
             and not _our_note(self.ticket, c.body)
             and c.created is not None
-            and _aware(c.created) > since
+            and _aware(c.created) >= floor
         ]
-        if not fresh:
+        if not fresh or self.notice_key == f"public:{fresh[-1].id}":
             return False
         self.why(
             "customer_updates.public_comment",

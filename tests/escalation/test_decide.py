@@ -1031,6 +1031,24 @@ def test_public_comment_from_engineering_emails_the_customer(
     assert any(r.rule == "customer_updates.public_comment" for r in d.reasons)
 
 
+def test_public_comment_in_the_same_second_as_the_last_update_still_counts(
+    make_ticket, make_comment, policy, now
+):
+    """ServiceNow keeps whole seconds, so a comment stamped in the last update's second is news."""
+    marker = "\n\n[escalation-sync origin=jira:ENG-1:10001]"
+    mirrored = make_comment(
+        "m1", "Fix deployed." + marker, visibility=Visibility.PUBLIC, minutes=30
+    )
+    assert mirrored.created is not None
+    told_at = mirrored.created + timedelta(milliseconds=400)
+    entry = _active_entry(now, last_customer_update_at=told_at)
+    d = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=entry), now, policy)
+    assert d.actions == (EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="m1"),)
+    told = _active_entry(now, last_customer_update_at=told_at, notice_key="public:m1")
+    again = decide(make_ticket(comments=(mirrored,)), LedgerView(entry=told), now, policy)
+    assert again.actions == ()
+
+
 def test_public_comment_mail_can_be_switched_off(make_ticket, make_comment, make_policy, now):
     """With customer_updates.public_comments off, engineering's public comment sends no mail."""
     policy = make_policy(customer_updates={"public_comments": False})
