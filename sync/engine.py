@@ -192,6 +192,14 @@ def paired_link(there: Ticket) -> tuple[str, str]:
     return there.ref.url or ticket_id(there), title
 
 
+def _targets_elsewhere(eng: Ticket, action: CreateEngineeringRecord) -> bool:
+    """The level escalates to another Jira project than the paired engineering record's."""
+    if eng.ref.system is not System.JIRA or action.target_system is not System.JIRA:
+        return False
+    project = ticket_id(eng).rsplit("-", 1)[0]
+    return project.casefold() != action.project_or_table.casefold()
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -966,7 +974,83 @@ class Engine:
                         remember(tx, itsm, created)
         if eng is not None and any(isinstance(a, PostLinks) for a in actions):
             writes += self._post_links(itsm, eng)
+        # A further level whose target is another project than the paired record's.
+        for action in actions:
+            if (
+                isinstance(action, CreateEngineeringRecord)
+                and eng is not None
+                and created is None
+                and _targets_elsewhere(eng, action)
+            ):
+                writes += self._escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
+
+    def _escalate_further(
+        self,
+        itsm: Ticket,
+        eng: Ticket,
+        action: CreateEngineeringRecord,
+        present: set[Marker],
+    ) -> int:
+        """Open the level's own record in its target project, linked to both records.
+
+        The ITSM record stays paired with the engineering record it has: pairs never change
+        (every worker keeps the pairs it has seen), and the team that escalated further keeps
+        working the case. The new record carries the gathered context; the ITSM work note that
+        names it is its idempotency key, so a retry finds it and creates nothing.
+        """
+        system = itsm.ref.system
+        iid = ticket_id(itsm)
+        marker = Marker(system, iid, f"further-{action.level}")
+        if marker in present or self.adapters[system].find_comment_by_marker(iid, marker):
+            return 0
+        overrides: dict[str, Any] = {
+            "summary": action.summary,
+            "description": action.description,
+            "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
+        }
+        fields = [n for n in self.rules.synced_fields() if get_value(itsm, n) is not None]
+        seed = set_values(itsm, overrides)
+        seed = seed.model_copy(
+            update={"ref": seed.ref.model_copy(update={"system": action.target_system})}
+        )
+        wanted = list(dict.fromkeys([*fields, *overrides]))
+        vendor = to_vendor(self.mapping, action.target_system, seed, wanted)
+        adapter = self.adapters[action.target_system]
+        made = adapter.create(
+            VendorWrite(fields=vendor.fields),
+            container=action.project_or_table,
+            kind=action.issue_type,
+        )
+        self.metrics.write(action.target_system.value, "create")
+        self.after_write(f"create {action.target_system.value} for {action.level}")
+        further = self.read(action.target_system, made.ticket_id)
+        here_url, here_title = paired_link(itsm)
+        there_url = paired_link(further)[0]
+        eng_url = paired_link(eng)[0]
+        adapter.add_link(made.ticket_id, here_url, here_title)
+        adapter.add_link(made.ticket_id, eng_url, f"Escalated from {ticket_id(eng)}")
+        adapter.add_link(
+            ticket_id(eng), there_url, f"Escalated to {action.level}: {ticket_id(further)}"
+        )
+        body = (
+            f"Escalated to {action.level}: {ticket_id(further)} ({action.project_or_table}) "
+            f"opened with the gathered context: {there_url}\n"
+            f"{ticket_id(eng)} stays the paired engineering record."
+        )
+        self.adapters[system].add_comment(iid, body, public=False, marker=marker)
+        self.metrics.write(system.value, "comment")
+        with self.store.session() as tx:
+            tx.audit(
+                action.target_system.value,
+                made.ticket_id,
+                "record",
+                None,
+                made.key or made.ticket_id,
+                reason=f"escalation {action.level} of {system.value} {iid}",
+            )
+            tx.audit(system.value, iid, "work_note", None, marker.text(), reason=body)
+        return 5
 
     def _post_links(self, itsm: Ticket, eng: Ticket) -> int:
         """Show each record's link on the other (idempotent on both systems)."""

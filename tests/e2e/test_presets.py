@@ -373,7 +373,7 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
     escalation waits for troubleshooting with outcomes and a Team Leader, not the Team Manager."""
     h = story("l1_l2_l3_team_leader")
     people(h, "sme.1", "team.leader.1", "team.manager")
-    projects(h, "L2")
+    projects(h, "L2", "VENDOR")
     summary = "Outlook crashes on start"
     sys_id = h.incident(short_description=summary, description="Outlook closes right away.")
     h.servicenow.add_comment(sys_id, "/escalate this blocks our sales team", as_user=CUSTOMER)
@@ -439,6 +439,20 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
         note="findings reviewed, send to vendor",
     )
     assert sent_since(h, seen) == [escalated, leaders]
+    # L3's own record in its target project, linked to both; the L2 record stays the pair.
+    [opened] = notes_with(h, sys_id, "Escalated to L3: VENDOR-")
+    vendor_key = opened.split("Escalated to L3: ", 1)[1].split(" ", 1)[0]
+    vendor = h.jira.issue(vendor_key)["fields"]
+    assert vendor["summary"].endswith(summary)
+    assert "we need Microsoft on this" in str(vendor["description"])
+    assert "ESCALATION" in vendor["labels"]
+    assert [u for u in jira_links(h, vendor_key) if sys_id in u]
+    assert [u for u in jira_links(h, vendor_key) if u.endswith(f"/browse/{key}")]
+    assert [u for u in jira_links(h, key) if u.endswith(f"/browse/{vendor_key}")]
+    assert paired_key(h, sys_id) == key
+    step(h, sys_id)
+    assert len(notes_with(h, sys_id, "Escalated to L3: VENDOR-")) == 1
+    assert len(h.jira.state.issues) == 2
 
     seen = mails(h)
     h.jira.transition(key, "Done")
