@@ -875,7 +875,10 @@ class _Run:
         if "transition" in approval.via:
             esc = self.ticket.escalation
             if esc.state in (S.APPROVED, S.REJECTED):
-                token = f"transition:{esc.state.value}@{self._request_key()}"
+                # Who decided is part of the token: a refused decision does not use up the
+                # one an approver makes afterwards.
+                who_key = _person_key(esc.approver) or ""
+                token = f"transition:{esc.state.value}:{who_key}@{self._request_key()}"
                 if token in self.entry.processed_command_ids:
                     return
                 self.processed.append(token)

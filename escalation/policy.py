@@ -570,7 +570,7 @@ def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
     if "field" in approval.via and approval.field is not None:
         reads.append((("approval", "field"), _canonical(approval.field)))
     if "transition" in approval.via:
-        reads.append((("approval", "via"), "escalation"))
+        reads.append((("approval", "via"), "escalation.state"))
     limits = policy.limits
     if limits.max_active_per_assignee is not None:
         reads.append((("limits", "max_active_per_assignee"), "assignee"))
@@ -609,8 +609,10 @@ def _gap(field: str, system: str) -> str:
     what = (
         f"custom field {field.removeprefix('custom.')!r}" if field.startswith("custom.") else field
     )
-    if field == "escalation":
-        where = "no mapping fills the ticket's escalation record"
+    if field.startswith("escalation."):
+        part = field.removeprefix("escalation.")
+        what = f"the escalation record's {part}"
+        where = f"[mapping.systems.{system}.escalation.{part}] is missing"
     elif field.startswith("custom.") or field in ("comments", "attachments"):
         where = f"[mapping.systems.{system}.{field}] is missing"
     else:

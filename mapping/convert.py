@@ -13,6 +13,7 @@ from jmespath.parser import ParsedResult
 from mapping.model import (
     Attachment,
     Comment,
+    Escalation,
     Person,
     Ref,
     System,
@@ -161,12 +162,18 @@ def to_canonical(mapping: Mapping, system: System | str, raw: dict[str, Any]) ->
         url = compiled.spec.ref.url_template.format(id=ident, key=key or ident)
     values: dict[str, Any] = {}
     custom: dict[str, Any] = {}
+    escalation: dict[str, Any] = {}
     for name, field_spec in compiled.fields.items():
         value = _read_field(compiled.system, field_spec, raw)
         if name.startswith("custom."):
             custom[name.removeprefix("custom.")] = value
+        elif name.startswith("escalation."):
+            if value is not None:
+                escalation[name.removeprefix("escalation.")] = value
         elif value is not None:
             values[name] = value
+    if escalation:
+        values["escalation"] = Escalation(**escalation)
     return Ticket(
         ref=Ref(
             system=compiled.system,
@@ -209,6 +216,8 @@ def canonical_value(ticket: Ticket, field_name: str) -> Any:
     """A ticket's value for a canonical field name, `custom.x` included."""
     if field_name.startswith("custom."):
         return ticket.custom_fields.get(field_name.removeprefix("custom."))
+    if field_name.startswith("escalation."):
+        return getattr(ticket.escalation, field_name.removeprefix("escalation."))
     return getattr(ticket, field_name)
 
 

@@ -17,7 +17,7 @@ from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.errors import ConfigError, ConfigInvalid, validate_reporting_all
-from mapping.model import SCALAR_FIELDS, Level, Priority, Status, System
+from mapping.model import SCALAR_FIELDS, EscalationState, Level, Priority, Status, System
 from mapping.transforms import TRANSFORMS
 
 ENUM_FIELDS: dict[str, type[StrEnum]] = {
@@ -25,6 +25,16 @@ ENUM_FIELDS: dict[str, type[StrEnum]] = {
     "priority": Priority,
     "impact": Level,
     "urgency": Level,
+}
+# The ticket's escalation record, read (never written) for policies that approve by a field or
+# a workflow step: its parts and the enum a part's values map to.
+ESCALATION_PARTS: dict[str, type[StrEnum] | None] = {
+    "state": EscalationState,
+    "level": None,
+    "requested_by": None,
+    "reason": None,
+    "approver": None,
+    "decided_at": None,
 }
 Owner = Literal["jira", "servicenow", "both"]
 
@@ -89,6 +99,7 @@ class SystemSpec(_Strict):
     ref: RefSpec
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     custom: dict[str, FieldSpec] = Field(default_factory=dict)
+    escalation: dict[str, FieldSpec] = Field(default_factory=dict)
     comments: CommentSpec | None = None
     attachments: AttachmentSpec | None = None
     write_null_as: str | None = None
@@ -229,7 +240,11 @@ def _compile_field(
     to_canonical: dict[str, str] = {}
     if enum is not None:
         allowed = {m.value for m in enum}
-        if spec.values is None and spec.transform is None and spec.read is not None:
+        if name.startswith("escalation."):
+            # Read only: the vendor values that mean each state, and no others, are listed.
+            if not spec.read_values and spec.transform is None and spec.read is not None:
+                check.error(f"{key}.read_values", f"a read_values map is required for {name}")
+        elif spec.values is None and spec.transform is None and spec.read is not None:
             check.error(f"{key}.values", f"a value map is required for {name}")
         for canonical in to_vendor:
             if canonical not in allowed:
@@ -309,6 +324,26 @@ def _compile_system(check: _Checker, name: str, spec: SystemSpec) -> CompiledSys
         fkey = f"{key}.custom.{custom_name}"
         fields[f"custom.{custom_name}"] = _compile_field(
             check, fkey, f"custom.{custom_name}", field_spec, None
+        )
+    for part, part_spec in spec.escalation.items():
+        fkey = f"{key}.escalation.{part}"
+        if part not in ESCALATION_PARTS:
+            known = ", ".join(ESCALATION_PARTS)
+            check.error(fkey, f"unknown part of the escalation record {part!r} (known: {known})")
+            continue
+        if (
+            part_spec.write is not None
+            or part_spec.write_mode not in ("field", "none")
+            or part_spec.values is not None
+        ):
+            check.error(
+                fkey,
+                "the escalation record is read, never written: give read (with read_values "
+                "for state), not write, write_mode or values",
+            )
+            continue
+        fields[f"escalation.{part}"] = _compile_field(
+            check, fkey, f"escalation.{part}", part_spec, ESCALATION_PARTS[part]
         )
     priority = fields.get("priority")
     if priority is not None and priority.spec.write_mode == "impact_urgency":

@@ -145,3 +145,18 @@ def test_load_settings_reports_the_gap_in_the_escalation_section(tmp_path: Path)
         load_settings(config)
     [error] = caught.value.errors
     assert (error.file, error.key) == (str(config), "escalation.request.fields[0].field")
+
+
+def test_transition_approval_needs_the_escalation_state_mapped():
+    """Approval by a workflow step reads the escalation record's state; mapped, it passes."""
+    policy = sop_policy(approval={"via": ["transition"]})
+    [error] = mapping_gaps(policy, example_mapping(), source="p.toml")
+    assert error.key == "approval.via"
+    assert "the escalation record's state" in error.reason
+    assert "[mapping.systems.servicenow.escalation.state] is missing" in error.reason
+    data = copy.deepcopy(EXAMPLE_MAPPING)
+    data["systems"]["servicenow"]["escalation"] = {
+        "state": {"read": "approval", "read_values": {"approved": "approved"}}
+    }
+    mapped = load_mapping(data, source="map.toml", prefix="mapping")
+    assert mapping_gaps(policy, mapped, source="p.toml") == []
