@@ -99,6 +99,14 @@ READ_POSTS = ("/search", "/batch")
 # Every canonical status of the example mapping is a Jira status, reachable from anywhere.
 SYNC_WORKFLOW = SUPPORT_WORKFLOW
 
+# An incident description that passes the example policy's completeness gate.
+COMPLETE_DESCRIPTION = (
+    "Checkout fails with HTTP 500 for every EU customer since this morning.\n"
+    "Steps to reproduce: log in as an EU customer, add any item to the cart, press Pay.\n"
+    "Environment: production EU, version: 4.2.0.\n"
+    "Troubleshooting done: cleared caches, restarted the checkout pods."
+)
+
 
 @dataclass
 class Harness:

@@ -17,6 +17,7 @@ import presets
 from simulators.mail.sink import StoredMessage
 from tests.e2e.conftest import (
     AGENT,
+    COMPLETE_DESCRIPTION,
     CUSTOMER,
     CUSTOMER_EMAIL,
     EXAMPLE_CONFIG,
@@ -27,12 +28,7 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-COMPLETE = (
-    "Checkout fails with HTTP 500 for every EU customer since this morning.\n"
-    "Steps to reproduce: log in as an EU customer, add any item to the cart, press Pay.\n"
-    "Environment: production EU, version: 4.2.0.\n"
-    "Troubleshooting done: cleared caches, restarted the checkout pods."
-)
+COMPLETE = COMPLETE_DESCRIPTION
 ORIGIN = "[escalation-sync origin="
 
 

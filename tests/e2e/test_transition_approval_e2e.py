@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import AGENT, EXAMPLE_CONFIG, Harness, make_harness
+from tests.e2e.conftest import AGENT, COMPLETE_DESCRIPTION, EXAMPLE_CONFIG, Harness, make_harness
 
 pytestmark = pytest.mark.e2e
 
-COMPLETE = (
-    "Checkout fails with HTTP 500 for every EU customer since this morning.\n"
-    "Steps to reproduce: log in as an EU customer, add any item to the cart, press Pay.\n"
-    "Environment: production EU, version: 4.2.0.\n"
-    "Troubleshooting done: cleared caches, restarted the checkout pods."
-)
+COMPLETE = COMPLETE_DESCRIPTION
 ESCALATION_MAPPING = """
 [mapping.systems.servicenow.escalation.state]
 read = "approval"
