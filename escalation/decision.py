@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
-from mapping.model import EscalationState, Priority, Ref, Status, System, Visibility
+from mapping.model import EscalationState, Person, Priority, Ref, Status, System, Visibility
 
 Outcome = Literal["pass", "fail", "blocked", "info"]
 
@@ -36,6 +36,7 @@ class NoteKind(StrEnum):
     APPROVAL = "approval"
     REJECTION = "rejection"
     REFUSAL = "refusal"
+    LIMIT_WARNING = "limit_warning"
     RESOLUTION = "resolution"
     CLOSURE = "closure"
 
@@ -224,6 +225,7 @@ class EngineeringStatus:
     status: Status | None
     resolution: str | None = None
     resolution_public: bool = False
+    assignee: Person | None = None
 
 
 # --- The decision ----------------------------------------------------------------------------

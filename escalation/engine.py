@@ -237,13 +237,23 @@ class _Run:
         self.fired: Trigger | None = None
         self.requester: str | None = None
         self.fingerprint = fingerprint(self.ticket, self.policy)
-        self.assignee = _person_key(self.ticket.assignee)
+        self.assignee = self._counted_assignee()
         self.rule = self.policy.priority_rule(self.ticket.priority)
         self.words = (
             self.policy.request.command or "",
             self.policy.approval.approve_command,
             self.policy.approval.reject_command,
         )
+
+    def _counted_assignee(self) -> str | None:
+        """The assignee the per-assignee limit counts this escalation under."""
+        if self.policy.limits.assignee_of == "itsm":
+            return _person_key(self.ticket.assignee)
+        eng = self.engineering
+        if eng is not None and eng.assignee is not None:
+            return _person_key(eng.assignee)
+        # Unassigned in engineering (or not yet read): keep what the ledger counted.
+        return self.entry.assignee
 
     # ---- recording ----
 
@@ -290,9 +300,40 @@ class _Run:
         if self.state is S.PENDING_APPROVAL:
             self._overdue()
             self._preview_limits()
-        if self.active and self.state is S.APPROVED and not self._engineering_update():
-            self._cadence()
+        if self.active and self.state is S.APPROVED:
+            self._engineering_assignee()
+            if not self._engineering_update():
+                self._cadence()
         return self._result()
+
+    def _engineering_assignee(self) -> None:
+        """Engineering assigned the record to someone: check the per-assignee limit then."""
+        lim = self.policy.limits
+        limit = lim.max_active_per_assignee
+        if lim.assignee_of != "engineering" or limit is None:
+            return
+        if self.assignee is None or self.assignee == self.entry.assignee:
+            return
+        eng = self.engineering
+        person = eng.assignee if eng is not None else None
+        who = _who(person) if person is not None else self.assignee
+        n = self.ledger.active_by_assignee.get(self.assignee, 0)
+        ok = n < limit
+        counted = f"{plural(n, 'other active escalation')}, limit {limit}"
+        self.why(
+            "limit.max_active_per_assignee",
+            "pass" if ok else "fail",
+            f"engineering assigned {who}, who has {counted}",
+            {"assignee": self.assignee, "count": n, "limit": limit},
+        )
+        if ok:
+            return
+        record = eng.ref.key or eng.ref.id if eng is not None and eng.ref is not None else None
+        body = (
+            f"Limit max_active_per_assignee: {who} already has {counted}. "
+            f"Please assign {record or 'the engineering record'} to someone else."
+        )
+        self.note(NoteKind.LIMIT_WARNING, f"assignee:{self.assignee}@{self._request_key()}", body)
 
     def _result(self) -> Decision:
         return Decision(

@@ -259,6 +259,11 @@ class Limits(_Strict):
     max_per_day: int | None = Field(default=None, ge=1)
     max_active: int | None = Field(default=None, ge=1)
     max_active_per_assignee: int | None = Field(default=None, ge=1)
+    # Whose assignee the per-assignee limit counts: the ITSM record's, checked when the
+    # escalation is accepted, or the engineering record's, checked when engineering assigns it
+    # (the engineer is not known before); an engineer over the limit gets an ITSM note asking
+    # for another assignee.
+    assignee_of: Literal["itsm", "engineering"] = "itsm"
     low_impact: LowImpact = LowImpact()
 
 
@@ -572,7 +577,7 @@ def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
     if "transition" in approval.via:
         reads.append((("approval", "via"), "escalation.state"))
     limits = policy.limits
-    if limits.max_active_per_assignee is not None:
+    if limits.max_active_per_assignee is not None and limits.assignee_of == "itsm":
         reads.append((("limits", "max_active_per_assignee"), "assignee"))
     low = limits.low_impact
     for name, values, read in (

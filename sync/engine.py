@@ -851,6 +851,7 @@ class Engine:
                 status=eng.status,
                 resolution=said.body.strip() if said is not None else None,
                 resolution_public=said is not None and said.visibility is Visibility.PUBLIC,
+                assignee=eng.assignee,
             )
         iid = ticket_id(itsm)
         # Most tickets are outside the procedure or in it with nothing new: decided without

@@ -311,6 +311,23 @@ def test_ds_ticket_limits_story(story: Callable[[str], Harness]) -> None:
             h, sys_id, "devsupport.1", "Client-facing -> Dev Support", reason="merchant outage"
         )
         assert_linked(h, sys_id, key)
+    # One escalation per assignee: Dev Support assigns the DS issues to its engineers.
+    dev = h.jira.add_user("acc-dev-1", "Dev One", "dev.one@example.com")
+    for n, sys_id in enumerate(incidents[:2]):
+        ds_key = paired_key(h, sys_id)
+        assert ds_key is not None
+        h.jira.edit(ds_key, {"assignee": {"accountId": dev.account_id}})
+        h.drain()
+        step(h, sys_id)
+        warned = notes_with(h, sys_id, "Limit max_active_per_assignee")
+        if n == 0:
+            assert warned == []
+        else:
+            [note] = warned
+            assert note.startswith(
+                "Limit max_active_per_assignee: Dev One <dev.one@example.com> already has "
+                f"1 other active escalation, limit 1. Please assign {ds_key} to someone else."
+            )
     fourth = incidents[3]
     assert paired_key(h, fourth) is None
     [refusal] = notes_with(h, fourth, "Escalation refused")

@@ -833,6 +833,55 @@ def test_per_assignee_limit_counts_only_that_assignee(
     assert decide(make_ticket(comments=(c,)), view, now, policy).state is S.APPROVED
 
 
+def test_engineering_assignee_mode_does_not_count_the_itsm_assignee(
+    make_ticket, make_comment, make_policy, now, people
+):
+    """Counting engineering's assignee, the ITSM assignee's active escalation blocks nothing."""
+    policy = make_policy(**{"limits.assignee_of": "engineering"})
+    c = make_comment("c9", "/approve-escalation", people.alice)
+    view = LedgerView(active_by_assignee={"agent1": 1}, entry=pending_entry())
+    d = decide(make_ticket(comments=(c,)), view, now, policy)
+    assert d.state is S.APPROVED and d.reservation is not None
+    assert d.reservation.assignee is None
+
+
+def _assigned(key: str, name: str) -> EngineeringStatus:
+    return EngineeringStatus(
+        Ref(system=System.JIRA, id="100", key=key),
+        Status.IN_PROGRESS,
+        assignee=Person(id=f"acc-{name}", name=name),
+    )
+
+
+def test_engineer_over_the_limit_gets_a_note_when_assigned(make_ticket, make_policy, now):
+    """Engineering assigns someone with an active escalation: the note names limit and count."""
+    policy = make_policy(**{"limits.assignee_of": "engineering"})
+    view = LedgerView(entry=_active_entry(now, assignee=None), active_by_assignee={"acc-Bob": 1})
+    d = decide(make_ticket(), view, now, policy, engineering=_assigned("DS-5", "Bob"))
+    assert d.state is S.APPROVED and d.assignee == "acc-Bob"
+    [note] = notes(d, NoteKind.LIMIT_WARNING)
+    assert "max_active_per_assignee: Bob already has 1 other active escalation, limit 1" in (
+        note.body
+    )
+    assert "assign DS-5 to someone else" in note.body
+    assert reason(d, "limit.max_active_per_assignee").outcome == "fail"
+    # Recorded under Bob, the next decision does not repeat the note.
+    seen = LedgerView(
+        entry=_active_entry(now, assignee="acc-Bob"), active_by_assignee={"acc-Bob": 1}
+    )
+    again = decide(make_ticket(), seen, now, policy, engineering=_assigned("DS-5", "Bob"))
+    assert notes(again, NoteKind.LIMIT_WARNING) == []
+
+
+def test_engineer_under_the_limit_is_recorded_without_a_note(make_ticket, make_policy, now):
+    """An engineer with no other active escalation passes; the ledger counts them from now."""
+    policy = make_policy(**{"limits.assignee_of": "engineering"})
+    view = LedgerView(entry=_active_entry(now, assignee=None), active_by_assignee={"acc-Eve": 1})
+    d = decide(make_ticket(), view, now, policy, engineering=_assigned("DS-5", "Bob"))
+    assert d.assignee == "acc-Bob" and notes(d, NoteKind.LIMIT_WARNING) == []
+    assert reason(d, "limit.max_active_per_assignee").outcome == "pass"
+
+
 def test_refused_by_limit_can_be_approved_again_later(
     make_ticket, make_comment, policy, now, people
 ):
