@@ -150,6 +150,12 @@ def _read_attachments(compiled: CompiledSystem, raw: dict[str, Any]) -> tuple[At
     return tuple(result)
 
 
+def browse_url(mapping: Mapping, system: System | str, ident: str, key: str | None) -> str | None:
+    """Where a person opens the record (the system's `ref.url_template`), if configured."""
+    template = _system(mapping, system).spec.ref.url_template
+    return template.format(id=ident, key=key or ident) if template else None
+
+
 def to_canonical(mapping: Mapping, system: System | str, raw: dict[str, Any]) -> Ticket:
     """Map one vendor record to a canonical ticket; raises UnmappedValue on unknown values."""
     compiled = _system(mapping, system)
@@ -157,9 +163,7 @@ def to_canonical(mapping: Mapping, system: System | str, raw: dict[str, Any]) ->
     if ident in (None, ""):
         raise ValueError(f"{compiled.system.value}: record has no id at {compiled.spec.ref.id!r}")
     key = _search(compiled.paths.get("ref.key"), raw)
-    url = None
-    if compiled.spec.ref.url_template:
-        url = compiled.spec.ref.url_template.format(id=ident, key=key or ident)
+    url = browse_url(mapping, compiled.system, str(ident), str(key) if key else None)
     values: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     escalation: dict[str, Any] = {}

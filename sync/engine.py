@@ -49,6 +49,7 @@ from mapping import Mapping as SyncMapping
 from mapping import (
     UnmappedValue,
     VendorWrite,
+    browse_url,
     read_path,
     stored_as_written,
     to_canonical,
@@ -56,7 +57,7 @@ from mapping import (
 )
 from mapping.model import Comment, System, Ticket, Visibility
 from sync import pending
-from sync.adapters import Adapter
+from sync.adapters import Adapter, Created
 from sync.attachments import AttachmentCopier
 from sync.markers import Marker, find_marker
 from sync.plan import (
@@ -771,6 +772,29 @@ class Engine:
         n += self._post_links(itsm, eng)
         return link, itsm, eng, ticket_id(target), n
 
+    def _create_record(
+        self,
+        source: Ticket,
+        target_system: System,
+        fields: Sequence[str],
+        container: str | None,
+        kind: str | None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> tuple[Created, VendorWrite]:
+        """Create a record in `target_system` from `source`'s `fields` (plain fields only, one
+        request); returns it and the whole write, whose status and journal are still to do."""
+        seed = set_values(source, dict(overrides or {}))
+        seed = seed.model_copy(
+            update={"ref": seed.ref.model_copy(update={"system": target_system})}
+        )
+        wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
+        vendor = to_vendor(self.mapping, target_system, seed, wanted)
+        made = self.adapters[target_system].create(
+            VendorWrite(fields=vendor.fields), container=container, kind=kind
+        )
+        self.metrics.write(target_system.value, "create")
+        return made, vendor
+
     def _create(
         self,
         source: Ticket,
@@ -787,15 +811,10 @@ class Engine:
         transition and anything else: a retry after a crash finds the pair instead of
         creating a second record.
         """
-        seed = set_values(source, dict(overrides or {}))
-        seed = seed.model_copy(
-            update={"ref": seed.ref.model_copy(update={"system": target_system})}
+        made, vendor = self._create_record(
+            source, target_system, fields, container, kind, overrides
         )
-        wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
-        vendor = to_vendor(self.mapping, target_system, seed, wanted)
         adapter = self.adapters[target_system]
-        made = adapter.create(VendorWrite(fields=vendor.fields), container=container, kind=kind)
-        self.metrics.write(target_system.value, "create")
         with self.store.session() as tx:
             if target_system is System.JIRA:
                 tx.put_link(
@@ -952,12 +971,7 @@ class Engine:
         # The engineering record.
         for action in actions:
             if isinstance(action, CreateEngineeringRecord) and eng is None and link is None:
-                fields = [n for n in self.rules.synced_fields() if get_value(itsm, n) is not None]
-                overrides: dict[str, Any] = {
-                    "summary": action.summary,
-                    "description": action.description,
-                    "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
-                }
+                fields, overrides = self._engineering_seed(itsm, action)
                 eng, n = self._create(
                     itsm,
                     action.target_system,
@@ -986,6 +1000,18 @@ class Engine:
                 writes += self._escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
 
+    def _engineering_seed(
+        self, itsm: Ticket, action: CreateEngineeringRecord
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The ITSM fields an engineering record is created with, and the decision's texts."""
+        fields = [n for n in self.rules.synced_fields() if get_value(itsm, n) is not None]
+        overrides: dict[str, Any] = {
+            "summary": action.summary,
+            "description": action.description,
+            "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
+        }
+        return fields, overrides
+
     def _escalate_further(
         self,
         itsm: Ticket,
@@ -1005,37 +1031,31 @@ class Engine:
         marker = Marker(system, iid, f"further-{action.level}")
         if marker in present or self.adapters[system].find_comment_by_marker(iid, marker):
             return 0
-        overrides: dict[str, Any] = {
-            "summary": action.summary,
-            "description": action.description,
-            "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
-        }
-        fields = [n for n in self.rules.synced_fields() if get_value(itsm, n) is not None]
-        seed = set_values(itsm, overrides)
-        seed = seed.model_copy(
-            update={"ref": seed.ref.model_copy(update={"system": action.target_system})}
+        fields, overrides = self._engineering_seed(itsm, action)
+        made, _ = self._create_record(
+            itsm,
+            action.target_system,
+            fields,
+            action.project_or_table,
+            action.issue_type,
+            overrides,
         )
-        wanted = list(dict.fromkeys([*fields, *overrides]))
-        vendor = to_vendor(self.mapping, action.target_system, seed, wanted)
-        adapter = self.adapters[action.target_system]
-        made = adapter.create(
-            VendorWrite(fields=vendor.fields),
-            container=action.project_or_table,
-            kind=action.issue_type,
-        )
-        self.metrics.write(action.target_system.value, "create")
         self.after_write(f"create {action.target_system.value} for {action.level}")
-        further = self.read(action.target_system, made.ticket_id)
-        here_url, here_title = paired_link(itsm)
-        there_url = paired_link(further)[0]
-        eng_url = paired_link(eng)[0]
-        adapter.add_link(made.ticket_id, here_url, here_title)
-        adapter.add_link(made.ticket_id, eng_url, f"Escalated from {ticket_id(eng)}")
-        adapter.add_link(
-            ticket_id(eng), there_url, f"Escalated to {action.level}: {ticket_id(further)}"
+        key = made.key or made.ticket_id
+        there_url = (
+            browse_url(self.mapping, action.target_system, made.record_id or key, key) or key
         )
+        links = (
+            (made.ticket_id, *paired_link(itsm)),
+            (made.ticket_id, paired_link(eng)[0], f"Escalated from {ticket_id(eng)}"),
+            (ticket_id(eng), there_url, f"Escalated to {action.level}: {key}"),
+        )
+        adapter = self.adapters[action.target_system]
+        for record, url, title in links:
+            adapter.add_link(record, url, title)
+            self.metrics.write(action.target_system.value, "link")
         body = (
-            f"Escalated to {action.level}: {ticket_id(further)} ({action.project_or_table}) "
+            f"Escalated to {action.level}: {key} ({action.project_or_table}) "
             f"opened with the gathered context: {there_url}\n"
             f"{ticket_id(eng)} stays the paired engineering record."
         )
@@ -1047,11 +1067,11 @@ class Engine:
                 made.ticket_id,
                 "record",
                 None,
-                made.key or made.ticket_id,
+                key,
                 reason=f"escalation {action.level} of {system.value} {iid}",
             )
             tx.audit(system.value, iid, "work_note", None, marker.text(), reason=body)
-        return 5
+        return 2 + len(links)
 
     def _post_links(self, itsm: Ticket, eng: Ticket) -> int:
         """Show each record's link on the other (idempotent on both systems)."""

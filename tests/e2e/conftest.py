@@ -384,6 +384,22 @@ def harness(
         h.close()
 
 
+def step(h: Harness, sys_id: str) -> None:
+    """Process the incident now, then let webhooks, the queue and the outbox settle."""
+    h.sync("servicenow", sys_id)
+    h.drain()
+
+
+def work_notes(h: Harness, sys_id: str) -> list[str]:
+    """The incident's work notes, oldest first."""
+    return [r["value"] for r in h.snow_journal(sys_id) if r["element"] == "work_notes"]
+
+
+def notes_with(h: Harness, sys_id: str, text: str) -> list[str]:
+    """The incident's work notes that contain `text`."""
+    return [n for n in work_notes(h, sys_id) if text in n]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
     """Poll `predicate` until it holds or `timeout` passes."""
     deadline = time.monotonic() + timeout
@@ -394,4 +410,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 
     return predicate()
 
 
-__all__ = ["EXAMPLE_CONFIG", "Harness", "make_harness", "wait_for"]
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "Harness",
+    "make_harness",
+    "notes_with",
+    "step",
+    "wait_for",
+    "work_notes",
+]

@@ -24,11 +24,11 @@ from tests.e2e.conftest import (
     SYNC_WORKFLOW,
     Harness,
     make_harness,
+    step,
 )
 
 pytestmark = pytest.mark.e2e
 
-COMPLETE = COMPLETE_DESCRIPTION
 ORIGIN = "[escalation-sync origin="
 
 
@@ -75,15 +75,10 @@ def _start(
 def complete_incident(h: Harness, summary: str, *, urgency: str) -> str:
     """A high-impact incident that passes every completeness gate, with a log attached."""
     sys_id = h.incident(
-        short_description=summary, description=COMPLETE, impact="1", urgency=urgency
+        short_description=summary, description=COMPLETE_DESCRIPTION, impact="1", urgency=urgency
     )
     h.servicenow.attach(sys_id, "service.log", b"500 POST /pay\n" * 20, as_user=AGENT)
     return sys_id
-
-
-def step(h: Harness, sys_id: str) -> None:
-    h.sync("servicenow", sys_id)
-    h.drain()
 
 
 def paired_key(h: Harness, sys_id: str) -> str:

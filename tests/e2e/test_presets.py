@@ -24,6 +24,9 @@ from tests.e2e.conftest import (
     SYNC_WORKFLOW,
     Harness,
     make_harness,
+    notes_with,
+    step,
+    work_notes,
 )
 
 pytestmark = pytest.mark.e2e
@@ -69,23 +72,9 @@ def projects(h: Harness, *keys: str) -> None:
         h.jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
 
 
-def work_notes(h: Harness, sys_id: str) -> list[str]:
-    return [r["value"] for r in h.snow_journal(sys_id) if r["element"] == "work_notes"]
-
-
-def notes_with(h: Harness, sys_id: str, text: str) -> list[str]:
-    return [n for n in work_notes(h, sys_id) if text in n]
-
-
 def paired_key(h: Harness, sys_id: str) -> str | None:
     link = h.store.get_link("servicenow", sys_id)
     return link.jira_key if link is not None else None
-
-
-def step(h: Harness, sys_id: str) -> None:
-    """Process the incident now, then let webhooks, the queue and the outbox settle."""
-    h.sync("servicenow", sys_id)
-    h.drain()
 
 
 def later(h: Harness, **delta: float) -> None:

@@ -6,16 +6,22 @@ The mapping reads the escalation record from ServiceNow (state from `approval`, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AGENT, COMPLETE_DESCRIPTION, EXAMPLE_CONFIG, Harness, make_harness
+from tests.e2e.conftest import (
+    AGENT,
+    COMPLETE_DESCRIPTION,
+    EXAMPLE_CONFIG,
+    Harness,
+    notes_with,
+    step,
+)
 
 pytestmark = pytest.mark.e2e
 
-COMPLETE = COMPLETE_DESCRIPTION
 ESCALATION_MAPPING = """
 [mapping.systems.servicenow.escalation.state]
 read = "approval"
@@ -42,27 +48,9 @@ def _config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """The example configuration approving by the `approval` field, with one SME."""
-    h = make_harness(tmp_path, monkeypatch, escalation=True, config=_config(tmp_path))
-    h.servicenow.add_user("sme.alice", name="Alice Sme", email="sme.alice@example.com")
-    try:
-        yield h
-    finally:
-        h.close()
-
-
-def _step(h: Harness, sys_id: str) -> None:
-    h.sync("servicenow", sys_id)
-    h.drain()
-
-
-def _notes(h: Harness, sys_id: str, text: str) -> list[str]:
-    return [
-        r["value"]
-        for r in h.snow_journal(sys_id)
-        if r["element"] == "work_notes" and text in r["value"]
-    ]
+def harness_options(tmp_path: Path) -> dict[str, Any]:
+    """The example configuration approving by the `approval` field."""
+    return {"escalation": True, "config": _config(tmp_path)}
 
 
 def test_approval_field_set_by_an_approver_escalates_and_by_anyone_else_does_not(
@@ -70,16 +58,17 @@ def test_approval_field_set_by_an_approver_escalates_and_by_anyone_else_does_not
 ) -> None:
     """The agent's `approved` is refused; the SME's creates the linked, tagged Jira issue."""
     h = harness
+    h.servicenow.add_user("sme.alice", name="Alice Sme", email="sme.alice@example.com")
     sys_id = h.incident(
         short_description="Checkout fails for EU customers",
-        description=COMPLETE,
+        description=COMPLETE_DESCRIPTION,
         impact="2",
         urgency="2",
     )
     h.servicenow.attach(sys_id, "service.log", b"500 POST /pay\n" * 20, as_user=AGENT)
     h.servicenow.add_work_note(sys_id, "/escalate customer blocked on payments", as_user=AGENT)
-    _step(h, sys_id)
-    assert _notes(h, sys_id, "Awaiting approval (group sme).")
+    step(h, sys_id)
+    assert notes_with(h, sys_id, "Awaiting approval (group sme).")
 
     h.servicenow.update_incident(sys_id, {"approval": "approved"}, as_user=AGENT)
     outcome = h.sync("servicenow", sys_id)
@@ -88,17 +77,17 @@ def test_approval_field_set_by_an_approver_escalates_and_by_anyone_else_does_not
     [refused] = [r for r in outcome.decision.blocked if r.rule == "approval.transition"]
     assert AGENT in refused.detail and "not among the approvers" in refused.detail
     assert h.store.get_link("servicenow", sys_id) is None
-    assert not _notes(h, sys_id, "Escalation approved by")
+    assert not notes_with(h, sys_id, "Escalation approved by")
 
     h.servicenow.update_incident(sys_id, {"approval": "requested"}, as_user=AGENT)
     h.servicenow.update_incident(sys_id, {"approval": "approved"}, as_user="sme.alice")
-    _step(h, sys_id)
-    [approved] = _notes(h, sys_id, "Escalation approved by sme.alice")
+    step(h, sys_id)
+    [approved] = notes_with(h, sys_id, "Escalation approved by sme.alice")
     assert "L1 -> L2" in approved
     link = h.store.get_link("servicenow", sys_id)
     assert link is not None and link.jira_key
     assert "ESCALATION" in h.jira.issue(link.jira_key)["fields"]["labels"]
     assert "ESCALATION" in h.servicenow.incident(sys_id)["u_labels"].split(",")
 
-    _step(h, sys_id)
-    assert len(_notes(h, sys_id, "Escalation approved by")) == 1
+    step(h, sys_id)
+    assert len(notes_with(h, sys_id, "Escalation approved by")) == 1
