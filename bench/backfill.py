@@ -1,7 +1,7 @@
 """Backfill: pair existing ServiceNow incidents into Jira with the product, against the baseline.
 
 Seeds `--count` incidents carrying the ESCALATION label in simulators running in a child process
-(so this process's peak RSS is the backfill's own), runs `sync.backfill.backfill` as
+(so this process's peak RSS is the backfill's own), runs `sync.pipeline.backfill.backfill` as
 `escalation-sync backfill --system servicenow` does (bulk create, 50 issues a request), then runs
 the hand-written script of bench/baseline.py over a fresh copy of the same data and reports the
 ratio of the two wall times.
@@ -24,10 +24,10 @@ from bench.common import Calls, SimsProcess, delta_both, header, peak_rss_mib, q
 def product(count: int, latency_ms: float, work: Path) -> dict[str, Any]:
     """Seed, backfill with the product, verify every incident got its pair; return figures."""
     from mapping.model import System
-    from sync.backfill import backfill
-    from sync.engine import build_engine
-    from sync.settings import load_settings
-    from sync.store import Store
+    from sync.config.settings import load_settings
+    from sync.pipeline.backfill import backfill
+    from sync.pipeline.engine import build_engine
+    from sync.store.database import Store
 
     with SimsProcess(work / "product", incidents=count, latency_ms=latency_ms) as sims:
         os.environ.update(sims.environment(work / "product" / "state"))

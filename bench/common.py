@@ -77,7 +77,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def quiet_logs() -> None:
     """Warnings and errors only: a log line per request would measure the terminal."""
-    from sync.logs import configure_logging
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level="WARNING", json=True)
 

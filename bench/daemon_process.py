@@ -1,7 +1,8 @@
 """The daemon as the benchmarks run it: webhook server, SQLite store and queue, worker threads.
 
 Wired as `escalation-sync run` wires it (settings from ESCALATION_SYNC_CONFIG and the
-environment, `sync.webhooks.create_app` on the daemon's `webhook_server` in a thread of its own,
+environment, `sync.intake.webhooks.create_app` on the daemon's `webhook_server` in a thread
+of its own,
 `SyncQueue` with an in-process consumer, `build_engine`), with two differences a benchmark
 needs: `--workers 0` runs no consumer so the queue can be counted after an ingest run, and
 periodic polls are off so only webhooks drive work.
@@ -52,12 +53,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from bench.common import quiet_logs
-    from sync import webhooks
-    from sync.daemon import freeze_startup_heap, webhook_server
-    from sync.engine import build_engine
-    from sync.queue import SyncQueue, make_huey
-    from sync.settings import load_settings
-    from sync.store import Store
+    from sync.config.settings import load_settings
+    from sync.intake import webhooks
+    from sync.pipeline.engine import build_engine
+    from sync.queue.tasks import SyncQueue, make_huey
+    from sync.runtime.daemon import freeze_startup_heap, webhook_server
+    from sync.store.database import Store
 
     quiet_logs()
     settings = load_settings(None)

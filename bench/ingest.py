@@ -177,8 +177,8 @@ def count_state(state_dir: Path) -> tuple[int, int, int]:
     """(delivery rows, distinct delivery ids, queued tasks) in the daemon's state directory."""
     import sqlite3
 
-    from sync.queue import make_huey
-    from sync.store import DATABASE_FILE
+    from sync.queue.tasks import make_huey
+    from sync.store.database import DATABASE_FILE
 
     with sqlite3.connect(state_dir / DATABASE_FILE) as db:
         rows, distinct = db.execute(

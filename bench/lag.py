@@ -158,9 +158,9 @@ def make_pairs(estate: Any, env: dict[str, str], count: int) -> list[tuple[str, 
     """`count` incidents and their Jira issues, linked in the daemon's state directory."""
     from bench.sims_process import incident_fields
     from simulators.estate import CUSTOMER, L1_ENGINEER
-    from sync.engine import build_engine
-    from sync.settings import load_settings
-    from sync.store import Store
+    from sync.config.settings import load_settings
+    from sync.pipeline.engine import build_engine
+    from sync.store.database import Store
 
     os.environ.update(env)
     settings = load_settings(None)

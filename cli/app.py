@@ -104,7 +104,7 @@ def build() -> typer.Typer:
 
 def main() -> None:
     """Entry point of the console script."""
-    from sync.logs import configure_logging
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level=os.environ.get("ESCALATION_SYNC_LOG_LEVEL", "INFO"))
     build()()

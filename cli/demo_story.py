@@ -26,8 +26,8 @@ from cli.simulators_cmd import people_lines
 from escalation.wording import plural
 from simulators.estate import CUSTOMER, L1_ENGINEER, SECOND_SME, SME, SimulatedEstate
 from simulators.servicenow.schema import CHOICES
-from sync.markers import find_marker, strip_marker
-from sync.settings import EXAMPLE_CONFIG
+from sync.config.settings import EXAMPLE_CONFIG
+from sync.pipeline.markers import find_marker, strip_marker
 
 STEP_TIMEOUT = 20.0
 COMPLETE_DESCRIPTION = (
@@ -477,8 +477,8 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print) -> int:
     """Play the story; 0 when every check passed."""
-    from sync.daemon import Daemon
-    from sync.logs import configure_logging
+    from sync.runtime.daemon import Daemon
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level="WARNING", json=False)
     timeline = Timeline(echo=echo)

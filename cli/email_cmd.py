@@ -11,7 +11,7 @@ from rich.table import Table
 from sqlalchemy.orm import sessionmaker
 
 from cli.mapping_cmd import ConfigOption, load_or_exit
-from sync.settings import Settings
+from sync.config.settings import Settings
 
 STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
 
@@ -25,7 +25,7 @@ def _email_settings(settings: Settings) -> Any:
 
 
 def _open_store(settings: Settings) -> Any:
-    from sync.store import Store
+    from sync.store.database import Store
 
     return Store.for_state(settings.state.dir, settings.state.database_url)
 
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """List outbox messages with their status and last error."""
-        from sync import outbox
+        from sync.notify import outbox
 
         if status is not None and status not in STATUS_CHOICES:
             raise typer.BadParameter(f"status must be one of {', '.join(STATUS_CHOICES)}")
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @group.command("send")
     def send(config: ConfigOption = None) -> None:
         """Send every due outbox message once (for cron when the daemon is not running)."""
-        from sync import outbox
+        from sync.notify import outbox
 
         settings = load_or_exit(config)
         email = _email_settings(settings)
@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Give a dead message a new set of attempts (after fixing the cause)."""
-        from sync import outbox
+        from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))
         try:
@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Settle a message whose send was interrupted and the transport could not confirm."""
-        from sync import outbox
+        from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))
         try:

@@ -26,7 +26,7 @@ from mapping.errors import ConfigInvalid
 from mapping.model import Status, System, Ticket
 
 if TYPE_CHECKING:
-    from sync.store import Link
+    from sync.store.database import Link
 
 PolicyOption = Annotated[
     str | None,
@@ -87,7 +87,7 @@ def _itsm_systems(settings: Any) -> set[System]:
 
 
 def _paired(settings: Any, system: System, ident: str) -> Link | None:
-    from sync.store import Store
+    from sync.store.database import Store
 
     store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:
@@ -102,7 +102,7 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    from sync.engine import parse_ref
+    from sync.pipeline.engine import parse_ref
 
     system, ident = parse_ref(ref)
     itsm = _itsm_systems(settings)
@@ -127,7 +127,7 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
 
 
 def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
-    from sync import engine as sync_engine
+    from sync.pipeline import engine as sync_engine
 
     system, ident = sync_engine.parse_ref(ref)
     try:
@@ -143,8 +143,8 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
 
 
 def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
-    from sync.ledger import ledger_view
-    from sync.store import Store
+    from sync.procedure.ledger import ledger_view
+    from sync.store.database import Store
 
     store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:

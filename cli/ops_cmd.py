@@ -16,7 +16,7 @@ from rich.table import Table
 from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
-from sync.store import DeadLetter, Store
+from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -26,7 +26,7 @@ def _open(settings: Any) -> Store:
 
 
 def _queue(settings: Any, store: Store) -> Any:
-    from sync.queue import SyncQueue, make_huey
+    from sync.queue.tasks import SyncQueue, make_huey
 
     return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
 
@@ -37,7 +37,7 @@ def _when(value: datetime | None) -> str | None:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """The running daemon's pid and address from its runtime file, or None if none runs."""
-    from sync.daemon import RUNTIME_FILE
+    from sync.runtime.daemon import RUNTIME_FILE
 
     try:
         info = json.loads((state_dir / RUNTIME_FILE).read_text())
@@ -70,7 +70,7 @@ def active_escalations(store: Store) -> dict[str, int] | None:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
-    from sync.outbox import store_counts
+    from sync.notify.outbox import store_counts
 
     return store_counts(store)
 
@@ -312,7 +312,7 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
 
 def _process_here(settings: Any, store: Store, queue: Any) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    from sync.daemon import default_processor
+    from sync.runtime.daemon import default_processor
 
     before = store.status_counts().dead_letters_pending
     queue.set_processor(configured(lambda: default_processor(settings, store, queue)))

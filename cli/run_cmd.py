@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run the daemon: webhooks, workers, pollers, email. SIGHUP reloads, SIGTERM stops."""
-        from sync import daemon
-        from sync.logs import configure_logging, settings_secrets
+        from sync.runtime import daemon
+        from sync.runtime.logs import configure_logging, settings_secrets
 
         settings = load_or_exit(config)
         configure_logging(secrets=settings_secrets(settings))

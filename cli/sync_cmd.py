@@ -22,11 +22,11 @@ from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError
 from escalation.wording import plural
 from mapping.model import System
-from sync.settings import Settings
-from sync.store import Store
+from sync.config.settings import Settings
+from sync.store.database import Store
 
 if TYPE_CHECKING:
-    from sync.backfill import BackfillSkip
+    from sync.pipeline.backfill import BackfillSkip
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
@@ -59,8 +59,8 @@ class OncePass:
 
 def run_once(settings: Settings) -> OncePass:
     """Poll each system (a failing one does not stop the other) and process every task queued."""
-    from sync.engine import build_engine
-    from sync.queue import SyncQueue, make_huey
+    from sync.pipeline.engine import build_engine
+    from sync.queue.tasks import SyncQueue, make_huey
 
     store = open_store(settings)
     try:
@@ -138,8 +138,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Pair existing records with new ones in the other system (bulk APIs, progress bar)."""
-        from sync.backfill import backfill
-        from sync.engine import build_engine
+        from sync.pipeline.backfill import backfill
+        from sync.pipeline.engine import build_engine
 
         settings = load_or_exit(config)
         moment = _parse_since(since)

@@ -59,7 +59,7 @@ class PublicComment:
 
 @dataclass(frozen=True, slots=True)
 class CustomerContext:
-    """Everything a customer template may show. Build it with `sync.email_context`."""
+    """Everything a customer template may show. Build it with `sync.procedure.email_context`."""
 
     ticket_key: str
     summary: str

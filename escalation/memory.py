@@ -1,8 +1,8 @@
 """An in-memory escalation ledger with the same rules as the store's (for what-if and tests).
 
 `policy simulate` plays tickets through decide() against this ledger; the tests use it to
-check sequences of decisions. The store's ledger (`sync.ledger`) applies the same rules under
-a database lock.
+check sequences of decisions. The store's ledger
+(`sync.procedure.ledger`) applies the same rules under a database lock.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def cli(*args: str) -> Result:
 
 
 def use_engine(monkeypatch: pytest.MonkeyPatch, engine: PollingEngine) -> None:
-    monkeypatch.setattr("sync.engine.build_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("sync.pipeline.engine.build_engine", lambda *a, **k: engine)
 
 
 def assert_clean(result: Result) -> None:
@@ -133,7 +133,7 @@ def test_backfill_stops_with_one_line_on_a_connector_error(monkeypatch: pytest.M
     def failing(*args: object, **kwargs: object) -> None:
         raise AuthFailed("GET /api/now/table/incident: HTTP 403", system="servicenow")
 
-    monkeypatch.setattr("sync.backfill.backfill", failing)
+    monkeypatch.setattr("sync.pipeline.backfill.backfill", failing)
     result = cli("backfill", "--system", "servicenow")
     assert result.exit_code == 1
     assert_clean(result)
@@ -165,7 +165,7 @@ def test_explain_reports_a_read_failure_in_one_line(
     def load(settings: object, ref: str) -> None:
         raise error
 
-    monkeypatch.setattr("sync.engine.load_ticket_for_explain", load)
+    monkeypatch.setattr("sync.pipeline.engine.load_ticket_for_explain", load)
     result = cli("explain", "INC1")
     assert result.exit_code == 1
     assert_clean(result)

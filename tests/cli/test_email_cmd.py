@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from cli.app import build
 from connectors.email_render import RenderedEmail
 from simulators.mail import MailSink
-from sync.outbox import OutboxKey, enqueue
-from sync.store import Store
+from sync.notify.outbox import OutboxKey, enqueue
+from sync.store.database import Store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -62,7 +62,7 @@ def test_test_message_reaches_the_sink(config: Path, sink: MailSink) -> None:
 
 def test_send_list_requeue(config: Path, sink: MailSink, tmp_path: Path) -> None:
     """`email send` flushes the outbox, `email outbox` lists rows, `requeue` revives a dead one."""
-    store = Store.open(f"sqlite:///{tmp_path / 'state' / 'escalation-sync.db'}")
+    store = Store.open(f"sqlite:///{tmp_path / 'state' / 'escalation-sync.store.db'}")
     rendered = RenderedEmail("[INC1] Closed: x", "closed\n", "<p>closed</p>")
     now = datetime.now(UTC)
     with store.session() as tx:

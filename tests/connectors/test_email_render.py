@@ -39,7 +39,11 @@ from mapping.model import (
     Ticket,
     Visibility,
 )
-from sync.email_context import InternalContentRefused, customer_context, management_context
+from sync.procedure.email_context import (
+    InternalContentRefused,
+    customer_context,
+    management_context,
+)
 
 SECRETS = (
     "SECRET-WORKNOTE-root-password-hunter2",

@@ -73,10 +73,10 @@ from simulators.estate import SUPPORT_WORKFLOW
 from simulators.jira import JiraSimulator
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
-from sync.engine import Engine, Outcome, build_engine
-from sync.queue import RetrySchedule, SyncQueue, make_huey
-from sync.settings import Settings, load_settings
-from sync.store import Store
+from sync.config.settings import Settings, load_settings
+from sync.pipeline.engine import Engine, Outcome, build_engine
+from sync.queue.tasks import RetrySchedule, SyncQueue, make_huey
+from sync.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "config.example.toml"
@@ -273,9 +273,9 @@ def _email_overrides(settings: Settings, mail: MailSink) -> None:
 
 
 def _start_webhook_server(harness: Harness) -> str | None:
-    """Serve the product's webhook endpoints (sync/webhooks.py) if that module is installed."""
+    """Serve the product's webhook endpoints (sync/intake/webhooks.py) if installed."""
     try:
-        from sync import webhooks
+        from sync.intake import webhooks
     except ImportError:
         return None
     app = webhooks.create_app(
@@ -349,7 +349,7 @@ def _outbox_worker(harness: Harness) -> Any:
     from sqlalchemy.orm import sessionmaker
 
     from connectors.email import build_sender
-    from sync.outbox import OutboxWorker
+    from sync.notify.outbox import OutboxWorker
 
     sessions = sessionmaker(harness.store.engine, expire_on_commit=False)
 

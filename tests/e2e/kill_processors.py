@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from sync.daemon import default_processor
-from sync.queue import SyncQueue, TicketProcessor
-from sync.store import Store
+from sync.queue.tasks import SyncQueue, TicketProcessor
+from sync.runtime.daemon import default_processor
+from sync.store.database import Store
 
 KILLED_MARK = "killed-after-comment"
 

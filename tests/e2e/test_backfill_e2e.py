@@ -1,4 +1,4 @@
-"""End to end over real HTTP: `sync.backfill` between the simulators, whole and interrupted."""
+"""End to end over real HTTP: `sync.pipeline.backfill` between the simulators, whole and cut."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from mapping.model import System
-from sync.adapters import LinkOutcome, PairLink
-from sync.backfill import backfill
+from sync.pipeline.backfill import backfill
+from sync.systems.adapters import LinkOutcome, PairLink
 from tests.e2e.conftest import AGENT, Harness
 
 pytestmark = pytest.mark.e2e

@@ -45,7 +45,7 @@ def test_sync_once_polls_and_applies_changes(harness: Harness) -> None:
     result = cli("sync", "--once")
     assert result.exit_code == 0, result.output
     assert "new dead letters: 0" in result.output
-    assert "Executing sync.queue" not in result.output, "Huey's per-task lines are kept quiet"
+    assert "Executing sync.queue.tasks" not in result.output, "Huey's per-task lines are kept quiet"
     assert harness.servicenow.incident(sys_id)["state"] == "6"
     assert "Fixed in 4.3" in harness.snow_journal_text(sys_id)
 

@@ -13,7 +13,7 @@ import presets
 from escalation.policy import load_policy, mapping_gaps, policy_reads
 from mapping import load_mapping
 from mapping.errors import ConfigInvalid
-from sync.settings import load_settings
+from sync.config.settings import load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 EXAMPLE_MAPPING: dict[str, Any] = tomllib.loads(EXAMPLE.read_text())["mapping"]

@@ -11,7 +11,7 @@ import pytest
 from mapping import load_mapping, to_canonical
 from mapping.errors import ConfigInvalid
 from mapping.model import EscalationState, Person, System
-from sync.settings import read_toml
+from sync.config.settings import read_toml
 
 STATE = {
     "read": "approval",

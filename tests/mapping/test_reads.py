@@ -14,7 +14,7 @@ from mapping import Mapping, load_mapping, to_canonical
 from mapping.convert import _search
 from mapping.model import System
 from mapping.reads import keys_read, paths_read
-from sync.settings import read_toml
+from sync.config.settings import read_toml
 
 CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 MAPPING: Mapping = load_mapping(read_toml(CONFIG)["mapping"], source=str(CONFIG))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mapping import Mapping, load_mapping, stored_as_written, to_canonical, to_vendor
 from mapping.model import Priority, Ref, Status, System, Ticket
 from simulators.servicenow.schema import PRIORITY_LOOKUP
-from sync.settings import read_toml
+from sync.config.settings import read_toml
 
 CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 MAPPING: Mapping = load_mapping(read_toml(CONFIG)["mapping"], source=str(CONFIG))

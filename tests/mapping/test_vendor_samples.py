@@ -10,7 +10,7 @@ import pytest
 
 from mapping import Mapping, load_mapping, to_canonical
 from mapping.model import Person, Priority, Status, System, Visibility
-from sync.settings import read_toml
+from sync.config.settings import read_toml
 
 
 @pytest.fixture(scope="module")

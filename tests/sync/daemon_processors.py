@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sync.queue import SyncQueue
-from sync.store import Store
+from sync.queue.tasks import SyncQueue
+from sync.store.database import Store
 
 
 class SlowProcessor:

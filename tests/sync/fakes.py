@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 from connectors.errors import InvalidRequest, NotFound
 from mapping import VendorWrite
 from mapping.model import System
-from sync.adapters import Changed, Created
-from sync.markers import Marker, with_marker
+from sync.pipeline.markers import Marker, with_marker
+from sync.systems.adapters import Changed, Created
 
 _clock = itertools.count()
 BASE = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

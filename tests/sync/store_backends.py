@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from sync.store import Store
+from sync.store.database import Store
 
 POSTGRES_ENV = "ESCALATION_SYNC_TEST_POSTGRES_URL"
 REDIS_ENV = "ESCALATION_SYNC_TEST_REDIS_URL"

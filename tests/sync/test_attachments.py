@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from mapping.model import Attachment, System
-from sync.attachments import AttachmentCopier
-from sync.markers import Marker
-from sync.plan import AttachmentCopy
+from sync.pipeline.attachments import AttachmentCopier
+from sync.pipeline.markers import Marker
+from sync.pipeline.plan import AttachmentCopy
 
 
 class Side:

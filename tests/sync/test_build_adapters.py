@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from mapping.model import System
-from sync.adapters import ServiceNowAdapter
-from sync.engine import build_adapters
-from sync.settings import load_settings
+from sync.config.settings import load_settings
+from sync.pipeline.engine import build_adapters
+from sync.systems.adapters import ServiceNowAdapter
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from connectors import jira_webhook
-from sync.daemon import freeze_startup_heap, webhook_server
+from sync.runtime.daemon import freeze_startup_heap, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"

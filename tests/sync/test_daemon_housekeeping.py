@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 
 from escalation.policy import load_policy
-from sync.daemon import Daemon
-from sync.ledger import FingerprintRow
-from sync.store import Store
+from sync.procedure.ledger import FingerprintRow
+from sync.runtime.daemon import Daemon
+from sync.store.database import Store
 
 
 def _sightings(store: Store) -> list[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from connectors.events import ChangeEvent
-from sync.delivery_groups import Delivery, GroupCommitter, commit_group
-from sync.store import Store
+from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
+from sync.store.database import Store
 from tests.sync.store_backends import opened_store
 
 

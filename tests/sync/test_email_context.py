@@ -27,7 +27,7 @@ from mapping.model import (
     Ticket,
     Visibility,
 )
-from sync.email_context import (
+from sync.procedure.email_context import (
     DEFAULT_AUTHOR,
     NO_APPROVAL,
     as_decided,

@@ -13,8 +13,8 @@ import pytest
 from connectors.errors import InvalidRequest
 from mapping import load_mapping
 from mapping.model import System
-from sync.engine import Engine
-from sync.store import Store, lease_owner
+from sync.pipeline.engine import Engine
+from sync.store.database import Store, lease_owner
 from tests.sync.fakes import FakeJira, FakeServiceNow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_reconcile_repairs_drift(world: World) -> None:
 
 def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) -> None:
     """While another worker holds the paired record's lease, the sync is retried, not run."""
-    from sync.engine import PairBusy
+    from sync.pipeline.engine import PairBusy
 
     sys_id, key = world.pair(short_description="x")
     world.jira.comment(key, "race")

@@ -33,8 +33,7 @@ from mapping.model import (
     Ticket,
     Visibility,
 )
-from sync.db import Base
-from sync.ledger import (
+from sync.procedure.ledger import (
     LedgerRow,
     apply_decision,
     decide_and_record,
@@ -45,7 +44,8 @@ from sync.ledger import (
     quiet_decision,
     record_decision,
 )
-from sync.store import Store, default_database_url
+from sync.store.database import Store, default_database_url
+from sync.store.db import Base
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
@@ -160,7 +160,7 @@ def active_rows(db: Store) -> int:
 
 
 def test_migration_matches_the_models(db: Store):
-    """Migration 0003_ledger creates exactly the tables sync.ledger declares."""
+    """Migration 0003_ledger creates exactly the tables sync.procedure.ledger declares."""
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     ledger_tables = ("escalation_ledger", "escalation_fingerprints", "escalation_slots")

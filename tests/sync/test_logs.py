@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sync.logs import REDACTED, Redactor
+from sync.runtime.logs import REDACTED, Redactor
 
 
 def test_secret_values_are_masked_anywhere() -> None:
@@ -50,7 +50,7 @@ def test_bound_ticket_reaches_lines_of_every_module(capsys) -> None:
 
     import structlog
 
-    from sync.logs import configure_logging
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level="INFO", json=True)
     with structlog.contextvars.bound_contextvars(system="jira", ticket="DS-1"):
@@ -64,7 +64,7 @@ def test_library_log_lines_are_formatted_and_redacted(capsys) -> None:
     import json
     import logging
 
-    from sync.logs import configure_logging
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level="INFO", json=True, secrets=["lib-secret-9876"])
     logging.getLogger("urllib3.connectionpool").warning(
@@ -91,10 +91,10 @@ def test_queue_and_smtp_sink_chatter_is_kept_for_debugging(capsys) -> None:
     they are, and their warnings always are."""
     import logging
 
-    from sync.logs import configure_logging
+    from sync.runtime.logs import configure_logging
 
     configure_logging(level="INFO", json=True)
-    logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 1")
+    logging.getLogger("huey").info("Executing sync.queue.tasks.sync_ticket: 1")
     logging.getLogger("mail.log").info("('127.0.0.1', 4000) handling connection")
     logging.getLogger("huey").warning("task failed")
     err = capsys.readouterr().err
@@ -102,7 +102,7 @@ def test_queue_and_smtp_sink_chatter_is_kept_for_debugging(capsys) -> None:
     assert "task failed" in err
     configure_logging(level="DEBUG", json=True)
     try:
-        logging.getLogger("huey").info("Executing sync.queue.sync_ticket: 2")
-        assert "Executing sync.queue.sync_ticket: 2" in capsys.readouterr().err
+        logging.getLogger("huey").info("Executing sync.queue.tasks.sync_ticket: 2")
+        assert "Executing sync.queue.tasks.sync_ticket: 2" in capsys.readouterr().err
     finally:
         configure_logging(level="INFO", json=True)

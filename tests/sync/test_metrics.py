@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync import metrics
+from sync.runtime import metrics
 
 
 @pytest.fixture(autouse=True)

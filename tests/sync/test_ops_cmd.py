@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli.app import build
-from sync.queue import SyncQueue, make_huey
-from sync.store import Store
+from sync.queue.tasks import SyncQueue, make_huey
+from sync.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.example.toml"
@@ -100,7 +100,7 @@ def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> No
 def test_status_shows_the_email_outbox(store: Store) -> None:
     """status counts outbox messages by status, in the table and in --json."""
     from connectors.email_render import RenderedEmail
-    from sync import outbox
+    from sync.notify import outbox
 
     rendered = RenderedEmail(subject="INC1: escalated", text="t", html="<p>t</p>")
     with store.session() as tx:
@@ -231,7 +231,7 @@ def test_replay_now_processes_here(
         def reconcile(self) -> int:
             return 0
 
-    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: Fixed())
+    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: Fixed())
     good = store.add_dead_letter("jira", "DS-7", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(good), "--now")
     assert code == 0, out
@@ -265,7 +265,7 @@ def test_replay_now_also_runs_what_an_earlier_replay_left_queued(
 ) -> None:
     """A plain replay with no daemon says the event waits; `--all --now` then runs it."""
     processor = Recording()
-    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
     ident = store.add_dead_letter("jira", "DS-9", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(ident))
     assert code == 0, out
@@ -283,7 +283,7 @@ def test_replay_now_alone_runs_the_waiting_events(
 ) -> None:
     """`deadletters replay --now` with no ids processes what waits in the queue."""
     processor = Recording()
-    monkeypatch.setattr("sync.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
     SyncQueue(make_huey(None, state), store).enqueue_ticket("servicenow", "s1", source="replay")
     code, out = cli("deadletters", "replay", "--now")
     assert code == 0, out
@@ -293,7 +293,7 @@ def test_replay_now_alone_runs_the_waiting_events(
 
 def test_replay_with_a_daemon_running_says_the_daemon_takes_it(state: Path, store: Store) -> None:
     """With a daemon's runtime file naming a live process, replay says it is queued for it."""
-    from sync.daemon import RUNTIME_FILE
+    from sync.runtime.daemon import RUNTIME_FILE
 
     state.mkdir(parents=True, exist_ok=True)
     (state / RUNTIME_FILE).write_text(

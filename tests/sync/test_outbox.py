@@ -23,9 +23,9 @@ from connectors.email import (
 from connectors.email_render import RenderedEmail
 from connectors.errors import InvalidRequest, RateLimited, TransportFailed
 from simulators.mail import MailSink
-from sync import outbox
-from sync.outbox import OutboxKey, OutboxWorker, backoff_delay, enqueue
-from sync.store import Store
+from sync.notify import outbox
+from sync.notify.outbox import OutboxKey, OutboxWorker, backoff_delay, enqueue
+from sync.store.database import Store
 from tests.sync.store_backends import postgres_schema
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

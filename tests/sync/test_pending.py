@@ -9,8 +9,8 @@ import pytest
 
 from escalation.decision import AddLabel, PostLinks
 from mapping.model import Ref, System, Ticket
-from sync import pending
-from sync.store import Store, default_database_url
+from sync.procedure import pending
+from sync.store.database import Store, default_database_url
 
 
 @pytest.fixture

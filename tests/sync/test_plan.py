@@ -18,8 +18,8 @@ from mapping.model import (
     Ticket,
     Visibility,
 )
-from sync.markers import Marker, find_marker, strip_marker, with_marker
-from sync.plan import Plan, SyncRules, apply_writes, comparable, plan
+from sync.pipeline.markers import Marker, find_marker, strip_marker, with_marker
+from sync.pipeline.plan import Plan, SyncRules, apply_writes, comparable, plan
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FIELDS = frozenset({"summary", "description", "status", "priority", "labels", "assignee"})

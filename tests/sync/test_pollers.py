@@ -11,9 +11,9 @@ import pytest
 
 from connectors.errors import InvalidRequest, ServerUnavailable
 from mapping.model import System
-from sync.adapters import Changed
-from sync.pollers import poll_system
-from sync.store import Store
+from sync.intake.pollers import poll_system
+from sync.store.database import Store
+from sync.systems.adapters import Changed
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from connectors.errors import InvalidRequest, NotFound, RateLimited, ServerUnavailable
 from connectors.events import ChangeEvent
-from sync.queue import (
+from sync.queue.storage import GroupEnqueue
+from sync.queue.tasks import (
     RetrySchedule,
     SyncQueue,
     TicketProcessor,
@@ -27,8 +28,7 @@ from sync.queue import (
     make_huey,
     poll_crontab,
 )
-from sync.queue_storage import GroupEnqueue
-from sync.store import LeaseBusy, Store
+from sync.store.database import LeaseBusy, Store
 from tests.sync.store_backends import redis_url
 
 FAST = RetrySchedule(attempts=3, base_delay=0.01, max_delay=0.05, lock_wait=0.01)

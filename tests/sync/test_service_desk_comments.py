@@ -10,8 +10,8 @@ import pytest
 from mapping import to_canonical
 from mapping.model import System, Visibility
 from simulators.jira import JiraSimulator
-from sync.engine import build_adapters
-from sync.settings import load_settings
+from sync.config.settings import load_settings
+from sync.pipeline.engine import build_adapters
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mapping.errors import ConfigInvalid
-from sync.settings import CONFIG_ENV, load_settings
+from sync.config.settings import CONFIG_ENV, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -87,7 +87,7 @@ def test_separate_mapping_file(tmp_path: Path) -> None:
     """`mapping_file` points at a standalone mapping, resolved relative to the config file."""
     import tomllib
 
-    from sync.settings import read_toml
+    from sync.config.settings import read_toml
 
     data = read_toml(EXAMPLE)["mapping"]
     mapping_toml = tmp_path / "mapping.toml"

@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.db import Base
-from sync.migrations import current_revision, downgrade
-from sync.store import LinkConflict, Store, default_database_url
+from sync.store.database import LinkConflict, Store, default_database_url
+from sync.store.db import Base
+from sync.store.migrations import current_revision, downgrade
 from tests.sync.store_backends import postgres_schema
 
 STORE_TABLES = {
@@ -68,7 +68,7 @@ def test_open_migrates_to_head_and_creates_every_table(store: Store) -> None:
     assert "alembic_version" in tables
     from alembic.script import ScriptDirectory
 
-    from sync.migrations import alembic_config
+    from sync.store.migrations import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert current_revision(store.engine) == head
@@ -113,7 +113,7 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
     """The SQLite file is in the state dir, in WAL, with a busy timeout and foreign keys on."""
     opened = Store.for_state(tmp_path / "state")
     try:
-        assert (tmp_path / "state" / "escalation-sync.db").exists()
+        assert (tmp_path / "state" / "escalation-sync.store.db").exists()
         with opened.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -543,7 +543,7 @@ def test_concurrent_opens_migrate_once(store_url: str) -> None:
 def test_links_are_read_and_recorded_many_at_a_time(store: Store) -> None:
     """get_links finds pairs by the id given; add_links records new pairs in one statement and,
     when one record is paired already, records the others and names that one's conflict."""
-    from sync.store import NewLink
+    from sync.store.database import NewLink
 
     with store.session() as tx:
         assert tx.add_links([NewLink("DS-1", "s1", route="r"), NewLink("DS-2", "s2")]) == [
@@ -573,7 +573,7 @@ def test_links_are_read_and_recorded_many_at_a_time(store: Store) -> None:
 def test_snapshots_are_written_and_read_many_at_a_time(store: Store) -> None:
     """put_snapshots inserts and replaces in one statement (a repeated key: the last wins);
     get_snapshots answers the ones that exist."""
-    from sync.store import NewSnapshot
+    from sync.store.database import NewSnapshot
 
     store.put_snapshot("jira", "DS-1", {"summary": "old"}, version="1")
     with store.session() as tx:
@@ -596,7 +596,7 @@ def test_snapshots_are_written_and_read_many_at_a_time(store: Store) -> None:
 
 def test_audit_rows_are_appended_many_at_a_time(store: Store) -> None:
     """audit_many stores what audit stores, values as JSON text, newest listed first."""
-    from sync.store import NewAudit
+    from sync.store.database import NewAudit
 
     with store.session() as tx:
         tx.audit_many(

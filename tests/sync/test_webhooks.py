@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from connectors import jira_webhook, servicenow_webhook
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook
 from connectors.events import ChangeEvent
-from sync.queue import SyncQueue, make_huey
-from sync.store import Store
-from sync.webhooks import WebhookConfig, create_app, delivery_key
+from sync.intake.webhooks import WebhookConfig, create_app, delivery_key
+from sync.queue.tasks import SyncQueue, make_huey
+from sync.store.database import Store
 from tests.sync.store_backends import opened_store, redis_url
 
 JIRA_SECRET = "jira-shared-secret-1234"

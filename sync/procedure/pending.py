@@ -25,7 +25,7 @@ from escalation.decision import (
     action_to_dict,
 )
 from mapping.model import Priority, Status, System, Ticket, Visibility
-from sync.store import NewSnapshot, StoreSession
+from sync.store.database import NewSnapshot, StoreSession
 
 # Pseudo-system of the snapshot rows that hold parked actions.
 PENDING = "pending"

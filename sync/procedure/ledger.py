@@ -42,8 +42,8 @@ from escalation.memory import fingerprint_window, is_active, next_entry
 from escalation.policy import Policy
 from escalation.wording import limit_count
 from mapping.model import EscalationState, Ref, Ticket
-from sync.db import Base
-from sync.store import UTCDateTime
+from sync.store.database import UTCDateTime
+from sync.store.db import Base
 
 SLOT_ROW = "escalations"
 

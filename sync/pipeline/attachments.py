@@ -18,9 +18,9 @@ from typing import Literal
 
 from escalation.wording import plural
 from mapping.model import Attachment
-from sync.adapters import Adapter
-from sync.markers import Marker
-from sync.plan import AttachmentCopy
+from sync.pipeline.markers import Marker
+from sync.pipeline.plan import AttachmentCopy
+from sync.systems.adapters import Adapter
 
 SPOOL_IN_MEMORY = 1024 * 1024
 Outcome = Literal["copied", "duplicate", "oversized", "noted"]

@@ -33,10 +33,10 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from mapping.errors import ConfigInvalid
-from sync import metrics
-from sync.queue import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
-from sync.store import Store
-from sync.webhooks import WebhookConfig, create_app
+from sync.intake.webhooks import WebhookConfig, create_app
+from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
+from sync.runtime import metrics
+from sync.store.database import Store
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,7 @@ ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
 
 def default_processor(settings: Any, store: Store, queue: SyncQueue) -> TicketProcessor:
     """The sync engine, with its pollers feeding the queue."""
-    from sync.engine import build_engine
+    from sync.pipeline.engine import build_engine
 
     engine: TicketProcessor = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
     return engine
@@ -245,7 +245,7 @@ class Daemon:
         settings: Any = None,
     ) -> None:
         if loader is None:
-            from sync.settings import load_settings
+            from sync.config.settings import load_settings
 
             loader = load_settings
         self.config = ConfigHolder(config_path, loader, settings)
@@ -327,7 +327,7 @@ class Daemon:
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
 
     def _outbox_counts(self) -> dict[str, int]:
-        from sync.outbox import store_counts
+        from sync.notify.outbox import store_counts
 
         return store_counts(self.store) if self.store is not None else {}
 
@@ -338,7 +338,7 @@ class Daemon:
             self._outbox = None
             return
         assert self.store is not None
-        from sync.outbox import worker_for
+        from sync.notify.outbox import worker_for
 
         self._outbox = worker_for(self.store.engine, email)
 
@@ -460,7 +460,7 @@ class Daemon:
             queue.set_processor(built[0])
             self._set_outbox(self.config.settings)
             try:
-                from sync.logs import configure_logging, settings_secrets
+                from sync.runtime.logs import configure_logging, settings_secrets
 
                 configure_logging(secrets=settings_secrets(self.config.settings))
             except ImportError:
@@ -471,7 +471,7 @@ class Daemon:
         """Queue every open escalation for a fresh decision; returns how many."""
         assert self.store is not None and self.queue is not None
         try:
-            from sync.ledger import open_escalations
+            from sync.procedure.ledger import open_escalations
 
             with self.store.reading() as tx:
                 tickets = open_escalations(tx)
@@ -504,7 +504,7 @@ class Daemon:
         ]
         keep = timedelta(hours=max(windows)) if windows else DELIVERY_RETENTION
         try:
-            from sync.ledger import prune_fingerprints
+            from sync.procedure.ledger import prune_fingerprints
 
             with self.store.session() as tx:
                 pruned = prune_fingerprints(tx, datetime.now(UTC) - keep)

@@ -17,8 +17,8 @@ from connectors.errors import PermanentError, RetryableError
 from mapping.model import System
 
 if TYPE_CHECKING:
-    from sync.adapters import Changed
-    from sync.engine import Engine
+    from sync.pipeline.engine import Engine
+    from sync.systems.adapters import Changed
 
 log = structlog.get_logger("escalation_sync.pollers")
 

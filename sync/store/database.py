@@ -46,9 +46,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from connectors.errors import RetryableError
-from sync.db import Base
+from sync.store.db import Base
 
-DATABASE_FILE = "escalation-sync.db"
+DATABASE_FILE = "escalation-sync.store.db"
 DELIVERY_ID_LENGTH = 200
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option marking a SQLite transaction read-only (see `create_db_engine`).
@@ -1155,7 +1155,7 @@ class Store:
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
         """Connect and upgrade the schema to the newest migration (`alembic upgrade head`)."""
-        from sync.migrations import upgrade
+        from sync.store.migrations import upgrade
 
         engine = create_db_engine(url)
         upgrade(engine)

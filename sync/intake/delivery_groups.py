@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from connectors.events import ChangeEvent
-from sync.store import Store
+from sync.store.database import Store
 
 # Bounds a group's transaction (and its SQLite write lock) when a backlog has built up.
 MAX_GROUP = 256

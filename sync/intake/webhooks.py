@@ -3,8 +3,8 @@
 A delivery is answered 202 only once it is durable: its delivery id is recorded in the store and
 its events are in the queue, in one store transaction (if enqueueing fails the delivery id is
 rolled back, so the vendor's retry is not mistaken for a duplicate). Concurrent deliveries share
-that transaction and one queue write (`sync.delivery_groups`); each is still answered only after
-its group is durable. Everything else is refused with the status the vendor should see:
+that transaction and one queue write (`sync.intake.delivery_groups`); each is still answered
+only after its group is durable. Everything else is refused with the status the vendor should see:
 
 - 401 bad or missing signature, or a timestamp outside the replay window,
 - 413 a body over `max_body_bytes` (Content-Length is checked first, then bytes are counted),
@@ -31,9 +31,9 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
-from sync import metrics
-from sync.delivery_groups import Delivery, GroupCommitter, commit_group
-from sync.store import DELIVERY_ID_LENGTH, Store
+from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
+from sync.runtime import metrics
+from sync.store.database import DELIVERY_ID_LENGTH, Store
 
 log = structlog.get_logger(__name__)
 
@@ -266,7 +266,7 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        """Prometheus exposition of sync.metrics."""
+        """Prometheus exposition of sync.runtime.metrics."""
         payload, content_type = await run_in_threadpool(metrics.render)
         return Response(payload, media_type=content_type)
 

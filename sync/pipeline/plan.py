@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapping.model import Attachment, Comment, Person, System, Ticket, Visibility
-from sync.markers import Marker, find_marker
+from sync.pipeline.markers import Marker, find_marker
 
 Owner = str  # "jira" | "servicenow" | "both"
 

@@ -105,7 +105,7 @@ class StateSettings(_Section):
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL in use."""
-        return self.database_url or f"sqlite:///{(self.dir / 'escalation-sync.db').resolve()}"
+        return self.database_url or f"sqlite:///{(self.dir / 'escalation-sync.store.db').resolve()}"
 
 
 class WebhookServerSettings(_Section):

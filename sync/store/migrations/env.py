@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed in by `sync.migrations.upgrade`."""
+"""Alembic environment: runs on the connection handed in by `sync.store.migrations.upgrade`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-import sync.store  # noqa: F401  (declares the store's tables on Base)
-from sync.db import Base
+import sync.store.database  # noqa: F401  (declares the store's tables on Base)
+from sync.store.db import Base
 
 # The outbox and the ledger declare their tables on the same Base; import them when present so
 # autogenerate comparisons see the complete schema.
-for _name in ("sync.outbox", "sync.ledger"):
+for _name in ("sync.notify.outbox", "sync.procedure.ledger"):
     try:
         importlib.import_module(_name)
     except ModuleNotFoundError as exc:

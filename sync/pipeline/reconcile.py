@@ -16,7 +16,7 @@ import structlog
 from connectors.errors import ConnectorError
 
 if TYPE_CHECKING:
-    from sync.engine import Engine
+    from sync.pipeline.engine import Engine
 
 log = structlog.get_logger("escalation_sync.reconcile")
 PAGE = 200

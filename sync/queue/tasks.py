@@ -45,9 +45,9 @@ from huey.consumer import Consumer
 
 from connectors.errors import PermanentError, RetryableError
 from connectors.events import ChangeEvent
-from sync import metrics
-from sync.queue_storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
-from sync.store import LeaseBusy, Store, lease_owner
+from sync.queue.storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
+from sync.runtime import metrics
+from sync.store.database import LeaseBusy, Store, lease_owner
 
 log = structlog.get_logger(__name__)
 
@@ -65,8 +65,9 @@ class TicketProcessor(Protocol):
     def process(self, system: str, ticket_id: str, /) -> object:
         """Bring one ticket (and its pair) in step. Raise RetryableError/PermanentError.
 
-        The processor counts its own successes and failures in sync.metrics (EVENTS_PROCESSED,
-        EVENTS_FAILED); the queue only adds the dead letters of exhausted retries.
+        The processor counts its own successes and failures in sync.runtime.metrics
+        (EVENTS_PROCESSED, EVENTS_FAILED); the queue only adds the dead letters of exhausted
+        retries.
         """
 
     def poll(self, system: str, /) -> int:
@@ -147,7 +148,7 @@ class RetrySchedule:
 def make_huey(queue_url: str | None, state_dir: Path, *, name: str = HUEY_NAME) -> Huey:
     """The Huey instance: SQLite in `state_dir` by default, Redis for a `redis://` URL.
 
-    Either storage also takes a group of tasks in one write (`sync.queue_storage`).
+    Either storage also takes a group of tasks in one write (`sync.queue.storage`).
     """
     if queue_url and queue_url.startswith(("redis://", "rediss://", "unix://")):
         return GroupRedisHuey(name, url=queue_url, results=False, utc=True)

@@ -6,7 +6,7 @@ process(system, id):
     read its pair fresh, if it has one           (both at once when the pair is known)
     escalation: decide on the ITSM record, record the decision in the ledger and the customer
         e-mails in the outbox (one transaction), then carry out its actions
-    plan against the last-synced snapshots       (sync/plan.py: ownership, conflicts, no echo)
+    plan against the last-synced snapshots   (sync/pipeline/plan.py: ownership, conflicts, no echo)
     apply: fields, comments (marked), attachments (streamed)
     record snapshots, comment links and the audit log
 ```
@@ -56,11 +56,9 @@ from mapping import (
     to_vendor,
 )
 from mapping.model import Comment, System, Ticket, Visibility
-from sync import pending
-from sync.adapters import Adapter, Created
-from sync.attachments import AttachmentCopier
-from sync.markers import Marker, find_marker
-from sync.plan import (
+from sync.pipeline.attachments import AttachmentCopier
+from sync.pipeline.markers import Marker, find_marker
+from sync.pipeline.plan import (
     FieldWrite,
     Plan,
     SyncRules,
@@ -70,7 +68,9 @@ from sync.plan import (
     plan,
     set_values,
 )
-from sync.store import LeaseBusy, Link, Snapshot, Store, StoreSession, lease_owner
+from sync.procedure import pending
+from sync.store.database import LeaseBusy, Link, Snapshot, Store, StoreSession, lease_owner
+from sync.systems.adapters import Adapter, Created
 
 log = structlog.get_logger("escalation_sync.engine")
 
@@ -136,7 +136,7 @@ class PrometheusMetrics:
 
     def processed(self, system: str, writes: int, lag: float | None) -> None:
         """Count the sync, and observe the lag when it wrote something."""
-        from sync import metrics
+        from sync.runtime import metrics
 
         metrics.EVENTS_PROCESSED.labels(system).inc()
         if lag is not None and writes:
@@ -144,13 +144,13 @@ class PrometheusMetrics:
 
     def failed(self, system: str, outcome: str) -> None:
         """Count a failed sync."""
-        from sync import metrics
+        from sync.runtime import metrics
 
         metrics.EVENTS_FAILED.labels(system, outcome).inc()
 
     def write(self, system: str, kind: str) -> None:
         """Count a write."""
-        from sync import metrics
+        from sync.runtime import metrics
 
         metrics.WRITES.labels(system, kind).inc()
 
@@ -301,13 +301,13 @@ class Engine:
 
     def poll(self, system: str) -> int:
         """One changed-since pass over `system`; returns how many records it found."""
-        from sync.pollers import poll_system
+        from sync.intake.pollers import poll_system
 
         return poll_system(self, System(system))
 
     def reconcile(self) -> int:
         """Compare every pair and repair drift; returns how many pairs needed writes."""
-        from sync.reconcile import reconcile_all
+        from sync.pipeline.reconcile import reconcile_all
 
         return reconcile_all(self)
 
@@ -1141,7 +1141,7 @@ def build_adapters(
     """Connectors and adapters for both systems from the settings' connection sections."""
     from connectors.jira import CommentPolicy, JiraConnector
     from connectors.servicenow import ServiceNowConnector
-    from sync.adapters import JiraAdapter, ServiceNowAdapter
+    from sync.systems.adapters import JiraAdapter, ServiceNowAdapter
 
     def secret(value: Any) -> str | None:
         return value.get_secret_value() if value is not None else None
@@ -1227,7 +1227,7 @@ def build_engine(
 
 def policy_escalation(settings: Any, store: Store) -> EscalationPort | None:
     """The escalation step over escalation.engine.decide and the ledger, if both are present."""
-    from sync.escalation_step import PolicyEscalation
+    from sync.procedure.step import PolicyEscalation
 
     try:
         return PolicyEscalation(settings.compiled_policy, settings=settings)

@@ -24,7 +24,7 @@ from escalation.decision import (
     NotifyManagement,
 )
 from mapping.model import Ticket
-from sync.store import StoreSession
+from sync.store.database import StoreSession
 
 log = structlog.get_logger("escalation_sync.escalation")
 
@@ -40,7 +40,7 @@ class PolicyEscalation:
         self.policy = policy
         self.email = getattr(settings, "email_settings", None) if settings is not None else None
         if decide_and_record is None:
-            from sync.ledger import decide_and_record as default
+            from sync.procedure.ledger import decide_and_record as default
 
             decide_and_record = default
         self._decide_and_record = decide_and_record
@@ -82,8 +82,8 @@ class PolicyEscalation:
     ) -> None:
         if self.email is None or not getattr(self.email, "enabled", True):
             return
-        from sync.email_context import as_decided, customer_recipients
-        from sync.outbox import OutboxKey, enqueue
+        from sync.notify.outbox import OutboxKey, enqueue
+        from sync.procedure.email_context import as_decided, customer_recipients
 
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
@@ -127,7 +127,7 @@ class PolicyEscalation:
         engineering: EngineeringStatus | None,
         company: str,
     ) -> Any:
-        from sync.email_context import customer_context
+        from sync.procedure.email_context import customer_context
 
         cadence = None
         if action.event in (CustomerEvent.ESCALATED, CustomerEvent.PERIODIC_UPDATE):
@@ -168,8 +168,8 @@ class PolicyEscalation:
         engineering: EngineeringStatus | None,
         company: str,
     ) -> Any:
-        from sync.email_context import management_context
-        from sync.ledger import get_entry
+        from sync.procedure.email_context import management_context
+        from sync.procedure.ledger import get_entry
 
         linked = None
         if engineering is not None and engineering.ref is not None:
@@ -216,12 +216,12 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        from sync.ledger import quiet_decision
+        from sync.procedure.ledger import quiet_decision
 
         return quiet_decision(tx, ticket, now, self.policy, engineering=engineering)
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
-        from sync.ledger import set_engineering_ref
+        from sync.procedure.ledger import set_engineering_ref
 
         set_engineering_ref(tx, ticket, engineering)

@@ -42,8 +42,10 @@ from connectors.errors import ConnectorError
 from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
-from sync import pending
-from sync.adapters import (
+from sync.pipeline.plan import get_value, other
+from sync.procedure import pending
+from sync.store.database import NewAudit, NewLink, NewSnapshot, StoreSession
+from sync.systems.adapters import (
     BulkAdapter,
     Created,
     JiraAdapter,
@@ -51,11 +53,9 @@ from sync.adapters import (
     PairLink,
     ServiceNowAdapter,
 )
-from sync.plan import get_value, other
-from sync.store import NewAudit, NewLink, NewSnapshot, StoreSession
 
 if TYPE_CHECKING:
-    from sync.engine import Engine
+    from sync.pipeline.engine import Engine
 
 log = structlog.get_logger("escalation_sync.backfill")
 
@@ -264,7 +264,7 @@ class _Run:
         self, records: Sequence[dict[str, Any]], total: int | None
     ) -> tuple[list[_Candidate], list[_Pair]]:
         """Map a page of records; split it into records to pair and pairs left unfinished."""
-        from sync.engine import ticket_id
+        from sync.pipeline.engine import ticket_id
 
         mapped: list[tuple[Ticket, dict[str, Any]]] = []
         for raw in records:
@@ -317,7 +317,7 @@ class _Run:
 
     def create(self, chunk: Sequence[_Candidate]) -> None:
         """Create a chunk's pairs and record them at once, then finish them."""
-        from sync.engine import ticket_id
+        from sync.pipeline.engine import ticket_id
 
         try:
             outcomes = self.made.create_many([c.record for c in chunk])
@@ -349,7 +349,7 @@ class _Run:
         self.finish(recorded)
 
     def _link(self, candidate: _Candidate, created: Created) -> NewLink:
-        from sync.engine import ticket_id
+        from sync.pipeline.engine import ticket_id
 
         source = candidate.ticket
         route = candidate.route.name
@@ -359,7 +359,7 @@ class _Run:
         return NewLink(ticket_id(source), created.ticket_id, source.ref.id, created.key, route)
 
     def _created_audit(self, candidate: _Candidate, made_id: str) -> NewAudit:
-        from sync.engine import ticket_id
+        from sync.pipeline.engine import ticket_id
 
         source = candidate.ticket
         reason = (
@@ -373,7 +373,7 @@ class _Run:
     def finish(self, pairs: Sequence[_Pair]) -> None:
         """Read the pairs' other records back, post the links both ways, mirror the content,
         then record snapshots, audit rows and the cleared PostLinks in one transaction."""
-        from sync.engine import paired_link, ticket_id
+        from sync.pipeline.engine import paired_link, ticket_id
 
         if not pairs:
             return
@@ -424,7 +424,7 @@ class _Run:
         self._advance("mirror", len(pairs))
 
     def _read_targets(self, pairs: Sequence[_Pair]) -> dict[str, tuple[Ticket, dict[str, Any]]]:
-        from sync.engine import ticket_id
+        from sync.pipeline.engine import ticket_id
 
         raws = self.made.read_many([p.target_id for p in pairs], self.fields[self.target])
         found: dict[str, tuple[Ticket, dict[str, Any]]] = {}
@@ -478,7 +478,7 @@ def _raw_id(raw: dict[str, Any]) -> str:
 
 
 def _snapshot(ticket: Ticket, version: str | None) -> NewSnapshot:
-    from sync.engine import snapshot_data, ticket_id
+    from sync.pipeline.engine import snapshot_data, ticket_id
 
     system, ident = ticket.ref.system.value, ticket_id(ticket)
     return NewSnapshot(system, ident, snapshot_data(ticket), version or ticket.version)
@@ -486,7 +486,7 @@ def _snapshot(ticket: Ticket, version: str | None) -> NewSnapshot:
 
 def _link_audits(source: Ticket, target: Ticket) -> list[NewAudit]:
     """The audit rows of the links both records now show (as the engine's `_post_links`)."""
-    from sync.engine import paired_link, ticket_id
+    from sync.pipeline.engine import paired_link, ticket_id
 
     return [
         NewAudit(

@@ -20,7 +20,7 @@ from typing import Any
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
 from escalation.decision import CustomerEvent, Decision, LedgerEntry, MoveStatus, SetPriority
 from mapping.model import Comment, Person, Ticket, Visibility
-from sync.markers import strip_marker
+from sync.pipeline.markers import strip_marker
 
 # Who a comment is shown as when the system names no author (our own mirrored copies).
 DEFAULT_AUTHOR = "Support"

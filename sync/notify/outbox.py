@@ -56,8 +56,8 @@ from connectors.email import (
 from connectors.email_render import RenderedEmail
 from connectors.errors import PermanentError, RetryableError
 from escalation.wording import plural
-from sync.db import Base
-from sync.store import UTCDateTime, utcnow
+from sync.store.database import UTCDateTime, utcnow
+from sync.store.db import Base
 
 log = structlog.get_logger("escalation_sync.outbox")
 

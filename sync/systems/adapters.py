@@ -39,7 +39,7 @@ from connectors.servicenow import (
 from mapping import VendorWrite
 from mapping.model import System
 from mapping.transforms import adf_to_text
-from sync.markers import Marker, with_marker
+from sync.pipeline.markers import Marker, with_marker
 
 
 @dataclass(frozen=True, slots=True)
