@@ -50,13 +50,13 @@ def close(run: Run) -> Flow:
 
 
 def _close_active(run: Run) -> Flow:
-    close_ = run.policy.closure
+    rules = run.policy.closure
     t = run.ticket
     eng = run.engineering
-    if eng is not None and eng.status is not None and eng.status in close_.engineering_statuses:
+    if eng is not None and eng.status is not None and eng.status in rules.engineering_statuses:
         _resolve(run, eng)
         return Flow.DONE
-    if t.status is not None and t.status in close_.itsm_closed_statuses:
+    if t.status is not None and t.status in rules.itsm_closed_statuses:
         run.state = S.CLOSED
         run.why(
             "closure.itsm_closed",
@@ -85,7 +85,7 @@ def _close_active(run: Run) -> Flow:
 
 def _resolve(run: Run, eng: EngineeringStatus) -> None:
     """Engineering resolved: write the resolution back, ask the customer, free the slot."""
-    close_ = run.policy.closure
+    rules = run.policy.closure
     t = run.ticket
     run.state = S.RESOLVED
     ref = eng.ref.key or eng.ref.id if eng.ref else "the engineering record"
@@ -95,20 +95,20 @@ def _resolve(run: Run, eng: EngineeringStatus) -> None:
         f"engineering record {ref} is {eng.status.value if eng.status else '-'}",
         {"engineering_status": eng.status.value if eng.status else None},
     )
-    if close_.write_resolution:
+    if rules.write_resolution:
         run.note(
             NoteKind.RESOLUTION,
             f"resolution:{run.request_key()}",
             f"Engineering ({run.level}) resolved {ref} at {stamp(run.now)}.\n"
             f"Resolution: {eng.resolution or 'no resolution notes were given'}",
         )
-    if close_.move_to is not None and t.status != close_.move_to:
-        run.actions.append(MoveStatus(close_.move_to))
-    if close_.ask_customer_to_confirm:
+    if rules.move_to is not None and t.status != rules.move_to:
+        run.actions.append(MoveStatus(rules.move_to))
+    if rules.ask_customer_to_confirm:
         run.actions.append(EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM))
-    if close_.notify_management:
+    if rules.notify_management:
         run.actions.append(NotifyManagement("resolved", run.policy.management.recipients))
     tag = run.policy.on_approval.tag
-    if close_.remove_tag and tag and tag.casefold() in {lb.casefold() for lb in t.labels}:
+    if rules.remove_tag and tag and tag.casefold() in {lb.casefold() for lb in t.labels}:
         run.actions.append(RemoveLabel(tag))
     run.actions.append(ReleaseEscalation())

@@ -1,5 +1,4 @@
-"""Customer updates while an escalation is active: on engineering's public comments, else on a
-cadence per priority.
+"""Customer updates while an escalation is active: engineering's news, else on a cadence.
 
 Each update is its own outbox message, keyed by the notice key: the newest engineering comment
 it reports, or the cadence slot it fills, so no update goes out twice.
