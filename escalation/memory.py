@@ -73,6 +73,12 @@ def next_entry(entry: LedgerEntry, decision: Decision, now: datetime) -> LedgerE
         notice_key=decision.notice_key,
         requested_by=decision.requested_by,
         reason=decision.request_reason,
+        priority=decision.priority,
+        priority_asked=decision.priority_asked,
+        target_level=decision.target_level,
+        joined_to=decision.joined_to,
+        ticket_key=decision.ticket_key or entry.ticket_key,
+        category=decision.category or entry.category,
     )
     if decision.request_started:
         new = replace(new, requested_at=now)

@@ -66,9 +66,13 @@ def fingerprint(ticket: Ticket, policy: Policy) -> str | None:
 
 
 def defang(text: str, words: Iterable[str]) -> str:
-    """Quote text in our own notes so it can never be read back as a command."""
+    """Quote command words in our own notes so they can never be read back as commands.
+
+    A command counts only at the start of the text or after whitespace, so a quoted word
+    ("/escalate") reads the same to people and is no command.
+    """
     for word in words:
-        text = text.replace(word, word.lstrip("/"))
+        text = re.sub(rf"(?:^|(?<=\s)){re.escape(word)}(?![\w-])", f'"{word}"', text)
     return text
 
 

@@ -1,16 +1,19 @@
 """Recognition without a command: a label, a field value, a trigger or the priority asks.
 
-Only a ticket with no escalation is read this way; the signals are tried in that order and the
-first that asks starts the request. A trigger may also tell management at once.
+A ticket with no escalation running is read this way (none yet, one that ended without
+running, or, when the policy allows a new one, one that ended); the signals are tried in that
+order and the first that asks starts the request. A label asks while it is there (it is taken
+off when its request ends), a field value once per value, a trigger and an auto-requesting
+priority once per ticket. A trigger may also tell management at once.
 """
 
 from __future__ import annotations
 
-from escalation.decide import request
-from escalation.decide.context import Flow, Run
+from escalation.decide import notices, request
+from escalation.decide.context import FINISHED, RESTARTABLE, Flow, Run
 from escalation.decide.reading import as_text, field_value
+from escalation.decide.signals import field_token
 from escalation.decide.triggers import fires
-from escalation.decision import NotifyManagement
 from mapping.model import EscalationState
 
 S = EscalationState
@@ -21,7 +24,10 @@ Signal = tuple[str | None, str]
 
 def recognise(run: Run) -> Flow:
     """Stage: a ticket with no escalation starts a request when a signal asks for one."""
-    if run.state is not S.NONE:
+    status = run.ticket.status
+    closed = status is not None and status in run.policy.closure.itsm_closed_statuses
+    again = run.state in FINISHED and run.policy.reopen.allowed and not closed
+    if run.state not in RESTARTABLE and not again:
         return Flow.NEXT
     signal = _label(run) or _field(run) or _trigger(run) or _priority(run)
     if signal is not None:
@@ -32,7 +38,7 @@ def recognise(run: Run) -> Flow:
 
 def _label(run: Run) -> Signal | None:
     req = run.policy.request
-    if not req.labels:
+    if not req.labels or (run.state is not S.NONE and not req.clear_labels):
         return None
     labels = {lb.casefold() for lb in run.ticket.labels}
     hit = [lb for lb in req.labels if lb.casefold() in labels]
@@ -61,15 +67,22 @@ def _field(run: Run) -> Signal | None:
             f"{cond.field} is {text!r}" + (" (requests escalation)" if ok else ""),
             {"field": cond.field, "value": text, "equals": list(cond.equals)},
         )
-        if ok:
+        if ok and run.once(field_token(cond.field, text)):
             return None, f"{cond.field} = {text}"
+        if ok:
+            run.why(
+                f"recognition.field[{i}]",
+                "info",
+                f"{cond.field} = {text!r} asked before; set another value to ask again",
+                {"field": cond.field, "value": text},
+            )
     return None
 
 
 def _trigger(run: Run) -> Signal | None:
     for trig in run.policy.triggers:
         reason = fires(run, trig)
-        if reason is not None:
+        if reason is not None and run.once(f"trigger:{trig.name}"):
             run.fired = trig
             return f"trigger:{trig.name}", reason
     return None
@@ -78,6 +91,8 @@ def _trigger(run: Run) -> Signal | None:
 def _priority(run: Run) -> Signal | None:
     priority = run.ticket.priority
     if not run.rule.auto_request or priority is None:
+        return None
+    if not run.once(f"priority-request:{priority.value}"):
         return None
     run.why(
         f"priority.{priority.value}",
@@ -98,4 +113,4 @@ def _tell_management(run: Run) -> None:
         f"management is told now: {run.request_reason}",
         {"trigger": run.fired.name},
     )
-    run.actions.append(NotifyManagement("requested", run.policy.management.recipients))
+    notices.tell(run, "requested", ("management",))

@@ -174,7 +174,8 @@ def test_story_ds_ticket_limits(make_ticket, make_comment, now):
     assert "max_per_day (3 escalations today, limit 3)" in note(d, NoteKind.REFUSAL)
     # The reporter's team alone talks to affected parties: engineering's public comment and
     # the resolution send the customer nothing.
-    first = make_ticket(1, labels=(), description=desc)
+    # The engine set the incident to P1 on approval.
+    first = make_ticket(1, labels=(), description=desc, priority=Priority.P1)
     update = c("u1", "Root cause found.\n\n[escalation-sync origin=jira:DS-1:7]", dev, minute=30)
     update = update.model_copy(update={"visibility": Visibility.PUBLIC})
     d = st.step(first.model_copy(update={"comments": (update,)}), minutes=60)
