@@ -984,7 +984,26 @@ def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
         reads.append((("customer_updates", "cadence"), "priority"))
     if policy.on_approval.priority_bump:
         reads.append((("on_approval", "priority_bump"), "priority"))
-    return reads
+    if policy.region_field is not None:
+        reads.append((("region_field",), _canonical(policy.region_field)))
+    if policy.stakeholders.sponsor_field is not None:
+        reads.append(
+            (("stakeholders", "sponsor_field"), _canonical(policy.stakeholders.sponsor_field))
+        )
+    dup = policy.duplicates
+    if dup.join and dup.link_field is not None:
+        reads.append((("duplicates", "link_field"), _canonical(dup.link_field)))
+    if dup.join and dup.by_fingerprint:
+        for j, path in enumerate(policy.fingerprint.fields):
+            reads.append((("fingerprint", "fields", j), _canonical(path)))
+    timers = policy.timers
+    if timers.sla_imminent is not None:
+        reads.append((("timers", "sla_imminent", "field"), _canonical(timers.sla_imminent.field)))
+    if timers.unconfirmed is not None:
+        reads.append((("timers", "unconfirmed"), "comments"))
+    if policy.priority_change.lowered != "follow" or policy.priority_change.raised != "follow":
+        reads.append((("priority_change",), "priority"))
+    return list(dict.fromkeys(reads))
 
 
 def _readable(mapping: FieldMapping, system: System) -> frozenset[str]:

@@ -133,7 +133,7 @@ def simulate(policy: Policy, snapshots: Iterable[Snapshot]) -> SimulationReport:
         key = ledger_key(snap.ticket.ref)
         seen.add(key)
         before = ledger.entries.get(key)
-        view = ledger.view(key, snap.at, policy)
+        view = ledger.view(key, snap.at, policy, snap.ticket)
         d = decide(snap.ticket, view, snap.at, policy, engineering=snap.engineering)
         ledger.apply(key, d, snap.at)
         report.snapshots += 1

@@ -125,6 +125,7 @@ def follow_primary(run: Run) -> Flow:
             f"({entry.state.value}). Ask again on this ticket if it still needs escalating.",
         )
         clear_labels(run)
+        return Flow.DONE
     return Flow.NEXT
 
 

@@ -32,7 +32,8 @@ def follow(run: Run) -> Flow:
         # An escalation recorded before the ledger kept its priority: take the ticket's.
         run.priority = now
         return Flow.NEXT
-    if now == was:
+    if now == was or any(isinstance(a, SetPriority) for a in run.actions):
+        # Unchanged, or this decision writes the priority itself (approval, an answer).
         return Flow.NEXT
     lowered = now.rank > was.rank
     direction = "lowered" if lowered else "raised"

@@ -14,6 +14,7 @@ from escalation.decide.context import FINISHED, RESTARTABLE, Flow, Run
 from escalation.decide.reading import as_text, field_value
 from escalation.decide.signals import field_token
 from escalation.decide.triggers import fires
+from escalation.decision import RemoveLabel
 from mapping.model import EscalationState
 
 S = EscalationState
@@ -40,7 +41,9 @@ def _label(run: Run) -> Signal | None:
     req = run.policy.request
     if not req.labels or (run.state is not S.NONE and not req.clear_labels):
         return None
-    labels = {lb.casefold() for lb in run.ticket.labels}
+    # A label this decision takes off is no request.
+    going = {a.label.casefold() for a in run.actions if isinstance(a, RemoveLabel)}
+    labels = {lb.casefold() for lb in run.ticket.labels} - going
     hit = [lb for lb in req.labels if lb.casefold() in labels]
     run.why(
         "recognition.label",

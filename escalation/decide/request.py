@@ -59,11 +59,11 @@ def _start_over(run: Run) -> None:
         run.level = levels[max(0, reached - 1)].name
     run.priority = None
     run.priority_asked = None
+    asked = run.policy.next_level(run.level)
     run.why(
         "reopen.request",
         "info",
-        f"a new request after the escalation ended: it asks for "
-        f"{run.policy.next_level(run.level).name if run.policy.next_level(run.level) else '-'}",
+        f"a new request after the escalation ended: it asks for {asked.name if asked else '-'}",
         {"from_level": run.level, "reopen_level": run.policy.reopen.level},
     )
 

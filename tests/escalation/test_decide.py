@@ -62,7 +62,8 @@ def told(decision):
 def only_told(decision):
     """True when the decision's only actions are notes to authors of refused commands."""
     return all(
-        isinstance(a, AddNote) and a.kind is NoteKind.COMMAND_REFUSED
+        isinstance(a, AddNote)
+        and a.kind is NoteKind.COMMAND_REFUSED
         and a.visibility is Visibility.INTERNAL
         for a in decision.actions
     ) and bool(decision.actions)
