@@ -6,6 +6,7 @@
   sent to a method that reads only forms is not read (as on Slack: the method sees no arguments).
 - Token: `Authorization: Bearer <token>`, else a `token` argument of a query or form. A JSON body
   is never searched for a token: JSON needs the header (`not_authed` otherwise).
+- An authenticated call's answer names the token's scopes in `X-OAuth-Scopes`.
 - Every answer is HTTP 200 with `ok`, except an unknown method (404, `unknown_method`) and rate
   limiting (429, `Retry-After`, `ratelimited`).
 """
@@ -170,10 +171,12 @@ class SlackAPI:
                     headers={"Retry-After": str(wait)},
                     media_type=JSON_TYPE,
                 )
+            # Slack tells every authenticated caller which scopes its token has.
+            granted = {"X-OAuth-Scopes": ",".join(sorted(token.scopes))}
             try:
-                return _answer(spec.handler(token, args))
+                return _answer(spec.handler(token, args), headers=granted)
             except SlackError as failed:
-                return _answer(failed.body())
+                return _answer(failed.body(), headers=granted)
 
         return endpoint
 

@@ -68,9 +68,14 @@ def person(sim: SlackSimulator, name: str = "lee") -> User:
 
 
 def test_auth_test_answers_who_the_token_is(slack: SlackSimulator) -> None:
-    """auth.test names the bot, its team and bot id, with every key of the spec's example."""
+    """auth.test names the bot, its team and bot id, with every key of the spec's example, and
+    the answer's X-OAuth-Scopes header lists the token's scopes."""
     body = call(slack, "auth.test")
     assert set(example("auth.test")) <= set(body)
+    granted = requests.post(
+        f"{slack.api_url}auth.test", headers={"Authorization": f"Bearer {BOT_TOKEN}"}, timeout=10
+    ).headers["X-OAuth-Scopes"]
+    assert "chat:write" in granted.split(",")
     assert body["user_id"] == slack.bot.id and body["bot_id"] == slack.bot.bot_id
 
 
