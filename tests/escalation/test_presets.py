@@ -251,11 +251,10 @@ def test_story_l1_l2_l3_team_leader(make_ticket, now):
     assert d.state is S.CLOSED and EmailCustomer(CustomerEvent.CLOSED) in d.actions
 
 
-FASTTRACK_STAKEHOLDERS = (
-    "cxp.stakeholders@example.com",
-    "sponsor@example.com",
-    "leadership@example.com",
-)
+# The RACI: CXP stakeholders (consulted) and the account's sponsor To, leadership (informed) CC.
+CXP = "cxp.stakeholders@example.com"
+SPONSOR = "sponsor@customer.example"
+INFORMED = ("team.manager@example.com", "regional.leadership@example.com")
 
 
 def test_story_fasttrack(make_ticket, now):
@@ -266,7 +265,7 @@ def test_story_fasttrack(make_ticket, now):
     t = make_ticket(
         labels=(),
         priority=Priority.P2,
-        custom_fields={"escalation_type": "Technical"},
+        custom_fields={"escalation_type": "Technical", "sponsor": SPONSOR},
         description="Mailbox migration stalled for 300 users.",
     )
     d = st.step(t)
@@ -285,12 +284,12 @@ def test_story_fasttrack(make_ticket, now):
     t = t.model_copy(update={"comments": (c("a", "/approve-escalation", fta, minute=90),)})
     d = st.step(t, minutes=60)
     assert d.state is S.APPROVED
-    assert NotifyManagement("escalated", FASTTRACK_STAKEHOLDERS) in d.actions
+    assert NotifyManagement("escalated", (CXP, SPONSOR), INFORMED) in d.actions
     d = st.step(t, minutes=25 * 60)
     assert d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)
     d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "Throttling lifted"))
     assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
-    assert NotifyManagement("resolved", FASTTRACK_STAKEHOLDERS) in d.actions
+    assert NotifyManagement("resolved", (CXP, SPONSOR)) in d.actions
 
 
 SOP_MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
