@@ -18,7 +18,7 @@ from connectors.errors import ConnectorError, NotFound
 from escalation.decide import decide
 from escalation.decision import EngineeringStatus, LedgerView
 from escalation.explain import explain_data, render_text
-from escalation.policy import Policy, load_policy
+from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps, target_gaps
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
 from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
@@ -62,6 +62,32 @@ def read_policy(spec: str) -> Policy:
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check_against(settings: Any, policy: Policy, spec: str) -> None:
+    """Exit 2 listing what the policy needs that the configuration does not give it."""
+    from sync.config.settings import jira_projects
+
+    path = Path(spec)
+    source = str(path) if path.is_file() else str(presets.preset_path(spec))
+    with Path(source).open("rb") as fh:
+        prefix = key_prefix(tomllib.load(fh))
+    mapping = settings.mapping_model
+    errors = mapping_gaps(policy, mapping, source=source, prefix=prefix) + target_gaps(
+        policy,
+        mapping,
+        jira_projects=jira_projects(settings, mapping),
+        servicenow_table=settings.servicenow.table,
+        source=source,
+        prefix=prefix,
+    )
+    if errors:
+        typer.echo(
+            f"policy does not fit {settings.source} ({plural(len(errors), 'error')}):", err=True
+        )
+        for error in errors:
+            typer.echo(f"  {error}", err=True)
+        raise typer.Exit(2)
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -287,12 +313,39 @@ def register(app: typer.Typer) -> None:
 
     @group.command("check")
     def check(
-        policy: Annotated[str, typer.Argument(help="A policy TOML file or a preset name.")],
+        policy: Annotated[
+            str | None,
+            typer.Argument(
+                help="A policy TOML file or a preset name (default: the configuration's).",
+                show_default=False,
+            ),
+        ] = None,
+        config: ConfigOption = None,
     ) -> None:
-        """Validate a policy file; exit 2 listing every error (file, key, reason)."""
-        chosen = read_policy(policy)
+        """Validate a policy; exit 2 listing every error (file, key, reason).
+
+        With --config, also check it against that configuration: every field a rule reads is
+        read by the mapping, every level's project is one the configuration works in (its Jira
+        project and JQL, its ServiceNow table), and every routing field (queue, assignment
+        group, component, team) is written by the mapping on the target system.
+        """
+        if policy is None and config is None:
+            raise _fail("give a policy, --config, or both")
+        settings = load_or_exit(config) if config is not None else None
+        if policy is None:
+            assert settings is not None
+            chosen = settings.compiled_policy
+            if chosen is None:
+                raise _fail("the configuration has no escalation policy")
+            name = str(settings.source)
+        else:
+            chosen = read_policy(policy)
+            name = policy
+            if settings is not None:
+                _check_against(settings, chosen, policy)
         levels = " -> ".join(lv.name for lv in chosen.levels)
-        typer.echo(f"OK {policy}: policy {chosen.name}; levels {levels}")
+        against = f" against {settings.source}" if settings is not None else ""
+        typer.echo(f"OK {name}: policy {chosen.name}; levels {levels}{against}")
 
     @group.command("presets")
     def list_presets() -> None:

@@ -1055,6 +1055,82 @@ def mapping_gaps(
     return errors
 
 
+def _jira_targets(policy: Policy) -> list[str]:
+    return [
+        project
+        for lv in policy.levels
+        if lv.target_system is System.JIRA
+        for project in (lv.project or "", *lv.category_projects.values())
+        if project
+    ]
+
+
+def target_gaps(
+    policy: Policy,
+    mapping: FieldMapping,
+    *,
+    jira_projects: frozenset[str] | None,
+    servicenow_table: str | None,
+    source: str,
+    prefix: str = "",
+) -> list[ConfigError]:
+    """Levels whose records could not be created, followed or routed as configured.
+
+    `jira_projects` are the Jira projects the configuration covers (its project, what its JQL
+    polls, the routes' targets; None when it does not bound them); `servicenow_table` is the
+    table it works in. A level escalating outside them, or routing by a field the mapping does
+    not write on the target system, would fail when someone is waiting for it.
+    """
+    errors: list[ConfigError] = []
+
+    def error(reason: str, *key: object) -> None:
+        errors.append(ConfigError(source, dotted(key, prefix), reason))
+
+    everything = sorted({*(jira_projects or ()), *(p.upper() for p in _jira_targets(policy))})
+    for i, lv in enumerate(policy.levels):
+        if lv.target_system is None:
+            continue
+        targets: list[tuple[Key, str]] = [(("levels", i, "project"), lv.project or "")]
+        targets += [
+            (("levels", i, "category_projects", cat), proj)
+            for cat, proj in lv.category_projects.items()
+        ]
+        for key, project in targets:
+            jira = lv.target_system is System.JIRA
+            if jira and jira_projects is not None and project.upper() not in jira_projects:
+                known = ", ".join(sorted(jira_projects)) or "none"
+                error(
+                    f"Jira project {project} is not one this configuration works in "
+                    f"({known}: [jira].project, [jira].jql and the routes): its records would "
+                    f"not be polled; add it to [jira].jql, e.g. project in "
+                    f"({', '.join(everything)})",
+                    *key,
+                )
+            elif not jira and servicenow_table is not None and project != servicenow_table:
+                error(
+                    f"ServiceNow table {project} is not the table this configuration works in "
+                    f"([servicenow].table = {servicenow_table})",
+                    *key,
+                )
+        compiled = mapping.systems.get(lv.target_system)
+        wanted = dict.fromkeys(
+            name
+            for values in (lv.dispatch_for(None), *(d.values() for d in lv.regions.values()))
+            for name in values
+        )
+        for name in wanted:
+            field = compiled.fields.get(f"custom.{name}") if compiled is not None else None
+            if field is None or not field.writable:
+                system = lv.target_system.value
+                where = "levels", i, name if name in Level.model_fields else "regions"
+                error(
+                    f"routes records by {name}, which the mapping does not write on {system}: "
+                    f"[mapping.systems.{system}.custom.{name}] is missing or read-only",
+                    *where,
+                )
+    return errors
+
+
 # Tagged unions put the tag into the error location (`triggers[0].sla.field`); admins never
 # wrote that key, so it is dropped, as is pydantic's "Value error, " preamble.
 _TAG_IN_PATH = re.compile(

@@ -12,6 +12,7 @@ give the ITSM record is one of them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
+from mapping.model import System
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
 # Shipped inside the package so an installed wheel has it too (the repository root links here).
@@ -252,6 +254,51 @@ def _policy_mapping_gaps(
     return found
 
 
+_JQL_PROJECT = re.compile(
+    r"\bproject\s*(?:=\s*\"?([A-Za-z][A-Za-z0-9_]*)\"?|in\s*\(([^)]*)\))", re.IGNORECASE
+)
+
+
+def jira_projects(settings: Settings, mapping: Mapping) -> frozenset[str] | None:
+    """The Jira projects a configuration works in: its project, those its JQL polls, the
+    routes' targets; None when its JQL names no project (then it bounds none)."""
+    jql = settings.jira.jql.strip()
+    found: set[str] = set()
+    if jql:
+        for single, listed in _JQL_PROJECT.findall(jql):
+            names = [single] if single else [n.strip(' "') for n in listed.split(",")]
+            found.update(n.upper() for n in names if n)
+        if not found:
+            return None
+    else:
+        found.add(settings.jira.project.upper())
+    for route in mapping.routes:
+        if route.target is System.JIRA and route.target_project:
+            found.add(route.target_project.upper())
+    return frozenset(found)
+
+
+def _policy_target_gaps(
+    policy: Any, mapping: Mapping, settings: Settings, sections: _Sections, config_file: Path
+) -> list[ConfigError]:
+    """Levels escalating where this configuration does not work, or routing by unmapped
+    fields (their records would fail to be created or go unwatched)."""
+    gaps = _section_loader("escalation.policy", "target_gaps")
+    prefix_of = _section_loader("escalation.policy", "key_prefix")
+    if gaps is None or prefix_of is None:
+        return []
+    data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
+    found: list[ConfigError] = gaps(
+        policy,
+        mapping,
+        jira_projects=jira_projects(settings, mapping),
+        servicenow_table=settings.servicenow.table,
+        source=source,
+        prefix=prefix_of(data, prefix),
+    )
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class _Sections:
     """The tables validated by other packages, as given (the settings may not have validated)."""
@@ -312,6 +359,12 @@ def load_settings(path: Path | None = None) -> Settings:
         errors.extend(exc.errors)
     if compiled.get("mapping") is not None and compiled.get("policy") is not None:
         errors.extend(_policy_mapping_gaps(compiled["policy"], compiled["mapping"], sections, file))
+        if settings is not None:
+            errors.extend(
+                _policy_target_gaps(
+                    compiled["policy"], compiled["mapping"], settings, sections, file
+                )
+            )
     email_model = _section_loader("connectors.email", "EmailSettings")
     if email_model is not None:
         try:

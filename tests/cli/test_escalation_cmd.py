@@ -48,13 +48,51 @@ def ds_ticket(n: int, *, public_approval: bool = False) -> Ticket:
 
 @pytest.mark.parametrize("name", presets.preset_names())
 def test_each_preset_passes_mapping_check(tmp_path: Path, name: str):
-    """A configuration pointing policy_file at a preset passes `mapping check`."""
-    config = tmp_path / "config.toml"
-    text = EXAMPLE.read_text()
-    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
+    """A configuration pointing policy_file at a preset, its JQL covering the preset's
+    projects, passes `mapping check` and `policy check --config`."""
+    config = preset_config(tmp_path, name, jql_for(name))
     code, out = run("mapping", "check", "--config", str(config))
     assert code == 0, out
     assert f"policy {presets.load_preset(name).name}" in out
+    code, out = run("policy", "check", name, "--config", str(config))
+    assert code == 0, out
+    assert out.startswith(f"OK {name}: policy ") and out.rstrip().endswith(str(config))
+
+
+def test_policy_check_refuses_targets_the_configuration_does_not_work_in(tmp_path: Path):
+    """A preset escalating to projects outside the configuration's JQL is refused by both
+    checks, naming each level's project and how to fix it."""
+    config = preset_config(tmp_path, "l1_l2_l3_team_leader")
+    code, out = run("mapping", "check", "--config", str(config))
+    assert code == 2
+    preset = str(presets.preset_path("l1_l2_l3_team_leader"))
+    assert (
+        f"{preset}: escalation.levels[1].project: Jira project L2 is not one this "
+        "configuration works in (DS: [jira].project, [jira].jql and the routes): its records "
+        "would not be polled; add it to [jira].jql, e.g. project in (DS, L2, VENDOR)"
+    ) in out
+    assert "escalation.levels[2].project: Jira project VENDOR" in out
+    code, out = run("policy", "check", "technical_support_sop", "--config", str(EXAMPLE))
+    assert code == 2
+    assert "policy does not fit" in out and "(3 errors)" in out
+    assert "escalation.levels[1].category_projects.hardware: Jira project HW" in out
+
+
+def test_policy_check_refuses_routing_the_mapping_does_not_write(tmp_path: Path):
+    """A level routing by a team field the mapping does not write on Jira is refused."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        "[escalation]\n"
+        '[[escalation.levels]]\nname = "L1"\n'
+        '[[escalation.levels]]\nname = "L2"\ntarget_system = "jira"\nproject = "DS"\n'
+        'team = "Payments"\napprovers = { users = ["a"] }\n'
+    )
+    code, out = run("policy", "check", str(policy), "--config", str(EXAMPLE))
+    assert code == 2
+    assert (
+        f"{policy}: escalation.levels[1].team: routes records by team, which the mapping does "
+        "not write on jira: [mapping.systems.jira.custom.team] is missing or read-only"
+    ) in out
 
 
 def test_policy_check_reports_every_error(tmp_path: Path):
@@ -196,3 +234,23 @@ def test_shipped_sample_tickets_simulate_under_the_example_policy():
     assert report["days"]["2026-03-11"]["resolved"] == 1
     assert report["limit_hits"] == {"max_per_day": 1}
     assert report["blocked_commands"] == {"command.approve": 1}
+
+
+def jql_for(name: str) -> str:
+    """A JQL covering every Jira project the preset escalates to."""
+    policy = presets.load_preset(name)
+    projects = {"DS"}
+    for level in policy.levels:
+        if level.project:
+            projects.update([level.project, *level.category_projects.values()])
+    return f"project in ({', '.join(sorted(projects))})"
+
+
+def preset_config(tmp_path: Path, name: str, jql: str | None = None) -> Path:
+    """The example configuration with policy_file at a preset and the JQL given."""
+    config = tmp_path / "config.toml"
+    text = EXAMPLE.read_text()
+    if jql is not None:
+        text = text.replace('jql = "project = DS"', f'jql = "{jql}"')
+    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
+    return config

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mapping.errors import ConfigInvalid
-from sync.config.settings import CONFIG_ENV, load_settings
+from sync.config.settings import CONFIG_ENV, jira_projects, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -116,3 +116,24 @@ def test_email_transport_secrets_are_never_printed(monkeypatch: pytest.MonkeyPat
     assert settings.email_settings.smtp.password_value() == "smtp-pass-XYZ"
     for text in (repr(settings), str(settings), repr(settings.email_settings)):
         assert "smtp-pass-XYZ" not in text
+
+
+@pytest.mark.parametrize(
+    ("jql", "project", "expected"),
+    [
+        ("project = DS", "DS", {"DS"}),
+        ('project in (ds, "ESC") AND status != Done', "DS", {"DS", "ESC"}),
+        ("", "SW", {"SW"}),
+        ("labels = escalated", "DS", None),
+    ],
+)
+def test_jira_projects_of_a_configuration(
+    monkeypatch: pytest.MonkeyPatch, jql: str, project: str, expected: set[str] | None
+) -> None:
+    """The Jira projects a configuration works in come from its JQL, else its project, plus
+    the routes' targets; a JQL naming no project bounds none."""
+    monkeypatch.setenv("ESCALATION_SYNC_JIRA__JQL", jql)
+    monkeypatch.setenv("ESCALATION_SYNC_JIRA__PROJECT", project)
+    settings = load_settings(EXAMPLE)
+    found = jira_projects(settings, settings.mapping_model)
+    assert found == (None if expected is None else frozenset(expected | {"DS"}))
