@@ -60,11 +60,15 @@ def not_honoured(
     )
     if not run.policy.commands.tell_refused:
         return
-    when = f" of {stamp(cmd.comment.created)}" if cmd.comment.created else ""
+    written = (
+        f"written {stamp(cmd.comment.created)}"
+        if cmd.comment.created
+        else f"comment {cmd.comment.id}"
+    )
     run.aside(
         NoteKind.COMMAND_REFUSED,
-        f"To {who(cmd.comment.author)}: your {cmd.word} command (comment "
-        f"{cmd.comment.id}{when}) was not taken: {why_not}.",
+        f"To {who(cmd.comment.author)}: your {cmd.word} command ({written}) was not taken: "
+        f"{why_not}.",
     )
 
 

@@ -238,6 +238,7 @@ def _env(
     snow: ServiceNowSimulator,
     mail: MailSink,
     state_dir: Path,
+    jql: str,
 ) -> None:
     values = {
         "JIRA__BASE_URL": jira.url,
@@ -245,7 +246,7 @@ def _env(
         "JIRA__EMAIL": jira.integration.email,
         "JIRA__API_TOKEN": "sim-api-token",
         "JIRA__PROJECT": JIRA_PROJECT,
-        "JIRA__JQL": f"project = {JIRA_PROJECT}",
+        "JIRA__JQL": jql,
         "JIRA__WEBHOOK_SECRET": JIRA_SECRET,
         "JIRA__INTEGRATION_USER": jira.integration.account_id,
         "SERVICENOW__INSTANCE_URL": snow.url,
@@ -296,24 +297,37 @@ def make_harness(
     escalation: bool = False,
     config: Path = EXAMPLE_CONFIG,
     echo_filter: bool = False,
+    jira_projects: tuple[str, ...] = (),
 ) -> Harness:
-    """Start everything for one test; the caller must `close()` it (the fixture does)."""
+    """Start everything for one test; the caller must `close()` it (the fixture does).
+
+    `jira_projects` are more Jira projects the configuration works in besides DS (a preset's
+    escalation targets): created in the simulator, polled by the JQL, and covered by the
+    webhook, as an admin sets them up.
+    """
     stops: list[Callable[[], None]] = []
     jira = JiraSimulator(webhook_base_delay=0.01, webhook_attempts=3).start()
     stops.append(jira.stop)
+    projects = tuple(dict.fromkeys((JIRA_PROJECT, *jira_projects)))
+    jql = (
+        f"project in ({', '.join(projects)})" if len(projects) > 1 else f"project = {JIRA_PROJECT}"
+    )
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
+    for key in projects[1:]:
+        jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
-    # The example mapping's custom columns: tags, and the escalation type a preset reads.
-    snow.add_column("incident", "u_labels")
-    snow.add_column("incident", "u_escalation_type")
+    # The example mapping's custom columns: tags, and what presets read (escalation type,
+    # region, the account's sponsor).
+    for column in ("u_labels", "u_escalation_type", "u_region", "u_sponsor"):
+        snow.add_column("incident", column)
     snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
     mail = MailSink().start()
     stops.append(mail.stop)
     state_dir = tmp_path / "state"
-    _env(monkeypatch, jira, snow, mail, state_dir)
+    _env(monkeypatch, jira, snow, mail, state_dir, jql)
     settings = load_settings(config)
     _email_overrides(settings, mail)
     store = Store.for_state(settings.state.dir, settings.state.database_url)
@@ -331,7 +345,7 @@ def make_harness(
         jira.register_webhook(
             f"{harness.webhooks_url}/webhooks/jira",
             secret=JIRA_SECRET,
-            jql=f"project = {JIRA_PROJECT}",
+            jql=jql,
         )
         snow.set_webhook(
             f"{harness.webhooks_url}/webhooks/servicenow",

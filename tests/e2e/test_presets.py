@@ -21,7 +21,6 @@ from tests.e2e.conftest import (
     CUSTOMER,
     CUSTOMER_EMAIL,
     EXAMPLE_CONFIG,
-    SYNC_WORKFLOW,
     Harness,
     make_harness,
     notes_with,
@@ -37,11 +36,21 @@ DOCUMENTED = (
 )
 
 
+def preset_projects(name: str) -> tuple[str, ...]:
+    """The Jira projects a preset escalates to."""
+    policy = presets.load_preset(name)
+    found = [p for lv in policy.levels for p in (lv.project, *lv.category_projects.values()) if p]
+    return tuple(dict.fromkeys(found))
+
+
 def preset_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Harness:
-    """A harness whose configuration points policy_file at the preset `name`."""
+    """A harness whose configuration points policy_file at the preset `name`, working in the
+    Jira projects the preset escalates to (created, polled and covered by the webhook)."""
     config = tmp_path / "config.toml"
     config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
-    return make_harness(tmp_path, monkeypatch, escalation=True, config=config)
+    return make_harness(
+        tmp_path, monkeypatch, escalation=True, config=config, jira_projects=preset_projects(name)
+    )
 
 
 @pytest.fixture
@@ -65,11 +74,6 @@ def people(h: Harness, *users: str) -> None:
         h.servicenow.add_user(
             user, name=user.replace(".", " ").title(), email=f"{user}@example.com"
         )
-
-
-def projects(h: Harness, *keys: str) -> None:
-    for key in keys:
-        h.jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
 
 
 def paired_key(h: Harness, sys_id: str) -> str | None:
@@ -188,7 +192,6 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     approves: a task in the Escalation queue, linked both ways, no severity change; closure."""
     h = story("sme_approval_csst")
     people(h, "sme.emea.2")
-    projects(h, "ESC")
     sys_id = h.incident(
         short_description="SSIS package fails on deploy",
         description="Steps to reproduce: deploy the package and run it. Version 16.0.1. "
@@ -361,7 +364,10 @@ def test_ds_only_leads_initiate_with_a_reason(story: Callable[[str], Harness]) -
     )
     h.servicenow.add_work_note(sys_id, "/escalate please", as_user=AGENT)
     step(h, sys_id)
-    assert work_notes(h, sys_id) == ["/escalate please"]
+    [request, told] = work_notes(h, sys_id)
+    assert request == "/escalate please"
+    assert told.startswith(f'To {AGENT}: your "/escalate" command (written ')
+    assert "its author beth.anglin is not among the requesters the policy names." in told
     h.servicenow.add_work_note(sys_id, "/escalate", as_user="lead.1")
     step(h, sys_id)
     [answer] = notes_with(h, sys_id, "not taken: say why")
@@ -379,7 +385,6 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
     escalation waits for troubleshooting with outcomes and a Team Leader, not the Team Manager."""
     h = story("l1_l2_l3_team_leader")
     people(h, "sme.1", "team.leader.1", "team.manager")
-    projects(h, "L2", "VENDOR")
     summary = "Outlook crashes on start"
     sys_id = h.incident(short_description=summary, description="Outlook closes right away.")
     h.servicenow.add_comment(sys_id, "/escalate this blocks our sales team", as_user=CUSTOMER)
@@ -483,7 +488,6 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     architect approves; stakeholders told (P2); daily customer update; resolution and closure."""
     h = story("fasttrack_customer_escalation")
     people(h, "architect.1")
-    projects(h, "FTE")
     summary = "Mailbox migration stalled"
     sys_id = h.incident(
         short_description=summary,
@@ -584,7 +588,6 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
     reminded after 30 minutes, a manager approves; customer told; closure."""
     h = story("technical_support_sop")
     people(h, "software.lead", "engineering.manager")
-    projects(h, "SW")
     summary = "Production down: API returns 503"
     sys_id = h.incident(short_description=summary, impact="1", urgency="1")
     step(h, sys_id)
@@ -642,7 +645,6 @@ def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness])
     lead approves it into SW."""
     h = story("technical_support_sop")
     people(h, "software.lead")
-    projects(h, "SW")
     summary = "Report export times out"
     due = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
     sys_id = h.incident(
@@ -687,7 +689,6 @@ def test_technical_support_sop_repeated_occurrence_story(
     hardware category goes to the Hardware team's project."""
     h = story("technical_support_sop")
     people(h, "hardware.lead")
-    projects(h, "SW", "HW")
     summary = "Sensor offline"
     incidents = []
     for _ in range(3):
