@@ -18,7 +18,9 @@ from connectors.errors import ConnectorError, NotFound
 from escalation.decide import decide
 from escalation.decision import EngineeringStatus, LedgerView
 from escalation.explain import explain_data, render_text
+from escalation.history import episodes
 from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps, target_gaps
+from escalation.report import build_report, render_csv, render_table
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
 from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
@@ -253,6 +255,56 @@ def register(app: typer.Typer) -> None:
             if note is not None:
                 typer.echo(f"{note}\n")
             typer.echo(render_text(ticket, view, decision, when))
+
+    @app.command("report")
+    def report_cmd(
+        since: Annotated[
+            str,
+            typer.Option(
+                "--since",
+                help="First day (or ISO moment) of the period: 2026-11-01.",
+                show_default=False,
+            ),
+        ],
+        until: Annotated[
+            str | None,
+            typer.Option("--until", help="End of the period, not included (default: now)."),
+        ] = None,
+        output: Annotated[
+            str, typer.Option("--format", "-f", help="table, csv or json.")
+        ] = "table",
+        config: ConfigOption = None,
+    ) -> None:
+        """The review of escalations requested in a period: by cause, type (category), level
+        and approver; how many were escalated, ended without running, joined another or were
+        resolved; hours from request to approval and from approval to the end (median and
+        90th percentile). Read from the decisions the daemon recorded.
+        """
+        if output not in ("table", "csv", "json"):
+            raise _fail(f"--format: one of table, csv, json (not {output!r})")
+        start = _parse_at(since)
+        end = _parse_at(until)
+        if end <= start:
+            raise _fail("--until must be after --since")
+        settings = load_or_exit(config)
+        # The store (SQLAlchemy and the migrations) is imported when a command needs it, so
+        # the rest of the CLI starts fast.
+        from sync.procedure.history import decisions_since
+        from sync.store.database import Store
+
+        store = Store.for_state(settings.state.dir, settings.state.database_url)
+        try:
+            with store.reading() as tx:
+                past = decisions_since(tx, start)
+        finally:
+            store.close()
+        built = build_report(episodes(past), start, end)
+        if output == "json":
+            typer.echo(json.dumps(built.to_dict(), indent=2))
+        elif output == "csv":
+            typer.echo(render_csv(built), nl=False)
+        else:
+            typer.echo(render_table(built))
 
     group = typer.Typer(help="Check, list and simulate escalation policies.", no_args_is_help=True)
 

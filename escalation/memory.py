@@ -130,8 +130,6 @@ def next_entry(entry: LedgerEntry, decision: Decision, now: datetime) -> LedgerE
         priority_asked=decision.priority_asked,
         target_level=decision.target_level,
         joined_to=decision.joined_to,
-        ticket_key=decision.ticket_key or entry.ticket_key,
-        category=decision.category or entry.category,
     )
     if decision.request_started:
         new = replace(new, requested_at=now)
@@ -143,6 +141,14 @@ def next_entry(entry: LedgerEntry, decision: Decision, now: datetime) -> LedgerE
         new = replace(new, released_at=now)
     if any(isinstance(a, EmailCustomer) for a in decision.actions):
         new = replace(new, last_customer_update_at=now)
+    if new != entry:
+        # How the ticket is named, kept whenever its entry is written anyway (never a write
+        # of its own: a ticket outside the procedure keeps no entry for it).
+        new = replace(
+            new,
+            ticket_key=decision.ticket_key or entry.ticket_key,
+            category=decision.category or entry.category,
+        )
     return new
 
 

@@ -139,8 +139,6 @@ class Run:
 
     def decision(self) -> Decision:
         """The decision as the stages left it."""
-        # A ticket outside the procedure keeps no ledger entry: nothing of it is recorded.
-        kept = self.state is not S.NONE or self.ledger.entry is not None
         return Decision(
             state=self.state,
             level=self.level,
@@ -159,8 +157,8 @@ class Run:
             priority_asked=self.priority_asked,
             target_level=self.target_level,
             joined_to=self.joined_to,
-            ticket_key=(self.ticket.ref.key or self.ticket.ref.id) if kept else None,
-            category=self.ticket.category if kept else None,
+            ticket_key=self.ticket.ref.key or self.ticket.ref.id,
+            category=self.ticket.category,
             wake_at=self.wake_at,
         )
 

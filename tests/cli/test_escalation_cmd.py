@@ -254,3 +254,47 @@ def preset_config(tmp_path: Path, name: str, jql: str | None = None) -> Path:
         text = text.replace('jql = "project = DS"', f'jql = "{jql}"')
     config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
     return config
+
+
+def test_report_reads_the_recorded_decisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`report --since` over a store with three DS escalations: counts by cause and level as
+    JSON, the same as CSV, and a table."""
+    from sync.procedure.ledger import decide_and_record
+    from sync.store.database import Store
+
+    monkeypatch.setenv("ESCALATION_SYNC_STATE__DIR", str(tmp_path / "state"))
+    config = preset_config(tmp_path, "ds_ticket_limits", jql_for("ds_ticket_limits"))
+    policy = presets.load_preset("ds_ticket_limits")
+    store = Store.for_state(tmp_path / "state", None)
+    try:
+        for n in range(1, 4):
+            with store.session() as tx:
+                decide_and_record(tx, ds_ticket(n), T0 + timedelta(hours=n), policy)
+    finally:
+        store.close()
+    code, out = run("report", "--since", "2026-03-01", "--format", "json", "--config", str(config))
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["total"]["requested"] == 3 and data["total"]["escalated"] == 3
+    assert data["by"]["cause"] == [
+        {
+            "key": "request by a person",
+            "requested": 3,
+            "escalated": 3,
+            "not_escalated": 0,
+            "joined": 0,
+            "resolved": 0,
+            "open": 3,
+            "hours_to_approve_median": 0.0,
+            "hours_to_approve_p90": 0.0,
+            "hours_to_resolve_median": None,
+            "hours_to_resolve_p90": None,
+        }
+    ]
+    assert [r["key"] for r in data["by"]["level"]] == ["Dev Support"]
+    code, out = run("report", "--since", "2026-03-01", "-f", "csv", "--config", str(config))
+    assert code == 0 and out.splitlines()[1].startswith("total,all,3,3,0,0,0,3,")
+    code, out = run("report", "--since", "2026-03-11", "--config", str(config))
+    assert code == 0 and "total" in out and "approver" in out
+    code, out = run("report", "--since", "2026-03-01", "-f", "xml", "--config", str(config))
+    assert code == 2 and "one of table, csv, json" in out
