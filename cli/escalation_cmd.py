@@ -16,9 +16,9 @@ from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
 from escalation.decide import decide
-from escalation.decision import EngineeringStatus, LedgerView
+from escalation.decision import EngineeringStatus, LedgerView, ledger_key
 from escalation.explain import explain_data, render_text
-from escalation.history import episodes
+from escalation.history import PastDecision, episodes
 from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps, target_gaps
 from escalation.report import build_report, render_csv, render_table
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
@@ -182,6 +182,40 @@ def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) ->
         store.close()
 
 
+def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
+    """The ticket's recorded decisions, oldest first."""
+    from sync.procedure.history import decisions_of
+    from sync.store.database import Store
+
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    try:
+        with store.reading() as tx:
+            return decisions_of(tx, ledger_key(ticket.ref))
+    finally:
+        store.close()
+
+
+def _engineering_now(settings: Any, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
+    """The paired engineering record read now, and a line saying what was read."""
+    from sync.pipeline import engine as sync_engine
+    from sync.procedure.engineering import engineering_status
+
+    link = _paired(settings, ticket.ref.system, ticket.ref.id)
+    if link is None:
+        return None, "none paired"
+    other_system, other_id = link.other(ticket.ref.system.value)
+    try:
+        eng = sync_engine.load_ticket_for_explain(settings, f"{other_system}:{other_id}")
+    except ConnectorError as exc:
+        return None, f"{other_id} could not be read: {describe(exc, settings, other_system)}"
+    users = (settings.jira.integration_user, settings.servicenow.integration_user)
+    status = engineering_status(eng, [u for u in users if u])
+    assignee = f", assigned to {eng.assignee.name or eng.assignee.email}" if eng.assignee else ""
+    name = eng.ref.key or eng.ref.id
+    shown = eng.status.value if eng.status else "status unknown"
+    return status, f"{name} is {shown}{assignee} (read now)"
+
+
 def register(app: typer.Typer) -> None:
     """Add `explain` and the `policy` command group."""
 
@@ -244,9 +278,23 @@ def register(app: typer.Typer) -> None:
         engineering = (
             EngineeringStatus(None, engineering_status) if engineering_status is not None else None
         )
+        history: list[PastDecision] = []
+        live: str | None = None
+        if ref is not None and settings is not None:
+            history = _history(settings, ticket)
+            if engineering is None:
+                engineering, live = _engineering_now(settings, ticket)
         decision = decide(ticket, view, when, chosen, engineering=engineering)
         if as_json:
-            data = explain_data(ticket, view, decision, when)
+            eng_data = None
+            if engineering is not None:
+                eng_data = {
+                    "ref": engineering.ref.key or engineering.ref.id if engineering.ref else None,
+                    "status": engineering.status.value if engineering.status else None,
+                    "assignee": engineering.assignee.model_dump() if engineering.assignee else None,
+                    "read": "live" if live is not None else "given",
+                }
+            data = explain_data(ticket, view, decision, when, history, eng_data)
             if note is not None:
                 data["requested_ref"] = ref
                 data["note"] = note
@@ -254,7 +302,7 @@ def register(app: typer.Typer) -> None:
         else:
             if note is not None:
                 typer.echo(f"{note}\n")
-            typer.echo(render_text(ticket, view, decision, when))
+            typer.echo(render_text(ticket, view, decision, when, history, live))
 
     @app.command("report")
     def report_cmd(

@@ -48,9 +48,7 @@ class DecisionRow(Base):
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
 
 
-def keep(
-    orm: Session, key: str, before: EscalationState, decision: Decision, at: datetime
-) -> None:
+def keep(orm: Session, key: str, before: EscalationState, decision: Decision, at: datetime) -> None:
     """Add `decision` to the ticket's history when it did something."""
     if not worth_keeping(before, decision):
         return

@@ -63,9 +63,7 @@ def upgrade() -> None:
         sa.Column("reasons", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_escalation_decisions"),
     )
-    op.create_index(
-        "ix_escalation_decisions_ticket", "escalation_decisions", ["ticket_ref", "at"]
-    )
+    op.create_index("ix_escalation_decisions_ticket", "escalation_decisions", ["ticket_ref", "at"])
     op.create_index("ix_escalation_decisions_at", "escalation_decisions", ["at"])
 
 
