@@ -21,7 +21,13 @@ from escalation.explain import explain_data, render_text
 from escalation.history import PastDecision, episodes
 from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps, target_gaps
 from escalation.report import build_report, render_csv, render_table
-from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
+from escalation.simulate import (
+    SnapshotInvalid,
+    replay,
+    simulate,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
 from mapping.errors import ConfigInvalid
@@ -180,6 +186,47 @@ def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) ->
             return ledger_view(tx, ticket, at, policy)
     finally:
         store.close()
+
+
+def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
+    """The snapshots of every ITSM record changed since `since` (see `policy export`)."""
+    from mapping import to_canonical
+    from sync.pipeline import engine as sync_engine
+    from sync.procedure.engineering import engineering_status
+    from sync.store.database import Store
+
+    adapters = sync_engine.build_adapters(settings)
+    mapping = settings.mapping_model
+    users = [u for u in (settings.jira.integration_user, settings.servicenow.integration_user) if u]
+
+    def read(system: System, ident: str) -> Ticket:
+        try:
+            ticket: Ticket = to_canonical(mapping, system, adapters[system].read(ident))
+        except ConnectorError as exc:
+            raise _fail(f"cannot read {system.value}:{ident}: {exc}", 1) from None
+        return ticket
+
+    lines: list[dict[str, Any]] = []
+    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    try:
+        for system in sorted(_itsm_systems(settings)):
+            try:
+                changed = list(adapters[system].changed_since(since))
+            except ConnectorError as exc:
+                raise _fail(f"cannot list {system_name(system.value)} records: {exc}", 1) from None
+            for item in changed:
+                ticket = read(system, item.ticket_id)
+                link = store.get_link(system.value, ticket.ref.id)
+                engineering = None
+                if link is not None:
+                    other_system, other_id = link.other(system.value)
+                    eng = read(System(other_system), other_id)
+                    engineering = engineering_status(eng, users)
+                lines.extend(snapshot_to_json(s) for s in replay(ticket, engineering))
+    finally:
+        store.close()
+    lines.sort(key=lambda line: str(line["at"]))
+    return lines
 
 
 def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
@@ -410,6 +457,33 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report.to_dict(), indent=2))
         else:
             typer.echo(render_simulation(report))
+
+    @group.command("export")
+    def export_cmd(
+        since: Annotated[
+            str,
+            typer.Option(
+                "--since", help="Tickets changed since this day or ISO moment.", show_default=False
+            ),
+        ],
+        out: Annotated[
+            Path,
+            typer.Option("--out", "-o", help="The JSONL file to write (for `policy simulate`)."),
+        ],
+        config: ConfigOption = None,
+    ) -> None:
+        """Export tickets from the live systems as the file `policy simulate --tickets` reads.
+
+        Reads every ITSM record changed since --since, with its comments, and, when it is
+        paired, the engineering record's status now; each ticket becomes the snapshots it went
+        through (after each comment, then as it is now), so a what-if run decides its requests
+        and approvals in the order they were written. Nothing is written to the systems.
+        """
+        start = _parse_at(since)
+        settings = load_or_exit(config)
+        lines = _export(settings, start)
+        out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        typer.echo(f"wrote {plural(len(lines), 'snapshot')} to {out}")
 
     @group.command("check")
     def check(

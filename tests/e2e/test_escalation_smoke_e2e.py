@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -136,3 +137,40 @@ def test_explain_after_the_fact_and_report(harness: Harness, tmp_path: Any) -> N
     result = CliRunner().invoke(build(), ["report", "--since", "2020-01-01", "-f", "csv"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].startswith("total,all,1,1,0,0,0,1,")
+
+
+def test_export_from_the_live_systems_feeds_policy_simulate(
+    harness: Harness, tmp_path: Any
+) -> None:
+    """`policy export` writes the incidents (and their engineering records' status) as the
+    JSONL `policy simulate` reads; simulating them under the same policy escalates the one
+    that was escalated, and a stricter policy would have refused it."""
+    from typer.testing import CliRunner
+
+    from cli.app import build
+
+    harness.servicenow.add_user("sme.alice", name="Alice SME", password="pw")
+    sys_id = harness.incident(short_description="Checkout fails for EU", description=COMPLETE)
+    harness.servicenow.attach(sys_id, "checkout.har", b"{}" * 20, as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "/escalate customer blocked", as_user=AGENT)
+    harness.servicenow.add_work_note(sys_id, "/approve-escalation go ahead", as_user="sme.alice")
+    harness.drain()
+    harness.incident(short_description="Printer jam", description="paper stuck")
+    out = tmp_path / "tickets.jsonl"
+    result = CliRunner().invoke(
+        build(), ["policy", "export", "--since", "2020-01-01", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("wrote ") and str(out) in result.stdout
+    result = CliRunner().invoke(build(), ["policy", "simulate", "-t", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tickets"] == 2 and report["totals"]["escalated"] == 1
+    # Under the DS procedure only leads may ask: the same tickets escalate nothing.
+    result = CliRunner().invoke(
+        build(), ["policy", "simulate", "-t", str(out), "-p", "ds_ticket_limits", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    strict = json.loads(result.stdout)
+    assert strict["totals"]["escalated"] == 0
+    assert strict["blocked_commands"]["command.request"] == 1

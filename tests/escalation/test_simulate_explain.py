@@ -133,3 +133,31 @@ def test_explain_after_the_fact_shows_each_past_decision_and_counts_the_ticket(
     data = explain_data(t, view, again, later, past)
     assert data["counts"]["active"] == 1 and data["counts"]["ticket_included"] is True
     assert [h["state"] for h in data["history"]] == ["pending_approval", "approved"]
+
+
+def test_replay_turns_a_ticket_read_today_into_its_snapshots(
+    make_ticket, make_comment, policy, now, people
+):
+    """A closed ticket with a request and an approval replays as open after each comment, then
+    as it is; simulating the replay escalates it once, in the order the comments were written."""
+    from escalation.decision import EngineeringStatus
+    from escalation.simulate import replay, snapshot_to_json
+    from mapping.model import Status
+
+    comments = (
+        make_comment("r1", "/escalate customer blocked", people.engineer, minutes=10),
+        make_comment("a1", "/approve-escalation", people.alice, minutes=20),
+    )
+    t = make_ticket(labels=(), comments=comments, status=Status.CLOSED, updated=now)
+    eng = EngineeringStatus(None, Status.RESOLVED, "fixed")
+    snaps = replay(t, eng)
+    assert [len(s.ticket.comments) for s in snaps] == [1, 2, 2]
+    assert [s.ticket.status for s in snaps] == [
+        Status.IN_PROGRESS,
+        Status.IN_PROGRESS,
+        Status.CLOSED,
+    ]
+    assert snaps[-1].engineering == eng and snaps[0].engineering is None
+    lines = [snapshot_from_json(snapshot_to_json(s)) for s in snaps]
+    report = simulate(policy, lines)
+    assert report.totals().escalated == 1 and report.totals().requested == 1
