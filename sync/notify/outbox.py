@@ -79,6 +79,7 @@ class OutboxRow(Base):
     ticket_ref: Mapped[str] = mapped_column(sa.String(128), index=True)
     event: Mapped[str] = mapped_column(sa.String(64))
     recipients: Mapped[list[str]] = mapped_column(sa.JSON)
+    cc: Mapped[list[str] | None] = mapped_column(sa.JSON)
     subject: Mapped[str] = mapped_column(sa.Text)
     body_text: Mapped[str] = mapped_column(sa.Text)
     body_html: Mapped[str | None] = mapped_column(sa.Text)
@@ -160,6 +161,7 @@ def enqueue(
     rendered: RenderedEmail,
     id_domain: str,
     now: datetime,
+    cc: Sequence[str] = (),
 ) -> bool:
     """Record a message in the caller's open transaction; False when the key was already there.
 
@@ -173,6 +175,7 @@ def enqueue(
         "ticket_ref": key.ticket,
         "event": key.event,
         "recipients": [str(a) for a in to],
+        "cc": [str(a) for a in cc],
         "subject": rendered.subject,
         "body_text": rendered.text,
         "body_html": rendered.html,
@@ -490,6 +493,7 @@ def worker_for(
 def _message(row: OutboxRow) -> OutgoingEmail:
     return OutgoingEmail(
         to=tuple(row.recipients or ()),
+        cc=tuple(row.cc or ()),
         subject=row.subject,
         text=row.body_text,
         html=row.body_html,
@@ -506,7 +510,7 @@ def _message(row: OutboxRow) -> OutgoingEmail:
 def _check_recipients(message: OutgoingEmail) -> None:
     if not message.to:
         raise InvalidAddress("message has no recipient (the ticket names no customer email)")
-    for address in message.to:
+    for address in (*message.to, *message.cc):
         validate_address(address)
 
 

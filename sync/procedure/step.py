@@ -17,10 +17,12 @@ from typing import Any
 import structlog
 
 from escalation.decision import (
+    AddNote,
     CustomerEvent,
     Decision,
     EmailCustomer,
     EngineeringStatus,
+    NoteKind,
     NotifyManagement,
 )
 from mapping.model import Ticket
@@ -91,6 +93,7 @@ class PolicyEscalation:
         decided = as_decided(ticket, decision)
         company = self.email.from_name
         for action in decision.actions:
+            cc: tuple[str, ...] = ()
             if isinstance(action, EmailCustomer):
                 to = customer_recipients(ticket)
                 if not to:
@@ -102,6 +105,7 @@ class PolicyEscalation:
                 )
             elif isinstance(action, NotifyManagement):
                 to = tuple(action.recipients) or tuple(self.email.management_recipients)
+                cc = tuple(action.cc)
                 if not to:
                     continue
                 event, template = f"management:{action.event}", f"management_{action.event}"
@@ -117,6 +121,7 @@ class PolicyEscalation:
                 rendered=self._render(template, context),
                 id_domain=self.email.id_domain,
                 now=now,
+                cc=cc,
             )
 
     def _customer_context(
@@ -188,13 +193,19 @@ class PolicyEscalation:
                     people = target.approvers
                 approvers = ", ".join([*people.users, *(f"group {g}" for g in people.groups)])
             overdue = next(
-                (r for r in decision.reasons if r.rule == "priority.approval_within_hours"), None
+                (
+                    r
+                    for r in decision.reasons
+                    if r.rule in ("priority.approval_within_hours", "timers.approval_overdue")
+                ),
+                None,
             )
             if overdue is not None:
                 waited = overdue.compared.get("waited_hours")
                 allowed = overdue.compared.get("within_hours")
         return management_context(
             ticket,
+            detail=_detail(decision, action.event),
             event=action.event,
             company=company,
             decision=decision,
@@ -225,3 +236,34 @@ class PolicyEscalation:
         from sync.procedure.ledger import set_engineering_ref
 
         set_engineering_ref(tx, ticket, engineering)
+
+
+# The note a decision wrote about each kind of notice, quoted in the notice (internal too).
+_NOTE_OF_EVENT: dict[str, tuple[NoteKind, ...]] = {
+    "rejected": (NoteKind.REJECTION,),
+    "refused": (NoteKind.REFUSAL,),
+    "withdrawn": (NoteKind.WITHDRAWAL,),
+    "joined": (NoteKind.JOINED,),
+    "approval_overdue": (NoteKind.FOLLOW_UP,),
+    "unassigned": (NoteKind.FOLLOW_UP,),
+    "no_response": (NoteKind.FOLLOW_UP,),
+    "sla_imminent": (NoteKind.FOLLOW_UP,),
+    "unconfirmed": (NoteKind.FOLLOW_UP,),
+    "priority_changed": (NoteKind.PRIORITY,),
+    "reopened": (NoteKind.REOPENED, NoteKind.REQUEST),
+    "closed": (NoteKind.CLOSURE,),
+}
+
+
+def _detail(decision: Decision, event: str) -> str | None:
+    """The text of the note `decision` wrote about `event`, if it wrote one."""
+    kinds = _NOTE_OF_EVENT.get(event, ())
+    words = {
+        "approval_overdue": "Approval overdue",
+        "unassigned": "not been assigned",
+        "no_response": "no response",
+        "sla_imminent": "SLA breach imminent",
+        "unconfirmed": "not confirmed",
+    }.get(event)
+    notes = [a for a in decision.actions if isinstance(a, AddNote) and a.kind in kinds]
+    return next((n.body for n in notes if words is None or words in n.body), None)

@@ -209,7 +209,15 @@ def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path
     assert code == 0, out
     assert asked == ["servicenow:s1"]
     data = json.loads(out)
-    assert data["counts"] == {"escalations_today": 0, "active": 0, "active_by_assignee": {}}
+    assert data["counts"] == {
+        "escalations_today": 0,
+        "active": 0,
+        "active_by_assignee": {},
+        "assignee": None,
+        "active_for_assignee": 0,
+        "ticket_included": True,
+    }
+    assert data["history"] == [] and data["engineering"] is None
     assert data["decision"]["state"] == "approved"
 
 

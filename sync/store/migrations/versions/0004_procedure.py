@@ -1,5 +1,7 @@
 """The procedure's memory: what the ledger keeps of each escalation, and every past decision.
 
+Outbox messages get a CC list (stakeholders copied on a notice).
+
 The ledger keeps the escalation's priority (and a change waiting for an approver), the level a
 waiting request asks for, the escalation a repeat joined, the ticket's key and category, and
 when a time-driven rule next falls due (the scheduler's index). `escalation_decisions` keeps
@@ -36,6 +38,8 @@ LEDGER_COLUMNS = (
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("email_outbox") as batch:
+        batch.add_column(sa.Column("cc", sa.JSON(), nullable=True))
     with op.batch_alter_table("escalation_ledger") as batch:
         for name, kind in LEDGER_COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
@@ -77,3 +81,5 @@ def downgrade() -> None:
         batch.drop_column("wake_at")
         for name, _ in reversed(LEDGER_COLUMNS):
             batch.drop_column(name)
+    with op.batch_alter_table("email_outbox") as batch:
+        batch.drop_column("cc")
