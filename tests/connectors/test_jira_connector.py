@@ -9,7 +9,6 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +35,9 @@ from connectors.jira import (
     parse_jira_datetime,
 )
 from connectors.retry import RetryPolicy
+from tests.conftest import VENDOR
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "jira"
+FIXTURES = VENDOR / "jira" / "examples"
 BASE = "https://example.atlassian.net"
 EMAIL = "sync@example.com"
 TOKEN = "tok-VERY-SECRET-123"

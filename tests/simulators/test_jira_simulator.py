@@ -25,9 +25,10 @@ from connectors.jira_webhook import parse_webhook
 from simulators.common import ServerThread
 from simulators.jira import JiraSimulator
 from simulators.jira.jql import JqlError, compile_jql
+from tests.conftest import VENDOR
 
 ROOT = Path(__file__).resolve().parents[2]
-CAPTURES = ROOT.parent / "shared" / "vendor" / "jira" / "webhooks"
+CAPTURES = VENDOR / "jira" / "webhooks"
 JIRA_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$")
 
 

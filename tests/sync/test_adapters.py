@@ -7,7 +7,6 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +21,11 @@ from mapping import VendorWrite
 from mapping.model import System
 from sync.pipeline.markers import Marker
 from sync.systems.adapters import JiraAdapter, ServiceNowAdapter
+from tests.conftest import VENDOR
 
 JIRA = "http://jira.test"
 SNOW = "http://snow.test"
 ONCE = RetryPolicy(attempts=1)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MARK = Marker(System.SERVICENOW, "INC0010001", "j1")
 
 
@@ -134,7 +133,9 @@ def test_servicenow_fields_go_in_one_patch_whose_answer_is_returned(
 ) -> None:
     """Impact, urgency and other fields go in one PATCH; its answer (the record as stored, with
     the priority the instance computed) is returned with the caller for the mapping."""
-    answer = json.loads((FIXTURES / "servicenow" / "PATCH_incident.response.json").read_text())
+    answer = json.loads(
+        (VENDOR / "servicenow" / "samples" / "PATCH_incident.response.json").read_text()
+    )
     record = answer["result"]
     caller = record["caller_id"]["value"]
     rsps.patch(
@@ -170,7 +171,7 @@ def test_servicenow_read_fields_asks_for_those_columns(rsps: responses.RequestsM
 
 def test_jira_read_fields_asks_for_those_fields(rsps: responses.RequestsMock) -> None:
     """A read-back of the status asks Jira for that field alone."""
-    issue = json.loads((FIXTURES / "jira" / "getIssue.response.200.json").read_text())
+    issue = json.loads((VENDOR / "jira" / "examples" / "getIssue.response.200.json").read_text())
     rsps.get(
         f"{JIRA}/rest/api/2/issue/DS-1",
         json=issue,
