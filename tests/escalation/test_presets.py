@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 import pytest
 
@@ -72,6 +73,9 @@ def test_unknown_preset_is_reported_with_the_choices():
 
 class Story:
     """Plays a ticket through decide() and an in-memory ledger, one step at a time."""
+
+    # When the running story starts (each story sets it): comments are stamped minutes after.
+    t0: ClassVar[datetime]
 
     def __init__(self, preset: str, clock):
         self.policy = presets.load_preset(preset)

@@ -154,7 +154,7 @@ def test_search_pages_with_next_page_token(sim: JiraSimulator, http: requests.Se
     token = None
     pages = 0
     while True:
-        extra = {"nextPageToken": token} if token else {}
+        extra: dict[str, str] = {"nextPageToken": token} if token else {}
         page = _search(sim, http, "project = ENG ORDER BY created ASC", **extra).json()
         seen += [i["key"] for i in page["issues"]]
         pages += 1
