@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cli.extras import require_extra
+
 
 def register(app: typer.Typer) -> None:
     """Add the `demo` command."""
@@ -21,6 +23,8 @@ def register(app: typer.Typer) -> None:
         Needs nothing installed beyond this package: SQLite state in a temporary folder.
         Prints a timeline of what happened in each system; exits 0 when the story played out.
         """
+        require_extra("simulators", "demo")
+        # The simulators and the daemon load only when the demo plays (start-up time).
         from cli.demo_story import run_demo
 
         raise typer.Exit(run_demo(keep_running=keep_running, echo=typer.echo))
