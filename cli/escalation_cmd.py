@@ -197,8 +197,8 @@ def register(app: typer.Typer) -> None:
         Nothing is written: the decision is computed, not recorded.
         """
         # The policy engine loads only to decide (start-up time).
+        from escalation.decide import decide
         from escalation.decision import EngineeringStatus, LedgerView
-        from escalation.engine import decide
         from escalation.explain import explain_data, render_text
 
         if (ref is None) == (ticket_file is None):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from escalation.decide import decide, fingerprint
 from escalation.decision import (
     AddLabel,
     AddNote,
@@ -29,7 +30,6 @@ from escalation.decision import (
     decision_to_dict,
     ledger_key,
 )
-from escalation.engine import decide, fingerprint
 from escalation.memory import InMemoryLedger
 from mapping.model import (
     Attachment,
