@@ -7,18 +7,19 @@ from pathlib import Path
 
 from tests.conftest import FIXTURES, ROOT
 
+SOURCE_FILES = ("SOURCES.md", "README.md")
 # A path built to the folder beside the clone: `../shared`, `parent / "shared"`, `"shared" / ...`.
 _OUTSIDE = re.compile(r"""\.\./shared\b|["']shared["']\s*/|/\s*["']shared["']""")
 
 
 def _sources_for(path: Path) -> list[Path]:
-    """The SOURCES.md files that may describe `path`: in its folder and the folders above it."""
+    """The SOURCES.md or README.md files that may describe `path`: in its folder and the
+    folders above it, below tests/fixtures itself (whose README is only an index)."""
     found = []
     for folder in path.parents:
-        if folder == FIXTURES.parent:
+        if folder == FIXTURES:
             break
-        if (folder / "SOURCES.md").is_file():
-            found.append(folder / "SOURCES.md")
+        found += [folder / name for name in SOURCE_FILES if (folder / name).is_file()]
     return found
 
 
@@ -34,7 +35,8 @@ def test_no_test_reads_outside_the_repository() -> None:
 
 
 def test_every_fixture_file_has_its_source_named() -> None:
-    """Each copied file is named in a SOURCES.md above it, by file name or by its folder."""
+    """Each copied file is named in a SOURCES.md (or README.md) above it, by file name or by its
+    folder."""
     unnamed = []
     for path in sorted(FIXTURES.rglob("*")):
         if not path.is_file() or path.suffix == ".md" or path.name.startswith("LICENSE"):

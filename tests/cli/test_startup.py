@@ -10,7 +10,7 @@ from importlib.metadata import version
 from tests.conftest import ROOT
 
 # Libraries only the commands that use them may load (the daemon's server, the store, the
-# queue, the connectors, the mail transports, the simulators' SMTP server).
+# queue, the connectors, the mail and chat transports, the simulators' SMTP server).
 HEAVY = (
     "aiosmtpd",
     "alembic",
@@ -26,6 +26,7 @@ HEAVY = (
     "python_multipart",
     "redis",
     "requests",
+    "slack_sdk",
     "sqlalchemy",
     "starlette",
     "structlog",
