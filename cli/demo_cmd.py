@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start simulators, SMTP sink and daemon on free ports and play an escalation story.
 
-        Needs nothing installed beyond this package: SQLite state in a temporary folder.
+        Needs no server installed, only this package with its `simulators` extra: SQLite state
+        in a temporary folder.
         Prints a timeline of what happened in each system; exits 0 when the story played out.
         """
         require_extra("simulators", "demo")
