@@ -19,6 +19,9 @@ from connectors.mailbox.base import (
     Outcome,
     header_message_id,
 )
+from connectors.mailbox.ews import EwsMailbox
+from connectors.mailbox.factory import build_mailbox
+from connectors.mailbox.graph import GraphMailbox
 from connectors.mailbox.imap import ImapMailbox
 from connectors.mailbox.imap import connect as connect_imap
 from connectors.mailbox.settings import (
@@ -30,8 +33,10 @@ from connectors.mailbox.settings import (
 
 __all__ = [
     "EwsInboxSettings",
+    "EwsMailbox",
     "FetchedMail",
     "GraphInboxSettings",
+    "GraphMailbox",
     "ImapInboxSettings",
     "ImapMailbox",
     "InboundSettings",
@@ -40,6 +45,7 @@ __all__ = [
     "Mailbox",
     "MailboxChanged",
     "Outcome",
+    "build_mailbox",
     "connect_imap",
     "header_message_id",
 ]
