@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from escalation.decision import LedgerView
-from escalation.engine import decide
+from escalation.decide import decide
 from escalation.policy import load_policy
 from inbound_mail import (
     Limits,
