@@ -38,8 +38,8 @@ class Dovecot:
     port: int
     username: str
     password: str
-    ca_file: Path
-    base: Path
+    ca_file: Path | None
+    base: Path | None
 
 
 def _free_port() -> int:

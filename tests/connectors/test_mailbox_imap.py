@@ -1,4 +1,5 @@
-"""The IMAP reader against a real Dovecot: fetch, claim, settle, move, restart and crash windows."""
+"""The IMAP reader against a real Dovecot and the mail sink's IMAP: fetch, claim, settle, move,
+restart and crash windows. Every contract test runs on both servers; TLS only on Dovecot."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from connectors.mailbox import (
 )
 from connectors.mailbox.imap import CLAIMED, DONE
 from inbound_mail import MailKind, MatchedBy, read_reply
+from simulators.mail import MailSink
 from tests.connectors.dovecot import Dovecot, dovecot_server
 from tests.inbound_mail.samples import gmail_reply, sent_mail
 
@@ -31,9 +33,18 @@ def dovecot() -> Iterator[Dovecot]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Dovecot]:
+    """The mail sink serving IMAP, described like the Dovecot server (no TLS: loopback only)."""
+    with MailSink(imap_port=0, imap_password="sink-pass") as mail_sink:
+        yield Dovecot(
+            "127.0.0.1", mail_sink.imap_port, "replies@example.com", "sink-pass", None, None
+        )
+
+
 def settings(server: Dovecot, **extra: Any) -> InboundSettings:
-    """`[email.inbound]` pointing at the test server over STARTTLS."""
-    imap = {
+    """`[email.inbound]` for the server: STARTTLS to Dovecot, plain IMAP to the sink."""
+    imap: dict[str, Any] = {
         "host": "localhost",
         "port": server.port,
         "security": "starttls",
@@ -42,6 +53,8 @@ def settings(server: Dovecot, **extra: Any) -> InboundSettings:
         "ca_file": str(server.ca_file),
         "timeout_seconds": 10,
     }
+    if server.ca_file is None:
+        imap.update(security="none", ca_file=None, host="127.0.0.1")
     imap.update(extra.pop("imap", {}))
     return InboundSettings.model_validate(
         {"kind": "imap", "folder": "INBOX", "processed_folder": "Processed", **extra, "imap": imap}
@@ -55,10 +68,11 @@ def admin(server: Dovecot) -> IMAPClient:
     return client
 
 
-@pytest.fixture()
-def server(dovecot: Dovecot) -> Iterator[Dovecot]:
-    """The server with INBOX, Processed and Refused emptied."""
-    client = admin(dovecot)
+@pytest.fixture(params=["dovecot", "sink"])
+def server(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+    """Each server in turn, with INBOX, Processed and Refused emptied."""
+    chosen: Dovecot = request.getfixturevalue(request.param)
+    client = admin(chosen)
     for folder in ("INBOX", "Processed", "Refused"):
         if client.folder_exists(folder):
             client.select_folder(folder)
@@ -67,7 +81,7 @@ def server(dovecot: Dovecot) -> Iterator[Dovecot]:
                 client.delete_messages(uids)
                 client.expunge()
     client.logout()
-    yield dovecot
+    yield chosen
 
 
 def deliver(server: Dovecot, raw: bytes, folder: str = "INBOX") -> None:
@@ -254,9 +268,9 @@ def test_wrong_password_is_auth_failed(server):
     assert "wrong-password-xyz" not in str(caught.value)
 
 
-def test_untrusted_certificate_is_refused(server):
+def test_untrusted_certificate_is_refused(dovecot):
     """STARTTLS with a certificate the system does not trust fails; nothing is sent in clear."""
-    box = ImapMailbox(settings(server, imap={"ca_file": None}))
+    box = ImapMailbox(settings(dovecot, imap={"ca_file": None}))
     with pytest.raises(TransportFailed, match="certificate"):
         box.fetch()
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from escalation.decision import LedgerView
 from escalation.decide import decide
+from escalation.decision import LedgerView
 from escalation.policy import load_policy
 from inbound_mail import (
     Limits,
