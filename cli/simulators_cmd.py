@@ -1,4 +1,4 @@
-"""`escalation-sync simulators`: Jira, ServiceNow and an SMTP sink in the foreground."""
+"""`escalation-sync simulators`: Jira, ServiceNow and a mail sink (SMTP, IMAP) in the foreground."""
 
 from __future__ import annotations
 
@@ -31,12 +31,13 @@ def register(app: typer.Typer) -> None:
         servicenow_port: Port = 8082,
         smtp_port: Port = 8025,
         mail_api_port: Port = 8026,
+        imap_port: Port = 8143,
         webhooks_to: Annotated[
             str,
             typer.Option(help="Daemon base URL the simulators post their webhooks to."),
         ] = "http://127.0.0.1:8080",
     ) -> None:
-        """Run the Jira and ServiceNow simulators and the SMTP sink until Ctrl-C.
+        """Run the Jira and ServiceNow simulators and the mail sink (SMTP, IMAP) until Ctrl-C.
 
         Try mapping and policy files with no production system at hand: the printed snippet,
         merged into a copy of config.example.toml, points the daemon at these simulators (on
@@ -48,6 +49,7 @@ def register(app: typer.Typer) -> None:
             servicenow_port=servicenow_port,
             smtp_port=smtp_port,
             mail_api_port=mail_api_port,
+            imap_port=imap_port,
         )
         estate.start()
         stop = threading.Event()
