@@ -1,7 +1,7 @@
 """A real Dovecot IMAP server for tests: temporary config, passwd-file user, maildir in a tmp dir.
 
-`dovecot_server()` starts `dovecot -F` on 127.0.0.1 on a free port with STARTTLS offered (a
-certificate made by openssl for the test, trusted through `ca_file`) and stops it afterwards.
+`dovecot_server()` starts `dovecot -F` on 127.0.0.1 on free ports, IMAP with STARTTLS and IMAPS
+(a certificate made by openssl for the test, trusted through `ca_file`), and stops it afterwards.
 When Dovecot is not installed (`.ci/run` installs `dovecot-imapd` where it can), the tests that
 use it are skipped with that reason. As root, Dovecot refuses to store mail as root, so the
 mail user is the package's `dovecot` account and the directories are made reachable for it.
@@ -40,6 +40,7 @@ class Dovecot:
     password: str
     ca_file: Path | None
     base: Path | None
+    tls_port: int | None = None
 
 
 def _free_port() -> int:
@@ -75,7 +76,7 @@ def _certificate(base: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _config(base: Path, port: int, cert: Path, key: Path) -> str:
+def _config(base: Path, port: int, tls_port: int, cert: Path, key: Path) -> str:
     if os.geteuid() == 0:
         mail_user = pwd.getpwnam("dovecot")
         users = "default_login_user = dovenull\ndefault_internal_user = dovecot\n"
@@ -122,7 +123,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{
@@ -149,9 +151,9 @@ def dovecot_server() -> Iterator[Dovecot]:
     try:
         cert, key = _certificate(base)
         os.chmod(key, 0o644)
-        port = _free_port()
+        port, tls_port = _free_port(), _free_port()
         config = base / "dovecot.conf"
-        config.write_text(_config(base, port, cert, key))
+        config.write_text(_config(base, port, tls_port, cert, key))
         process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(config)],
             stdout=subprocess.DEVNULL,
@@ -170,7 +172,7 @@ def dovecot_server() -> Iterator[Dovecot]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("dovecot did not start listening") from None
                 time.sleep(0.05)
-        yield Dovecot("127.0.0.1", port, USER, PASSWORD, cert, base)
+        yield Dovecot("127.0.0.1", port, USER, PASSWORD, cert, base, tls_port)
     finally:
         if process is not None:
             process.terminate()

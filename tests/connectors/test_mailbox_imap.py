@@ -275,6 +275,17 @@ def test_untrusted_certificate_is_refused(dovecot):
         box.fetch()
 
 
+def test_implicit_tls(dovecot):
+    """security = "tls" talks TLS from the first byte (IMAPS) and verifies the certificate."""
+    deliver(dovecot, mail(20))
+    tls = settings(dovecot, imap={"security": "tls", "port": dovecot.tls_port})
+    with ImapMailbox(tls) as box:
+        fetched = box.fetch()
+        assert "<20@acme.example>" in [m.message_id for m in fetched]
+        for item in fetched:
+            box.settle(item.ref, "processed")
+
+
 def test_connect_helper_logs_in(server):
     """`connect_imap` opens an authenticated connection from the settings."""
     imap = settings(server).imap
