@@ -14,10 +14,12 @@ from tests.conftest import ROOT
 HEAVY = (
     "aiosmtpd",
     "alembic",
+    "bs4",
     "exchangelib",
     "fastapi",
     "httpx",
     "huey",
+    "imapclient",
     "jinja2",
     "jira",
     "msal",
