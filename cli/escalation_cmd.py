@@ -9,31 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 import presets
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
-from escalation.decide import decide
-from escalation.decision import EngineeringStatus, LedgerView, ledger_key
-from escalation.explain import explain_data, render_text
-from escalation.history import PastDecision, episodes
-from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps, target_gaps
-from escalation.report import build_report, render_csv, render_table
-from escalation.simulate import (
-    SnapshotInvalid,
-    replay,
-    simulate,
-    snapshot_from_json,
-    snapshot_to_json,
-)
-from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
 from mapping.errors import ConfigInvalid
-from mapping.model import Status, System, Ticket
+from mapping.model import Status, System
 
 if TYPE_CHECKING:
+    from escalation.decision import EngineeringStatus, LedgerView
+    from escalation.history import PastDecision
+    from escalation.policy import Policy
+    from mapping.model import Ticket
     from sync.store.database import Link
 
 PolicyOption = Annotated[
@@ -55,6 +44,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def read_policy(spec: str) -> Policy:
     """A policy from a file path, or from a preset by name; exit 2 listing every error."""
+    from escalation.policy import load_policy  # the policy compiler: start-up time
+
     path = Path(spec)
     try:
         if path.is_file():
@@ -74,6 +65,7 @@ def read_policy(spec: str) -> Policy:
 
 def _check_against(settings: Any, policy: Policy, spec: str) -> None:
     """Exit 2 listing what the policy needs that the configuration does not give it."""
+    from escalation.policy import key_prefix, mapping_gaps, target_gaps  # start-up time
     from sync.config.settings import jira_projects
 
     path = Path(spec)
@@ -109,6 +101,10 @@ def _parse_at(value: str | None) -> datetime:
 
 
 def _ticket_from_file(path: Path) -> Ticket:
+    from pydantic import ValidationError  # start-up time
+
+    from mapping.model import Ticket
+
     try:
         return Ticket.model_validate_json(path.read_text())
     except (OSError, ValidationError) as exc:
@@ -177,6 +173,7 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
 
 
 def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+    # The ledger's store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from sync.procedure.ledger import ledger_view
     from sync.store.database import Store
 
@@ -190,6 +187,8 @@ def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) ->
 
 def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
     """The snapshots of every ITSM record changed since `since` (see `policy export`)."""
+    # The connectors, the store and the replay load only to export (start-up time).
+    from escalation.simulate import replay, snapshot_to_json
     from mapping import to_canonical
     from sync.pipeline import engine as sync_engine
     from sync.procedure.engineering import engineering_status
@@ -231,6 +230,8 @@ def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
 
 def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
     """The ticket's recorded decisions, oldest first."""
+    # The store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
+    from escalation.decision import ledger_key
     from sync.procedure.history import decisions_of
     from sync.store.database import Store
 
@@ -244,6 +245,7 @@ def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
 
 def _engineering_now(settings: Any, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
     """The paired engineering record read now, and a line saying what was read."""
+    # The engine and connectors load only to read a live record (start-up time).
     from sync.pipeline import engine as sync_engine
     from sync.procedure.engineering import engineering_status
 
@@ -302,6 +304,11 @@ def register(app: typer.Typer) -> None:
 
         Nothing is written: the decision is computed, not recorded.
         """
+        # The policy engine loads only to decide (start-up time).
+        from escalation.decide import decide
+        from escalation.decision import EngineeringStatus, LedgerView
+        from escalation.explain import explain_data, render_text
+
         if (ref is None) == (ticket_file is None):
             raise _fail("give either REF or --ticket-file")
         when = _parse_at(at)
@@ -375,6 +382,10 @@ def register(app: typer.Typer) -> None:
         resolved; hours from request to approval and from approval to the end (median and
         90th percentile). Read from the decisions the daemon recorded.
         """
+        # The report (and below, the store) load only to report (start-up time).
+        from escalation.history import episodes
+        from escalation.report import build_report, render_csv, render_table
+
         if output not in ("table", "csv", "json"):
             raise _fail(f"--format: one of table, csv, json (not {output!r})")
         start = _parse_at(since)
@@ -382,8 +393,6 @@ def register(app: typer.Typer) -> None:
         if end <= start:
             raise _fail("--until must be after --since")
         settings = load_or_exit(config)
-        # The store (SQLAlchemy and the migrations) is imported when a command needs it, so
-        # the rest of the CLI starts fast.
         from sync.procedure.history import decisions_since
         from sync.store.database import Store
 
@@ -429,6 +438,12 @@ def register(app: typer.Typer) -> None:
         for each state it passed through, its comments accumulating. The source tree has a
         sample: docs/simulate-tickets.jsonl.
         """
+        # The simulation (policy engine, pydantic validation) loads only to run (start-up time).
+        from pydantic import ValidationError
+
+        from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
+        from escalation.simulate import render_text as render_simulation
+
         if policy is not None:
             chosen = read_policy(policy)
         else:
