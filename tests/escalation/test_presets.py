@@ -67,6 +67,67 @@ def test_each_preset_names_one_procedure_and_all_are_covered():
     assert set(named) == {p.name for p in PROCEDURES.glob("*.txt")}
 
 
+def _plain(text: str) -> str:
+    """Text with its whitespace collapsed and its apostrophes (and their mojibake) alike."""
+    text = text.replace("\u00e2\u20ac\u2122", "'").replace("\u2019", "'")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def header_quotes(name: str) -> dict[str, list[str]]:
+    """The procedure lines a preset's header quotes, under "Implements:" and "Does not
+    implement:": each bullet's leading quotations."""
+    header = presets.preset_path(name).read_text().split("[escalation]")[0]
+    lines = [line.removeprefix("#").strip() for line in header.splitlines()]
+    sections: dict[str, list[str]] = {"Implements:": [], "Does not implement:": []}
+    current: list[str] | None = None
+    bullets: list[list[str]] = []
+    for line in lines:
+        if line in sections:
+            current = sections[line]
+            continue
+        if current is None:
+            continue
+        if line.startswith("- "):
+            bullets.append([line[2:]])
+            current.append("")
+        elif bullets and line:
+            bullets[-1].append(line)
+        if bullets and current:
+            current[-1] = " ".join(bullets[-1])
+    quotes: dict[str, list[str]] = {}
+    for title, items in sections.items():
+        found: list[str] = []
+        for item in items:
+            # The quotations a bullet opens with, before the words that say what does it.
+            lead = re.match(r'^(?:"[^"]+"(?:,\s*|\s+and\s+|\s*)?)+', item)
+            found.extend(re.findall(r'"([^"]+)"', lead.group(0) if lead else ""))
+        quotes[title] = found
+    return quotes
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_each_header_quotes_its_procedure_lines_done_and_not_done(name: str):
+    """A preset's header lists, quoted, the procedure lines it implements and those it does
+    not; every quotation is the procedure's own words (an ellipsis may shorten it), and each
+    numbered step of the procedure is quoted in one list or the other."""
+    header = presets.preset_path(name).read_text().split("[escalation]")[0]
+    [file] = re.findall(r"procedures/(\d{3}_[0-9a-f]+\.txt)", header)
+    procedure = _plain((PROCEDURES / file).read_text(encoding="utf-8", errors="replace"))
+    quotes = header_quotes(name)
+    assert quotes["Implements:"] and quotes["Does not implement:"], quotes
+    for quote in quotes["Implements:"] + quotes["Does not implement:"]:
+        at = 0
+        for part in _plain(quote).split("..."):
+            part = part.strip()
+            found = procedure.find(part, at)
+            assert found >= 0, f"{name}: not in {file}: {part!r}"
+            at = found + len(part)
+    quoted = " | ".join(_plain(q) for qs in quotes.values() for q in qs)
+    raw = (PROCEDURES / file).read_text(encoding="utf-8", errors="replace")
+    for step in re.findall(r"(?m)^\s*\d+\.\s+(.+)$", raw):
+        assert _plain(step)[:40] in quoted, f"{name}: step not listed: {step!r}"
+
+
 def test_unknown_preset_is_reported_with_the_choices():
     """Asking for a preset that does not exist names the ones that do."""
     with pytest.raises(FileNotFoundError, match="ds_ticket_limits"):
