@@ -24,7 +24,7 @@ from escalation.decide.context import WAITING, Flow, Run
 from escalation.decide.reading import field_value, person_key, who
 from escalation.decide.times import aware, parse_time, stamp
 from escalation.decision import CustomerEvent, EmailCustomer, MoveStatus, NoteKind
-from escalation.policy import Audience
+from escalation.policy import Audience, SlaTrigger
 from mapping.model import EscalationState, Visibility
 
 S = EscalationState
@@ -165,6 +165,16 @@ def _sla_imminent(run: Run) -> None:
         return
     due = parse_time(field_value(run.ticket, watch.field))
     if due is None:
+        return
+    asked_by_sla = any(
+        isinstance(t, SlaTrigger)
+        and t.field == watch.field
+        and run.requested_by == f"trigger:{t.name}"
+        for t in run.policy.triggers
+    )
+    if asked_by_sla:
+        # The SLA nearing is what asked for this escalation: its request already said so.
+        run.why("timers.sla_imminent", "info", "the escalation was asked for by this SLA")
         return
     within = timedelta(hours=watch.within_hours)
     _fire(

@@ -355,6 +355,34 @@ def make_harness(
     return harness
 
 
+def preset_projects(name: str) -> tuple[str, ...]:
+    """The Jira projects a preset escalates to."""
+    import presets
+
+    policy = presets.load_preset(name)
+    found = [p for lv in policy.levels for p in (lv.project, *lv.category_projects.values()) if p]
+    return tuple(dict.fromkeys(found))
+
+
+def preset_harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, **options: Any
+) -> Harness:
+    """A harness whose configuration points policy_file at the preset `name`, working in the
+    Jira projects the preset escalates to (created, polled and covered by the webhook)."""
+    import presets
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
+    return make_harness(
+        tmp_path,
+        monkeypatch,
+        escalation=True,
+        config=config,
+        jira_projects=preset_projects(name),
+        **options,
+    )
+
+
 def _outbox_worker(harness: Harness) -> Any:
     """The outbox worker sending to the sink, when e-mail is configured."""
     email = getattr(harness.settings, "email_settings", None)
@@ -429,6 +457,8 @@ __all__ = [
     "Harness",
     "make_harness",
     "notes_with",
+    "preset_harness",
+    "preset_projects",
     "step",
     "wait_for",
     "work_notes",

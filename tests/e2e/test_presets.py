@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
-import presets
 from tests.e2e.conftest import (
     AGENT,
     CUSTOMER,
     CUSTOMER_EMAIL,
-    EXAMPLE_CONFIG,
     Harness,
-    make_harness,
     notes_with,
+    preset_harness,
     step,
     work_notes,
 )
@@ -34,23 +32,6 @@ DOCUMENTED = (
     "Steps to reproduce: call the API twice. Version 4.2.1 in production. "
     "Troubleshooting: restarted the workers, cleared the cache."
 )
-
-
-def preset_projects(name: str) -> tuple[str, ...]:
-    """The Jira projects a preset escalates to."""
-    policy = presets.load_preset(name)
-    found = [p for lv in policy.levels for p in (lv.project, *lv.category_projects.values()) if p]
-    return tuple(dict.fromkeys(found))
-
-
-def preset_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Harness:
-    """A harness whose configuration points policy_file at the preset `name`, working in the
-    Jira projects the preset escalates to (created, polled and covered by the webhook)."""
-    config = tmp_path / "config.toml"
-    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
-    return make_harness(
-        tmp_path, monkeypatch, escalation=True, config=config, jira_projects=preset_projects(name)
-    )
 
 
 @pytest.fixture
