@@ -30,6 +30,7 @@ import requests
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -942,9 +943,18 @@ def _status_error(
             messages=texts,
             retry_after=retry_after_header(headers),
         )
-    if status in (401, 403):
+    # "REST API HTTP response codes": 401 the credentials, 403 "the requested operation is not
+    # permitted for the user" (an ACL, a business rule or a data policy): the user is known.
+    if status == 401:
         return AuthFailed(
             f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+        )
+    if status == 403:
+        return Forbidden(
+            f"{where} refused: not permitted for the integration user (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,

@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
+from errors import Reject
 from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
 from sync.runtime import metrics
 from sync.store.database import DELIVERY_ID_LENGTH, Store
@@ -107,8 +108,10 @@ def parse_servicenow(
 DEFAULT_PARSERS: dict[str, WebhookParser] = {"jira": parse_jira, "servicenow": parse_servicenow}
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(Reject):
     """The delivery is larger than the configured limit."""
+
+    http_status = 413
 
 
 def delivery_key(system: str, events: list[ChangeEvent], body: bytes) -> str:
@@ -205,7 +208,7 @@ def create_app(
         try:
             body = await read_limited(request, cfg.max_body_bytes)
         except BodyTooLarge as exc:
-            return refuse(system, 413, exc, request)
+            return refuse(system, exc.http_status, exc, request)
         except MalformedWebhook as exc:
             return refuse(system, 400, exc, request)
         if cfg.secret_for(system) is None:
