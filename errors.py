@@ -4,7 +4,8 @@
 EscalationSyncError
 ├── Retry            transient: the same work may succeed later (honour retry_after when set)
 │   ├── connectors.errors.RetryableError    429, 5xx, timeouts, refused or reset connections
-│   │   └── connectors.email.DeliveryUncertain   handed over, then the line broke: check first
+│   ├── InDoubt          the other side may have acted: look for the effect before trying again
+│   │   └── connectors.email.DeliveryUncertain   handed over, then the line broke
 │   └── sync.store.database.LeaseBusy        another worker holds the ticket (not an attempt)
 ├── DeadLetter       permanent for this event: park it with the reason, replayable once fixed
 │   ├── connectors.errors.PermanentError     a 4xx on a write: NotFound, InvalidRequest, ...
@@ -74,6 +75,11 @@ class Retry(EscalationSyncError):
         self.retry_after = retry_after
 
 
+class InDoubt(Retry):
+    """The work was handed over and the answer lost: it may have been done. Doing it again
+    blindly could do it twice, so the caller first looks for its effect (or asks an operator)."""
+
+
 class DeadLetter(EscalationSyncError):
     """Permanent for this event: park it with the reason; replay it once the cause is fixed."""
 
@@ -116,6 +122,7 @@ __all__ = [
     "Action",
     "DeadLetter",
     "EscalationSyncError",
+    "InDoubt",
     "PauseSystem",
     "Refuse",
     "Reject",
