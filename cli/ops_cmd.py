@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.failures import configured, fail
+from cli.failures import configured, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
+from sync.runtime.health import SystemState, read_states
 from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -70,9 +71,48 @@ def active_escalations(store: Store) -> dict[str, int] | None:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
+    # Start-up time: the outbox brings the mail transports, which `--help` must not load.
     from sync.notify.outbox import store_counts
 
     return store_counts(store)
+
+
+def configured_systems(settings: Any) -> list[str]:
+    """The systems this configuration calls: both ticket systems, e-mail and other channels."""
+    systems = ["jira", "servicenow"]
+    email = getattr(settings, "email_settings", None)
+    if email is not None and getattr(email, "enabled", False):
+        systems.append("email")
+    systems.extend(sorted(getattr(settings, "notify_settings", None) or {}))
+    return systems
+
+
+def systems_health(settings: Any, store: Store) -> dict[str, dict[str, Any]]:
+    """Each system's health as last recorded (a configured one with no record yet included)."""
+    states = read_states(store.engine)
+    names = list(dict.fromkeys([*configured_systems(settings), *sorted(states)]))
+    return {name: (states.get(name) or SystemState(name)).to_json() for name in names}
+
+
+def in_doubt(store: Store) -> list[dict[str, Any]]:
+    """Messages whose send was interrupted and that no transport could confirm."""
+    # Start-up time, as in `outbox_counts`.
+    from sync.notify.outbox import UNKNOWN, list_entries
+
+    with store.session() as tx:
+        rows = list_entries(tx, status=UNKNOWN)
+    return [
+        {
+            "id": row.id,
+            "channel": row.channel,
+            "ticket": row.ticket_ref,
+            "event": row.event,
+            "to": list(row.recipients),
+            "message_id": row.message_id,
+            "reason": row.last_error,
+        }
+        for row in rows
+    ]
 
 
 def collect_status(settings: Any) -> dict[str, Any]:
@@ -98,6 +138,8 @@ def collect_status(settings: Any) -> dict[str, Any]:
             },
             "escalations": active_escalations(store),
             "outbox": outbox_counts(store),
+            "in_doubt": in_doubt(store),
+            "systems": systems_health(settings, store),
             "locks_held": len(store.list_locks()),
         }
     finally:
@@ -126,9 +168,18 @@ def _print_status(data: dict[str, Any]) -> None:
     )
     for system in ("jira", "servicenow"):
         table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
+    for system, health in data["systems"].items():
+        table.add_row(system_name(system), health_text(health))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
     table.add_row("email outbox", _outbox_text(data["outbox"]))
+    for row in data["in_doubt"]:
+        table.add_row(
+            "in doubt",
+            f"{row['channel']} #{row['id']} {row['ticket']} {row['event']} to "
+            f"{', '.join(row['to'])}: check the transport's log, then `escalation-sync email "
+            f"resolve {row['id']} --sent` or `--not-sent`",
+        )
     esc = data["escalations"]
     table.add_row(
         "escalations",
@@ -166,6 +217,36 @@ def poll_text(poll: dict[str, str | None] | None, now: datetime | None = None) -
     return f"{text}; changes read up to {_stamp(watermark, now)}"
 
 
+def health_text(health: dict[str, Any], now: datetime | None = None) -> str:
+    """A system's health in words: paused or answering, last success, last error, failures."""
+    now = now or datetime.now(UTC)
+    parts: list[str] = []
+    if health.get("paused"):
+        parts.append(
+            f"PAUSED since {_stamp(str(health['paused_at']), now)}: credentials refused; "
+            "its events wait (fix them, then reload)"
+        )
+    elif health.get("consecutive_failures"):
+        since = health.get("failing_since")
+        parts.append("failing" + (f" since {_stamp(str(since), now)}" if since else ""))
+    elif health.get("last_success_at") or health.get("last_poll_success_at"):
+        parts.append("answering")
+    else:
+        parts.append("no call recorded yet")
+    moments = [m for m in (health.get("last_success_at"), health.get("last_poll_success_at")) if m]
+    if moments:
+        parts.append(f"last success {_stamp(max(str(m) for m in moments), now)}")
+    failures = int(health.get("consecutive_failures") or 0)
+    if failures:
+        parts.append(f"{plural(failures, 'failure')} in a row")
+    if health.get("last_error"):
+        when = health.get("last_error_at")
+        parts.append(
+            f"last error{f' {_stamp(str(when), now)}' if when else ''}: {health['last_error']}"
+        )
+    return "; ".join(parts)
+
+
 def _outbox_text(counts: dict[str, int]) -> str:
     sending = counts.get("sending", 0)
     text = (
@@ -198,7 +279,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Pairs, backlog, last poll per system, dead letters, email outbox, active escalations."""
+        """Pairs, backlog, each system's health (last success, last error, failures in a row,
+        paused), dead letters, the outbox and messages in doubt, active escalations."""
         data = collect_status(load_or_exit(config))
         if as_json:
             typer.echo(json.dumps(data, indent=2))

@@ -221,6 +221,11 @@ class ServiceNowConnector:
         body = self._json("GET", self._table_path(sys_id), params=params)
         return _result(body)
 
+    def probe(self) -> None:
+        """One cheap authenticated read (one sys_id of the table); raises as any read does,
+        AuthFailed when the credentials are refused."""
+        self._list(self._table_path(), "", ["sys_id"], offset=0, limit=1)
+
     def find_by_number(self, number: str) -> dict[str, Any] | None:
         """The record whose `number` is exactly `number` (raw values), or None."""
         rows, _ = self._list(

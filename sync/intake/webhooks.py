@@ -177,7 +177,8 @@ def create_app(
     `enqueue` must return only once all the events it is given are durably queued, or queue none
     and raise (`SyncQueue.enqueue_events`). `config` may be a callable so
     a configuration reload takes effect without rebuilding the app. `parsers` replaces the
-    connectors' parsers (tests); `health` adds fields to /healthz.
+    connectors' parsers (tests); `health` adds fields to /healthz, and a non-empty `problems`
+    list among them makes it answer 503 with them.
     """
     chosen = dict(DEFAULT_PARSERS)
     chosen.update(parsers or {})
@@ -246,7 +247,7 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        """200 while the store answers; extra fields from the daemon (config, queue)."""
+        """200 while the store answers and the daemon names no problem; 503 with the reasons."""
 
         def probe() -> dict[str, Any]:
             import sqlalchemy as sa
@@ -265,6 +266,9 @@ def create_app(
         except Exception as exc:
             log.error("health check failed", error=type(exc).__name__, detail=str(exc))
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+        if body.get("problems"):
+            body["status"] = "unhealthy"
+            return JSONResponse(body, 503)
         return JSONResponse(body, 200)
 
     @app.get("/metrics")

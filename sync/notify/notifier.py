@@ -27,9 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from connectors.email_render import CustomerContext, ManagementContext
+if TYPE_CHECKING:
+    # Types only: the seam is imported by the configuration loader, which must stay light.
+    from connectors.email_render import CustomerContext, ManagementContext
 
 Audience = Literal["customer", "management"]
 Kind = Literal["message", "resource"]

@@ -305,6 +305,10 @@ class Engine:
         bound.info("synced", writes=outcome.writes, created=outcome.created)
         return outcome
 
+    def probe(self, system: str) -> None:
+        """One cheap authenticated call to `system` (the queue asks a paused system this)."""
+        self.adapters[System(system)].probe()
+
     def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
         """The records whose leases a sync of this ticket needs besides its own: its pair."""
         link = self._link_of(system, ticket_id)
