@@ -104,15 +104,15 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         table = Table(
-            "id", "channel", "ticket", "event", "to", "status", "attempts", "next / sent", "error"
+            "id", "ticket", "event", "channel", "to", "status", "attempts", "next / sent", "error"
         )
         for row in rows:
             when = row.sent_at or row.next_attempt_at
             table.add_row(
                 str(row.id),
-                row.channel,
                 row.ticket_ref,
                 row.event,
+                row.channel,
                 ", ".join(row.recipients),
                 row.status,
                 str(row.attempts),

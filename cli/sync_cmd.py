@@ -24,6 +24,7 @@ from errors import PauseSystem
 from escalation.wording import plural
 from mapping.model import System
 from sync.config.settings import Settings
+from sync.runtime.health import reason_of
 from sync.store.database import Store
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ def run_once(settings: Settings) -> OncePass:
                 result.failed[system.value] = exc
                 queue.health.failed(system.value, exc)
                 if isinstance(exc, PauseSystem):
-                    queue.pause(system.value, exc)
+                    # Said on stderr below; the next run's poll is the probe that resumes it.
+                    queue.health.pause(system.value, reason_of(exc))
                 continue
             # A pass that went through proves the credentials: a pause left by an earlier run
             # ends here, and the events it held go ahead in this run.

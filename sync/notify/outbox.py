@@ -427,6 +427,7 @@ class _Waiting(Exception):
 
 
 SessionFactory = Callable[[], Session]
+WAIT_FOR_RESOURCE = timedelta(seconds=1)
 
 
 def as_notifiers(target: Notifiers | Notifier | EmailSender) -> Notifiers:
@@ -671,12 +672,11 @@ class OutboxWorker:
                 last_error=None,
                 result_ref=delivered.ref if delivered is not None else None,
             )
-            self._answered(item.channel)
+            self._answered(item.channel, now)
         elif isinstance(error, _Waiting):
+            # A resource is usually made within a pass or two; no attempt is spent waiting.
             values.update(
-                status=PENDING,
-                next_attempt_at=now + max(self._base_delay, timedelta(seconds=1)),
-                last_error=str(error),
+                status=PENDING, next_attempt_at=now + WAIT_FOR_RESOURCE, last_error=str(error)
             )
         elif action is errors.Action.PAUSE_SYSTEM:
             # Nothing spent: every message of the channel waits for its credentials.
@@ -742,13 +742,26 @@ class OutboxWorker:
 
     # -- health
 
-    def _answered(self, channel: str) -> None:
-        self._held.pop(channel, None)
-        if self._health is None:
-            return
-        self._health.succeeded(channel)
-        if self._health.paused(channel) is not None and self._health.resume(channel):
+    def _answered(self, channel: str, now: datetime) -> None:
+        held = self._held.pop(channel, None) is not None
+        resumed = False
+        if self._health is not None:
+            self._health.succeeded(channel)
+            resumed = self._health.paused(channel) is not None and self._health.resume(channel)
+        if resumed:
             log.warning("channel resumed: it answers again", channel=channel)
+        if held or resumed:
+            # The channel answers again: what waited for it goes now, not after its backoff.
+            with self._sessions() as orm, orm.begin():
+                orm.execute(
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.channel == channel,
+                        OutboxRow.status == PENDING,
+                        OutboxRow.next_attempt_at > now,
+                    )
+                    .values(next_attempt_at=now)
+                )
 
     def _told(self, channel: str, error: BaseException, *, counts: bool = True) -> None:
         if self._health is not None:
