@@ -1,6 +1,6 @@
 """The engine's escalation step: decide, record in the ledger, queue the notices — one transaction.
 
-`escalation.engine.decide` is pure; this module gives it the ledger's view of the ticket, hands
+`escalation.decide.decide` is pure; this module gives it the ledger's view of the ticket, hands
 its decision to the ledger (which re-checks the limits under a lock, so two workers approving at
 once cannot exceed them) and turns the decision's e-mail and notification actions into notices
 (what happened, who is told) that every configured notifier composes into the outbox, in the
