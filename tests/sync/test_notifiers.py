@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.email_render import ManagementContext
@@ -290,7 +291,7 @@ def test_a_message_to_a_room_that_was_never_made_is_dead_lettered(
     with sessions.begin() as tx:
         outbox.notify(tx, registry, management_notice(), now=T0)
         tx.execute(
-            outbox.OutboxRow.__table__.update()
+            sa.update(outbox.OutboxRow)
             .where(outbox.OutboxRow.kind == "resource")
             .values(status="dead", last_error="Forbidden: not allowed to create rooms")
         )
