@@ -16,7 +16,7 @@ from rich.table import Table
 from cli.failures import configured, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
-from sync.runtime.health import SystemState, read_states
+from sync.runtime.health import SystemState, read_held, read_states
 from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -90,8 +90,15 @@ def configured_systems(settings: Any) -> list[str]:
 def systems_health(settings: Any, store: Store) -> dict[str, dict[str, Any]]:
     """Each system's health as last recorded (a configured one with no record yet included)."""
     states = read_states(store.engine)
+    held = read_held(store.engine)
     names = list(dict.fromkeys([*configured_systems(settings), *sorted(states)]))
-    return {name: (states.get(name) or SystemState(name)).to_json() for name in names}
+    return {
+        name: {
+            **(states.get(name) or SystemState(name)).to_json(),
+            "events_waiting": held.get(name, 0),
+        }
+        for name in names
+    }
 
 
 def in_doubt(store: Store) -> list[dict[str, Any]]:
@@ -222,9 +229,11 @@ def health_text(health: dict[str, Any], now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     parts: list[str] = []
     if health.get("paused"):
+        waiting = int(health.get("events_waiting") or 0)
         parts.append(
             f"PAUSED since {_stamp(str(health['paused_at']), now)}: credentials refused; "
-            "its events wait (fix them, then reload)"
+            f"{plural(waiting, 'event')} {'waits' if waiting == 1 else 'wait'} for it "
+            "(fix them, then reload)"
         )
     elif health.get("consecutive_failures"):
         since = health.get("failing_since")

@@ -84,7 +84,7 @@ def run_once(settings: Settings) -> OncePass:
             # A pass that went through proves the credentials: a pause left by an earlier run
             # ends here, and the events it held go ahead in this run.
             queue.health.succeeded(system.value, "poll")
-            queue.health.resume(system.value)
+            queue.resume(system.value, "polled")
         result.ran = queue.run_pending(limit=100_000)
         result.dead = store.status_counts().dead_letters_pending - before
         result.waiting = int(queue.huey.scheduled_count())

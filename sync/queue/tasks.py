@@ -12,10 +12,10 @@ Storage is SQLite in the state directory by default (one machine, nothing to run
 - `DeadLetter` (a 4xx on a write, an unmapped value), and `Refuse` / `Reject` should one reach
   a task: dead-lettered at once with the reason, replayable with `deadletters replay`.
 - `PauseSystem` (credentials refused): that system is paused for every process (see
-  `sync.runtime.health`), logged once, and the event waits, deferred, as does every event that
-  needs the system, without spending an attempt; nothing is dead-lettered for it. A probe (one
-  cheap authenticated call, `Prober`) runs every `probe_interval` and resumes the system when it
-  answers; a configuration reload resumes it too.
+  `sync.runtime.health`), logged once, and the event is held, as is every event that needs the
+  system, without spending an attempt; nothing is dead-lettered for it. A probe (one cheap
+  authenticated call, `Prober`) runs every `probe_interval` and resumes the system when it
+  answers, queueing the held events again at once; a configuration reload resumes it too.
 - Any other exception is a bug of ours: retried like a transient one, then dead-lettered with
   its type and message.
 
@@ -59,7 +59,7 @@ import errors
 from connectors.events import ChangeEvent
 from sync.queue.storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
 from sync.runtime import metrics
-from sync.runtime.health import CALL, POLL, HealthBoard, reason_of
+from sync.runtime.health import CALL, POLL, HealthBoard, Held, reason_of
 from sync.store.database import Store, lease_owner
 
 log = structlog.get_logger(__name__)
@@ -371,20 +371,31 @@ class SyncQueue:
                 return max(time.time() - float(ready_at), 0.0)
         return None
 
-    def probe_paused(self) -> list[str]:
-        """Schedule a probe of every system paused in the store (at start-up: the probes a
-        previous process scheduled may be gone with its queue); which ones."""
-        paused = [s for s, state in self.health.states(fresh=True).items() if state.paused]
+    def recover_pauses(self) -> list[str]:
+        """At start-up: probe every system paused in the store (the probes a previous process
+        scheduled may be gone with its queue), and release what waits for one that is not
+        paused any more (a process stopped between resuming and releasing). Which are paused."""
+        states = self.health.states(fresh=True)
+        paused = [s for s, state in states.items() if state.paused]
         for system in paused:
             self._schedule_probe(system)
+        for system in self.health.held_counts():
+            if system not in paused:
+                self.release(system)
         return paused
+
+    def resume(self, system: str, why: str) -> bool:
+        """Call `system` again and queue what waited for it; True when it was paused."""
+        resumed = self.health.resume(system)
+        if resumed:
+            log.warning(f"system resumed: {why}", system=system)
+        self.release(system)
+        return resumed
 
     def resume_all(self) -> list[str]:
         """Call every paused system again (a reload may bring new credentials); which were."""
-        resumed = self.health.resume_all()
-        for system in resumed:
-            log.warning("system resumed: configuration reloaded", system=system)
-        return resumed
+        paused = [s for s, state in self.health.states(fresh=True).items() if state.paused]
+        return [system for system in paused if self.resume(system, "configuration reloaded")]
 
     def run_pending(self, *, limit: int = 1000, now: datetime | None = None) -> int:
         """Execute waiting tasks in this thread until none is left; returns how many ran.
@@ -446,7 +457,6 @@ class SyncQueue:
         event: dict[str, Any] | None = None,
         attempt: int = 1,
         ready_at: float | None = None,
-        waiting_for: str | None = None,
     ) -> None:
         processor = self.processor
         owner = self._owner()
@@ -456,11 +466,11 @@ class SyncQueue:
         partners = (
             processor.partners(system, ticket_id) if isinstance(processor, PairedProcessor) else []
         )
-        needs = [system, *(other for other, _ in partners), *([waiting_for] if waiting_for else [])]
+        needs = [system, *(other for other, _ in partners)]
         paused = next((s for s in needs if self.health.paused(s)), None)
         if paused is not None:
             # Not a call to a paused system, and not an attempt: the event waits for it.
-            bound.debug("waiting for a paused system", paused=paused)
+            bound.debug("held for a paused system", paused=paused)
             self._defer(system, ticket_id, event, attempt, paused)
             return
         leases = [key, *partners]
@@ -564,18 +574,26 @@ class SyncQueue:
         attempt: int,
         waiting_for: str,
     ) -> None:
-        """Look at the event again after a probe interval, with the same attempt count."""
-        delay = self.probe_interval * random.uniform(1.0, 1.2)
-        self.sync_ticket.schedule(
-            args=(system, ticket_id),
-            kwargs={
-                "event": event,
-                "attempt": attempt,
-                "ready_at": time.time() + delay,
-                "waiting_for": waiting_for,
-            },
-            delay=delay,
-        )
+        """Hold the event until `waiting_for` answers again, with the same attempt count."""
+        held = Held(system, ticket_id, event, attempt)
+        if not self.health.hold(waiting_for, held):
+            # Resumed meanwhile: nobody would release it, so it goes on now.
+            self._reschedule(system, ticket_id, event, attempt, self.retry.lock_wait)
+
+    def release(self, system: str) -> int:
+        """Queue again every event held for `system` (it answers again); returns how many."""
+        held = self.health.release(system)
+        now = time.time()
+        for item in held:
+            self.sync_ticket.schedule(
+                args=(item.system, item.ticket_id),
+                kwargs={"event": item.event, "attempt": item.attempt, "ready_at": now},
+                delay=0,
+            )
+        self.health.forget(held)
+        if held:
+            log.info("events released", system=system, events=len(held))
+        return len(held)
 
     def _reschedule(
         self,
@@ -735,8 +753,7 @@ class SyncQueue:
         finally:
             self.store.release_lock(PROBE_LEASE, system, owner)
         self.health.succeeded(system, CALL)
-        if self.health.resume(system):
-            log.warning("system resumed: it answers again", system=system)
+        self.resume(system, "it answers again")
         return True
 
 

@@ -302,7 +302,7 @@ class Daemon:
         recovered = self.queue.recover_interrupted()
         if recovered:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
-        paused = self.queue.probe_paused()
+        paused = self.queue.recover_pauses()
         if paused:
             log.warning("systems paused for refused credentials; probing them", systems=paused)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
@@ -385,14 +385,19 @@ class Daemon:
         if self.health is None or self.queue is None or self.store is None:
             return body
         states = self.health.states()
+        held = self.health.held_counts()
         judged = verdict(
             states.values(),
             datetime.now(UTC),
             HealthPolicy.from_settings(self.config.settings),
             queue_age=self.queue.oldest_ready_age(),
             in_doubt=store_in_doubt(self.store),
+            held=held,
         )
-        body["systems"] = {name: state.to_json() for name, state in sorted(states.items())}
+        body["systems"] = {
+            name: {**state.to_json(), "events_waiting": held.get(name, 0)}
+            for name, state in sorted(states.items())
+        }
         body["problems"] = list(judged.problems)
         body["notes"] = list(judged.notes)
         return body

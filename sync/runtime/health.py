@@ -9,14 +9,19 @@ HealthBoard(engine)                      one row per system in `system_health` (
     .resume(system, why) -> bool         it answers again (a probe, a reload): True if it was
     .paused(system) -> reason | None     asked before every call; cached for `REFRESH` seconds
     .states() -> {system: SystemState}   for /healthz, `status` and /metrics
+    .hold(waiting_for, Held) -> bool     park an event that needs a paused system
+    .release(system) -> [Held]           the events held for it (then `forget` them)
 verdict(states, now, policy, queue_age=..., in_doubt=...) -> Verdict
     problems (answer 503 while any is there) and notes (shown, 200)
 ```
 
-A paused system is not called: its events wait in the queue, deferred (none is dead-lettered
-for it), until a probe (one cheap authenticated call) finds it answering or a configuration
-reload resumes it. The pause lives in the store, so every process of a deployment stops calling
-that system, and `status` shows it.
+A paused system is not called: the events that need it are held in `held_events` (one row per
+ticket, none dead-lettered, no attempt spent) until a probe (one cheap authenticated call) finds
+it answering or a configuration reload resumes it; then they go back to the queue at once. The
+pause lives in the store, so every process of a deployment stops calling that system, and
+`status` shows it with the number of events waiting. Held rows are released after they are
+queued again, so a crash in between queues a ticket twice (a sync is idempotent), never zero
+times; an event held just as its system resumes is released by whoever holds it.
 
 Failures are written as they happen (they are few, and each one matters); successes at most
 every `SUCCESS_WRITE_EVERY` seconds per system, plus the first after a failure, so a busy
@@ -112,6 +117,32 @@ class SystemState:
             "consecutive_failures": self.consecutive_failures,
             "failing_since": when(self.failing_since),
         }
+
+
+class HeldEventRow(Base):
+    """An event waiting for a paused system (one per ticket and system waited for)."""
+
+    __tablename__ = "held_events"
+    __table_args__ = (sa.UniqueConstraint("waiting_for", "system", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    waiting_for: Mapped[str] = mapped_column(sa.String(64))
+    system: Mapped[str] = mapped_column(sa.String(64))
+    ticket_id: Mapped[str] = mapped_column(sa.String(200))
+    event: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    attempt: Mapped[int] = mapped_column(sa.Integer, default=1)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An event of `system`'s ticket that waits; `attempt` is the try it will resume with."""
+
+    system: str
+    ticket_id: str
+    event: dict[str, Any] | None = None
+    attempt: int = 1
+    id: int = 0
 
 
 def _state(row: SystemHealthRow) -> SystemState:
@@ -258,6 +289,66 @@ class HealthBoard:
         paused = [s for s, state in self.states(fresh=True).items() if state.paused]
         return [system for system in paused if self.resume(system)]
 
+    # -- events held for a paused system
+
+    def hold(self, waiting_for: str, item: Held) -> bool:
+        """Park `item` until `waiting_for` answers; True when it is parked (False: the system
+        is not paused any more, so the caller queues it again itself)."""
+        values = {
+            "waiting_for": waiting_for,
+            "system": item.system,
+            "ticket_id": item.ticket_id,
+            "event": item.event,
+            "attempt": item.attempt,
+            "held_at": self._clock(),
+        }
+        insert: Any = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        with self._engine.begin() as conn:
+            # A ticket already waiting keeps its row: one sync brings it in step.
+            conn.execute(insert(HeldEventRow).values(**values).on_conflict_do_nothing())
+        if self.states(fresh=True).get(waiting_for, SystemState(waiting_for)).paused:
+            return True
+        # Resumed meanwhile (by a probe or a reload in another process): no one would release
+        # it, so the caller queues it again itself.
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.delete(HeldEventRow).where(
+                    HeldEventRow.waiting_for == waiting_for,
+                    HeldEventRow.system == item.system,
+                    HeldEventRow.ticket_id == item.ticket_id,
+                )
+            )
+        return False
+
+    def release(self, system: str) -> list[Held]:
+        """The events held for `system`, oldest first; `forget` them once queued again."""
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(HeldEventRow)
+                .where(HeldEventRow.waiting_for == system)
+                .order_by(HeldEventRow.id)
+            ).all()
+            return [
+                Held(r.system, r.ticket_id, dict(r.event) if r.event else None, r.attempt, r.id)
+                for r in rows
+            ]
+
+    def forget(self, items: Iterable[Held]) -> None:
+        """Drop held rows that are in the queue again."""
+        ids = [item.id for item in items if item.id]
+        if not ids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(sa.delete(HeldEventRow).where(HeldEventRow.id.in_(ids)))
+
+    def held_counts(self) -> dict[str, int]:
+        """How many events wait for each system."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(HeldEventRow.waiting_for, sa.func.count()).group_by(HeldEventRow.waiting_for)
+            ).all()
+        return {str(system): int(count) for system, count in rows}
+
     def _local(self, system: str, **values: Any) -> None:
         with self._lock:
             known = self._view.get(system) or SystemState(system)
@@ -281,6 +372,11 @@ class HealthBoard:
         except sa.exc.SQLAlchemyError as exc:
             # Health is told, not load-bearing: a busy store must not fail the sync it reports.
             log.warning("system health not recorded", system=system, reason=reason_of(exc))
+
+
+def read_held(engine: Engine) -> dict[str, int]:
+    """How many events wait for each paused system (for `status` in another process)."""
+    return HealthBoard(engine).held_counts()
 
 
 def read_states(engine: Engine) -> dict[str, SystemState]:
@@ -333,6 +429,7 @@ def verdict(
     *,
     queue_age: float | None = None,
     in_doubt: Mapping[str, int] | None = None,
+    held: Mapping[str, int] | None = None,
 ) -> Verdict:
     """The problems and notes health reports, in words an operator can act on.
 
@@ -343,9 +440,11 @@ def verdict(
     problems: list[str] = []
     for state in sorted(states, key=lambda s: s.system):
         if state.paused:
+            waiting = (held or {}).get(state.system, 0)
             problems.append(
                 f"{state.system} paused: authentication refused "
-                f"({state.paused_reason or 'no reason given'}); its events wait"
+                f"({state.paused_reason or 'no reason given'}); "
+                f"{waiting} event{'s' if waiting != 1 else ''} wait for it"
             )
             continue
         since = state.failing_since

@@ -143,11 +143,16 @@ def test_verdict_names_the_pause_the_long_failure_and_the_stuck_queue() -> None:
         SystemState("email", consecutive_failures=1, failing_since=T0 + timedelta(minutes=9)),
     ]
     judged = verdict(
-        states, T0 + timedelta(minutes=10), policy, queue_age=601.0, in_doubt={"email": 1}
+        states,
+        T0 + timedelta(minutes=10),
+        policy,
+        queue_age=601.0,
+        in_doubt={"email": 1},
+        held={"jira": 2},
     )
     assert not judged.healthy
     assert judged.problems == (
-        "jira paused: authentication refused (AuthFailed: HTTP 401); its events wait",
+        "jira paused: authentication refused (AuthFailed: HTTP 401); 2 events wait for it",
         "servicenow failing: every call for 600 s (4 in a row), last: TransportFailed: refused",
         "queue stuck: the oldest ready task has waited 601 s (limit 600 s)",
     )

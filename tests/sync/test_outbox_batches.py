@@ -30,7 +30,7 @@ from tests.sync.store_backends import postgres_schema
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 DOMAIN = "example.com"
 RENDERED = RenderedEmail(subject="[INC1] Escalated", text="We escalated it.\n", html="<p>We</p>")
-OUR_TABLES = ("outbox", "system_health")
+OUR_TABLES = ("outbox", "system_health", "held_events")
 
 
 class Crash(BaseException):

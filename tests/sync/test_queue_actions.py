@@ -14,6 +14,7 @@ from connectors.email_render import TemplateMissing
 from connectors.errors import AuthFailed, InvalidRequest, ServerUnavailable
 from sync.procedure.email_context import InternalContentRefused
 from sync.queue.tasks import RetrySchedule, SyncQueue, make_huey
+from sync.runtime.health import Held
 from sync.store.database import LinkConflict, Store
 
 FAST = RetrySchedule(attempts=3, base_delay=0.01, max_delay=0.05, lock_wait=0.01)
@@ -121,7 +122,8 @@ def test_refused_credentials_pause_the_system_and_dead_letter_nothing(
     assert ("servicenow", "s2") in proc.calls
     assert proc.calls.count(("jira", "DS-1")) == 1
     assert store.list_dead_letters() == []
-    assert queue.depth() >= 4  # every waiting event is still queued
+    assert queue.health.held_counts() == {"jira": 4}  # DS-1, DS-2, DS-3 and s1, kept
+    assert queue.depth() == 1  # only the next probe
 
 
 def test_a_pause_is_logged_once_and_the_probe_resumes_the_system(
@@ -230,3 +232,19 @@ def test_the_age_of_the_oldest_ready_task_is_measured(queue: SyncQueue) -> None:
     time.sleep(0.05)
     age = queue.oldest_ready_age()
     assert age is not None and 0.04 <= age < 5
+
+
+def test_events_held_for_a_system_that_was_resumed_go_on_at_start_up(
+    queue: SyncQueue, proc: Processor
+) -> None:
+    """A process stopped between resuming a system and releasing its events: the next start
+    releases them; an event held just after a resume is not kept (its caller queues it)."""
+    queue.health.pause("jira", "AuthFailed: HTTP 401")
+    assert queue.health.hold("jira", Held("jira", "DS-9"))
+    queue.health.resume("jira")
+    assert queue.recover_pauses() == []
+    assert queue.health.held_counts() == {}
+    assert not queue.health.hold("jira", Held("jira", "DS-10"))
+    assert queue.health.held_counts() == {}
+    drain(queue)
+    assert proc.calls == [("jira", "DS-9")]
