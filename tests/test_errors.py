@@ -12,7 +12,16 @@ import errors
 from errors import Action, action_of
 
 ROOT = Path(__file__).resolve().parents[1]
-OUR_PACKAGES = {"connectors", "mapping", "escalation", "sync", "simulators", "cli", "errors"}
+OUR_PACKAGES = {
+    "connectors",
+    "mapping",
+    "escalation",
+    "inbound_mail",
+    "sync",
+    "simulators",
+    "cli",
+    "errors",
+}
 
 CLASSIFIED = [
     ("connectors.errors.RetryableError", Action.RETRY),
