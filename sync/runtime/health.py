@@ -33,6 +33,7 @@ are built from status codes and vendor text and never carry a secret.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -185,7 +186,8 @@ class HealthBoard:
 
     def states(self, *, fresh: bool = False) -> dict[str, SystemState]:
         """Every system's state, read from the store when the cached copy is old (or `fresh`)."""
-        now = self._clock().timestamp()
+        # The cache ages in real time, whatever clock the recorded moments are taken from.
+        now = time.monotonic()
         with self._lock:
             stale = self._read_at is None or now - self._read_at >= REFRESH
         if fresh or stale:
