@@ -1,14 +1,12 @@
 """The procedure's memory: what the ledger keeps of each escalation, and every past decision.
 
-Outbox messages get a CC list (stakeholders copied on a notice).
-
 The ledger keeps the escalation's priority (and a change waiting for an approver), the level a
 waiting request asks for, the escalation a repeat joined, the ticket's key and category, and
 when a time-driven rule next falls due (the scheduler's index). `escalation_decisions` keeps
 each decision that did something, with its reasons, for `explain` and `report`.
 
-Revision ID: 0004_procedure
-Revises: 0003_ledger
+Revision ID: 0006_procedure
+Revises: 0005_system_health
 Create Date: 2026-12-04
 """
 
@@ -17,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_procedure"
-down_revision = "0003_ledger"
+revision = "0006_procedure"
+down_revision = "0005_system_health"
 branch_labels = None
 depends_on = None
 
@@ -38,8 +36,6 @@ LEDGER_COLUMNS = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("email_outbox") as batch:
-        batch.add_column(sa.Column("cc", sa.JSON(), nullable=True))
     with op.batch_alter_table("escalation_ledger") as batch:
         for name, kind in LEDGER_COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
@@ -81,5 +77,3 @@ def downgrade() -> None:
         batch.drop_column("wake_at")
         for name, _ in reversed(LEDGER_COLUMNS):
             batch.drop_column(name)
-    with op.batch_alter_table("email_outbox") as batch:
-        batch.drop_column("cc")
