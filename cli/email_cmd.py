@@ -1,17 +1,20 @@
-"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox."""
+"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox.
+
+The outbox serves every notification channel (e-mail and those under `[notify.*]`); `outbox`,
+`send`, `requeue` and `resolve` act on all of them, by outbox id.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import sessionmaker
 
 from cli.mapping_cmd import ConfigOption, load_or_exit
-from sync.config.settings import Settings
+
+if TYPE_CHECKING:
+    from sync.config.settings import Settings
 
 STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
 
@@ -25,6 +28,7 @@ def _email_settings(settings: Settings) -> Any:
 
 
 def _open_store(settings: Settings) -> Any:
+    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
     from sync.store.database import Store
 
     return Store.for_state(settings.state.dir, settings.state.database_url)
@@ -38,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @group.command("check")
     def check(config: ConfigOption = None) -> None:
         """Render every email template (admin overrides first) with sample data; 2 on errors."""
-        from connectors.email_render import EVENTS, Renderer
+        from connectors.email_render import EVENTS, Renderer  # Jinja: start-up time
 
         email = _email_settings(load_or_exit(config))
         problems = Renderer(email.templates_dir).check()
@@ -55,6 +59,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Send one test message through the configured transport, now (not via the outbox)."""
+        # The mail transports (exchangelib, msal) load only to send (start-up time).
         from connectors.email import OutgoingEmail, build_sender, make_message_id
         from connectors.errors import ConnectorError
 
@@ -82,9 +87,17 @@ def register(app: typer.Typer) -> None:
             typer.Option(help=f"Only rows in this status ({', '.join(STATUS_CHOICES)})."),
         ] = None,
         ticket: Annotated[str | None, typer.Option(help="Only rows of this ticket.")] = None,
+        channel: Annotated[
+            str | None, typer.Option(help="Only rows of this channel (email, ...).")
+        ] = None,
         config: ConfigOption = None,
     ) -> None:
-        """List outbox messages with their status and last error."""
+        """List outbox messages with their channel, status and last error."""
+        # The outbox (SQLAlchemy) and Rich's tables load only for a listing (start-up time).
+        from rich.console import Console
+        from rich.table import Table
+        from sqlalchemy.orm import sessionmaker
+
         from sync.notify import outbox
 
         if status is not None and status not in STATUS_CHOICES:
@@ -92,17 +105,20 @@ def register(app: typer.Typer) -> None:
         store = _open_store(load_or_exit(config))
         try:
             with sessionmaker(store.engine)() as session:
-                rows = outbox.list_entries(session, status=status, ticket=ticket)
-                counts = outbox.status_counts(session)
+                rows = outbox.list_entries(session, status=status, ticket=ticket, channel=channel)
+                counts = outbox.status_counts(session, channel=channel)
         finally:
             store.close()
-        table = Table("id", "ticket", "event", "to", "status", "attempts", "next / sent", "error")
+        table = Table(
+            "id", "ticket", "event", "channel", "to", "status", "attempts", "next / sent", "error"
+        )
         for row in rows:
             when = row.sent_at or row.next_attempt_at
             table.add_row(
                 str(row.id),
                 row.ticket_ref,
                 row.event,
+                row.channel,
                 ", ".join(row.recipients),
                 row.status,
                 str(row.attempts),
@@ -114,14 +130,25 @@ def register(app: typer.Typer) -> None:
 
     @group.command("send")
     def send(config: ConfigOption = None) -> None:
-        """Send every due outbox message once (for cron when the daemon is not running)."""
+        """Send every due outbox message, one at a time (for cron when no daemon runs)."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
+        from sync.notify.registry import build_notifiers
+        from sync.runtime.health import HealthBoard, HealthPolicy
 
         settings = load_or_exit(config)
-        email = _email_settings(settings)
+        _email_settings(settings)
         store = _open_store(settings)
         try:
-            sent = outbox.worker_for(store.engine, email).run_once()
+            worker = outbox.outbox_worker(
+                store.engine,
+                build_notifiers(settings),
+                health=HealthBoard(store.engine),
+                probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+                batch_size=100_000,
+            )
+            sent = worker.run_once()
             with sessionmaker(store.engine)() as session:
                 counts = outbox.status_counts(session)
         finally:
@@ -134,6 +161,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Give a dead message a new set of attempts (after fixing the cause)."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))
@@ -160,6 +189,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Settle a message whose send was interrupted and the transport could not confirm."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))

@@ -6,27 +6,29 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from cli.failures import configured, fail
+from cli.failures import configured, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
-from sync.store.database import DeadLetter, Store
+
+if TYPE_CHECKING:
+    from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _open(settings: Any) -> Store:
+    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
+    from sync.store.database import Store
+
     return Store.for_state(Path(settings.state.dir), settings.state.database_url)
 
 
 def _queue(settings: Any, store: Store) -> Any:
-    from sync.queue.tasks import SyncQueue, make_huey
+    from sync.queue.tasks import SyncQueue, make_huey  # Huey: start-up time
 
     return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
 
@@ -37,7 +39,7 @@ def _when(value: datetime | None) -> str | None:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """The running daemon's pid and address from its runtime file, or None if none runs."""
-    from sync.runtime.daemon import RUNTIME_FILE
+    from sync.runtime.daemon import RUNTIME_FILE  # the daemon module: start-up time
 
     try:
         info = json.loads((state_dir / RUNTIME_FILE).read_text())
@@ -50,6 +52,8 @@ def daemon_state(state_dir: Path) -> dict[str, Any] | None:
 
 def active_escalations(store: Store) -> dict[str, int] | None:
     """Escalations approved and not released, and requests awaiting a decision (None: no ledger)."""
+    import sqlalchemy as sa  # start-up time
+
     inspector = sa.inspect(store.engine)
     if not inspector.has_table("escalation_ledger"):
         return None
@@ -70,9 +74,55 @@ def active_escalations(store: Store) -> dict[str, int] | None:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
-    from sync.notify.outbox import store_counts
+    from sync.notify.outbox import store_counts  # start-up time
 
     return store_counts(store)
+
+
+def configured_systems(settings: Any) -> list[str]:
+    """The systems this configuration calls: both ticket systems, e-mail and other channels."""
+    systems = ["jira", "servicenow"]
+    email = getattr(settings, "email_settings", None)
+    if email is not None and getattr(email, "enabled", False):
+        systems.append("email")
+    systems.extend(sorted(getattr(settings, "notify_settings", None) or {}))
+    return systems
+
+
+def systems_health(settings: Any, store: Store) -> dict[str, dict[str, Any]]:
+    """Each system's health as last recorded (a configured one with no record yet included)."""
+    from sync.runtime.health import SystemState, read_held, read_states  # start-up time
+
+    states = read_states(store.engine)
+    held = read_held(store.engine)
+    names = list(dict.fromkeys([*configured_systems(settings), *sorted(states)]))
+    return {
+        name: {
+            **(states.get(name) or SystemState(name)).to_json(),
+            "events_waiting": held.get(name, 0),
+        }
+        for name in names
+    }
+
+
+def in_doubt(store: Store) -> list[dict[str, Any]]:
+    """Messages whose send was interrupted and that no transport could confirm."""
+    from sync.notify.outbox import UNKNOWN, list_entries  # start-up time
+
+    with store.session() as tx:
+        rows = list_entries(tx, status=UNKNOWN)
+    return [
+        {
+            "id": row.id,
+            "channel": row.channel,
+            "ticket": row.ticket_ref,
+            "event": row.event,
+            "to": list(row.recipients),
+            "message_id": row.message_id,
+            "reason": row.last_error,
+        }
+        for row in rows
+    ]
 
 
 def collect_status(settings: Any) -> dict[str, Any]:
@@ -98,6 +148,8 @@ def collect_status(settings: Any) -> dict[str, Any]:
             },
             "escalations": active_escalations(store),
             "outbox": outbox_counts(store),
+            "in_doubt": in_doubt(store),
+            "systems": systems_health(settings, store),
             "locks_held": len(store.list_locks()),
         }
     finally:
@@ -105,6 +157,10 @@ def collect_status(settings: Any) -> dict[str, Any]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    # Rich's tables load only to print one (start-up time).
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -126,9 +182,18 @@ def _print_status(data: dict[str, Any]) -> None:
     )
     for system in ("jira", "servicenow"):
         table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
+    for system, health in data["systems"].items():
+        table.add_row(system_name(system), health_text(health))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
     table.add_row("email outbox", _outbox_text(data["outbox"]))
+    for row in data["in_doubt"]:
+        table.add_row(
+            "in doubt",
+            f"{row['channel']} #{row['id']} {row['ticket']} {row['event']} to "
+            f"{', '.join(row['to'])}: check the transport's log, then `escalation-sync email "
+            f"resolve {row['id']} --sent` or `--not-sent`",
+        )
     esc = data["escalations"]
     table.add_row(
         "escalations",
@@ -166,6 +231,38 @@ def poll_text(poll: dict[str, str | None] | None, now: datetime | None = None) -
     return f"{text}; changes read up to {_stamp(watermark, now)}"
 
 
+def health_text(health: dict[str, Any], now: datetime | None = None) -> str:
+    """A system's health in words: paused or answering, last success, last error, failures."""
+    now = now or datetime.now(UTC)
+    parts: list[str] = []
+    if health.get("paused"):
+        waiting = int(health.get("events_waiting") or 0)
+        parts.append(
+            f"PAUSED since {_stamp(str(health['paused_at']), now)}: credentials refused; "
+            f"{plural(waiting, 'event')} {'waits' if waiting == 1 else 'wait'} for it "
+            "(fix them, then reload)"
+        )
+    elif health.get("consecutive_failures"):
+        since = health.get("failing_since")
+        parts.append("failing" + (f" since {_stamp(str(since), now)}" if since else ""))
+    elif health.get("last_success_at") or health.get("last_poll_success_at"):
+        parts.append("answering")
+    else:
+        parts.append("no call recorded yet")
+    moments = [m for m in (health.get("last_success_at"), health.get("last_poll_success_at")) if m]
+    if moments:
+        parts.append(f"last success {_stamp(max(str(m) for m in moments), now)}")
+    failures = int(health.get("consecutive_failures") or 0)
+    if failures:
+        parts.append(f"{plural(failures, 'failure')} in a row")
+    if health.get("last_error"):
+        when = health.get("last_error_at")
+        parts.append(
+            f"last error{f' {_stamp(str(when), now)}' if when else ''}: {health['last_error']}"
+        )
+    return "; ".join(parts)
+
+
 def _outbox_text(counts: dict[str, int]) -> str:
     sending = counts.get("sending", 0)
     text = (
@@ -198,7 +295,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Pairs, backlog, last poll per system, dead letters, email outbox, active escalations."""
+        """Pairs, backlog, each system's health (last success, last error, failures in a row,
+        paused), dead letters, the outbox and messages in doubt, active escalations."""
         data = collect_status(load_or_exit(config))
         if as_json:
             typer.echo(json.dumps(data, indent=2))
@@ -228,6 +326,9 @@ def register(app: typer.Typer) -> None:
         if not items:
             typer.echo("no dead letters")
             return
+        from rich.console import Console  # start-up time
+        from rich.table import Table
+
         table = Table("id", "created", "system", "ticket", "error", "tries", "reason")
         for item in items:
             table.add_row(
@@ -312,7 +413,7 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
 
 def _process_here(settings: Any, store: Store, queue: Any) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    from sync.runtime.daemon import default_processor
+    from sync.runtime.daemon import default_processor  # start-up time
 
     before = store.status_counts().dead_letters_pending
     queue.set_processor(configured(lambda: default_processor(settings, store, queue)))

@@ -34,6 +34,7 @@ from sync.notify.outbox import list_entries as outbox_entries
 from sync.notify.outbox import status_counts as outbox_status_counts
 from sync.procedure.ledger import LedgerRow, ledger_view
 from sync.runtime import metrics
+from sync.runtime.health import HeldEventRow, SystemHealthRow
 from sync.store.database import AuditEntry, DeadLetter, Snapshot, Store, StoreSession
 
 SYSTEM_NAMES = {"jira": "Jira", "servicenow": "ServiceNow", "email": "Email", "console": "Console"}
@@ -573,7 +574,13 @@ class ReadModel:
             ),
             mails=tuple(sorted({m.id: m for m in mails}.values(), key=lambda m: m.id)),
             dead_letters=tuple(sorted(dead, key=lambda d: d.id, reverse=True)),
-            chat=(),
+            chat=tuple(
+                dict.fromkeys(
+                    (m.channel, m.result_ref)
+                    for m in mails
+                    if m.channel != "email" and m.kind == "resource" and m.result_ref
+                )
+            ),
         )
 
     def _itsm_side(self, link: Any) -> tuple[str, str]:
@@ -652,6 +659,15 @@ class ReadModel:
             ]
             outbox = _outbox_attention(tx)
             outbox_counts = outbox_status_counts(tx)
+            boards = {r.system: r for r in tx.orm.scalars(sa.select(SystemHealthRow))}
+            held = {
+                str(system): int(n)
+                for system, n in tx.orm.execute(
+                    sa.select(HeldEventRow.waiting_for, sa.func.count()).group_by(
+                        HeldEventRow.waiting_for
+                    )
+                )
+            }
         depth: int | None = None
         if self._queue_depth is not None:
             try:
@@ -659,9 +675,18 @@ class ReadModel:
             except Exception:
                 depth = None
         samples = self.history.samples() if self.history else ()
+        names = ["servicenow", "jira", *sorted(set(boards) - {"servicenow", "jira"})]
         systems = tuple(
-            self._system_health(system, counts.watermarks.get(system), dead, samples, now)
-            for system in ("servicenow", "jira")
+            self._system_health(
+                system,
+                counts.watermarks.get(system),
+                boards.get(system),
+                held.get(system, 0),
+                dead,
+                samples,
+                now,
+            )
+            for system in names
         )
         return Health(
             at=now,
@@ -681,31 +706,49 @@ class ReadModel:
         self,
         system: str,
         mark: Any,
+        board: SystemHealthRow | None,
+        held: int,
         dead: Sequence[DeadLetter],
         samples: Sequence[Sample],
         now: datetime,
     ) -> SystemHealth:
+        """A system's state from the health board the daemon shares (last success, last error,
+        failures in a row, pause), its poller's watermark, and this process's poll samples."""
         section = getattr(self.settings, system, None)
         interval = int(getattr(section, "poll_interval_seconds", 0) or 0) or None
         polled = mark.polled_at if mark else None
         last_ok, last_failed = _poll_outcomes(system, samples)
-        errors = [d for d in dead if d.system == system]
-        last_error = errors[-1] if errors else None
-        failing = last_failed is not None and (last_ok is None or last_failed > last_ok)
+        failures = int(board.consecutive_failures or 0) if board else 0
+        paused = board is not None and board.paused_at is not None
         late = (
             polled is not None
             and interval is not None
             and now - polled > timedelta(seconds=max(3 * interval, 120))
         )
-        if failing:
-            up: bool | None = False
-            summary = "polls failing"
-        elif polled is None:
+        up: bool | None
+        if paused:
+            up, summary = False, f"paused: {board.paused_reason if board else ''}"
+        elif failures:
+            up, summary = False, f"failing since {_short(board.failing_since if board else None)}"
+        elif last_failed is not None and (last_ok is None or last_failed > last_ok):
+            up, summary = False, "polls failing"
+        elif interval is not None and polled is None and board is None:
             up, summary = None, "not polled yet"
         elif late:
             up, summary = False, "polls late"
         else:
-            up, summary = True, "polling"
+            up, summary = True, "answering" if interval is None else "polling"
+        if held:
+            summary += f"; {held} event{'s' if held != 1 else ''} waiting for it"
+        last_error, last_error_at = (
+            (board.last_error, board.last_error_at) if board else (None, None)
+        )
+        if last_error is None:
+            # Before the board knew of a failure, the newest dead letter says what went wrong.
+            errors = [d for d in dead if d.system == system]
+            if errors:
+                last_error = f"{errors[-1].error_class}: {errors[-1].reason}"
+                last_error_at = errors[-1].created_at
         return SystemHealth(
             system=system,
             up=up,
@@ -713,11 +756,11 @@ class ReadModel:
             polled_at=polled,
             watermark=mark.value if mark else None,
             poll_interval=interval,
-            last_success_at=last_ok or polled,
-            last_error=f"{last_error.error_class}: {last_error.reason}" if last_error else None,
-            last_error_at=last_error.created_at if last_error else None,
-            failures_in_a_row=0,
-            paused=False,
+            last_success_at=(board.last_success_at if board else None) or last_ok or polled,
+            last_error=last_error,
+            last_error_at=last_error_at,
+            failures_in_a_row=failures,
+            paused=paused,
         )
 
     # -- configuration
@@ -950,6 +993,10 @@ def _ledger_rows(tx: StoreSession, recent_since: datetime) -> list[LedgerRow]:
 
 def _released(rows: Sequence[LedgerRow], row: BoardRow) -> datetime | None:
     return next((r.released_at for r in rows if r.ticket_ref == row.ref), None)
+
+
+def _short(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%H:%M UTC") if value else "-"
 
 
 def _split(ref: str) -> tuple[str, str]:
