@@ -2,10 +2,10 @@
 
 - replay a dead letter: its event goes back on the queue (as `deadletters replay ID`), and the
   dead letter is marked replayed, so it leaves the list;
-- requeue a dead e-mail: another full set of attempts (as `email requeue`);
-- resolve an e-mail left unknown by a crash: sent (nothing more to do) or not sent (send it).
+- requeue a dead message: another full set of attempts (as `email requeue`);
+- resolve an message left unknown by a crash: sent (nothing more to do) or not sent (send it).
 
-The audit row goes on the record the action concerns (the dead letter's ticket; the e-mail's
+The audit row goes on the record the action concerns (the dead letter's ticket; the message's
 ticket under the system `email`), so the ticket page's timeline shows it.
 """
 
@@ -92,54 +92,54 @@ class Actions:
         )
 
     def requeue(self, outbox_id: int, who: Identity) -> Outcome:
-        """Give a dead e-mail another full set of attempts."""
+        """Give a dead message another full set of attempts."""
         self._allowed(who)
         now = self._clock()
         with self.store.session() as tx:
             entry = _entry(tx, outbox_id)
             if entry is None:
-                return Outcome(False, f"There is no e-mail {outbox_id} in the outbox.")
+                return Outcome(False, f"There is no message {outbox_id} in the outbox.")
             if not requeue_dead(tx, outbox_id, now=now):
-                return Outcome(False, f"E-mail {outbox_id} is {entry.status}, not dead.")
+                return Outcome(False, f"Message {outbox_id} is {entry.status}, not dead.")
             tx.audit(
-                "email",
+                entry.channel,
                 entry.ticket_ref,
-                f"e-mail {entry.event}",
+                f"{entry.channel} {entry.event}",
                 "dead",
                 "pending",
                 reason=f"outbox message {outbox_id} requeued from the console "
                 f"(last error: {(entry.last_error or '-')[:300]})",
                 actor=who.audit_name,
             )
-        log.info("e-mail requeued from the console", outbox_id=outbox_id, by=who.name)
-        return Outcome(True, f"E-mail {outbox_id} will be sent again.")
+        log.info("message requeued from the console", outbox_id=outbox_id, by=who.name)
+        return Outcome(True, f"Message {outbox_id} will be sent again.")
 
     def resolve(self, outbox_id: int, *, sent: bool, who: Identity) -> Outcome:
-        """Settle an e-mail whose send was interrupted: it went out, or send it again."""
+        """Settle an message whose send was interrupted: it went out, or send it again."""
         self._allowed(who)
         now = self._clock()
         with self.store.session() as tx:
             entry = _entry(tx, outbox_id)
             if entry is None:
-                return Outcome(False, f"There is no e-mail {outbox_id} in the outbox.")
+                return Outcome(False, f"There is no message {outbox_id} in the outbox.")
             if not resolve_unknown(tx, outbox_id, sent=sent, now=now):
-                return Outcome(False, f"E-mail {outbox_id} is {entry.status}, not unknown.")
+                return Outcome(False, f"Message {outbox_id} is {entry.status}, not unknown.")
             tx.audit(
-                "email",
+                entry.channel,
                 entry.ticket_ref,
-                f"e-mail {entry.event}",
+                f"{entry.channel} {entry.event}",
                 "unknown",
                 "sent" if sent else "pending",
                 reason=f"outbox message {outbox_id} resolved from the console: "
                 + ("the relay had sent it" if sent else "not sent; it will be sent again"),
                 actor=who.audit_name,
             )
-        log.info("e-mail resolved from the console", outbox_id=outbox_id, sent=sent, by=who.name)
+        log.info("message resolved from the console", outbox_id=outbox_id, sent=sent, by=who.name)
         return Outcome(
             True,
-            f"E-mail {outbox_id} marked sent."
+            f"Message {outbox_id} marked sent."
             if sent
-            else f"E-mail {outbox_id} will be sent again.",
+            else f"Message {outbox_id} will be sent again.",
         )
 
 

@@ -543,8 +543,9 @@ class ReadModel:
             for rec_system, record in records:
                 audit.extend(tx.list_audit(system=rec_system, record=record, limit=TIMELINE_LIMIT))
             names = {itsm_side.key, itsm_id, *([eng_key] if eng_key else [])}
-            for name in names:
-                audit.extend(tx.list_audit(system="email", record=name, limit=TIMELINE_LIMIT))
+            for name in names - {itsm_id}:
+                # Outbox actions are audited under their channel and the ticket's key.
+                audit.extend(tx.list_audit(record=name, limit=TIMELINE_LIMIT))
             mails = [m for name in names for m in outbox_entries(tx, ticket=name, limit=200)]
             dead = [
                 d

@@ -23,14 +23,11 @@ def _hash(password: str) -> str:
 
 def console_section(extra: str = "") -> str:
     """A `[console]` section with one operator and one viewer."""
-    return (
-        "\n[console]\nenabled = true\nport = 0\n"
-        f"{extra}"
-        "users = [\n"
-        f'  {{ name = "{OPERATOR[0]}", role = "operator", password_hash = "{_hash(OPERATOR[1])}" }},\n'
-        f'  {{ name = "{VIEWER[0]}", role = "viewer", password_hash = "{_hash(VIEWER[1])}" }},\n'
-        "]\n"
+    users = ",\n".join(
+        f'  {{ name = "{name}", role = "{role}", password_hash = "{_hash(password)}" }}'
+        for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer"))
     )
+    return f"\n[console]\nenabled = true\nport = 0\n{extra}users = [\n{users}\n]\n"
 
 
 def write_config(tmp_path: Path, section: str) -> Path:

@@ -43,9 +43,7 @@ def test_enabled_without_users_is_refused(tmp_path: Path) -> None:
 
 def test_a_password_in_place_of_a_hash_is_refused_without_echo(tmp_path: Path) -> None:
     """A plain password pasted as `password_hash` is refused, and the error does not repeat it."""
-    section = (
-        '\n[console]\nenabled = true\nusers = [{ name = "ann", password_hash = "hunter2" }]\n'
-    )
+    section = '\n[console]\nenabled = true\nusers = [{ name = "ann", password_hash = "hunter2" }]\n'
     errors = _errors(write_config(tmp_path, section))
     assert any("console.users[0].password_hash" in e and "argon2" in e for e in errors)
     assert not any("hunter2" in e for e in errors)
@@ -53,15 +51,13 @@ def test_a_password_in_place_of_a_hash_is_refused_without_echo(tmp_path: Path) -
 
 def test_proxy_mode_needs_trusted_proxies(tmp_path: Path) -> None:
     """Header sign-in without the addresses to believe it from is refused."""
-    errors = _errors(
-        write_config(tmp_path, '\n[console]\nenabled = true\nauth = "proxy"\n')
-    )
+    errors = _errors(write_config(tmp_path, '\n[console]\nenabled = true\nauth = "proxy"\n'))
     assert any("trusted_proxies" in e for e in errors)
 
 
 def test_errors_are_reported_with_the_rest(tmp_path: Path) -> None:
     """A console error and an error elsewhere come out of one load together."""
-    text = console_section().replace('port = 0', 'port = 0\nrole_of_everyone = "admin"')
+    text = console_section().replace("port = 0", 'port = 0\nrole_of_everyone = "admin"')
     path = write_config(tmp_path, text)
     path.write_text(path.read_text().replace("workers = 2", "workers = 0", 1))
     errors = _errors(path)
