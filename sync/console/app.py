@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import structlog
 from fastapi import FastAPI, Request
@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import PackageLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.staticfiles import StaticFiles
 
 from sync.console import csrf
@@ -85,7 +84,17 @@ def _env() -> SandboxedEnvironment:
     env.filters["ago"] = ago
     env.filters["span"] = span
     env.filters["until"] = until
+    env.filters["person"] = person
     return env
+
+
+def person(value: str | None) -> str:
+    """A person as the page shows them: an opaque record id (a ServiceNow sys_id) shortened."""
+    if not value:
+        return "-"
+    if re.fullmatch(r"[0-9a-f]{32}", value):
+        return f"user {value[:8]}…"
+    return value
 
 
 def when(value: datetime | None) -> str:
@@ -243,7 +252,6 @@ def create_console_app(console: Console) -> FastAPI:
     def checked_post(request: Request, form: Any) -> tuple[Identity, Session]:
         identity, session, _ = who_is(request)
         token = form.get(csrf.FIELD) or request.headers.get(csrf.HEADER)
-        token = token if isinstance(token, str) else None
         if not csrf.tokens_match(session.csrf, token) or not csrf.same_origin(
             request.headers, _origin(request, settings())
         ):
@@ -261,11 +269,22 @@ def create_console_app(console: Console) -> FastAPI:
             )
         return identity, session
 
-    async def read_form(request: Request) -> Any:
+    async def read_form(request: Request) -> dict[str, str]:
+        """A URL-encoded form, at most MAX_FORM_BYTES (read with the standard library: the
+        daemon needs no multipart parser, and the console's forms send no files)."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_FORM_BYTES:
             raise _Refused(413, "Too large", "The form is larger than 2 MB.")
-        return await request.form(max_files=1, max_fields=50, max_part_size=MAX_FORM_BYTES)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ("application/x-www-form-urlencoded", ""):
+            raise _Refused(415, "Not a form", "The console takes URL-encoded forms only.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_FORM_BYTES:
+                raise _Refused(413, "Too large", "The form is larger than 2 MB.")
+        fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return {name: values[0] for name, values in list(fields.items())[:50]}
 
     @app.exception_handler(_Redirect)
     def redirect(request: Request, exc: _Redirect) -> Response:
@@ -534,13 +553,7 @@ def create_console_app(console: Console) -> FastAPI:
         form = await read_form(request)
         identity, session = checked_post(request, form)
         text = form.get("tickets") or ""
-        upload = form.get("file")
-        if isinstance(upload, UploadFile) and upload.filename:
-            raw = await upload.read(MAX_FORM_BYTES + 1)
-            if len(raw) > MAX_FORM_BYTES:
-                raise _Refused(413, "Too large", "The file is larger than 2 MB.")
-            text = raw.decode("utf-8", errors="replace")
-        elif form.get("sample"):
+        if form.get("sample"):
             text = SAMPLE.read_text()
         overrides = {
             name: _number(form.get(name))

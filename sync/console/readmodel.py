@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,12 @@ RECENT = timedelta(hours=24)
 BOARD_LIMIT = 500
 TIMELINE_LIMIT = 300
 WHAT_IF_MAX_LINES = 5000
+# Records without a snapshot are read from their system: kept this long, retried after a
+# failure after RECORD_RETRY, at most RECORD_BATCH per page and RECORD_WAIT seconds in all.
+RECORD_TTL = 600.0
+RECORD_RETRY = 60.0
+RECORD_BATCH = 50
+RECORD_WAIT = 3.0
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|private|(^|_)pat$|api_key", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?=@)", re.I)
 
@@ -371,6 +378,10 @@ class ReadModel:
         self.history = history
         self._read_ticket = read_ticket
         self.clock = clock
+        # Records the store keeps no snapshot of (an ITSM ticket not paired yet), as read from
+        # their system: (monotonic time read, canonical JSON or None when the read failed).
+        self._records: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._records_lock = threading.Lock()
 
     @property
     def settings(self) -> Any:
@@ -460,7 +471,10 @@ class ReadModel:
 
     def _rows(self, tx: StoreSession, rows: Sequence[LedgerRow]) -> list[BoardRow]:
         refs = [_split(r.ticket_ref) for r in rows]
-        snapshots = tx.get_snapshots([(s, i) for s, i in refs if i])
+        snapshots = {
+            key: snap.data for key, snap in tx.get_snapshots([(s, i) for s, i in refs if i]).items()
+        }
+        snapshots.update(self.records([ref for ref in refs if ref not in snapshots]))
         links: dict[tuple[str, str], Any] = {}
         for system in {s for s, _ in refs}:
             if system in ("jira", "servicenow"):
@@ -474,8 +488,7 @@ class ReadModel:
         policy = self.policy
         built = []
         for row, (system, ident) in zip(rows, refs, strict=True):
-            snap = snapshots.get((system, ident))
-            ticket = snap.data if snap else {}
+            ticket = snapshots.get((system, ident)) or {}
             eng_ref = engineering.get((system, ident))
             eng = eng_snaps.get(eng_ref) if eng_ref else None
             eng_data = eng.data if eng else {}
@@ -491,7 +504,7 @@ class ReadModel:
                     priority=getattr(row, "priority", None) or ticket.get("priority"),
                     level=row.level,
                     state=row.state,
-                    assignee=row.assignee or _person(ticket.get("assignee")),
+                    assignee=_person(ticket.get("assignee")) or row.assignee,
                     team=_team(ticket, eng_data, team_field),
                     requested_at=row.requested_at,
                     requested_by=row.requested_by,
@@ -537,6 +550,10 @@ class ReadModel:
                 eng_key = eng_side.key
                 records.append((eng_system, eng_id))
             itsm_side = _side(itsm_system, itsm_id, itsm_snap)
+            if itsm_snap is None:
+                fresh = self.records([(itsm_system, itsm_id)]).get((itsm_system, itsm_id))
+                if fresh is not None:
+                    itsm_side = _side(itsm_system, itsm_id, None, fresh)
             if link is not None and itsm_system == "servicenow" and link.servicenow_number:
                 itsm_side = _replace_key(itsm_side, link.servicenow_number)
             audit: list[AuditEntry] = []
@@ -583,6 +600,50 @@ class ReadModel:
                 )
             ),
         )
+
+    def records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Records the store has no snapshot of, read from their systems (a few at a time, for
+        at most `RECORD_WAIT` seconds in all) and kept for `RECORD_TTL`; those that cannot be
+        read now are left out, and the page shows their id."""
+        if self._read_ticket is None or not refs:
+            return {}
+        now = time.monotonic()
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        wanted: list[tuple[str, str]] = []
+        with self._records_lock:
+            for ref in dict.fromkeys(refs):
+                cached = self._records.get(ref)
+                ttl = RECORD_TTL if cached and cached[1] is not None else RECORD_RETRY
+                if cached is not None and now - cached[0] < ttl:
+                    if cached[1] is not None:
+                        found[ref] = cached[1]
+                else:
+                    wanted.append(ref)
+        if not wanted:
+            return found
+        read = self._read_ticket
+        settings = self.settings
+
+        def fetch(ref: tuple[str, str]) -> dict[str, Any] | None:
+            try:
+                return read(settings, f"{ref[0]}:{ref[1]}").model_dump(mode="json")  # type: ignore[no-any-return]
+            except Exception:
+                return None
+
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="console-read")
+        futures = {ref: pool.submit(fetch, ref) for ref in wanted[:RECORD_BATCH]}
+        done, _ = wait(futures.values(), timeout=RECORD_WAIT)
+        pool.shutdown(wait=False, cancel_futures=True)
+        with self._records_lock:
+            for ref, future in futures.items():
+                if future in done:
+                    data = future.result()
+                    self._records[ref] = (now, data)
+                    if data is not None:
+                        found[ref] = data
+            if len(self._records) > 5000:
+                self._records.clear()
+        return found
 
     def _itsm_side(self, link: Any) -> tuple[str, str]:
         """The side escalations are decided on: where the mapping's routes start."""
@@ -1067,8 +1128,10 @@ def _values(rows: Iterable[BoardRow], name: str) -> set[str]:
     return {str(v) for r in rows if (v := getattr(r, name))}
 
 
-def _side(system: str, ident: str, snap: Snapshot | None) -> Side:
-    data = snap.data if snap else {}
+def _side(
+    system: str, ident: str, snap: Snapshot | None, read: dict[str, Any] | None = None
+) -> Side:
+    data = snap.data if snap else (read or {})
     return Side(
         system=system,
         ident=ident,

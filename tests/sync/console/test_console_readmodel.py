@@ -46,7 +46,7 @@ def test_board_limits_in_use(model: ReadModel) -> None:
     board = model.board()
     texts = {u.name: u.text for u in board.limits}
     assert texts == {"per day": "1 of 3 today", "active": "1 of 5 active"}
-    assert board.per_assignee == (("lee@example.com", 1),)
+    assert board.per_assignee == (("Lee Support", 1),)
     assert board.per_assignee_limit == 1
 
 
