@@ -70,6 +70,7 @@ def test_ticket_page_by_either_record(model: ReadModel) -> None:
         view = model.ticket(system, ident)
         assert view is not None, ident
         assert view.ref == f"servicenow:{ACTIVE_SYS_ID}"
+    assert view is not None
     assert view.itsm.key == "INC0010002"
     assert view.engineering is not None and view.engineering.key == "DS-7"
     assert view.state_label == "Escalated"
