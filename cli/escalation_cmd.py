@@ -6,12 +6,13 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 
 import presets
+from cli import refs
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
@@ -24,6 +25,7 @@ from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
 from mapping.errors import ConfigInvalid
 from mapping.model import Status, System, Ticket
+from sync.config.settings import Settings
 
 if TYPE_CHECKING:
     from sync.store.database import Link
@@ -81,31 +83,26 @@ def _ticket_from_file(path: Path) -> Ticket:
         raise _fail(f"{path}: not a canonical ticket: {exc}") from None
 
 
-def _itsm_systems(settings: Any) -> set[System]:
-    """The systems escalations are decided in: where the routes start (ServiceNow by default)."""
-    return {route.source for route in settings.mapping_model.routes} or {System.SERVICENOW}
+def _paired(settings: Settings, system: System, ident: str) -> Link | None:
+    # Imported here, as in every command: the store loads SQLAlchemy, which only the commands
+    # that open it should pay for at start-up.
+    from sync.runtime.wiring import open_store
 
-
-def _paired(settings: Any, system: System, ident: str) -> Link | None:
-    from sync.store.database import Store
-
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         return store.get_link(system.value, ident)
     finally:
         store.close()
 
 
-def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
+def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
     """The ref to explain and, when it is the other side of `ref`'s pair, a note saying so.
 
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    from sync.pipeline.engine import parse_ref
-
-    system, ident = parse_ref(ref)
-    itsm = _itsm_systems(settings)
+    system, ident = refs.parse_ref(ref)
+    itsm = settings.mapping_model.itsm_systems()
     if system in itsm:
         return ref, None
     itsm_names = " or ".join(sorted(system_name(s.value) for s in itsm))
@@ -126,12 +123,10 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
     return f"{other_system}:{other_id}", note
 
 
-def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
-    from sync.pipeline import engine as sync_engine
-
-    system, ident = sync_engine.parse_ref(ref)
+def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
+    system, ident = refs.parse_ref(ref)
     try:
-        ticket: Ticket = sync_engine.load_ticket_for_explain(settings, ref)
+        ticket: Ticket = refs.load_ticket_for_explain(settings, ref)
     except NotFound:
         raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
     except ConnectorError as exc:
@@ -142,11 +137,12 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
     return ticket
 
 
-def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+    # Imported here: see `_paired`.
     from sync.procedure.ledger import ledger_view
-    from sync.store.database import Store
+    from sync.runtime.wiring import open_store
 
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         with store.reading() as tx:
             return ledger_view(tx, ticket, at, policy)
@@ -208,7 +204,9 @@ def register(app: typer.Typer) -> None:
         if ticket_file is not None:
             ticket = _ticket_from_file(ticket_file)
         else:
-            resolved, note = _resolve_ref(settings, ref or "")
+            # A REF is read with the configuration: `settings` was loaded above.
+            assert settings is not None and ref is not None
+            resolved, note = _resolve_ref(settings, ref)
             ticket = _ticket_from_ref(settings, resolved)
         view = (
             _ledger_view(settings, ticket, when, chosen) if settings is not None else LedgerView()

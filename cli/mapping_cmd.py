@@ -13,7 +13,7 @@ from escalation.wording import plural
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
 from sync.config.settings import Settings, config_path, load_settings
-from sync.pipeline.plan import get_value
+from sync.pipeline.plan import get_value, sync_rules
 from sync.runtime.logs import configure_logging, settings_secrets
 
 ConfigOption = Annotated[
@@ -44,8 +44,6 @@ def load_or_exit(config: Path | None) -> Settings:
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
     """Canonical fields a change in `source` is copied from: those the sync carries across
     (read on both sides, written on the other) that `source` owns or shares."""
-    from sync.pipeline.engine import sync_rules
-
     synced = sync_rules(mapping).synced_fields()
     return [f for f in synced if mapping.owner(f) in (source.value, "both")]
 

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -16,19 +16,28 @@ from rich.table import Table
 from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
+from sync.config.settings import Settings
 from sync.store.database import DeadLetter, Store
+
+if TYPE_CHECKING:
+    from sync.queue.tasks import SyncQueue
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _open(settings: Any) -> Store:
-    return Store.for_state(Path(settings.state.dir), settings.state.database_url)
+def _open(settings: Settings) -> Store:
+    # The composition root is imported when a command runs, not when the CLI starts: it loads
+    # the engine and the connectors, which `--help` and the offline commands do not need.
+    from sync.runtime.wiring import open_store
+
+    return open_store(settings)
 
 
-def _queue(settings: Any, store: Store) -> Any:
-    from sync.queue.tasks import SyncQueue, make_huey
+def _queue(settings: Settings, store: Store) -> SyncQueue:
+    # Imported here: see `_open`.
+    from sync.runtime.wiring import open_queue
 
-    return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
+    return open_queue(settings, store)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -37,6 +46,7 @@ def _when(value: datetime | None) -> str | None:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """The running daemon's pid and address from its runtime file, or None if none runs."""
+    # Imported here: see `_open` (the daemon module loads the web server).
     from sync.runtime.daemon import RUNTIME_FILE
 
     try:
@@ -70,12 +80,13 @@ def active_escalations(store: Store) -> dict[str, int] | None:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
+    # Imported here: see `_open`.
     from sync.notify.outbox import store_counts
 
     return store_counts(store)
 
 
-def collect_status(settings: Any) -> dict[str, Any]:
+def collect_status(settings: Settings) -> dict[str, Any]:
     """Everything `status` reports, as plain data."""
     store = _open(settings)
     try:
@@ -310,12 +321,13 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
     return chosen
 
 
-def _process_here(settings: Any, store: Store, queue: Any) -> None:
+def _process_here(settings: Settings, store: Store, queue: SyncQueue) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    from sync.runtime.daemon import default_processor
+    # Imported here: see `_open`.
+    from sync.runtime import wiring
 
     before = store.status_counts().dead_letters_pending
-    queue.set_processor(configured(lambda: default_processor(settings, store, queue)))
+    queue.set_processor(configured(lambda: wiring.default_processor(settings, store, queue)))
     ran = queue.run_pending(limit=100_000)
     failed = max(store.status_counts().dead_letters_pending - before, 0)
     typer.echo(f"processed {plural(ran, 'task')}; {failed} dead-lettered again")

@@ -27,13 +27,26 @@ from sync.store.database import Store
 
 if TYPE_CHECKING:
     from sync.pipeline.backfill import BackfillSkip
+    from sync.queue.tasks import SyncQueue
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
 
 def open_store(settings: Settings) -> Store:
     """The configured store (SQLite in the state directory unless a URL is set)."""
-    return Store.for_state(settings.state.dir, settings.state.database_url)
+    # The composition root is imported when a command runs, not when the CLI starts: it loads
+    # the engine and the connectors, which `--help` and the offline commands do not need.
+    from sync.runtime import wiring
+
+    return wiring.open_store(settings)
+
+
+def open_queue(settings: Settings, store: Store) -> SyncQueue:
+    """The configured queue, over `store`."""
+    # Imported here: see `open_store`.
+    from sync.runtime import wiring
+
+    return wiring.open_queue(settings, store)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -59,13 +72,15 @@ class OncePass:
 
 def run_once(settings: Settings) -> OncePass:
     """Poll each system (a failing one does not stop the other) and process every task queued."""
-    from sync.pipeline.engine import build_engine
-    from sync.queue.tasks import SyncQueue, make_huey
+    # Imported here: see `open_store`.
+    from sync.runtime import wiring
 
     store = open_store(settings)
     try:
-        queue = SyncQueue(make_huey(settings.state.queue_url, settings.state.dir), store)
-        engine = configured(lambda: build_engine(settings, store, enqueue=queue.enqueuer("poll")))
+        queue = open_queue(settings, store)
+        engine = configured(
+            lambda: wiring.build_engine(settings, store, enqueue=queue.enqueuer("poll"))
+        )
         queue.set_processor(engine)
         before = store.status_counts().dead_letters_pending
         result = OncePass()
@@ -138,14 +153,15 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Pair existing records with new ones in the other system (bulk APIs, progress bar)."""
-        from sync.pipeline.backfill import backfill
-        from sync.pipeline.engine import build_engine
+        # Imported here: see `open_store`.
+        from sync.pipeline import backfill as backfilling
+        from sync.runtime import wiring
 
         settings = load_or_exit(config)
         moment = _parse_since(since)
         store = open_store(settings)
         try:
-            engine = configured(lambda: build_engine(settings, store))
+            engine = configured(lambda: wiring.build_engine(settings, store))
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -161,7 +177,7 @@ def register(app: typer.Typer) -> None:
                     bar.update(tasks[stage], completed=done, total=total)
 
                 try:
-                    result = backfill(engine, system, since=moment, progress=progress)
+                    result = backfilling.backfill(engine, system, since=moment, progress=progress)
                 except ConnectorError as exc:
                     reason = describe(exc, settings, system.value)
                     raise fail(f"backfill stopped: {reason}") from None

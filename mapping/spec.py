@@ -188,6 +188,11 @@ class Mapping:
         """`jira`, `servicenow` or `both` for a canonical field name (custom as `custom.x`)."""
         return self.ownership.get(field_name, self.default_owner)
 
+    def itsm_systems(self) -> frozenset[System]:
+        """The systems escalations are decided in: where the routes start (ServiceNow when no
+        route names one)."""
+        return frozenset(r.source for r in self.routes) or frozenset({System.SERVICENOW})
+
     def field_names(self) -> tuple[str, ...]:
         """Every canonical field name mapped by at least one system."""
         names: list[str] = []

@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connectors.email import EmailSettings
+from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
 
@@ -123,6 +132,12 @@ class SyncSettings(_Section):
     reconcile_at: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+# What a configuration not (yet) loaded by `load_settings` maps: nothing.
+EMPTY_MAPPING = Mapping(
+    source="", systems={}, ownership={}, default_owner="both", conflict="newest-wins"
+)
+
+
 class Settings(BaseSettings):
     """The whole validated configuration."""
 
@@ -148,9 +163,9 @@ class Settings(BaseSettings):
 
     # Filled by load_settings once the sections are validated; not configuration keys.
     source: str = ""
-    compiled_mapping: Any = None
-    compiled_policy: Any = None
-    email_settings: Any = None
+    compiled_mapping: InstanceOf[Mapping] = Field(default_factory=lambda: EMPTY_MAPPING)
+    compiled_policy: InstanceOf[Policy] | None = None
+    email_settings: InstanceOf[EmailSettings] | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -167,7 +182,6 @@ class Settings(BaseSettings):
     @property
     def mapping_model(self) -> Mapping:
         """The compiled mapping."""
-        assert isinstance(self.compiled_mapping, Mapping)
         return self.compiled_mapping
 
 
@@ -194,16 +208,6 @@ def _relative(base: Path, target: Path) -> Path:
     return target if target.is_absolute() else base.parent / target
 
 
-def _section_loader(module: str, attribute: str) -> Callable[..., Any] | None:
-    """Find a section validator owned by another package, if it is installed."""
-    try:
-        imported = __import__(module, fromlist=[attribute])
-    except ImportError:
-        return None
-    loader = getattr(imported, attribute, None)
-    return loader if callable(loader) else None
-
-
 def load_mapping_file(settings: Settings, config_file: Path) -> Mapping:
     """The mapping in effect: `mapping_file` when set, else the `[mapping]` section."""
     return _load_mapping(settings.mapping_file, settings.mapping, config_file)
@@ -216,15 +220,12 @@ def _load_mapping(file: Path | None, table: dict[str, Any], config_file: Path) -
     return load_mapping(table, source=str(config_file), prefix="mapping")
 
 
-def load_policy_file(settings: Settings, config_file: Path) -> Any:
+def load_policy_file(settings: Settings, config_file: Path) -> Policy:
     """The escalation policy in effect: `policy_file` when set, else `[escalation]`."""
     return _load_policy(settings.policy_file, settings.escalation, config_file)
 
 
-def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Any:
-    load_policy = _section_loader("escalation.policy", "load_policy")
-    if load_policy is None:
-        return None
+def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Policy:
     data, source, prefix = _policy_table(file, table, config_file)
     return load_policy(data, source=source, prefix=prefix)
 
@@ -240,16 +241,11 @@ def _policy_table(
 
 
 def _policy_mapping_gaps(
-    policy: Any, mapping: Mapping, sections: _Sections, config_file: Path
+    policy: Policy, mapping: Mapping, sections: _Sections, config_file: Path
 ) -> list[ConfigError]:
     """Policy rules reading a field the mapping never gives the ITSM record (they never fire)."""
-    gaps = _section_loader("escalation.policy", "mapping_gaps")
-    prefix_of = _section_loader("escalation.policy", "key_prefix")
-    if gaps is None or prefix_of is None:
-        return []
     data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
-    found: list[ConfigError] = gaps(policy, mapping, source=source, prefix=prefix_of(data, prefix))
-    return found
+    return mapping_gaps(policy, mapping, source=source, prefix=key_prefix(data, prefix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,24 +297,24 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.escalation,
             settings.email,
         )
-    compiled: dict[str, Any] = {}
+    mapping: Mapping | None = None
+    policy: Policy | None = None
+    email: EmailSettings | None = None
     try:
-        compiled["mapping"] = _load_mapping(sections.mapping_file, sections.mapping, file)
+        mapping = _load_mapping(sections.mapping_file, sections.mapping, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
     try:
-        compiled["policy"] = _load_policy(sections.policy_file, sections.escalation, file)
+        policy = _load_policy(sections.policy_file, sections.escalation, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
-    if compiled.get("mapping") is not None and compiled.get("policy") is not None:
-        errors.extend(_policy_mapping_gaps(compiled["policy"], compiled["mapping"], sections, file))
-    email_model = _section_loader("connectors.email", "EmailSettings")
-    if email_model is not None:
-        try:
-            compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
-        except ValidationError as exc:
-            errors.extend(from_pydantic(exc, source, "email"))
-    if settings is None or errors:
+    if mapping is not None and policy is not None:
+        errors.extend(_policy_mapping_gaps(policy, mapping, sections, file))
+    try:
+        email = EmailSettings.model_validate(sections.email)
+    except ValidationError as exc:
+        errors.extend(from_pydantic(exc, source, "email"))
+    if settings is None or errors or mapping is None:
         raise ConfigInvalid(errors)
     settings.source = source
     if settings.state.dir and not settings.state.dir.is_absolute():
@@ -328,7 +324,7 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.state.dir = Path.cwd() / settings.state.dir
         else:
             settings.state.dir = _relative(file, settings.state.dir)
-    settings.compiled_mapping = compiled["mapping"]
-    settings.compiled_policy = compiled["policy"]
-    settings.email_settings = compiled.get("email")
+    settings.compiled_mapping = mapping
+    settings.compiled_policy = policy
+    settings.email_settings = email
     return settings

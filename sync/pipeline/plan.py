@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapping import Mapping as SyncMapping
 from mapping.model import Attachment, Comment, Person, System, Ticket, Visibility
 from sync.pipeline.markers import Marker, find_marker
 
@@ -136,6 +137,21 @@ class SyncRules:
         for fields in self.writable.values():
             written |= fields
         return tuple(sorted((shared & written) - _NEVER_SYNCED))
+
+
+def sync_rules(mapping: SyncMapping, ignore_authors: Iterable[str] = ()) -> SyncRules:
+    """Which fields each system reads and writes, and who owns them, from the mapping."""
+    writable: dict[System, frozenset[str]] = {}
+    mapped: dict[System, frozenset[str]] = {}
+    for system, compiled in mapping.systems.items():
+        mapped[system] = frozenset(compiled.fields)
+        writable[system] = frozenset(n for n, f in compiled.fields.items() if f.writable)
+    return SyncRules(
+        writable=writable,
+        mapped=mapped,
+        owner=mapping.owner,
+        ignore_authors=frozenset(a for a in ignore_authors if a),
+    )
 
 
 # Identity and bookkeeping: read for the snapshot, never written across.

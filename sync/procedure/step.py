@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import structlog
 
+from connectors.email import EmailSettings
+from connectors.email_render import CustomerContext, ManagementContext, RenderedEmail, Renderer
 from escalation.decision import (
     CustomerEvent,
     Decision,
@@ -23,7 +24,17 @@ from escalation.decision import (
     EngineeringStatus,
     NotifyManagement,
 )
+from escalation.policy import Policy
 from mapping.model import Ticket
+from sync.config.settings import Settings
+from sync.notify.outbox import OutboxKey, enqueue
+from sync.procedure.email_context import (
+    as_decided,
+    customer_context,
+    customer_recipients,
+    management_context,
+)
+from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
 from sync.store.database import StoreSession
 
 log = structlog.get_logger("escalation_sync.escalation")
@@ -35,16 +46,23 @@ class PolicyEscalation:
     """Implements the engine's `EscalationPort` over the policy, the ledger and the outbox."""
 
     def __init__(
-        self, policy: Any, *, settings: Any = None, decide_and_record: DecideFn | None = None
+        self,
+        policy: Policy,
+        *,
+        email: EmailSettings | None = None,
+        decide_and_record: DecideFn = decide_and_record,
     ) -> None:
         self.policy = policy
-        self.email = getattr(settings, "email_settings", None) if settings is not None else None
-        if decide_and_record is None:
-            from sync.procedure.ledger import decide_and_record as default
-
-            decide_and_record = default
+        self.email = email
         self._decide_and_record = decide_and_record
-        self._renderer: Any = None
+        self._renderer: Renderer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicyEscalation | None:
+        """The step for the settings' policy and e-mail section (None: no policy configured)."""
+        if settings.compiled_policy is None:
+            return None
+        return cls(settings.compiled_policy, email=settings.email_settings)
 
     def decide(
         self,
@@ -64,12 +82,9 @@ class PolicyEscalation:
 
     # --- e-mail -----------------------------------------------------------------------------
 
-    def _render(self, event: str, context: Any) -> Any:
-        from connectors.email_render import Renderer
-
+    def _render(self, event: str, context: CustomerContext | ManagementContext) -> RenderedEmail:
         if self._renderer is None:
-            templates = getattr(self.email, "templates_dir", None)
-            self._renderer = Renderer(templates)
+            self._renderer = Renderer(self.email.templates_dir if self.email else None)
         return self._renderer.render(event, context)
 
     def _queue_email(
@@ -80,11 +95,8 @@ class PolicyEscalation:
         engineering: EngineeringStatus | None,
         now: datetime,
     ) -> None:
-        if self.email is None or not getattr(self.email, "enabled", True):
+        if self.email is None or not self.email.enabled:
             return
-        from sync.notify.outbox import OutboxKey, enqueue
-        from sync.procedure.email_context import as_decided, customer_recipients
-
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
         # The engine writes the decision to the record after this transaction commits.
@@ -97,7 +109,7 @@ class PolicyEscalation:
                     log.info("customer e-mail skipped: no address", ticket=key_name)
                     continue
                 event = template = action.event.value
-                context: Any = self._customer_context(
+                context: CustomerContext | ManagementContext = self._customer_context(
                     decided, decision, action, engineering, company
                 )
             elif isinstance(action, NotifyManagement):
@@ -126,9 +138,7 @@ class PolicyEscalation:
         action: EmailCustomer,
         engineering: EngineeringStatus | None,
         company: str,
-    ) -> Any:
-        from sync.procedure.email_context import customer_context
-
+    ) -> CustomerContext:
         cadence = None
         if action.event in (CustomerEvent.ESCALATED, CustomerEvent.PERIODIC_UPDATE):
             cadence = self.policy.customer_updates.interval(ticket.priority)
@@ -167,10 +177,7 @@ class PolicyEscalation:
         action: NotifyManagement,
         engineering: EngineeringStatus | None,
         company: str,
-    ) -> Any:
-        from sync.procedure.email_context import management_context
-        from sync.procedure.ledger import get_entry
-
+    ) -> ManagementContext:
         linked = None
         if engineering is not None and engineering.ref is not None:
             linked = engineering.ref.key or engineering.ref.id
@@ -216,12 +223,8 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        from sync.procedure.ledger import quiet_decision
-
         return quiet_decision(tx, ticket, now, self.policy, engineering=engineering)
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
-        from sync.procedure.ledger import set_engineering_ref
-
         set_engineering_ref(tx, ticket, engineering)

@@ -32,16 +32,21 @@ import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
+from escalation.policy import RepeatedTrigger
 from mapping.errors import ConfigInvalid
+from sync.config.settings import Settings, load_settings
 from sync.intake.webhooks import WebhookConfig, create_app
-from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
+from sync.notify.outbox import OutboxWorker, store_counts
+from sync.procedure.ledger import open_escalations, prune_fingerprints
+from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor
 from sync.runtime import metrics
+from sync.runtime.logs import configure_logging, settings_secrets
+from sync.runtime.wiring import default_processor, open_queue, open_store, outbox_worker
 from sync.store.database import Store
 
 log = structlog.get_logger(__name__)
 
 RUNTIME_FILE = "daemon.json"
-SYSTEMS = ("jira", "servicenow")
 DELIVERY_RETENTION = timedelta(days=7)
 HOUSEKEEPING_EVERY = 3600.0
 OUTBOX_EVERY = 0.5
@@ -49,16 +54,8 @@ OUTBOX_EVERY = 0.5
 # rules (approval overdue, periodic customer updates) fire on unchanged tickets too.
 ESCALATION_SWEEP_EVERY = 300.0
 
-Loader = Callable[[Path | None], Any]
-ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
-
-
-def default_processor(settings: Any, store: Store, queue: SyncQueue) -> TicketProcessor:
-    """The sync engine, with its pollers feeding the queue."""
-    from sync.pipeline.engine import build_engine
-
-    engine: TicketProcessor = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
-    return engine
+Loader = Callable[[Path | None], Settings]
+ProcessorFactory = Callable[[Settings, Store, SyncQueue], TicketProcessor]
 
 
 def import_factory(spec: str) -> ProcessorFactory:
@@ -70,7 +67,7 @@ def import_factory(spec: str) -> ProcessorFactory:
     return factory  # type: ignore[no-any-return]
 
 
-def _resolve(config_file: Path, value: Any) -> Path | None:
+def _resolve(config_file: Path, value: Path | None) -> Path | None:
     if not value:
         return None
     path = Path(value)
@@ -81,7 +78,7 @@ def _resolve(config_file: Path, value: Any) -> Path | None:
 class Loaded:
     """A validated configuration and the files it came from."""
 
-    settings: Any
+    settings: Settings
     files: tuple[Path, ...]
     digest: str
     loaded_at: datetime
@@ -90,7 +87,7 @@ class Loaded:
 class ConfigHolder:
     """The configuration in force; `reload()` replaces it only with one that validates."""
 
-    def __init__(self, path: Path | None, loader: Loader, initial: Any = None) -> None:
+    def __init__(self, path: Path | None, loader: Loader, initial: Settings | None = None) -> None:
         self.path = path
         self.loader = loader
         self._lock = threading.Lock()
@@ -98,17 +95,17 @@ class ConfigHolder:
         self._mtimes = self._stat(self.loaded.files)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The settings in force."""
         return self.loaded.settings
 
-    def _files(self, settings: Any) -> tuple[Path, ...]:
-        source = Path(getattr(settings, "source", "") or (self.path or ""))
+    def _files(self, settings: Settings) -> tuple[Path, ...]:
+        source = Path(settings.source or (self.path or ""))
         files = [source] if str(source) else []
-        for name in ("mapping_file", "policy_file"):
-            extra = _resolve(source, getattr(settings, name, None))
-            if extra is not None:
-                files.append(extra)
+        for extra in (settings.mapping_file, settings.policy_file):
+            resolved = _resolve(source, extra)
+            if resolved is not None:
+                files.append(resolved)
         return tuple(files)
 
     @staticmethod
@@ -131,7 +128,7 @@ class ConfigHolder:
                 digest.update(b"<missing>")
         return digest.hexdigest()[:16]
 
-    def _load(self, settings: Any = None) -> Loaded:
+    def _load(self, settings: Settings | None = None) -> Loaded:
         if settings is None:
             settings = self.loader(self.path)
         files = self._files(settings)
@@ -187,12 +184,12 @@ class ConfigHolder:
             return True
 
 
-def _restart_needed(old: Any, new: Any) -> list[str]:
+def _restart_needed(old: Settings, new: Settings) -> list[str]:
     changed = []
-    for section in ("state", "webhooks"):
-        before, after = getattr(old, section, None), getattr(new, section, None)
-        if before is not None and after is not None and before != after:
-            changed.append(section)
+    if old.state != new.state:
+        changed.append("state")
+    if old.webhooks != new.webhooks:
+        changed.append("webhooks")
     return changed
 
 
@@ -242,13 +239,9 @@ class Daemon:
         loader: Loader | None = None,
         processor_factory: ProcessorFactory | None = None,
         watch_interval: float = 1.0,
-        settings: Any = None,
+        settings: Settings | None = None,
     ) -> None:
-        if loader is None:
-            from sync.config.settings import load_settings
-
-            loader = load_settings
-        self.config = ConfigHolder(config_path, loader, settings)
+        self.config = ConfigHolder(config_path, loader or load_settings, settings)
         self.watch = watch
         self.watch_interval = watch_interval
         self.factory = processor_factory or default_processor
@@ -262,7 +255,7 @@ class Daemon:
         self._server_thread: threading.Thread | None = None
         self.port: int | None = None
         self._last_poll: dict[str, float] = {}
-        self._outbox: Any = None
+        self._outbox: OutboxWorker | None = None
         self._outbox_thread: threading.Thread | None = None
 
     # -- lifecycle
@@ -272,15 +265,11 @@ class Daemon:
         settings = self.config.settings
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store.for_state(state_dir, settings.state.database_url)
+        self.store = open_store(settings)
         metrics.watch_outbox(self._outbox_counts)
         # Polls are timed by the main loop (to the second, as configured); the daily
         # reconciliation is a Huey periodic task.
-        self.queue = SyncQueue(
-            make_huey(settings.state.queue_url, state_dir),
-            self.store,
-            reconcile_at=settings.sync.reconcile_at,
-        )
+        self.queue = open_queue(settings, self.store, daily_reconcile=True)
         self.queue.set_processor(self.factory(settings, self.store, self.queue))
         recovered = self.queue.recover_interrupted()
         if recovered:
@@ -301,7 +290,7 @@ class Daemon:
             config=self.config.loaded.digest,
         )
 
-    def _start_server(self, settings: Any) -> None:
+    def _start_server(self, settings: Settings) -> None:
         assert self.store is not None and self.queue is not None
         queue = self.queue
         app = create_app(
@@ -327,20 +316,12 @@ class Daemon:
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
 
     def _outbox_counts(self) -> dict[str, int]:
-        from sync.notify.outbox import store_counts
-
         return store_counts(self.store) if self.store is not None else {}
 
-    def _set_outbox(self, settings: Any) -> None:
+    def _set_outbox(self, settings: Settings) -> None:
         """Send mail through the configured transport (none when e-mail is not configured)."""
-        email = getattr(settings, "email_settings", None)
-        if email is None or not getattr(email, "enabled", True):
-            self._outbox = None
-            return
         assert self.store is not None
-        from sync.notify.outbox import worker_for
-
-        self._outbox = worker_for(self.store.engine, email)
+        self._outbox = outbox_worker(settings, self.store)
 
     def _send_mail(self) -> None:
         """The outbox loop: messages are recorded with their decision; here they go out."""
@@ -401,8 +382,12 @@ class Daemon:
         """Enqueue a poll of each system whose interval has passed (the first one at once)."""
         assert self.queue is not None
         settings = self.config.settings
-        for system in SYSTEMS:
-            interval = float(getattr(settings, system).poll_interval_seconds)
+        intervals = {
+            "jira": settings.jira.poll_interval_seconds,
+            "servicenow": settings.servicenow.poll_interval_seconds,
+        }
+        for system, seconds in intervals.items():
+            interval = float(seconds)
             last = self._last_poll.get(system)
             if interval > 0 and (last is None or now - last >= interval):
                 self._last_poll[system] = now
@@ -459,20 +444,13 @@ class Daemon:
         if ok and built:
             queue.set_processor(built[0])
             self._set_outbox(self.config.settings)
-            try:
-                from sync.runtime.logs import configure_logging, settings_secrets
-
-                configure_logging(secrets=settings_secrets(self.config.settings))
-            except ImportError:
-                pass
+            configure_logging(secrets=settings_secrets(self.config.settings))
         return ok
 
     def sweep_escalations(self) -> int:
         """Queue every open escalation for a fresh decision; returns how many."""
         assert self.store is not None and self.queue is not None
         try:
-            from sync.procedure.ledger import open_escalations
-
             with self.store.reading() as tx:
                 tickets = open_escalations(tx)
             for system, ticket in tickets:
@@ -496,16 +474,11 @@ class Daemon:
     def _prune_fingerprints(self) -> None:
         """Forget repeated-occurrence sightings older than any repeated trigger looks back."""
         assert self.store is not None
-        policy = getattr(self.config.settings, "compiled_policy", None)
-        windows = [
-            t.window_hours
-            for t in getattr(policy, "triggers", ())
-            if getattr(t, "kind", None) == "repeated"
-        ]
+        policy = self.config.settings.compiled_policy
+        triggers = policy.triggers if policy is not None else ()
+        windows = [t.window_hours for t in triggers if isinstance(t, RepeatedTrigger)]
         keep = timedelta(hours=max(windows)) if windows else DELIVERY_RETENTION
         try:
-            from sync.procedure.ledger import prune_fingerprints
-
             with self.store.session() as tx:
                 pruned = prune_fingerprints(tx, datetime.now(UTC) - keep)
         except Exception as exc:
@@ -543,7 +516,7 @@ def run(
     *,
     watch: bool = False,
     processor_factory: ProcessorFactory | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
 ) -> int:
     """Start the daemon in this process and serve until SIGTERM/SIGINT; returns the exit code."""
     daemon = Daemon(

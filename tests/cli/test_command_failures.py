@@ -60,7 +60,7 @@ def cli(*args: str) -> Result:
 
 
 def use_engine(monkeypatch: pytest.MonkeyPatch, engine: PollingEngine) -> None:
-    monkeypatch.setattr("sync.pipeline.engine.build_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("sync.runtime.wiring.build_engine", lambda *a, **k: engine)
 
 
 def assert_clean(result: Result) -> None:
@@ -165,7 +165,7 @@ def test_explain_reports_a_read_failure_in_one_line(
     def load(settings: object, ref: str) -> None:
         raise error
 
-    monkeypatch.setattr("sync.pipeline.engine.load_ticket_for_explain", load)
+    monkeypatch.setattr("cli.refs.load_ticket_for_explain", load)
     result = cli("explain", "INC1")
     assert result.exit_code == 1
     assert_clean(result)

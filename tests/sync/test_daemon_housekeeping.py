@@ -30,7 +30,9 @@ def test_housekeeping_forgets_sightings_older_than_the_longest_repeated_window(
         },
         source="p.toml",
     )
-    settings = SimpleNamespace(compiled_policy=policy, source="")
+    settings = SimpleNamespace(
+        compiled_policy=policy, source="", mapping_file=None, policy_file=None
+    )
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     now = datetime.now(UTC)
     with store.session() as tx:

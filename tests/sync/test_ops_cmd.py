@@ -231,7 +231,7 @@ def test_replay_now_processes_here(
         def reconcile(self) -> int:
             return 0
 
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: Fixed())
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: Fixed())
     good = store.add_dead_letter("jira", "DS-7", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(good), "--now")
     assert code == 0, out
@@ -265,7 +265,7 @@ def test_replay_now_also_runs_what_an_earlier_replay_left_queued(
 ) -> None:
     """A plain replay with no daemon says the event waits; `--all --now` then runs it."""
     processor = Recording()
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: processor)
     ident = store.add_dead_letter("jira", "DS-9", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(ident))
     assert code == 0, out
@@ -283,7 +283,7 @@ def test_replay_now_alone_runs_the_waiting_events(
 ) -> None:
     """`deadletters replay --now` with no ids processes what waits in the queue."""
     processor = Recording()
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: processor)
     SyncQueue(make_huey(None, state), store).enqueue_ticket("servicenow", "s1", source="replay")
     code, out = cli("deadletters", "replay", "--now")
     assert code == 0, out

@@ -11,7 +11,7 @@ from mapping import to_canonical
 from mapping.model import System, Visibility
 from simulators.jira import JiraSimulator
 from sync.config.settings import load_settings
-from sync.pipeline.engine import build_adapters
+from sync.runtime.wiring import build_adapters
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
