@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -58,24 +57,15 @@ def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     return dict(info)
 
 
-def active_escalations(store: Store) -> dict[str, int] | None:
-    """Escalations approved and not released, and requests awaiting a decision (None: no ledger)."""
-    inspector = sa.inspect(store.engine)
-    if not inspector.has_table("escalation_ledger"):
-        return None
-    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.connect() as conn:
-        active = conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(ledger)
-            .where(ledger.c.approved_at.is_not(None), ledger.c.released_at.is_(None))
-        )
-        requested = conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(ledger)
-            .where(ledger.c.state == "requested", ledger.c.approved_at.is_(None))
-        )
-    return {"active": int(active or 0), "requested": int(requested or 0)}
+def active_escalations(store: Store) -> dict[str, int]:
+    """Escalations approved and not released, and requests awaiting a decision, counted by the
+    ledger's own rule."""
+    # Imported here: see `_open`.
+    from sync.procedure.ledger import escalation_counts
+
+    with store.reading() as tx:
+        counts = escalation_counts(tx)
+    return {"active": counts.active, "requested": counts.requested}
 
 
 def outbox_counts(store: Store) -> dict[str, int]:
@@ -141,12 +131,7 @@ def _print_status(data: dict[str, Any]) -> None:
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
     table.add_row("email outbox", _outbox_text(data["outbox"]))
     esc = data["escalations"]
-    table.add_row(
-        "escalations",
-        f"{esc['active']} active, {esc['requested']} awaiting approval"
-        if esc is not None
-        else "no ledger",
-    )
+    table.add_row("escalations", f"{esc['active']} active, {esc['requested']} awaiting approval")
     console.print(table)
 
 
