@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"status must be one of {', '.join(STATUS_CHOICES)}")
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine)() as session:
+            with sessionmaker(store.db)() as session:
                 rows = outbox.list_entries(session, status=status, ticket=ticket)
                 counts = outbox.status_counts(session)
         finally:
@@ -121,8 +121,8 @@ def register(app: typer.Typer) -> None:
         email = _email_settings(settings)
         store = _open_store(settings)
         try:
-            sent = outbox.worker_for(store.engine, email).run_once()
-            with sessionmaker(store.engine)() as session:
+            sent = outbox.worker_for(store.db, email).run_once()
+            with sessionmaker(store.db)() as session:
                 counts = outbox.status_counts(session)
         finally:
             store.close()
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
 
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine).begin() as session:
+            with sessionmaker(store.db).begin() as session:
                 done = outbox.requeue_dead(session, row_id, now=datetime.now(UTC))
         finally:
             store.close()
@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
 
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine).begin() as session:
+            with sessionmaker(store.db).begin() as session:
                 done = outbox.resolve_unknown(session, row_id, sent=sent, now=datetime.now(UTC))
         finally:
             store.close()

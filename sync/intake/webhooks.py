@@ -248,7 +248,7 @@ def create_app(
         def probe() -> dict[str, Any]:
             import sqlalchemy as sa
 
-            with store.engine.connect() as conn:
+            with store.db.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             body: dict[str, Any] = {"status": "ok"}
             if queue_depth is not None:

@@ -159,4 +159,4 @@ def email_settings(settings: Settings) -> EmailSettings | None:
 def outbox_worker(settings: Settings, store: Store) -> OutboxWorker | None:
     """What sends the outbox's mail through the configured transport (None: e-mail is off)."""
     email = email_settings(settings)
-    return worker_for(store.engine, email) if email is not None else None
+    return worker_for(store.db, email) if email is not None else None

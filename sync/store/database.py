@@ -1141,15 +1141,17 @@ def _switch_to_wal(cur: Any) -> None:
 class Store:
     """The state store. Open with `Store.open(url)`; close with `close()`."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine = engine
+    def __init__(self, db: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        # SQLAlchemy's engine: the connection pool to the database ("engine" in this product is
+        # the sync engine).
+        self.db = db
         self.clock = clock
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(db, expire_on_commit=False)
         # Per thread: the (owner, system, ticket) leases it took and holds (`leases_held`).
         self._taken = threading.local()
-        read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
+        read_only = {"postgresql_readonly": True} if db.dialect.name == "postgresql" else {}
         self._readers = sessionmaker(
-            engine.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
+            db.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
         )
 
     @classmethod
@@ -1157,9 +1159,9 @@ class Store:
         """Connect and upgrade the schema to the newest migration (`alembic upgrade head`)."""
         from sync.store.migrations import upgrade
 
-        engine = create_db_engine(url)
-        upgrade(engine)
-        return cls(engine, clock=clock)
+        db = create_db_engine(url)
+        upgrade(db)
+        return cls(db, clock=clock)
 
     @classmethod
     def for_state(cls, state_dir: Path, database_url: str | None = None, **kwargs: Any) -> Store:
@@ -1168,7 +1170,7 @@ class Store:
 
     def close(self) -> None:
         """Release every pooled connection."""
-        self.engine.dispose()
+        self.db.dispose()
 
     @contextmanager
     def session(self) -> Iterator[StoreSession]:

@@ -352,7 +352,7 @@ def _outbox_worker(harness: Harness) -> Any:
     from connectors.email import build_sender
     from sync.notify.outbox import OutboxWorker
 
-    sessions = sessionmaker(harness.store.engine, expire_on_commit=False)
+    sessions = sessionmaker(harness.store.db, expire_on_commit=False)
 
     def session_factory() -> Any:
         return sessions()

@@ -59,8 +59,8 @@ def test_status_reports_pairs_backlog_polls_dead_letters_and_escalations(
     store.set_watermark("jira", T0, polled_at=T0)
     store.add_dead_letter("jira", "DS-1", {}, "400: bad field", "InvalidRequest")
     SyncQueue(make_huey(None, state), store).enqueue_ticket("jira", "DS-2")
-    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
+    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.db)
+    with store.db.begin() as conn:
         conn.execute(
             ledger.insert().values(
                 ticket_ref="servicenow:s1",
@@ -109,7 +109,7 @@ def test_status_shows_the_email_outbox(store: Store) -> None:
             outbox.enqueue(
                 tx, key, to=["c@example.org"], rendered=rendered, id_domain="x.example", now=T0
             )
-    with store.engine.begin() as conn:
+    with store.db.begin() as conn:
         conn.execute(
             sa.update(outbox.OutboxRow)
             .where(outbox.OutboxRow.event == "escalated")

@@ -63,7 +63,7 @@ class FakeClock:
 
 def test_open_migrates_to_head_and_creates_every_table(store: Store) -> None:
     """Store.open leaves the database at the newest revision with all store tables present."""
-    tables = set(sa.inspect(store.engine).get_table_names())
+    tables = set(sa.inspect(store.db).get_table_names())
     assert tables >= STORE_TABLES
     assert "alembic_version" in tables
     from alembic.script import ScriptDirectory
@@ -71,12 +71,12 @@ def test_open_migrates_to_head_and_creates_every_table(store: Store) -> None:
     from sync.store.migrations import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert current_revision(store.engine) == head
+    assert current_revision(store.db) == head
 
 
 def test_migration_matches_the_declared_tables(store: Store) -> None:
     """The hand-written migration creates the columns, keys and indexes the models declare."""
-    with store.engine.connect() as conn:
+    with store.db.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(ctx, Base.metadata)
 
@@ -104,8 +104,8 @@ def test_open_twice_is_a_no_op_and_downgrade_removes_the_tables(store_url: str) 
     first.close()
     second = Store.open(store_url)
     assert second.get_link("jira", "DS-1") is not None
-    downgrade(second.engine, "base")
-    assert not STORE_TABLES & set(sa.inspect(second.engine).get_table_names())
+    downgrade(second.db, "base")
+    assert not STORE_TABLES & set(sa.inspect(second.db).get_table_names())
     second.close()
 
 
@@ -114,7 +114,7 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
     opened = Store.for_state(tmp_path / "state")
     try:
         assert (tmp_path / "state" / "escalation-sync.store.db").exists()
-        with opened.engine.connect() as conn:
+        with opened.db.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 5000
