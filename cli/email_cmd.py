@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,21 +13,27 @@ from sqlalchemy.orm import sessionmaker
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from sync.config.settings import Settings
 
+if TYPE_CHECKING:
+    from connectors.email import EmailSettings
+    from sync.store.database import Store
+
 STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
 
 
-def _email_settings(settings: Settings) -> Any:
-    email = getattr(settings, "email_settings", None)
+def _email_settings(settings: Settings) -> EmailSettings:
+    email = settings.email_settings
     if email is None or not email.enabled:
         typer.echo("email is not configured ([email] is missing or enabled = false)", err=True)
         raise typer.Exit(2)
     return email
 
 
-def _open_store(settings: Settings) -> Any:
-    from sync.store.database import Store
+def _open_store(settings: Settings) -> Store:
+    # The composition root is imported when a command runs, not when the CLI starts: it loads
+    # the engine and the connectors, which `--help` and the offline commands do not need.
+    from sync.runtime.wiring import open_store
 
-    return Store.for_state(settings.state.dir, settings.state.database_url)
+    return open_store(settings)
 
 
 def register(app: typer.Typer) -> None:

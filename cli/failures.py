@@ -9,7 +9,7 @@ credentials; the address is shown without any user information it may hold.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -23,6 +23,7 @@ from connectors.errors import (
     ServerUnavailable,
     TransportFailed,
 )
+from sync.config.settings import Settings
 
 T = TypeVar("T")
 
@@ -44,10 +45,12 @@ def system_name(system: str) -> str:
     return SYSTEM_NAMES.get(system, system or "the remote system")
 
 
-def _address(settings: Any, system: str) -> str | None:
-    section = getattr(settings, system, None) if settings is not None else None
-    url = getattr(section, "base_url", None) or getattr(section, "instance_url", None)
-    if not isinstance(url, str) or not url:
+def _address(settings: Settings | None, system: str) -> str | None:
+    if settings is None:
+        return None
+    urls = {"jira": settings.jira.base_url, "servicenow": settings.servicenow.instance_url}
+    url = urls.get(system)
+    if not url:
         return None
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -55,7 +58,9 @@ def _address(settings: Any, system: str) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def describe(exc: ConnectorError, settings: Any = None, system: str | None = None) -> str:
+def describe(
+    exc: ConnectorError, settings: Settings | None = None, system: str | None = None
+) -> str:
     """`ServiceNow (https://x.service-now.com) refused our credentials: <the vendor's reason>`."""
     which = exc.system or system or ""
     where = _address(settings, which)

@@ -23,14 +23,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from connectors import jira_webhook, servicenow_webhook
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
+from sync.config.settings import Settings
 from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
 from sync.runtime import metrics
 from sync.store.database import DELIVERY_ID_LENGTH, Store
@@ -51,11 +55,11 @@ class WebhookConfig:
     replay_window: timedelta = timedelta(seconds=300)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WebhookConfig:
+    def from_settings(cls, settings: Settings) -> WebhookConfig:
         """Read `[jira].webhook_secret`, `[servicenow].webhook_secret` and
         `replay_window_seconds`, and `[webhooks].max_body_bytes`."""
 
-        def secret(value: Any) -> str | None:
+        def secret(value: SecretStr | None) -> str | None:
             return value.get_secret_value() if value is not None else None
 
         return cls(
@@ -84,18 +88,14 @@ def parse_jira(
     headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
 ) -> list[ChangeEvent]:
     """connectors.jira_webhook.parse_webhook with the configured secret."""
-    from connectors.jira_webhook import parse_webhook
-
-    return parse_webhook(headers, body, secret=config.jira_secret)
+    return jira_webhook.parse_webhook(headers, body, secret=config.jira_secret)
 
 
 def parse_servicenow(
     headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
 ) -> list[ChangeEvent]:
     """connectors.servicenow_webhook.parse_webhook with the configured secret and window."""
-    from connectors.servicenow_webhook import parse_webhook
-
-    return parse_webhook(
+    return servicenow_webhook.parse_webhook(
         headers,
         body,
         secret=config.servicenow_secret,
@@ -246,8 +246,6 @@ def create_app(
         """200 while the store answers; extra fields from the daemon (config, queue)."""
 
         def probe() -> dict[str, Any]:
-            import sqlalchemy as sa
-
             with store.db.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             body: dict[str, Any] = {"status": "ok"}

@@ -45,6 +45,7 @@ from huey.consumer import Consumer
 
 from connectors.errors import PermanentError, RetryableError
 from connectors.events import ChangeEvent
+from sync.config.settings import Settings
 from sync.queue.storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
 from sync.runtime import metrics
 from sync.store.database import LeaseBusy, Store, lease_owner
@@ -122,7 +123,7 @@ class _Running:
 class Reloadable(Protocol):
     """A processor that takes new settings (mapping, policy) without a restart."""
 
-    def reload(self, settings: Any) -> None:
+    def reload(self, settings: Settings) -> None:
         """Switch to `settings` for every ticket processed from now on."""
 
 

@@ -1,7 +1,7 @@
 """The state store: links, snapshots, watermarks, deliveries seen, audit log and dead letters.
 
 SQLAlchemy 2 on SQLite (default: a file in the state directory, WAL) or PostgreSQL (by URL).
-The schema is owned by the Alembic migrations in `sync/migrations/`; `Store.open` brings the
+The schema is owned by the Alembic migrations in `sync/store/migrations/`; `Store.open` brings the
 database to the newest revision before handing out the store, so a daemon never runs against a
 schema it does not know.
 
@@ -1157,6 +1157,8 @@ class Store:
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
         """Connect and upgrade the schema to the newest migration (`alembic upgrade head`)."""
+        # Imported here: Alembic is loaded by the commands that open a store, not by every
+        # command that only names the store's types (start-up time).
         from sync.store.migrations import upgrade
 
         db = create_db_engine(url)

@@ -18,6 +18,7 @@ from connectors.errors import (
     ServerUnavailable,
     TransportFailed,
 )
+from sync.config.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -175,11 +176,6 @@ def test_explain_reports_a_read_failure_in_one_line(
 def test_describe_drops_user_information_from_the_address() -> None:
     """An address written with user:password@ is shown without them."""
 
-    class Section:
-        instance_url = "https://svc:secret@acme.service-now.com/"
-
-    class Settings:
-        servicenow = Section()
-
-    text = describe(InvalidRequest("POST x: HTTP 400", system="servicenow"), Settings())
+    settings = Settings(servicenow={"instance_url": "https://svc:secret@acme.service-now.com/"})
+    text = describe(InvalidRequest("POST x: HTTP 400", system="servicenow"), settings)
     assert text == "ServiceNow (https://acme.service-now.com) refused the request: POST x: HTTP 400"
