@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from escalation.decide import day_start, decide
 from escalation.decision import (
     AddNote,
     Decision,
@@ -37,7 +38,6 @@ from escalation.decision import (
     Reservation,
     ledger_key,
 )
-from escalation.engine import day_start, decide
 from escalation.memory import fingerprint_window, is_active, next_entry
 from escalation.policy import Policy
 from escalation.wording import limit_count

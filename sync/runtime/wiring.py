@@ -109,7 +109,7 @@ def build_adapters(
 
 
 def policy_escalation(settings: Settings) -> EscalationPort | None:
-    """The escalation step over the policy, the ledger and the outbox (None: no policy)."""
+    """The escalation step over escalation.decide, the ledger and the outbox (None: no policy)."""
     return PolicyEscalation.from_settings(settings)
 
 
