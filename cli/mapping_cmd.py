@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import system_option
 from escalation.wording import plural
 from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
     @group.command("preview")
     def preview(
         record: Annotated[Path, typer.Argument(help="A vendor record as JSON.", exists=True)],
-        system: Annotated[System, typer.Option("--system", "-s", help="The record's system.")],
+        system: Annotated[System, system_option("The record's system.")],
         config: ConfigOption = None,
     ) -> None:
         """Print the canonical ticket and the payload that would be written to the other system."""

@@ -19,6 +19,7 @@ from rich.progress import (
 
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from cli.options import system_option
 from connectors.errors import ConnectorError
 from escalation.wording import plural
 from mapping.model import System
@@ -143,9 +144,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backfill")
     def backfill_cmd(
-        system: Annotated[
-            System, typer.Option("--system", "-s", help="The system whose records to pair.")
-        ],
+        system: Annotated[System, system_option("The system whose records to pair.")],
         since: Annotated[
             str | None,
             typer.Option("--since", help="Only records changed since this date (YYYY-MM-DD)."),

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import system_option
 from connectors.errors import WebhookRejected
 from connectors.events import ChangeEvent
 from mapping.model import System
@@ -81,9 +82,7 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Argument(metavar="FILE", help="Captured webhook bodies (JSON files)."),
         ],
-        system: Annotated[
-            System, typer.Option("--system", "-s", help="The system that sent the deliveries.")
-        ],
+        system: Annotated[System, system_option("The system that sent the deliveries.")],
     ) -> None:
         """Print one JSON object per normalised event, one per line.
 

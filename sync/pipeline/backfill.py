@@ -43,7 +43,7 @@ from mapping import Mapping as SyncMapping
 from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
-from sync.pipeline.plan import SyncRules, get_value, other
+from sync.pipeline.plan import SyncRules, get_value
 from sync.pipeline.records import paired_link, snapshot_data, ticket_id
 from sync.procedure import pending
 from sync.store.database import NewAudit, NewLink, NewSnapshot, Store, StoreSession
@@ -224,7 +224,7 @@ class _Run:
     def __init__(self, engine: Backfilled, system: System, label: str, progress: Progress) -> None:
         self.engine = engine
         self.system = system
-        self.target = other(system)
+        self.target = engine.mapping.partner_of(system)
         self.label = label
         self.source = _bulk(engine.adapters[system])
         self.made = _bulk(engine.adapters[self.target])

@@ -41,7 +41,7 @@ from sync.pipeline.context import SyncContext
 from sync.pipeline.pair_sync import PairSync
 from sync.pipeline.pairing import Pairing
 from sync.pipeline.pairs import Pairs
-from sync.pipeline.plan import Plan, SyncRules, other
+from sync.pipeline.plan import Plan, SyncRules
 from sync.pipeline.reconcile import reconcile_all
 from sync.pipeline.records import Reader, ticket_id
 from sync.procedure.carry_out import EscalationPort, Escalator
@@ -243,7 +243,9 @@ class Engine:
         if link is not None:
             return link.other(system)[1]
         route = next((r for r in self.mapping.routes if r.source is source.ref.system), None)
-        target_system = route.target if route is not None else other(source.ref.system)
+        target_system = (
+            route.target if route is not None else self.mapping.partner_of(source.ref.system)
+        )
         container = (route.target_project or route.target_table) if route is not None else None
         target, _ = self.pairing.create(
             source,
