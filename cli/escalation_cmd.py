@@ -101,7 +101,7 @@ def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    system, ident = refs.parse_ref(ref)
+    system, ident = refs.parse_ref(ref, settings)
     itsm = settings.mapping_model.itsm_systems()
     if system in itsm:
         return ref, None
@@ -124,7 +124,7 @@ def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
 
 
 def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
-    system, ident = refs.parse_ref(ref)
+    system, ident = refs.parse_ref(ref, settings)
     try:
         ticket: Ticket = refs.load_ticket_for_explain(settings, ref)
     except NotFound:

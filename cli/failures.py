@@ -24,10 +24,9 @@ from connectors.errors import (
     TransportFailed,
 )
 from sync.config.settings import Settings
+from sync.systems import registry as systems
 
 T = TypeVar("T")
-
-SYSTEM_NAMES = {"jira": "Jira", "servicenow": "ServiceNow"}
 
 # Most specific first: the first class the error is an instance of names what happened.
 _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
@@ -41,15 +40,15 @@ _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
 
 
 def system_name(system: str) -> str:
-    """`Jira`, `ServiceNow`, or the identifier itself."""
-    return SYSTEM_NAMES.get(system, system or "the remote system")
+    """The installed system's title (`Jira`, `ServiceNow`), or the identifier itself."""
+    if system in systems.registry():
+        return systems.get(system).title
+    return system or "the remote system"
 
 
 def _address(settings: Settings | None, system: str) -> str | None:
-    if settings is None:
-        return None
-    urls = {"jira": settings.jira.base_url, "servicenow": settings.servicenow.instance_url}
-    url = urls.get(system)
+    section = settings.systems.get(system) if settings is not None else None
+    url = section.address() if section is not None else None
     if not url:
         return None
     parts = urlsplit(url)

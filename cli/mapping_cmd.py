@@ -16,6 +16,7 @@ from mapping.model import System
 from sync.config.settings import Settings, config_path, load_settings
 from sync.pipeline.plan import get_value, sync_rules
 from sync.runtime.logs import configure_logging, settings_secrets
+from sync.systems import registry as systems
 
 ConfigOption = Annotated[
     Path | None,
@@ -50,12 +51,8 @@ def flowing_fields(mapping: Mapping, source: System) -> list[str]:
 
 
 def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
-    """Accept a record as the vendor prints it: a Table API `result`, a webhook's `issue`."""
-    if system is System.SERVICENOW and isinstance(document.get("result"), dict):
-        return dict(document["result"])
-    if system is System.JIRA and isinstance(document.get("issue"), dict):
-        return dict(document["issue"])
-    return document
+    """Accept a record as the vendor prints it (a Table API `result`, a webhook's `issue`)."""
+    return systems.get(system).vendor_record(document)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +92,11 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"{record}: cannot map: {exc}", err=True)
             raise typer.Exit(2) from None
-        other = System.JIRA if system is System.SERVICENOW else System.SERVICENOW
+        try:
+            other = mapping.partner_of(system)
+        except ValueError as exc:
+            typer.echo(f"cannot preview: {exc}", err=True)
+            raise typer.Exit(2) from None
         # As the engine creates a pair: a field with no value is left out, not blanked.
         fields = [f for f in flowing_fields(mapping, system) if get_value(ticket, f) is not None]
         write = to_vendor(mapping, other, ticket, fields)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import re
-
 from mapping import UnmappedValue, to_canonical
 from mapping.model import System, Ticket
 from sync.config.settings import Settings
+from sync.systems import registry as systems
 
 
-def parse_ref(ref: str) -> tuple[System, str]:
-    """`jira:DS-12`, `servicenow:<sys_id>`, or a bare Jira key / ServiceNow number or sys_id."""
+def parse_ref(ref: str, settings: Settings) -> tuple[System, str]:
+    """`<system>:<id>` (`jira:DS-12`, `servicenow:<sys_id>`), or a bare reference: one a system
+    recognises as its own (a Jira key), else a record of the ITSM system (a ServiceNow number
+    or sys_id with the shipped mapping)."""
     head, sep, tail = ref.partition(":")
-    if sep and head in (System.JIRA.value, System.SERVICENOW.value):
+    if sep and head in systems.registry():
         return System(head), tail
-    if re.fullmatch(r"[A-Z][A-Z0-9_]*-\d+", ref):
-        return System.JIRA, ref
-    return System.SERVICENOW, ref
+    for system in settings.mapping_model.systems:
+        if systems.get(system).claims_reference(ref):
+            return system, ref
+    return sorted(settings.mapping_model.itsm_systems())[0], ref
 
 
 def load_ticket_for_explain(settings: Settings, ref: str) -> Ticket:
@@ -26,7 +28,7 @@ def load_ticket_for_explain(settings: Settings, ref: str) -> Ticket:
     from sync.pipeline.records import MappingFailed
     from sync.runtime.wiring import build_adapters
 
-    system, ident = parse_ref(ref)
+    system, ident = parse_ref(ref, settings)
     adapter = build_adapters(settings)[system]
     raw = adapter.read(ident)
     try:

@@ -72,7 +72,8 @@ class OncePass:
 
 
 def run_once(settings: Settings) -> OncePass:
-    """Poll each system (a failing one does not stop the other) and process every task queued."""
+    """Poll each mapped system (a failing one does not stop the others) and process every task
+    queued."""
     # Imported here: see `open_store`.
     from sync.runtime import wiring
 
@@ -85,7 +86,7 @@ def run_once(settings: Settings) -> OncePass:
         queue.set_processor(engine)
         before = store.status_counts().dead_letters_pending
         result = OncePass()
-        for system in System:
+        for system in sorted(settings.mapping_model.systems):
             try:
                 result.found[system.value] = engine.poll(system.value)
             except ConnectorError as exc:
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Poll both systems once and bring every changed ticket in step (for cron)."""
+        """Poll every mapped system once and bring every changed ticket in step (for cron)."""
         if not once:
             typer.echo("use `escalation-sync sync --once` (or `escalation-sync run`)", err=True)
             raise typer.Exit(2)
@@ -130,7 +131,8 @@ def register(app: typer.Typer) -> None:
         for system, exc in result.failed.items():
             typer.echo(f"{system} not polled: {describe(exc, settings, system)}", err=True)
         changes = ", ".join(
-            f"{system.value} {result.found.get(system.value, 'not polled')}" for system in System
+            f"{system.value} {result.found.get(system.value, 'not polled')}"
+            for system in sorted(settings.mapping_model.systems)
         )
         typer.echo(
             f"changed records: {changes}; tasks run: {result.ran}; "

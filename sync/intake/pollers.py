@@ -17,7 +17,7 @@ import structlog
 from connectors.errors import PermanentError, RetryableError
 from mapping.model import System
 from sync.store.database import Store
-from sync.systems.adapters import Changed
+from sync.systems.base import Changed
 
 log = structlog.get_logger("escalation_sync.pollers")
 

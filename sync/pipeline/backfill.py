@@ -47,15 +47,7 @@ from sync.pipeline.plan import SyncRules, get_value
 from sync.pipeline.records import paired_link, snapshot_data, ticket_id
 from sync.procedure import pending
 from sync.store.database import NewAudit, NewLink, NewSnapshot, Store, StoreSession
-from sync.systems.adapters import (
-    Adapter,
-    BulkAdapter,
-    Created,
-    JiraAdapter,
-    NewRecord,
-    PairLink,
-    ServiceNowAdapter,
-)
+from sync.systems.base import Adapter, BulkAdapter, Created, NewRecord, PairLink
 
 log = structlog.get_logger("escalation_sync.backfill")
 
@@ -212,8 +204,8 @@ def _raise_first(futures: list[Future[None]]) -> None:
     futures[:] = [f for f in futures if not f.done()]
 
 
-def _bulk(adapter: Any) -> BulkAdapter:
-    if isinstance(adapter, JiraAdapter | ServiceNowAdapter):
+def _bulk(adapter: Adapter) -> BulkAdapter:
+    if isinstance(adapter, BulkAdapter):
         return adapter
     raise TypeError(f"no bulk operations on {type(adapter).__name__}")
 

@@ -16,7 +16,7 @@ from mapping.model import System
 from sync.pipeline.plan import SyncRules, sync_rules
 from sync.runtime.metrics import Metrics
 from sync.store.database import Store
-from sync.systems.adapters import Adapter
+from sync.systems.base import Adapter
 
 
 @dataclass

@@ -48,7 +48,7 @@ from sync.procedure.carry_out import EscalationPort, Escalator
 from sync.procedure.step import PolicyEscalation
 from sync.runtime.metrics import Metrics, PrometheusMetrics
 from sync.store.database import LeaseBusy, Link, Store
-from sync.systems.adapters import Adapter
+from sync.systems.base import Adapter
 
 log = structlog.get_logger("escalation_sync.engine")
 

@@ -16,7 +16,7 @@ from sync.pipeline.pairs import Pairs
 from sync.pipeline.plan import get_value, set_values
 from sync.pipeline.records import Reader, paired_link, ticket_id
 from sync.store.database import Link
-from sync.systems.adapters import Created
+from sync.systems.base import Created
 
 
 class Pairing:

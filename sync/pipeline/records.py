@@ -17,6 +17,7 @@ from mapping.model import System, Ticket
 from sync.pipeline.context import SyncContext
 from sync.pipeline.plan import FieldWrite, get_value, set_values
 from sync.store.database import Link, Snapshot
+from sync.systems import registry as systems
 
 # Threads reading paired records alongside the workers (idle threads cost nothing).
 READERS = 16
@@ -27,10 +28,9 @@ class MappingFailed(PermanentError):
 
 
 def ticket_id(ticket: Ticket) -> str:
-    """The id the adapters and the store use: the Jira key, the ServiceNow sys_id."""
-    if ticket.ref.system is System.JIRA:
-        return ticket.ref.key or ticket.ref.id
-    return ticket.ref.id
+    """The id the adapters and the store use (its system says which: the Jira key, the
+    ServiceNow sys_id)."""
+    return systems.get(ticket.ref.system).ticket_id(ticket.ref)
 
 
 def snapshot_data(ticket: Ticket) -> dict[str, Any]:
@@ -50,8 +50,8 @@ def last_synced(row: Snapshot | None) -> Ticket | None:
 
 def paired_link(there: Ticket) -> tuple[str, str]:
     """The URL and title a record shows for its paired record `there`."""
-    names = {System.JIRA: "Jira", System.SERVICENOW: "ServiceNow"}
-    title = f"Paired {names[there.ref.system]} record {there.ref.key or there.ref.id}"
+    name = systems.get(there.ref.system).title
+    title = f"Paired {name} record {there.ref.key or there.ref.id}"
     return there.ref.url or ticket_id(there), title
 
 

@@ -34,7 +34,7 @@ from escalation.decision import (
     SetPriority,
 )
 from mapping import browse_url
-from mapping.model import Comment, System, Ticket, Visibility
+from mapping.model import Comment, Ticket, Visibility
 from sync.pipeline.apply import Applier, AuditNote, record_audit
 from sync.pipeline.context import SyncContext
 from sync.pipeline.markers import Marker, find_marker
@@ -43,6 +43,7 @@ from sync.pipeline.plan import FieldWrite, comparable, get_value
 from sync.pipeline.records import Reader, paired_link, ticket_id
 from sync.procedure import pending
 from sync.store.database import Link, StoreSession
+from sync.systems import registry as systems
 
 log = structlog.get_logger("escalation_sync.engine")
 
@@ -82,11 +83,12 @@ Carried = tuple[Decision, Ticket, Ticket | None, str | None, int]
 
 
 def _targets_elsewhere(eng: Ticket, action: CreateEngineeringRecord) -> bool:
-    """The level escalates to another Jira project than the paired engineering record's."""
-    if eng.ref.system is not System.JIRA or action.target_system is not System.JIRA:
+    """The level escalates to another project of the engineering record's system than the one
+    the paired engineering record is in (when its id names its project, as a Jira key does)."""
+    if eng.ref.system is not action.target_system:
         return False
-    project = ticket_id(eng).rsplit("-", 1)[0]
-    return project.casefold() != action.project_or_table.casefold()
+    project = systems.get(eng.ref.system).container_of(ticket_id(eng))
+    return project is not None and project.casefold() != action.project_or_table.casefold()
 
 
 def _digest(text: str) -> str:

@@ -379,15 +379,12 @@ class Daemon:
         self._reload.set()
 
     def _poll_due(self, now: float) -> None:
-        """Enqueue a poll of each system whose interval has passed (the first one at once)."""
+        """Enqueue a poll of each mapped system whose interval has passed (the first one at
+        once)."""
         assert self.queue is not None
         settings = self.config.settings
-        intervals = {
-            "jira": settings.jira.poll_interval_seconds,
-            "servicenow": settings.servicenow.poll_interval_seconds,
-        }
-        for system, seconds in intervals.items():
-            interval = float(seconds)
+        for system in sorted(settings.mapping_model.systems):
+            interval = float(settings.system_settings(system).poll_interval_seconds)
             last = self._last_poll.get(system)
             if interval > 0 and (last is None or now - last >= interval):
                 self._last_poll[system] = now

@@ -2,7 +2,7 @@
 the settings, built here and nowhere else.
 
 ```
-settings -> connectors -> adapters ----------------\\
+settings -> each system's section -> its adapter --\\
          -> policy + e-mail -> PolicyEscalation ----> Engine (the queue's processor)
          -> state -> Store, SyncQueue -------------/
 ```
@@ -15,14 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from huey import Huey
-from pydantic import SecretStr
 
 from connectors.email import EmailSettings
-from connectors.jira import CommentPolicy, JiraConnector
 from connectors.retry import RetryPolicy
-from connectors.servicenow import ServiceNowConnector
-from mapping import journal_field
-from mapping.model import System, Visibility
+from mapping.model import System
 from sync.config.settings import Settings
 from sync.notify.outbox import OutboxWorker, worker_for
 from sync.pipeline.engine import Engine
@@ -30,7 +26,8 @@ from sync.procedure.carry_out import EscalationPort
 from sync.procedure.step import PolicyEscalation
 from sync.queue.tasks import SyncQueue, TicketProcessor, make_huey
 from sync.store.database import Store
-from sync.systems.adapters import Adapter, JiraAdapter, ServiceNowAdapter
+from sync.systems import registry as systems
+from sync.systems.base import Adapter
 
 
 def open_store(settings: Settings) -> Store:
@@ -50,61 +47,31 @@ def open_queue(settings: Settings, store: Store, *, daily_reconcile: bool = Fals
     return SyncQueue(queue_storage(settings), store, reconcile_at=reconcile_at)
 
 
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
 def build_adapters(
     settings: Settings,
     *,
     retry: RetryPolicy | None = None,
     session_factory: Callable[[], Any] | None = None,
 ) -> dict[System, Adapter]:
-    """Connectors and adapters for both systems from the settings' connection sections."""
+    """The adapter of every system the mapping names, each built by its ticket system from its
+    section of the settings."""
+    adapters: dict[System, Adapter] = {}
+    for system in settings.mapping_model.systems:
+        ticket_system = systems.get(system)
+        adapters[system] = ticket_system.adapter(
+            settings.section(ticket_system),
+            settings.mapping_model,
+            retry=retry,
+            session_factory=session_factory,
+        )
+    return adapters
 
-    def session() -> Any:
-        return session_factory() if session_factory is not None else None
 
-    j = settings.jira
-    jira_kwargs: dict[str, Any] = {}
-    if j.auth == "pat":
-        jira_kwargs["pat"] = _secret(j.pat)
-    else:
-        jira_kwargs.update(email=j.email, api_token=_secret(j.api_token))
-    jira = JiraConnector(
-        j.base_url,
-        session=session(),
-        retry=retry,
-        comments=CommentPolicy(
-            service_desk=j.service_desk, visibility_value=j.internal_comment_role
-        ),
-        **jira_kwargs,
-    )
-    s = settings.servicenow
-    sn_kwargs: dict[str, Any] = {}
-    if s.auth == "oauth":
-        sn_kwargs.update(client_id=s.client_id, client_secret=_secret(s.client_secret))
-    else:
-        sn_kwargs.update(username=s.username, password=_secret(s.password))
-    journals = tuple(
-        journal_field(settings.mapping_model, System.SERVICENOW, v) or default
-        for v, default in ((Visibility.PUBLIC, "comments"), (Visibility.INTERNAL, "work_notes"))
-    )
-    snow = ServiceNowConnector(
-        s.instance_url,
-        table=s.table,
-        session=session(),
-        retry=retry,
-        journal_fields=(journals[0], journals[1]),
-        **sn_kwargs,
-    )
-    users = ServiceNowConnector(
-        s.instance_url, table="sys_user", session=session(), retry=retry, **sn_kwargs
-    )
-    issue_type = next((r.issue_type for r in settings.mapping_model.routes if r.issue_type), "Task")
+def integration_users(settings: Settings) -> dict[System, str | None]:
+    """Each mapped system's integration user (whose edits are never a source)."""
     return {
-        System.JIRA: JiraAdapter(jira, project=j.project, jql=j.jql, issue_type=issue_type),
-        System.SERVICENOW: ServiceNowAdapter(snow, users=users, query=s.query),
+        system: settings.system_settings(system).integration_user
+        for system in settings.mapping_model.systems
     }
 
 
@@ -134,10 +101,7 @@ def build_engine(
         adapters=build_adapters(settings, retry=retry),
         store=store,
         escalation=escalation,
-        integration_users={
-            System.JIRA: settings.jira.integration_user,
-            System.SERVICENOW: settings.servicenow.integration_user,
-        },
+        integration_users=integration_users(settings),
         attachment_max_bytes=settings.sync.attachment_max_bytes,
         clock=clock or (lambda: datetime.now(UTC)),
         enqueue=enqueue,

@@ -19,6 +19,7 @@ from connectors.errors import (
     TransportFailed,
 )
 from sync.config.settings import Settings
+from sync.systems.servicenow.settings import ServiceNowSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -176,6 +177,7 @@ def test_explain_reports_a_read_failure_in_one_line(
 def test_describe_drops_user_information_from_the_address() -> None:
     """An address written with user:password@ is shown without them."""
 
-    settings = Settings(servicenow={"instance_url": "https://svc:secret@acme.service-now.com/"})
+    section = ServiceNowSettings(instance_url="https://svc:secret@acme.service-now.com/")
+    settings = Settings(systems={"servicenow": section})
     text = describe(InvalidRequest("POST x: HTTP 400", system="servicenow"), settings)
     assert text == "ServiceNow (https://acme.service-now.com) refused the request: POST x: HTTP 400"

@@ -8,7 +8,7 @@ import pytest
 
 from mapping.model import System
 from sync.pipeline.backfill import backfill
-from sync.systems.adapters import LinkOutcome, PairLink
+from sync.systems.base import LinkOutcome, PairLink
 from tests.e2e.conftest import AGENT, Harness
 
 pytestmark = pytest.mark.e2e

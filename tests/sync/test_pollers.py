@@ -13,7 +13,7 @@ from connectors.errors import InvalidRequest, ServerUnavailable
 from mapping.model import System
 from sync.intake.pollers import poll_system
 from sync.store.database import Store
-from sync.systems.adapters import Changed
+from sync.systems.base import Changed
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -8,6 +8,8 @@ import pytest
 
 from mapping.errors import ConfigInvalid
 from sync.config.settings import CONFIG_ENV, load_settings
+from sync.systems.jira import SYSTEM as JIRA
+from sync.systems.servicenow import SYSTEM as SERVICENOW
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -17,10 +19,11 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ESCALATION_SYNC_JIRA__PROJECT", "OPS")
     monkeypatch.setenv("ESCALATION_SYNC_JIRA__API_TOKEN", "tok-123456")
     settings = load_settings(EXAMPLE)
-    assert settings.jira.project == "OPS"
-    assert settings.jira.base_url == "http://127.0.0.1:8081"  # untouched keys keep file values
-    assert settings.jira.api_token is not None
-    assert settings.jira.api_token.get_secret_value() == "tok-123456"
+    assert settings.section(JIRA).project == "OPS"
+    # Untouched keys keep file values.
+    assert settings.section(JIRA).base_url == "http://127.0.0.1:8081"
+    assert settings.section(JIRA).api_token is not None
+    assert settings.section(JIRA).api_token.get_secret_value() == "tok-123456"
 
 
 def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -28,7 +31,7 @@ def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     path = tmp_path / "c.toml"
     path.write_text(EXAMPLE.read_text().replace('project = "DS"', 'project = "ENV"', 1))
     monkeypatch.setenv(CONFIG_ENV, str(path))
-    assert load_settings(None).jira.project == "ENV"
+    assert load_settings(None).section(JIRA).project == "ENV"
 
 
 def test_secret_from_file_is_never_printed(tmp_path: Path) -> None:
@@ -44,9 +47,9 @@ def test_secret_from_file_is_never_printed(tmp_path: Path) -> None:
         )
     )
     settings = load_settings(path)
-    assert settings.servicenow.password is not None
-    assert settings.servicenow.password.get_secret_value() == "hunter2-very-secret"
-    for text in (repr(settings), str(settings), repr(settings.servicenow)):
+    assert settings.section(SERVICENOW).password is not None
+    assert settings.section(SERVICENOW).password.get_secret_value() == "hunter2-very-secret"
+    for text in (repr(settings), str(settings), repr(settings.section(SERVICENOW))):
         assert "hunter2" not in text
 
 
