@@ -114,8 +114,9 @@ def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
             f"give one of those (its number or id)",
             1,
         )
-    other_system, other_id = link.other(system.value)
-    shown = (link.servicenow_number or other_id) if other_system == "servicenow" else other_id
+    partner = link.partner(system.value)
+    other_system, other_id = partner.system, partner.ticket_id
+    shown = partner.record_key or other_id
     note = (
         f"{ref} is the engineering side of a pair: explaining the paired "
         f"{system_name(other_system)} record {shown}"

@@ -86,6 +86,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         scheduled = int(queue.huey.scheduled_count())
         return {
             "daemon": daemon_state(Path(settings.state.dir)),
+            "systems": sorted(s.value for s in settings.mapping_model.systems),
             "pairs": counts.links,
             "comment_pairs": counts.comment_links,
             "backlog": {"pending": pending, "scheduled": scheduled},
@@ -125,7 +126,7 @@ def _print_status(data: dict[str, Any]) -> None:
     table.add_row(
         "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
     )
-    for system in ("jira", "servicenow"):
+    for system in data["systems"]:
         table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")

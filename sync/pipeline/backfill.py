@@ -44,7 +44,7 @@ from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canon
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
 from sync.pipeline.plan import SyncRules, get_value
-from sync.pipeline.records import paired_link, snapshot_data, ticket_id
+from sync.pipeline.records import created_side, link_side, paired_link, snapshot_data, ticket_id
 from sync.procedure import pending
 from sync.store.database import NewAudit, NewLink, NewSnapshot, Store, StoreSession
 from sync.systems.base import Adapter, BulkAdapter, Created, NewRecord, PairLink
@@ -367,12 +367,8 @@ class _Run:
         self.finish(recorded)
 
     def _link(self, candidate: _Candidate, created: Created) -> NewLink:
-        source = candidate.ticket
-        route = candidate.route.name
-        if self.target is System.JIRA:
-            ident, number = created.record_id, source.ref.key
-            return NewLink(created.ticket_id, source.ref.id, ident, number, route)
-        return NewLink(ticket_id(source), created.ticket_id, source.ref.id, created.key, route)
+        source = link_side(candidate.ticket)
+        return NewLink(source, created_side(self.target, created), candidate.route.name)
 
     def _created_audit(self, candidate: _Candidate, made_id: str) -> NewAudit:
         source = candidate.ticket

@@ -225,11 +225,11 @@ class Engine:
 
     def reconcile_pair(self, link: Link) -> int:
         """Read both records of a pair fresh and repair any drift; returns the writes made."""
-        sides = [("servicenow", link.servicenow_sys_id), ("jira", link.jira_key)]
-        with self.pairs.leases(sides):
-            snow = self.read(System.SERVICENOW, link.servicenow_sys_id)
-            jira = self.read(System.JIRA, link.jira_key)
-            itsm, eng = self.pairing.as_itsm_and_eng(snow, jira)
+        one, two = link.sides
+        with self.pairs.leases([(one.system, one.ticket_id), (two.system, two.ticket_id)]):
+            first = self.read(System(one.system), one.ticket_id)
+            second = self.read(System(two.system), two.ticket_id)
+            itsm, eng = self.pairing.as_itsm_and_eng(first, second)
             _, writes = self.pair_sync.run(itsm, eng, origin=itsm.ref.system, repair=True)
         return writes
 

@@ -14,7 +14,7 @@ from mapping.model import System, Ticket
 from sync.pipeline.context import SyncContext
 from sync.pipeline.pairs import Pairs
 from sync.pipeline.plan import get_value, set_values
-from sync.pipeline.records import Reader, paired_link, ticket_id
+from sync.pipeline.records import Reader, created_side, link_side, paired_link, ticket_id
 from sync.store.database import Link
 from sync.systems.base import Created
 
@@ -98,22 +98,9 @@ class Pairing:
         """Create the paired record, link it, and return it as read back (and the writes)."""
         made, vendor = self.create_record(source, target_system, fields, container, kind, overrides)
         store = self.context.store
+        pair = (link_side(source), created_side(target_system, made))
         with store.session() as tx:
-            if target_system is System.JIRA:
-                tx.put_link(
-                    jira_key=made.ticket_id,
-                    servicenow_sys_id=source.ref.id,
-                    servicenow_number=source.ref.key,
-                    route=route,
-                )
-            else:
-                tx.put_link(
-                    jira_key=ticket_id(source),
-                    jira_id=source.ref.id,
-                    servicenow_sys_id=made.ticket_id,
-                    servicenow_number=made.key,
-                    route=route,
-                )
+            tx.put_link(*pair, route=route)
             tx.audit(
                 target_system.value,
                 made.ticket_id,
@@ -128,13 +115,10 @@ class Pairing:
         if not rest.is_empty():
             self.context.adapters[target_system].apply(made.ticket_id, rest)
         target = self.reader.read(target_system, made.ticket_id)
-        if target_system is System.JIRA:
+        if link_side(target) != pair[1]:
+            # The record as read names ids its create's answer did not (a Jira issue's id).
             with store.session() as tx:
-                tx.put_link(
-                    jira_key=made.ticket_id,
-                    jira_id=target.ref.id,
-                    servicenow_sys_id=source.ref.id,
-                )
+                tx.put_link(pair[0], link_side(target))
         return target, 1
 
     def post_links(self, itsm: Ticket, eng: Ticket) -> int:

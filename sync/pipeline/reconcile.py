@@ -49,8 +49,7 @@ def reconcile_all(engine: Reconciled) -> int:
             except ConnectorError as exc:
                 log.warning(
                     "reconcile: pair skipped",
-                    jira=link.jira_key,
-                    servicenow=link.servicenow_sys_id,
+                    pair=" / ".join(f"{side.system} {side.ticket_id}" for side in link.sides),
                     error=type(exc).__name__,
                     reason=str(exc),
                 )

@@ -16,8 +16,9 @@ from mapping import UnmappedValue, read_path, stored_as_written, to_canonical
 from mapping.model import System, Ticket
 from sync.pipeline.context import SyncContext
 from sync.pipeline.plan import FieldWrite, get_value, set_values
-from sync.store.database import Link, Snapshot
+from sync.store.database import Link, LinkSide, Snapshot
 from sync.systems import registry as systems
+from sync.systems.base import Created
 
 # Threads reading paired records alongside the workers (idle threads cost nothing).
 READERS = 16
@@ -31,6 +32,17 @@ def ticket_id(ticket: Ticket) -> str:
     """The id the adapters and the store use (its system says which: the Jira key, the
     ServiceNow sys_id)."""
     return systems.get(ticket.ref.system).ticket_id(ticket.ref)
+
+
+def link_side(ticket: Ticket) -> LinkSide:
+    """The record as one side of a pair: its system, ticket id, vendor id and key."""
+    return LinkSide(ticket.ref.system.value, ticket_id(ticket), ticket.ref.id, ticket.ref.key)
+
+
+def created_side(system: System, made: Created) -> LinkSide:
+    """A record just created in `system` as one side of a pair (its vendor id is its ticket id
+    unless the system answered with another)."""
+    return LinkSide(system.value, made.ticket_id, made.record_id or made.ticket_id, made.key)
 
 
 def snapshot_data(ticket: Ticket) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from cli.app import build
 from sync.queue.tasks import SyncQueue, make_huey
 from sync.store.database import Store
+from tests.sync.pairs import jira, servicenow
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.example.toml"
@@ -54,8 +55,8 @@ def test_status_reports_pairs_backlog_polls_dead_letters_and_escalations(
     state: Path, store: Store
 ) -> None:
     """status --json gives every figure an operator checks first."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
-    store.put_link(jira_key="DS-2", servicenow_sys_id="s2")
+    store.put_link(jira("DS-1"), servicenow("s1"))
+    store.put_link(jira("DS-2"), servicenow("s2"))
     store.set_watermark("jira", T0, polled_at=T0)
     store.add_dead_letter("jira", "DS-1", {}, "400: bad field", "InvalidRequest")
     SyncQueue(make_huey(None, state), store).enqueue_ticket("jira", "DS-2")
@@ -91,7 +92,7 @@ def test_status_table(state: Path, store: Store) -> None:
 
 def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> None:
     """One pair reads `1 record`, no mirrored comment `0 mirrored comments`."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    store.put_link(jira("DS-1"), servicenow("s1"))
     code, out = cli("status")
     assert code == 0, out
     assert "1 record, 0 mirrored comments" in out
