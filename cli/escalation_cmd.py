@@ -9,25 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 import presets
-from cli import refs
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
-from escalation.decide import decide
-from escalation.decision import EngineeringStatus, LedgerView
-from escalation.explain import explain_data, render_text
-from escalation.policy import Policy, load_policy
-from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
-from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
 from mapping.errors import ConfigInvalid
-from mapping.model import Status, System, Ticket
-from sync.config.settings import Settings
+from mapping.model import Status, System
 
 if TYPE_CHECKING:
+    from escalation.decision import LedgerView
+    from escalation.policy import Policy
+    from mapping.model import Ticket
+    from sync.config.settings import Settings
     from sync.store.database import Link
 
 PolicyOption = Annotated[
@@ -49,6 +44,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def read_policy(spec: str) -> Policy:
     """A policy from a file path, or from a preset by name; exit 2 listing every error."""
+    from escalation.policy import load_policy  # the policy compiler: start-up time
+
     path = Path(spec)
     try:
         if path.is_file():
@@ -77,6 +74,10 @@ def _parse_at(value: str | None) -> datetime:
 
 
 def _ticket_from_file(path: Path) -> Ticket:
+    from pydantic import ValidationError  # start-up time
+
+    from mapping.model import Ticket
+
     try:
         return Ticket.model_validate_json(path.read_text())
     except (OSError, ValidationError) as exc:
@@ -84,8 +85,8 @@ def _ticket_from_file(path: Path) -> Ticket:
 
 
 def _paired(settings: Settings, system: System, ident: str) -> Link | None:
-    # Imported here, as in every command: the store loads SQLAlchemy, which only the commands
-    # that open it should pay for at start-up.
+    # The store (SQLAlchemy) and the composition root load only when a command opens the store
+    # (start-up time).
     from sync.runtime.wiring import open_store
 
     store = open_store(settings)
@@ -101,6 +102,8 @@ def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
+    from cli import refs  # the installed systems: start-up time
+
     system, ident = refs.parse_ref(ref, settings)
     itsm = settings.mapping_model.itsm_systems()
     if system in itsm:
@@ -125,6 +128,8 @@ def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
 
 
 def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
+    from cli import refs  # the engine and connectors: start-up time
+
     system, ident = refs.parse_ref(ref, settings)
     try:
         ticket: Ticket = refs.load_ticket_for_explain(settings, ref)
@@ -139,7 +144,7 @@ def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
 
 
 def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
-    # Imported here: see `_paired`.
+    # The ledger's store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from sync.procedure.ledger import ledger_view
     from sync.runtime.wiring import open_store
 
@@ -190,6 +195,11 @@ def register(app: typer.Typer) -> None:
 
         Nothing is written: the decision is computed, not recorded.
         """
+        # The policy engine loads only to decide (start-up time).
+        from escalation.decide import decide
+        from escalation.decision import EngineeringStatus, LedgerView
+        from escalation.explain import explain_data, render_text
+
         if (ref is None) == (ticket_file is None):
             raise _fail("give either REF or --ticket-file")
         when = _parse_at(at)
@@ -255,6 +265,12 @@ def register(app: typer.Typer) -> None:
         for each state it passed through, its comments accumulating. The source tree has a
         sample: docs/simulate-tickets.jsonl.
         """
+        # The simulation (policy engine, pydantic validation) loads only to run (start-up time).
+        from pydantic import ValidationError
+
+        from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
+        from escalation.simulate import render_text as render_simulation
+
         if policy is not None:
             chosen = read_policy(policy)
         else:

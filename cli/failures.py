@@ -9,7 +9,7 @@ credentials; the address is shown without any user information it may hold.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -23,8 +23,9 @@ from connectors.errors import (
     ServerUnavailable,
     TransportFailed,
 )
-from sync.config.settings import Settings
-from sync.systems import registry as systems
+
+if TYPE_CHECKING:
+    from sync.config.settings import Settings
 
 T = TypeVar("T")
 
@@ -41,6 +42,9 @@ _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
 
 def system_name(system: str) -> str:
     """The installed system's title (`Jira`, `ServiceNow`), or the identifier itself."""
+    # The installed systems load when a failure is described, not with --help (start-up time).
+    from sync.systems import registry as systems
+
     if system in systems.registry():
         return systems.get(system).title
     return system or "the remote system"

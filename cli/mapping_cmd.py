@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.options import system_option
 from escalation.wording import plural
-from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
-from sync.config.settings import Settings, config_path, load_settings
-from sync.pipeline.plan import get_value, sync_rules
-from sync.runtime.logs import configure_logging, settings_secrets
-from sync.systems import registry as systems
+
+if TYPE_CHECKING:
+    from mapping import Mapping
+    from sync.config.settings import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -31,6 +30,11 @@ ConfigOption = Annotated[
 
 def load_or_exit(config: Path | None) -> Settings:
     """Load settings, or print every configuration error and exit 2."""
+    # Imported when a command loads its configuration, not with --help (start-up time).
+    from mapping import ConfigInvalid
+    from sync.config.settings import load_settings
+    from sync.runtime.logs import configure_logging, settings_secrets
+
     try:
         settings = load_settings(config)
     except ConfigInvalid as exc:
@@ -46,12 +50,18 @@ def load_or_exit(config: Path | None) -> Settings:
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
     """Canonical fields a change in `source` is copied from: those the sync carries across
     (read on both sides, written on the other) that `source` owns or shares."""
+    # The sync rules load only for a preview (start-up time).
+    from sync.pipeline.plan import sync_rules
+
     synced = sync_rules(mapping).synced_fields()
     return [f for f in synced if mapping.owner(f) in (source.value, "both")]
 
 
 def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
     """Accept a record as the vendor prints it (a Table API `result`, a webhook's `issue`)."""
+    # The installed systems load only for a preview (start-up time).
+    from sync.systems import registry as systems
+
     return systems.get(system).vendor_record(document)
 
 
@@ -62,6 +72,8 @@ def register(app: typer.Typer) -> None:
     @group.command("check")
     def check(config: ConfigOption = None) -> None:
         """Validate the whole configuration; exit 2 listing every error (file, key, reason)."""
+        from sync.config.settings import config_path  # start-up time: settings load here
+
         settings = load_or_exit(config)
         mapping = settings.mapping_model
         systems = ", ".join(s.value for s in mapping.systems)
@@ -80,6 +92,10 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Print the canonical ticket and the payload that would be written to the other system."""
+        # The mapping code loads when a record is previewed (start-up time).
+        from mapping import to_canonical, to_vendor
+        from sync.pipeline.plan import get_value
+
         settings = load_or_exit(config)
         mapping = settings.mapping_model
         try:

@@ -9,32 +9,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
-from sync.config.settings import Settings
-from sync.store.database import DeadLetter, Store
 
 if TYPE_CHECKING:
+    from sync.config.settings import Settings
     from sync.queue.tasks import SyncQueue
+    from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _open(settings: Settings) -> Store:
-    # The composition root is imported when a command runs, not when the CLI starts: it loads
-    # the engine and the connectors, which `--help` and the offline commands do not need.
+    # The store (SQLAlchemy) and the composition root load when a command opens the store,
+    # not with --help (start-up time).
     from sync.runtime.wiring import open_store
 
     return open_store(settings)
 
 
 def _queue(settings: Settings, store: Store) -> SyncQueue:
-    # Imported here: see `_open`.
-    from sync.runtime.wiring import open_queue
+    from sync.runtime.wiring import open_queue  # Huey: start-up time
 
     return open_queue(settings, store)
 
@@ -45,8 +42,7 @@ def _when(value: datetime | None) -> str | None:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """The running daemon's pid and address from its runtime file, or None if none runs."""
-    # Imported here: see `_open` (the daemon module loads the web server).
-    from sync.runtime.daemon import RUNTIME_FILE
+    from sync.runtime.daemon import RUNTIME_FILE  # the daemon module: start-up time
 
     try:
         info = json.loads((state_dir / RUNTIME_FILE).read_text())
@@ -60,8 +56,7 @@ def daemon_state(state_dir: Path) -> dict[str, Any] | None:
 def active_escalations(store: Store) -> dict[str, int]:
     """Escalations approved and not released, and requests awaiting a decision, counted by the
     ledger's own rule."""
-    # Imported here: see `_open`.
-    from sync.procedure.ledger import escalation_counts
+    from sync.procedure.ledger import escalation_counts  # start-up time
 
     with store.reading() as tx:
         counts = escalation_counts(tx)
@@ -70,8 +65,7 @@ def active_escalations(store: Store) -> dict[str, int]:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
-    # Imported here: see `_open`.
-    from sync.notify.outbox import store_counts
+    from sync.notify.outbox import store_counts  # start-up time
 
     return store_counts(store)
 
@@ -107,6 +101,10 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    # Rich's tables load only to print one (start-up time).
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -225,6 +223,9 @@ def register(app: typer.Typer) -> None:
         if not items:
             typer.echo("no dead letters")
             return
+        from rich.console import Console  # start-up time
+        from rich.table import Table
+
         table = Table("id", "created", "system", "ticket", "error", "tries", "reason")
         for item in items:
             table.add_row(
@@ -309,8 +310,7 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
 
 def _process_here(settings: Settings, store: Store, queue: SyncQueue) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    # Imported here: see `_open`.
-    from sync.runtime import wiring
+    from sync.runtime import wiring  # the engine: start-up time
 
     before = store.status_counts().dead_letters_pending
     queue.set_processor(configured(lambda: wiring.default_processor(settings, store, queue)))

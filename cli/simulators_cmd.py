@@ -1,4 +1,4 @@
-"""`escalation-sync simulators`: Jira, ServiceNow and an SMTP sink in the foreground."""
+"""`escalation-sync simulators`: Jira, ServiceNow, Slack and a mail sink in the foreground."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulators.estate import SimulatedEstate
+from cli.extras import require_extra
 
 Port = Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")]
 
@@ -31,23 +31,31 @@ def register(app: typer.Typer) -> None:
         servicenow_port: Port = 8082,
         smtp_port: Port = 8025,
         mail_api_port: Port = 8026,
+        imap_port: Port = 8143,
+        slack_port: Port = 8083,
         webhooks_to: Annotated[
             str,
             typer.Option(help="Daemon base URL the simulators post their webhooks to."),
         ] = "http://127.0.0.1:8080",
     ) -> None:
-        """Run the Jira and ServiceNow simulators and the SMTP sink until Ctrl-C.
+        """Run the Jira, ServiceNow and Slack simulators and the mail sink until Ctrl-C.
 
         Try mapping and policy files with no production system at hand: the printed snippet,
         merged into a copy of config.example.toml, points the daemon at these simulators (on
         whatever ports they got), and the printed secrets go in its environment. It also lists
         the people you can act as over the vendors' REST APIs, with their credentials.
         """
+        require_extra("simulators", "simulators")
+        # The simulators (FastAPI apps, an SMTP server) load only when they start (start-up time).
+        from simulators.estate import SimulatedEstate
+
         estate = SimulatedEstate(
             jira_port=jira_port,
             servicenow_port=servicenow_port,
             smtp_port=smtp_port,
             mail_api_port=mail_api_port,
+            imap_port=imap_port,
+            slack_port=slack_port,
         )
         estate.start()
         stop = threading.Event()
@@ -65,6 +73,9 @@ def register(app: typer.Typer) -> None:
             typer.echo("\n# Secrets, in the daemon's environment:")
             for key, value in estate.environment().items():
                 typer.echo(f"export {key}={value}")
+            typer.echo(
+                f"# Slack Web API at {estate.slack.api_url}, bot token {estate.slack.bot_token}"
+            )
             people = estate.people()
             typer.echo(
                 "\n# People to act as over the REST APIs (HTTP basic auth, login:secret);\n"

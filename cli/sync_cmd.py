@@ -8,14 +8,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
@@ -23,20 +15,22 @@ from cli.options import system_option
 from connectors.errors import ConnectorError
 from escalation.wording import plural
 from mapping.model import System
-from sync.config.settings import Settings
-from sync.store.database import Store
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from sync.config.settings import Settings
     from sync.pipeline.backfill import BackfillSkip
     from sync.queue.tasks import SyncQueue
+    from sync.store.database import Store
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
 
 def open_store(settings: Settings) -> Store:
     """The configured store (SQLite in the state directory unless a URL is set)."""
-    # The composition root is imported when a command runs, not when the CLI starts: it loads
-    # the engine and the connectors, which `--help` and the offline commands do not need.
+    # The store (SQLAlchemy) and the composition root load when a command opens the store,
+    # not with --help (start-up time).
     from sync.runtime import wiring
 
     return wiring.open_store(settings)
@@ -44,8 +38,7 @@ def open_store(settings: Settings) -> Store:
 
 def open_queue(settings: Settings, store: Store) -> SyncQueue:
     """The configured queue, over `store`."""
-    # Imported here: see `open_store`.
-    from sync.runtime import wiring
+    from sync.runtime import wiring  # Huey: start-up time
 
     return wiring.open_queue(settings, store)
 
@@ -74,7 +67,7 @@ class OncePass:
 def run_once(settings: Settings) -> OncePass:
     """Poll each mapped system (a failing one does not stop the others) and process every task
     queued."""
-    # Imported here: see `open_store`.
+    # The engine, connectors and queue load only for a pass (start-up time).
     from sync.runtime import wiring
 
     store = open_store(settings)
@@ -154,7 +147,15 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Pair existing records with new ones in the other system (bulk APIs, progress bar)."""
-        # Imported here: see `open_store`.
+        # The engine, connectors and progress bar load only for a backfill (start-up time).
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         from sync.pipeline import backfill as backfilling
         from sync.runtime import wiring
 

@@ -30,7 +30,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -44,15 +43,9 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from connectors.errors import InvalidRequest, NotFound
 from connectors.jira import CommentPolicy, JiraConnector, RemoteLinkSpec
 from simulators.jira import JiraSimulator
+from tests.conftest import VENDOR
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "vendor"
-    / "jira"
-    / "openapi"
-    / "swagger-v3.v3.json"
-)
+SPEC_PATH = VENDOR / "jira" / "openapi" / "swagger-v3.v3.json"
 SPEC_HOST = "https://your-domain.atlassian.net"
 JIRA_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?([+-]\d{4}|Z)$")
 
