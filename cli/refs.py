@@ -10,15 +10,17 @@ from sync.systems import registry as systems
 
 def parse_ref(ref: str, settings: Settings) -> tuple[System, str]:
     """`<system>:<id>` (`jira:DS-12`, `servicenow:<sys_id>`), or a bare reference: one a system
-    recognises as its own (a Jira key), else a record of the ITSM system (a ServiceNow number
-    or sys_id with the shipped mapping)."""
+    recognises as its own (a Jira key), the ITSM systems asked first, else a record of the ITSM
+    system (a ServiceNow number or sys_id with the shipped mapping)."""
     head, sep, tail = ref.partition(":")
     if sep and head in systems.registry():
         return System(head), tail
-    for system in settings.mapping_model.systems:
-        if systems.get(system).claims_reference(ref):
+    itsm = sorted(settings.mapping_model.itsm_systems())
+    others = sorted(s for s in settings.mapping_model.systems if s not in itsm)
+    for system in [*itsm, *others]:
+        if system in systems.registry() and systems.get(system).claims_reference(ref):
             return system, ref
-    return sorted(settings.mapping_model.itsm_systems())[0], ref
+    return itsm[0], ref
 
 
 def load_ticket_for_explain(settings: Settings, ref: str) -> Ticket:

@@ -183,6 +183,8 @@ def register(app: typer.Typer) -> None:
                 except ConnectorError as exc:
                     reason = describe(exc, settings, system.value)
                     raise fail(f"backfill stopped: {reason}") from None
+                except backfilling.NoBulkOperations as exc:
+                    raise fail(f"cannot backfill: {exc}", 2) from None
         finally:
             store.close()
         typer.echo(

@@ -204,10 +204,16 @@ def _raise_first(futures: list[Future[None]]) -> None:
     futures[:] = [f for f in futures if not f.done()]
 
 
+class NoBulkOperations(Exception):
+    """A system's adapter offers no bulk operations, which a backfill needs."""
+
+
 def _bulk(adapter: Adapter) -> BulkAdapter:
     if isinstance(adapter, BulkAdapter):
         return adapter
-    raise TypeError(f"no bulk operations on {type(adapter).__name__}")
+    raise NoBulkOperations(
+        f"{adapter.system.value} offers no bulk operations (its adapter is no BulkAdapter)"
+    )
 
 
 class _Run:

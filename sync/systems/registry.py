@@ -21,12 +21,11 @@ from typing import Any
 import structlog
 
 from mapping.model import System
-from sync.systems import jira, servicenow
+from sync.systems import ENTRY_POINTS, jira, servicenow
 from sync.systems.base import TicketSystem
 
 log = structlog.get_logger(__name__)
 
-ENTRY_POINTS = "escalation_sync.systems"
 BUILT_IN: tuple[TicketSystem[Any], ...] = (jira.SYSTEM, servicenow.SYSTEM)
 
 
