@@ -30,6 +30,7 @@ import requests
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -219,6 +220,11 @@ class ServiceNowConnector:
             params["sysparm_fields"] = ",".join(fields)
         body = self._json("GET", self._table_path(sys_id), params=params)
         return _result(body)
+
+    def probe(self) -> None:
+        """One cheap authenticated read (one sys_id of the table); raises as any read does,
+        AuthFailed when the credentials are refused."""
+        self._list(self._table_path(), "", ["sys_id"], offset=0, limit=1)
 
     def find_by_number(self, number: str) -> dict[str, Any] | None:
         """The record whose `number` is exactly `number` (raw values), or None."""
@@ -942,9 +948,18 @@ def _status_error(
             messages=texts,
             retry_after=retry_after_header(headers),
         )
-    if status in (401, 403):
+    # "REST API HTTP response codes": 401 the credentials, 403 "the requested operation is not
+    # permitted for the user" (an ACL, a business rule or a data policy): the user is known.
+    if status == 401:
         return AuthFailed(
             f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+        )
+    if status == 403:
+        return Forbidden(
+            f"{where} refused: not permitted for the integration user (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,

@@ -30,6 +30,7 @@ from connectors.email import EmailSettings
 from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
+from sync.notify.registry import validate_sections
 from sync.systems.base import S, SystemSettings, TicketSystem
 from sync.systems.registry import Registry, registry
 
@@ -83,6 +84,17 @@ def default_sections() -> dict[str, SystemSettings]:
     return sections
 
 
+class HealthSettings(_Section):
+    """When /healthz turns 503, and how often a paused system is probed."""
+
+    # A system that failed every call for this long (none answered) is unhealthy.
+    failing_after_seconds: int = Field(default=900, ge=1)
+    # The oldest ready task has waited this long: the workers are stuck or far behind.
+    queue_stuck_after_seconds: int = Field(default=600, ge=1)
+    # A system paused for refused credentials is asked again this often (one cheap call).
+    probe_interval_seconds: int = Field(default=60, ge=1)
+
+
 # What a configuration not (yet) loaded by `load_settings` maps: nothing.
 EMPTY_MAPPING = Mapping(
     source="", systems={}, ownership={}, default_owner="both", conflict="newest-wins"
@@ -102,11 +114,15 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     # The raw tables, validated into typed models by load_settings. Kept out of repr: the raw
     # `[email]` table holds transport passwords as plain strings (the typed model wraps them).
     email: dict[str, Any] = Field(default_factory=dict, repr=False)
     escalation: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # `[notify.<channel>]` tables, one per notification channel besides e-mail
+    # (sync/notify/channels/); each is validated by its channel's module.
+    notify: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping_file: Path | None = None
     policy_file: Path | None = None
 
@@ -115,6 +131,8 @@ class Settings(BaseSettings):
     compiled_mapping: InstanceOf[Mapping] = Field(default_factory=lambda: EMPTY_MAPPING)
     compiled_policy: InstanceOf[Policy] | None = None
     email_settings: InstanceOf[EmailSettings] | None = None
+    # Each `[notify.<channel>]` table as its channel's validated model, by channel.
+    notify_settings: dict[str, InstanceOf[BaseModel]] = Field(default_factory=dict, repr=False)
     # Each ticket system's validated section, by system name.
     systems: dict[str, InstanceOf[SystemSettings]] = Field(default_factory=default_sections)
 
@@ -219,6 +237,7 @@ class _Sections:
     policy_file: Path | None
     escalation: dict[str, Any]
     email: dict[str, Any]
+    notify: dict[str, Any]
 
     @classmethod
     def from_raw(cls, data: dict[str, Any]) -> _Sections:
@@ -236,6 +255,7 @@ class _Sections:
             path("policy_file"),
             table("escalation"),
             table("email"),
+            table("notify"),
         )
 
 
@@ -262,6 +282,7 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.policy_file,
             settings.escalation,
             settings.email,
+            settings.notify,
         )
     mapping: Mapping | None = None
     policy: Policy | None = None
@@ -282,6 +303,8 @@ def load_settings(path: Path | None = None) -> Settings:
         email = EmailSettings.model_validate(sections.email)
     except ValidationError as exc:
         errors.extend(from_pydantic(exc, source, "email"))
+    notify_models, notify_errors = validate_sections(sections.notify, source)
+    errors.extend(notify_errors)
     if settings is None or errors or mapping is None:
         raise ConfigInvalid(errors)
     settings.source = source
@@ -295,6 +318,7 @@ def load_settings(path: Path | None = None) -> Settings:
     settings.compiled_mapping = mapping
     settings.compiled_policy = policy
     settings.email_settings = email
+    settings.notify_settings = notify_models
     settings.systems = systems
     return settings
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
-from connectors.errors import PermanentError
+import errors
 from mapping import UnmappedValue, read_path, stored_as_written, to_canonical
 from mapping.model import System, Ticket
 from sync.pipeline.context import SyncContext
@@ -24,7 +24,7 @@ from sync.systems.base import Created
 READERS = 16
 
 
-class MappingFailed(PermanentError):
+class MappingFailed(errors.DeadLetter):
     """A record cannot be mapped (a value the mapping does not know): fix the mapping, replay."""
 
 

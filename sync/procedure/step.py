@@ -1,8 +1,9 @@
-"""The engine's escalation step: decide, record in the ledger, queue the e-mails — one transaction.
+"""The engine's escalation step: decide, record in the ledger, queue the notices — one transaction.
 
 `escalation.decide.decide` is pure; this module gives it the ledger's view of the ticket, hands
 its decision to the ledger (which re-checks the limits under a lock, so two workers approving at
-once cannot exceed them) and renders the customer and management e-mails into the outbox in the
+once cannot exceed them) and turns the decision's e-mail and notification actions into notices
+(what happened, who is told) that every configured notifier composes into the outbox, in the
 same transaction. If anything fails, nothing of it is recorded and the next attempt decides
 again. The engine carries out the record actions (labels, notes, the engineering record) after
 the commit.
@@ -13,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-import structlog
-
 from connectors.email import EmailSettings
-from connectors.email_render import CustomerContext, ManagementContext, RenderedEmail, Renderer
+from connectors.email_render import CustomerContext, ManagementContext
 from escalation.decision import (
     CustomerEvent,
     Decision,
@@ -27,7 +26,9 @@ from escalation.decision import (
 from escalation.policy import Policy
 from mapping.model import Ticket
 from sync.config.settings import Settings
-from sync.notify.outbox import OutboxKey, enqueue
+from sync.notify.notifier import Notice, Notifiers
+from sync.notify.outbox import notify
+from sync.notify.registry import build_notifiers
 from sync.procedure.email_context import (
     as_decided,
     customer_context,
@@ -36,8 +37,6 @@ from sync.procedure.email_context import (
 )
 from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
 from sync.store.database import StoreSession
-
-log = structlog.get_logger("escalation_sync.escalation")
 
 DecideFn = Callable[..., Decision]
 
@@ -51,18 +50,24 @@ class PolicyEscalation:
         *,
         email: EmailSettings | None = None,
         decide_and_record: DecideFn = decide_and_record,
+        notifiers: Notifiers | None = None,
     ) -> None:
         self.policy = policy
         self.email = email
         self._decide_and_record = decide_and_record
-        self._renderer: Renderer | None = None
+        self.notifiers = notifiers if notifiers is not None else Notifiers()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyEscalation | None:
-        """The step for the settings' policy and e-mail section (None: no policy configured)."""
+        """The step for the settings' policy, telling every configured notifier (None: no
+        policy configured)."""
         if settings.compiled_policy is None:
             return None
-        return cls(settings.compiled_policy, email=settings.email_settings)
+        return cls(
+            settings.compiled_policy,
+            email=settings.email_settings,
+            notifiers=build_notifiers(settings),
+        )
 
     def decide(
         self,
@@ -77,59 +82,55 @@ class PolicyEscalation:
         meanwhile, the decision recorded (and returned) is the refusal.
         """
         decision = self._decide_and_record(tx, ticket, now, self.policy, engineering=engineering)
-        self._queue_email(tx, ticket, decision, engineering, now)
+        for notice in self._notices(tx, ticket, decision, engineering):
+            notify(tx, self.notifiers, notice, now=now)
         return decision
 
-    # --- e-mail -----------------------------------------------------------------------------
+    # --- notices: what happened and who is told; each notifier says how --------------------
 
-    def _render(self, event: str, context: CustomerContext | ManagementContext) -> RenderedEmail:
-        if self._renderer is None:
-            self._renderer = Renderer(self.email.templates_dir if self.email else None)
-        return self._renderer.render(event, context)
-
-    def _queue_email(
+    def _notices(
         self,
         tx: StoreSession,
         ticket: Ticket,
         decision: Decision,
         engineering: EngineeringStatus | None,
-        now: datetime,
-    ) -> None:
-        if self.email is None or not self.email.enabled:
-            return
+    ) -> list[Notice]:
+        if not len(self.notifiers):
+            return []
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
         # The engine writes the decision to the record after this transaction commits.
         decided = as_decided(ticket, decision)
-        company = self.email.from_name
+        company = (self.email.from_name if self.email is not None else "") or "Support"
+        notices = []
         for action in decision.actions:
             if isinstance(action, EmailCustomer):
-                to = customer_recipients(ticket)
-                if not to:
-                    log.info("customer e-mail skipped: no address", ticket=key_name)
-                    continue
-                event = template = action.event.value
-                context: CustomerContext | ManagementContext = self._customer_context(
-                    decided, decision, action, engineering, company
+                event = action.event.value
+                notice = Notice(
+                    audience="customer",
+                    event=event,
+                    template=event,
+                    ticket=key_name,
+                    version=version,
+                    context=self._customer_context(decided, decision, action, engineering, company),
+                    recipients=customer_recipients(ticket),
                 )
             elif isinstance(action, NotifyManagement):
-                to = tuple(action.recipients) or tuple(self.email.management_recipients)
-                if not to:
-                    continue
-                event, template = f"management:{action.event}", f"management_{action.event}"
-                context = self._management_context(
-                    tx, decided, decision, action, engineering, company
+                notice = Notice(
+                    audience="management",
+                    event=f"management:{action.event}",
+                    template=f"management_{action.event}",
+                    ticket=key_name,
+                    version=version,
+                    context=self._management_context(
+                        tx, decided, decision, action, engineering, company
+                    ),
+                    recipients=tuple(action.recipients),
                 )
             else:
                 continue
-            enqueue(
-                tx,
-                OutboxKey(key_name, event, version),
-                to=to,
-                rendered=self._render(template, context),
-                id_domain=self.email.id_domain,
-                now=now,
-            )
+            notices.append(notice)
+        return notices
 
     def _customer_context(
         self,

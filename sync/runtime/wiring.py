@@ -16,15 +16,17 @@ from typing import Any
 
 from huey import Huey
 
-from connectors.email import EmailSettings
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from sync.config.settings import Settings
-from sync.notify.outbox import OutboxWorker, worker_for
+from sync.notify import outbox
+from sync.notify.outbox import OutboxWorker
+from sync.notify.registry import build_notifiers
 from sync.pipeline.engine import Engine
 from sync.procedure.carry_out import EscalationPort
 from sync.procedure.step import PolicyEscalation
 from sync.queue.tasks import SyncQueue, TicketProcessor, make_huey
+from sync.runtime.health import HealthBoard, HealthPolicy
 from sync.store.database import Store
 from sync.systems import registry as systems
 from sync.systems.base import Adapter
@@ -40,11 +42,26 @@ def queue_storage(settings: Settings) -> Huey:
     return make_huey(settings.state.queue_url, settings.state.dir)
 
 
-def open_queue(settings: Settings, store: Store, *, daily_reconcile: bool = False) -> SyncQueue:
+def open_queue(
+    settings: Settings,
+    store: Store,
+    *,
+    daily_reconcile: bool = False,
+    health: HealthBoard | None = None,
+) -> SyncQueue:
     """The sync queue on the configured storage, over `store`; with `daily_reconcile` (the
-    daemon) its periodic reconciliation runs at the configured time."""
+    daemon) its periodic reconciliation runs at the configured time, and with `health` it
+    pauses a system that refuses our credentials and probes it at the configured interval."""
     reconcile_at = settings.sync.reconcile_at if daily_reconcile else None
-    return SyncQueue(queue_storage(settings), store, reconcile_at=reconcile_at)
+    if health is None:
+        return SyncQueue(queue_storage(settings), store, reconcile_at=reconcile_at)
+    return SyncQueue(
+        queue_storage(settings),
+        store,
+        reconcile_at=reconcile_at,
+        health=health,
+        probe_interval=HealthPolicy.from_settings(settings).probe_interval.total_seconds(),
+    )
 
 
 def build_adapters(
@@ -114,13 +131,16 @@ def default_processor(settings: Settings, store: Store, queue: SyncQueue) -> Tic
     return engine
 
 
-def email_settings(settings: Settings) -> EmailSettings | None:
-    """The `[email]` section when e-mail is on, else None."""
-    email = settings.email_settings
-    return email if email is not None and email.enabled else None
-
-
-def outbox_worker(settings: Settings, store: Store) -> OutboxWorker | None:
-    """What sends the outbox's mail through the configured transport (None: e-mail is off)."""
-    email = email_settings(settings)
-    return worker_for(store.db, email) if email is not None else None
+def outbox_worker(
+    settings: Settings, store: Store, *, health: HealthBoard | None = None
+) -> OutboxWorker | None:
+    """What sends the outbox through every configured notifier (None: no channel configured)."""
+    notifiers = build_notifiers(settings)
+    if not len(notifiers):
+        return None
+    return outbox.outbox_worker(
+        store.db,
+        notifiers,
+        health=health,
+        probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+    )

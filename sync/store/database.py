@@ -45,7 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from connectors.errors import RetryableError
+import errors
 from sync.store import links
 from sync.store.db import Base, UTCDateTime
 from sync.store.links import Link, LinkConflict, LinkSide, NewLink
@@ -57,11 +57,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "escalation_sync_read_only"
 
 
-class LeaseBusy(RetryableError):
+class LeaseBusy(errors.Retry):
     """Another worker holds the lease on a ticket right now: try again shortly.
 
     Contention, not failure: the queue reschedules without spending a retry attempt.
     """
+
+    counts_as_attempt = False
 
 
 def utcnow() -> datetime:

@@ -21,6 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
+import errors
 from mapping.model import System
 from sync.store.db import Base, UTCDateTime
 
@@ -109,8 +110,9 @@ class NewLink:
     route: str | None = None
 
 
-class LinkConflict(Exception):
-    """A record is already paired with a different one; the caller must not overwrite it."""
+class LinkConflict(errors.DeadLetter):
+    """A record is already paired with a different one; the caller must not overwrite it (the
+    event is parked for an operator to decide which pair is right)."""
 
 
 # --- statements ---------------------------------------------------------------------------------

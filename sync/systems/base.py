@@ -163,6 +163,10 @@ class Adapter(Protocol):
         """Records changed at or after `since`, oldest first."""
         ...
 
+    def probe(self) -> None:
+        """One cheap authenticated call: does the system accept our credentials (again)?"""
+        ...
+
 
 @runtime_checkable
 class BulkAdapter(Adapter, Protocol):

@@ -1,4 +1,4 @@
-"""Migrations carry existing data: a store made before 0004_pairs keeps its pairs, comment links
+"""Migrations carry existing data: a store made before 0006_pairs keeps its pairs, comment links
 and snapshots when it is opened by this version, and gives them back when stepped down."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sync.store.migrations import current_revision, downgrade, upgrade
 from tests.sync.pairs import jira, servicenow
 from tests.sync.store_backends import postgres_schema
 
-BEFORE_PAIRS = "0003_ledger"
+BEFORE_PAIRS = "0005_system_health"
 SYS_ID = "9d385017c611228701d22104cc95c371"
 
 
@@ -36,7 +36,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def _store_made_before_pairs(url: str) -> None:
-    """A database at 0003_ledger holding two pairs (one with every id, one with the ids an
+    """A database at 0005_system_health holding two pairs (one with every id, one with the ids an
     interrupted pairing leaves), a comment link and a snapshot of each side."""
     db = create_db_engine(url)
     try:
@@ -94,7 +94,7 @@ def test_pairs_comment_links_and_snapshots_survive_the_upgrade(url: str) -> None
     _store_made_before_pairs(url)
     store = Store.open(url)
     try:
-        assert current_revision(store.db) == "0004_pairs"
+        assert current_revision(store.db) == "0006_pairs"
         pairs = store.list_links()
         assert [p.id for p in pairs] == [1, 2]
         full, partial = pairs
@@ -136,7 +136,7 @@ def test_pairs_comment_links_and_snapshots_survive_the_upgrade(url: str) -> None
 
 
 def test_stepping_down_gives_the_old_columns_back(url: str) -> None:
-    """Downgrading below 0004_pairs rebuilds `links` with the Jira and ServiceNow columns, the
+    """Downgrading below 0006_pairs rebuilds `links` with the Jira and ServiceNow columns, the
     ids filled in since the upgrade included."""
     _store_made_before_pairs(url)
     store = Store.open(url)
@@ -169,7 +169,7 @@ def test_stepping_down_refuses_pairs_the_old_schema_cannot_hold(url: str) -> Non
         store.put_link(jira("DS-1"), LinkSide(third.value, "HD-1"))
         with pytest.raises(RuntimeError, match="not one Jira issue and one ServiceNow record"):
             downgrade(store.db, BEFORE_PAIRS)
-        assert current_revision(store.db) == "0004_pairs"
+        assert current_revision(store.db) == "0006_pairs"
         assert store.get_link("helpdesk", "HD-1") is not None
     finally:
         store.close()

@@ -7,9 +7,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
 # Every module declaring tables on Base, so autogenerate comparisons see the complete schema:
-# the e-mail outbox, the escalation ledger and the store's own tables.
+# the outbox, the escalation ledger, the health board and the store's own tables.
 import sync.notify.outbox
 import sync.procedure.ledger
+import sync.runtime.health
 import sync.store.database  # noqa: F401
 from sync.store.db import Base
 

@@ -73,6 +73,10 @@ class JiraAdapter:
         """The issue JSON with its comments (with visibility) and attachments."""
         return self.connector.get_issue(ticket_id)
 
+    def probe(self) -> None:
+        """GET /myself: who the credentials are, or AuthFailed."""
+        self.connector.myself()
+
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
     ) -> None:

@@ -63,6 +63,10 @@ class ServiceNowAdapter:
         self._clock = clock
         self._callers_lock = threading.Lock()
 
+    def probe(self) -> None:
+        """One record's sys_id from the table, or AuthFailed."""
+        self.connector.probe()
+
     def read(self, ticket_id: str) -> dict[str, Any]:
         """The record (raw values) plus `_journal`, `_attachments` and `_caller`; the first
         three in one Batch API request."""

@@ -23,6 +23,10 @@ class HelpdeskAdapter:
         # Who the integration writes notes as.
         self.author = author
 
+    def probe(self) -> None:
+        """GET /me: the help desk still takes our key."""
+        self.server.me()
+
     def read(self, ticket_id: str) -> dict[str, Any]:
         """The ticket with its notes."""
         return self.server.get(ticket_id)

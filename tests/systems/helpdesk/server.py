@@ -100,6 +100,11 @@ class HelpdeskServer:
         self.tickets[f"t{number}"] = ticket
         return copy.deepcopy(ticket)
 
+    def me(self) -> str:
+        """GET /me: who the integration is."""
+        self.requests.append("GET /me")
+        return "escalation-sync"
+
     def get(self, ident: str) -> dict[str, Any]:
         """GET /tickets/{id}, by id or number."""
         self.requests.append(f"GET /tickets/{ident}")

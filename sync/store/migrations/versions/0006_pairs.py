@@ -8,8 +8,8 @@ pairs keep their ids (and their order).
 
 Downgrading is possible while every pair is one Jira issue and one ServiceNow record.
 
-Revision ID: 0004_pairs
-Revises: 0003_ledger
+Revision ID: 0006_pairs
+Revises: 0005_system_health
 Create Date: 2026-12-01
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_pairs"
-down_revision = "0003_ledger"
+revision = "0006_pairs"
+down_revision = "0005_system_health"
 branch_labels = None
 depends_on = None
 
@@ -76,7 +76,7 @@ def downgrade() -> None:
     if others:
         raise RuntimeError(
             f"{others} pairs are not one Jira issue and one ServiceNow record: the schema "
-            "before 0004_pairs cannot hold them"
+            "before 0006_pairs cannot hold them"
         )
     with op.batch_alter_table("links") as batch:
         for column in ("jira_key", "jira_id", "servicenow_sys_id", "servicenow_number"):
