@@ -137,20 +137,18 @@ def register(app: typer.Typer) -> None:
         from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
 
         from sync.notify import outbox
-        from sync.notify.registry import build_notifiers
-        from sync.runtime.health import HealthBoard, HealthPolicy
+        from sync.runtime import wiring
+        from sync.runtime.health import HealthBoard
 
         settings = load_or_exit(config)
         _email_settings(settings)
         store = _open_store(settings)
         try:
-            worker = outbox.outbox_worker(
-                store.db,
-                build_notifiers(settings),
-                health=HealthBoard(store.db),
-                probe_interval=HealthPolicy.from_settings(settings).probe_interval,
-                batch_size=100_000,
+            worker = wiring.outbox_worker(
+                settings, store, health=HealthBoard(store.db), batch_size=100_000
             )
+            # E-mail is on (checked above), so there is a notifier to send through.
+            assert worker is not None
             sent = worker.run_once()
             with sessionmaker(store.db)() as session:
                 counts = outbox.status_counts(session)

@@ -132,15 +132,18 @@ def default_processor(settings: Settings, store: Store, queue: SyncQueue) -> Tic
 
 
 def outbox_worker(
-    settings: Settings, store: Store, *, health: HealthBoard | None = None
+    settings: Settings, store: Store, *, health: HealthBoard | None = None, batch_size: int = 0
 ) -> OutboxWorker | None:
-    """What sends the outbox through every configured notifier (None: no channel configured)."""
+    """What sends the outbox through every configured notifier (None: no channel configured);
+    `batch_size` bounds a pass (0: the worker's own batch)."""
     notifiers = build_notifiers(settings)
     if not len(notifiers):
         return None
+    options = {"batch_size": batch_size} if batch_size else {}
     return outbox.outbox_worker(
         store.db,
         notifiers,
         health=health,
         probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+        **options,
     )
