@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from escalation.history import PastDecision
     from escalation.policy import Policy
     from mapping.model import Ticket
+    from sync.config.settings import Settings
     from sync.store.database import Link
 
 PolicyOption = Annotated[
@@ -64,23 +65,19 @@ def read_policy(spec: str) -> Policy:
         raise typer.Exit(2) from None
 
 
-def _check_against(settings: Any, policy: Policy, spec: str) -> None:
+def _check_against(settings: Settings, policy: Policy, spec: str) -> None:
     """Exit 2 listing what the policy needs that the configuration does not give it."""
     from escalation.policy import key_prefix, mapping_gaps, target_gaps  # start-up time
-    from sync.config.settings import jira_projects
+    from sync.config.settings import policy_scopes
 
     path = Path(spec)
     source = str(path) if path.is_file() else str(presets.preset_path(spec))
     with Path(source).open("rb") as fh:
         prefix = key_prefix(tomllib.load(fh))
     mapping = settings.mapping_model
+    scopes = policy_scopes(settings.systems, mapping)
     errors = mapping_gaps(policy, mapping, source=source, prefix=prefix) + target_gaps(
-        policy,
-        mapping,
-        jira_projects=jira_projects(settings, mapping),
-        servicenow_table=settings.servicenow.table,
-        source=source,
-        prefix=prefix,
+        policy, mapping, scopes, source=source, prefix=prefix
     )
     if errors:
         typer.echo(
@@ -112,31 +109,28 @@ def _ticket_from_file(path: Path) -> Ticket:
         raise _fail(f"{path}: not a canonical ticket: {exc}") from None
 
 
-def _itsm_systems(settings: Any) -> set[System]:
-    """The systems escalations are decided in: where the routes start (ServiceNow by default)."""
-    return {route.source for route in settings.mapping_model.routes} or {System.SERVICENOW}
+def _paired(settings: Settings, system: System, ident: str) -> Link | None:
+    # The store (SQLAlchemy) and the composition root load only when a command opens the store
+    # (start-up time).
+    from sync.runtime.wiring import open_store
 
-
-def _paired(settings: Any, system: System, ident: str) -> Link | None:
-    from sync.store.database import Store
-
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         return store.get_link(system.value, ident)
     finally:
         store.close()
 
 
-def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
+def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
     """The ref to explain and, when it is the other side of `ref`'s pair, a note saying so.
 
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    from sync.pipeline.engine import parse_ref
+    from sync.runtime import refs  # the installed systems: start-up time
 
-    system, ident = parse_ref(ref)
-    itsm = _itsm_systems(settings)
+    system, ident = refs.parse_ref(ref, settings)
+    itsm = settings.mapping_model.itsm_systems()
     if system in itsm:
         return ref, None
     itsm_names = " or ".join(sorted(system_name(s.value) for s in itsm))
@@ -148,8 +142,9 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
             f"give one of those (its number or id)",
             1,
         )
-    other_system, other_id = link.other(system.value)
-    shown = (link.servicenow_number or other_id) if other_system == "servicenow" else other_id
+    partner = link.partner(system.value)
+    other_system, other_id = partner.system, partner.ticket_id
+    shown = partner.record_key or other_id
     note = (
         f"{ref} is the engineering side of a pair: explaining the paired "
         f"{system_name(other_system)} record {shown}"
@@ -157,12 +152,12 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
     return f"{other_system}:{other_id}", note
 
 
-def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
-    from sync.pipeline import engine as sync_engine
+def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
+    from sync.runtime import refs  # the engine and connectors: start-up time
 
-    system, ident = sync_engine.parse_ref(ref)
+    system, ident = refs.parse_ref(ref, settings)
     try:
-        ticket: Ticket = sync_engine.load_ticket_for_explain(settings, ref)
+        ticket: Ticket = refs.load_ticket_for_explain(settings, ref)
     except NotFound:
         raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
     except ConnectorError as exc:
@@ -176,12 +171,12 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
     return ticket
 
 
-def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
     # The ledger's store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from sync.procedure.ledger import ledger_view
-    from sync.store.database import Store
+    from sync.runtime.wiring import open_store
 
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         with store.reading() as tx:
             return ledger_view(tx, ticket, at, policy)
@@ -189,18 +184,17 @@ def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) ->
         store.close()
 
 
-def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
+def _export(settings: Settings, since: datetime) -> list[dict[str, Any]]:
     """The snapshots of every ITSM record changed since `since` (see `policy export`)."""
     # The connectors, the store and the replay load only to export (start-up time).
     from escalation.simulate import replay, snapshot_to_json
     from mapping import to_canonical
-    from sync.pipeline import engine as sync_engine
     from sync.procedure.engineering import engineering_status
-    from sync.store.database import Store
+    from sync.runtime.wiring import build_adapters, integration_users, open_store
 
-    adapters = sync_engine.build_adapters(settings)
+    adapters = build_adapters(settings)
     mapping = settings.mapping_model
-    users = [u for u in (settings.jira.integration_user, settings.servicenow.integration_user) if u]
+    users = [u for u in integration_users(settings).values() if u]
 
     def read(system: System, ident: str) -> Ticket:
         try:
@@ -210,9 +204,9 @@ def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
         return ticket
 
     lines: list[dict[str, Any]] = []
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
-        for system in sorted(_itsm_systems(settings)):
+        for system in sorted(mapping.itsm_systems()):
             try:
                 changed = list(adapters[system].changed_since(since))
             except ConnectorError as exc:
@@ -222,8 +216,8 @@ def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
                 link = store.get_link(system.value, ticket.ref.id)
                 engineering = None
                 if link is not None:
-                    other_system, other_id = link.other(system.value)
-                    eng = read(System(other_system), other_id)
+                    partner = link.partner(system.value)
+                    eng = read(System(partner.system), partner.ticket_id)
                     engineering = engineering_status(eng, users)
                 lines.extend(snapshot_to_json(s) for s in replay(ticket, engineering))
     finally:
@@ -232,14 +226,14 @@ def _export(settings: Any, since: datetime) -> list[dict[str, Any]]:
     return lines
 
 
-def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
+def _history(settings: Settings, ticket: Ticket) -> list[PastDecision]:
     """The ticket's recorded decisions, oldest first."""
     # The store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from escalation.decision import ledger_key
     from sync.procedure.history import decisions_of
-    from sync.store.database import Store
+    from sync.runtime.wiring import open_store
 
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         with store.reading() as tx:
             return decisions_of(tx, ledger_key(ticket.ref))
@@ -247,22 +241,23 @@ def _history(settings: Any, ticket: Ticket) -> list[PastDecision]:
         store.close()
 
 
-def _engineering_now(settings: Any, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
+def _engineering_now(settings: Settings, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
     """The paired engineering record read now, and a line saying what was read."""
     # The engine and connectors load only to read a live record (start-up time).
-    from sync.pipeline import engine as sync_engine
     from sync.procedure.engineering import engineering_status
+    from sync.runtime import refs
+    from sync.runtime.wiring import integration_users
 
     link = _paired(settings, ticket.ref.system, ticket.ref.id)
     if link is None:
         return None, "none paired"
-    other_system, other_id = link.other(ticket.ref.system.value)
+    partner = link.partner(ticket.ref.system.value)
+    other_system, other_id = partner.system, partner.ticket_id
     try:
-        eng = sync_engine.load_ticket_for_explain(settings, f"{other_system}:{other_id}")
+        eng = refs.load_ticket_for_explain(settings, f"{other_system}:{other_id}")
     except ConnectorError as exc:
         return None, f"{other_id} could not be read: {describe(exc, settings, other_system)}"
-    users = (settings.jira.integration_user, settings.servicenow.integration_user)
-    status = engineering_status(eng, [u for u in users if u])
+    status = engineering_status(eng, [u for u in integration_users(settings).values() if u])
     assignee = f", assigned to {eng.assignee.name or eng.assignee.email}" if eng.assignee else ""
     name = eng.ref.key or eng.ref.id
     shown = eng.status.value if eng.status else "status unknown"
@@ -328,7 +323,9 @@ def register(app: typer.Typer) -> None:
         if ticket_file is not None:
             ticket = _ticket_from_file(ticket_file)
         else:
-            resolved, note = _resolve_ref(settings, ref or "")
+            # A REF is read with the configuration: `settings` was loaded above.
+            assert settings is not None and ref is not None
+            resolved, note = _resolve_ref(settings, ref)
             ticket = _ticket_from_ref(settings, resolved)
         view = (
             _ledger_view(settings, ticket, when, chosen) if settings is not None else LedgerView()
@@ -398,9 +395,9 @@ def register(app: typer.Typer) -> None:
             raise _fail("--until must be after --since")
         settings = load_or_exit(config)
         from sync.procedure.history import decisions_since
-        from sync.store.database import Store
+        from sync.runtime.wiring import open_store
 
-        store = Store.for_state(settings.state.dir, settings.state.database_url)
+        store = open_store(settings)
         try:
             with store.reading() as tx:
                 past = decisions_since(tx, start)

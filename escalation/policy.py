@@ -12,7 +12,8 @@ canonical ticket; their first part must be a field of `mapping.model.Ticket`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -1043,7 +1044,7 @@ def mapping_gaps(
     one), so a rule reading a field that record never carries can never fire. `source` and
     `prefix` place each error in the policy's own file.
     """
-    itsm = sorted({r.source for r in mapping.routes} or {System.SERVICENOW})
+    itsm = sorted(mapping.itsm_systems())
     errors: list[ConfigError] = []
     for system in itsm:
         if system not in mapping.systems:
@@ -1055,77 +1056,89 @@ def mapping_gaps(
     return errors
 
 
-def _jira_targets(policy: Policy) -> list[str]:
-    return [
-        project
-        for lv in policy.levels
-        if lv.target_system is System.JIRA
-        for project in (lv.project or "", *lv.category_projects.values())
-        if project
-    ]
+@dataclass(frozen=True)
+class Scope:
+    """Where a configuration works in one system: the projects (or tables) it creates records
+    in and follows, where those are configured, and how to add one."""
+
+    title: str  # "Jira"
+    noun: str  # "project", "table"
+    containers: frozenset[str]
+    configured_in: str  # "[jira].project, [jira].jql and the routes"
+    # How to widen the scope to `all` of these containers, as the error's advice.
+    widen: Callable[[Sequence[str]], str] = lambda _all: "add it to the configuration"
+
+    def covers(self, container: str) -> bool:
+        """Whether records in `container` are within this scope."""
+        return container.casefold() in {c.casefold() for c in self.containers}
+
+
+def _targets(policy: Policy) -> list[tuple[Key, System, str]]:
+    """(key path, system, project or table) of every place a level escalates to."""
+    found: list[tuple[Key, System, str]] = []
+    for i, lv in enumerate(policy.levels):
+        if lv.target_system is None:
+            continue
+        found.append((("levels", i, "project"), lv.target_system, lv.project or ""))
+        found += [
+            (("levels", i, "category_projects", cat), lv.target_system, proj)
+            for cat, proj in lv.category_projects.items()
+        ]
+    return found
 
 
 def target_gaps(
     policy: Policy,
     mapping: FieldMapping,
+    scopes: Mapping[System, Scope | None],
     *,
-    jira_projects: frozenset[str] | None,
-    servicenow_table: str | None,
     source: str,
     prefix: str = "",
 ) -> list[ConfigError]:
     """Levels whose records could not be created, followed or routed as configured.
 
-    `jira_projects` are the Jira projects the configuration covers (its project, what its JQL
-    polls, the routes' targets; None when it does not bound them); `servicenow_table` is the
-    table it works in. A level escalating outside them, or routing by a field the mapping does
-    not write on the target system, would fail when someone is waiting for it.
+    `scopes` says, per system, which projects or tables the configuration works in (None, or
+    no entry: it does not bound them). A level escalating outside them, or routing by a field
+    the mapping does not write on its target system, would fail when someone is waiting for it.
     """
     errors: list[ConfigError] = []
 
     def error(reason: str, *key: object) -> None:
         errors.append(ConfigError(source, dotted(key, prefix), reason))
 
-    everything = sorted({*(jira_projects or ()), *(p.upper() for p in _jira_targets(policy))})
+    targets = _targets(policy)
+    for key, system, container in targets:
+        scope = scopes.get(system)
+        if scope is None or scope.covers(container):
+            continue
+        wanted = sorted(
+            {*scope.containers, *(c for _, s, c in targets if s is system and c)},
+            key=str.casefold,
+        )
+        known = ", ".join(sorted(scope.containers)) or "none"
+        error(
+            f"{scope.title} {scope.noun} {container} is not one this configuration works in "
+            f"({known}: {scope.configured_in}): its records would not be polled; "
+            f"{scope.widen(wanted)}",
+            *key,
+        )
     for i, lv in enumerate(policy.levels):
         if lv.target_system is None:
             continue
-        targets: list[tuple[Key, str]] = [(("levels", i, "project"), lv.project or "")]
-        targets += [
-            (("levels", i, "category_projects", cat), proj)
-            for cat, proj in lv.category_projects.items()
-        ]
-        for key, project in targets:
-            jira = lv.target_system is System.JIRA
-            if jira and jira_projects is not None and project.upper() not in jira_projects:
-                known = ", ".join(sorted(jira_projects)) or "none"
-                error(
-                    f"Jira project {project} is not one this configuration works in "
-                    f"({known}: [jira].project, [jira].jql and the routes): its records would "
-                    f"not be polled; add it to [jira].jql, e.g. project in "
-                    f"({', '.join(everything)})",
-                    *key,
-                )
-            elif not jira and servicenow_table is not None and project != servicenow_table:
-                error(
-                    f"ServiceNow table {project} is not the table this configuration works in "
-                    f"([servicenow].table = {servicenow_table})",
-                    *key,
-                )
         compiled = mapping.systems.get(lv.target_system)
-        wanted = dict.fromkeys(
+        wanted_fields = dict.fromkeys(
             name
             for values in (lv.dispatch_for(None), *(d.values() for d in lv.regions.values()))
             for name in values
         )
-        for name in wanted:
+        for name in wanted_fields:
             field = compiled.fields.get(f"custom.{name}") if compiled is not None else None
             if field is None or not field.writable:
-                system = lv.target_system.value
+                target = lv.target_system.value
                 where = "levels", i, name if name in Level.model_fields else "regions"
                 error(
-                    f"routes records by {name}, which the mapping does not write on {system}: "
-                    f"[mapping.systems.{system}.custom.{name}] is missing or read-only",
+                    f"routes records by {name}, which the mapping does not write on {target}: "
+                    f"[mapping.systems.{target}.custom.{name}] is missing or read-only",
                     *where,
                 )
     return errors

@@ -36,11 +36,11 @@ def test_approved_escalation_creates_links_tags_and_mails(harness: Harness) -> N
     harness.drain()
     link = harness.store.get_link("servicenow", sys_id)
     assert link is not None
-    issue = harness.jira.issue(link.jira_key)["fields"]
+    issue = harness.jira.issue(link.side("jira").ticket_id)["fields"]
     assert "ESCALATION" in issue["labels"]
     assert [a["filename"] for a in issue["attachment"]] == ["checkout.har"]
     notes = harness.snow_journal_text(sys_id)
-    assert link.jira_key in notes  # the link to the engineering record
+    assert link.side("jira").ticket_id in notes  # the link to the engineering record
     sent = [m for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
     assert len(sent) == 1
     # Processing again changes nothing.
@@ -63,8 +63,10 @@ def test_engineering_resolution_closes_the_escalation(harness: Harness) -> None:
     harness.drain()
     link = harness.store.get_link("servicenow", sys_id)
     assert link is not None
-    harness.jira.comment(link.jira_key, "Root cause: expired EU certificate, renewed", public=False)
-    harness.jira.transition(link.jira_key, "Done")
+    harness.jira.comment(
+        link.side("jira").ticket_id, "Root cause: expired EU certificate, renewed", public=False
+    )
+    harness.jira.transition(link.side("jira").ticket_id, "Done")
     harness.drain()
     assert harness.servicenow.incident(sys_id)["state"] == "6"
     assert "Resolution: Root cause: expired EU certificate" in harness.snow_journal_text(sys_id)
@@ -127,7 +129,7 @@ def test_explain_after_the_fact_and_report(harness: Harness, tmp_path: Any) -> N
     out = result.stdout
     assert "state: approved since " in out
     assert "counts (this ticket included): 1 escalated today, 1 active" in out
-    assert f"engineering record: {link.jira_key} is new (read now)" in out
+    assert f"engineering record: {link.side('jira').ticket_id} is new (read now)" in out
     history = out.split("history:\n", 1)[1].split("\n\nrules now:", 1)[0]
     assert "none -> pending_approval  (level L1)" in history
     assert "BLOCKED command.approve: /approve-escalation in comment" in history

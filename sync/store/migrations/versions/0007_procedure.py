@@ -5,8 +5,8 @@ waiting request asks for, the escalation a repeat joined, the ticket's key and c
 when a time-driven rule next falls due (the scheduler's index). `escalation_decisions` keeps
 each decision that did something, with its reasons, for `explain` and `report`.
 
-Revision ID: 0006_procedure
-Revises: 0005_system_health
+Revision ID: 0007_procedure
+Revises: 0006_pairs
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_procedure"
-down_revision = "0005_system_health"
+revision = "0007_procedure"
+down_revision = "0006_pairs"
 branch_labels = None
 depends_on = None
 
