@@ -70,9 +70,10 @@ def _ask_again(run: Run) -> str:
 def on_command(run: Run, cmd: Command) -> None:
     """An authorised approve or reject command."""
     author = cmd.comment.author
-    refused_by_limit = (run.notice_key or "").startswith("refused:max")
-    if cmd.kind == "approve" and run.state is S.REFUSED and refused_by_limit:
-        # A refusal by limit can be retried by an approver once slots are free.
+    retriable = (run.notice_key or "").startswith(("refused:max", "refused:not-created"))
+    if cmd.kind == "approve" and run.state is S.REFUSED and retriable:
+        # A refusal by limit, or for want of the engineering record, can be retried by an
+        # approver once slots are free or the cause is fixed.
         approve(run, person_key(author), who(author), cmd.argument)
         return
     if run.state is S.APPROVED and run.priority_asked is not None:

@@ -16,8 +16,11 @@ from datetime import datetime
 
 from connectors.email import EmailSettings
 from connectors.email_render import CustomerContext, ManagementContext
+from escalation.decide import decide
+from escalation.decide.activation import not_carried_out
 from escalation.decision import (
     AddNote,
+    CreateEngineeringRecord,
     CustomerEvent,
     Decision,
     EmailCustomer,
@@ -37,7 +40,14 @@ from sync.procedure.email_context import (
     customer_recipients,
     management_context,
 )
-from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
+from sync.procedure.ledger import (
+    decide_and_record,
+    get_entry,
+    ledger_view,
+    quiet_decision,
+    record_decision,
+    set_engineering_ref,
+)
 from sync.store.database import StoreSession
 
 DecideFn = Callable[..., Decision]
@@ -87,6 +97,48 @@ class PolicyEscalation:
         for notice in self._notices(tx, ticket, decision, engineering):
             notify(tx, self.notifiers, notice, now=now)
         return decision
+
+    def decide_unrecorded(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """The decision for an ITSM ticket, recorded nowhere yet (see `record`)."""
+        view = ledger_view(tx, ticket, now, self.policy)
+        return decide(ticket, view, now, self.policy, engineering=engineering)
+
+    def record(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """Record a decision made by `decide_unrecorded` and queue its notices; the refusal
+        recorded instead when another worker took the last slot meanwhile is returned."""
+        recorded = record_decision(tx, ticket, decision, now)
+        for notice in self._notices(tx, ticket, recorded, engineering):
+            notify(tx, self.notifiers, notice, now=now)
+        return recorded
+
+    def not_carried_out(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        record: CreateEngineeringRecord,
+        reason: str,
+        now: datetime,
+    ) -> Decision:
+        """Record, instead of `decision`, that its engineering record could not be created:
+        a refusal with the system's reason, nothing announced."""
+        refused = not_carried_out(
+            decision, self.policy, ticket, get_entry(tx, ticket), record, reason
+        )
+        return self.record(tx, ticket, refused, None, now)
 
     # --- notices: what happened and who is told; each notifier says how --------------------
 
