@@ -96,9 +96,11 @@ def run_once(settings: Settings) -> OncePass:
             # ends here, and the events it held go ahead in this run.
             queue.health.succeeded(system.value, "poll")
             queue.resume(system.value, "polled")
-        # Time-driven rules (an SLA nearing, a follow-up due) fire on unchanged tickets too.
+        # Time-driven rules (an SLA nearing, a follow-up due) fire on unchanged tickets too, at
+        # the time the engine decides with (a processor without a clock: the wall clock).
+        clock = getattr(engine, "clock", None) or (lambda: datetime.now(UTC))
         result.scheduled = Scheduler(
-            store, lambda s, t: queue.enqueue_ticket(s, t, source="scheduler"), engine.clock
+            store, lambda s, t: queue.enqueue_ticket(s, t, source="scheduler"), clock
         ).tick()
         result.ran = queue.run_pending(limit=100_000)
         result.dead = store.status_counts().dead_letters_pending - before

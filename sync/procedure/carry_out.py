@@ -237,7 +237,7 @@ class Escalator:
         """Create the engineering record, then record and carry out the decision; a refusal
         with the system's reason when the system will not create it."""
         store = self.context.store
-        fields, overrides = self.engineering_seed(itsm, record)
+        fields, overrides = self.engineering_seed(itsm, record, decision.actions)
         try:
             eng, writes = self.pairing.create(
                 itsm,
@@ -443,14 +443,24 @@ class Escalator:
         return writes
 
     def engineering_seed(
-        self, itsm: Ticket, action: CreateEngineeringRecord
+        self, itsm: Ticket, action: CreateEngineeringRecord, actions: Sequence[Action] = ()
     ) -> tuple[list[str], dict[str, Any]]:
-        """The ITSM fields an engineering record is created with, and the decision's texts."""
+        """The ITSM fields an engineering record is created with, the decision's texts, and the
+        values its other `actions` give the ITSM record (the tag, a priority), which the new
+        record starts with, as the ITSM record will have them."""
+        labels = list(dict.fromkeys([*itsm.labels, *action.labels]))
         overrides: dict[str, Any] = {
             "summary": action.summary,
             "description": action.description,
-            "labels": tuple(dict.fromkeys([*itsm.labels, *action.labels])),
         }
+        for other in actions:
+            if isinstance(other, AddLabel) and other.label not in labels:
+                labels.append(other.label)
+            elif isinstance(other, RemoveLabel) and other.label in labels:
+                labels.remove(other.label)
+            elif isinstance(other, SetPriority):
+                overrides["priority"] = other.priority
+        overrides["labels"] = tuple(labels)
         # The level's routing (queue, assignment group, component, team), written where the
         # mapping maps `custom.<name>` on the target system.
         overrides.update({f"custom.{name}": value for name, value in action.dispatch})
