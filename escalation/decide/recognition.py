@@ -15,6 +15,7 @@ from escalation.decide.reading import as_text, field_value
 from escalation.decide.signals import field_token
 from escalation.decide.triggers import fires
 from escalation.decision import RemoveLabel
+from escalation.policy import FieldCondition
 from mapping.model import EscalationState
 
 S = EscalationState
@@ -29,12 +30,35 @@ def recognise(run: Run) -> Flow:
     closed = status is not None and status in run.policy.closure.itsm_closed_statuses
     again = run.state in FINISHED and run.policy.reopen.allowed and not closed
     if run.state not in RESTARTABLE and not again:
+        _consume_fields(run)
         return Flow.NEXT
     signal = _label(run) or _field(run) or _trigger(run) or _priority(run)
     if signal is not None:
         request.start(run, *signal, None)
         _tell_management(run)
+        _consume_fields(run)
     return Flow.NEXT
+
+
+def _consume_fields(run: Run) -> None:
+    """Requesting field values present while an escalation is under way belong to it: they
+    do not ask again once it ends (another value does)."""
+    if run.state in RESTARTABLE or run.state in FINISHED:
+        return
+    for cond in run.policy.request.fields:
+        text = as_text(field_value(run.ticket, cond.field)).strip()
+        if text and _requests(run, cond, text):
+            run.once(field_token(cond.field, text))
+
+
+def _requests(run: Run, cond: FieldCondition, text: str) -> bool:
+    """Whether the field's value (`text`) is one that asks for escalation."""
+    if not cond.equals:
+        return True
+    value = field_value(run.ticket, cond.field)
+    values = [as_text(v).casefold() for v in value] if isinstance(value, tuple) else []
+    wanted = {e.casefold() for e in cond.equals}
+    return text.casefold() in wanted or bool(wanted.intersection(values))
 
 
 def _label(run: Run) -> Signal | None:
@@ -56,14 +80,8 @@ def _label(run: Run) -> Signal | None:
 
 def _field(run: Run) -> Signal | None:
     for i, cond in enumerate(run.policy.request.fields):
-        value = field_value(run.ticket, cond.field)
-        text = as_text(value).strip()
-        values = [as_text(v).casefold() for v in value] if isinstance(value, tuple) else []
-        if cond.equals:
-            wanted = {e.casefold() for e in cond.equals}
-            ok = text.casefold() in wanted or bool(wanted.intersection(values))
-        else:
-            ok = bool(text)
+        text = as_text(field_value(run.ticket, cond.field)).strip()
+        ok = bool(text) and _requests(run, cond, text)
         run.why(
             f"recognition.field[{i}]",
             "pass" if ok else "fail",

@@ -35,7 +35,8 @@ class Scheduler:
     store: Store
     enqueue: Callable[[str, str], None]
     clock: Callable[[], datetime]
-    sweep_every: timedelta = SWEEP_EVERY
+    # None: only the tickets whose wake time has come (no backstop sweep).
+    sweep_every: timedelta | None = SWEEP_EVERY
     _last_sweep: datetime | None = field(default=None, init=False)
 
     def due(self) -> list[tuple[str, str]]:
@@ -43,7 +44,10 @@ class Scheduler:
         now = self.clock()
         with self.store.reading() as tx:
             found = due_for_decision(tx, now)
-            sweep = self._last_sweep is None or now - self._last_sweep >= self.sweep_every
+            every = self.sweep_every
+            sweep = every is not None and (
+                self._last_sweep is None or now - self._last_sweep >= every
+            )
             if sweep:
                 found += open_escalations(tx)
         if sweep:

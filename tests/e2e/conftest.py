@@ -45,8 +45,10 @@ People and records seeded in ServiceNow: the agent `AGENT` (beth.anglin), the cu
 `SNOW_USER`. Jira: project `DS` with every status of the example mapping reachable from any
 status (`SYNC_WORKFLOW`); `harness.jira.engineer` acts as an engineer.
 
-Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now; a test may
-replace it to play approval windows and update cadences without waiting.
+Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now;
+`harness.later(hours=5)` moves it, and `harness.tick()` runs the daemon's scheduler at that
+moment, so time-driven rules (SLA near, follow-ups, reminders) fire on untouched tickets
+without anyone waiting.
 
 Crashes: `harness.engine.after_write = fn` is called after every vendor write and before it is
 recorded; raising there simulates a worker killed at that point.
@@ -66,6 +68,7 @@ from typing import Any
 
 import pytest
 
+import presets
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from simulators.common import ServerThread
@@ -75,6 +78,7 @@ from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
 from sync.config.settings import Settings, load_settings
 from sync.pipeline.engine import Engine, Outcome
+from sync.procedure.scheduler import Scheduler
 from sync.queue.tasks import RetrySchedule, SyncQueue, make_huey
 from sync.runtime.wiring import build_engine
 from sync.store.database import Store
@@ -151,6 +155,25 @@ class Harness:
             if ran == 0 and self.queue.depth() == 0:
                 return total
         raise AssertionError(f"queue did not go idle after {rounds} rounds ({total} tasks)")
+
+    def later(self, **delta: float) -> None:
+        """From now on the engine (its scheduler and its outbox) act as if `delta` had passed
+        since the real now (hours=5, minutes=30): time moves, nobody sleeps."""
+        self.engine.clock = lambda: datetime.now(UTC) + timedelta(**delta)
+
+    def tick(self) -> int:
+        """One pass of the daemon's scheduler at the engine's clock: the tickets a time-driven
+        rule is due for are queued (no edit to them), then drain(). Returns the tickets queued."""
+        # Only what the decisions' wake times say is due: the daemon's backstop sweep of every
+        # open escalation would hide a wake time that was never recorded.
+        queued = Scheduler(
+            self.store,
+            lambda s, t: self.queue.enqueue_ticket(s, t, source="scheduler"),
+            self.engine.clock,
+            sweep_every=None,
+        ).tick()
+        self.drain()
+        return queued
 
     def poll(self) -> int:
         """One polling pass over both systems (enqueueing what changed), then drain()."""
@@ -358,8 +381,6 @@ def make_harness(
 
 def preset_projects(name: str) -> tuple[str, ...]:
     """The Jira projects a preset escalates to."""
-    import presets
-
     policy = presets.load_preset(name)
     found = [p for lv in policy.levels for p in (lv.project, *lv.category_projects.values()) if p]
     return tuple(dict.fromkeys(found))
@@ -370,8 +391,6 @@ def preset_harness(
 ) -> Harness:
     """A harness whose configuration points policy_file at the preset `name`, working in the
     Jira projects the preset escalates to (created, polled and covered by the webhook)."""
-    import presets
-
     config = tmp_path / "config.toml"
     config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
     return make_harness(

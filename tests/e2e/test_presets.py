@@ -64,7 +64,7 @@ def paired_key(h: Harness, sys_id: str) -> str | None:
 
 def later(h: Harness, **delta: float) -> None:
     """From now on the engine (and its outbox) act as if `delta` had passed."""
-    h.engine.clock = lambda: datetime.now(UTC) + timedelta(**delta)
+    h.later(**delta)
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,17 @@ def jira_links(h: Harness, key: str) -> list[str]:
 
 
 def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
-    """CSST missing; an engineer cannot approve; the SME rejects with action items, then
-    approves: a task in the Escalation queue, linked both ways, no severity change; closure."""
+    """CSST missing; an engineer's approval is not taken and they are told why; the SME
+    rejects with action items, then approves: a task in the Escalation queue for the SR's
+    region, linked both ways, no severity change; unassigned after 4 h the DMs and the TA are
+    told, the assignment is noted on the SR; closure."""
     h = story("sme_approval_csst")
     people(h, "sme.emea.2")
     sys_id = h.incident(
         short_description="SSIS package fails on deploy",
         description="Steps to reproduce: deploy the package and run it. Version 16.0.1. "
         "Troubleshooting: redeployed, checked permissions.",
+        u_region="EMEA",
     )
     h.servicenow.attach(sys_id, "ssis.log", b"error\n" * 20, as_user=AGENT)
     h.servicenow.add_work_note(sys_id, "/escalate dump analysis needed", as_user=AGENT)
@@ -199,10 +202,12 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
         approvers="group sme_apac, group sme_emea, group sme_amer, group technical_advisors",
     )
 
-    # The engineer is no SME / TA: their approval transfers nothing.
+    # The engineer is no SME / TA: their approval transfers nothing, and they hear why.
     h.servicenow.add_work_note(sys_id, "/approve-escalation urgent", as_user=AGENT)
     step(h, sys_id)
     assert not notes_with(h, sys_id, "Escalation approved by")
+    [told] = notes_with(h, sys_id, f'To {AGENT}: your "/approve-escalation" command')
+    assert "is not among the approvers the policy names" in told
 
     h.servicenow.add_work_note(
         sys_id, "/reject-escalation capture a memory dump first", as_user="sme.emea.2"
@@ -230,14 +235,34 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     assert issue["issuetype"]["name"] == "Task"
     assert issue["summary"].endswith("SSIS package fails on deploy")
     assert "Approved by: sme.emea.2" in issue["description"]
+    # Dispatched to the Escalation queue and the SR's regional escalation team.
+    assert issue["customfield_10101"] == {"value": "Escalation"}
+    assert issue["customfield_10100"] == {"value": "Escalation EMEA"}
     assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     # Escalation is not a severity change.
     assert priorities(h, sys_id, key) == ("3", "Medium")
     assert_linked(h, sys_id, key)
-    escalated = to_customer(
-        h, sys_id, "escalated", "Your request has been escalated: SSIS package fails on deploy"
-    )
+    summary = "SSIS package fails on deploy"
+    escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
     assert mails(h) == [escalated]
+
+    # Step 5: nobody takes the task; 4 h later, with nobody touching anything, the DMs and the
+    # TA are told and the SR says so.
+    later(h, hours=3)
+    assert h.tick() == 0
+    later(h, hours=4, minutes=1)
+    assert h.tick() == 1
+    [follow_up] = notes_with(h, sys_id, "Follow-up: escalation record")
+    assert f"{key} (Regional Escalation) has not been assigned within 4 h" in follow_up
+    dms = ("dm.amer@example.com", "dm.apac@example.com", "dm.emea@example.com", "ta@example.com")
+    unassigned = to_management(h, sys_id, "unassigned", dms)
+    assert sent_since(h, [escalated]) == [unassigned]
+    assert h.tick() == 0
+    dev = h.jira.add_user("acc-esc-1", "Krish Escalation", "krish@example.com")
+    h.jira.edit(key, {"assignee": {"accountId": dev.account_id}})
+    h.drain()
+    [assigned] = notes_with(h, sys_id, f"Escalation record {key} (Regional Escalation) is assigned")
+    assert "Krish Escalation <krish@example.com>" in assigned
 
     h.jira.comment(key, "Root cause: a missing connection manager; hotfix 16.0.2.")
     h.jira.transition(key, "Done")
@@ -247,12 +272,8 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     assert "Engineering (Regional Escalation)" in resolution and "hotfix 16.0.2" in resolution
     assert mails(h) == [
         escalated,
-        to_customer(
-            h,
-            sys_id,
-            "resolved_please_confirm",
-            "Resolved, please confirm: SSIS package fails on deploy",
-        ),
+        unassigned,
+        to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
     ]
 
 
@@ -323,8 +344,22 @@ def test_ds_ticket_limits_story(story: Callable[[str], Harness]) -> None:
 
     first, key = incidents[0], paired_key(h, incidents[0])
     assert key is not None
+    # "Move the ticket to the Highest priority": lowered on the incident, it is set back.
+    h.servicenow.update_incident(first, {"impact": "2", "urgency": "2"}, as_user=AGENT)
+    step(h, first)
+    assert priorities(h, first, key) == ("1", "Highest")
+    [kept] = notes_with(h, first, "Priority lowered from P1 to P3")
+    assert "This escalation keeps P1, so the priority was set back." in kept
+    # "Will not provide completion estimates": an estimate written publicly in the DS issue
+    # reaches the incident as a work note only.
+    h.jira.comment(key, "ETA: should be fixed by Friday.", public=True)
+    h.drain()
+    [estimate] = [r for r in h.snow_journal(first) if "ETA: should be fixed" in r["value"]]
+    assert estimate["element"] == "work_notes"
     h.jira.comment(key, "Root cause: the biller's certificate expired; renewed.", public=True)
     h.drain()
+    [finding] = [r for r in h.snow_journal(first) if "certificate expired" in r["value"]]
+    assert finding["element"] == "comments"
     h.jira.transition(key, "Done")
     step(h, first)
     assert h.servicenow.incident(first)["state"] == "6"
@@ -414,6 +449,13 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
         reason="we need Microsoft on this",
         approvers="group team_leaders",
     )
+    # While the vendor escalation waits, the L2 engineer's update still reaches the customer.
+    seen = mails(h)
+    h.jira.comment(key, "Workaround: start Outlook with /safe until the fix.", public=True)
+    h.drain()
+    step(h, sys_id)
+    [update] = sent_since(h, seen)
+    assert (update.event, update.to) == ("public_update", (CUSTOMER_EMAIL,))
     h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="team.manager")
     step(h, sys_id)
     assert not notes_with(h, sys_id, "L2 -> L3")
@@ -446,11 +488,44 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
     assert len(notes_with(h, sys_id, "Escalated to L3: VENDOR-")) == 1
     assert len(h.jira.state.issues) == 2
 
+    # Leadership escalation, beyond the technical levels: the customer asks for it, a Team
+    # Manager approves, support leadership gets the case; no record is opened for it.
+    h.servicenow.add_comment(sys_id, "/escalate we want your leadership involved", as_user=CUSTOMER)
+    step(h, sys_id)
+    assert_requested(
+        h,
+        sys_id,
+        "Leadership",
+        by=CUSTOMER,
+        reason="we want your leadership involved",
+        approvers="group team_leaders, group team_managers",
+    )
+    seen = mails(h)
+    h.servicenow.add_work_note(sys_id, "/approve-escalation case prepared", as_user="team.manager")
+    step(h, sys_id)
+    assert_approved(
+        h,
+        sys_id,
+        "team.manager",
+        "L3 -> Leadership",
+        reason="we want your leadership involved",
+        note="case prepared",
+    )
+    leadership = to_management(
+        h, sys_id, "leadership", (*LEADERS, "support.leadership@example.com")
+    )
+    assert sent_since(h, seen) == [escalated, leadership]
+    assert len(h.jira.state.issues) == 2
+
     seen = mails(h)
     h.jira.transition(key, "Done")
     step(h, sys_id)
     assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
+    # The vendor record is resolved with the case, and says why.
+    assert h.jira.issue(vendor_key)["fields"]["status"]["name"] == "Done"
+    [closing] = [c for c in h.jira_comments(vendor_key) if "The escalation of" in str(c["body"])]
+    assert "This record is resolved with it." in str(closing["body"])
     h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)
     step(h, sys_id)
     assert sent_since(h, seen) == [
@@ -461,12 +536,32 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
 
 # --- 003: FastTrack customer escalation -------------------------------------------------------
 
-STAKEHOLDERS = ("cxp.stakeholders@example.com", "leadership@example.com", "sponsor@example.com")
+# The RACI roles the preset names, and the customer account's sponsor.
+RAISED = (
+    "architects@example.com",
+    "cxp.stakeholders@example.com",
+    "ft.manager.frp@example.com",
+    "ft.manager.health@example.com",
+)
+SPONSOR = "sponsor@customer.example"
+INFORMED = ("regional.leadership@example.com", "team.manager@example.com")
+
+
+def copied(h: Harness, event: str) -> str:
+    """The Cc header of the one e-mail of `event`."""
+    [message] = [
+        m
+        for m in h.mail.messages()
+        if dict((k.lower(), v) for k, v in m.headers).get("x-escalation-sync-event") == event
+    ]
+    return dict((k.lower(), v) for k, v in message.headers).get("cc", "")
 
 
 def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
-    """Customer raises it; details requested by e-mail; the escalation type set on the record;
-    architect approves; stakeholders told (P2); daily customer update; resolution and closure."""
+    """Customer raises it; details requested by e-mail; the architects and FastTrack Managers
+    hear of the request; the architect approves; CXP stakeholders and the account's sponsor
+    are told (P2), leadership in copy; the daily update comes by itself; resolution is told to
+    the same people; the customer, silent for 72 h, is reminded to confirm; closure."""
     h = story("fasttrack_customer_escalation")
     people(h, "architect.1")
     summary = "Mailbox migration stalled"
@@ -475,6 +570,7 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
         description="Migration of 300 mailboxes stalled since Monday.",
         impact="1",
         urgency="2",
+        u_sponsor=SPONSOR,
     )
     h.servicenow.add_comment(sys_id, "/escalate we are blocked", as_user=CUSTOMER)
     step(h, sys_id)
@@ -500,7 +596,10 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert_requested(
         h, sys_id, "Architect", by=CUSTOMER, reason="we are blocked", approvers="group architects"
     )
+    raised = to_management(h, sys_id, "requested", RAISED)
+    assert sent_since(h, [needs]) == [raised]
 
+    seen = mails(h)
     h.servicenow.add_work_note(sys_id, "/approve-escalation owning this", as_user="architect.1")
     step(h, sys_id)
     assert_approved(
@@ -517,12 +616,17 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert priorities(h, sys_id, key) == ("2", "High")
     assert_linked(h, sys_id, key)
     escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
-    stakeholders = to_management(h, sys_id, "escalated", STAKEHOLDERS)
-    assert sent_since(h, [needs]) == [escalated, stakeholders]
+    # To the CXP stakeholders and the sponsor, leadership in copy (envelope: all of them).
+    stakeholders = to_management(
+        h, sys_id, "escalated", ("cxp.stakeholders@example.com", SPONSOR, *INFORMED)
+    )
+    assert sent_since(h, seen) == [escalated, stakeholders]
+    assert copied(h, "management:escalated") == ", ".join(INFORMED[::-1])
 
+    # The agreed daily update goes out by itself.
     seen = mails(h)
     later(h, hours=25)
-    step(h, sys_id)
+    h.tick()
     update = to_customer(h, sys_id, "periodic_update", f"Status update: {summary}")
     assert sent_since(h, seen) == [update]
 
@@ -532,9 +636,22 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
     assert sent_since(h, seen) == [
-        to_management(h, sys_id, "resolved", STAKEHOLDERS),
+        to_management(h, sys_id, "resolved", ("cxp.stakeholders@example.com", SPONSOR)),
         to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
     ]
+
+    # Written confirmation is asked for: 72 h of silence bring a reminder, never a closing.
+    seen = mails(h)
+    later(h, hours=25 + 73)
+    h.tick()
+    reminder = to_customer(
+        h, sys_id, "confirmation_reminder", f"Please confirm the resolution: {summary}"
+    )
+    assert sent_since(h, seen) == [reminder]
+    assert notes_with(h, sys_id, "has not confirmed the resolution within 72 h")
+    later(h, hours=25 + 500)
+    h.tick()
+    assert h.servicenow.incident(sys_id)["state"] == "6"
 
     seen = mails(h)
     h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)

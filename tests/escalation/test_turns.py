@@ -475,3 +475,25 @@ def test_routing_per_level_and_region(make_ticket, make_comment, make_policy, po
         "component": "emea",
         "queue": "Escalation",
     }
+
+
+def test_a_field_value_set_during_an_escalation_does_not_ask_again_after_it(
+    make_ticket, make_comment, make_policy, now, people
+):
+    """A requesting field value that appeared while the escalation ran belongs to it: once the
+    escalation is resolved, it starts nothing."""
+    policy = make_policy(
+        **{"request.fields": [{"field": "custom_fields.escalation_type"}], "request.labels": []}
+    )
+    ledger = InMemoryLedger()
+    ask = make_comment("r1", "/escalate customer blocked", people.engineer)
+    t = make_ticket(labels=(), comments=(ask,))
+    key = ledger_key(t.ref)
+    ledger.apply(key, decide(t, ledger.view(key, now, policy, t), now, policy), now)
+    typed = t.model_copy(update={"custom_fields": {"escalation_type": "technical"}})
+    ledger.apply(key, decide(typed, ledger.view(key, now, policy, typed), now, policy), now)
+    ledger.entries[key] = replace(
+        ledger.entries[key], state=S.RESOLVED, approved_at=now, released_at=now
+    )
+    d = decide(typed, ledger.view(key, now, policy, typed), now, policy)
+    assert d.state is S.RESOLVED and not d.request_started
