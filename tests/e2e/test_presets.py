@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     AGENT,
     CUSTOMER,
     CUSTOMER_EMAIL,
+    SYNC_WORKFLOW,
     Harness,
     notes_with,
     preset_harness,
@@ -682,8 +683,12 @@ MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
 
 
 def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None:
-    """P1: requested at once with management told; an L2 lead cannot approve, management is
-    reminded after 30 minutes, a manager approves; customer told; closure."""
+    """P1, the whole SOP: requested at once with management told; an L2 lead cannot approve
+    (told why); management reminded after 30 minutes by the scheduler; a manager approves into
+    SW; no engineering response in the P1 hour and nobody assigned in 4 h are followed up with
+    nobody touching the ticket; the assignment is noted; a lowered priority waits for the
+    approver; resolution; the silent customer is reminded after 48 h and the incident closed
+    after 120 h; reopened, it is escalated again to the same team, whose record is reused."""
     h = story("technical_support_sop")
     people(h, "software.lead", "engineering.manager")
     summary = "Production down: API returns 503"
@@ -704,8 +709,13 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
     h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="software.lead")
     step(h, sys_id)
     assert paired_key(h, sys_id) is None
+    assert notes_with(h, sys_id, 'To software.lead: your "/approve-escalation" command')
+    later(h, minutes=20)
+    assert h.tick() == 0
     later(h, minutes=45)
-    step(h, sys_id)
+    assert h.tick() == 1
+    [overdue_note] = notes_with(h, sys_id, "Approval overdue: the request for L2 has waited")
+    assert "of the 0.5 h allowed" in overdue_note
     overdue = to_management(h, sys_id, "approval_overdue", MANAGEMENT)
     assert mails(h) == [requested, overdue]
 
@@ -726,6 +736,37 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
     told = to_management(h, sys_id, "escalated", MANAGEMENT)
     assert sent_since(h, [requested, overdue]) == [escalated, told]
 
+    # Step 5, "follow up if no response within SLA": nobody touches anything.
+    seen = mails(h)
+    later(h, minutes=45 + 61)
+    h.tick()
+    assert notes_with(h, sys_id, f"Follow-up: no response from engineering on {key} (L2)")
+    later(h, minutes=45 + 4 * 60 + 1)
+    h.tick()
+    assert notes_with(h, sys_id, f"Follow-up: escalation record {key} (L2) has not been assigned")
+    assert sent_since(h, seen) == [
+        to_management(h, sys_id, "no_response", MANAGEMENT),
+        to_management(h, sys_id, "unassigned", MANAGEMENT),
+    ]
+    assert h.tick() == 0
+    dev = h.jira.add_user("acc-sw-1", "Sam Software", "sam.software@example.com")
+    h.jira.edit(key, {"assignee": {"accountId": dev.account_id}})
+    h.drain()
+    assert notes_with(h, sys_id, f"Escalation record {key} (L2) is assigned to Sam Software")
+
+    # A lowered priority waits for an approver's word.
+    h.servicenow.update_incident(sys_id, {"impact": "2", "urgency": "2"}, as_user=AGENT)
+    step(h, sys_id)
+    assert priorities(h, sys_id, key) == ("1", "Highest")
+    [asked] = notes_with(h, sys_id, "Priority lowered from P1 to P3")
+    assert "until an approver of L2" in asked
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation contained, P3 is right", as_user="engineering.manager"
+    )
+    step(h, sys_id)
+    assert priorities(h, sys_id, key) == ("3", "Medium")
+    assert notes_with(h, sys_id, "Priority change to P3 confirmed by engineering.manager")
+
     seen = mails(h)
     h.jira.comment(key, "Fixed: the load balancer pool was drained; restored.")
     h.jira.transition(key, "Done")
@@ -737,14 +778,44 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
         to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}")
     ]
 
+    # §10: confirm with the customer, then close: a reminder, then the incident is closed.
+    seen = mails(h)
+    later(h, hours=4 + 49)
+    h.tick()
+    assert sent_since(h, seen) == [
+        to_customer(h, sys_id, "confirmation_reminder", f"Please confirm the resolution: {summary}")
+    ]
+    later(h, hours=4 + 121)
+    h.tick()
+    assert h.servicenow.incident(sys_id)["state"] == "7"
+    assert notes_with(h, sys_id, "the record moves to closed")
+
+    # The fix did not hold: reopened, the incident asks L2 again (through the gate, as a P3
+    # now), and L2's record is reused.
+    h.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
+    step(h, sys_id)
+    [held] = notes_with(h, sys_id, "Escalation to L2 is on hold")
+    assert "- L1 confirmation that the issue cannot be resolved at L1" in held
+    h.servicenow.update_incident(sys_id, {"description": DOCUMENTED}, as_user=AGENT)
+    h.servicenow.attach(sys_id, "lb.log", b"503\n" * 10, as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "L1 confirmed: 503s are back after the fix", as_user=AGENT)
+    step(h, sys_id)
+    [again] = notes_with(h, sys_id, "Reason: the record was reopened (in_progress).")
+    assert "Escalation to L2 requested" in again
+    h.servicenow.add_work_note(sys_id, "/approve-escalation take it back", as_user="software.lead")
+    step(h, sys_id)
+    assert paired_key(h, sys_id) == key and len(h.jira.state.issues) == 1
+    assert len(notes_with(h, sys_id, "Escalation approved by software.lead")) == 1
+
 
 def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness]) -> None:
-    """A P4 whose SLA is due within 4 h escalates by itself, management told at once; an L2
-    lead approves it into SW."""
+    """A P4 whose SLA is 5.5 h away asks nothing; nobody touches it, and when the SLA comes
+    within 4 h the scheduler decides it again: it escalates by itself, management told at once;
+    an L2 lead approves it into SW."""
     h = story("technical_support_sop")
     people(h, "software.lead")
     summary = "Report export times out"
-    due = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    due = (datetime.now(UTC) + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
     sys_id = h.incident(
         short_description=summary,
         description=DOCUMENTED,
@@ -754,6 +825,11 @@ def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness])
     )
     h.servicenow.attach(sys_id, "export.log", b"timeout\n" * 10, as_user=AGENT)
     step(h, sys_id)
+    assert work_notes(h, sys_id) == [] and mails(h) == []
+    later(h, hours=1)
+    assert h.tick() == 0
+    later(h, hours=1, minutes=31)
+    assert h.tick() == 1
     assert_requested(
         h,
         sys_id,
@@ -825,6 +901,72 @@ def test_technical_support_sop_repeated_occurrence_story(
     assert key is not None and key.startswith("HW-")
     assert labels(h, third, key) == (["ESCALATION"], ["ESCALATION"])
     assert_linked(h, third, key)
+    escalated = to_customer(h, third, "escalated", f"Your request has been escalated: {summary}")
+    assert mails(h) == [escalated]
+
+    # A fourth report of the same fault joins that escalation: no second record, a note and a
+    # link to the HW record; the customer hears it is escalated, and resolved with it.
+    fourth = h.incident(
+        short_description=summary, description=DOCUMENTED, category="hardware", impact="2"
+    )
+    h.servicenow.attach(fourth, "diag.txt", b"no signal\n", as_user=AGENT)
+    step(h, fourth)
+    [joined] = notes_with(h, fourth, "This ticket repeats ")
+    assert f"whose escalation is active (engineering record {key})" in joined
+    assert paired_key(h, fourth) is None and len(h.jira.state.issues) == 1
+    assert [u for u in jira_links(h, key) if fourth in u]
+    step(h, fourth)
+    told = to_customer(h, fourth, "escalated", f"Your request has been escalated: {summary}")
+    assert sent_since(h, [escalated]) == [told]
+    h.jira.comment(key, "Firmware 2.1 fixes the sensor bus.")
+    h.jira.transition(key, "Done")
+    step(h, third)
+    h.tick()
+    step(h, fourth)
+    assert h.servicenow.incident(fourth)["state"] == "6"
+    assert notes_with(h, fourth, f"The escalation of {h.servicenow.incident(third)['number']}")
+    confirm = [m.to for m in mails(h) if m.event == "resolved_please_confirm"]
+    assert confirm == [(CUSTOMER_EMAIL,), (CUSTOMER_EMAIL,)]
+
+
+def test_technical_support_sop_record_refused_announces_nothing(
+    story: Callable[[str], Harness],
+) -> None:
+    """The hardware project is missing: the approved escalation is refused with Jira's reason,
+    and nothing is announced (no tag, no e-mail, not active); once the project exists, an
+    approver's approval carries it out."""
+    h = story("technical_support_sop")
+    people(h, "hardware.lead")
+    del h.jira.state.projects["HW"]
+    summary = "Thermal camera reboots"
+    sys_id = h.incident(
+        short_description=summary, description=DOCUMENTED, category="hardware", impact="2"
+    )
+    h.servicenow.attach(sys_id, "diag.txt", b"reboot loop\n", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "/escalate confirmed hardware fault", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "L1 confirmed", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="hardware.lead")
+    step(h, sys_id)
+    [refused] = notes_with(h, sys_id, "Escalation to L2 not carried out")
+    assert "its engineering record could not be created in HW (jira)" in refused
+    assert "project" in refused.lower()
+    assert "Nothing was announced" in refused
+    assert paired_key(h, sys_id) is None and h.jira.state.issues == {}
+    assert labels(h, sys_id, None) == ([], [])
+    assert mails(h) == []
+    assert not notes_with(h, sys_id, "Escalation approved by")
+    assert h.store.status_counts().dead_letters_pending == 0
+    step(h, sys_id)
+    assert len(notes_with(h, sys_id, "not carried out")) == 1
+
+    h.jira.add_project("HW", "HW engineering", workflow=SYNC_WORKFLOW)
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation project is back", as_user="hardware.lead"
+    )
+    step(h, sys_id)
+    key = paired_key(h, sys_id)
+    assert key is not None and key.startswith("HW-")
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     assert mails(h) == [
-        to_customer(h, third, "escalated", f"Your request has been escalated: {summary}")
+        to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
     ]
