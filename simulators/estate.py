@@ -38,6 +38,19 @@ SUPPORT_WORKFLOW = Workflow(
     initial="To Do",
 )
 
+# The Jira projects: DS (the example configuration's), and those the shipped policy presets
+# escalate to, so a preset can be tried against the simulators as it is.
+PROJECTS: tuple[tuple[str, str], ...] = (
+    ("DS", "Dev Support"),
+    ("ESC", "Escalation tasks"),
+    ("L2", "Escalation resources"),
+    ("VENDOR", "Vendor support"),
+    ("FTE", "FastTrack escalations"),
+    ("SW", "Software team"),
+    ("HW", "Hardware team"),
+    ("ENGLEAD", "Engineering leads"),
+)
+
 SN_INTEGRATION_USER = "escalation.sync"
 SN_INTEGRATION_PASSWORD = "sim-sn-password"
 JIRA_API_TOKEN = "sim-api-token"
@@ -121,12 +134,13 @@ class SimulatedEstate:
         self.stop()
 
     def _seed(self) -> None:
-        self.jira.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
+        for key, name in PROJECTS:
+            self.jira.add_project(key, name, workflow=SUPPORT_WORKFLOW)
         sn = self.servicenow
-        # The example mapping keeps tags and the escalation type in custom columns, created as
-        # an admin would.
-        sn.add_column("incident", "u_labels")
-        sn.add_column("incident", "u_escalation_type")
+        # The example mapping keeps tags, the escalation type, the region and the account's
+        # sponsor in custom columns, created as an admin would.
+        for column in ("u_labels", "u_escalation_type", "u_region", "u_sponsor"):
+            sn.add_column("incident", column)
         integration = sn.add_user(
             SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
         )
@@ -179,6 +193,7 @@ class SimulatedEstate:
         webhooks go to, where the daemon listens."""
         lines = [
             "[jira]",
+            f'jql = "project in ({", ".join(key for key, _ in PROJECTS)})"',
             f'base_url = "{self.jira.url}"',
             f'email = "{self.jira.integration.email}"',
             f'integration_user = "{self.jira.integration.account_id}"',

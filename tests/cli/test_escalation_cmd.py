@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import presets
 from cli.app import build
 from mapping.model import Comment, Person, Priority, Ref, System, Ticket, Visibility
+from simulators.estate import PROJECTS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -306,3 +307,14 @@ def test_report_reads_the_recorded_decisions(tmp_path: Path, monkeypatch: pytest
     assert code == 0 and "total" in out and "approver" in out
     code, out = run("report", "--since", "2026-03-01", "-f", "xml", "--config", str(config))
     assert code == 2 and "one of table, csv, json" in out
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_the_simulators_hold_every_project_a_preset_escalates_to(tmp_path: Path, name: str):
+    """`escalation-sync simulators` seeds each preset's Jira projects, and its configuration's
+    JQL covers them: a preset works against the simulators as shipped."""
+    seeded = tuple(key for key, _ in PROJECTS)
+    assert set(jql_for(name).removeprefix("project in (").rstrip(")").split(", ")) <= set(seeded)
+    config = preset_config(tmp_path, name, f"project in ({', '.join(seeded)})")
+    code, out = run("policy", "check", name, "--config", str(config))
+    assert code == 0, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +14,7 @@ from escalation.policy import load_policy
 from mapping.model import Ref, System, Ticket
 from sync.procedure.ledger import ledger_view, record_decision
 from sync.procedure.scheduler import Scheduler
+from sync.runtime.daemon import Daemon
 from sync.store.database import Store
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -76,3 +78,23 @@ def test_open_escalations_are_swept_now_and_then(store: Store) -> None:
     assert scheduler.tick() == 0
     clock[0] = NOW + timedelta(minutes=31)
     assert scheduler.tick() == 1 and len(queued) == 2
+
+
+def test_the_daemon_reads_the_engines_clock(store: Store) -> None:
+    """The daemon's now is its engine's clock: moved by a test, the scheduler it runs finds due
+    what the engine will then decide is due."""
+    due = NOW + timedelta(hours=6)
+    t = Ticket(
+        ref=Ref(system=System.SERVICENOW, id="sys3", key="INC3"),
+        summary="Report export times out",
+        custom_fields={"sla_due": due.isoformat()},
+    )
+    decided(store, t, NOW)
+    engine = SimpleNamespace(clock=lambda: NOW)
+    queued: list[tuple[str, str]] = []
+    daemon = Daemon(None, settings=None)  # type: ignore[arg-type]
+    daemon.queue = SimpleNamespace(processor=engine)  # type: ignore[assignment]
+    daemon.scheduler = Scheduler(store, lambda s, i: queued.append((s, i)), daemon.clock, None)
+    assert daemon.clock() == NOW and daemon.run_scheduler() == 0
+    engine.clock = lambda: NOW + timedelta(hours=2)
+    assert daemon.run_scheduler() == 1 and queued == [("servicenow", "sys3")]
