@@ -16,6 +16,8 @@ from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
 
 # Statuses the example mapping names, reachable from anywhere as support workflows usually are.
+# Resolving and closing go through Jira's resolve screen, which requires a resolution (the
+# classic workflow's "Resolve Issue" screen); cancelling sets "Won't Do" itself.
 SUPPORT_WORKFLOW = Workflow(
     statuses=(
         StatusDef("10000", "To Do", "new"),
@@ -28,9 +30,9 @@ SUPPORT_WORKFLOW = Workflow(
     transitions=(
         TransitionDef("11", "Start Progress", "In Progress"),
         TransitionDef("21", "Wait for Support", "Waiting"),
-        TransitionDef("31", "Resolve", "Done", resolution="Done"),
+        TransitionDef("31", "Resolve", "Done", screen=("resolution",), required=("resolution",)),
         TransitionDef("41", "Reopen", "To Do", resolution=""),
-        TransitionDef("51", "Close", "Closed", resolution="Done"),
+        TransitionDef("51", "Close", "Closed", screen=("resolution",), required=("resolution",)),
         TransitionDef("61", "Cancel", "Cancelled", resolution="Won't Do"),
     ),
     initial="To Do",
