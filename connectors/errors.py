@@ -10,6 +10,8 @@ ConnectorError
     ├── NotFound            404
     ├── AuthFailed          401/403: refuse to continue with these credentials
     └── InvalidRequest      other 4xx, with the vendor's error messages
+        └── WriteRefused    a 403 for a rule of the vendor's own (a data policy, a field or
+                            record ACL): this write is refused, the credentials work
 WebhookRejected             an inbound webhook the receiver must refuse
 ├── BadSignature            401
 ├── StaleWebhook            401 (timestamp outside the replay window)
@@ -83,6 +85,12 @@ class AuthFailed(PermanentError):
 
 class InvalidRequest(PermanentError):
     """The vendor refused the request's content (other 4xx)."""
+
+
+class WriteRefused(InvalidRequest):
+    """The vendor refused one write under a rule of its own (a ServiceNow data policy, an access
+    control on a field or a closed record), answering 403: dead-letter the write with the
+    vendor's reason and fix the configuration; the credentials are fine, other writes go on."""
 
 
 class WebhookRejected(Exception):

@@ -449,10 +449,13 @@ class JiraConnector:
         data = self._request("GET", f"/rest/api/2/issue/{key}/remotelink")
         return list(data or [])
 
-    def get_transitions(self, key: str) -> list[dict[str, Any]]:
-        """The transitions available from the issue's current status."""
+    def get_transitions(self, key: str, *, with_fields: bool = False) -> list[dict[str, Any]]:
+        """The transitions available from the issue's current status; `with_fields` adds each
+        one's screen fields (`expand=transitions.fields`), with which it requires."""
+        expand = "transitions.fields" if with_fields else None
         data: list[dict[str, Any]] = self._call(
-            f"GET /rest/api/2/issue/{key}/transitions", lambda: self._jira.transitions(key)
+            f"GET /rest/api/2/issue/{key}/transitions",
+            lambda: self._jira.transitions(key, expand=expand),
         )
         return data
 
@@ -601,18 +604,25 @@ class JiraConnector:
         """Set the priority by name."""
         self.edit_issue(key, {"priority": {"name": name}})
 
-    def transition_to(self, key: str, target_status: str) -> None:
+    def transition_to(
+        self, key: str, target_status: str, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
         """Move the issue to `target_status` by the transition whose target is that status.
 
         Matches the transition's `to.name` (case-insensitive) or `to.id`, not the transition's
-        own name. Already being there is success. No transition leading there is InvalidRequest.
+        own name. `fields` are what a transition's screen may need (a resolution on the way to
+        Done): those on the chosen transition's screen are sent, the rest left out, since Jira
+        refuses a field that is not on the transition screen. Already being there is success.
+        No transition leading there is InvalidRequest.
         """
         wanted = target_status.strip().casefold()
-        transitions = self.get_transitions(key)
+        transitions = self.get_transitions(key, with_fields=bool(fields))
         for transition in transitions:
             to = transition.get("to") or {}
             if str(to.get("name", "")).casefold() == wanted or str(to.get("id", "")) == wanted:
-                self.transition(key, str(transition["id"]))
+                screen = transition.get("fields") or {}
+                sent = {k: v for k, v in (fields or {}).items() if k in screen}
+                self.transition(key, str(transition["id"]), fields=sent or None)
                 return
         current = self.get_issue(key, fields=["status"])
         status = ((current.get("fields") or {}).get("status") or {}).get("name", "")
@@ -626,14 +636,15 @@ class JiraConnector:
             messages=[f"reachable statuses: {', '.join(reachable) or 'none'}"],
         )
 
-    def transition(self, key: str, transition_id: str) -> None:
-        """Take the transition with this id (POST /rest/api/2/issue/{key}/transitions)."""
-        self._request(
-            "POST",
-            f"/rest/api/2/issue/{key}/transitions",
-            body={"transition": {"id": transition_id}},
-            expect_json=False,
-        )
+    def transition(
+        self, key: str, transition_id: str, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        """Take the transition with this id (POST /rest/api/2/issue/{key}/transitions), setting
+        `fields` on its screen."""
+        body: dict[str, Any] = {"transition": {"id": transition_id}}
+        if fields:
+            body["fields"] = dict(fields)
+        self._request("POST", f"/rest/api/2/issue/{key}/transitions", body=body, expect_json=False)
 
     def add_comment(self, key: str, body: str, *, public: bool) -> dict[str, Any]:
         """Add a comment, public or internal per the site's `CommentPolicy`."""
@@ -695,8 +706,15 @@ class JiraConnector:
         issue = self._request("GET", f"/rest/api/2/issue/{key}", params={"fields": "attachment"})
         return list((issue.get("fields") or {}).get("attachment") or [])
 
-    def add_attachment(self, key: str, filename: str, stream: BinaryIO) -> list[dict[str, Any]]:
-        """Upload one file (streamed multipart); returns the created attachments' metadata."""
+    def add_attachment(
+        self,
+        key: str,
+        filename: str,
+        stream: BinaryIO,
+        content_type: str = "application/octet-stream",
+    ) -> list[dict[str, Any]]:
+        """Upload one file (streamed multipart, the part typed `content_type`, which Jira keeps
+        as the attachment's mimeType); returns the created attachments' metadata."""
         what = f"POST /rest/api/2/issue/{key}/attachments"
         url = self._url(f"/rest/api/2/issue/{key}/attachments")
         try:
@@ -707,9 +725,7 @@ class JiraConnector:
         def attempt() -> list[dict[str, Any]]:
             if origin is not None:
                 stream.seek(origin)
-            encoder = MultipartEncoder(
-                fields={"file": (filename, stream, "application/octet-stream")}
-            )
+            encoder = MultipartEncoder(fields={"file": (filename, stream, content_type)})
             resp = self._session.request(
                 "POST",
                 url,

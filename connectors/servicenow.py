@@ -36,6 +36,7 @@ from connectors.errors import (
     RetryableError,
     ServerUnavailable,
     TransportFailed,
+    WriteRefused,
 )
 from connectors.retry import RetryPolicy, call_with_retry, retry_after_seconds
 
@@ -389,11 +390,17 @@ class ServiceNowConnector:
     # ----------------------------------------------------------------------------- writes
 
     def update(self, sys_id: str, fields: dict[str, str]) -> dict[str, Any]:
-        """PATCH plain fields (wire values: strings) and return the updated record."""
-        if any(name in self.journal_fields for name in fields):
-            # A journal write is not idempotent: keep it out of the retried plain PATCH.
-            raise ValueError("write comments and work_notes with add_comment()")
-        body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
+        """PATCH fields (wire values: strings) and return the updated record.
+
+        Plain fields only are retried on any transient failure. A journal entry among them (a
+        comment the instance requires in the same save, such as the one an Awaiting Caller hold
+        takes) makes the PATCH a non-idempotent write: retried only when the instance certainly
+        did not run it, since a second run would post the comment twice.
+        """
+        journal = any(name in self.journal_fields for name in fields)
+        body = self._json(
+            "PATCH", self._table_path(sys_id), json_body=fields, idempotent=not journal
+        )
         return _result(body)
 
     def set_state(self, sys_id: str, state: str, extra: Mapping[str, str] | None = None) -> str:
@@ -942,6 +949,13 @@ def _status_error(
             messages=texts,
             retry_after=retry_after_header(headers),
         )
+    if status == 403 and _refused_by_rule(texts):
+        return WriteRefused(
+            f"{where} refused by the instance's rules (HTTP 403){detail}",
+            system=SYSTEM,
+            status=status,
+            messages=texts,
+        )
     if status in (401, 403):
         return AuthFailed(
             f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
@@ -956,6 +970,16 @@ def _status_error(
     return InvalidRequest(
         f"{where} rejected (HTTP {status}){detail}", system=SYSTEM, status=status, messages=texts
     )
+
+
+# A 403 for a write a rule of the instance refuses, not for the credentials: "Operation Failed"
+# with a data policy or ACL exception ("403 ... can also be caused by ACL failures, or business
+# rule or data policy constraints", r_RESTAPIHTTPResponseCodes).
+_RULE_REFUSALS = ("Data Policy Exception", "ACL Exception")
+
+
+def _refused_by_rule(texts: Sequence[str]) -> bool:
+    return any(marker in text for text in texts for marker in _RULE_REFUSALS)
 
 
 def retry_after_header(headers: Mapping[str, str]) -> float | None:

@@ -770,6 +770,14 @@ class JiraState:
         for t in workflow.transitions:
             leaves_start = not t.sources or workflow.initial in t.sources
             if t.id == transition_id and leaves_start and t.to != workflow.initial:
+                if t.required:
+                    # The create request carries no transition screen to fill.
+                    raise JiraHttpError(
+                        400,
+                        errors={
+                            f: f"{self.catalogue.fields[f].name} is required." for f in t.required
+                        },
+                    )
                 return t
         raise JiraHttpError(400, [f"Transition id '{transition_id}' is not valid for this issue."])
 

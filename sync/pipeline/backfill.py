@@ -309,8 +309,18 @@ class _Run:
         seed = ticket.model_copy(
             update={"ref": ticket.ref.model_copy(update={"system": route.target})}
         )
-        vendor = to_vendor(self.engine.mapping, route.target, seed, fields)
-        write = VendorWrite(fields=vendor.fields, transition_to=vendor.transition_to)
+        vendor = to_vendor(
+            self.engine.mapping,
+            route.target,
+            seed,
+            fields,
+            context=self.engine.status_context(ticket),
+        )
+        write = VendorWrite(
+            fields=vendor.fields,
+            transition_to=vendor.transition_to,
+            transition_fields=vendor.transition_fields,
+        )
         return NewRecord(write, route.target_project or route.target_table, route.issue_type)
 
     # --- creating ------------------------------------------------------------------------------

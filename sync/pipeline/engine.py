@@ -47,6 +47,7 @@ from escalation.decision import (
 )
 from mapping import Mapping as SyncMapping
 from mapping import (
+    StatusContext,
     UnmappedValue,
     VendorWrite,
     browse_url,
@@ -723,7 +724,8 @@ class Engine:
             return 0, None
         system = ticket.ref.system
         wanted = set_values(ticket, {w.field: w.new for w in writes})
-        vendor = to_vendor(self.mapping, system, wanted, [w.field for w in writes])
+        context = self.status_context(peer) if any(w.field == "status" for w in writes) else None
+        vendor = to_vendor(self.mapping, system, wanted, [w.field for w in writes], context=context)
         if vendor.is_empty():
             return 0, None
         answer = self.adapters[system].apply(
@@ -788,7 +790,9 @@ class Engine:
             update={"ref": seed.ref.model_copy(update={"system": target_system})}
         )
         wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
-        vendor = to_vendor(self.mapping, target_system, seed, wanted)
+        vendor = to_vendor(
+            self.mapping, target_system, seed, wanted, context=self.status_context(source)
+        )
         made = self.adapters[target_system].create(
             VendorWrite(fields=vendor.fields), container=container, kind=kind
         )
@@ -841,7 +845,11 @@ class Engine:
                 + (f" (route {route})" if route else ""),
             )
         self.after_write(f"create {target_system.value}")
-        rest = VendorWrite(transition_to=vendor.transition_to, journal=vendor.journal)
+        rest = VendorWrite(
+            transition_to=vendor.transition_to,
+            journal=vendor.journal,
+            transition_fields=vendor.transition_fields,
+        )
         if not rest.is_empty():
             adapter.apply(made.ticket_id, rest)
         target = self.read(target_system, made.ticket_id)
@@ -896,6 +904,16 @@ class Engine:
                 pending.park(tx, itsm, [])
         return decision, itsm_new, eng_new, created, writes
 
+    def status_context(self, peer: Ticket) -> StatusContext:
+        """What a status the mapping requires fields with is written with, from the paired
+        record: its people's last word (the engineering resolution), its key and link."""
+        said = self._resolution_notes(peer)
+        return StatusContext(
+            resolution=said.body.strip() if said is not None else "",
+            peer_key=peer.ref.key or peer.ref.id,
+            peer_url=peer.ref.url or "",
+        )
+
     def _resolution_notes(self, eng: Ticket) -> Comment | None:
         """What engineering last said: the newest comment written there by a person."""
         for comment in reversed(eng.comments):
@@ -940,7 +958,8 @@ class Engine:
             ]
             notes: list[AuditNote] = []
             try:
-                writes += self._write_fields(itsm, fw, itsm, notes, why="escalation decision")[0]
+                peer = eng if eng is not None else itsm
+                writes += self._write_fields(itsm, fw, peer, notes, why="escalation decision")[0]
             finally:
                 if notes:
                     with self.store.session() as tx:

@@ -13,6 +13,7 @@ ServiceNow sys_id.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -159,8 +160,10 @@ class Adapter(Protocol):
         """An attachment's content, in chunks."""
         ...
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file to the record."""
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file to the record, typed `content_type` (else guessed from its name)."""
         ...
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
@@ -254,7 +257,9 @@ class JiraAdapter:
         if fields:
             self.connector.edit_issue(ticket_id, fields)
         if write.transition_to:
-            self.connector.transition_to(ticket_id, write.transition_to)
+            self.connector.transition_to(
+                ticket_id, write.transition_to, fields=write.transition_fields or None
+            )
         for _element, text in write.journal:
             self.connector.add_comment(ticket_id, text, public=False)
 
@@ -303,9 +308,13 @@ class JiraAdapter:
         """Stream an attachment's content."""
         return self.connector.download_attachment(attachment_id)
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file."""
-        self.connector.add_attachment(ticket_id, filename, stream)
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file, keeping its content type."""
+        self.connector.add_attachment(
+            ticket_id, filename, stream, content_type_of(filename, content_type)
+        )
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         """Issues of the configured JQL updated since `since`."""
@@ -407,9 +416,12 @@ class JiraAdapter:
         try:
             if self._unknown(record):
                 status = self.connector.get_issue(key, fields=["status"])["fields"]["status"]
+                # A transition whose screen requires a field (a resolution) is taken after the
+                # create, with the fields, not as the create's own transition.
                 transitions = {
                     str((t.get("to") or {}).get("name", "")).casefold(): str(t["id"])
-                    for t in self.connector.get_transitions(key)
+                    for t in self.connector.get_transitions(key, with_fields=True)
+                    if not any(f.get("required") for f in (t.get("fields") or {}).values())
                 }
                 with self._starts_lock:
                     self._starts[self._workflow_key(record)] = (
@@ -420,7 +432,8 @@ class JiraAdapter:
             if transition is not None:
                 self.connector.transition(key, transition)
             elif later:
-                self.connector.transition_to(key, wanted)
+                fields = record.write.transition_fields or None
+                self.connector.transition_to(key, wanted, fields=fields)
         except ConnectorError as exc:
             return f"created, but not moved to {wanted!r}: {exc}"
         return None
@@ -582,9 +595,13 @@ class ServiceNowAdapter:
         """Stream an attachment's content."""
         return self.connector.download_attachment(attachment_id)
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file."""
-        self.connector.upload_attachment(ticket_id, filename, stream)
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file, keeping its content type."""
+        self.connector.upload_attachment(
+            ticket_id, filename, stream, content_type_of(filename, content_type)
+        )
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         """Records of the configured query updated since `since`."""
@@ -717,6 +734,17 @@ BATCH_CALLS = 50
 CALLER_FIELDS = ["sys_id", "name", "email", "user_name"]
 # What a write's answer needs to carry for the next snapshot's version.
 VERSION_FIELDS = ("sys_id", "sys_mod_count")
+
+
+def content_type_of(filename: str, declared: str | None) -> str:
+    """The content type to upload a file with: the one its source declared, else the one its
+    name implies (a `.log` is text/plain), else application/octet-stream."""
+    if declared and declared.strip():
+        return declared.strip()
+    guessed, _encoding = mimetypes.guess_type(filename, strict=False)
+    if guessed is None and filename.lower().endswith((".log", ".out", ".err")):
+        return "text/plain"
+    return guessed or "application/octet-stream"
 
 
 def _reference(value: Any) -> str | None:
