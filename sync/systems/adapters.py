@@ -736,15 +736,20 @@ CALLER_FIELDS = ["sys_id", "name", "email", "user_name"]
 VERSION_FIELDS = ("sys_id", "sys_mod_count")
 
 
+GENERIC_TYPE = "application/octet-stream"
+
+
 def content_type_of(filename: str, declared: str | None) -> str:
-    """The content type to upload a file with: the one its source declared, else the one its
-    name implies (a `.log` is text/plain), else application/octet-stream."""
-    if declared and declared.strip():
-        return declared.strip()
+    """The content type to upload a file with: the one its source declared, unless that is the
+    generic application/octet-stream (what a browser sends for a type it does not know), then
+    the one its name implies (a `.log` is text/plain), else application/octet-stream."""
+    kept = (declared or "").strip()
+    if kept and kept.lower() != GENERIC_TYPE:
+        return kept
     guessed, _encoding = mimetypes.guess_type(filename, strict=False)
     if guessed is None and filename.lower().endswith((".log", ".out", ".err")):
         return "text/plain"
-    return guessed or "application/octet-stream"
+    return guessed or GENERIC_TYPE
 
 
 def _reference(value: Any) -> str | None:
