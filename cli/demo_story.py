@@ -505,7 +505,7 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
                 urls = {**estate.urls(), "daemon": f"http://127.0.0.1:{daemon.port}"}
                 estate.point_webhooks_at(urls["daemon"])
                 echo("escalation-sync demo: simulators, SMTP sink and daemon on loopback")
-                _print_urls(urls, echo)
+                _print_urls(urls, echo, estate.slack.bot_token)
                 play(Story(estate, timeline))
                 code = _summary(timeline, echo)
                 if keep_running:
@@ -516,9 +516,10 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
     return code
 
 
-def _print_urls(urls: dict[str, str], echo: Callable[[str], None]) -> None:
+def _print_urls(urls: dict[str, str], echo: Callable[[str], None], slack_token: str) -> None:
     for name, url in urls.items():
         echo(f"  {name:<11} {url}")
+    echo(f"  {'':<11} (Slack bot token {slack_token})")
 
 
 def _summary(timeline: Timeline, echo: Callable[[str], None]) -> int:
@@ -540,7 +541,7 @@ def _stay_up(
     """Say where everything is, then wait for Ctrl-C or SIGTERM (or the daemon to end)."""
     try:
         echo("\nEverything stays up:")
-        _print_urls(urls, echo)
+        _print_urls(urls, echo, estate.slack.bot_token)
         echo("People to act as over the REST APIs (HTTP basic auth, login:secret):")
         for line in people_lines(estate.people(), indent="  "):
             echo(line)

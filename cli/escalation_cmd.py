@@ -15,8 +15,8 @@ import presets
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
+from escalation.decide import decide
 from escalation.decision import EngineeringStatus, LedgerView
-from escalation.engine import decide
 from escalation.explain import explain_data, render_text
 from escalation.policy import Policy, load_policy
 from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json

@@ -1,4 +1,4 @@
-"""What the policy engine decides, as plain data: a new state, the actions to take, and why.
+"""The escalation decision as plain data: a new state, the actions to take, and why.
 
 The sync engine carries out the actions; the ledger records the state; `explain` prints the
 reasons. Nothing here talks to a system or reads a clock.
@@ -29,7 +29,7 @@ class CustomerEvent(StrEnum):
 
 
 class NoteKind(StrEnum):
-    """What an ITSM note written by the engine is about (also the idempotency key's prefix)."""
+    """What an ITSM note written by decide() is about (also the idempotency key's prefix)."""
 
     REQUEST = "request"
     NEEDS_INFORMATION = "needs_information"
@@ -43,7 +43,7 @@ class NoteKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One rule the engine evaluated: its outcome, a sentence, and the values it compared."""
+    """One rule decide() evaluated: its outcome, a sentence, and the values it compared."""
 
     rule: str
     outcome: Outcome
@@ -247,7 +247,7 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The engine's verdict for one ticket at one moment.
+    """decide()'s verdict for one ticket at one moment.
 
     `state`, `level`, `actions` and `reasons` are the verdict. The remaining fields are what
     the ledger records: the command comments consumed, the request's origin, the fingerprint,
@@ -276,7 +276,7 @@ class Decision:
 
     @property
     def blocked(self) -> tuple[Reason, ...]:
-        """Reasons with outcome "blocked" (refused commands); the engine logs each."""
+        """Reasons with outcome "blocked" (refused commands); the sync engine logs each."""
         return tuple(r for r in self.reasons if r.outcome == "blocked")
 
 

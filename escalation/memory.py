@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from escalation.decide import day_start
 from escalation.decision import (
     Decision,
     EmailCustomer,
@@ -19,7 +20,6 @@ from escalation.decision import (
     LedgerView,
     Reservation,
 )
-from escalation.engine import day_start
 from escalation.policy import Policy, RepeatedTrigger
 from mapping.model import EscalationState
 

@@ -486,7 +486,7 @@ class Policy(_Strict):
             )
         return errs
 
-    # --- lookups the engine uses -------------------------------------------------------------
+    # --- lookups decide() uses ---------------------------------------------------------------
 
     def level_index(self, name: str | None) -> int:
         """Position of a level by name (0, the starting level, when unknown or None)."""

@@ -15,8 +15,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from escalation.decide import decide
 from escalation.decision import EngineeringStatus, ledger_key
-from escalation.engine import decide
 from escalation.memory import InMemoryLedger, is_active
 from escalation.policy import Policy
 from escalation.wording import plural

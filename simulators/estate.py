@@ -1,5 +1,6 @@
 """A ready-made estate of simulators: Jira with a DS support project, a ServiceNow instance with
-the support roles, and an SMTP sink, seeded so that the example configuration works against it.
+the support roles, a Slack workspace with the same people, and an SMTP sink, seeded so that the
+example configuration works against it.
 
 Used by `escalation-sync simulators`, the demo and the benchmarks.
 """
@@ -14,6 +15,7 @@ from simulators.jira import JiraSimulator
 from simulators.jira.state import StatusDef, TransitionDef, Workflow
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
+from simulators.slack import SlackSimulator
 
 # Statuses the example mapping names, reachable from anywhere as support workflows usually are.
 # Resolving and closing go through Jira's resolve screen, which requires a resolution (the
@@ -62,6 +64,10 @@ L1_ENGINEER = Person("lee.l1", "Lee Support", "lee@example.com", "L1 support eng
 SME = Person("sme.alice", "Alice Expert", "alice@example.com", "SME, approves escalations")
 SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com", "SME, approves escalations")
 CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example", "customer")
+# The Dev Support crew lead the DS procedure adds to every escalation channel (Slack only).
+CREW_LEAD = Person("dana.lead", "Dana Lead", "dana@example.com", "Dev Support crew lead")
+# Where the DS procedure has escalations announced.
+ESCALATIONS_CHANNEL = "sre-escalations"
 
 
 class SimulatedEstate:
@@ -74,17 +80,20 @@ class SimulatedEstate:
         servicenow_port: int = 0,
         smtp_port: int = 0,
         mail_api_port: int = 0,
+        slack_port: int = 0,
     ) -> None:
         self.jira = JiraSimulator(port=jira_port)
         self.servicenow = ServiceNowSimulator(port=servicenow_port)
+        self.slack = SlackSimulator(port=slack_port)
         self.mail = MailSink(smtp_port=smtp_port, api_port=mail_api_port)
         self.sn_users: dict[str, str] = {}
 
     def start(self) -> SimulatedEstate:
-        """Start all three and seed them; stops what started if one fails."""
+        """Start them all and seed them; stops what started if one fails."""
         try:
             self.jira.start()
             self.servicenow.start()
+            self.slack.start()
             self.mail.start()
         except BaseException:
             self.stop()
@@ -94,7 +103,7 @@ class SimulatedEstate:
 
     def stop(self) -> None:
         """Stop everything (safe to call twice)."""
-        for stop in (self.mail.stop, self.servicenow.stop, self.jira.stop):
+        for stop in (self.mail.stop, self.slack.stop, self.servicenow.stop, self.jira.stop):
             with contextlib.suppress(Exception):
                 stop()
 
@@ -120,6 +129,13 @@ class SimulatedEstate:
                 person.user_name, name=person.name, email=person.email, password=SN_PEOPLE_PASSWORD
             )
             self.sn_users[person.user_name] = record["sys_id"]
+        # Everyone who works the ticket is in Slack; the customer is not.
+        engineer = self.jira.engineer
+        slack = self.slack
+        for person in (L1_ENGINEER, SME, SECOND_SME, CREW_LEAD):
+            slack.add_user(person.user_name, person.name, person.email)
+        slack.add_user(engineer.name or "erin", engineer.display_name, engineer.email)
+        slack.add_channel(ESCALATIONS_CHANNEL, members=[slack.bot])
 
     def point_webhooks_at(self, base_url: str) -> None:
         """Register Jira's admin webhook and install the Business Rule, both signed."""
@@ -137,6 +153,7 @@ class SimulatedEstate:
             "servicenow": self.servicenow.url,
             "smtp": f"smtp://127.0.0.1:{self.mail.smtp_port}",
             "mail_api": f"{self.mail.api_url}/messages",
+            "slack": self.slack.api_url,
         }
 
     def environment(self) -> dict[str, str]:

@@ -1245,7 +1245,7 @@ def build_engine(
 
 
 def policy_escalation(settings: Any, store: Store) -> EscalationPort | None:
-    """The escalation step over escalation.engine.decide and the ledger, if both are present."""
+    """The escalation step over escalation.decide and the ledger, if both are present."""
     from sync.procedure.step import PolicyEscalation
 
     try:

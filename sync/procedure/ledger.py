@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from escalation.decide import day_start, decide
 from escalation.decision import (
     AddNote,
     Decision,
@@ -37,7 +38,6 @@ from escalation.decision import (
     Reservation,
     ledger_key,
 )
-from escalation.engine import day_start
 from escalation.memory import fingerprint_window, is_active, next_entry
 from escalation.policy import Policy
 from escalation.wording import limit_count
@@ -405,8 +405,6 @@ def decide_and_record(
     **decide_kwargs: Any,
 ) -> Decision:
     """View, decide and record in the caller's transaction; the recorded decision is returned."""
-    from escalation.engine import decide
-
     view = ledger_view(session, ticket, now, policy)
     decision = decide(ticket, view, now, policy, **decide_kwargs)
     return record_decision(session, ticket, decision, now)
@@ -424,8 +422,6 @@ def quiet_decision(
 
     Most syncs of a ticket outside the procedure end here, without taking the write lock.
     """
-    from escalation.engine import decide
-
     view = ledger_view(session, ticket, now, policy)
     decision = decide(ticket, view, now, policy, **decide_kwargs)
     if decision.actions or decision.reservation is not None:

@@ -1,6 +1,6 @@
 """The engine's escalation step: decide, record in the ledger, queue the e-mails — one transaction.
 
-`escalation.engine.decide` is pure; this module gives it the ledger's view of the ticket, hands
+`escalation.decide.decide` is pure; this module gives it the ledger's view of the ticket, hands
 its decision to the ledger (which re-checks the limits under a lock, so two workers approving at
 once cannot exceed them) and renders the customer and management e-mails into the outbox in the
 same transaction. If anything fails, nothing of it is recorded and the next attempt decides

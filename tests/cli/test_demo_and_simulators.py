@@ -75,7 +75,7 @@ def test_demo_keep_running_repeats_the_urls_and_cleans_up_on_sigterm(tmp_path: P
         out = "\n".join(read_until(proc, "Ctrl-C (or SIGTERM) stops", timeout=90))
         assert "Everything stays up:" in out, out
         tail = out.split("Everything stays up:", 1)[1]
-        for name in ("jira", "servicenow", "smtp", "mail_api", "daemon"):
+        for name in ("jira", "servicenow", "smtp", "mail_api", "slack", "daemon"):
             assert re.search(rf"^  {name}\s+\S+://127\.0\.0\.1:\d+", tail, re.M), name
         assert list(tmp_path.glob("escalation-sync-demo-*")), "the state folder exists while up"
     finally:
@@ -102,7 +102,7 @@ def read_until(proc: subprocess.Popen[str], prefix: str, *, timeout: float) -> l
 
 def start_simulators(*extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
     """`escalation-sync simulators` on free ports, as a subprocess."""
-    ports = ("--jira-port", "--servicenow-port", "--smtp-port", "--mail-api-port")
+    ports = ("--jira-port", "--servicenow-port", "--smtp-port", "--mail-api-port", "--slack-port")
     return subprocess.Popen(
         [
             sys.executable,
@@ -120,21 +120,27 @@ def start_simulators(*extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def test_simulators_command_serves_and_stops_on_interrupt() -> None:
-    """The simulators answer on the printed URLs and Ctrl-C stops them with exit 0."""
+    """The simulators answer on the printed URLs (Slack with the printed bot token) and Ctrl-C
+    stops them with exit 0."""
     env = {**os.environ, "ESCALATION_SYNC_LOG_LEVEL": "WARNING"}
     proc = start_simulators(env=env)
     try:
         assert proc.stdout is not None
         urls: dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        while len(urls) < 4 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
+        lines = read_until(proc, "# Slack Web API at", timeout=30)
+        for line in lines:
             name, _, url = line.strip().partition(" ")
-            if name in {"jira", "servicenow", "smtp", "mail_api"}:
+            if name in {"jira", "servicenow", "smtp", "mail_api", "slack"}:
                 urls[name] = url.strip()
-        assert set(urls) == {"jira", "servicenow", "smtp", "mail_api"}, urls
+        assert set(urls) == {"jira", "servicenow", "smtp", "mail_api", "slack"}, urls
+        slack_line = lines[-1].split()
+        assert slack_line[5].rstrip(",") == urls["slack"], lines[-1]
+        who = requests.post(
+            f"{urls['slack']}auth.test",
+            headers={"Authorization": f"Bearer {slack_line[-1]}"},
+            timeout=5,
+        ).json()
+        assert who["ok"] is True and who["user"] == "escalation-sync", who
         info = requests.get(f"{urls['jira']}/rest/api/2/serverInfo", timeout=5)
         assert info.status_code == 200 and "version" in info.json()
         incidents = requests.get(

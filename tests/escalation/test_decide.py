@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from escalation.decide import decide, fingerprint
 from escalation.decision import (
     AddLabel,
     AddNote,
@@ -28,7 +29,6 @@ from escalation.decision import (
     decision_to_dict,
     ledger_key,
 )
-from escalation.engine import decide, fingerprint
 from escalation.memory import InMemoryLedger
 from mapping.model import (
     Attachment,

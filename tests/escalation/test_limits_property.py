@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from escalation.decide import day_start, decide
 from escalation.decision import EngineeringStatus, ledger_key
-from escalation.engine import day_start, decide
 from escalation.memory import InMemoryLedger, is_active
 from escalation.policy import load_policy
 from mapping.model import Comment, Person, Priority, Ref, Status, System, Ticket

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import presets
+from escalation.decide import decide
 from escalation.decision import (
     AddLabel,
     AddNote,
@@ -23,7 +24,6 @@ from escalation.decision import (
     SetPriority,
     ledger_key,
 )
-from escalation.engine import decide
 from escalation.memory import InMemoryLedger
 from escalation.policy import load_policy
 from mapping.model import (

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from escalation.decide import decide
 from escalation.decision import LedgerEntry, LedgerView
-from escalation.engine import decide
 from escalation.explain import explain_data, render_text
 from escalation.simulate import Snapshot, SnapshotInvalid, simulate, snapshot_from_json
 

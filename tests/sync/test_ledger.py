@@ -18,8 +18,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
+from escalation.decide import decide
 from escalation.decision import AddNote, LedgerView, NoteKind
-from escalation.engine import decide
 from escalation.policy import Policy, load_policy
 from mapping.model import (
     Attachment,

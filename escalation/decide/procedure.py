@@ -1,0 +1,60 @@
+"""The procedure: the stages of a decision, in the order they run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from escalation.decide import (
+    approval,
+    closure,
+    context,
+    limits,
+    overdue,
+    play,
+    recognition,
+    request,
+    updates,
+)
+from escalation.decide.context import Flow, Stage, begin
+from escalation.decide.times import aware
+from escalation.decision import Decision, EngineeringStatus, LedgerView
+from escalation.policy import Policy
+from mapping.model import Ticket
+
+# Each stage looks at the run as the stages before it left it and does nothing when the state is
+# not its business; a stage that settles the decision returns Flow.DONE. A new rule is a module
+# with its stage function, and its line here in the place the procedure needs it.
+PROCEDURE: tuple[Stage, ...] = (
+    context.where_it_stands,
+    closure.close,
+    play.set_aside_when_finished,
+    recognition.recognise,
+    request.resume,
+    play.play_commands,
+    approval.by_field_or_transition,
+    overdue.approval_overdue,
+    limits.preview,
+    limits.engineering_assignee,
+    updates.customer_updates,
+)
+
+
+def decide(
+    ticket: Ticket,
+    ledger: LedgerView,
+    now: datetime,
+    policy: Policy,
+    *,
+    engineering: EngineeringStatus | None = None,
+) -> Decision:
+    """Decide the escalation state, actions and reasons for an ITSM ticket at `now`.
+
+    `ticket` is the ITSM record (where requests, approvals and notes live). `engineering` is the
+    paired engineering record as last read by the sync engine, or None when there is none; its
+    status drives closure. Pure: the same inputs always give the same decision.
+    """
+    run = begin(ticket, ledger, aware(now), policy, engineering)
+    for stage in PROCEDURE:
+        if stage(run) is Flow.DONE:
+            break
+    return run.decision()
