@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from escalation.wording import plural
-from mapping import ConfigInvalid, Mapping, to_canonical, to_vendor
+from mapping import ConfigError, ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
+from sync.config.secrets import missing_secrets
 from sync.config.settings import Settings, config_path, load_settings
 from sync.pipeline.plan import get_value
 from sync.runtime.logs import configure_logging, settings_secrets
@@ -27,18 +29,37 @@ ConfigOption = Annotated[
 ]
 
 
-def load_or_exit(config: Path | None) -> Settings:
-    """Load settings, or print every configuration error and exit 2."""
+def load_or_exit(
+    config: Path | None, *, secrets: bool = False, webhooks: bool = False
+) -> Settings:
+    """Load settings, or print every configuration error and exit 2.
+
+    With `secrets` (commands that talk to the systems), a credential the configuration lacks is
+    such an error too, named by the environment variable that sets it; with `webhooks` (the
+    commands that receive them or check for them), a missing webhook secret is a warning.
+    """
     try:
         settings = load_settings(config)
     except ConfigInvalid as exc:
-        typer.echo(f"invalid configuration ({plural(len(exc.errors), 'error')}):", err=True)
-        for error in exc.errors:
-            typer.echo(f"  {error}", err=True)
-        raise typer.Exit(2) from None
+        _refuse(exc.errors)
+    if secrets:
+        lacking = missing_secrets(settings)
+        source = str(config_path(config))
+        required = [m.as_error(source) for m in lacking if m.required]
+        if required:
+            _refuse(required)
+        for warning in lacking if webhooks else ():
+            typer.echo(f"warning: {warning}", err=True)
     # Every command that loads the configuration masks its secrets in whatever it logs.
     configure_logging(secrets=settings_secrets(settings))
     return settings
+
+
+def _refuse(errors: Sequence[ConfigError]) -> NoReturn:
+    typer.echo(f"invalid configuration ({plural(len(errors), 'error')}):", err=True)
+    for error in errors:
+        typer.echo(f"  {error}", err=True)
+    raise typer.Exit(2)
 
 
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
@@ -65,8 +86,10 @@ def register(app: typer.Typer) -> None:
 
     @group.command("check")
     def check(config: ConfigOption = None) -> None:
-        """Validate the whole configuration; exit 2 listing every error (file, key, reason)."""
-        settings = load_or_exit(config)
+        """Validate the whole configuration offline, secrets included (each missing one named
+        by the environment variable that sets it); exit 2 listing every error (file, key,
+        reason)."""
+        settings = load_or_exit(config, secrets=True, webhooks=True)
         mapping = settings.mapping_model
         systems = ", ".join(s.value for s in mapping.systems)
         policy = settings.compiled_policy
