@@ -29,9 +29,7 @@ ConfigOption = Annotated[
 ]
 
 
-def load_or_exit(
-    config: Path | None, *, secrets: bool = False, webhooks: bool = False
-) -> Settings:
+def load_or_exit(config: Path | None, *, secrets: bool = False, webhooks: bool = False) -> Settings:
     """Load settings, or print every configuration error and exit 2.
 
     With `secrets` (commands that talk to the systems), a credential the configuration lacks is

@@ -428,6 +428,63 @@ class JiraConnector:
                 block["startAt"] = 0
         return issue
 
+    # -- what an admin reads first (setup checks) -------------------------------------------
+
+    def get_project(self, key: str) -> dict[str, Any]:
+        """The project with its issue types and role links (GET /rest/api/2/project/{key})."""
+        data: dict[str, Any] = self._request("GET", f"/rest/api/2/project/{quote(key, safe='')}")
+        return data
+
+    def get_fields(self) -> list[dict[str, Any]]:
+        """Every field of the site, system and custom (GET /rest/api/2/field)."""
+        return list(self._request("GET", "/rest/api/2/field") or [])
+
+    def create_fields(self, project: str, issue_type_id: str) -> list[dict[str, Any]]:
+        """The create screen's fields for a project and issue type, every page of them
+        (GET /rest/api/2/issue/createmeta/{project}/issuetypes/{id})."""
+        fields: list[dict[str, Any]] = []
+        start = 0
+        path = f"/rest/api/2/issue/createmeta/{quote(project, safe='')}/issuetypes/{issue_type_id}"
+        while True:
+            page = self._request("GET", path, params={"startAt": start, "maxResults": 50})
+            batch = page.get("fields") or page.get("values") or []
+            fields.extend(batch)
+            start += len(batch)
+            if not batch or start >= int(page.get("total", 0) or 0):
+                return fields
+
+    def edit_fields(self, key: str) -> dict[str, Any]:
+        """The edit screen's fields for an issue (GET /rest/api/2/issue/{key}/editmeta)."""
+        data = self._request("GET", f"/rest/api/2/issue/{key}/editmeta")
+        return dict((data or {}).get("fields") or {})
+
+    def project_statuses(self, project: str) -> list[dict[str, Any]]:
+        """Each issue type of the project with its workflow's statuses."""
+        path = f"/rest/api/2/project/{quote(project, safe='')}/statuses"
+        return list(self._request("GET", path) or [])
+
+    def project_roles(self, project: str) -> dict[str, str]:
+        """The project's roles, name -> URL (GET /rest/api/2/project/{key}/role)."""
+        data = self._request("GET", f"/rest/api/2/project/{quote(project, safe='')}/role")
+        return {str(k): str(v) for k, v in (data or {}).items()}
+
+    def project_role(self, project: str, role_id: str) -> dict[str, Any]:
+        """One project role with its actors."""
+        path = f"/rest/api/2/project/{quote(project, safe='')}/role/{role_id}"
+        data: dict[str, Any] = self._request("GET", path)
+        return data
+
+    def first_issue(self, jql: str) -> str | None:
+        """The key of the newest issue the JQL finds, if any."""
+        body = {"jql": f"{jql} ORDER BY created DESC", "fields": ["id"], "maxResults": 1}
+        page = self._request("POST", "/rest/api/3/search/jql", body=body)
+        issues = page.get("issues") or []
+        return str(issues[0].get("key") or issues[0].get("id")) if issues else None
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The site's admin webhooks (GET /rest/webhooks/1.0/webhook)."""
+        return list(self._request("GET", "/rest/webhooks/1.0/webhook") or [])
+
     def get_comments(self, key: str) -> list[dict[str, Any]]:
         """Every comment of the issue, oldest first, with `visibility` and `properties`."""
         comments: list[dict[str, Any]] = []

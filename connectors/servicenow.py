@@ -228,6 +228,18 @@ class ServiceNowConnector:
         )
         return dict(rows[0]) if rows else None
 
+    def rows(
+        self,
+        table: str,
+        query: str = "",
+        *,
+        fields: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` rows of any table matching an encoded query (raw values)."""
+        found, _ = self._list(self._table_path(table=table), query, fields, offset=0, limit=limit)
+        return found
+
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
         return list(self._page_all(_JOURNAL_PATH, self._journal_query(sys_id), None))

@@ -120,8 +120,13 @@ class SimulatedEstate:
         # an admin would.
         sn.add_column("incident", "u_labels")
         sn.add_column("incident", "u_escalation_type")
+        # Not an admin: itil to resolve and write incidents, itil_admin to close them (what
+        # the example mapping does when Jira closes an issue).
         integration = sn.add_user(
-            SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
+            SN_INTEGRATION_USER,
+            name="Escalation Sync",
+            password=SN_INTEGRATION_PASSWORD,
+            roles=("itil", "itil_admin"),
         )
         self.sn_users[SN_INTEGRATION_USER] = integration["sys_id"]
         for person in (L1_ENGINEER, SME, SECOND_SME, CUSTOMER):

@@ -192,3 +192,19 @@ def test_polling_sees_an_incident_closed_while_its_webhook_was_lost(harness: Har
     assert harness.servicenow.incident(sys_id)["active"] == "false"
     harness.poll()
     assert harness.jira.issue(key)["fields"]["status"]["name"] == "Closed"
+
+
+def test_closing_without_itil_admin_is_dead_lettered_with_the_acl_exception(
+    harness: Harness,
+) -> None:
+    """An integration user without itil_admin cannot close an incident: Jira's Closed is
+    refused with the instance's ACL Exception and dead-lettered; resolving still works."""
+    from tests.e2e.conftest import SNOW_USER
+
+    harness.servicenow.revoke_roles(SNOW_USER, "itil_admin")
+    sys_id, key = harness.pair(short_description="Close me")
+    harness.jira.transition(key, "Closed")
+    harness.drain()
+    (dead,) = harness.store.list_dead_letters()
+    assert "ACL Exception Update Failed due to security constraints" in dead.reason
+    assert harness.servicenow.incident(sys_id)["state"] == "1"
