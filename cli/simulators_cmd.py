@@ -1,4 +1,4 @@
-"""`escalation-sync simulators`: Jira, ServiceNow, Slack and an SMTP sink in the foreground."""
+"""`escalation-sync simulators`: Jira, ServiceNow, Slack and a mail sink in the foreground."""
 
 from __future__ import annotations
 
@@ -31,13 +31,14 @@ def register(app: typer.Typer) -> None:
         servicenow_port: Port = 8082,
         smtp_port: Port = 8025,
         mail_api_port: Port = 8026,
+        imap_port: Port = 8143,
         slack_port: Port = 8083,
         webhooks_to: Annotated[
             str,
             typer.Option(help="Daemon base URL the simulators post their webhooks to."),
         ] = "http://127.0.0.1:8080",
     ) -> None:
-        """Run the Jira, ServiceNow and Slack simulators and the SMTP sink until Ctrl-C.
+        """Run the Jira, ServiceNow and Slack simulators and the mail sink until Ctrl-C.
 
         Try mapping and policy files with no production system at hand: the printed snippet,
         merged into a copy of config.example.toml, points the daemon at these simulators (on
@@ -49,6 +50,7 @@ def register(app: typer.Typer) -> None:
             servicenow_port=servicenow_port,
             smtp_port=smtp_port,
             mail_api_port=mail_api_port,
+            imap_port=imap_port,
             slack_port=slack_port,
         )
         estate.start()

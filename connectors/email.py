@@ -390,6 +390,8 @@ class EmailSettings(_Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     ews: EwsSettings | None = None
     graph: GraphSettings | None = None
+    # `[email.inbound]`: the mailbox customers' replies are read from (absent: none is read).
+    inbound: InboundSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -952,6 +954,12 @@ def build_sender(settings: EmailSettings, session: requests.Session | None = Non
         return EwsSender(settings.ews, identity)
     return SmtpSender(settings.smtp, identity)
 
+
+# Imported last: the mailbox readers use this module's Graph token provider and header helpers,
+# so `connectors.mailbox` can only be imported once everything above exists.
+from connectors.mailbox.settings import InboundSettings  # noqa: E402
+
+EmailSettings.model_rebuild()
 
 __all__ = [
     "CheckedSender",

@@ -64,6 +64,8 @@ L1_ENGINEER = Person("lee.l1", "Lee Support", "lee@example.com", "L1 support eng
 SME = Person("sme.alice", "Alice Expert", "alice@example.com", "SME, approves escalations")
 SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com", "SME, approves escalations")
 CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example", "customer")
+# Every mailbox of the sink's IMAP side: log in with the recipient address and this password.
+MAIL_SINK_IMAP_PASSWORD = "sink"
 # The Dev Support crew lead the DS procedure adds to every escalation channel (Slack only).
 CREW_LEAD = Person("dana.lead", "Dana Lead", "dana@example.com", "Dev Support crew lead")
 # Where the DS procedure has escalations announced.
@@ -80,12 +82,19 @@ class SimulatedEstate:
         servicenow_port: int = 0,
         smtp_port: int = 0,
         mail_api_port: int = 0,
+        imap_port: int = 0,
         slack_port: int = 0,
     ) -> None:
         self.jira = JiraSimulator(port=jira_port)
         self.servicenow = ServiceNowSimulator(port=servicenow_port)
         self.slack = SlackSimulator(port=slack_port)
-        self.mail = MailSink(smtp_port=smtp_port, api_port=mail_api_port)
+        # The sink also serves what it receives over IMAP, so replies can be read back.
+        self.mail = MailSink(
+            smtp_port=smtp_port,
+            api_port=mail_api_port,
+            imap_port=imap_port,
+            imap_password=MAIL_SINK_IMAP_PASSWORD,
+        )
         self.sn_users: dict[str, str] = {}
 
     def start(self) -> SimulatedEstate:
@@ -157,6 +166,7 @@ class SimulatedEstate:
             "jira": self.jira.url,
             "servicenow": self.servicenow.url,
             "smtp": f"smtp://127.0.0.1:{self.mail.smtp_port}",
+            "imap": f"imap://127.0.0.1:{self.mail.imap_port}",
             "mail_api": f"{self.mail.api_url}/messages",
             "slack": self.slack.api_url,
         }

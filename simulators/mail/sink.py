@@ -12,8 +12,13 @@ MailSink(smtp_port=0, api_port=0).start()
     DELETE /messages                     forget them all
     POST   /refusals {"address", "code", "text"}   refuse RCPT TO <address> with <code>
     DELETE /refusals                     accept every recipient again
+    IMAP on 127.0.0.1:<imap_port>        (when imap_port is given) each envelope recipient is a
+                                         mailbox: LOGIN <address> <imap_password>, its INBOX holds
+                                         what was sent to it (simulators.mail.imap)
 ```
-The sink speaks plain SMTP (no TLS, no AUTH): it is a test double, only ever bound to loopback.
+The sink speaks plain SMTP (no TLS, no AUTH) and plain IMAP: it is a test double, only ever
+bound to loopback. So that a customer's reply can be simulated end to end, mail sent to the
+support mailbox's address through the sink can be read back with the product's IMAP reader.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from simulators.common import ServerThread
+from simulators.mail.imap import ImapServer, Mailboxes
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class _Handler:
 
 class _Store:
     def __init__(self) -> None:
+        self.mailboxes = Mailboxes()
         self._lock = threading.Lock()
         self._messages: list[StoredMessage] = []
         self._refusals: dict[str, str] = {}
@@ -115,6 +122,7 @@ class _Store:
             )
             self._next_id += 1
             self._messages.append(stored)
+        self.mailboxes.deliver(rcpt_tos, raw)
 
     def list(self) -> list[StoredMessage]:
         with self._lock:
@@ -123,6 +131,7 @@ class _Store:
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
+        self.mailboxes.clear()
 
     def refuse(self, address: str, reply: str) -> None:
         with self._lock:
@@ -191,10 +200,21 @@ def _free_port(host: str) -> int:
 class MailSink:
     """SMTP server plus HTTP listing, runnable in-process: `start()`, `stop()`, `messages()`."""
 
-    def __init__(self, host: str = "127.0.0.1", smtp_port: int = 0, api_port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        smtp_port: int = 0,
+        api_port: int = 0,
+        *,
+        imap_port: int | None = None,
+        imap_password: str = "sink",
+    ) -> None:
         self.host = host
         self._requested_smtp_port = smtp_port
         self._requested_api_port = api_port
+        self._requested_imap_port = imap_port
+        self.imap_password = imap_password
+        self._imap: ImapServer | None = None
         self._store = _Store()
         self._controller: Controller | None = None
         self._api: ServerThread | None = None
@@ -206,6 +226,13 @@ class MailSink:
         if self._smtp_port is None:
             raise RuntimeError("mail sink not started")
         return self._smtp_port
+
+    @property
+    def imap_port(self) -> int:
+        """The IMAP port (known once started with an imap_port)."""
+        if self._imap is None:
+            raise RuntimeError("mail sink IMAP not started")
+        return self._imap.port
 
     @property
     def api_url(self) -> str:
@@ -222,6 +249,10 @@ class MailSink:
         self._api = ServerThread(_api(self._store), host=self.host, port=self._requested_api_port)
         try:
             self._api.start()
+            if self._requested_imap_port is not None:
+                self._imap = ImapServer(
+                    self._store.mailboxes, self.host, self._requested_imap_port, self.imap_password
+                ).start()
         except BaseException:
             self.stop()
             raise
@@ -253,7 +284,10 @@ class MailSink:
         raise RuntimeError(f"mail sink could not bind an SMTP port: {last}")
 
     def stop(self) -> None:
-        """Stop both servers."""
+        """Stop the servers."""
+        if self._imap is not None:
+            self._imap.stop()
+            self._imap = None
         if self._api is not None:
             self._api.stop()
             self._api = None
