@@ -124,7 +124,11 @@ def register(app: typer.Typer) -> None:
         out = {
             "canonical": ticket.model_dump(mode="json"),
             "write_to": other.value,
-            "payload": {"fields": write.fields, "transition_to": write.transition_to},
+            "payload": {
+                "fields": write.fields,
+                "transition_to": write.transition_to,
+                "transition_fields": write.transition_fields,
+            },
         }
         json.dump(out, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
