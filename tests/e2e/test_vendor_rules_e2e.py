@@ -65,6 +65,9 @@ def test_waiting_in_jira_puts_the_incident_on_hold_awaiting_the_caller(harness: 
         "Our engineers need more information from you to continue. Please reply to this "
         "message with the details requested."
     ]
+    assert not [c for c in harness.jira_comments(key) if "more information" in c["body"]], (
+        "our own comment is not mirrored back"
+    )
     assert harness.store.list_dead_letters() == []
 
 
