@@ -2,6 +2,12 @@
 
 Each area keeps its commands in a module of its own under `cli/` that exposes
 `register(app: typer.Typer) -> None`; this module only lists them.
+
+Start-up time: `--help`, `--version` and shell completion build every command, so the command
+modules import at their top only Typer, the standard library and the small modules their
+signatures name. Whatever a command needs to run (the store, the connectors, the simulators,
+FastAPI, SQLAlchemy, structlog, ...) it imports inside its function, each with a comment saying
+so; tests/cli/test_startup.py checks that `--help` imports none of it.
 """
 
 from __future__ import annotations
@@ -10,18 +16,20 @@ import importlib
 import inspect
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer._click.core import Command
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
+PROG = "escalation-sync"
+DISTRIBUTION = "escalation-sync"
+
 app = typer.Typer(
-    name="escalation-sync",
+    name=PROG,
     help="Keep ServiceNow incidents and Jira issues in step and run the escalation procedure.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
 )
 
 # Order is the order of `--help`.
@@ -68,10 +76,11 @@ class _ReadableHelp(Command):
         self.help = reflow(self.help)
         _hide_flag_type(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _hide_flag_type([option])
-        return option
+    def get_params(self, ctx: Any) -> Any:
+        # Typer adds its help and shell-completion flags after the command is built.
+        params = super().get_params(ctx)
+        _hide_flag_type(params)
+        return params
 
 
 class HelpCommand(_ReadableHelp, TyperCommand):
@@ -93,6 +102,42 @@ def _use_help_classes(typer_app: typer.Typer) -> None:
             _use_help_classes(group.typer_instance)
 
 
+def version_text() -> str:
+    """`escalation-sync 1.2.3`, the installed distribution's version."""
+    # Imported here: only --version reads the package metadata (start-up time).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{PROG} {version(DISTRIBUTION)}"
+    except PackageNotFoundError:
+        return f"{PROG} (version unknown: run from a source tree that is not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    # Runs before any command (not for --help, --version or completion, which exit earlier):
+    # logging is configured only when a command is about to log (start-up time).
+    from sync.runtime.logs import configure_logging
+
+    configure_logging(level=os.environ.get("ESCALATION_SYNC_LOG_LEVEL", "INFO"))
+
+
 def build() -> typer.Typer:
     """Register every area's commands on the app (idempotent)."""
     if not getattr(app, "_registered", False):
@@ -104,8 +149,7 @@ def build() -> typer.Typer:
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    from sync.runtime.logs import configure_logging
-
-    configure_logging(level=os.environ.get("ESCALATION_SYNC_LOG_LEVEL", "INFO"))
-    build()()
+    """Entry point of the console script (and of `python run_sync.py`)."""
+    # One program name however it is started, so usage lines and the shell completion's
+    # environment variable (_ESCALATION_SYNC_COMPLETE) are the same.
+    build()(prog_name=PROG)

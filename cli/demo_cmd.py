@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cli.extras import require_extra
+
 
 def register(app: typer.Typer) -> None:
     """Add the `demo` command."""
@@ -18,9 +20,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start simulators, SMTP sink and daemon on free ports and play an escalation story.
 
-        Needs nothing installed beyond this package: SQLite state in a temporary folder.
+        Needs no server installed, only this package with its `simulators` extra: SQLite state
+        in a temporary folder.
         Prints a timeline of what happened in each system; exits 0 when the story played out.
         """
+        require_extra("simulators", "demo")
+        # The simulators and the daemon load only when the demo plays (start-up time).
         from cli.demo_story import run_demo
 
         raise typer.Exit(run_demo(keep_running=keep_running, echo=typer.echo))

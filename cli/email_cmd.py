@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import sessionmaker
 
 from cli.mapping_cmd import ConfigOption, load_or_exit
-from sync.config.settings import Settings
+
+if TYPE_CHECKING:
+    from sync.config.settings import Settings
 
 STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
 
@@ -25,6 +24,7 @@ def _email_settings(settings: Settings) -> Any:
 
 
 def _open_store(settings: Settings) -> Any:
+    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
     from sync.store.database import Store
 
     return Store.for_state(settings.state.dir, settings.state.database_url)
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     @group.command("check")
     def check(config: ConfigOption = None) -> None:
         """Render every email template (admin overrides first) with sample data; 2 on errors."""
-        from connectors.email_render import EVENTS, Renderer
+        from connectors.email_render import EVENTS, Renderer  # Jinja: start-up time
 
         email = _email_settings(load_or_exit(config))
         problems = Renderer(email.templates_dir).check()
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Send one test message through the configured transport, now (not via the outbox)."""
+        # The mail transports (exchangelib, msal) load only to send (start-up time).
         from connectors.email import OutgoingEmail, build_sender, make_message_id
         from connectors.errors import ConnectorError
 
@@ -85,6 +86,11 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """List outbox messages with their status and last error."""
+        # The outbox (SQLAlchemy) and Rich's tables load only for a listing (start-up time).
+        from rich.console import Console
+        from rich.table import Table
+        from sqlalchemy.orm import sessionmaker
+
         from sync.notify import outbox
 
         if status is not None and status not in STATUS_CHOICES:
@@ -115,6 +121,8 @@ def register(app: typer.Typer) -> None:
     @group.command("send")
     def send(config: ConfigOption = None) -> None:
         """Send every due outbox message once (for cron when the daemon is not running)."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
 
         settings = load_or_exit(config)
@@ -134,6 +142,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Give a dead message a new set of attempts (after fixing the cause)."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))
@@ -160,6 +170,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Settle a message whose send was interrupted and the transport could not confirm."""
+        from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
+
         from sync.notify import outbox
 
         store = _open_store(load_or_exit(config))

@@ -9,23 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 import presets
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError, NotFound
-from escalation.decide import decide
-from escalation.decision import EngineeringStatus, LedgerView
-from escalation.explain import explain_data, render_text
-from escalation.policy import Policy, load_policy
-from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
-from escalation.simulate import render_text as render_simulation
 from escalation.wording import plural
 from mapping.errors import ConfigInvalid
-from mapping.model import Status, System, Ticket
+from mapping.model import Status, System
 
 if TYPE_CHECKING:
+    from escalation.decision import LedgerView
+    from escalation.policy import Policy
+    from mapping.model import Ticket
     from sync.store.database import Link
 
 PolicyOption = Annotated[
@@ -47,6 +43,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def read_policy(spec: str) -> Policy:
     """A policy from a file path, or from a preset by name; exit 2 listing every error."""
+    from escalation.policy import load_policy  # the policy compiler: start-up time
+
     path = Path(spec)
     try:
         if path.is_file():
@@ -75,6 +73,10 @@ def _parse_at(value: str | None) -> datetime:
 
 
 def _ticket_from_file(path: Path) -> Ticket:
+    from pydantic import ValidationError  # start-up time
+
+    from mapping.model import Ticket
+
     try:
         return Ticket.model_validate_json(path.read_text())
     except (OSError, ValidationError) as exc:
@@ -87,7 +89,7 @@ def _itsm_systems(settings: Any) -> set[System]:
 
 
 def _paired(settings: Any, system: System, ident: str) -> Link | None:
-    from sync.store.database import Store
+    from sync.store.database import Store  # SQLAlchemy: start-up time
 
     store = Store.for_state(settings.state.dir, settings.state.database_url)
     try:
@@ -102,7 +104,7 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    from sync.pipeline.engine import parse_ref
+    from sync.pipeline.engine import parse_ref  # the sync engine: start-up time
 
     system, ident = parse_ref(ref)
     itsm = _itsm_systems(settings)
@@ -127,7 +129,7 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
 
 
 def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
-    from sync.pipeline import engine as sync_engine
+    from sync.pipeline import engine as sync_engine  # the engine and connectors: start-up time
 
     system, ident = sync_engine.parse_ref(ref)
     try:
@@ -143,6 +145,7 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
 
 
 def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+    # The ledger's store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from sync.procedure.ledger import ledger_view
     from sync.store.database import Store
 
@@ -193,6 +196,11 @@ def register(app: typer.Typer) -> None:
 
         Nothing is written: the decision is computed, not recorded.
         """
+        # The policy engine loads only to decide (start-up time).
+        from escalation.decide import decide
+        from escalation.decision import EngineeringStatus, LedgerView
+        from escalation.explain import explain_data, render_text
+
         if (ref is None) == (ticket_file is None):
             raise _fail("give either REF or --ticket-file")
         when = _parse_at(at)
@@ -256,6 +264,12 @@ def register(app: typer.Typer) -> None:
         for each state it passed through, its comments accumulating. The source tree has a
         sample: docs/simulate-tickets.jsonl.
         """
+        # The simulation (policy engine, pydantic validation) loads only to run (start-up time).
+        from pydantic import ValidationError
+
+        from escalation.simulate import SnapshotInvalid, simulate, snapshot_from_json
+        from escalation.simulate import render_text as render_simulation
+
         if policy is not None:
             chosen = read_policy(policy)
         else:

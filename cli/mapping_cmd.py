@@ -6,17 +6,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from escalation.wording import plural
-from mapping import ConfigError, ConfigInvalid, Mapping, to_canonical, to_vendor
 from mapping.model import System
-from sync.config.secrets import missing_secrets
-from sync.config.settings import Settings, config_path, load_settings
-from sync.pipeline.plan import get_value
-from sync.runtime.logs import configure_logging, settings_secrets
+
+if TYPE_CHECKING:
+    from mapping import ConfigError, Mapping
+    from sync.config.settings import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -36,6 +35,12 @@ def load_or_exit(config: Path | None, *, secrets: bool = False, webhooks: bool =
     such an error too, named by the environment variable that sets it; with `webhooks` (the
     commands that receive them or check for them), a missing webhook secret is a warning.
     """
+    # Imported when a command loads its configuration, not with --help (start-up time).
+    from mapping import ConfigInvalid
+    from sync.config.secrets import missing_secrets
+    from sync.config.settings import config_path, load_settings
+    from sync.runtime.logs import configure_logging, settings_secrets
+
     try:
         settings = load_settings(config)
     except ConfigInvalid as exc:
@@ -63,6 +68,7 @@ def _refuse(errors: Sequence[ConfigError]) -> NoReturn:
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
     """Canonical fields a change in `source` is copied from: those the sync carries across
     (read on both sides, written on the other) that `source` owns or shares."""
+    # The sync engine loads only for a preview (start-up time).
     from sync.pipeline.engine import sync_rules
 
     synced = sync_rules(mapping).synced_fields()
@@ -87,6 +93,8 @@ def register(app: typer.Typer) -> None:
         """Validate the whole configuration offline, secrets included (each missing one named
         by the environment variable that sets it); exit 2 listing every error (file, key,
         reason)."""
+        from sync.config.settings import config_path  # start-up time: settings load here
+
         settings = load_or_exit(config, secrets=True, webhooks=True)
         mapping = settings.mapping_model
         systems = ", ".join(s.value for s in mapping.systems)
@@ -105,6 +113,10 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Print the canonical ticket and the payload that would be written to the other system."""
+        # The mapping code loads when a record is previewed (start-up time).
+        from mapping import to_canonical, to_vendor
+        from sync.pipeline.plan import get_value
+
         settings = load_or_exit(config)
         mapping = settings.mapping_model
         try:

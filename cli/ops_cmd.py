@@ -6,27 +6,29 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from cli.failures import configured, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
-from sync.store.database import DeadLetter, Store
+
+if TYPE_CHECKING:
+    from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _open(settings: Any) -> Store:
+    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
+    from sync.store.database import Store
+
     return Store.for_state(Path(settings.state.dir), settings.state.database_url)
 
 
 def _queue(settings: Any, store: Store) -> Any:
-    from sync.queue.tasks import SyncQueue, make_huey
+    from sync.queue.tasks import SyncQueue, make_huey  # Huey: start-up time
 
     return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
 
@@ -37,7 +39,7 @@ def _when(value: datetime | None) -> str | None:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """The running daemon's pid and address from its runtime file, or None if none runs."""
-    from sync.runtime.daemon import RUNTIME_FILE
+    from sync.runtime.daemon import RUNTIME_FILE  # the daemon module: start-up time
 
     try:
         info = json.loads((state_dir / RUNTIME_FILE).read_text())
@@ -50,6 +52,8 @@ def daemon_state(state_dir: Path) -> dict[str, Any] | None:
 
 def active_escalations(store: Store) -> dict[str, int] | None:
     """Escalations approved and not released, and requests awaiting a decision (None: no ledger)."""
+    import sqlalchemy as sa  # start-up time
+
     inspector = sa.inspect(store.engine)
     if not inspector.has_table("escalation_ledger"):
         return None
@@ -70,7 +74,7 @@ def active_escalations(store: Store) -> dict[str, int] | None:
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Email outbox messages by status (pending, sending, sent, unknown, dead)."""
-    from sync.notify.outbox import store_counts
+    from sync.notify.outbox import store_counts  # start-up time
 
     return store_counts(store)
 
@@ -105,6 +109,10 @@ def collect_status(settings: Any) -> dict[str, Any]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    # Rich's tables load only to print one (start-up time).
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -228,6 +236,9 @@ def register(app: typer.Typer) -> None:
         if not items:
             typer.echo("no dead letters")
             return
+        from rich.console import Console  # start-up time
+        from rich.table import Table
+
         table = Table("id", "created", "system", "ticket", "error", "tries", "reason")
         for item in items:
             table.add_row(
@@ -312,7 +323,7 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
 
 def _process_here(settings: Any, store: Store, queue: Any) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    from sync.runtime.daemon import default_processor
+    from sync.runtime.daemon import default_processor  # start-up time
 
     before = store.status_counts().dead_letters_pending
     queue.set_processor(configured(lambda: default_processor(settings, store, queue)))

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run the daemon: webhooks, workers, pollers, email. SIGHUP reloads, SIGTERM stops."""
+        # The daemon (FastAPI, uvicorn, SQLAlchemy, Huey) loads only when it runs (start-up time).
         from sync.runtime import daemon
         from sync.runtime.logs import configure_logging, settings_secrets
 

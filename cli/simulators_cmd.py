@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulators.estate import SimulatedEstate
+from cli.extras import require_extra
 
 Port = Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")]
 
@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
         whatever ports they got), and the printed secrets go in its environment. It also lists
         the people you can act as over the vendors' REST APIs, with their credentials.
         """
+        require_extra("simulators", "simulators")
+        # The simulators (FastAPI apps, an SMTP server) load only when they start (start-up time).
+        from simulators.estate import SimulatedEstate
+
         estate = SimulatedEstate(
             jira_port=jira_port,
             servicenow_port=servicenow_port,

@@ -8,31 +8,28 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError
 from escalation.wording import plural
 from mapping.model import System
-from sync.config.settings import Settings
-from sync.store.database import Store
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from sync.config.settings import Settings
     from sync.pipeline.backfill import BackfillSkip
+    from sync.store.database import Store
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
 
 
 def open_store(settings: Settings) -> Store:
     """The configured store (SQLite in the state directory unless a URL is set)."""
+    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
+    from sync.store.database import Store
+
     return Store.for_state(settings.state.dir, settings.state.database_url)
 
 
@@ -59,6 +56,7 @@ class OncePass:
 
 def run_once(settings: Settings) -> OncePass:
     """Poll each system (a failing one does not stop the other) and process every task queued."""
+    # The engine, connectors and queue load only for a pass (start-up time).
     from sync.pipeline.engine import build_engine
     from sync.queue.tasks import SyncQueue, make_huey
 
@@ -138,6 +136,15 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Pair existing records with new ones in the other system (bulk APIs, progress bar)."""
+        # The engine, connectors and progress bar load only for a backfill (start-up time).
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         from sync.pipeline.backfill import backfill
         from sync.pipeline.engine import build_engine
 

@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-VENDOR = SHARED / "vendor"
+FIXTURES = ROOT / "tests" / "fixtures"
+# Vendor material copied into the repository (see tests/fixtures/README.md for sources and
+# licences): the suite needs nothing outside the clone.
+VENDOR = FIXTURES / "vendor"
+PROCEDURES = FIXTURES / "procedures"
 EXAMPLE_CONFIG = ROOT / "config.example.toml"
 
 
 @pytest.fixture(scope="session")
 def vendor_dir() -> Path:
-    """The vendor reference folder beside the repository; tests that need it skip without it."""
-    if not VENDOR.is_dir():
-        pytest.skip(f"vendor reference material not found at {VENDOR}")
+    """The vendor reference material under tests/fixtures/vendor."""
     return VENDOR
 
 

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import build
+from tests.conftest import VENDOR
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira" / "webhooks"
+CAPTURES = VENDOR / "jira" / "webhooks"
 KEYS = {"system", "event", "ticket", "changed_fields", "comment_id", "author", "timestamp"}
 
 

@@ -126,12 +126,12 @@ class GraphMailboxDouble:
             status, headers, body = self._error(429, "ApplicationThrottled", "Too many requests")
             return status, {**headers, "Retry-After": "0"}, body
         immutable = request.headers.get("Prefer") == 'IdType="ImmutableId"'
-        body = json.loads(request.body) if request.body else None
+        sent = json.loads(request.body) if request.body else None
         parts = path.split("/")
         if parts[0] == "mailFolders":
-            return self._folders(request.method, parts[1:], query, body)
+            return self._folders(request.method, parts[1:], query, sent)
         if parts[0] == "messages":
-            return self._message(request.method, parts[1:], query, body, immutable)
+            return self._message(request.method, parts[1:], query, sent, immutable)
         return self._error(400, "BadRequest", f"Unsupported segment {parts[0]}")
 
     def _folders(self, method: str, parts: list[str], query: dict[str, str], body: Any) -> Any:

@@ -7,9 +7,8 @@ import copy
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from responses import matchers
 
 from connectors.errors import (
     AuthFailed,
+    ConnectorError,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -36,8 +36,9 @@ from connectors.jira import (
     parse_jira_datetime,
 )
 from connectors.retry import RetryPolicy
+from tests.conftest import VENDOR
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "jira"
+FIXTURES = VENDOR / "jira" / "examples"
 BASE = "https://example.atlassian.net"
 EMAIL = "sync@example.com"
 TOKEN = "tok-VERY-SECRET-123"
@@ -66,6 +67,21 @@ def sleeps() -> Sleeps:
 def rsps() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         yield mock
+
+
+def sent_bytes(request: requests.PreparedRequest) -> bytes:
+    """What a recorded request sent: its body, read first when it was a stream."""
+    body = request.body
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, bytes):
+        return body
+    # The connector streams uploads: requests keeps the file object as the body.
+    read = getattr(body, "read", None)
+    assert callable(read), f"the request has no body: {body!r}"
+    data = read()
+    assert isinstance(data, bytes)
+    return data
 
 
 def make(sleeps: Sleeps, attempts: int = 4, **kwargs: Any) -> JiraConnector:
@@ -484,7 +500,7 @@ def test_attachment_upload_is_multipart_with_no_check(
     request = rsps.calls[0].request
     assert request.headers["X-Atlassian-Token"] == "no-check"
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
-    body = request.body.read() if hasattr(request.body, "read") else request.body
+    body = sent_bytes(request)
     assert b'name="file"; filename="log.txt"' in body and b"line 1\nline 2\n" in body
 
 
@@ -496,9 +512,7 @@ def test_attachment_upload_retry_resends_the_whole_stream(
     rsps.post(url, status=503)
     rsps.post(url, json=example("addAttachment.response.200.json"))
     make(sleeps).add_attachment("ED-1", "a.bin", io.BytesIO(b"PAYLOAD"))
-    body = rsps.calls[1].request.body
-    body = body.read() if hasattr(body, "read") else body
-    assert b"PAYLOAD" in body
+    assert b"PAYLOAD" in sent_bytes(rsps.calls[1].request)
 
 
 def test_attachment_download_streams(rsps: responses.RequestsMock, sleeps: Sleeps) -> None:
@@ -578,7 +592,7 @@ def test_html_instead_of_json_is_server_unavailable(
     [(401, AuthFailed), (403, AuthFailed), (404, NotFound), (409, InvalidRequest)],
 )
 def test_permanent_statuses_map_to_typed_errors_without_secrets(
-    rsps: responses.RequestsMock, sleeps: Sleeps, status: int, error: type[Exception]
+    rsps: responses.RequestsMock, sleeps: Sleeps, status: int, error: type[ConnectorError]
 ) -> None:
     """Permanent failures are typed, not retried, and never show the token or auth header."""
     rsps.get(
@@ -621,7 +635,15 @@ def test_callers_session_transport_is_used(sleeps: Sleeps) -> None:
             super().__init__()
             self.seen: list[str] = []
 
-        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        def send(
+            self,
+            request: requests.PreparedRequest,
+            stream: bool = False,
+            timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+            verify: bool | str = True,
+            cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+            proxies: Mapping[str, str] | None = None,
+        ) -> requests.Response:
             self.seen.append(f"{request.method} {request.url}")
             response = requests.Response()
             response.status_code = 200

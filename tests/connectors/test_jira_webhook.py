@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from connectors.errors import BadSignature, MalformedWebhook
 from connectors.jira_webhook import DeliveryDeduper, parse_webhook, sign
+from tests.conftest import VENDOR
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira" / "webhooks"
+CAPTURES = VENDOR / "jira" / "webhooks"
 ALL_CAPTURES = sorted(CAPTURES.glob("*.json"))
 EVENTS = {
     "issue_created",

@@ -7,7 +7,6 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +30,9 @@ from connectors.servicenow import (
     format_sn_datetime,
     parse_sn_datetime,
 )
+from tests.conftest import VENDOR
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servicenow"
+FIXTURES = VENDOR / "servicenow" / "samples"
 BASE = "https://acme.service-now.com"
 TABLE = f"{BASE}/api/now/table/incident"
 JOURNAL = f"{BASE}/api/now/table/sys_journal_field"

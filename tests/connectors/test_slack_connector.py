@@ -296,7 +296,7 @@ def test_429_is_rate_limited_with_retry_after(fake: responses.RequestsMock) -> N
     assert limited.value.retry_after == 120.0
     with pytest.raises(RateLimited):
         slack.ensure_channel("ds-3", marker="m")
-    assert [c.request.url.rsplit("/", 1)[1] for c in fake.calls] == [
+    assert [(c.request.url or "").rsplit("/", 1)[1] for c in fake.calls] == [
         "auth.test",
         "conversations.create",
     ]

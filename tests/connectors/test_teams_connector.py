@@ -3,13 +3,14 @@ and response bodies (tests/fixtures/vendor/teams)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import responses
+from requests.adapters import HTTPAdapter
 
 from connectors.errors import AuthFailed, RateLimited
 from connectors.retry import RetryPolicy
@@ -224,21 +225,35 @@ def test_message_posted_once_per_key(graph: GraphFake) -> None:
     }
 
 
+class LosesFirstPostAnswer(HTTPAdapter):
+    """Sends every request, then loses the answer to the first message post (a reset)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        answer = super().send(request, stream, timeout, verify, cert, proxies)
+        posted = request.method == "POST" and (request.url or "").endswith("/messages")
+        if posted and not self.lost:
+            self.lost += 1
+            raise requests.ConnectionError("connection reset after sending")
+        return answer
+
+
 def test_a_lost_answer_is_not_posted_twice(graph: GraphFake, mock: responses.RequestsMock) -> None:
     """The post reaches Graph but its answer is lost: the retry finds the message by its key."""
     made = connect().ensure_channel(TEAM, "DS-3 lost", marker=MARKER)
     session = requests.Session()
-    sent = {"n": 0}
-    original = session.request
-
-    def losing(method: str, url: str, **kw: Any) -> requests.Response:
-        answer = original(method, url, **kw)
-        if method == "POST" and url.endswith("/messages") and not sent["n"]:
-            sent["n"] += 1
-            raise requests.ConnectionError("connection reset after sending")
-        return answer
-
-    session.request = losing  # type: ignore[method-assign]
+    session.mount("https://", LosesFirstPostAnswer())
     teams = TeamsConnector(
         app_token=lambda: APP_TOKEN,
         user_token=lambda: USER_TOKEN,
@@ -328,7 +343,7 @@ def test_client_credentials_token_is_requested_once(mock: responses.RequestsMock
     )
     tokens = ClientCredentialsTokens("tenant-1", "client-1", "secret-1", session=requests.Session())
     assert tokens() == "app-token-1" and tokens() == "app-token-1"
-    token_calls = [c for c in mock.calls if c.request.url.endswith("/token")]
+    token_calls = [c for c in mock.calls if (c.request.url or "").endswith("/token")]
     assert len(token_calls) == 1
     assert "client_credentials" in str(token_calls[0].request.body)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -59,8 +60,8 @@ def reason(decision, rule):
     return found[-1]
 
 
-def pending_entry(**kw):
-    base = {
+def pending_entry(**kw: Any) -> LedgerEntry:
+    base: dict[str, Any] = {
         "state": S.PENDING_APPROVAL,
         "level": "L1",
         "requested_at": None,

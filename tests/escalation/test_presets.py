@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 import pytest
 
@@ -35,9 +35,9 @@ from mapping.model import (
     Status,
     Visibility,
 )
+from tests.conftest import PROCEDURES
 
 S = EscalationState
-PROCEDURES = Path(__file__).resolve().parents[3] / "shared" / "procedures"
 
 
 def test_every_preset_loads():
@@ -59,8 +59,7 @@ def test_each_preset_names_one_procedure_and_all_are_covered():
         assert len(files) == 1, name
         named.extend(files)
     assert len(set(named)) == 5
-    if PROCEDURES.is_dir():
-        assert set(named) == {p.name for p in PROCEDURES.glob("*.txt")}
+    assert set(named) == {p.name for p in PROCEDURES.glob("*.txt")}
 
 
 def test_unknown_preset_is_reported_with_the_choices():
@@ -74,6 +73,9 @@ def test_unknown_preset_is_reported_with_the_choices():
 
 class Story:
     """Plays a ticket through decide() and an in-memory ledger, one step at a time."""
+
+    # When the running story starts (each story sets it): comments are stamped minutes after.
+    t0: ClassVar[datetime]
 
     def __init__(self, preset: str, clock):
         self.policy = presets.load_preset(preset)

@@ -6,6 +6,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -216,7 +217,7 @@ def test_the_same_sender_too_often_is_a_loop():
             raw,
             sent_lookup=lookup,
             options=options,
-            recent=lambda s, t, times=times: recent(s, t, times),
+            recent=partial(recent, times=times),
             now=now,
         )
         assert reply.kind is kind

@@ -78,7 +78,7 @@ def test_an_expression_using_a_whole_subtree_asks_for_all_of_it() -> None:
 
 def test_an_expression_not_understood_asks_for_everything() -> None:
     """A syntax node the walk does not know gives None, never a short list."""
-    odd = ParsedResult("odd", {"type": "something_new", "children": []})
+    odd = ParsedResult("odd", {"type": "something_new", "value": None, "children": []})
     assert paths_read([jmespath.compile("a.b"), odd]) is None
     filtered = jmespath.compile("a[?x == `1`].b | [0]")
     assert paths_read([filtered]) == {("a", "b"), ("a", "x")}

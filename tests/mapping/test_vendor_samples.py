@@ -1,4 +1,4 @@
-"""Vendor records from ../shared/vendor map to the expected canonical tickets."""
+"""Vendor records from tests/fixtures/vendor map to the expected canonical tickets."""
 
 from __future__ import annotations
 

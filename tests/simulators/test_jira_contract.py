@@ -5,7 +5,7 @@ projects and what an admin reads first).
 The traffic to the simulator is recorded at the transport (an adapter on the session handed to
 the connector; on the `jira` client's own session) and every request and response is validated
 with openapi-core against Atlassian's spec (the copy in tests/fixtures/vendor/jira/openapi, see
-its README), so the simulator cannot drift into either client's convenience.
+its SOURCES.md), so the simulator cannot drift into either client's convenience.
 
 Where the check departs from the letter of the spec, it is because the spec departs from Jira:
 - Paths: the spec documents v3; the connector calls v2 for everything but `search/jql`. v2 and
@@ -38,7 +38,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -52,15 +51,9 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from connectors.errors import InvalidRequest, NotFound
 from connectors.jira import CommentPolicy, JiraConnector, RemoteLinkSpec
 from simulators.jira import JiraSimulator
+from tests.conftest import VENDOR
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[1]
-    / "fixtures"
-    / "vendor"
-    / "jira"
-    / "openapi"
-    / "swagger-v3.subset.json"
-)
+SPEC_PATH = VENDOR / "jira" / "openapi" / "swagger-v3.v3.json"
 SPEC_HOST = "https://your-domain.atlassian.net"
 JIRA_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?([+-]\d{4}|Z)$")
 

@@ -25,9 +25,10 @@ from connectors.jira_webhook import parse_webhook
 from simulators.common import ServerThread
 from simulators.jira import JiraSimulator
 from simulators.jira.jql import JqlError, compile_jql
+from tests.conftest import VENDOR
 
 ROOT = Path(__file__).resolve().parents[2]
-CAPTURES = ROOT.parent / "shared" / "vendor" / "jira" / "webhooks"
+CAPTURES = VENDOR / "jira" / "webhooks"
 JIRA_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$")
 
 
@@ -153,7 +154,7 @@ def test_search_pages_with_next_page_token(sim: JiraSimulator, http: requests.Se
     token = None
     pages = 0
     while True:
-        extra = {"nextPageToken": token} if token else {}
+        extra: dict[str, str] = {"nextPageToken": token} if token else {}
         page = _search(sim, http, "project = ENG ORDER BY created ASC", **extra).json()
         seen += [i["key"] for i in page["issues"]]
         pages += 1

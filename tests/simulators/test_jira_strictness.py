@@ -1,7 +1,7 @@
 """The Jira simulator refuses what Jira Cloud refuses, each rule from Atlassian's own material.
 
-The spec lines cited are read from the copy in tests/fixtures/vendor/jira (see its README), so a
-test fails if the citation is not the vendor's; messages are Jira's own, as Cloud sites answer.
+The spec lines cited are read from the copy in tests/fixtures/vendor/jira (see its SOURCES.md), so
+a test fails if the citation is not the vendor's; messages are Jira's own, as Cloud sites answer.
 """
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from simulators.jira import JiraSimulator
+from tests.conftest import VENDOR
 
-VENDOR = Path(__file__).resolve().parents[1] / "fixtures" / "vendor" / "jira"
+JIRA = VENDOR / "jira"
 NOT_ON_SCREEN = "cannot be set. It is not on the appropriate screen, or unknown."
 
 
 @functools.cache
 def spec() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((VENDOR / "openapi" / "swagger-v3.subset.json").read_text())
+    data: dict[str, Any] = json.loads((JIRA / "openapi" / "swagger-v3.v3.json").read_text())
     return data
 
 
@@ -246,7 +246,7 @@ def test_custom_field_values_must_fit_the_field_schema(
     """A value of the wrong type for the field's schema (as createmeta describes it, like the
     real Cloud metadata in the fixtures) is a 400 with Jira's message for that type."""
     real = json.loads(
-        (VENDOR / "metadata" / "cloud-get-create-issue-metadata-for-project.json").read_text()
+        (JIRA / "metadata" / "cloud-get-create-issue-metadata-for-project.json").read_text()
     )
     real_fields = real["projects"][0]["issuetypes"][0]["fields"]
     assert real_fields["customfield_10072"]["schema"]["type"] == "number"

@@ -18,8 +18,9 @@ import requests
 
 from simulators.common import FaultConfig
 from simulators.servicenow import ServiceNowSimulator
+from tests.conftest import VENDOR
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servicenow"
+FIXTURES = VENDOR / "servicenow" / "samples"
 AUTH = ("admin", "admin")
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

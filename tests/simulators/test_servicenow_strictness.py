@@ -1,7 +1,7 @@
 """The ServiceNow simulator refuses what a stock instance refuses, each rule from ServiceNow's docs.
 
 Every test quotes the line of the document it follows and checks the quote is in the copy under
-tests/fixtures/vendor/servicenow/docs (see its README).
+tests/fixtures/vendor/servicenow/docs (see the folder's SOURCES.md).
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from simulators.servicenow import ServiceNowSimulator
+from tests.conftest import VENDOR
 
-DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "vendor" / "servicenow" / "docs"
+DOCS = VENDOR / "servicenow" / "docs"
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 INTEGRATION = ("svc.sync", "pw")
 

@@ -327,7 +327,8 @@ def test_topic_and_purpose(slack: SlackSimulator, method: str, field: str) -> No
     """setTopic/setPurpose store the text with its setter; over 250 characters is `too_long`,
     and a channel the caller left or archived refuses."""
     cid = make_channel(slack, f"ds-5-{field}")
-    body = call(slack, method, channel=cid, **{field: "DS-5: checkout down"})
+    args: dict[str, Any] = {"channel": cid, field: "DS-5: checkout down"}
+    body = call(slack, method, **args)
     assert body["channel"][field]["value"] == "DS-5: checkout down"
     assert body["channel"][field]["creator"] == slack.bot.id
     refused(slack, method, "too_long", channel=cid, **{field: "x" * 251})

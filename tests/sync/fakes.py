@@ -186,7 +186,7 @@ class FakeServiceNow(FakeBase):
 
     def add(self, **fields: Any) -> dict[str, Any]:
         sys_id = f"sn{len(self.records) + 1:04d}"
-        record = {
+        record: dict[str, Any] = {
             "sys_id": sys_id,
             "number": f"INC{len(self.records) + 1:07d}",
             "short_description": "",

@@ -7,11 +7,11 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
 import responses
 from responses import matchers
 
@@ -22,11 +22,11 @@ from mapping import VendorWrite
 from mapping.model import System
 from sync.pipeline.markers import Marker
 from sync.systems.adapters import JiraAdapter, ServiceNowAdapter, content_type_of
+from tests.conftest import VENDOR
 
 JIRA = "http://jira.test"
 SNOW = "http://snow.test"
 ONCE = RetryPolicy(attempts=1)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MARK = Marker(System.SERVICENOW, "INC0010001", "j1")
 
 
@@ -49,6 +49,12 @@ def snow(users: bool = False) -> ServiceNowAdapter:
         else None
     )
     return ServiceNowAdapter(conn, users=user_conn)
+
+
+def sent_json(request: requests.PreparedRequest) -> Any:
+    """The JSON body a recorded request carried; a request without one fails the test."""
+    assert request.body is not None
+    return json.loads(request.body)
 
 
 def test_jira_labels_are_written_incrementally(rsps: responses.RequestsMock) -> None:
@@ -134,7 +140,9 @@ def test_servicenow_fields_go_in_one_patch_whose_answer_is_returned(
 ) -> None:
     """Impact, urgency and other fields go in one PATCH; its answer (the record as stored, with
     the priority the instance computed) is returned with the caller for the mapping."""
-    answer = json.loads((FIXTURES / "servicenow" / "PATCH_incident.response.json").read_text())
+    answer = json.loads(
+        (VENDOR / "servicenow" / "samples" / "PATCH_incident.response.json").read_text()
+    )
     record = answer["result"]
     caller = record["caller_id"]["value"]
     rsps.patch(
@@ -170,7 +178,7 @@ def test_servicenow_read_fields_asks_for_those_columns(rsps: responses.RequestsM
 
 def test_jira_read_fields_asks_for_those_fields(rsps: responses.RequestsMock) -> None:
     """A read-back of the status asks Jira for that field alone."""
-    issue = json.loads((FIXTURES / "jira" / "getIssue.response.200.json").read_text())
+    issue = json.loads((VENDOR / "jira" / "examples" / "getIssue.response.200.json").read_text())
     rsps.get(
         f"{JIRA}/rest/api/2/issue/DS-1",
         json=issue,
@@ -191,7 +199,8 @@ def batch_reads(
 
     def item(rid: str, url: str) -> dict[str, Any]:
         path = urlsplit(url).path
-        status, body = 200, {"result": journal or []}
+        body: dict[str, Any] = {"result": journal or []}
+        status = 200
         if path.startswith("/api/now/table/incident/"):
             sys_id = path.rsplit("/", 1)[1]
             found = records.get(sys_id)
@@ -363,7 +372,7 @@ def test_jira_create_many_learns_the_start_transitions_once(rsps: responses.Requ
         "DS-4",
     ]
     assert all(o.problem is None for o in first + second)
-    sent = json.loads(rsps.calls[-1].request.body)["issueUpdates"]
+    sent = sent_json(rsps.calls[-1].request)["issueUpdates"]
     assert [u.get("transition") for u in sent] == [{"id": "11"}, None]
     assert sent[0]["fields"]["issuetype"] == {"name": "Bug"}
 
@@ -429,7 +438,7 @@ def test_servicenow_link_notes_go_through_the_batch_api_once_each(
         ),
     )
     outcomes = adapter.add_links(links)
-    sent = json.loads(rsps.calls[0].request.body)["rest_requests"]
+    sent = sent_json(rsps.calls[0].request)["rest_requests"]
     assert [r["url"] for r in sent] == [
         "/api/now/table/incident/b?sysparm_fields=sys_id,sys_mod_count",
         "/api/now/table/incident/c?sysparm_fields=sys_id,sys_mod_count",
@@ -469,7 +478,7 @@ def test_servicenow_scan_reads_related_rows_a_page_at_a_time(
     assert [r["file_name"] for r in first["_attachments"]] == ["log.txt"]
     assert [r["value"] for r in second["_journal"]] == ["hi"]
     assert first["_caller"]["name"] == second["_caller"]["name"] == "Carla"
-    query = rsps.calls[0].request.params
+    query = dict(parse_qsl(urlsplit(rsps.calls[0].request.url or "").query))
     assert query["sysparm_query"] == "sys_updated_on>=2000-01-01 00:00:00^ORDERBYsys_id"
     assert query["sysparm_fields"] == "sys_id,caller_id,number"
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 import uvicorn
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp
 from structlog.testing import capture_logs
 
 from connectors import jira_webhook, servicenow_webhook
@@ -366,7 +367,7 @@ def test_healthz_and_metrics(client: TestClient) -> None:
 class Served:
     """An app served by uvicorn on 127.0.0.1, port 0, in a thread (as the daemon serves it)."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         )
