@@ -39,7 +39,9 @@ USER 10001:10001
 WORKDIR /var/lib/escalation-sync
 VOLUME ["/var/lib/escalation-sync"]
 EXPOSE 8080
-# GET /healthz answers 200 while the store answers.
+# GET /healthz answers 200 while the store answers and nothing is wrong; 503 with the reason
+# while a system is paused for refused credentials, has failed every call for a while, or the
+# queue is stuck ([health] in the configuration): `docker ps` shows the container unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/bin/escalation-sync-healthcheck"]
 # SIGTERM (Docker's stop signal) stops the daemon gracefully: deliveries in flight are answered.

@@ -1,4 +1,8 @@
-"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox."""
+"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox.
+
+The outbox serves every notification channel (e-mail and those under `[notify.*]`); `outbox`,
+`send`, `requeue` and `resolve` act on all of them, by outbox id.
+"""
 
 from __future__ import annotations
 
@@ -83,9 +87,12 @@ def register(app: typer.Typer) -> None:
             typer.Option(help=f"Only rows in this status ({', '.join(STATUS_CHOICES)})."),
         ] = None,
         ticket: Annotated[str | None, typer.Option(help="Only rows of this ticket.")] = None,
+        channel: Annotated[
+            str | None, typer.Option(help="Only rows of this channel (email, ...).")
+        ] = None,
         config: ConfigOption = None,
     ) -> None:
-        """List outbox messages with their status and last error."""
+        """List outbox messages with their channel, status and last error."""
         # The outbox (SQLAlchemy) and Rich's tables load only for a listing (start-up time).
         from rich.console import Console
         from rich.table import Table
@@ -98,17 +105,20 @@ def register(app: typer.Typer) -> None:
         store = _open_store(load_or_exit(config))
         try:
             with sessionmaker(store.engine)() as session:
-                rows = outbox.list_entries(session, status=status, ticket=ticket)
-                counts = outbox.status_counts(session)
+                rows = outbox.list_entries(session, status=status, ticket=ticket, channel=channel)
+                counts = outbox.status_counts(session, channel=channel)
         finally:
             store.close()
-        table = Table("id", "ticket", "event", "to", "status", "attempts", "next / sent", "error")
+        table = Table(
+            "id", "ticket", "event", "channel", "to", "status", "attempts", "next / sent", "error"
+        )
         for row in rows:
             when = row.sent_at or row.next_attempt_at
             table.add_row(
                 str(row.id),
                 row.ticket_ref,
                 row.event,
+                row.channel,
                 ", ".join(row.recipients),
                 row.status,
                 str(row.attempts),
@@ -120,16 +130,25 @@ def register(app: typer.Typer) -> None:
 
     @group.command("send")
     def send(config: ConfigOption = None) -> None:
-        """Send every due outbox message once (for cron when the daemon is not running)."""
+        """Send every due outbox message, one at a time (for cron when no daemon runs)."""
         from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
 
         from sync.notify import outbox
+        from sync.notify.registry import build_notifiers
+        from sync.runtime.health import HealthBoard, HealthPolicy
 
         settings = load_or_exit(config)
-        email = _email_settings(settings)
+        _email_settings(settings)
         store = _open_store(settings)
         try:
-            sent = outbox.worker_for(store.engine, email).run_once()
+            worker = outbox.outbox_worker(
+                store.engine,
+                build_notifiers(settings),
+                health=HealthBoard(store.engine),
+                probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+                batch_size=100_000,
+            )
+            sent = worker.run_once()
             with sessionmaker(store.engine)() as session:
                 counts = outbox.status_counts(session)
         finally:

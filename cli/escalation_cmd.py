@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+import errors
 import presets
 from cli.failures import describe, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
@@ -138,6 +139,9 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
         raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
     except ConnectorError as exc:
         raise _fail(f"cannot read {ref}: {describe(exc, settings, system.value)}", 1) from None
+    except errors.DeadLetter as exc:
+        # The record was read but cannot be mapped: the mapping names the value it lacks.
+        raise _fail(f"cannot read {ref}: {exc}", 1) from None
     except ValueError as exc:
         # The connectors refuse a half-configured credential or a malformed identifier.
         raise _fail(f"cannot read {ref}: {exc}") from None

@@ -1,7 +1,8 @@
 """One clear line, not a traceback, when Jira or ServiceNow fails a command.
 
-Connector errors are typed by what the caller should do (connectors/errors.py); here they are
-told to an operator: which system, at which address, what went wrong and the vendor's reason.
+Connector errors are typed by what the caller should do (the root `errors` module and
+connectors/errors.py); here they are told to an operator: which system, at which address, what
+went wrong and the vendor's reason.
 Connector messages are built from status codes and vendor error text only, so they carry no
 credentials; the address is shown without any user information it may hold.
 """
@@ -17,6 +18,7 @@ import typer
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -31,6 +33,7 @@ SYSTEM_NAMES = {"jira": "Jira", "servicenow": "ServiceNow"}
 # Most specific first: the first class the error is an instance of names what happened.
 _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
     (AuthFailed, "refused our credentials"),
+    (Forbidden, "does not permit this to our integration user"),
     (NotFound, "has no such record"),
     (InvalidRequest, "refused the request"),
     (RateLimited, "is limiting our request rate; try again later"),

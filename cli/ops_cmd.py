@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.failures import configured, fail
+from cli.failures import configured, fail, system_name
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
 
@@ -79,6 +79,52 @@ def outbox_counts(store: Store) -> dict[str, int]:
     return store_counts(store)
 
 
+def configured_systems(settings: Any) -> list[str]:
+    """The systems this configuration calls: both ticket systems, e-mail and other channels."""
+    systems = ["jira", "servicenow"]
+    email = getattr(settings, "email_settings", None)
+    if email is not None and getattr(email, "enabled", False):
+        systems.append("email")
+    systems.extend(sorted(getattr(settings, "notify_settings", None) or {}))
+    return systems
+
+
+def systems_health(settings: Any, store: Store) -> dict[str, dict[str, Any]]:
+    """Each system's health as last recorded (a configured one with no record yet included)."""
+    from sync.runtime.health import SystemState, read_held, read_states  # start-up time
+
+    states = read_states(store.engine)
+    held = read_held(store.engine)
+    names = list(dict.fromkeys([*configured_systems(settings), *sorted(states)]))
+    return {
+        name: {
+            **(states.get(name) or SystemState(name)).to_json(),
+            "events_waiting": held.get(name, 0),
+        }
+        for name in names
+    }
+
+
+def in_doubt(store: Store) -> list[dict[str, Any]]:
+    """Messages whose send was interrupted and that no transport could confirm."""
+    from sync.notify.outbox import UNKNOWN, list_entries  # start-up time
+
+    with store.session() as tx:
+        rows = list_entries(tx, status=UNKNOWN)
+    return [
+        {
+            "id": row.id,
+            "channel": row.channel,
+            "ticket": row.ticket_ref,
+            "event": row.event,
+            "to": list(row.recipients),
+            "message_id": row.message_id,
+            "reason": row.last_error,
+        }
+        for row in rows
+    ]
+
+
 def collect_status(settings: Any) -> dict[str, Any]:
     """Everything `status` reports, as plain data."""
     store = _open(settings)
@@ -102,6 +148,8 @@ def collect_status(settings: Any) -> dict[str, Any]:
             },
             "escalations": active_escalations(store),
             "outbox": outbox_counts(store),
+            "in_doubt": in_doubt(store),
+            "systems": systems_health(settings, store),
             "locks_held": len(store.list_locks()),
         }
     finally:
@@ -134,9 +182,18 @@ def _print_status(data: dict[str, Any]) -> None:
     )
     for system in ("jira", "servicenow"):
         table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
+    for system, health in data["systems"].items():
+        table.add_row(system_name(system), health_text(health))
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
     table.add_row("email outbox", _outbox_text(data["outbox"]))
+    for row in data["in_doubt"]:
+        table.add_row(
+            "in doubt",
+            f"{row['channel']} #{row['id']} {row['ticket']} {row['event']} to "
+            f"{', '.join(row['to'])}: check the transport's log, then `escalation-sync email "
+            f"resolve {row['id']} --sent` or `--not-sent`",
+        )
     esc = data["escalations"]
     table.add_row(
         "escalations",
@@ -174,6 +231,38 @@ def poll_text(poll: dict[str, str | None] | None, now: datetime | None = None) -
     return f"{text}; changes read up to {_stamp(watermark, now)}"
 
 
+def health_text(health: dict[str, Any], now: datetime | None = None) -> str:
+    """A system's health in words: paused or answering, last success, last error, failures."""
+    now = now or datetime.now(UTC)
+    parts: list[str] = []
+    if health.get("paused"):
+        waiting = int(health.get("events_waiting") or 0)
+        parts.append(
+            f"PAUSED since {_stamp(str(health['paused_at']), now)}: credentials refused; "
+            f"{plural(waiting, 'event')} {'waits' if waiting == 1 else 'wait'} for it "
+            "(fix them, then reload)"
+        )
+    elif health.get("consecutive_failures"):
+        since = health.get("failing_since")
+        parts.append("failing" + (f" since {_stamp(str(since), now)}" if since else ""))
+    elif health.get("last_success_at") or health.get("last_poll_success_at"):
+        parts.append("answering")
+    else:
+        parts.append("no call recorded yet")
+    moments = [m for m in (health.get("last_success_at"), health.get("last_poll_success_at")) if m]
+    if moments:
+        parts.append(f"last success {_stamp(max(str(m) for m in moments), now)}")
+    failures = int(health.get("consecutive_failures") or 0)
+    if failures:
+        parts.append(f"{plural(failures, 'failure')} in a row")
+    if health.get("last_error"):
+        when = health.get("last_error_at")
+        parts.append(
+            f"last error{f' {_stamp(str(when), now)}' if when else ''}: {health['last_error']}"
+        )
+    return "; ".join(parts)
+
+
 def _outbox_text(counts: dict[str, int]) -> str:
     sending = counts.get("sending", 0)
     text = (
@@ -206,7 +295,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Pairs, backlog, last poll per system, dead letters, email outbox, active escalations."""
+        """Pairs, backlog, each system's health (last success, last error, failures in a row,
+        paused), dead letters, the outbox and messages in doubt, active escalations."""
         data = collect_status(load_or_exit(config))
         if as_json:
             typer.echo(json.dumps(data, indent=2))

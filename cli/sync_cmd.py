@@ -12,6 +12,7 @@ import typer
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
 from connectors.errors import ConnectorError
+from errors import PauseSystem
 from escalation.wording import plural
 from mapping.model import System
 
@@ -72,6 +73,15 @@ def run_once(settings: Settings) -> OncePass:
                 result.found[system.value] = engine.poll(system.value)
             except ConnectorError as exc:
                 result.failed[system.value] = exc
+                queue.health.failed(system.value, exc)
+                if isinstance(exc, PauseSystem):
+                    # Said on stderr below; the next run's poll is the probe that resumes it.
+                    queue.health.pause(system.value, f"{type(exc).__name__}: {exc}")
+                continue
+            # A pass that went through proves the credentials: a pause left by an earlier run
+            # ends here, and the events it held go ahead in this run.
+            queue.health.succeeded(system.value, "poll")
+            queue.resume(system.value, "polled")
         result.ran = queue.run_pending(limit=100_000)
         result.dead = store.status_counts().dead_letters_pending - before
         result.waiting = int(queue.huey.scheduled_count())

@@ -52,6 +52,7 @@ from connectors.errors import (
     TransportFailed,
 )
 from connectors.retry import RetryPolicy, call_with_retry, retry_after_seconds
+from errors import InDoubt
 
 SYSTEM = "email"
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
@@ -80,7 +81,7 @@ class InvalidAddress(InvalidRequest):
     """An address that cannot be used: the message is dead-lettered with this reason."""
 
 
-class DeliveryUncertain(RetryableError):
+class DeliveryUncertain(RetryableError, InDoubt):
     """The connection failed after the message was handed over: it may or may not have gone out.
 
     Sending again could duplicate it; the outbox checks with the transport first (or asks an

@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from connectors.email import ticket_subject
+from errors import DeadLetter
 
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "email_templates"
 
@@ -133,8 +134,9 @@ class RenderedEmail:
     html: str
 
 
-class TemplateMissing(LookupError):
-    """No template for the event in the admin folder or among the packaged ones."""
+class TemplateMissing(DeadLetter):
+    """No template for the event in the admin folder or among the packaged ones: the mail's
+    event is parked until the template is there (`email check` finds this before it happens)."""
 
 
 def _humanize(value: object) -> str:

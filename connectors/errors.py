@@ -1,22 +1,24 @@
-"""The exception tree every connector raises, named by what the caller should do.
+"""The errors every connector raises, on the product's error spine (`errors`, at the root).
 
 ```
-ConnectorError
-├── RetryableError          retry with backoff (honour retry_after when set)
-│   ├── RateLimited         429
-│   ├── ServerUnavailable   5xx, or an HTML page where JSON was expected
-│   └── TransportFailed     timeouts, refused connections
-└── PermanentError          dead-letter the event with the reason
-    ├── NotFound            404
-    ├── AuthFailed          401/403: refuse to continue with these credentials
-    └── InvalidRequest      other 4xx, with the vendor's error messages
-        └── WriteRefused    a 403 for a rule of the vendor's own (a data policy, a field or
-                            record ACL): this write is refused, the credentials work
-WebhookRejected             an inbound webhook the receiver must refuse
-├── BadSignature            401
-├── StaleWebhook            401 (timestamp outside the replay window)
-└── MalformedWebhook        400
+errors.EscalationSyncError
+└── ConnectorError              a vendor call failed: system, HTTP status, vendor messages
+    ├── RetryableError          errors.Retry: retry with backoff (honour retry_after)
+    │   ├── RateLimited         429
+    │   ├── ServerUnavailable   5xx, or an HTML page where JSON was expected
+    │   └── TransportFailed     timeouts, refused connections
+    ├── PermanentError          errors.DeadLetter: dead-letter the event with the reason
+    │   ├── NotFound            404
+    │   ├── Forbidden           403: the credentials work, this user may not do this
+    │   └── InvalidRequest      other 4xx, with the vendor's error messages
+    └── AuthFailed              errors.PauseSystem: 401, stop calling the system
+errors.Reject
+└── WebhookRejected             an inbound webhook the receiver must refuse
+    ├── BadSignature            401
+    ├── StaleWebhook            401 (timestamp outside the replay window)
+    └── MalformedWebhook        400
 ```
+Connectors import this module and the root `errors` module, nothing else of the product.
 Messages never carry credentials or auth headers: build them from status codes and the vendor's
 own error text only.
 """
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from errors import DeadLetter, EscalationSyncError, PauseSystem, Reject, Retry
 
-class ConnectorError(Exception):
-    """Base of every error a connector raises."""
+
+class ConnectorError(EscalationSyncError):
+    """Base of every error a connector raises: which system, its HTTP status, its messages."""
 
     def __init__(
         self,
@@ -37,13 +41,12 @@ class ConnectorError(Exception):
         status: int | None = None,
         messages: Sequence[str] = (),
     ) -> None:
-        super().__init__(message)
-        self.system = system
+        super().__init__(message, system=system)
         self.status = status
         self.messages = tuple(messages)
 
 
-class RetryableError(ConnectorError):
+class RetryableError(ConnectorError, Retry):
     """A transient failure: the same request may succeed later."""
 
     def __init__(
@@ -71,7 +74,7 @@ class TransportFailed(RetryableError):
     """The request did not get an answer: timeout, refused or reset connection."""
 
 
-class PermanentError(ConnectorError):
+class PermanentError(ConnectorError, DeadLetter):
     """Repeating the request will not help: dead-letter it with the reason."""
 
 
@@ -79,21 +82,21 @@ class NotFound(PermanentError):
     """The record or endpoint does not exist."""
 
 
-class AuthFailed(PermanentError):
-    """The credentials were refused (401/403)."""
+class Forbidden(PermanentError):
+    """403: the credentials were accepted but this user may not do this (an ACL, a project
+    permission): this write fails, the others may not, so only this event is parked."""
 
 
 class InvalidRequest(PermanentError):
     """The vendor refused the request's content (other 4xx)."""
 
 
-class WriteRefused(InvalidRequest):
-    """The vendor refused one write under a rule of its own (a ServiceNow data policy, an access
-    control on a field or a closed record), answering 403: dead-letter the write with the
-    vendor's reason and fix the configuration; the credentials are fine, other writes go on."""
+class AuthFailed(ConnectorError, PauseSystem):
+    """The credentials were refused (401, a refused token, SMTP 535): every call to this system
+    would fail alike, so the system is paused rather than each event dead-lettered."""
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(Reject):
     """An inbound webhook delivery that must be refused; `http_status` is what to answer."""
 
     http_status = 400

@@ -39,6 +39,7 @@ from requests_toolbelt import MultipartEncoder
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -186,8 +187,12 @@ def error_for(status: int, response: requests.Response | None, what: str) -> Con
         return RateLimited(detail, retry_after=retry_after_seconds(headers), **kwargs)
     if status >= 500:
         return ServerUnavailable(detail, retry_after=retry_after_seconds(headers), **kwargs)
-    if status in (401, 403):
+    # The platform's OpenAPI document: 401 "the authentication credentials are incorrect or
+    # missing", 403 "the user does not have the necessary permission" (the credentials work).
+    if status == 401:
         return AuthFailed(detail, **kwargs)
+    if status == 403:
+        return Forbidden(detail, **kwargs)
     if status == 404:
         return NotFound(detail, **kwargs)
     return InvalidRequest(detail, **kwargs)

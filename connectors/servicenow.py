@@ -30,13 +30,13 @@ import requests
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
     RetryableError,
     ServerUnavailable,
     TransportFailed,
-    WriteRefused,
 )
 from connectors.retry import RetryPolicy, call_with_retry, retry_after_seconds
 
@@ -220,6 +220,11 @@ class ServiceNowConnector:
             params["sysparm_fields"] = ",".join(fields)
         body = self._json("GET", self._table_path(sys_id), params=params)
         return _result(body)
+
+    def probe(self) -> None:
+        """One cheap authenticated read (one sys_id of the table); raises as any read does,
+        AuthFailed when the credentials are refused."""
+        self._list(self._table_path(), "", ["sys_id"], offset=0, limit=1)
 
     def find_by_number(self, number: str) -> dict[str, Any] | None:
         """The record whose `number` is exactly `number` (raw values), or None."""
@@ -961,16 +966,18 @@ def _status_error(
             messages=texts,
             retry_after=retry_after_header(headers),
         )
-    if status == 403 and _refused_by_rule(texts):
-        return WriteRefused(
-            f"{where} refused by the instance's rules (HTTP 403){detail}",
+    # "REST API HTTP response codes": 401 the credentials, 403 "the requested operation is not
+    # permitted for the user" (an ACL, a business rule or a data policy): the user is known.
+    if status == 401:
+        return AuthFailed(
+            f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,
         )
-    if status in (401, 403):
-        return AuthFailed(
-            f"{where} refused: the integration user is not authorised (HTTP {status}){detail}",
+    if status == 403:
+        return Forbidden(
+            f"{where} refused: not permitted for the integration user (HTTP {status}){detail}",
             system=SYSTEM,
             status=status,
             messages=texts,
@@ -982,16 +989,6 @@ def _status_error(
     return InvalidRequest(
         f"{where} rejected (HTTP {status}){detail}", system=SYSTEM, status=status, messages=texts
     )
-
-
-# A 403 for a write a rule of the instance refuses, not for the credentials: "Operation Failed"
-# with a data policy or ACL exception ("403 ... can also be caused by ACL failures, or business
-# rule or data policy constraints", r_RESTAPIHTTPResponseCodes).
-_RULE_REFUSALS = ("Data Policy Exception", "ACL Exception")
-
-
-def _refused_by_rule(texts: Sequence[str]) -> bool:
-    return any(marker in text for text in texts for marker in _RULE_REFUSALS)
 
 
 def retry_after_header(headers: Mapping[str, str]) -> float | None:

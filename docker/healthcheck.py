@@ -1,4 +1,5 @@
-"""The image's health check: exit 0 when the daemon's GET /healthz answers 200, else 1.
+"""The image's health check: exit 0 when the daemon's GET /healthz answers 200, else 1 (503
+names the problem: a system paused for refused credentials or failing every call, a stuck queue).
 
 Standard library only (the slim image has no curl); the port is the daemon's own setting.
 """

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from errors import Reject
 from escalation.decide import decide
 from escalation.decision import EngineeringStatus, ledger_key
 from escalation.memory import InMemoryLedger, is_active
@@ -34,8 +35,9 @@ class Snapshot:
     engineering: EngineeringStatus | None = None
 
 
-class SnapshotInvalid(ValueError):
-    """A what-if input line that is not a canonical ticket (or has no time)."""
+class SnapshotInvalid(Reject, ValueError):
+    """A what-if input line that is not a canonical ticket (or has no time): the input is
+    refused with the line's reason."""
 
 
 def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:

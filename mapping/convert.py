@@ -10,6 +10,7 @@ from typing import Any
 
 from jmespath.parser import ParsedResult
 
+from errors import DeadLetter
 from mapping.model import (
     Attachment,
     Comment,
@@ -24,12 +25,14 @@ from mapping.spec import CompiledField, CompiledSystem, Mapping, Route, simple_p
 from mapping.transforms import TRANSFORMS
 
 
-class UnmappedValue(ValueError):
-    """A vendor value the mapping has no canonical value for; the record cannot be mapped."""
+class UnmappedValue(DeadLetter, ValueError):
+    """A vendor value the mapping has no canonical value for; the record cannot be mapped until
+    the mapping learns it (then the event is replayed)."""
 
     def __init__(self, system: str, field_name: str, value: object) -> None:
-        super().__init__(f"{system}: {field_name}: no canonical value for vendor value {value!r}")
-        self.system = system
+        super().__init__(
+            f"{system}: {field_name}: no canonical value for vendor value {value!r}", system=system
+        )
         self.field_name = field_name
         self.value = value
 

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from errors import Refuse
+
 T = TypeVar("T")
 
 
@@ -24,7 +26,7 @@ class ConfigError:
         return f"{self.file}: {self.key or '<root>'}: {self.reason}"
 
 
-class ConfigInvalid(Exception):
+class ConfigInvalid(Refuse):
     """A configuration that must be refused; carries every error found, not just the first."""
 
     def __init__(self, errors: Iterable[ConfigError]) -> None:

@@ -1,8 +1,11 @@
 """An SMTP sink that keeps every message it receives and lists them over HTTP.
 
 ```
-MailSink(smtp_port=0, api_port=0).start()
-    SMTP on 127.0.0.1:<smtp_port>        accepts any message (aiosmtpd), 250 after DATA
+MailSink(smtp_port=0, api_port=0, imap_port=None, reply_delay=0.0).start()
+    SMTP on 127.0.0.1:<smtp_port>        accepts any message (aiosmtpd), 250 after DATA (the
+                                         message is kept first, then `reply_delay` s pass: a
+                                         slow relay, with a window where it has the message
+                                         and the sender does not know yet)
     GET    /messages                     [{"id", "received_at", "mail_from", "rcpt_tos",
                                            "headers": [[name, value], ...], "subject",
                                            "message_id", "text", "html"}, ...]
@@ -23,6 +26,7 @@ support mailbox's address through the sink can be read back with the product's I
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -75,8 +79,9 @@ def _part(msg: EmailMessage, subtype: str) -> str | None:
 class _Handler:
     """aiosmtpd handler: stores messages, refuses configured recipients."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: _Store, reply_delay: float = 0.0) -> None:
         self._store = store
+        self._reply_delay = reply_delay
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -92,6 +97,8 @@ class _Handler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         self._store.add(str(envelope.mail_from or ""), list(envelope.rcpt_tos), raw)
+        if self._reply_delay > 0:
+            await asyncio.sleep(self._reply_delay)
         return "250 Message accepted for delivery"
 
 
@@ -208,8 +215,10 @@ class MailSink:
         *,
         imap_port: int | None = None,
         imap_password: str = "sink",
+        reply_delay: float = 0.0,
     ) -> None:
         self.host = host
+        self.reply_delay = reply_delay
         self._requested_smtp_port = smtp_port
         self._requested_api_port = api_port
         self._requested_imap_port = imap_port
@@ -266,7 +275,7 @@ class MailSink:
         for _ in range(attempts):
             port = self._requested_smtp_port or _free_port(self.host)
             controller = Controller(
-                _Handler(self._store),
+                _Handler(self._store, self.reply_delay),
                 hostname=self.host,
                 port=port,
                 ready_timeout=10.0,

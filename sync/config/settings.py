@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
+from sync.notify.registry import validate_sections
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
 # Shipped inside the package so an installed wheel has it too (the repository root links here).
@@ -131,6 +132,17 @@ class SyncSettings(_Section):
     reconcile_at: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+class HealthSettings(_Section):
+    """When /healthz turns 503, and how often a paused system is probed."""
+
+    # A system that failed every call for this long (none answered) is unhealthy.
+    failing_after_seconds: int = Field(default=900, ge=1)
+    # The oldest ready task has waited this long: the workers are stuck or far behind.
+    queue_stuck_after_seconds: int = Field(default=600, ge=1)
+    # A system paused for refused credentials is asked again this often (one cheap call).
+    probe_interval_seconds: int = Field(default=60, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole validated configuration."""
 
@@ -146,11 +158,15 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     # The raw tables, validated into typed models by load_settings. Kept out of repr: the raw
     # `[email]` table holds transport passwords as plain strings (the typed model wraps them).
     email: dict[str, Any] = Field(default_factory=dict, repr=False)
     escalation: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # `[notify.<channel>]` tables, one per notification channel besides e-mail
+    # (sync/notify/channels/); each is validated by its channel's module.
+    notify: dict[str, Any] = Field(default_factory=dict, repr=False)
     mapping_file: Path | None = None
     policy_file: Path | None = None
 
@@ -159,6 +175,7 @@ class Settings(BaseSettings):
     compiled_mapping: Any = None
     compiled_policy: Any = None
     email_settings: Any = None
+    notify_settings: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @classmethod
     def settings_customise_sources(
@@ -269,6 +286,7 @@ class _Sections:
     policy_file: Path | None
     escalation: dict[str, Any]
     email: dict[str, Any]
+    notify: dict[str, Any]
 
     @classmethod
     def from_raw(cls, data: dict[str, Any]) -> _Sections:
@@ -286,6 +304,7 @@ class _Sections:
             path("policy_file"),
             table("escalation"),
             table("email"),
+            table("notify"),
         )
 
 
@@ -308,6 +327,7 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.policy_file,
             settings.escalation,
             settings.email,
+            settings.notify,
         )
     compiled: dict[str, Any] = {}
     try:
@@ -326,6 +346,8 @@ def load_settings(path: Path | None = None) -> Settings:
             compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
         except ValidationError as exc:
             errors.extend(from_pydantic(exc, source, "email"))
+    notify_models, notify_errors = validate_sections(sections.notify, source)
+    errors.extend(notify_errors)
     if settings is None or errors:
         raise ConfigInvalid(errors)
     settings.source = source
@@ -339,4 +361,5 @@ def load_settings(path: Path | None = None) -> Settings:
     settings.compiled_mapping = compiled["mapping"]
     settings.compiled_policy = compiled["policy"]
     settings.email_settings = compiled.get("email")
+    settings.notify_settings = notify_models
     return settings

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.errors import AuthFailed, ConnectorError, NotFound
+from connectors.errors import AuthFailed, ConnectorError, Forbidden, NotFound
 from connectors.jira import JiraConnector
 from mapping import Mapping
 from mapping.model import System
@@ -328,7 +328,7 @@ class JiraDoctor:
     def _webhook(self) -> CheckResult:
         try:
             hooks = self.jira.webhooks()
-        except AuthFailed:
+        except (AuthFailed, Forbidden):
             return skipped(
                 SYSTEM,
                 "webhook",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from connectors.errors import AuthFailed, ConnectorError, InvalidRequest, WriteRefused
+from connectors.errors import AuthFailed, ConnectorError, Forbidden, InvalidRequest
 from connectors.servicenow import ServiceNowConnector
 from mapping import Mapping
 from mapping.model import System
@@ -231,7 +231,7 @@ class ServiceNowDoctor:
                 value = value.get("value", "")
             try:
                 self.sn.update(sys_id, {column: str(value)})
-            except WriteRefused as exc:
+            except Forbidden as exc:
                 refused.append(f"{column} ({'; '.join(exc.messages) or exc})")
         number = record.get("number") or sys_id
         if refused:
@@ -259,7 +259,7 @@ class ServiceNowDoctor:
             rows = self.sn.rows(
                 "sys_properties", f"name={WEBHOOK_PROPERTY}", fields=["name", "value"], limit=1
             )
-        except AuthFailed:
+        except (AuthFailed, Forbidden):
             rows = []
         if not rows:
             return failed(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.errors import PermanentError, RetryableError
+import errors
 from mapping.model import System
 
 if TYPE_CHECKING:
@@ -32,8 +32,9 @@ def poll_system(
     """One pass over `system`; returns the number of changed records found.
 
     With `engine.enqueue` set each record becomes a `sync_ticket` task. Without it the record
-    is processed here: a permanent failure is parked in the dead letters and the pass goes on,
-    a retryable one holds the watermark back so the next pass reads that record again.
+    is processed here, and its failure handled as its action says: a dead letter is parked and
+    the pass goes on, a retry holds the watermark back so the next pass reads that record again,
+    and refused credentials or a bug of ours end the pass with the watermark unmoved.
     """
     now = engine.clock()
     since = engine.store.get_watermark(system.value) or (now - lookback)
@@ -53,13 +54,24 @@ def poll_system(
             continue
         try:
             engine.process(system.value, changed.ticket_id)
-        except RetryableError as exc:
-            log.warning(
-                "poll: retry later", system=system.value, ticket=changed.ticket_id, reason=str(exc)
-            )
-            if changed.updated is not None and (held_back is None or changed.updated < held_back):
-                held_back = changed.updated
-        except PermanentError as exc:
+        except Exception as exc:
+            action = errors.action_of(exc)
+            if action in (errors.Action.PAUSE_SYSTEM, errors.Action.UNKNOWN):
+                # Every other call would be refused alike, or a bug of ours: the pass stops
+                # here and the watermark stays where it was.
+                raise
+            if action is errors.Action.RETRY:
+                log.warning(
+                    "poll: retry later",
+                    system=system.value,
+                    ticket=changed.ticket_id,
+                    reason=str(exc),
+                )
+                if changed.updated is not None and (
+                    held_back is None or changed.updated < held_back
+                ):
+                    held_back = changed.updated
+                continue
             engine.store.add_dead_letter(
                 system.value,
                 changed.ticket_id,

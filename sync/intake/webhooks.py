@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
+from errors import Reject
 from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
 from sync.runtime import metrics
 from sync.store.database import DELIVERY_ID_LENGTH, Store
@@ -107,8 +108,10 @@ def parse_servicenow(
 DEFAULT_PARSERS: dict[str, WebhookParser] = {"jira": parse_jira, "servicenow": parse_servicenow}
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(Reject):
     """The delivery is larger than the configured limit."""
+
+    http_status = 413
 
 
 def delivery_key(system: str, events: list[ChangeEvent], body: bytes) -> str:
@@ -174,7 +177,8 @@ def create_app(
     `enqueue` must return only once all the events it is given are durably queued, or queue none
     and raise (`SyncQueue.enqueue_events`). `config` may be a callable so
     a configuration reload takes effect without rebuilding the app. `parsers` replaces the
-    connectors' parsers (tests); `health` adds fields to /healthz.
+    connectors' parsers (tests); `health` adds fields to /healthz, and a non-empty `problems`
+    list among them makes it answer 503 with them.
     """
     chosen = dict(DEFAULT_PARSERS)
     chosen.update(parsers or {})
@@ -205,7 +209,7 @@ def create_app(
         try:
             body = await read_limited(request, cfg.max_body_bytes)
         except BodyTooLarge as exc:
-            return refuse(system, 413, exc, request)
+            return refuse(system, exc.http_status, exc, request)
         except MalformedWebhook as exc:
             return refuse(system, 400, exc, request)
         if cfg.secret_for(system) is None:
@@ -243,7 +247,7 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        """200 while the store answers; extra fields from the daemon (config, queue)."""
+        """200 while the store answers and the daemon names no problem; 503 with the reasons."""
 
         def probe() -> dict[str, Any]:
             import sqlalchemy as sa
@@ -262,6 +266,9 @@ def create_app(
         except Exception as exc:
             log.error("health check failed", error=type(exc).__name__, detail=str(exc))
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+        if body.get("problems"):
+            body["status"] = "unhealthy"
+            return JSONResponse(body, 503)
         return JSONResponse(body, 200)
 
     @app.get("/metrics")

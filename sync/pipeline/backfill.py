@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+import errors
 from connectors.errors import ConnectorError
 from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
@@ -416,7 +417,7 @@ class _Run:
                     self.engine.sync_linked(
                         source, target, origin=self.system, just_created=not pair.resumed
                     )
-                except ConnectorError as exc:
+                except (ConnectorError, errors.DeadLetter) as exc:
                     self.fail(ticket_id(pair.source), str(exc))
                     continue
             else:

@@ -11,9 +11,10 @@ process(system, id):
     record snapshots, comment links and the audit log
 ```
 Every step is safe to repeat: a retry after a crash re-reads both records, finds its own marked
-comments, and plans only what is still missing. A `PermanentError` leaves `process` so the
-queue dead-letters that event; a `RetryableError` leaves it so the queue retries it later.
-Neither touches any other ticket.
+comments, and plans only what is still missing. Failures leave `process` typed by what the
+queue does with them (the root `errors` module): a `DeadLetter` parks that event, a `Retry`
+tries it again later, a `PauseSystem` holds every event of that system until it answers.
+None of them touches any other ticket.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from connectors.errors import PermanentError
+import errors
 from escalation.decision import (
     Action,
     AddLabel,
@@ -83,11 +84,20 @@ LINKS_KEPT = 50_000
 READERS = 16
 
 
+# What the queue will do with a failed sync, as the failure counter names it: a transient
+# failure and a bug are tried again, an authentication failure waits for its system.
+_FAILURE_OUTCOME = {
+    errors.Action.RETRY: "retry",
+    errors.Action.UNKNOWN: "retry",
+    errors.Action.PAUSE_SYSTEM: "paused",
+}
+
+
 class PairBusy(LeaseBusy):
     """The paired record is being synced by another worker right now: try again shortly."""
 
 
-class MappingFailed(PermanentError):
+class MappingFailed(errors.DeadLetter):
     """A record cannot be mapped (a value the mapping does not know): fix the mapping, replay."""
 
 
@@ -262,7 +272,8 @@ class Engine:
     def process(self, system: str, ticket_id: str) -> None:
         """Sync one ticket (and its pair) after a change; safe to call any number of times.
 
-        Raises RetryableError (the queue retries later) or PermanentError (dead-lettered).
+        Raises errors.Retry (tried again later), errors.DeadLetter (parked) or
+        errors.PauseSystem (the system refused our credentials).
         """
         self.sync(system, ticket_id)
 
@@ -284,7 +295,7 @@ class Engine:
             bound.debug("pair busy, trying again shortly", reason=str(exc))
             raise
         except Exception as exc:
-            kind = "dead_letter" if isinstance(exc, PermanentError) else "retry"
+            kind = _FAILURE_OUTCOME.get(errors.action_of(exc), "dead_letter")
             self.metrics.failed(sys.value, kind)
             bound.warning("sync failed", error=type(exc).__name__, reason=str(exc))
             raise
@@ -294,6 +305,10 @@ class Engine:
         self.metrics.processed(sys.value, outcome.writes, lag)
         bound.info("synced", writes=outcome.writes, created=outcome.created)
         return outcome
+
+    def probe(self, system: str) -> None:
+        """One cheap authenticated call to `system` (the queue asks a paused system this)."""
+        self.adapters[System(system)].probe()
 
     def partners(self, system: str, ticket_id: str) -> list[tuple[str, str]]:
         """The records whose leases a sync of this ticket needs besides its own: its pair."""

@@ -4,7 +4,8 @@ Webhooks get lost and writes fail; reconciliation reads both records of every pa
 plans with `repair=True`, so a field that differs although neither side changed it since the
 last sync (a write that never landed) is set from its owner, or from the newer record. Missing
 comment mirrors and attachments are caught by the same plan. One pair failing does not stop
-the pass.
+the pass; a system refusing our credentials does (every other pair would be refused alike), so
+the queue can pause it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.errors import ConnectorError
+import errors
 
 if TYPE_CHECKING:
     from sync.pipeline.engine import Engine
@@ -35,7 +36,9 @@ def reconcile_all(engine: Engine) -> int:
             try:
                 if engine.reconcile_pair(link) > 0:
                     repaired += 1
-            except ConnectorError as exc:
+            except errors.EscalationSyncError as exc:
+                if exc.action is errors.Action.PAUSE_SYSTEM:
+                    raise
                 log.warning(
                     "reconcile: pair skipped",
                     jira=link.jira_key,

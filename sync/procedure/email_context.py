@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
+from errors import DeadLetter
 from escalation.decision import CustomerEvent, Decision, LedgerEntry, MoveStatus, SetPriority
 from mapping.model import Comment, Person, Ticket, Visibility
 from sync.pipeline.markers import strip_marker
@@ -28,8 +29,9 @@ DEFAULT_AUTHOR = "Support"
 NO_APPROVAL = "not required for this ticket"
 
 
-class InternalContentRefused(ValueError):
-    """A customer mail was asked to carry a comment that is not public."""
+class InternalContentRefused(DeadLetter):
+    """A customer mail was asked to carry a comment that is not public: nothing is sent, and
+    the event is parked with the reason rather than retried (it would be refused again)."""
 
 
 def _name(person: Person | None) -> str | None:

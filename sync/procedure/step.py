@@ -1,8 +1,9 @@
-"""The engine's escalation step: decide, record in the ledger, queue the e-mails — one transaction.
+"""The engine's escalation step: decide, record in the ledger, queue the notices — one transaction.
 
 `escalation.decide.decide` is pure; this module gives it the ledger's view of the ticket, hands
 its decision to the ledger (which re-checks the limits under a lock, so two workers approving at
-once cannot exceed them) and renders the customer and management e-mails into the outbox in the
+once cannot exceed them) and turns the decision's e-mail and notification actions into notices
+(what happened, who is told) that every configured notifier composes into the outbox, in the
 same transaction. If anything fails, nothing of it is recorded and the next attempt decides
 again. The engine carries out the record actions (labels, notes, the engineering record) after
 the commit.
@@ -14,8 +15,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from escalation.decision import (
     CustomerEvent,
     Decision,
@@ -24,9 +23,10 @@ from escalation.decision import (
     NotifyManagement,
 )
 from mapping.model import Ticket
+from sync.notify.notifier import Notice, Notifiers
+from sync.notify.outbox import notify
+from sync.notify.registry import build_notifiers
 from sync.store.database import StoreSession
-
-log = structlog.get_logger("escalation_sync.escalation")
 
 DecideFn = Callable[..., Decision]
 
@@ -35,7 +35,12 @@ class PolicyEscalation:
     """Implements the engine's `EscalationPort` over the policy, the ledger and the outbox."""
 
     def __init__(
-        self, policy: Any, *, settings: Any = None, decide_and_record: DecideFn | None = None
+        self,
+        policy: Any,
+        *,
+        settings: Any = None,
+        decide_and_record: DecideFn | None = None,
+        notifiers: Notifiers | None = None,
     ) -> None:
         self.policy = policy
         self.email = getattr(settings, "email_settings", None) if settings is not None else None
@@ -44,7 +49,9 @@ class PolicyEscalation:
 
             decide_and_record = default
         self._decide_and_record = decide_and_record
-        self._renderer: Any = None
+        if notifiers is None:
+            notifiers = build_notifiers(settings) if settings is not None else Notifiers()
+        self.notifiers = notifiers
 
     def decide(
         self,
@@ -59,65 +66,57 @@ class PolicyEscalation:
         meanwhile, the decision recorded (and returned) is the refusal.
         """
         decision = self._decide_and_record(tx, ticket, now, self.policy, engineering=engineering)
-        self._queue_email(tx, ticket, decision, engineering, now)
+        for notice in self._notices(tx, ticket, decision, engineering):
+            notify(tx, self.notifiers, notice, now=now)
         return decision
 
-    # --- e-mail -----------------------------------------------------------------------------
+    # --- notices: what happened and who is told; each notifier says how --------------------
 
-    def _render(self, event: str, context: Any) -> Any:
-        from connectors.email_render import Renderer
-
-        if self._renderer is None:
-            templates = getattr(self.email, "templates_dir", None)
-            self._renderer = Renderer(templates)
-        return self._renderer.render(event, context)
-
-    def _queue_email(
+    def _notices(
         self,
         tx: StoreSession,
         ticket: Ticket,
         decision: Decision,
         engineering: EngineeringStatus | None,
-        now: datetime,
-    ) -> None:
-        if self.email is None or not getattr(self.email, "enabled", True):
-            return
-        from sync.notify.outbox import OutboxKey, enqueue
+    ) -> list[Notice]:
+        if not len(self.notifiers):
+            return []
         from sync.procedure.email_context import as_decided, customer_recipients
 
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
         # The engine writes the decision to the record after this transaction commits.
         decided = as_decided(ticket, decision)
-        company = self.email.from_name
+        company = getattr(self.email, "from_name", None) or "Support"
+        notices = []
         for action in decision.actions:
             if isinstance(action, EmailCustomer):
-                to = customer_recipients(ticket)
-                if not to:
-                    log.info("customer e-mail skipped: no address", ticket=key_name)
-                    continue
-                event = template = action.event.value
-                context: Any = self._customer_context(
-                    decided, decision, action, engineering, company
+                event = action.event.value
+                notice = Notice(
+                    audience="customer",
+                    event=event,
+                    template=event,
+                    ticket=key_name,
+                    version=version,
+                    context=self._customer_context(decided, decision, action, engineering, company),
+                    recipients=customer_recipients(ticket),
                 )
             elif isinstance(action, NotifyManagement):
-                to = tuple(action.recipients) or tuple(self.email.management_recipients)
-                if not to:
-                    continue
-                event, template = f"management:{action.event}", f"management_{action.event}"
-                context = self._management_context(
-                    tx, decided, decision, action, engineering, company
+                notice = Notice(
+                    audience="management",
+                    event=f"management:{action.event}",
+                    template=f"management_{action.event}",
+                    ticket=key_name,
+                    version=version,
+                    context=self._management_context(
+                        tx, decided, decision, action, engineering, company
+                    ),
+                    recipients=tuple(action.recipients),
                 )
             else:
                 continue
-            enqueue(
-                tx,
-                OutboxKey(key_name, event, version),
-                to=to,
-                rendered=self._render(template, context),
-                id_domain=self.email.id_domain,
-                now=now,
-            )
+            notices.append(notice)
+        return notices
 
     def _customer_context(
         self,

@@ -2,14 +2,25 @@
 
 Storage is SQLite in the state directory by default (one machine, nothing to run) or Redis when
 `queue_url` is `redis://...`. The task bodies do no sync work themselves: they hand it to the
-`TicketProcessor` registered at startup (the engine), and decide what a failure means:
+`TicketProcessor` registered at startup (the engine), and do what a failure's action says
+(the root `errors` module; nothing here looks at a failure's class beyond its action):
 
-- `RetryableError` (429, 5xx, timeouts): the ticket is scheduled again with exponential backoff
-  and jitter (or the vendor's Retry-After); the worker moves on, so other tickets never wait.
-  After `RetrySchedule.attempts` tries the event is dead-lettered.
-- `PermanentError` (a 4xx on a write): dead-lettered at once with the reason, replayable with
-  `escalation-sync deadletters replay`.
-- Any other exception is a fault of ours: retried like a transient one, then dead-lettered.
+- `Retry` (429, 5xx, timeouts): the ticket is scheduled again with exponential backoff and
+  jitter (or the vendor's Retry-After); the worker moves on, so other tickets never wait. After
+  `RetrySchedule.attempts` tries the event is dead-lettered. A retry that `counts_as_attempt`
+  False (a lease another worker holds) spends no attempt.
+- `DeadLetter` (a 4xx on a write, an unmapped value), and `Refuse` / `Reject` should one reach
+  a task: dead-lettered at once with the reason, replayable with `deadletters replay`.
+- `PauseSystem` (credentials refused): that system is paused for every process (see
+  `sync.runtime.health`), logged once, and the event is held, as is every event that needs the
+  system, without spending an attempt; nothing is dead-lettered for it. A probe (one cheap
+  authenticated call, `Prober`) runs every `probe_interval` and resumes the system when it
+  answers, queueing the held events again at once; a configuration reload resumes it too.
+- Any other exception is a bug of ours: retried like a transient one, then dead-lettered with
+  its type and message.
+
+Each outcome is also told to the health board: the systems a sync touched answered, or the
+system an error names failed, so /healthz and `status` say how every system is doing.
 
 One ticket is never processed twice at once: each sync holds a lease on the ticket in the store
 (`ticket_locks`), and on its paired record (taken together, in one transaction). A sync that finds
@@ -32,6 +43,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,19 +55,23 @@ from huey import Huey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
-from connectors.errors import PermanentError, RetryableError
+import errors
 from connectors.events import ChangeEvent
 from sync.queue.storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
 from sync.runtime import metrics
-from sync.store.database import LeaseBusy, Store, lease_owner
+from sync.runtime.health import CALL, POLL, HealthBoard, Held, reason_of
+from sync.store.database import Store, lease_owner
 
 log = structlog.get_logger(__name__)
 
 QUEUE_FILE = "queue.db"
 HUEY_NAME = "escalation-sync"
-# Pseudo-systems for the leases that keep polls and reconciliation from overlapping.
+# Pseudo-systems for the leases that keep polls, probes and reconciliation from overlapping.
 POLL_LEASE = "poll"
 RECONCILE_LEASE = "reconcile"
+PROBE_LEASE = "probe"
+# How often a paused system is probed, and its events looked at again, unless told otherwise.
+PROBE_INTERVAL = 60.0
 
 
 @runtime_checkable
@@ -63,7 +79,7 @@ class TicketProcessor(Protocol):
     """What the queue's tasks call; the sync engine implements it."""
 
     def process(self, system: str, ticket_id: str, /) -> object:
-        """Bring one ticket (and its pair) in step. Raise RetryableError/PermanentError.
+        """Bring one ticket (and its pair) in step; raise errors typed by their action.
 
         The processor counts its own successes and failures in sync.runtime.metrics
         (EVENTS_PROCESSED, EVENTS_FAILED); the queue only adds the dead letters of exhausted
@@ -75,6 +91,14 @@ class TicketProcessor(Protocol):
 
     def reconcile(self) -> int:
         """Compare every pair and repair drift; returns how many tickets were repaired."""
+
+
+@runtime_checkable
+class Prober(Protocol):
+    """A processor that can check a paused system's credentials without touching a ticket."""
+
+    def probe(self, system: str, /) -> None:
+        """One cheap authenticated call to `system`; raise as a sync would when it fails."""
 
 
 @runtime_checkable
@@ -207,16 +231,25 @@ class SyncQueue:
         retry: RetrySchedule | None = None,
         poll_intervals: Mapping[str, float] | None = None,
         reconcile_at: str | None = None,
+        health: HealthBoard | None = None,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
-        """Register the tasks; periodic polls for each system with an interval > 0."""
+        """Register the tasks; periodic polls for each system with an interval > 0.
+
+        `health` is where the systems' health and pauses are kept (by default on `store`);
+        `probe_interval` is how often a paused system is probed and its events looked at.
+        """
         self.huey = huey
         self.store = store
         self.retry = retry or RetrySchedule()
+        self.health = health or HealthBoard(store.engine, clock=store.clock)
+        self.probe_interval = max(float(probe_interval), 0.01)
         self._processor = processor
         self._running = _Running()
         self.sync_ticket: TaskWrapper = huey.task(name="sync_ticket")(self._sync_ticket)
         self.poll_system: TaskWrapper = huey.task(name="poll_system")(self._poll)
         self.reconcile: TaskWrapper = huey.task(name="reconcile")(self._reconcile)
+        self.probe_system: TaskWrapper = huey.task(name="probe_system")(self._probe)
         self.periodic: list[TaskWrapper] = []
         for system, interval in (poll_intervals or {}).items():
             if interval and interval > 0:
@@ -270,7 +303,11 @@ class SyncQueue:
         delay: float | None = None,
     ) -> None:
         """Durably enqueue a sync of one ticket (returns once storage has it)."""
-        kwargs = {"event": dict(event) if event else None, "attempt": 1}
+        kwargs = {
+            "event": dict(event) if event else None,
+            "attempt": 1,
+            "ready_at": time.time() + (delay or 0.0),
+        }
         if delay:
             self.sync_ticket.schedule(args=(system, ticket_id), kwargs=kwargs, delay=delay)
         else:
@@ -294,8 +331,9 @@ class SyncQueue:
 
         A storage without group writes (not made by `make_huey`) takes them one by one.
         """
+        now = time.time()
         tasks = [
-            self.sync_ticket.s(e.system, e.ticket, event=event_payload(e), attempt=1)
+            self.sync_ticket.s(e.system, e.ticket, event=event_payload(e), attempt=1, ready_at=now)
             for e in events
         ]
         storage = self.huey.storage
@@ -318,6 +356,46 @@ class SyncQueue:
     def depth(self) -> int:
         """Tasks waiting: pending plus scheduled (retries, lease waits)."""
         return int(self.huey.pending_count()) + int(self.huey.scheduled_count())
+
+    def oldest_ready_age(self, *, look_at: int = 20) -> float | None:
+        """Seconds the next ready sync has waited to be taken (None: nothing ready, or the head
+        of the queue is not a sync). A queue whose workers take nothing shows it growing."""
+        for data in self.huey.storage.enqueued_items(look_at):
+            try:
+                task = self.huey.deserialize_task(data)
+            except Exception:
+                # A task this version cannot read is the consumer's to report, not health's.
+                continue
+            ready_at = (task.kwargs or {}).get("ready_at")
+            if isinstance(ready_at, int | float):
+                return max(time.time() - float(ready_at), 0.0)
+        return None
+
+    def recover_pauses(self) -> list[str]:
+        """At start-up: probe every system paused in the store (the probes a previous process
+        scheduled may be gone with its queue), and release what waits for one that is not
+        paused any more (a process stopped between resuming and releasing). Which are paused."""
+        states = self.health.states(fresh=True)
+        paused = [s for s, state in states.items() if state.paused]
+        for system in paused:
+            self._schedule_probe(system)
+        for system in self.health.held_counts():
+            if system not in paused:
+                self.release(system)
+        return paused
+
+    def resume(self, system: str, why: str) -> bool:
+        """Call `system` again and queue what waited for it; True when it was paused."""
+        resumed = self.health.resume(system)
+        if resumed:
+            log.warning(f"system resumed: {why}", system=system)
+        self.release(system)
+        return resumed
+
+    def resume_all(self) -> list[str]:
+        """Call every paused system again (a reload may bring new credentials); which were."""
+        paused = [s for s, state in self.health.states(fresh=True).items() if state.paused]
+        return [system for system in paused if self.resume(system, "configuration reloaded")]
 
     def run_pending(self, *, limit: int = 1000, now: datetime | None = None) -> int:
         """Execute waiting tasks in this thread until none is left; returns how many ran.
@@ -359,7 +437,7 @@ class SyncQueue:
                 continue
             if not self.store.release_lock(lock.system, lock.ticket_id, lock.owner):
                 continue
-            if lock.system not in (POLL_LEASE, RECONCILE_LEASE):
+            if lock.system not in (POLL_LEASE, RECONCILE_LEASE, PROBE_LEASE):
                 log.warning(
                     "re-enqueuing interrupted ticket", system=lock.system, ticket=lock.ticket_id
                 )
@@ -378,6 +456,7 @@ class SyncQueue:
         ticket_id: str,
         event: dict[str, Any] | None = None,
         attempt: int = 1,
+        ready_at: float | None = None,
     ) -> None:
         processor = self.processor
         owner = self._owner()
@@ -387,6 +466,13 @@ class SyncQueue:
         partners = (
             processor.partners(system, ticket_id) if isinstance(processor, PairedProcessor) else []
         )
+        needs = [system, *(other for other, _ in partners)]
+        paused = next((s for s in needs if self.health.paused(s)), None)
+        if paused is not None:
+            # Not a call to a paused system, and not an attempt: the event waits for it.
+            bound.debug("held for a paused system", paused=paused)
+            self._defer(system, ticket_id, event, attempt, paused)
+            return
         leases = [key, *partners]
         if not self.store.acquire_locks(leases, owner, self.retry.lock_ttl):
             if self._running.ask_again(leases):
@@ -398,7 +484,8 @@ class SyncQueue:
         self._running.start(key)
         try:
             while True:
-                synced = self._run(processor, system, ticket_id, event, attempt, bound)
+                systems = [system, *(other for other, _ in partners)]
+                synced = self._run(processor, systems, ticket_id, event, attempt, bound)
                 if not self._running.finish(key, stay=synced):
                     break
                 if not synced:
@@ -412,33 +499,101 @@ class SyncQueue:
     def _run(
         self,
         processor: TicketProcessor,
-        system: str,
+        systems: Sequence[str],
         ticket_id: str,
         event: dict[str, Any] | None,
         attempt: int,
         bound: Any,
     ) -> bool:
-        """One sync of the ticket; a failure is rescheduled, retried or parked here. True when
-        the sync went through."""
+        """One sync of the ticket (of `systems[0]`, paired with the rest); a failure is handled
+        here as its action says. True when the sync went through."""
+        system = systems[0]
         try:
             processor.process(system, ticket_id)
-        except LeaseBusy as exc:
-            # The pair's other record is in another worker's hands: not a failed attempt.
-            bound.debug("pair busy, trying again shortly", reason=str(exc))
-            self._reschedule(
-                system, ticket_id, event, attempt, exc.retry_after or self.retry.lock_wait
-            )
-        except RetryableError as exc:
-            self._retry_or_park(system, ticket_id, event, attempt, exc, exc.retry_after)
-        except PermanentError as exc:
-            self._park(system, ticket_id, event, attempt, exc)
         except Exception as exc:
+            self._failed(system, ticket_id, event, attempt, exc, bound)
+            return False
+        for touched in dict.fromkeys(systems):
+            self.health.succeeded(touched, CALL)
+        bound.debug("ticket synced")
+        return True
+
+    def _failed(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        exc: Exception,
+        bound: Any,
+    ) -> None:
+        """Do what the failure's action says; tell the health board about the system it names."""
+        action = errors.action_of(exc)
+        named = errors.system_of(exc)
+        if action is errors.Action.RETRY and not getattr(exc, "counts_as_attempt", True):
+            # Contention (the pair's other record is in another worker's hands), not failure.
+            bound.debug("pair busy, trying again shortly", reason=str(exc))
+            retry_after = getattr(exc, "retry_after", None)
+            self._reschedule(system, ticket_id, event, attempt, retry_after or self.retry.lock_wait)
+            return
+        if named:
+            self.health.failed(named, exc, counts=action is not errors.Action.DEAD_LETTER)
+        if action is errors.Action.PAUSE_SYSTEM:
+            target = named or system
+            self.pause(target, exc)
+            self._defer(system, ticket_id, event, attempt, target)
+        elif action is errors.Action.RETRY:
+            self._retry_or_park(system, ticket_id, event, attempt, exc, exc_retry_after(exc))
+        elif action is errors.Action.UNKNOWN:
             bound.exception("ticket sync failed unexpectedly")
             self._retry_or_park(system, ticket_id, event, attempt, exc, None)
         else:
-            bound.debug("ticket synced")
-            return True
-        return False
+            self._park(system, ticket_id, event, attempt, exc)
+
+    def pause(self, system: str, exc: BaseException) -> bool:
+        """Stop calling `system` (credentials refused) and start probing it; True when this
+        call paused it (then, and only then, it is logged)."""
+        reason = reason_of(exc)
+        if not self.health.pause(system, reason):
+            return False
+        log.error(
+            "system paused: authentication refused; its events wait until it answers",
+            system=system,
+            reason=reason,
+            probe_every=self.probe_interval,
+        )
+        metrics.PAUSES.labels(system=system).inc()
+        self._schedule_probe(system)
+        return True
+
+    def _defer(
+        self,
+        system: str,
+        ticket_id: str,
+        event: dict[str, Any] | None,
+        attempt: int,
+        waiting_for: str,
+    ) -> None:
+        """Hold the event until `waiting_for` answers again, with the same attempt count."""
+        held = Held(system, ticket_id, event, attempt)
+        if not self.health.hold(waiting_for, held):
+            # Resumed meanwhile: nobody would release it, so it goes on now.
+            self._reschedule(system, ticket_id, event, attempt, self.retry.lock_wait)
+
+    def release(self, system: str) -> int:
+        """Queue again every event held for `system` (it answers again); returns how many."""
+        held = self.health.release(system)
+        now = time.time()
+        for item in held:
+            self.sync_ticket.schedule(
+                args=(item.system, item.ticket_id),
+                kwargs={"event": item.event, "attempt": item.attempt, "ready_at": now},
+                delay=0,
+            )
+        self.health.forget(held)
+        if held:
+            log.info("events released", system=system, events=len(held))
+        return len(held)
 
     def _reschedule(
         self,
@@ -450,7 +605,9 @@ class SyncQueue:
     ) -> None:
         jittered = delay * random.uniform(1.0, 1.5)
         self.sync_ticket.schedule(
-            args=(system, ticket_id), kwargs={"event": event, "attempt": attempt}, delay=jittered
+            args=(system, ticket_id),
+            kwargs={"event": event, "attempt": attempt, "ready_at": time.time() + jittered},
+            delay=jittered,
         )
 
     def _retry_or_park(
@@ -476,7 +633,9 @@ class SyncQueue:
             retry_in=round(delay, 2),
         )
         self.sync_ticket.schedule(
-            args=(system, ticket_id), kwargs={"event": event, "attempt": attempt + 1}, delay=delay
+            args=(system, ticket_id),
+            kwargs={"event": event, "attempt": attempt + 1, "ready_at": time.time() + delay},
+            delay=delay,
         )
 
     def _park(
@@ -490,6 +649,9 @@ class SyncQueue:
         exhausted: bool = False,
     ) -> None:
         reason = str(exc) or type(exc).__name__
+        if errors.action_of(exc) is errors.Action.UNKNOWN:
+            # A bug of ours: the type says more than a message written for no reader.
+            reason = f"{type(exc).__name__}: {reason}"
         if exhausted:
             reason = f"gave up after {attempt} attempts: {reason}"
         payload = dict(event) if event else {"system": system, "ticket": ticket_id}
@@ -509,6 +671,10 @@ class SyncQueue:
         )
 
     def _poll(self, system: str) -> int:
+        paused = self.health.paused(system)
+        if paused is not None:
+            log.debug("poll skipped: system paused", system=system)
+            return 0
         owner = self._owner()
         if not self.store.acquire_lock(POLL_LEASE, system, owner, self.retry.lock_ttl):
             log.info("poll already running, skipped", system=system)
@@ -518,15 +684,26 @@ class SyncQueue:
         except Exception as exc:
             # The next period polls again from the same watermark; nothing is lost.
             metrics.POLLS.labels(system=system, outcome="failed").inc()
+            named = errors.system_of(exc) or system
+            if errors.action_of(exc) is not errors.Action.UNKNOWN:
+                self.health.failed(named, exc)
+            if errors.action_of(exc) is errors.Action.PAUSE_SYSTEM:
+                self.pause(named, exc)
             log.error("poll failed", system=system, error=type(exc).__name__, reason=str(exc))
             return 0
         finally:
             self.store.release_lock(POLL_LEASE, system, owner)
         metrics.POLLS.labels(system=system, outcome="ok").inc()
+        self.health.succeeded(system, POLL)
         log.info("poll done", system=system, changes=found)
         return found
 
     def _reconcile(self) -> int:
+        paused = [s for s, state in self.health.states().items() if state.paused]
+        if paused:
+            # Every pair is read on both sides; the next run, or a later one, does it.
+            log.info("reconciliation skipped: systems paused", paused=paused)
+            return 0
         owner = self._owner()
         if not self.store.acquire_lock(RECONCILE_LEASE, "all", owner, self.retry.lock_ttl * 8):
             log.info("reconciliation already running, skipped")
@@ -534,12 +711,56 @@ class SyncQueue:
         try:
             repaired = self.processor.reconcile()
         except Exception as exc:
+            if errors.action_of(exc) is errors.Action.PAUSE_SYSTEM and errors.system_of(exc):
+                self.pause(errors.system_of(exc), exc)
             log.error("reconciliation failed", error=type(exc).__name__, reason=str(exc))
             return 0
         finally:
             self.store.release_lock(RECONCILE_LEASE, "all", owner)
         log.info("reconciliation done", repaired=repaired)
         return repaired
+
+    # -- pauses
+
+    def _schedule_probe(self, system: str) -> None:
+        self.probe_system.schedule(args=(system,), delay=self.probe_interval)
+
+    def _probe(self, system: str) -> bool:
+        """Ask a paused system one cheap question; resume it when it answers. True if resumed.
+
+        Without a `Prober` the pause simply ends after the interval: the next event is the
+        question, and pauses the system again if the credentials are still refused.
+        """
+        if self.health.paused(system) is None:
+            return False
+        owner = self._owner()
+        if not self.store.acquire_lock(PROBE_LEASE, system, owner, self.retry.lock_ttl):
+            # Another worker probes it now and schedules the next probe itself.
+            return False
+        try:
+            processor = self.processor
+            if isinstance(processor, Prober):
+                processor.probe(system)
+        except Exception as exc:
+            if errors.action_of(exc) is not errors.Action.UNKNOWN:
+                self.health.failed(errors.system_of(exc) or system, exc)
+            if errors.action_of(exc) is errors.Action.PAUSE_SYSTEM:
+                log.debug("probe: still refused", system=system, reason=reason_of(exc))
+            else:
+                log.warning("probe failed", system=system, reason=reason_of(exc))
+            self._schedule_probe(system)
+            return False
+        finally:
+            self.store.release_lock(PROBE_LEASE, system, owner)
+        self.health.succeeded(system, CALL)
+        self.resume(system, "it answers again")
+        return True
+
+
+def exc_retry_after(exc: BaseException) -> float | None:
+    """The wait a transient error asked for, if it said."""
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _bound_poll(queue: SyncQueue, system: str) -> Any:

@@ -5,7 +5,13 @@ Signals:
 - SIGHUP (or a changed file with `--watch`): reload the configuration, mapping and policy. A
   configuration that fails validation is refused with every error logged, and the last good one
   stays in force. Settings that shape the process itself (state, queue, listener, workers) need a
-  restart; a reload that changes them says so.
+  restart; a reload that changes them says so. A reload that is accepted resumes every system
+  paused for refused credentials (the new configuration may carry new ones).
+
+Health: GET /healthz answers 503 with the reasons while a system is paused (credentials
+refused), has failed every call for `[health] failing_after_seconds`, or the oldest ready task
+has waited `queue_stuck_after_seconds`; 200 again once it recovers. Messages in doubt after an
+interrupted send are listed as notes until an operator settles them.
 
 While running, `<state dir>/daemon.json` names the process and its listening address (the
 actual port when 0 was configured); it is removed on a clean exit.
@@ -34,8 +40,11 @@ from starlette.types import ASGIApp
 
 from mapping.errors import ConfigInvalid
 from sync.intake.webhooks import WebhookConfig, create_app
+from sync.notify.outbox import OutboxWorker, outbox_worker, store_counts, store_in_doubt
+from sync.notify.registry import build_notifiers
 from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
 from sync.runtime import metrics
+from sync.runtime.health import HealthBoard, HealthPolicy, verdict
 from sync.store.database import Store
 
 log = structlog.get_logger(__name__)
@@ -262,8 +271,9 @@ class Daemon:
         self._server_thread: threading.Thread | None = None
         self.port: int | None = None
         self._last_poll: dict[str, float] = {}
-        self._outbox: Any = None
+        self._outbox: OutboxWorker | None = None
         self._outbox_thread: threading.Thread | None = None
+        self.health: HealthBoard | None = None
 
     # -- lifecycle
 
@@ -273,18 +283,28 @@ class Daemon:
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.for_state(state_dir, settings.state.database_url)
+        store = self.store
+        self.health = HealthBoard(store.engine)
+        health = self.health
         metrics.watch_outbox(self._outbox_counts)
+        metrics.watch_systems(health.states)
+        metrics.watch_dead_letters(lambda: store.status_counts().dead_letters_pending)
         # Polls are timed by the main loop (to the second, as configured); the daily
         # reconciliation is a Huey periodic task.
         self.queue = SyncQueue(
             make_huey(settings.state.queue_url, state_dir),
             self.store,
             reconcile_at=settings.sync.reconcile_at,
+            health=health,
+            probe_interval=HealthPolicy.from_settings(settings).probe_interval.total_seconds(),
         )
         self.queue.set_processor(self.factory(settings, self.store, self.queue))
         recovered = self.queue.recover_interrupted()
         if recovered:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
+        paused = self.queue.recover_pauses()
+        if paused:
+            log.warning("systems paused for refused credentials; probing them", systems=paused)
         self.consumer = self.queue.consumer(workers=int(settings.state.workers))
         self.consumer.start()
         self._set_outbox(settings)
@@ -327,20 +347,21 @@ class Daemon:
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
 
     def _outbox_counts(self) -> dict[str, int]:
-        from sync.notify.outbox import store_counts
-
         return store_counts(self.store) if self.store is not None else {}
 
     def _set_outbox(self, settings: Any) -> None:
-        """Send mail through the configured transport (none when e-mail is not configured)."""
-        email = getattr(settings, "email_settings", None)
-        if email is None or not getattr(email, "enabled", True):
+        """Send through every configured notifier (none when no channel is configured)."""
+        notifiers = build_notifiers(settings)
+        if not len(notifiers):
             self._outbox = None
             return
         assert self.store is not None
-        from sync.notify.outbox import worker_for
-
-        self._outbox = worker_for(self.store.engine, email)
+        self._outbox = outbox_worker(
+            self.store.engine,
+            notifiers,
+            health=self.health,
+            probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+        )
 
     def _send_mail(self) -> None:
         """The outbox loop: messages are recorded with their decision; here they go out."""
@@ -354,12 +375,32 @@ class Daemon:
                 log.error("outbox pass failed", error=type(exc).__name__, reason=str(exc))
 
     def _health(self) -> dict[str, Any]:
+        """What /healthz adds to its answer: the systems, the problems that make it 503, notes."""
         loaded = self.config.loaded
-        return {
+        body: dict[str, Any] = {
             "config": loaded.digest,
             "config_loaded_at": loaded.loaded_at.isoformat(),
             "pid": os.getpid(),
         }
+        if self.health is None or self.queue is None or self.store is None:
+            return body
+        states = self.health.states()
+        held = self.health.held_counts()
+        judged = verdict(
+            states.values(),
+            datetime.now(UTC),
+            HealthPolicy.from_settings(self.config.settings),
+            queue_age=self.queue.oldest_ready_age(),
+            in_doubt=store_in_doubt(self.store),
+            held=held,
+        )
+        body["systems"] = {
+            name: {**state.to_json(), "events_waiting": held.get(name, 0)}
+            for name, state in sorted(states.items())
+        }
+        body["problems"] = list(judged.problems)
+        body["notes"] = list(judged.notes)
+        return body
 
     def _write_runtime(self, state_dir: Path) -> None:
         runtime = {
@@ -459,6 +500,7 @@ class Daemon:
         if ok and built:
             queue.set_processor(built[0])
             self._set_outbox(self.config.settings)
+            queue.resume_all()
             try:
                 from sync.runtime.logs import configure_logging, settings_secrets
 

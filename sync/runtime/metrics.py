@@ -8,6 +8,8 @@ registers metrics of its own cannot collide with ours.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from typing import Any
 
 import structlog
 from prometheus_client import (
@@ -22,6 +24,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
 log = structlog.get_logger(__name__)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("escalation-sync")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -80,6 +90,19 @@ POLLS = Counter(
     ["system", "outcome"],
     registry=REGISTRY,
 )
+PAUSES = Counter(
+    "escalation_sync_pauses",
+    "Times a system was paused because it refused our credentials, by system.",
+    ["system"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "escalation_sync_build_info",
+    "Always 1; the labels say which version of the product is running.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=_version()).set(1)
 
 
 class _OutboxCollector:
@@ -114,6 +137,89 @@ class _OutboxCollector:
 
 _OUTBOX = _OutboxCollector()
 REGISTRY.register(_OUTBOX)
+
+
+class _SystemsCollector:
+    """Each system's health (`sync.runtime.health`), read at each scrape."""
+
+    def __init__(self) -> None:
+        self.states: Callable[[], Mapping[str, Any]] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "escalation_sync_up",
+            "1 when the system answers (not paused, its last call did not fail), else 0.",
+            labels=["system"],
+        )
+        last = GaugeMetricFamily(
+            "escalation_sync_last_success_timestamp_seconds",
+            "When the system last answered, by kind: a call (a sync, a probe) or a poll.",
+            labels=["system", "kind"],
+        )
+        return up, last
+
+    def collect(self) -> Iterator[Metric]:
+        if self.states is None:
+            return
+        try:
+            states = self.states()
+        except Exception as exc:
+            log.warning("system health unavailable", reason=str(exc) or type(exc).__name__)
+            return
+        up, last = self._families()
+        for system, state in sorted(states.items()):
+            up.add_metric([system], 1.0 if state.up else 0.0)
+            for kind, moment in (
+                ("call", state.last_success_at),
+                ("poll", state.last_poll_success_at),
+            ):
+                if moment is not None:
+                    last.add_metric([system, kind], moment.timestamp())
+        yield up
+        yield last
+
+
+class _DeadLettersCollector:
+    """Dead letters waiting for a replay, counted in the store at each scrape."""
+
+    name = "escalation_sync_dead_letters"
+    documentation = "Events dead-lettered and not replayed yet (`deadletters list`)."
+
+    def __init__(self) -> None:
+        self.count: Callable[[], int] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        if self.count is None:
+            return
+        try:
+            value = self.count()
+        except Exception as exc:
+            log.warning("dead letters count unavailable", reason=str(exc) or type(exc).__name__)
+            return
+        yield GaugeMetricFamily(self.name, self.documentation, value=float(value))
+
+
+_SYSTEMS = _SystemsCollector()
+REGISTRY.register(_SYSTEMS)
+_DEAD_LETTERS = _DeadLettersCollector()
+REGISTRY.register(_DEAD_LETTERS)
+
+
+def watch_systems(states: Callable[[], Mapping[str, Any]]) -> None:
+    """Read each system's health (name -> a state with `up`, `last_success_at`,
+    `last_poll_success_at`) from `states` at every scrape."""
+    _SYSTEMS.states = states
+
+
+def watch_dead_letters(count: Callable[[], int]) -> None:
+    """Read the number of dead letters waiting for a replay from `count` at every scrape."""
+    _DEAD_LETTERS.count = count
 
 
 def watch_outbox(counts: Callable[[], Mapping[str, int]]) -> None:

@@ -45,7 +45,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from connectors.errors import RetryableError
+import errors
 from sync.store.db import Base
 
 DATABASE_FILE = "escalation-sync.store.db"
@@ -55,11 +55,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "escalation_sync_read_only"
 
 
-class LeaseBusy(RetryableError):
+class LeaseBusy(errors.Retry):
     """Another worker holds the lease on a ticket right now: try again shortly.
 
     Contention, not failure: the queue reschedules without spending a retry attempt.
     """
+
+    counts_as_attempt = False
 
 
 def utcnow() -> datetime:
@@ -377,8 +379,9 @@ class NewAudit:
     reason: str
 
 
-class LinkConflict(Exception):
-    """A record is already paired with a different one; the caller must not overwrite it."""
+class LinkConflict(errors.DeadLetter):
+    """A record is already paired with a different one; the caller must not overwrite it (the
+    event is parked for an operator to decide which pair is right)."""
 
 
 def _text(value: object) -> str | None:

@@ -170,6 +170,10 @@ class Adapter(Protocol):
         """Records changed at or after `since`, oldest first."""
         ...
 
+    def probe(self) -> None:
+        """One cheap authenticated call: does the system accept our credentials (again)?"""
+        ...
+
 
 class BulkAdapter(Adapter, Protocol):
     """What a backfill does on top, many records per request: `fields` names what the mapping
@@ -239,6 +243,10 @@ class JiraAdapter:
     def read(self, ticket_id: str) -> dict[str, Any]:
         """The issue JSON with its comments (with visibility) and attachments."""
         return self.connector.get_issue(ticket_id)
+
+    def probe(self) -> None:
+        """GET /myself: who the credentials are, or AuthFailed."""
+        self.connector.myself()
 
     def apply(
         self, ticket_id: str, write: VendorWrite, *, current_labels: Sequence[str] = ()
@@ -476,6 +484,10 @@ class ServiceNowAdapter:
         self._caller_ttl = caller_ttl
         self._clock = clock
         self._callers_lock = threading.Lock()
+
+    def probe(self) -> None:
+        """One record's sys_id from the table, or AuthFailed."""
+        self.connector.probe()
 
     def read(self, ticket_id: str) -> dict[str, Any]:
         """The record (raw values) plus `_journal`, `_attachments` and `_caller`; the first

@@ -20,6 +20,7 @@ from responses import matchers
 from connectors.errors import (
     AuthFailed,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -589,7 +590,7 @@ def test_html_instead_of_json_is_server_unavailable(
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(401, AuthFailed), (403, AuthFailed), (404, NotFound), (409, InvalidRequest)],
+    [(401, AuthFailed), (403, Forbidden), (404, NotFound), (409, InvalidRequest)],
 )
 def test_permanent_statuses_map_to_typed_errors_without_secrets(
     rsps: responses.RequestsMock, sleeps: Sleeps, status: int, error: type[ConnectorError]

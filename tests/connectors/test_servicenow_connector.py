@@ -16,12 +16,12 @@ from responses import matchers
 
 from connectors.errors import (
     AuthFailed,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
     ServerUnavailable,
     TransportFailed,
-    WriteRefused,
 )
 from connectors.retry import RetryPolicy
 from connectors.servicenow import (
@@ -402,8 +402,8 @@ def test_a_save_carrying_a_required_comment_is_not_repeated_after_a_500(
 def test_a_data_policy_refusal_is_a_refused_write_not_an_auth_failure(
     sn: ServiceNowConnector, mock: responses.RequestsMock
 ) -> None:
-    """403 "Data Policy Exception" or "ACL Exception" refuses this write (WriteRefused, with the
-    instance's words); a bare 403 is still the credentials' problem (AuthFailed)."""
+    """403 "Data Policy Exception" refuses this write (Forbidden, dead-lettered with the
+    instance's words); only a 401 is the credentials' problem (AuthFailed, the system paused)."""
     policy = {
         "error": {
             "message": "Operation Failed",
@@ -413,17 +413,17 @@ def test_a_data_policy_refusal_is_a_refused_write_not_an_auth_failure(
         "status": "failure",
     }
     mock.patch(f"{TABLE}/abc", status=403, json=policy)
-    with pytest.raises(WriteRefused) as refused:
+    with pytest.raises(Forbidden) as refused:
         sn.update("abc", {"state": "6"})
     assert "Resolution code, Resolution notes" in str(refused.value)
+    assert not isinstance(refused.value, AuthFailed)
     mock.patch(
         f"{TABLE}/abc",
-        status=403,
-        json={"error": {"message": "User Not Authorized", "detail": None}, "status": "failure"},
+        status=401,
+        json={"error": {"message": "User Not Authenticated", "detail": None}, "status": "failure"},
     )
-    with pytest.raises(AuthFailed) as denied:
+    with pytest.raises(AuthFailed):
         sn.update("abc", {"state": "6"})
-    assert not isinstance(denied.value, WriteRefused)
 
 
 def test_comment_is_not_repeated_after_a_500(

@@ -104,3 +104,27 @@ def test_record_at_the_synced_version_is_not_enqueued_again(store: Store) -> Non
     feed.items = [Changed("DS-1", T0 + timedelta(minutes=1), version="v2")]
     poll_system(engine, System.JIRA)  # type: ignore[arg-type]
     assert queued[-1] == "DS-1"
+
+
+def test_an_unmappable_record_is_dead_lettered_like_a_4xx(store: Store) -> None:
+    """A value the mapping does not know parks that record; the pass goes on."""
+    from sync.pipeline.engine import MappingFailed
+
+    failure = MappingFailed("jira: status: no canonical value for vendor value 'Triage'")
+    engine = FakeEngine(store, Feed(items()), {"DS-2": failure})
+    poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert engine.processed == ["DS-1", "DS-3"]
+    [parked] = store.list_dead_letters()
+    assert (parked.ticket, parked.error_class) == ("DS-2", "MappingFailed")
+
+
+def test_refused_credentials_end_the_pass_without_moving_the_watermark(store: Store) -> None:
+    """A 401 is raised to the caller (which pauses the system); nothing is parked for it."""
+    from connectors.errors import AuthFailed
+
+    engine = FakeEngine(store, Feed(items()), {"DS-2": AuthFailed("HTTP 401", system="jira")})
+    with pytest.raises(AuthFailed):
+        poll_system(engine, System.JIRA)  # type: ignore[arg-type]
+    assert engine.processed == ["DS-1"]
+    assert store.list_dead_letters() == []
+    assert store.get_watermark("jira") is None

@@ -11,9 +11,9 @@ from sqlalchemy.engine import Connection
 import sync.store.database  # noqa: F401  (declares the store's tables on Base)
 from sync.store.db import Base
 
-# The outbox and the ledger declare their tables on the same Base; import them when present so
-# autogenerate comparisons see the complete schema.
-for _name in ("sync.notify.outbox", "sync.procedure.ledger"):
+# The outbox, the ledger and the health board declare their tables on the same Base; import them
+# when present so autogenerate comparisons see the complete schema.
+for _name in ("sync.notify.outbox", "sync.procedure.ledger", "sync.runtime.health"):
     try:
         importlib.import_module(_name)
     except ModuleNotFoundError as exc:

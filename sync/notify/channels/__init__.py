@@ -1,0 +1,1 @@
+"""One module per notification channel; `sync.notify.registry` finds them by file name."""
