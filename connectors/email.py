@@ -720,7 +720,7 @@ def _ews_error(exc: Exception) -> Exception:
         return InvalidRequest(f"Exchange refused the message: {name}: {text}", system=SYSTEM)
     if isinstance(exc, ews.EWSError):
         return ServerUnavailable(f"Exchange error: {name}: {text}", system=SYSTEM)
-    if isinstance(exc, InvalidRequest | RetryableError | PermanentError):
+    if isinstance(exc, InvalidRequest | RetryableError | PermanentError | AuthFailed):
         return exc
     return ServerUnavailable(f"Exchange error: {name}", system=SYSTEM)
 

@@ -242,18 +242,24 @@ def test_graph_and_ews_authentication_failures_fail_their_line(
     transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused Graph token or EWS login fails the email line with the transport's fix."""
+    from exchangelib.errors import UnauthorizedError
+
     from connectors import email as transports
     from connectors.errors import AuthFailed
     from sync.doctor.email import check_email
 
-    def refuse(*args: object) -> str:
+    def refuse_token(*args: object) -> str:
         raise AuthFailed("token request refused: invalid_client: bad secret", system="email")
 
-    monkeypatch.setattr(transports.MsalTokenProvider, "__call__", refuse)
-    monkeypatch.setattr(transports.EwsSender, "_get_account", refuse)
+    def refuse_login(*args: object) -> str:
+        raise UnauthorizedError("Invalid credentials for https://mail.example.com/EWS")
+
+    monkeypatch.setattr(transports.MsalTokenProvider, "__call__", refuse_token)
+    monkeypatch.setattr(transports.EwsSender, "_get_account", refuse_login)
     result = check_email(_email(transport))
     assert result.failed and result.name == f"{transport} authentication"
-    assert "invalid_client" in result.detail
+    words = {"graph": "invalid_client", "ews": "Exchange refused the credentials"}
+    assert words[transport] in result.detail
     assert f"[email.{transport}]" in result.fix
 
 
