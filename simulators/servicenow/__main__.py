@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     sim.start()
     if args.seed:
         sim.seed_incidents(args.seed)
-    print(f"ServiceNow simulator on {sim.url} (user {args.user})", flush=True)
     stop = threading.Event()
+    # Before the address is printed: whoever reads it may ask it to stop at once.
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"ServiceNow simulator on {sim.url} (user {args.user})", flush=True)
     try:
         stop.wait()
     finally:
