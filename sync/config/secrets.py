@@ -14,6 +14,7 @@ from typing import Any
 from mapping.errors import ConfigError
 
 ENV_PREFIX = "ESCALATION_SYNC_"
+_DISPLAY = {"jira": "Jira", "servicenow": "ServiceNow"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,34 +61,38 @@ def _set(value: Any) -> bool:
 def missing_secrets(settings: Any) -> list[MissingSecret]:
     """Every secret the settings lack, required ones first."""
     found: list[MissingSecret] = []
-    jira = settings.jira
-    if jira.auth == "pat":
-        if not _set(jira.pat):
-            found.append(MissingSecret("jira.pat", True))
-    else:
-        if not _set(jira.email):
-            found.append(MissingSecret("jira.email", True))
-        if not _set(jira.api_token):
-            found.append(MissingSecret("jira.api_token", True))
-    snow = settings.servicenow
-    if snow.auth == "oauth":
-        if not _set(snow.client_id):
-            found.append(MissingSecret("servicenow.client_id", True))
-        if not _set(snow.client_secret):
-            found.append(MissingSecret("servicenow.client_secret", True))
-    else:
-        if not _set(snow.username):
-            found.append(MissingSecret("servicenow.username", True))
-        if not _set(snow.password):
-            found.append(MissingSecret("servicenow.password", True))
+    sections = getattr(settings, "systems", {}) or {}
+    jira = sections.get("jira")
+    if jira is not None:
+        if jira.auth == "pat":
+            if not _set(jira.pat):
+                found.append(MissingSecret("jira.pat", True))
+        else:
+            if not _set(jira.email):
+                found.append(MissingSecret("jira.email", True))
+            if not _set(jira.api_token):
+                found.append(MissingSecret("jira.api_token", True))
+    snow = sections.get("servicenow")
+    if snow is not None:
+        if snow.auth == "oauth":
+            if not _set(snow.client_id):
+                found.append(MissingSecret("servicenow.client_id", True))
+            if not _set(snow.client_secret):
+                found.append(MissingSecret("servicenow.client_secret", True))
+        else:
+            if not _set(snow.username):
+                found.append(MissingSecret("servicenow.username", True))
+            if not _set(snow.password):
+                found.append(MissingSecret("servicenow.password", True))
     found.extend(_email_secrets(getattr(settings, "email_settings", None)))
-    for system, name in (("jira", "Jira"), ("servicenow", "ServiceNow")):
-        if not _set(getattr(settings, system).webhook_secret):
+    for name, section in sections.items():
+        if not _set(getattr(section, "webhook_secret", None)):
             found.append(
                 MissingSecret(
-                    f"{system}.webhook_secret",
+                    f"{name}.webhook_secret",
                     False,
-                    f"{name} webhooks will be refused (401) and changes found by polling only",
+                    f"{_DISPLAY.get(name, name)} webhooks will be refused (401) and changes "
+                    "found by polling only",
                 )
             )
     return sorted(found, key=lambda m: not m.required)

@@ -23,14 +23,26 @@ __all__ = ["CheckResult", "Verdict", "run_checks"]
 
 def run_checks(settings: Any) -> list[CheckResult]:
     """Run every check with the settings' live credentials; fails fast (no retries)."""
-    from sync.pipeline.engine import build_adapters
+    from sync.runtime.wiring import build_adapters
 
     adapters = build_adapters(settings, retry=NO_RETRY)
     mapping = settings.mapping_model
     daemon = settings.webhooks.base_url()
-    jira = adapters[System.JIRA].connector  # type: ignore[attr-defined]
-    snow = adapters[System.SERVICENOW].connector  # type: ignore[attr-defined]
-    results = JiraDoctor(jira, settings, mapping, daemon).run()
-    results += ServiceNowDoctor(snow, settings, mapping, daemon).run()
+    results: list[CheckResult] = []
+    if System.JIRA in adapters:
+        results += JiraDoctor(
+            adapters[System.JIRA].connector,  # type: ignore[attr-defined]
+            settings.system_settings(System.JIRA.value),
+            mapping,
+            settings.compiled_policy,
+            daemon,
+        ).run()
+    if System.SERVICENOW in adapters:
+        results += ServiceNowDoctor(
+            adapters[System.SERVICENOW].connector,  # type: ignore[attr-defined]
+            settings.system_settings(System.SERVICENOW.value),
+            mapping,
+            daemon,
+        ).run()
     results.append(check_email(getattr(settings, "email_settings", None)))
     return results

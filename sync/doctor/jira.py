@@ -58,16 +58,15 @@ def mapped_statuses(mapping: Mapping) -> list[str]:
     return list(dict.fromkeys(status.to_vendor.values()))
 
 
-def targets(settings: Any, mapping: Mapping) -> list[Target]:
+def targets(section: Any, mapping: Mapping, policy: Any) -> list[Target]:
     """Every project and issue type routes and escalation levels create issues in."""
-    default_project = settings.jira.project
+    default_project = section.project
     found: list[Target] = []
     for route in mapping.routes:
         if route.target is System.JIRA:
             found.append(
                 Target(route.target_project or default_project, route.issue_type or "Task")
             )
-    policy = getattr(settings, "compiled_policy", None)
     for level in getattr(policy, "levels", ()) or ():
         if getattr(level, "target_system", None) == System.JIRA:
             issue_type = level.issue_type or (found[0].issue_type if found else "Task")
@@ -80,13 +79,18 @@ class JiraDoctor:
     """Runs the Jira checks with the live credentials, each once."""
 
     def __init__(
-        self, connector: JiraConnector, settings: Any, mapping: Mapping, daemon_url: str
+        self,
+        connector: JiraConnector,
+        section: Any,
+        mapping: Mapping,
+        policy: Any,
+        daemon_url: str,
     ) -> None:
         self.jira = connector
-        self.settings = settings
+        self.section = section
         self.mapping = mapping
         self.hook_url = f"{daemon_url}/webhooks/jira"
-        self.targets = targets(settings, mapping)
+        self.targets = targets(section, mapping, policy)
         self._projects: dict[str, dict[str, Any]] = {}
         self._site_fields: set[str] | None = None
 
@@ -120,13 +124,13 @@ class JiraDoctor:
     # -- the checks ----------------------------------------------------------------------------
 
     def _credentials(self) -> tuple[CheckResult, dict[str, Any] | None]:
-        url = self.settings.jira.base_url
+        url = self.section.base_url
         try:
             me = self.jira.myself()
         except AuthFailed as exc:
             how = (
                 "[jira] pat (ESCALATION_SYNC_JIRA__PAT)"
-                if self.settings.jira.auth == "pat"
+                if self.section.auth == "pat"
                 else "[jira] email and the API token (ESCALATION_SYNC_JIRA__API_TOKEN)"
             )
             return failed(SYSTEM, "credentials", f"{url} refused them: {exc}", f"check {how}"), None
@@ -139,7 +143,7 @@ class JiraDoctor:
             )
         account = str(me.get("accountId") or me.get("name") or "")
         who = f"{me.get('displayName') or account} ({account})"
-        configured = self.settings.jira.integration_user
+        configured = self.section.integration_user
         if configured and configured not in (account, me.get("name")):
             return (
                 failed(
@@ -296,7 +300,7 @@ class JiraDoctor:
         return passed(SYSTEM, "workflow", f"has every mapped status: {', '.join(wanted)}")
 
     def _role(self, me: dict[str, Any]) -> CheckResult:
-        role_name = self.settings.jira.internal_comment_role
+        role_name = self.section.internal_comment_role
         account = str(me.get("accountId") or "")
         who = me.get("displayName") or account
         problems = []

@@ -74,11 +74,11 @@ class ServiceNowDoctor:
     """Runs the ServiceNow checks with the live credentials, each once."""
 
     def __init__(
-        self, connector: ServiceNowConnector, settings: Any, mapping: Mapping, daemon_url: str
+        self, connector: ServiceNowConnector, section: Any, mapping: Mapping, daemon_url: str
     ) -> None:
         self.sn = connector
-        self.settings = settings
-        self.table = settings.servicenow.table
+        self.section = section
+        self.table = section.table
         self.mapping = mapping
         self.hook_url = f"{daemon_url}/webhooks/servicenow"
         self._sample: dict[str, Any] | None = None
@@ -112,7 +112,7 @@ class ServiceNowDoctor:
             return failed(SYSTEM, name, str(exc), "see the instance's answer")
 
     def _credentials(self) -> CheckResult:
-        s = self.settings.servicenow
+        s = self.section
         who = s.integration_user or s.username or ""
         try:
             users = self.sn.rows(
