@@ -281,7 +281,7 @@ class Escalator:
     ) -> tuple[Ticket, Ticket | None, str | None, int]:
         """Carry out `actions`; returns the records as they are now, a created record's id,
         and the writes made."""
-        itsm, writes = self._set_fields(itsm, actions)
+        itsm, writes = self._set_fields(itsm, eng, actions)
         present = {m for c in itsm.comments if (m := find_marker(c.body)) is not None}
         writes += self._add_notes(itsm, actions, present)
         created: str | None = None
@@ -380,8 +380,11 @@ class Escalator:
             writes += 1
         return writes
 
-    def _set_fields(self, itsm: Ticket, actions: Sequence[Action]) -> tuple[Ticket, int]:
-        """Labels, priority and status on the ITSM record; returns it as it is now."""
+    def _set_fields(
+        self, itsm: Ticket, eng: Ticket | None, actions: Sequence[Action]
+    ) -> tuple[Ticket, int]:
+        """Labels, priority and status on the ITSM record; returns it as it is now. A status
+        the ITSM system requires fields with takes them from the engineering record."""
         labels = list(itsm.labels)
         values: dict[str, Any] = {}
         for action in actions:
@@ -407,7 +410,8 @@ class Escalator:
         ]
         notes: list[AuditNote] = []
         try:
-            writes = self.applier.write_fields(itsm, fw, itsm, notes, why="escalation decision")[0]
+            peer = eng if eng is not None else itsm
+            writes = self.applier.write_fields(itsm, fw, peer, notes, why="escalation decision")[0]
         finally:
             if notes:
                 with self.context.store.session() as tx:

@@ -345,7 +345,10 @@ def make_harness(
     # region, the account's sponsor).
     for column in ("u_labels", "u_escalation_type", "u_region", "u_sponsor"):
         snow.add_column("incident", column)
-    snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
+    # A fulfiller, not an admin: itil writes and resolves, itil_admin closes.
+    snow.add_user(
+        SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD, roles=("itil", "itil_admin")
+    )
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
     mail = MailSink().start()
