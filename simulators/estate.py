@@ -53,6 +53,17 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("ENGLEAD", "Engineering leads"),
 )
 
+# Fields an admin adds to route escalations inside a project (the policy's queue and assignment
+# group): the first custom fields of a fresh site, so the example configuration's ids
+# (customfield_10050, customfield_10051) name them.
+ROUTING_FIELDS: tuple[str, ...] = ("Escalation queue", "Assignment group")
+
+
+def add_routing_fields(jira: JiraSimulator) -> list[str]:
+    """Add the routing fields to every project's screens; returns their ids, in order."""
+    return [jira.add_custom_field(name, "textfield") for name in ROUTING_FIELDS]
+
+
 SN_INTEGRATION_USER = "escalation.sync"
 SN_INTEGRATION_PASSWORD = "sim-sn-password"
 JIRA_API_TOKEN = "sim-api-token"
@@ -138,6 +149,7 @@ class SimulatedEstate:
     def _seed(self) -> None:
         for key, name in PROJECTS:
             self.jira.add_project(key, name, workflow=SUPPORT_WORKFLOW)
+        add_routing_fields(self.jira)
         sn = self.servicenow
         # The example mapping keeps tags, the escalation type, the region and the account's
         # sponsor in custom columns, created as an admin would.

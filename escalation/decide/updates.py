@@ -70,8 +70,13 @@ def _engineering_update(run: Run) -> bool:
                 {"comments": [c.id for c in kept]},
             )
         fresh = [c for c in fresh if c not in kept]
+    # Each comment is told once: a later decision (its notice key moved on by another note)
+    # must not take a comment of the same second as the last update for a new one.
+    fresh = [c for c in fresh if f"told:{c.id}" not in run.entry.processed_command_ids]
     if not fresh or run.notice_key == f"public:{fresh[-1].id}":
         return False
+    for comment in fresh:
+        run.once(f"told:{comment.id}")
     run.why(
         "customer_updates.public_comment",
         "pass",

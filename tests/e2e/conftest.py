@@ -72,7 +72,7 @@ import presets
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from simulators.common import ServerThread
-from simulators.estate import SUPPORT_WORKFLOW
+from simulators.estate import SUPPORT_WORKFLOW, add_routing_fields
 from simulators.jira import JiraSimulator
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
@@ -339,6 +339,7 @@ def make_harness(
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
     for key in projects[1:]:
         jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
+    add_routing_fields(jira)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
     # The example mapping's custom columns: tags, and what presets read (escalation type,

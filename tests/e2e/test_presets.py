@@ -237,8 +237,8 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     assert issue["summary"].endswith("SSIS package fails on deploy")
     assert "Approved by: sme.emea.2" in issue["description"]
     # Dispatched to the Escalation queue and the SR's regional escalation team.
-    assert issue["customfield_10101"] == {"value": "Escalation"}
-    assert issue["customfield_10100"] == {"value": "Escalation EMEA"}
+    assert issue["customfield_10050"] == "Escalation"
+    assert issue["customfield_10051"] == "Escalation EMEA"
     assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     # Escalation is not a severity change.
     assert priorities(h, sys_id, key) == ("3", "Medium")

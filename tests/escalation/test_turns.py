@@ -497,3 +497,27 @@ def test_a_field_value_set_during_an_escalation_does_not_ask_again_after_it(
     )
     d = decide(typed, ledger.view(key, now, policy, typed), now, policy)
     assert d.state is S.RESOLVED and not d.request_started
+
+
+def test_an_engineering_comment_is_told_once_whatever_the_next_note(
+    make_ticket, make_comment, policy, now, people
+):
+    """A public engineering comment told to the customer is not told again by a later
+    decision whose own note moved the notice key on (a further-level approval)."""
+    dev = Person(id="dev1", name="Dev")
+    news = make_comment("p1", "Workaround posted" + MARK.format(1), dev, Visibility.PUBLIC, 60)
+    entry = active(now, state=S.PENDING_APPROVAL, last_customer_update_at=None)
+    d = decide(make_ticket(comments=(news,)), LedgerView(entry=entry), now, policy)
+    assert EmailCustomer(CustomerEvent.PUBLIC_UPDATE, comment_id="p1") in d.actions
+    entry = replace(
+        entry,
+        processed_command_ids=frozenset(d.processed_command_ids),
+        notice_key="approval:L3:x",
+        last_customer_update_at=news.created,
+    )
+    ok = make_comment("a1", "/approve-escalation", people.alice, minutes=61)
+    d = decide(make_ticket(comments=(news, ok)), LedgerView(entry=entry), now, policy)
+    assert d.level == "L3"
+    assert not any(
+        isinstance(a, EmailCustomer) and a.event is CustomerEvent.PUBLIC_UPDATE for a in d.actions
+    )

@@ -40,7 +40,7 @@ def test_jira_fields_are_named_below_fields() -> None:
     """For Jira the issue fields are asked for, comments and attachments among them."""
     assert keys_read(MAPPING, System.JIRA, ("fields",)) == {
         "summary", "description", "status", "priority", "labels", "assignee", "reporter",
-        "updated", "environment", "customfield_10100", "customfield_10101", "comment",
+        "updated", "environment", "customfield_10050", "customfield_10051", "comment",
         "attachment",
     }  # fmt: skip
     assert keys_read(MAPPING, System.JIRA) == {"id", "key", "fields"}
