@@ -36,6 +36,7 @@ import structlog
 import errors
 from escalation.decision import (
     Action,
+    AddEngineeringComment,
     AddLabel,
     AddNote,
     CreateEngineeringRecord,
@@ -909,6 +910,11 @@ class Engine:
         if merged:
             with self.store.session() as tx:
                 pending.park(tx, itsm, [])
+        if created is not None and eng_new is not None and decision.awaits_engineering_record:
+            # The record exists now: what waited for it (a chat room named after it) is
+            # decided at once rather than on the ticket's next change.
+            _, itsm_new, eng_new, _, more = self._escalate(itsm_new, eng_new, link)
+            writes += more
         return decision, itsm_new, eng_new, created, writes
 
     def _resolution_notes(self, eng: Ticket) -> Comment | None:
@@ -1004,6 +1010,8 @@ class Engine:
                         remember(tx, itsm, created)
         if eng is not None and any(isinstance(a, PostLinks) for a in actions):
             writes += self._post_links(itsm, eng)
+        if eng is not None:
+            writes += self._engineering_comments(eng, actions)
         # A further level whose target is another project than the paired record's.
         for action in actions:
             if (
@@ -1014,6 +1022,35 @@ class Engine:
             ):
                 writes += self._escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
+
+    def _engineering_comments(self, eng: Ticket, actions: Sequence[Action]) -> int:
+        """The decision's comments on the engineering record, each written once (its marker
+        is its idempotency key)."""
+        system = eng.ref.system
+        eid = ticket_id(eng)
+        adapter = self.adapters[system]
+        present = {m for c in eng.comments if (m := find_marker(c.body)) is not None}
+        writes = 0
+        for action in actions:
+            if not isinstance(action, AddEngineeringComment):
+                continue
+            marker = Marker(system, eid, f"note-{_digest(action.body)}")
+            if marker in present or adapter.find_comment_by_marker(eid, marker) is not None:
+                continue
+            public = action.visibility is Visibility.PUBLIC
+            adapter.add_comment(eid, action.body, public=public, marker=marker)
+            self.metrics.write(system.value, "comment")
+            self.after_write(f"engineering comment {marker.text()}")
+            self.store.audit(
+                system.value,
+                eid,
+                "comment" if public else "work_note",
+                None,
+                marker.text(),
+                reason="escalation comment",
+            )
+            writes += 1
+        return writes
 
     def _engineering_seed(
         self, itsm: Ticket, action: CreateEngineeringRecord
