@@ -185,7 +185,7 @@ def _changes(run: Run, chat: Chat, room: RoomSpec, status: ChatStatus) -> None:
     said = {name: status.fact(name) for name in now}
     level, before = now.get("level"), said.get("level")
     if "level" in chat.events and before and level and level != before:
-        text = f"Escalation level changed: {before} -> {level}."
+        text = f"Escalation level changed: {before} → {level}."
         approver = run.approved_by
         if approver and not chat.shared_with_customer:
             text += f" Approved by {approver}."
@@ -194,7 +194,7 @@ def _changes(run: Run, chat: Chat, room: RoomSpec, status: ChatStatus) -> None:
         _post(run, room, "level", text)
     priority, before = now.get("priority"), said.get("priority")
     if "priority" in chat.events and before and priority and priority != before:
-        _post(run, room, "priority", f"Priority changed: {before} -> {priority}.")
+        _post(run, room, "priority", f"Priority changed: {before} → {priority}.")
     status_now, before = now.get("engineering_status"), said.get("engineering_status")
     if "engineering_status" in chat.events and status_now and status_now != before:
         eng = run.engineering
@@ -290,7 +290,7 @@ def members_of(run: Run, chat: Chat) -> tuple[tuple[str, ...], tuple[str, ...]]:
     found: list[str] = []
     unknown: list[str] = []
 
-    def person(value: Person | str | None) -> None:
+    def person(value: Person | str | None, role: str) -> None:
         if value is None:
             return
         if isinstance(value, str):
@@ -304,32 +304,32 @@ def members_of(run: Run, chat: Chat) -> tuple[tuple[str, ...], tuple[str, ...]]:
                 return
         label = value if isinstance(value, str) else (value.name or value.id)
         if label and not label.startswith(("trigger:", "priority:")):
-            unknown.append(label)
+            unknown.append(f"{role} {label}")
 
     t = run.ticket
     eng = run.engineering
     for role in chat.invite:
         if role == "reporter":
-            person(t.reporter)
+            person(t.reporter, "reporter")
         elif role == "assignee":
-            person(t.assignee)
+            person(t.assignee, "assignee")
         elif role == "customer":
-            person(t.customer)
+            person(t.customer, "customer")
         elif role == "contact":
-            person(_contact(run, chat))
+            person(_contact(run, chat), "contact")
         elif role == "requester":
-            person(run.requested_by)
+            person(run.requested_by, "requester")
         elif role == "approver":
-            person(run.approved_by or run.entry.approved_by)
+            person(run.approved_by or run.entry.approved_by, "approver")
         elif role == "approvers":
             level = next((lv for lv in run.policy.levels if lv.name == run.level), None)
             people = run.approvers(level)
             for name in _people(run, people.users, people.groups):
-                person(name)
+                person(name, "approver")
         elif role == "engineering_assignee" and eng is not None:
-            person(eng.assignee)
+            person(eng.assignee, "engineering assignee")
     for name in _people(run, chat.users, chat.groups):
-        person(name)
+        person(name, "member")
     return _unique(found), _unique(unknown)
 
 

@@ -361,6 +361,9 @@ class Daemon:
             notifiers,
             health=self.health,
             probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+            # A chat room made (or refused): its record is synced again, so its link (or the
+            # reason) is written there without waiting for the record's next change.
+            resync=self.queue.enqueuer("outbox") if self.queue is not None else None,
         )
 
     def _send_mail(self) -> None:
