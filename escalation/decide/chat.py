@@ -64,8 +64,10 @@ def chat_room(run: Run) -> Flow:
     status = run.chat
     room = _room(run, chat, approved_at)
     if not status.opened:
-        if run.state is S.APPROVED:
-            _open(run, chat, room)
+        if run.state is S.APPROVED and _open(run, chat, room):
+            # A chat service known to refuse us is told at once, not after a first try.
+            for state in status.rooms:
+                _announce(run, chat, state)
         return Flow.NEXT
     if run.state is S.APPROVED:
         _invite_newcomers(run, chat, room, status)
@@ -147,7 +149,8 @@ def _needs_engineering_record(run: Run) -> bool:
     return run.engineering is None or run.engineering.ref is None
 
 
-def _open(run: Run, chat: Chat, room: RoomSpec) -> None:
+def _open(run: Run, chat: Chat, room: RoomSpec) -> bool:
+    """Ask for the room (False while it waits for the engineering record)."""
     if _needs_engineering_record(run):
         run.why(
             f"chat{AWAITS_ENGINEERING_RECORD}",
@@ -155,7 +158,7 @@ def _open(run: Run, chat: Chat, room: RoomSpec) -> None:
             "the chat channel is made once the engineering record exists (it carries its "
             "number and link)",
         )
-        return
+        return False
     members, unknown = members_of(run, chat)
     run.actions.append(OpenChat(room, members, _facts(run)))
     what = f"join #{room.join}" if room.join else "make the chat channel"
@@ -168,6 +171,7 @@ def _open(run: Run, chat: Chat, room: RoomSpec) -> None:
     )
     if "approved" in chat.events:
         _post(run, room, "approved", _approved_text(run, chat, room))
+    return True
 
 
 def _invite_newcomers(run: Run, chat: Chat, room: RoomSpec, status: ChatStatus) -> None:

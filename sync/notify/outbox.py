@@ -705,6 +705,8 @@ class OutboxWorker:
             if delivered is not None and delivered.details:
                 values["extra"] = _with_details(item, delivered)
             self._answered(item.channel, now)
+            if item.kind == RESOURCE:
+                self._release_waiting(item, now)
         elif isinstance(error, _Waiting):
             # A resource is usually made within a pass or two; no attempt is spent waiting.
             values.update(
@@ -717,7 +719,9 @@ class OutboxWorker:
                 next_attempt_at=now + self._probe_interval,
                 last_error=_reason(error),
             )
-            self._pause(item.channel, error, now)
+            if self._pause(item.channel, error, now):
+                # Said once: the record is told the room could not be made, and why.
+                self._settled(item)
         elif isinstance(error, RateLimited) and error.retry_after is not None:
             # The vendor asked for a pause, the message did nothing wrong: no attempt spent,
             # and no longer than it asked for (a long wait is not sat out in the worker).
@@ -757,7 +761,7 @@ class OutboxWorker:
                     last_error=_reason(error),
                 )
         self._record(claimed, **values)
-        if values.get("status") in (SENT, DEAD) or action is errors.Action.PAUSE_SYSTEM:
+        if values.get("status") in (SENT, DEAD):
             self._settled(item)
         if values.get("status") == DEAD:
             log.warning(
@@ -781,6 +785,22 @@ class OutboxWorker:
                 update(OutboxRow)
                 .where(OutboxRow.id == claimed.id, OutboxRow.claim_token == claimed.token)
                 .values(**values)
+            )
+
+    def _release_waiting(self, item: Outgoing, now: datetime) -> None:
+        """A resource was made: the messages of its ticket that waited for it go now."""
+        with self._sessions() as orm, orm.begin():
+            orm.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.channel == item.channel,
+                    OutboxRow.ticket_ref == item.ticket,
+                    OutboxRow.kind == MESSAGE,
+                    OutboxRow.status == PENDING,
+                    OutboxRow.attempts == 0,
+                    OutboxRow.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now)
             )
 
     def _settled(self, item: Outgoing) -> None:
@@ -821,7 +841,8 @@ class OutboxWorker:
         if self._health is not None:
             self._health.failed(channel, error, counts=counts)
 
-    def _pause(self, channel: str, error: BaseException, now: datetime) -> None:
+    def _pause(self, channel: str, error: BaseException, now: datetime) -> bool:
+        """Hold the channel; True when this is the pause's start (not a probe refused again)."""
         self._held[channel] = now + self._probe_interval
         self._told(channel, error)
         reason = reason_of(error)
@@ -832,6 +853,7 @@ class OutboxWorker:
                 channel=channel,
                 reason=reason,
             )
+        return first
 
 
 def worker_for(

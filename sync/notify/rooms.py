@@ -151,8 +151,6 @@ def room_status(session: Any, titles: Mapping[str, str], ticket: str, key: str) 
         )
         if row.idempotency_key == key or (row.extra or {}).get("room") == key
     ]
-    if not rows:
-        return ChatStatus()
     paused = dict(
         orm.execute(
             select(SystemHealthRow.system, SystemHealthRow.paused_reason).where(
@@ -172,13 +170,13 @@ def room_status(session: Any, titles: Mapping[str, str], ticket: str, key: str) 
                 invited.setdefault(str(member).casefold(), str(member))
         elif action == "archive":
             archived = True
+    # Every channel is reported, rows or not: one refusing our token is known before it is asked.
     rooms = tuple(
         _room_state(title, [r for r in rows if r.channel == channel], key, paused.get(channel))
         for channel, title in titles.items()
-        if any(r.channel == channel for r in rows)
     )
     return ChatStatus(
-        opened=True,
+        opened=bool(rows),
         facts=tuple(facts.items()),
         invited=frozenset(invited.values()),
         archived=archived,
@@ -191,7 +189,7 @@ def _room_state(
 ) -> ChatRoomState:
     resource = next((r for r in rows if r.idempotency_key == key), None)
     if resource is None:
-        return ChatRoomState(title)
+        return ChatRoomState(title, problem=paused)
     delivered: Mapping[str, Any] = (resource.extra or {}).get("delivered") or {}
     made = resource.status == SENT
     problem = None

@@ -100,10 +100,11 @@ class PolicyEscalation:
         from sync.procedure.ledger import get_entry
 
         entry = get_entry(tx, ticket)
-        if entry is None or entry.approved_at is None:
-            return ChatStatus()
         name = ticket.ref.key or ticket.ref.id
-        return rooms.room_status(tx, keepers, name, room_key(name, entry.approved_at))
+        # Before approval there is no room yet, but a chat service refusing us is known.
+        moment = entry.approved_at if entry is not None and entry.approved_at else None
+        key = room_key(name, moment) if moment is not None else f"{name}|room|-"
+        return rooms.room_status(tx, keepers, name, key)
 
     def _chat_notices(self, ticket: Ticket, decision: Decision, now: datetime) -> list[Notice]:
         """The decision's chat actions as stakeholder notices, one per action."""

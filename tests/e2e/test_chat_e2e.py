@@ -153,7 +153,7 @@ def test_ds_story_in_slack(chat: Chat) -> None:
     comments = [c for c in h.jira_comments(key) if url in str(c["body"])]
     assert len(comments) == 1 and f"#{channel['name']}" in str(comments[0]["body"])
     [approved] = chat.texts(channel["id"])
-    assert approved.startswith(f'Escalation approved: {h.servicenow.incident(sys_id)["number"]}')
+    assert approved.startswith(f"Escalation approved: {h.servicenow.incident(sys_id)['number']}")
     assert "approved by devsupport.1" in approved and "Reason: merchant outage" in approved
 
     # Dev Support assigns the DS issue and starts on it; L1 lowers the priority.
