@@ -194,3 +194,74 @@ def test_ds_story_in_slack(chat: Chat) -> None:
     with h.store.session() as tx:
         counts = outbox.status_counts(tx, channel="slack")
     assert counts["sent"] > 0 and counts["pending"] == counts["dead"] == 0
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ("🔥💥 Checkout down 🚨", "ds-{n}-checkout-down"),
+        ("Платежи не проходят", "ds-{n}-platezhi-ne-prokhodyat"),
+        ("?!?! ... ---", "ds-{n}"),
+    ],
+)
+def test_emoji_non_latin_and_punctuation_summaries_name_a_valid_channel(
+    chat: Chat, summary: str, expected: str
+) -> None:
+    """Emoji are dropped, other scripts transliterated, and a summary of nothing but
+    punctuation leaves the DS number alone: Slack takes each name the first time."""
+    sys_id = escalate(chat, summary=summary)
+    number = ds_key(chat, sys_id).split("-")[1]
+    assert chat.channel()["name"] == expected.format(n=number)
+    assert chat.creates() == 1
+    assert notes_with(chat.h, sys_id, f"/archives/{chat.channel()['id']}")
+
+
+def test_a_revoked_token_leaves_one_note_and_the_escalation_goes_on(chat: Chat) -> None:
+    """Slack refusing the token (token_revoked): the DS issue is still created and linked, the
+    incident gets one work note saying the channel could not be made and why, and the Slack
+    channel is paused in the daemon's health."""
+    h = chat.h
+    chat.slack.revoke_token(chat.slack.bot_token)
+    sys_id = escalate(chat)
+    key = ds_key(chat, sys_id)
+    assert h.jira.issue(key)["fields"]["labels"] == ["ESCALATION"]
+    step(h, sys_id)
+    step(h, sys_id)
+    [note] = notes_with(h, sys_id, "Slack channel for this escalation could not be made")
+    assert "token_revoked" in note
+    assert chat.slack.bot_token not in note
+    paused = chat.health.paused("slack")
+    assert paused is not None and "token_revoked" in paused
+    assert not [c for c in chat.slack.channels() if c["name"].startswith("ds-")]
+
+
+def test_a_missing_scope_says_which_and_the_escalation_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token without channels:write: one work note naming the scope needed and those the
+    token has; the escalation is approved and its DS issue made all the same."""
+    c = chat_harness(tmp_path, monkeypatch)
+    try:
+        limited = "xoxb-sim-no-channels-write"
+        c.slack.add_token(limited, c.slack.bot, ("channels:read", "chat:write", "users:read"))
+        monkeypatch.setenv("ESCALATION_SYNC_NOTIFY__SLACK__TOKEN", limited)
+        c.h.outbox.notifiers = build_notifiers(load_settings_again(c))
+        sys_id = escalate(c)
+        assert ds_key(c, sys_id).startswith("DS-")
+        step(c.h, sys_id)
+        [note] = notes_with(c.h, sys_id, "Slack channel for this escalation could not be made")
+        assert "missing_scope (needs channels:write; the token has channels:read" in note
+        assert limited not in note
+        paused = c.health.paused("slack")
+        assert paused is not None and "missing_scope" in paused
+    finally:
+        c.h.close()
+
+
+def load_settings_again(c: Chat) -> Any:
+    """The harness's settings read again (the environment changed), e-mail still to the sink."""
+    from sync.config.settings import load_settings
+
+    settings = load_settings(Path(c.h.settings.source))
+    settings.email_settings = c.h.settings.email_settings
+    return settings
