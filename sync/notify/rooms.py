@@ -94,6 +94,9 @@ def room_drafts(
                 "private": room.private,
                 "join": room.join,
                 "facts": dict(context.facts),
+                # Who the room starts with, for a service that makes a room with its people
+                # (a Teams group chat); the invitation row invites them all the same.
+                "members": list(context.members) if notice.event == OPEN else [],
             },
         )
     ]
