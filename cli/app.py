@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.email_cmd",
     "cli.simulators_cmd",
     "cli.demo_cmd",
+    "cli.console_cmd",
 )
 
 

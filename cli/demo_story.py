@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -449,13 +450,46 @@ def play(story: Story) -> None:
     )
 
 
-def demo_config(state_dir: Path, estate: SimulatedEstate) -> Path:
-    """The example configuration pointed at the estate, allowing one escalation a day."""
+@dataclass(frozen=True)
+class ConsoleSignIn:
+    """The demo's console accounts: made up for this run, shown once, gone with it."""
+
+    operator_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+    viewer_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+
+    def toml(self) -> str:
+        """The `[console]` section that turns the console on with these accounts."""
+        from sync.console.auth import hash_password
+
+        users = ", ".join(
+            f'{{ name = "{name}", role = "{name}", password_hash = "{hash_password(secret)}" }}'
+            for name, secret in (
+                ("operator", self.operator_password),
+                ("viewer", self.viewer_password),
+            )
+        )
+        return f"\n[console]\nenabled = true\nport = 0\nusers = [{users}]\n"
+
+    def line(self, url: str) -> str:
+        """What `demo` prints: where the console is and how to sign in."""
+        return (
+            f"  {'console':<11} {url}  (sign in as operator / {self.operator_password}, "
+            f"or viewer / {self.viewer_password} to read only)"
+        )
+
+
+def demo_config(
+    state_dir: Path, estate: SimulatedEstate, console: ConsoleSignIn | None = None
+) -> Path:
+    """The example configuration pointed at the estate, allowing one escalation a day, with
+    the operations console on when `console` is given."""
     text = EXAMPLE_CONFIG.read_text()
     text = text.replace("max_per_day = 3", "max_per_day = 1", 1)
     # Links posted into the records point at the simulators actually running.
     text = text.replace("http://127.0.0.1:8081/browse/", f"{estate.jira.url}/browse/")
     text = text.replace("http://127.0.0.1:8082/nav_to.do", f"{estate.servicenow.url}/nav_to.do")
+    if console is not None:
+        text += console.toml()
     path = state_dir / "demo.toml"
     path.write_text(text)
     return path
@@ -496,30 +530,39 @@ def run_demo(*, keep_running: bool = False, echo: Callable[[str], None] = print)
             "ESCALATION_SYNC_WEBHOOKS__PORT": "0",
             "ESCALATION_SYNC_EMAIL__SMTP__PORT": str(estate.mail.smtp_port),
         }
+        sign_in = ConsoleSignIn()
         with _environment(env):
-            daemon = Daemon(demo_config(state_dir, estate))
+            daemon = Daemon(demo_config(state_dir, estate, sign_in))
             daemon.start()
             server = threading.Thread(target=daemon.serve, name="demo-daemon", daemon=True)
             server.start()
             try:
                 urls = {**estate.urls(), "daemon": f"http://127.0.0.1:{daemon.port}"}
                 estate.point_webhooks_at(urls["daemon"])
+                console_line = sign_in.line(daemon.console.url) if daemon.console else None
                 echo("escalation-sync demo: simulators, SMTP sink and daemon on loopback")
-                _print_urls(urls, echo, estate.slack.bot_token)
+                _print_urls(urls, echo, estate.slack.bot_token, console_line)
                 play(Story(estate, timeline))
                 code = _summary(timeline, echo)
                 if keep_running:
-                    _stay_up(urls, estate, server, echo)
+                    _stay_up(urls, estate, server, echo, console_line)
             finally:
                 daemon.request_stop()
                 server.join(40)
     return code
 
 
-def _print_urls(urls: dict[str, str], echo: Callable[[str], None], slack_token: str) -> None:
+def _print_urls(
+    urls: dict[str, str],
+    echo: Callable[[str], None],
+    slack_token: str,
+    console_line: str | None = None,
+) -> None:
     for name, url in urls.items():
         echo(f"  {name:<11} {url}")
     echo(f"  {'':<11} (Slack bot token {slack_token})")
+    if console_line:
+        echo(console_line)
 
 
 def _summary(timeline: Timeline, echo: Callable[[str], None]) -> int:
@@ -537,11 +580,12 @@ def _stay_up(
     estate: SimulatedEstate,
     server: threading.Thread,
     echo: Callable[[str], None],
+    console_line: str | None = None,
 ) -> None:
     """Say where everything is, then wait for Ctrl-C or SIGTERM (or the daemon to end)."""
     try:
         echo("\nEverything stays up:")
-        _print_urls(urls, echo, estate.slack.bot_token)
+        _print_urls(urls, echo, estate.slack.bot_token, console_line)
         echo("People to act as over the REST APIs (HTTP basic auth, login:secret):")
         for line in people_lines(estate.people(), indent="  "):
             echo(line)

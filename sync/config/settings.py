@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
+from sync.console.settings import ConsoleSettings, with_users_file
 from sync.notify.registry import validate_sections
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
@@ -150,6 +151,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     # The raw tables, validated into typed models by load_settings. Kept out of repr: the raw
     # `[email]` table holds transport passwords as plain strings (the typed model wraps them).
@@ -338,6 +340,11 @@ def load_settings(path: Path | None = None) -> Settings:
             compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
         except ValidationError as exc:
             errors.extend(from_pydantic(exc, source, "email"))
+    if settings is not None:
+        try:
+            settings.console = with_users_file(settings.console, file)
+        except ConfigInvalid as exc:
+            errors.extend(exc.errors)
     notify_models, notify_errors = validate_sections(sections.notify, source)
     errors.extend(notify_errors)
     if settings is None or errors:

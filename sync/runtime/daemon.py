@@ -87,6 +87,15 @@ def _resolve(config_file: Path, value: Any) -> Path | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadAttempt:
+    """A reload and how it went: refused ones keep their errors for the console to show."""
+
+    at: datetime
+    ok: bool
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """A validated configuration and the files it came from."""
 
@@ -105,6 +114,7 @@ class ConfigHolder:
         self._lock = threading.Lock()
         self.loaded = self._load(initial)
         self._mtimes = self._stat(self.loaded.files)
+        self.last_reload: ReloadAttempt | None = None
 
     @property
     def settings(self) -> Any:
@@ -166,6 +176,9 @@ class ConfigHolder:
                 if accept is not None:
                     accept(candidate)
             except ConfigInvalid as exc:
+                self.last_reload = ReloadAttempt(
+                    datetime.now(UTC), False, tuple(str(e) for e in exc.errors)
+                )
                 for error in exc.errors:
                     log.error(
                         "configuration error",
@@ -180,6 +193,9 @@ class ConfigHolder:
                 )
                 return False
             except Exception as exc:
+                self.last_reload = ReloadAttempt(
+                    datetime.now(UTC), False, (f"{type(exc).__name__}: {exc}",)
+                )
                 log.error(
                     "configuration reload failed; keeping the last good configuration",
                     error=type(exc).__name__,
@@ -190,6 +206,7 @@ class ConfigHolder:
             restart = _restart_needed(self.loaded.settings, candidate.settings)
             self.loaded = candidate
             self._mtimes = self._stat(candidate.files)
+            self.last_reload = ReloadAttempt(candidate.loaded_at, True)
             log.info("configuration reloaded", digest=candidate.digest)
             if restart:
                 log.warning("restart needed to apply these settings", sections=restart)
@@ -273,6 +290,7 @@ class Daemon:
         self._last_poll: dict[str, float] = {}
         self._outbox: OutboxWorker | None = None
         self._outbox_thread: threading.Thread | None = None
+        self.console: Any = None
         self.health: HealthBoard | None = None
 
     # -- lifecycle
@@ -312,6 +330,7 @@ class Daemon:
         self._outbox_thread.start()
         freeze_startup_heap()
         self._start_server(settings)
+        self._start_console(settings)
         self._write_runtime(state_dir)
         log.info(
             "daemon started",
@@ -345,6 +364,45 @@ class Daemon:
                 )
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def _start_console(self, settings: Any) -> None:
+        """The operations console on its own listener, when `[console] enabled = true`."""
+        console = getattr(settings, "console", None)
+        if console is None or not console.enabled:
+            return
+        assert self.store is not None and self.queue is not None
+        # Imported here: a daemon without the console loads none of its pages or templates.
+        from sync.console.readmodel import Loaded as Shown
+        from sync.console.readmodel import ReloadResult
+        from sync.console.server import ConsoleParts, ConsoleServer
+        from sync.pipeline.engine import load_ticket_for_explain
+
+        queue, holder = self.queue, self.config
+
+        def shown() -> Shown:
+            loaded = holder.loaded
+            return Shown(loaded.settings, loaded.digest, loaded.loaded_at)
+
+        def last_reload() -> ReloadResult | None:
+            attempt = holder.last_reload
+            if attempt is None:
+                return None
+            return ReloadResult(attempt.at, attempt.ok, attempt.errors)
+
+        def replay(system: str, ticket: str, event: dict[str, Any] | None) -> None:
+            queue.enqueue_ticket(system, ticket, event=event, source="replay")
+
+        self.console = ConsoleServer(
+            ConsoleParts(
+                store=self.store,
+                loaded=shown,
+                enqueue=replay,
+                queue_depth=queue.depth,
+                last_reload=last_reload,
+                read_ticket=load_ticket_for_explain,
+            )
+        )
+        self.console.start()
 
     def _outbox_counts(self) -> dict[str, int]:
         return store_counts(self.store) if self.store is not None else {}
@@ -406,12 +464,14 @@ class Daemon:
         return body
 
     def _write_runtime(self, state_dir: Path) -> None:
-        runtime = {
+        runtime: dict[str, Any] = {
             "pid": os.getpid(),
             "host": self.config.settings.webhooks.host,
             "port": self.port,
             "started_at": datetime.now(UTC).isoformat(),
         }
+        if self.console is not None:
+            runtime["console"] = self.console.url
         path = state_dir / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(runtime))
@@ -566,6 +626,8 @@ class Daemon:
             self.server.should_exit = True
         if self._server_thread is not None:
             self._server_thread.join(35)
+        if self.console is not None:
+            self.console.stop()
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         if self._outbox_thread is not None:
