@@ -247,6 +247,9 @@ def _facts(run: Run, **extra: str) -> Pairs:
 
 
 def _post(run: Run, room: RoomSpec, event: str, text: str, *, state: str = "approved") -> None:
+    if room.join and event != "approved":
+        # A channel shared by many escalations: each message names its record.
+        text = f"{room.ticket}: {text}"
     run.actions.append(PostChat(room, event, defang(text, run.words), _facts(run, state=state)))
     run.why("chat.post", "pass", f"post the {event.replace('_', ' ')} message in the chat channel")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,14 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 import presets
+from simulators.estate import SUPPORT_WORKFLOW
 from simulators.slack import SlackSimulator
 from simulators.slack.limits import RateLimits
 from sync.notify import outbox
 from sync.notify.outbox import OutboxWorker
 from sync.notify.registry import build_notifiers
-from sync.runtime.health import HealthBoard
-from tests.e2e.conftest import EXAMPLE_CONFIG, Harness, make_harness, notes_with, step
+from sync.runtime.health import HealthBoard, HealthPolicy, verdict
+from tests.e2e.conftest import CUSTOMER, EXAMPLE_CONFIG, Harness, make_harness, notes_with, step
 
 pytestmark = pytest.mark.e2e
 
@@ -232,6 +233,12 @@ def test_a_revoked_token_leaves_one_note_and_the_escalation_goes_on(chat: Chat) 
     assert chat.slack.bot_token not in note
     paused = chat.health.paused("slack")
     assert paused is not None and "token_revoked" in paused
+    judged = verdict(
+        chat.health.states(fresh=True).values(),
+        datetime.now(UTC),
+        HealthPolicy.from_settings(h.settings),
+    )
+    assert any(p.startswith("slack paused: authentication refused") for p in judged.problems)
     assert not [c for c in chat.slack.channels() if c["name"].startswith("ds-")]
 
 
@@ -265,3 +272,50 @@ def load_settings_again(c: Chat) -> Any:
     settings = load_settings(Path(c.h.settings.source))
     settings.email_settings = c.h.settings.email_settings
     return settings
+
+
+def test_the_escalation_resource_joins_the_team_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The L1/L2/L3 preset names a channel to join: the bot joins it, the SME who takes L2 and
+    the Team Leader who sends it to L3 are invited, and each step is posted there naming the
+    incident; no channel is made and none archived."""
+    c = chat_harness(tmp_path, monkeypatch, preset="l1_l2_l3_team_leader")
+    try:
+        h, slack = c.h, c.slack
+        for user in ("sme.1", "team.leader.1"):
+            h.servicenow.add_user(user, name=user.title(), email=f"{user}@example.com")
+            slack.add_user(user, user.title(), f"{user}@example.com")
+        for project in ("L2", "VENDOR"):
+            h.jira.add_project(project, f"{project} engineering", workflow=SUPPORT_WORKFLOW)
+        team = slack.add_channel("support-escalations")
+        sys_id = h.incident(short_description="Outlook crashes", description="Closes at once.")
+        number = h.servicenow.incident(sys_id)["number"]
+        h.servicenow.add_comment(
+            sys_id, "/escalate blocks our sales team", as_user="carla.customer"
+        )
+        step(h, sys_id)
+        h.servicenow.add_work_note(sys_id, "/approve-escalation taking this", as_user="sme.1")
+        step(h, sys_id)
+        assert slack.bot.id in slack.members(team["id"])
+        assert "sme.1@example.com" in c.member_emails(team["id"])
+        [approved] = c.texts(team["id"])
+        assert approved.startswith(f'Escalation approved: {number} "Outlook crashes"')
+        assert notes_with(h, sys_id, f"/archives/{team['id']}")
+
+        h.servicenow.add_work_note(
+            sys_id, "Troubleshooting: safe mode. Outcome: still crashes.", as_user="beth.anglin"
+        )
+        h.servicenow.add_comment(sys_id, "/escalate we need Microsoft", as_user=CUSTOMER)
+        step(h, sys_id)
+        h.servicenow.add_work_note(sys_id, "/approve-escalation to vendor", as_user="team.leader.1")
+        step(h, sys_id)
+        assert "team.leader.1@example.com" in c.member_emails(team["id"])
+        assert c.texts(team["id"])[1] == (
+            f"{number}: Escalation level changed: L2 → L3. Approved by team.leader.1."
+            "\nReason: we need Microsoft"
+        )
+        assert c.creates() == 0
+        assert not c.channel("support-")["is_archived"]
+    finally:
+        c.h.close()
