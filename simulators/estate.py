@@ -171,6 +171,7 @@ class SimulatedEstate:
             "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": JIRA_WEBHOOK_SECRET,
             "ESCALATION_SYNC_SERVICENOW__PASSWORD": SN_INTEGRATION_PASSWORD,
             "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": SN_WEBHOOK_SECRET,
+            "ESCALATION_SYNC_NOTIFY__SLACK__TOKEN": self.slack.bot_token,
         }
 
     def config_overrides(self, webhooks_to: str | None = None) -> str:
@@ -192,6 +193,10 @@ class SimulatedEstate:
             'host = "127.0.0.1"',
             f"port = {self.mail.smtp_port}",
             'security = "none"',
+            "",
+            "# A chat channel per escalation (with [escalation.chat] enabled = true)",
+            "[notify.slack]",
+            f'base_url = "{self.slack.api_url}"',
         ]
         if webhooks_to:
             daemon = urlsplit(webhooks_to)
