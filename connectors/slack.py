@@ -100,6 +100,25 @@ REQUIRED_SCOPES = (
     "users:read",
     "users:read.email",
 )
+# Names a scope goes by in newer Slack apps (channels:manage is the bot scope for what the spec
+# calls channels:write).
+SCOPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "channels:write": ("channels:manage",),
+    "groups:write": ("groups:write", "channels:manage"),
+    "chat:write": ("chat:write:bot", "chat:write:user"),
+}
+
+
+def missing_scopes(granted: Iterable[str], needed: Iterable[str] = REQUIRED_SCOPES) -> list[str]:
+    """The scopes of `needed` a token with `granted` lacks (aliases counted as granted)."""
+    have = set(granted)
+    return [
+        scope
+        for scope in needed
+        if scope not in have and not have.intersection(SCOPE_ALIASES.get(scope, ()))
+    ]
+
+
 NOT_FOUND_ERRORS = frozenset(
     {"channel_not_found", "user_not_found", "users_not_found", "message_not_found"}
 )

@@ -705,7 +705,8 @@ class OutboxWorker:
             if delivered is not None and delivered.details:
                 values["extra"] = _with_details(item, delivered)
             self._answered(item.channel, now)
-            if item.kind == RESOURCE:
+            if item.kind == RESOURCE or any(created_key(d) for d in item.destination):
+                # What waited for this resource, or for this message to it, goes now.
                 self._release_waiting(item, now)
         elif isinstance(error, _Waiting):
             # A resource is usually made within a pass or two; no attempt is spent waiting.
@@ -788,7 +789,8 @@ class OutboxWorker:
             )
 
     def _release_waiting(self, item: Outgoing, now: datetime) -> None:
-        """A resource was made: the messages of its ticket that waited for it go now."""
+        """A resource was made (or a message to it sent): the messages of its ticket that
+        waited for it go now, not after their wait."""
         with self._sessions() as orm, orm.begin():
             orm.execute(
                 update(OutboxRow)

@@ -332,3 +332,94 @@ def test_teams_without_a_signed_in_account_pauses_the_channel(
         ("resource", "sent", 0),
         ("message", "pending", 0),
     ]
+
+
+# ------------------------------------------------------------------------------ rooms in the outbox
+
+
+class FakeRooms:
+    """A chat channel in memory: rooms by name, posts in order; can be told to rate-limit."""
+
+    channel = "fake"
+    title = "Fake Chat"
+    keeps_rooms = True
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, str] = {}
+        self.posts: list[tuple[str, str]] = []
+        self.limit_next: list[float] = []
+
+    def compose(self, notice: Notice) -> list[Any]:
+        context = rooms.chat_context(notice)
+        if context is None:
+            return []
+        return rooms.room_drafts(notice, name=context.room.display_name(), text=context.text)
+
+    def send(self, item: Any) -> Any:
+        from connectors.errors import RateLimited
+        from sync.notify.notifier import Delivered
+
+        posting = item.extra.get("action") == "post"
+        if posting and self.limit_next:
+            raise RateLimited("fake: slow down", system="fake", retry_after=self.limit_next.pop(0))
+        if item.kind == "resource":
+            room_id = self.rooms.setdefault(item.destination[0], f"R{len(self.rooms) + 1}")
+            return Delivered(room_id, {"name": item.destination[0], "url": f"https://x/{room_id}"})
+        if item.extra.get("action") == "post":
+            self.posts.append((item.destination[0], item.text))
+        return Delivered(item.destination[0], {"not_in_chat": ["x@nowhere.org"]})
+
+    def was_sent(self, item: Any) -> Any:
+        return False
+
+
+def test_a_room_settling_syncs_its_record_and_keeps_what_the_transport_said(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The room and its invitation each have their record synced again once made; the room's
+    name and link and who has no account are kept with the rows for the next decision."""
+    fake = FakeRooms()
+    asked: list[tuple[str, str]] = []
+    notices = [
+        stakeholders(rooms.OPEN, ChatContext(room(), members=("a@x.org",))),
+        stakeholders("chat:approved", ChatContext(room(), text="Approved")),
+    ]
+    play(sessions, fake, notices, resync=lambda system, ident: asked.append((system, ident)))
+    assert asked == [("servicenow", "abc123"), ("servicenow", "abc123")]
+    with sessions() as tx:
+        status = rooms.room_status(tx, {"fake": "Fake Chat"}, "INC0010042", room().key)
+    [state] = status.rooms
+    assert (state.made, state.name, state.url) == (
+        True,
+        "ds-42-Checkout fails: EU & UK <prod>",
+        "https://x/R1",
+    )
+    assert state.not_in_chat == ("x@nowhere.org",)
+    assert fake.posts == [("R1", "Approved")]
+
+
+def test_messages_to_a_room_keep_their_order_and_a_rate_limit_spends_no_attempt(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The first message is rate-limited: it is put back for when the service allows (no
+    attempt spent) and the second waits behind it, so the room reads in the recorded order."""
+    fake = FakeRooms()
+    clock = [T0]
+    notices = [stakeholders(rooms.OPEN, ChatContext(room()))] + [
+        stakeholders("chat:update", ChatContext(room(), text=f"update {n}"), version=str(n))
+        for n in range(3)
+    ]
+    with sessions.begin() as tx:
+        for notice in notices:
+            outbox.enqueue_drafts(tx, fake, notice, now=T0)
+    worker = OutboxWorker(sessions, Notifiers([fake]), clock=lambda: clock[0])
+    fake.limit_next = [30.0]
+    worker.run_once()
+    assert fake.posts == []
+    with sessions() as tx:
+        rows = outbox.list_entries(tx, channel="fake")
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 0)] + [("pending", 0)] * 3
+    assert rows[1].next_attempt_at == T0 + timedelta(seconds=30)
+    clock[0] = T0 + timedelta(seconds=31)
+    worker.run_once()
+    assert fake.posts == [("R1", "update 0"), ("R1", "update 1"), ("R1", "update 2")]
