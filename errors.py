@@ -9,8 +9,8 @@ EscalationSyncError
 │   └── sync.store.database.LeaseBusy        another worker holds the ticket (not an attempt)
 ├── DeadLetter       permanent for this event: park it with the reason, replayable once fixed
 │   ├── connectors.errors.PermanentError     a 4xx on a write: NotFound, InvalidRequest, ...
-│   ├── sync.pipeline.engine.MappingFailed   a value the mapping does not know
-│   ├── sync.store.database.LinkConflict     a record is already paired with another one
+│   ├── sync.pipeline.records.MappingFailed  a value the mapping does not know
+│   ├── sync.store.links.LinkConflict        a record is already paired with another one
 │   ├── connectors.email_render.TemplateMissing       no template for the event
 │   └── sync.procedure.email_context.InternalContentRefused   customer mail asked for a note
 ├── PauseSystem      authentication refused: stop calling that system, keep its events

@@ -26,7 +26,7 @@ def product(count: int, latency_ms: float, work: Path) -> dict[str, Any]:
     from mapping.model import System
     from sync.config.settings import load_settings
     from sync.pipeline.backfill import backfill
-    from sync.pipeline.engine import build_engine
+    from sync.runtime.wiring import build_engine
     from sync.store.database import Store
 
     with SimsProcess(work / "product", incidents=count, latency_ms=latency_ms) as sims:

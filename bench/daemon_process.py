@@ -55,9 +55,9 @@ def main() -> None:
     from bench.common import quiet_logs
     from sync.config.settings import load_settings
     from sync.intake import webhooks
-    from sync.pipeline.engine import build_engine
     from sync.queue.tasks import SyncQueue, make_huey
     from sync.runtime.daemon import freeze_startup_heap, webhook_server
+    from sync.runtime.wiring import build_engine
     from sync.store.database import Store
 
     quiet_logs()

@@ -159,7 +159,7 @@ def make_pairs(estate: Any, env: dict[str, str], count: int) -> list[tuple[str, 
     from bench.sims_process import incident_fields
     from simulators.estate import CUSTOMER, L1_ENGINEER
     from sync.config.settings import load_settings
-    from sync.pipeline.engine import build_engine
+    from sync.runtime.wiring import build_engine
     from sync.store.database import Store
 
     os.environ.update(env)

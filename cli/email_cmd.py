@@ -7,31 +7,34 @@ The outbox serves every notification channel (e-mail and those under `[notify.*]
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.mapping_cmd import ConfigOption, load_or_exit
 
 if TYPE_CHECKING:
+    from connectors.email import EmailSettings
     from sync.config.settings import Settings
+    from sync.store.database import Store
 
 STATUS_CHOICES = ("pending", "sending", "sent", "dead", "unknown")
 
 
-def _email_settings(settings: Settings) -> Any:
-    email = getattr(settings, "email_settings", None)
+def _email_settings(settings: Settings) -> EmailSettings:
+    email = settings.email_settings
     if email is None or not email.enabled:
         typer.echo("email is not configured ([email] is missing or enabled = false)", err=True)
         raise typer.Exit(2)
     return email
 
 
-def _open_store(settings: Settings) -> Any:
-    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
-    from sync.store.database import Store
+def _open_store(settings: Settings) -> Store:
+    # The composition root is imported when a command runs, not when the CLI starts: it loads
+    # the store, the engine and the connectors, which `--help` does not need (start-up time).
+    from sync.runtime.wiring import open_store
 
-    return Store.for_state(settings.state.dir, settings.state.database_url)
+    return open_store(settings)
 
 
 def register(app: typer.Typer) -> None:
@@ -104,7 +107,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"status must be one of {', '.join(STATUS_CHOICES)}")
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine)() as session:
+            with sessionmaker(store.db)() as session:
                 rows = outbox.list_entries(session, status=status, ticket=ticket, channel=channel)
                 counts = outbox.status_counts(session, channel=channel)
         finally:
@@ -134,22 +137,20 @@ def register(app: typer.Typer) -> None:
         from sqlalchemy.orm import sessionmaker  # the outbox and its store: start-up time
 
         from sync.notify import outbox
-        from sync.notify.registry import build_notifiers
-        from sync.runtime.health import HealthBoard, HealthPolicy
+        from sync.runtime import wiring
+        from sync.runtime.health import HealthBoard
 
         settings = load_or_exit(config)
         _email_settings(settings)
         store = _open_store(settings)
         try:
-            worker = outbox.outbox_worker(
-                store.engine,
-                build_notifiers(settings),
-                health=HealthBoard(store.engine),
-                probe_interval=HealthPolicy.from_settings(settings).probe_interval,
-                batch_size=100_000,
+            worker = wiring.outbox_worker(
+                settings, store, health=HealthBoard(store.db), batch_size=100_000
             )
+            # E-mail is on (checked above), so there is a notifier to send through.
+            assert worker is not None
             sent = worker.run_once()
-            with sessionmaker(store.engine)() as session:
+            with sessionmaker(store.db)() as session:
                 counts = outbox.status_counts(session)
         finally:
             store.close()
@@ -167,7 +168,7 @@ def register(app: typer.Typer) -> None:
 
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine).begin() as session:
+            with sessionmaker(store.db).begin() as session:
                 done = outbox.requeue_dead(session, row_id, now=datetime.now(UTC))
         finally:
             store.close()
@@ -195,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
         store = _open_store(load_or_exit(config))
         try:
-            with sessionmaker(store.engine).begin() as session:
+            with sessionmaker(store.db).begin() as session:
                 done = outbox.resolve_unknown(session, row_id, sent=sent, now=datetime.now(UTC))
         finally:
             store.close()

@@ -6,7 +6,7 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from escalation.decision import LedgerView
     from escalation.policy import Policy
     from mapping.model import Ticket
+    from sync.config.settings import Settings
     from sync.store.database import Link
 
 PolicyOption = Annotated[
@@ -84,31 +85,28 @@ def _ticket_from_file(path: Path) -> Ticket:
         raise _fail(f"{path}: not a canonical ticket: {exc}") from None
 
 
-def _itsm_systems(settings: Any) -> set[System]:
-    """The systems escalations are decided in: where the routes start (ServiceNow by default)."""
-    return {route.source for route in settings.mapping_model.routes} or {System.SERVICENOW}
+def _paired(settings: Settings, system: System, ident: str) -> Link | None:
+    # The store (SQLAlchemy) and the composition root load only when a command opens the store
+    # (start-up time).
+    from sync.runtime.wiring import open_store
 
-
-def _paired(settings: Any, system: System, ident: str) -> Link | None:
-    from sync.store.database import Store  # SQLAlchemy: start-up time
-
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         return store.get_link(system.value, ident)
     finally:
         store.close()
 
 
-def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
+def _resolve_ref(settings: Settings, ref: str) -> tuple[str, str | None]:
     """The ref to explain and, when it is the other side of `ref`'s pair, a note saying so.
 
     The policy reads the ITSM record (requests, approvals, the gate): explaining an engineering
     issue with it would only report that nobody asked for an escalation there.
     """
-    from sync.pipeline.engine import parse_ref  # the sync engine: start-up time
+    from sync.runtime import refs  # the installed systems: start-up time
 
-    system, ident = parse_ref(ref)
-    itsm = _itsm_systems(settings)
+    system, ident = refs.parse_ref(ref, settings)
+    itsm = settings.mapping_model.itsm_systems()
     if system in itsm:
         return ref, None
     itsm_names = " or ".join(sorted(system_name(s.value) for s in itsm))
@@ -120,8 +118,9 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
             f"give one of those (its number or id)",
             1,
         )
-    other_system, other_id = link.other(system.value)
-    shown = (link.servicenow_number or other_id) if other_system == "servicenow" else other_id
+    partner = link.partner(system.value)
+    other_system, other_id = partner.system, partner.ticket_id
+    shown = partner.record_key or other_id
     note = (
         f"{ref} is the engineering side of a pair: explaining the paired "
         f"{system_name(other_system)} record {shown}"
@@ -129,12 +128,12 @@ def _resolve_ref(settings: Any, ref: str) -> tuple[str, str | None]:
     return f"{other_system}:{other_id}", note
 
 
-def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
-    from sync.pipeline import engine as sync_engine  # the engine and connectors: start-up time
+def _ticket_from_ref(settings: Settings, ref: str) -> Ticket:
+    from sync.runtime import refs  # the engine and connectors: start-up time
 
-    system, ident = sync_engine.parse_ref(ref)
+    system, ident = refs.parse_ref(ref, settings)
     try:
-        ticket: Ticket = sync_engine.load_ticket_for_explain(settings, ref)
+        ticket: Ticket = refs.load_ticket_for_explain(settings, ref)
     except NotFound:
         raise _fail(f"{system_name(system.value)} has no record {ident}", 1) from None
     except ConnectorError as exc:
@@ -148,12 +147,12 @@ def _ticket_from_ref(settings: Any, ref: str) -> Ticket:
     return ticket
 
 
-def _ledger_view(settings: Any, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
+def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Policy) -> LedgerView:
     # The ledger's store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
     from sync.procedure.ledger import ledger_view
-    from sync.store.database import Store
+    from sync.runtime.wiring import open_store
 
-    store = Store.for_state(settings.state.dir, settings.state.database_url)
+    store = open_store(settings)
     try:
         with store.reading() as tx:
             return ledger_view(tx, ticket, at, policy)
@@ -220,7 +219,9 @@ def register(app: typer.Typer) -> None:
         if ticket_file is not None:
             ticket = _ticket_from_file(ticket_file)
         else:
-            resolved, note = _resolve_ref(settings, ref or "")
+            # A REF is read with the configuration: `settings` was loaded above.
+            assert settings is not None and ref is not None
+            resolved, note = _resolve_ref(settings, ref)
             ticket = _ticket_from_ref(settings, resolved)
         view = (
             _ledger_view(settings, ticket, when, chosen) if settings is not None else LedgerView()

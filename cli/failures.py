@@ -10,7 +10,7 @@ credentials; the address is shown without any user information it may hold.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -26,9 +26,10 @@ from connectors.errors import (
     TransportFailed,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from sync.config.settings import Settings
 
-SYSTEM_NAMES = {"jira": "Jira", "servicenow": "ServiceNow"}
+T = TypeVar("T")
 
 # Most specific first: the first class the error is an instance of names what happened.
 _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
@@ -43,14 +44,19 @@ _WHAT: tuple[tuple[type[ConnectorError], str], ...] = (
 
 
 def system_name(system: str) -> str:
-    """`Jira`, `ServiceNow`, or the identifier itself."""
-    return SYSTEM_NAMES.get(system, system or "the remote system")
+    """The installed system's title (`Jira`, `ServiceNow`), or the identifier itself."""
+    # The installed systems load when a failure is described, not with --help (start-up time).
+    from sync.systems import registry as systems
+
+    if system in systems.registry():
+        return systems.get(system).title
+    return system or "the remote system"
 
 
-def _address(settings: Any, system: str) -> str | None:
-    section = getattr(settings, system, None) if settings is not None else None
-    url = getattr(section, "base_url", None) or getattr(section, "instance_url", None)
-    if not isinstance(url, str) or not url:
+def _address(settings: Settings | None, system: str) -> str | None:
+    section = settings.systems.get(system) if settings is not None else None
+    url = section.address() if section is not None else None
+    if not url:
         return None
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -58,7 +64,9 @@ def _address(settings: Any, system: str) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def describe(exc: ConnectorError, settings: Any = None, system: str | None = None) -> str:
+def describe(
+    exc: ConnectorError, settings: Settings | None = None, system: str | None = None
+) -> str:
     """`ServiceNow (https://x.service-now.com) refused our credentials: <the vendor's reason>`."""
     which = exc.system or system or ""
     where = _address(settings, which)

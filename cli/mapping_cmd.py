@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.options import system_option
 from escalation.wording import plural
 from mapping.model import System
 
@@ -49,20 +50,19 @@ def load_or_exit(config: Path | None) -> Settings:
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
     """Canonical fields a change in `source` is copied from: those the sync carries across
     (read on both sides, written on the other) that `source` owns or shares."""
-    # The sync engine loads only for a preview (start-up time).
-    from sync.pipeline.engine import sync_rules
+    # The sync rules load only for a preview (start-up time).
+    from sync.pipeline.plan import sync_rules
 
     synced = sync_rules(mapping).synced_fields()
     return [f for f in synced if mapping.owner(f) in (source.value, "both")]
 
 
 def vendor_record(system: System, document: dict[str, Any]) -> dict[str, Any]:
-    """Accept a record as the vendor prints it: a Table API `result`, a webhook's `issue`."""
-    if system is System.SERVICENOW and isinstance(document.get("result"), dict):
-        return dict(document["result"])
-    if system is System.JIRA and isinstance(document.get("issue"), dict):
-        return dict(document["issue"])
-    return document
+    """Accept a record as the vendor prints it (a Table API `result`, a webhook's `issue`)."""
+    # The installed systems load only for a preview (start-up time).
+    from sync.systems import registry as systems
+
+    return systems.get(system).vendor_record(document)
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
     @group.command("preview")
     def preview(
         record: Annotated[Path, typer.Argument(help="A vendor record as JSON.", exists=True)],
-        system: Annotated[System, typer.Option("--system", "-s", help="The record's system.")],
+        system: Annotated[System, system_option("The record's system.")],
         config: ConfigOption = None,
     ) -> None:
         """Print the canonical ticket and the payload that would be written to the other system."""
@@ -108,7 +108,11 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"{record}: cannot map: {exc}", err=True)
             raise typer.Exit(2) from None
-        other = System.JIRA if system is System.SERVICENOW else System.SERVICENOW
+        try:
+            other = mapping.partner_of(system)
+        except ValueError as exc:
+            typer.echo(f"cannot preview: {exc}", err=True)
+            raise typer.Exit(2) from None
         # As the engine creates a pair: a field with no value is left out, not blanked.
         fields = [f for f in flowing_fields(mapping, system) if get_value(ticket, f) is not None]
         write = to_vendor(mapping, other, ticket, fields)

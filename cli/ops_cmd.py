@@ -15,22 +15,25 @@ from cli.mapping_cmd import ConfigOption, load_or_exit
 from escalation.wording import plural
 
 if TYPE_CHECKING:
+    from sync.config.settings import Settings
+    from sync.queue.tasks import SyncQueue
     from sync.store.database import DeadLetter, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _open(settings: Any) -> Store:
-    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
-    from sync.store.database import Store
+def _open(settings: Settings) -> Store:
+    # The store (SQLAlchemy) and the composition root load when a command opens the store,
+    # not with --help (start-up time).
+    from sync.runtime.wiring import open_store
 
-    return Store.for_state(Path(settings.state.dir), settings.state.database_url)
+    return open_store(settings)
 
 
-def _queue(settings: Any, store: Store) -> Any:
-    from sync.queue.tasks import SyncQueue, make_huey  # Huey: start-up time
+def _queue(settings: Settings, store: Store) -> SyncQueue:
+    from sync.runtime.wiring import open_queue  # Huey: start-up time
 
-    return SyncQueue(make_huey(settings.state.queue_url, Path(settings.state.dir)), store)
+    return open_queue(settings, store)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -50,26 +53,14 @@ def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     return dict(info)
 
 
-def active_escalations(store: Store) -> dict[str, int] | None:
-    """Escalations approved and not released, and requests awaiting a decision (None: no ledger)."""
-    import sqlalchemy as sa  # start-up time
+def active_escalations(store: Store) -> dict[str, int]:
+    """Escalations approved and not released, and requests awaiting a decision, counted by the
+    ledger's own rule."""
+    from sync.procedure.ledger import escalation_counts  # start-up time
 
-    inspector = sa.inspect(store.engine)
-    if not inspector.has_table("escalation_ledger"):
-        return None
-    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.connect() as conn:
-        active = conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(ledger)
-            .where(ledger.c.approved_at.is_not(None), ledger.c.released_at.is_(None))
-        )
-        requested = conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(ledger)
-            .where(ledger.c.state == "requested", ledger.c.approved_at.is_(None))
-        )
-    return {"active": int(active or 0), "requested": int(requested or 0)}
+    with store.reading() as tx:
+        counts = escalation_counts(tx)
+    return {"active": counts.active, "requested": counts.requested}
 
 
 def outbox_counts(store: Store) -> dict[str, int]:
@@ -79,22 +70,23 @@ def outbox_counts(store: Store) -> dict[str, int]:
     return store_counts(store)
 
 
-def configured_systems(settings: Any) -> list[str]:
-    """The systems this configuration calls: both ticket systems, e-mail and other channels."""
-    systems = ["jira", "servicenow"]
-    email = getattr(settings, "email_settings", None)
-    if email is not None and getattr(email, "enabled", False):
+def configured_systems(settings: Settings) -> list[str]:
+    """The systems this configuration calls: the mapped ticket systems, e-mail and other
+    channels."""
+    systems = sorted(s.value for s in settings.mapping_model.systems)
+    email = settings.email_settings
+    if email is not None and email.enabled:
         systems.append("email")
-    systems.extend(sorted(getattr(settings, "notify_settings", None) or {}))
+    systems.extend(sorted(settings.notify_settings))
     return systems
 
 
-def systems_health(settings: Any, store: Store) -> dict[str, dict[str, Any]]:
+def systems_health(settings: Settings, store: Store) -> dict[str, dict[str, Any]]:
     """Each system's health as last recorded (a configured one with no record yet included)."""
     from sync.runtime.health import SystemState, read_held, read_states  # start-up time
 
-    states = read_states(store.engine)
-    held = read_held(store.engine)
+    states = read_states(store.db)
+    held = read_held(store.db)
     names = list(dict.fromkeys([*configured_systems(settings), *sorted(states)]))
     return {
         name: {
@@ -125,7 +117,7 @@ def in_doubt(store: Store) -> list[dict[str, Any]]:
     ]
 
 
-def collect_status(settings: Any) -> dict[str, Any]:
+def collect_status(settings: Settings) -> dict[str, Any]:
     """Everything `status` reports, as plain data."""
     store = _open(settings)
     try:
@@ -135,6 +127,7 @@ def collect_status(settings: Any) -> dict[str, Any]:
         scheduled = int(queue.huey.scheduled_count())
         return {
             "daemon": daemon_state(Path(settings.state.dir)),
+            "ticket_systems": sorted(s.value for s in settings.mapping_model.systems),
             "pairs": counts.links,
             "comment_pairs": counts.comment_links,
             "backlog": {"pending": pending, "scheduled": scheduled},
@@ -180,7 +173,7 @@ def _print_status(data: dict[str, Any]) -> None:
     table.add_row(
         "backlog", f"{backlog['pending']} queued, {backlog['scheduled']} waiting to retry"
     )
-    for system in ("jira", "servicenow"):
+    for system in data["ticket_systems"]:
         table.add_row(f"last poll {system}", poll_text(data["last_poll"].get(system)))
     for system, health in data["systems"].items():
         table.add_row(system_name(system), health_text(health))
@@ -195,12 +188,7 @@ def _print_status(data: dict[str, Any]) -> None:
             f"resolve {row['id']} --sent` or `--not-sent`",
         )
     esc = data["escalations"]
-    table.add_row(
-        "escalations",
-        f"{esc['active']} active, {esc['requested']} awaiting approval"
-        if esc is not None
-        else "no ledger",
-    )
+    table.add_row("escalations", f"{esc['active']} active, {esc['requested']} awaiting approval")
     console.print(table)
 
 
@@ -411,12 +399,12 @@ def _chosen_dead_letters(store: Store, ids: list[int], replay_all: bool) -> list
     return chosen
 
 
-def _process_here(settings: Any, store: Store, queue: Any) -> None:
+def _process_here(settings: Settings, store: Store, queue: SyncQueue) -> None:
     """Run every task waiting in the queue in this process; exit 1 if any is dead-lettered."""
-    from sync.runtime.daemon import default_processor  # start-up time
+    from sync.runtime import wiring  # the engine: start-up time
 
     before = store.status_counts().dead_letters_pending
-    queue.set_processor(configured(lambda: default_processor(settings, store, queue)))
+    queue.set_processor(configured(lambda: wiring.default_processor(settings, store, queue)))
     ran = queue.run_pending(limit=100_000)
     failed = max(store.status_counts().dead_letters_pending - before, 0)
     typer.echo(f"processed {plural(ran, 'task')}; {failed} dead-lettered again")

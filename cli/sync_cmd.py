@@ -11,6 +11,7 @@ import typer
 
 from cli.failures import configured, describe, fail
 from cli.mapping_cmd import ConfigOption, load_or_exit
+from cli.options import system_option
 from connectors.errors import ConnectorError
 from errors import PauseSystem
 from escalation.wording import plural
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from sync.config.settings import Settings
     from sync.pipeline.backfill import BackfillSkip
+    from sync.queue.tasks import SyncQueue
     from sync.store.database import Store
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
@@ -28,10 +30,18 @@ STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirr
 
 def open_store(settings: Settings) -> Store:
     """The configured store (SQLite in the state directory unless a URL is set)."""
-    # The store (SQLAlchemy) loads when a command opens it, not with --help (start-up time).
-    from sync.store.database import Store
+    # The store (SQLAlchemy) and the composition root load when a command opens the store,
+    # not with --help (start-up time).
+    from sync.runtime import wiring
 
-    return Store.for_state(settings.state.dir, settings.state.database_url)
+    return wiring.open_store(settings)
+
+
+def open_queue(settings: Settings, store: Store) -> SyncQueue:
+    """The configured queue, over `store`."""
+    from sync.runtime import wiring  # Huey: start-up time
+
+    return wiring.open_queue(settings, store)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -56,19 +66,21 @@ class OncePass:
 
 
 def run_once(settings: Settings) -> OncePass:
-    """Poll each system (a failing one does not stop the other) and process every task queued."""
+    """Poll each mapped system (a failing one does not stop the others) and process every task
+    queued."""
     # The engine, connectors and queue load only for a pass (start-up time).
-    from sync.pipeline.engine import build_engine
-    from sync.queue.tasks import SyncQueue, make_huey
+    from sync.runtime import wiring
 
     store = open_store(settings)
     try:
-        queue = SyncQueue(make_huey(settings.state.queue_url, settings.state.dir), store)
-        engine = configured(lambda: build_engine(settings, store, enqueue=queue.enqueuer("poll")))
+        queue = open_queue(settings, store)
+        engine = configured(
+            lambda: wiring.build_engine(settings, store, enqueue=queue.enqueuer("poll"))
+        )
         queue.set_processor(engine)
         before = store.status_counts().dead_letters_pending
         result = OncePass()
-        for system in System:
+        for system in sorted(settings.mapping_model.systems):
             try:
                 result.found[system.value] = engine.poll(system.value)
             except ConnectorError as exc:
@@ -113,7 +125,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Poll both systems once and bring every changed ticket in step (for cron)."""
+        """Poll every mapped system once and bring every changed ticket in step (for cron)."""
         if not once:
             typer.echo("use `escalation-sync sync --once` (or `escalation-sync run`)", err=True)
             raise typer.Exit(2)
@@ -122,7 +134,8 @@ def register(app: typer.Typer) -> None:
         for system, exc in result.failed.items():
             typer.echo(f"{system} not polled: {describe(exc, settings, system)}", err=True)
         changes = ", ".join(
-            f"{system.value} {result.found.get(system.value, 'not polled')}" for system in System
+            f"{system.value} {result.found.get(system.value, 'not polled')}"
+            for system in sorted(settings.mapping_model.systems)
         )
         typer.echo(
             f"changed records: {changes}; tasks run: {result.ran}; "
@@ -136,9 +149,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backfill")
     def backfill_cmd(
-        system: Annotated[
-            System, typer.Option("--system", "-s", help="The system whose records to pair.")
-        ],
+        system: Annotated[System, system_option("The system whose records to pair.")],
         since: Annotated[
             str | None,
             typer.Option("--since", help="Only records changed since this date (YYYY-MM-DD)."),
@@ -155,14 +166,14 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        from sync.pipeline.backfill import backfill
-        from sync.pipeline.engine import build_engine
+        from sync.pipeline import backfill as backfilling
+        from sync.runtime import wiring
 
         settings = load_or_exit(config)
         moment = _parse_since(since)
         store = open_store(settings)
         try:
-            engine = configured(lambda: build_engine(settings, store))
+            engine = configured(lambda: wiring.build_engine(settings, store))
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -178,10 +189,12 @@ def register(app: typer.Typer) -> None:
                     bar.update(tasks[stage], completed=done, total=total)
 
                 try:
-                    result = backfill(engine, system, since=moment, progress=progress)
+                    result = backfilling.backfill(engine, system, since=moment, progress=progress)
                 except ConnectorError as exc:
                     reason = describe(exc, settings, system.value)
                     raise fail(f"backfill stopped: {reason}") from None
+                except backfilling.NoBulkOperations as exc:
+                    raise fail(f"cannot backfill: {exc}", 2) from None
         finally:
             store.close()
         typer.echo(

@@ -5,51 +5,37 @@ Signatures are not checked here (a capture has no secret); everything else is.
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from cli.options import system_option
 from connectors.errors import WebhookRejected
 from connectors.events import ChangeEvent
 from mapping.model import System
 
-Parser = Callable[[bytes], list[ChangeEvent]]
 
+def _parse_unsigned(system: str, raw: bytes) -> list[ChangeEvent]:
+    """A delivery parsed as the daemon does, with a section that has no secret: a capture is
+    not checked for its signature or its age."""
+    # The installed systems (and their connectors) load only to parse (start-up time).
+    from sync.systems import registry as systems
 
-def _lazy(module: str, **extra: Any) -> Parser:
-    """A parser that imports `module` on first use and calls its `parse_webhook` unsigned."""
-
-    def parse(raw: bytes) -> list[ChangeEvent]:
-        parse_webhook = importlib.import_module(module).parse_webhook
-        events: list[ChangeEvent] = parse_webhook({}, raw, secret=None, **extra)
-        return events
-
-    return parse
-
-
-# One line per system; imported lazily so one system's parser cannot break another's.
-PARSERS: dict[str, Parser] = {
-    "jira": _lazy("connectors.jira_webhook"),
-    "servicenow": _lazy(
-        "connectors.servicenow_webhook", now=datetime.now(UTC), replay_window=timedelta.max
-    ),
-}
+    ticket_system = systems.get(system)
+    return ticket_system.parse_webhook({}, raw, ticket_system.settings_model(), datetime.now(UTC))
 
 
 def parse_files(system: str, files: list[Path]) -> list[dict[str, Any]]:
     """The `to_json()` of every event in every file; raises WebhookRejected naming the file,
     for a file that is not a delivery of `system` or carries no event the product acts on."""
-    parser = PARSERS[system]
     out: list[dict[str, Any]] = []
     for path in files:
         raw = path.read_bytes()
         try:
-            events = parser(raw)
+            events = _parse_unsigned(system, raw)
         except WebhookRejected as exc:
             raise WebhookRejected(f"{path}: not a {system} webhook: {exc}") from None
         if not events:
@@ -81,9 +67,7 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Argument(metavar="FILE", help="Captured webhook bodies (JSON files)."),
         ],
-        system: Annotated[
-            System, typer.Option("--system", "-s", help="The system that sent the deliveries.")
-        ],
+        system: Annotated[System, system_option("The system that sent the deliveries.")],
     ) -> None:
         """Print one JSON object per normalised event, one per line.
 

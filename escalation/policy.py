@@ -753,7 +753,7 @@ def mapping_gaps(
     one), so a rule reading a field that record never carries can never fire. `source` and
     `prefix` place each error in the policy's own file.
     """
-    itsm = sorted({r.source for r in mapping.routes} or {System.SERVICENOW})
+    itsm = sorted(mapping.itsm_systems())
     errors: list[ConfigError] = []
     for system in itsm:
         if system not in mapping.systems:

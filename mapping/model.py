@@ -1,4 +1,4 @@
-"""The canonical ticket both systems map to, and its enums.
+"""The canonical ticket every system maps to, and its enums.
 
 Frozen pydantic models: the sync engine diffs them against the last-synced snapshot, so a ticket
 never changes once built; use `model_copy(update=...)` to derive another.
@@ -6,18 +6,111 @@ never changes once built; use `model_copy(update=...)` to derive another.
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+# A system's name: how it appears in configuration keys, markers, URLs and the store.
+SYSTEM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
-class System(StrEnum):
-    """The systems the product speaks to."""
+class _Systems(type):
+    """Iterating `System` gives every system declared so far, in the order declared."""
 
-    JIRA = "jira"
-    SERVICENOW = "servicenow"
+    def __iter__(cls) -> Iterator[System]:
+        return iter(list(System._declared.values()))
+
+
+class System(str, metaclass=_Systems):
+    """The name of a ticket system the product speaks to: `jira`, `servicenow`, or one an
+    installed system package declared (see sync/systems/). A string, compared and hashed as
+    its name; there is one object per name, so `is` compares systems as it did enum members.
+
+    `System(name)` refuses a name no package declared, as a closed enum would: a typo in a
+    mapping or a route stays an error. This package never learns what the systems are; the
+    registry that loads them calls `System.declare`.
+    """
+
+    __slots__ = ()
+    _declared: ClassVar[dict[str, System]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    JIRA: ClassVar[System]
+    SERVICENOW: ClassVar[System]
+
+    def __new__(cls, value: str) -> System:
+        if isinstance(value, System):
+            return value
+        known = cls._declared.get(value)
+        if known is None:
+            raise ValueError(f"unknown system {value!r} (known: {', '.join(cls.names())})")
+        return known
+
+    @classmethod
+    def declare(cls, name: str) -> System:
+        """The system named `name`, declared now if it was not (idempotent)."""
+        if not SYSTEM_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a system name: lower-case letters, digits and _, "
+                "starting with a letter, at most 32 characters"
+            )
+        with cls._lock:
+            known = cls._declared.get(name)
+            if known is None:
+                known = str.__new__(cls, name)
+                cls._declared[name] = known
+        return known
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Take back a declaration (a system package unregistered, in tests); the built-in
+        systems stay."""
+        if name not in (cls.JIRA, cls.SERVICENOW):
+            with cls._lock:
+                cls._declared.pop(name, None)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The names declared, in the order declared."""
+        return tuple(cls._declared)
+
+    @property
+    def value(self) -> str:
+        """The name as a plain string."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"System({self.value!r})"
+
+    def __reduce__(self) -> tuple[type[System], tuple[str]]:
+        return (System, (self.value,))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> System:
+        return self
+
+    def __copy__(self) -> System:
+        return self
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls,
+            core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                str.__str__, when_used="json"
+            ),
+        )
+
+
+System.JIRA = System.declare("jira")
+System.SERVICENOW = System.declare("servicenow")
 
 
 class Status(StrEnum):

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mapping.errors import ConfigError, ConfigInvalid, validate_reporting_all
 from mapping.model import SCALAR_FIELDS, EscalationState, Level, Priority, Status, System
@@ -36,7 +36,16 @@ ESCALATION_PARTS: dict[str, type[StrEnum] | None] = {
     "approver": None,
     "decided_at": None,
 }
-Owner = Literal["jira", "servicenow", "both"]
+
+
+def _owner(value: str) -> str:
+    if value == "both" or value in System.names():
+        return value
+    raise ValueError(f"expected 'both' or a system name ({', '.join(System.names())})")
+
+
+# Who owns a field: "both", or the name of a system.
+Owner = Annotated[str, AfterValidator(_owner)]
 
 
 class _Strict(BaseModel):
@@ -185,8 +194,26 @@ class Mapping:
     routes: tuple[Route, ...] = field(default_factory=tuple)
 
     def owner(self, field_name: str) -> str:
-        """`jira`, `servicenow` or `both` for a canonical field name (custom as `custom.x`)."""
+        """The owning system's name, or `both`, for a canonical field name (custom as
+        `custom.x`)."""
         return self.ownership.get(field_name, self.default_owner)
+
+    def itsm_systems(self) -> frozenset[System]:
+        """The systems escalations are decided in: where the routes start (ServiceNow when no
+        route names one)."""
+        return frozenset(r.source for r in self.routes) or frozenset({System.SERVICENOW})
+
+    def partner_of(self, system: System) -> System:
+        """The system records of `system` pair with: where its routes lead (or come from),
+        else the one other system mapped. ValueError when that is not one system."""
+        ends = {r.target for r in self.routes if r.source == system}
+        ends |= {r.source for r in self.routes if r.target == system}
+        if not ends:
+            ends = {s for s in self.systems if s != system}
+        if len(ends) != 1:
+            names = ", ".join(sorted(ends)) or "none"
+            raise ValueError(f"{system.value} records pair with no single system ({names})")
+        return next(iter(ends))
 
     def field_names(self) -> tuple[str, ...]:
         """Every canonical field name mapped by at least one system."""
@@ -287,8 +314,8 @@ def _compile_system(check: _Checker, name: str, spec: SystemSpec) -> CompiledSys
     key = f"systems.{name}"
     try:
         system = System(name)
-    except ValueError:
-        check.error(key, f"unknown system {name!r} (known: jira, servicenow)")
+    except ValueError as exc:
+        check.error(key, str(exc))
         return None
     paths: dict[str, ParsedResult] = {}
     for attr in ("id", "key"):

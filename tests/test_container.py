@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from sync.config.settings import CONFIG_ENV, EXAMPLE_CONFIG, load_settings
+from sync.systems.jira import SYSTEM as JIRA
+from sync.systems.servicenow import SYSTEM as SERVICENOW
 from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -60,12 +62,17 @@ def test_the_daemons_environment_is_settings_the_product_reads(
     assert settings.state.workers == int(env["ESCALATION_SYNC_STATE__WORKERS"])
     assert settings.webhooks.host == "0.0.0.0"
     assert settings.webhooks.port == int(env["ESCALATION_SYNC_WEBHOOKS__PORT"])
-    assert settings.jira.api_token is not None and settings.servicenow.password is not None
+    assert (
+        settings.section(JIRA).api_token is not None
+        and settings.section(SERVICENOW).password is not None
+    )
     read = {
-        "ESCALATION_SYNC_JIRA__API_TOKEN_FILE": settings.jira.api_token,
-        "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET_FILE": settings.jira.webhook_secret,
-        "ESCALATION_SYNC_SERVICENOW__PASSWORD_FILE": settings.servicenow.password,
-        "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET_FILE": settings.servicenow.webhook_secret,
+        "ESCALATION_SYNC_JIRA__API_TOKEN_FILE": settings.section(JIRA).api_token,
+        "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET_FILE": settings.section(JIRA).webhook_secret,
+        "ESCALATION_SYNC_SERVICENOW__PASSWORD_FILE": settings.section(SERVICENOW).password,
+        "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET_FILE": settings.section(
+            SERVICENOW
+        ).webhook_secret,
     }
     assert set(secrets) == set(read)
     for key, secret in read.items():

@@ -4,6 +4,10 @@ Environment variables use the prefix `ESCALATION_SYNC_` and `__` between levels,
 `ESCALATION_SYNC_JIRA__API_TOKEN`. Every secret may instead be read from a file (`api_token_file`),
 which suits container secrets. Secrets are `SecretStr`: their repr and str are masked.
 
+Each ticket system's section (`[jira]`, `[servicenow]`, or the section of a system another
+package installs) is validated by that system's own settings model (sync/systems/); the mapping
+may only name systems that are installed, and every system it names has its section.
+
 Loading validates everything once (connections, mapping, escalation policy, email) and reports all
 errors together, each with file, key and reason; a policy rule reading a field the mapping does not
 give the ITSM record is one of them.
@@ -11,90 +15,34 @@ give the ITSM record is one of them.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connectors.email import EmailSettings
+from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
 from sync.console.settings import ConsoleSettings, with_users_file
 from sync.notify.registry import validate_sections
+from sync.systems.base import S, SystemSettings, TicketSystem
+from sync.systems.registry import Registry, registry
 
 CONFIG_ENV = "ESCALATION_SYNC_CONFIG"
+ENV_PREFIX = "ESCALATION_SYNC_"
 # Shipped inside the package so an installed wheel has it too (the repository root links here).
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config.example.toml"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    def _secret_from_file(self, name: str) -> None:
-        path: Path | None = getattr(self, f"{name}_file")
-        if getattr(self, name) is None and path is not None:
-            try:
-                setattr(self, name, SecretStr(Path(path).read_text().strip()))
-            except OSError as exc:
-                raise ValueError(f"cannot read {name}_file: {exc.strerror}") from None
-
-
-class JiraSettings(_Section):
-    """Connection to Jira Cloud (email + API token) or Server/DC (personal access token)."""
-
-    base_url: str = "http://127.0.0.1:8081"
-    auth: Literal["cloud", "pat"] = "cloud"
-    email: str | None = None
-    api_token: SecretStr | None = None
-    api_token_file: Path | None = None
-    pat: SecretStr | None = None
-    pat_file: Path | None = None
-    webhook_secret: SecretStr | None = None
-    webhook_secret_file: Path | None = None
-    project: str = "DS"
-    jql: str = ""
-    integration_user: str | None = None
-    internal_comment_role: str = "Administrators"
-    # A Jira Service Management project: comments carry the `sd.public.comment` property, and
-    # reading them needs their properties to tell the customer-visible ones apart.
-    service_desk: bool = False
-    poll_interval_seconds: int = Field(default=60, ge=5)
-
-    @model_validator(mode="after")
-    def _secrets(self) -> JiraSettings:
-        for name in ("api_token", "pat", "webhook_secret"):
-            self._secret_from_file(name)
-        return self
-
-
-class ServiceNowSettings(_Section):
-    """Connection to a ServiceNow instance's Table API (basic or OAuth client credentials)."""
-
-    instance_url: str = "http://127.0.0.1:8082"
-    table: str = "incident"
-    auth: Literal["basic", "oauth"] = "basic"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    client_secret_file: Path | None = None
-    webhook_secret: SecretStr | None = None
-    webhook_secret_file: Path | None = None
-    replay_window_seconds: int = Field(default=300, ge=1)
-    integration_user: str | None = None
-    query: str = ""
-    poll_interval_seconds: int = Field(default=60, ge=5)
-
-    @model_validator(mode="after")
-    def _secrets(self) -> ServiceNowSettings:
-        for name in ("password", "client_secret", "webhook_secret"):
-            self._secret_from_file(name)
-        return self
 
 
 class StateSettings(_Section):
@@ -125,6 +73,18 @@ class SyncSettings(_Section):
     reconcile_at: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+def default_sections() -> dict[str, SystemSettings]:
+    """The sections of the installed systems that need no configuration to be valid (the
+    built-in ones point at the local simulators), for settings made without a file."""
+    sections: dict[str, SystemSettings] = {}
+    for system in registry():
+        try:
+            sections[system.name] = system.settings_model()
+        except ValidationError:
+            continue
+    return sections
+
+
 class HealthSettings(_Section):
     """When /healthz turns 503, and how often a paused system is probed."""
 
@@ -136,18 +96,22 @@ class HealthSettings(_Section):
     probe_interval_seconds: int = Field(default=60, ge=1)
 
 
+# What a configuration not (yet) loaded by `load_settings` maps: nothing.
+EMPTY_MAPPING = Mapping(
+    source="", systems={}, ownership={}, default_owner="both", conflict="newest-wins"
+)
+
+
 class Settings(BaseSettings):
     """The whole validated configuration."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ESCALATION_SYNC_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         arbitrary_types_allowed=True,
     )
 
-    jira: JiraSettings = Field(default_factory=JiraSettings)
-    servicenow: ServiceNowSettings = Field(default_factory=ServiceNowSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     webhooks: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
@@ -166,10 +130,13 @@ class Settings(BaseSettings):
 
     # Filled by load_settings once the sections are validated; not configuration keys.
     source: str = ""
-    compiled_mapping: Any = None
-    compiled_policy: Any = None
-    email_settings: Any = None
-    notify_settings: dict[str, Any] = Field(default_factory=dict, repr=False)
+    compiled_mapping: InstanceOf[Mapping] = Field(default_factory=lambda: EMPTY_MAPPING)
+    compiled_policy: InstanceOf[Policy] | None = None
+    email_settings: InstanceOf[EmailSettings] | None = None
+    # Each `[notify.<channel>]` table as its channel's validated model, by channel.
+    notify_settings: dict[str, InstanceOf[BaseModel]] = Field(default_factory=dict, repr=False)
+    # Each ticket system's validated section, by system name.
+    systems: dict[str, InstanceOf[SystemSettings]] = Field(default_factory=default_sections)
 
     @classmethod
     def settings_customise_sources(
@@ -186,8 +153,18 @@ class Settings(BaseSettings):
     @property
     def mapping_model(self) -> Mapping:
         """The compiled mapping."""
-        assert isinstance(self.compiled_mapping, Mapping)
         return self.compiled_mapping
+
+    def section(self, system: TicketSystem[S]) -> S:
+        """`system`'s section, as its own settings model (LookupError when not configured)."""
+        return system.section(self.systems)
+
+    def system_settings(self, name: str) -> SystemSettings:
+        """The section of the system named `name` (LookupError when not configured)."""
+        found = self.systems.get(name)
+        if found is None:
+            raise LookupError(f"no [{name}] section is configured")
+        return found
 
 
 def config_path(explicit: Path | None) -> Path:
@@ -213,16 +190,6 @@ def _relative(base: Path, target: Path) -> Path:
     return target if target.is_absolute() else base.parent / target
 
 
-def _section_loader(module: str, attribute: str) -> Callable[..., Any] | None:
-    """Find a section validator owned by another package, if it is installed."""
-    try:
-        imported = __import__(module, fromlist=[attribute])
-    except ImportError:
-        return None
-    loader = getattr(imported, attribute, None)
-    return loader if callable(loader) else None
-
-
 def load_mapping_file(settings: Settings, config_file: Path) -> Mapping:
     """The mapping in effect: `mapping_file` when set, else the `[mapping]` section."""
     return _load_mapping(settings.mapping_file, settings.mapping, config_file)
@@ -235,15 +202,12 @@ def _load_mapping(file: Path | None, table: dict[str, Any], config_file: Path) -
     return load_mapping(table, source=str(config_file), prefix="mapping")
 
 
-def load_policy_file(settings: Settings, config_file: Path) -> Any:
+def load_policy_file(settings: Settings, config_file: Path) -> Policy:
     """The escalation policy in effect: `policy_file` when set, else `[escalation]`."""
     return _load_policy(settings.policy_file, settings.escalation, config_file)
 
 
-def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Any:
-    load_policy = _section_loader("escalation.policy", "load_policy")
-    if load_policy is None:
-        return None
+def _load_policy(file: Path | None, table: dict[str, Any], config_file: Path) -> Policy:
     data, source, prefix = _policy_table(file, table, config_file)
     return load_policy(data, source=source, prefix=prefix)
 
@@ -259,16 +223,11 @@ def _policy_table(
 
 
 def _policy_mapping_gaps(
-    policy: Any, mapping: Mapping, sections: _Sections, config_file: Path
+    policy: Policy, mapping: Mapping, sections: _Sections, config_file: Path
 ) -> list[ConfigError]:
     """Policy rules reading a field the mapping never gives the ITSM record (they never fire)."""
-    gaps = _section_loader("escalation.policy", "mapping_gaps")
-    prefix_of = _section_loader("escalation.policy", "key_prefix")
-    if gaps is None or prefix_of is None:
-        return []
     data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
-    found: list[ConfigError] = gaps(policy, mapping, source=source, prefix=prefix_of(data, prefix))
-    return found
+    return mapping_gaps(policy, mapping, source=source, prefix=key_prefix(data, prefix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +270,11 @@ def load_settings(path: Path | None = None) -> Settings:
     file = config_path(path)
     data = read_toml(file)
     source = str(file)
-    settings, errors = validate_reporting_all(lambda d: Settings(**d), data, source)
+    installed = registry()
+    tables = {name: data.pop(name) for name in installed.names() if name in data}
+    settings, errors = validate_reporting_all(lambda d: Settings(**d, systems={}), data, source)
+    systems, system_errors = _system_sections(installed, tables, source)
+    errors.extend(system_errors)
     if settings is None or errors:
         sections = _Sections.from_raw(data)
     else:
@@ -323,23 +286,25 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.email,
             settings.notify,
         )
-    compiled: dict[str, Any] = {}
+    mapping: Mapping | None = None
+    policy: Policy | None = None
+    email: EmailSettings | None = None
     try:
-        compiled["mapping"] = _load_mapping(sections.mapping_file, sections.mapping, file)
+        mapping = _load_mapping(sections.mapping_file, sections.mapping, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
     try:
-        compiled["policy"] = _load_policy(sections.policy_file, sections.escalation, file)
+        policy = _load_policy(sections.policy_file, sections.escalation, file)
     except ConfigInvalid as exc:
         errors.extend(exc.errors)
-    if compiled.get("mapping") is not None and compiled.get("policy") is not None:
-        errors.extend(_policy_mapping_gaps(compiled["policy"], compiled["mapping"], sections, file))
-    email_model = _section_loader("connectors.email", "EmailSettings")
-    if email_model is not None:
-        try:
-            compiled["email"] = email_model.model_validate(sections.email)  # type: ignore[attr-defined]
-        except ValidationError as exc:
-            errors.extend(from_pydantic(exc, source, "email"))
+    if mapping is not None and policy is not None:
+        errors.extend(_policy_mapping_gaps(policy, mapping, sections, file))
+    if mapping is not None:
+        errors.extend(_unconfigured(mapping, systems, system_errors, installed, source))
+    try:
+        email = EmailSettings.model_validate(sections.email)
+    except ValidationError as exc:
+        errors.extend(from_pydantic(exc, source, "email"))
     if settings is not None:
         try:
             settings.console = with_users_file(settings.console, file)
@@ -347,7 +312,7 @@ def load_settings(path: Path | None = None) -> Settings:
             errors.extend(exc.errors)
     notify_models, notify_errors = validate_sections(sections.notify, source)
     errors.extend(notify_errors)
-    if settings is None or errors:
+    if settings is None or errors or mapping is None:
         raise ConfigInvalid(errors)
     settings.source = source
     if settings.state.dir and not settings.state.dir.is_absolute():
@@ -357,8 +322,97 @@ def load_settings(path: Path | None = None) -> Settings:
             settings.state.dir = Path.cwd() / settings.state.dir
         else:
             settings.state.dir = _relative(file, settings.state.dir)
-    settings.compiled_mapping = compiled["mapping"]
-    settings.compiled_policy = compiled["policy"]
-    settings.email_settings = compiled.get("email")
+    settings.compiled_mapping = mapping
+    settings.compiled_policy = policy
+    settings.email_settings = email
     settings.notify_settings = notify_models
+    settings.systems = systems
     return settings
+
+
+def environment_table(name: str, environ: AbcMapping[str, str] | None = None) -> dict[str, Any]:
+    """What the environment sets in section `name`: `ESCALATION_SYNC_<NAME>__<KEY>` variables
+    (`__` between levels, names matched without regard to case), over the whole section given
+    as JSON in `ESCALATION_SYNC_<NAME>`, as pydantic-settings reads the other sections."""
+    environ = os.environ if environ is None else environ
+    whole = f"{ENV_PREFIX}{name}".casefold()
+    prefix = f"{whole}__"
+    table: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.casefold() == whole:
+            try:
+                loaded = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(loaded, dict):
+                table = _merged(loaded, table)
+    for key, value in sorted(environ.items()):
+        folded = key.casefold()
+        if not folded.startswith(prefix):
+            continue
+        *parents, leaf = folded[len(prefix) :].split("__")
+        node = table
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[leaf] = value
+    return table
+
+
+def _merged(base: AbcMapping[str, Any], over: AbcMapping[str, Any]) -> dict[str, Any]:
+    """`over` laid over `base`, tables merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            out[key] = _merged(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _system_sections(
+    installed: Registry, tables: AbcMapping[str, Any], source: str
+) -> tuple[dict[str, SystemSettings], list[ConfigError]]:
+    """Each installed system's section, from the file's table with the environment over it,
+    validated by the system's own model. A system neither the file nor the environment
+    configures gets its defaults when they are valid on their own, else no section."""
+    sections: dict[str, SystemSettings] = {}
+    errors: list[ConfigError] = []
+    for system in installed:
+        table = tables.get(system.name)
+        if table is not None and not isinstance(table, dict):
+            errors.append(ConfigError(source, system.name, "must be a table ([section])"))
+            continue
+        given = _merged(table or {}, environment_table(system.name))
+        model = system.settings_model
+        try:
+            sections[system.name] = model.model_validate(given)
+        except ValidationError as exc:
+            if table is not None or given:
+                errors.extend(from_pydantic(exc, source, system.name))
+    return sections, errors
+
+
+def _unconfigured(
+    mapping: Mapping,
+    sections: AbcMapping[str, SystemSettings],
+    reported: list[ConfigError],
+    installed: Registry,
+    source: str,
+) -> list[ConfigError]:
+    """A system the mapping names with no section (its own errors aside)."""
+    wrong = {e.key.split(".", 1)[0] for e in reported}
+    return [
+        ConfigError(
+            source,
+            system.value,
+            f"the mapping names {installed.get(system.value).title}, which is not configured "
+            f"(add a [{system.value}] section)",
+        )
+        for system in mapping.systems
+        if system.value not in sections and system.value not in wrong
+    ]

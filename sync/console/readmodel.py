@@ -30,13 +30,14 @@ from escalation.explain import describe_action
 from escalation.policy import Policy
 from escalation.simulate import SimulationReport, SnapshotInvalid, simulate, snapshot_from_json
 from mapping.model import EscalationState, Status, Ticket
+from sync.config.settings import Settings
 from sync.notify.outbox import DEAD, PENDING, SENDING, UNKNOWN, OutboxEntry
 from sync.notify.outbox import list_entries as outbox_entries
 from sync.notify.outbox import status_counts as outbox_status_counts
 from sync.procedure.ledger import LedgerRow, ledger_view
 from sync.runtime import metrics
 from sync.runtime.health import HeldEventRow, SystemHealthRow
-from sync.store.database import AuditEntry, DeadLetter, Snapshot, Store, StoreSession
+from sync.store.database import AuditEntry, DeadLetter, Link, Snapshot, Store, StoreSession
 
 SYSTEM_NAMES = {"jira": "Jira", "servicenow": "ServiceNow", "email": "Email", "console": "Console"}
 STATE_LABELS = {
@@ -352,7 +353,7 @@ class WhatIf:
 class Loaded:
     """What the read model needs of the configuration holder."""
 
-    settings: Any
+    settings: Settings
     digest: str
     loaded_at: datetime | None
 
@@ -384,7 +385,7 @@ class ReadModel:
         self._records_lock = threading.Lock()
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The settings in force."""
         return self._loaded().settings
 
@@ -477,7 +478,7 @@ class ReadModel:
         snapshots.update(self.records([ref for ref in refs if ref not in snapshots]))
         links: dict[tuple[str, str], Any] = {}
         for system in {s for s, _ in refs}:
-            if system in ("jira", "servicenow"):
+            if system in self.settings.systems:
                 found = tx.get_links(system, [i for s, i in refs if s == system])
                 links.update({(system, k): v for k, v in found.items()})
         engineering: dict[tuple[str, str], tuple[str, str]] = {}
@@ -529,7 +530,7 @@ class ReadModel:
     def ticket(self, system: str, ident: str) -> TicketView | None:
         """A pair's page, found by either record (id, key or number); None when unknown."""
         with self.store.reading() as tx:
-            link = tx.get_link(system, ident) if system in ("jira", "servicenow") else None
+            link = tx.get_link(system, ident) if system in self.settings.systems else None
             if link is not None:
                 itsm_system, itsm_id = self._itsm_side(link)
             else:
@@ -554,8 +555,9 @@ class ReadModel:
                 fresh = self.records([(itsm_system, itsm_id)]).get((itsm_system, itsm_id))
                 if fresh is not None:
                     itsm_side = _side(itsm_system, itsm_id, None, fresh)
-            if link is not None and itsm_system == "servicenow" and link.servicenow_number:
-                itsm_side = _replace_key(itsm_side, link.servicenow_number)
+            itsm_key = link.side(itsm_system).record_key if link is not None else None
+            if itsm_key and itsm_key != itsm_id:
+                itsm_side = _replace_key(itsm_side, itsm_key)
             audit: list[AuditEntry] = []
             for rec_system, record in records:
                 audit.extend(tx.list_audit(system=rec_system, record=record, limit=TIMELINE_LIMIT))
@@ -645,11 +647,14 @@ class ReadModel:
                 self._records.clear()
         return found
 
-    def _itsm_side(self, link: Any) -> tuple[str, str]:
+    def _itsm_side(self, link: Link) -> tuple[str, str]:
         """The side escalations are decided on: where the mapping's routes start."""
-        sources = {r.source.value for r in getattr(self.settings.mapping_model, "routes", ())}
-        itsm = "servicenow" if not sources or "servicenow" in sources else next(iter(sources))
-        return (itsm, link.servicenow_sys_id if itsm == "servicenow" else link.jira_key)
+        itsm = sorted(self.settings.mapping_model.itsm_systems())
+        for side in link.sides:
+            if side.system in itsm:
+                return (side.system, side.ticket_id)
+        first = link.sides[0]
+        return (first.system, first.ticket_id)
 
     @staticmethod
     def _stable_id(tx: StoreSession, system: str, ident: str) -> str:
@@ -682,7 +687,7 @@ class ReadModel:
         system, ident = _split(ref)
         with self.store.reading() as tx:
             view = ledger_view(tx, ticket, now, policy)
-            link = tx.get_link(system, ident) if system in ("jira", "servicenow") else None
+            link = tx.get_link(system, ident) if system in self.settings.systems else None
             engineering = None
             if link is not None:
                 eng = tx.get_snapshot(*link.other(system))
@@ -737,7 +742,9 @@ class ReadModel:
             except Exception:
                 depth = None
         samples = self.history.samples() if self.history else ()
-        names = ["servicenow", "jira", *sorted(set(boards) - {"servicenow", "jira"})]
+        itsm = sorted(self.settings.mapping_model.itsm_systems())
+        configured = [*itsm, *sorted(set(self.settings.systems) - set(itsm))]
+        names = [*configured, *sorted(set(boards) - set(configured))]
         systems = tuple(
             self._system_health(
                 system,
@@ -776,7 +783,7 @@ class ReadModel:
     ) -> SystemHealth:
         """A system's state from the health board the daemon shares (last success, last error,
         failures in a row, pause), its poller's watermark, and this process's poll samples."""
-        section = getattr(self.settings, system, None)
+        section = self.settings.systems.get(system)
         interval = int(getattr(section, "poll_interval_seconds", 0) or 0) or None
         polled = mark.polled_at if mark else None
         last_ok, last_failed = _poll_outcomes(system, samples)
@@ -1184,8 +1191,9 @@ def _shown(key: str, value: Any) -> str | None:
 
 def _connections(settings: Any) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     sections: list[tuple[str, tuple[tuple[str, str], ...]]] = []
-    for name in ("jira", "servicenow", "state", "webhooks", "sync"):
-        model = getattr(settings, name, None)
+    models = [*sorted(getattr(settings, "systems", {}).items())]
+    models += [(name, getattr(settings, name, None)) for name in ("state", "webhooks", "sync")]
+    for name, model in models:
         if model is None:
             continue
         rows = []

@@ -8,17 +8,16 @@ queue, and moves the watermark forward, never past a record that failed and must
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 import errors
 from mapping.model import System
-
-if TYPE_CHECKING:
-    from sync.pipeline.engine import Engine
-    from sync.systems.adapters import Changed
+from sync.store.database import Store
+from sync.systems.base import Changed
 
 log = structlog.get_logger("escalation_sync.pollers")
 
@@ -26,8 +25,44 @@ log = structlog.get_logger("escalation_sync.pollers")
 FIRST_POLL_LOOKBACK = timedelta(days=1)
 
 
+class ChangeFeed(Protocol):
+    """What a poll asks a system (the adapters' `changed_since`)."""
+
+    def changed_since(self, since: datetime, /) -> Iterator[Changed]:
+        """Records changed at or after `since`, oldest first."""
+        ...
+
+
+class Polled(Protocol):
+    """What a poll works with: the engine, as the poller sees it."""
+
+    @property
+    def adapters(self) -> Mapping[System, ChangeFeed]:
+        """Each system's adapter (its `changed_since` lists what changed)."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """Where the watermarks, snapshots and dead letters are."""
+        ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """What is now."""
+        ...
+
+    @property
+    def enqueue(self) -> Callable[[str, str], None] | None:
+        """Where a changed record goes; None: `process` it here."""
+        ...
+
+    def process(self, system: str, ticket_id: str, /) -> None:
+        """Sync one ticket now."""
+        ...
+
+
 def poll_system(
-    engine: Engine, system: System, *, lookback: timedelta = FIRST_POLL_LOOKBACK
+    engine: Polled, system: System, *, lookback: timedelta = FIRST_POLL_LOOKBACK
 ) -> int:
     """One pass over `system`; returns the number of changed records found.
 
@@ -86,7 +121,7 @@ def poll_system(
     return found
 
 
-def _already_synced(engine: Engine, system: System, changed: Changed) -> bool:
+def _already_synced(engine: Polled, system: System, changed: Changed) -> bool:
     """The record is at the version we last synced it at."""
     if changed.version is None:
         return False

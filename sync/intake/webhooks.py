@@ -18,11 +18,12 @@ Every refusal is logged with its reason; headers and secrets never are.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -32,47 +33,37 @@ from starlette.types import Receive, Scope, Send
 from connectors.errors import BadSignature, MalformedWebhook, StaleWebhook, WebhookRejected
 from connectors.events import ChangeEvent
 from errors import Reject
+from sync.config.settings import Settings
 from sync.intake.delivery_groups import Delivery, GroupCommitter, commit_group
 from sync.runtime import metrics
 from sync.store.database import DELIVERY_ID_LENGTH, Store
+from sync.systems import registry as systems
+from sync.systems.base import SystemSettings, TicketSystem
 
 log = structlog.get_logger(__name__)
-
-SYSTEMS = ("jira", "servicenow")
-WEBHOOK_PATHS = {f"/webhooks/{system}": system for system in SYSTEMS}
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    """What the receivers need from the settings; secrets are plain strings only in memory."""
+    """What the receivers need from the settings: each system's section (its webhook secret and
+    whatever else its parser checks) and the body size limit."""
 
-    jira_secret: str | None = None
-    servicenow_secret: str | None = None
+    sections: Mapping[str, SystemSettings] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
-    replay_window: timedelta = timedelta(seconds=300)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WebhookConfig:
-        """Read `[jira].webhook_secret`, `[servicenow].webhook_secret` and
-        `replay_window_seconds`, and `[webhooks].max_body_bytes`."""
-
-        def secret(value: Any) -> str | None:
-            return value.get_secret_value() if value is not None else None
-
-        return cls(
-            jira_secret=secret(settings.jira.webhook_secret),
-            servicenow_secret=secret(settings.servicenow.webhook_secret),
-            max_body_bytes=int(settings.webhooks.max_body_bytes),
-            replay_window=timedelta(seconds=int(settings.servicenow.replay_window_seconds)),
-        )
+    def from_settings(cls, settings: Settings) -> WebhookConfig:
+        """Every configured system's section, and `[webhooks].max_body_bytes`."""
+        return cls(dict(settings.systems), max_body_bytes=int(settings.webhooks.max_body_bytes))
 
     def secret_for(self, system: str) -> str | None:
         """The shared secret deliveries from `system` are signed with."""
-        return self.jira_secret if system == "jira" else self.servicenow_secret
+        section = self.sections.get(system)
+        return section.webhook_secret_value() if section is not None else None
 
 
 class WebhookParser(Protocol):
-    """Verify and normalise one delivery (the connectors' parse_webhook, adapted)."""
+    """Verify and normalise one delivery (a ticket system's `parse_webhook`, adapted)."""
 
     def __call__(
         self, headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
@@ -81,31 +72,21 @@ class WebhookParser(Protocol):
         ...
 
 
-def parse_jira(
-    headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
-) -> list[ChangeEvent]:
-    """connectors.jira_webhook.parse_webhook with the configured secret."""
-    from connectors.jira_webhook import parse_webhook
+def system_parser(system: TicketSystem[Any]) -> WebhookParser:
+    """`system.parse_webhook` with its configured section (the receiver refuses a delivery
+    from a system with no secret configured before it parses anything)."""
 
-    return parse_webhook(headers, body, secret=config.jira_secret)
+    def parse(
+        headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
+    ) -> list[ChangeEvent]:
+        return system.parse_webhook(headers, body, system.section(config.sections), now)
 
-
-def parse_servicenow(
-    headers: Mapping[str, str], body: bytes, config: WebhookConfig, now: datetime
-) -> list[ChangeEvent]:
-    """connectors.servicenow_webhook.parse_webhook with the configured secret and window."""
-    from connectors.servicenow_webhook import parse_webhook
-
-    return parse_webhook(
-        headers,
-        body,
-        secret=config.servicenow_secret,
-        now=now,
-        replay_window=config.replay_window,
-    )
+    return parse
 
 
-DEFAULT_PARSERS: dict[str, WebhookParser] = {"jira": parse_jira, "servicenow": parse_servicenow}
+def webhook_paths(names: Iterable[str]) -> dict[str, str]:
+    """`/webhooks/<name>` of each system, by path."""
+    return {f"/webhooks/{name}": name for name in names}
 
 
 class BodyTooLarge(Reject):
@@ -172,15 +153,16 @@ def create_app(
     queue_depth: Callable[[], int] | None = None,
     health: Callable[[], Mapping[str, Any]] | None = None,
 ) -> WebhookRoutes:
-    """The ASGI app: POST /webhooks/{jira,servicenow}, GET /healthz, GET /metrics.
+    """The ASGI app: POST /webhooks/<system> for every installed system, GET /healthz,
+    GET /metrics.
 
     `enqueue` must return only once all the events it is given are durably queued, or queue none
     and raise (`SyncQueue.enqueue_events`). `config` may be a callable so
     a configuration reload takes effect without rebuilding the app. `parsers` replaces the
-    connectors' parsers (tests); `health` adds fields to /healthz, and a non-empty `problems`
+    systems' parsers (tests); `health` adds fields to /healthz, and a non-empty `problems`
     list among them makes it answer 503 with them.
     """
-    chosen = dict(DEFAULT_PARSERS)
+    chosen: dict[str, WebhookParser] = {s.name: system_parser(s) for s in systems.registry()}
     chosen.update(parsers or {})
     current: Callable[[], WebhookConfig] = config if callable(config) else (lambda: config)
     if queue_depth is not None:
@@ -250,9 +232,7 @@ def create_app(
         """200 while the store answers and the daemon names no problem; 503 with the reasons."""
 
         def probe() -> dict[str, Any]:
-            import sqlalchemy as sa
-
-            with store.engine.connect() as conn:
+            with store.db.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             body: dict[str, Any] = {"status": "ok"}
             if queue_depth is not None:
@@ -277,25 +257,30 @@ def create_app(
         payload, content_type = await run_in_threadpool(metrics.render)
         return Response(payload, media_type=content_type)
 
-    return WebhookRoutes(receive, app)
+    return WebhookRoutes(receive, app, webhook_paths(chosen))
 
 
 class WebhookRoutes:
-    """POST /webhooks/{system} straight to the receiver; every other request to FastAPI.
+    """POST /webhooks/<system> straight to the receiver; every other request to FastAPI.
 
     The webhook endpoints use none of FastAPI's routing, dependency solving or middleware, and
     under concurrent deliveries those cost the event loop more than the deliveries' own checks.
     """
 
     def __init__(
-        self, receiver: Callable[[str, Request], Awaitable[Response]], rest: FastAPI
+        self,
+        receiver: Callable[[str, Request], Awaitable[Response]],
+        rest: FastAPI,
+        paths: Mapping[str, str],
     ) -> None:
         self.receiver = receiver
         self.rest = rest
+        # `/webhooks/<system>` -> system, for every system with a parser.
+        self.paths = dict(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
-        system = WEBHOOK_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        system = self.paths.get(scope["path"]) if scope["type"] == "http" else None
         if system is None:
             await self.rest(scope, receive, send)
             return

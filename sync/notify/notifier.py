@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     # Types only: the seam is imported by the configuration loader, which must stay light.
+    from pydantic import BaseModel
+
+    from connectors.email import EmailSettings
     from connectors.email_render import CustomerContext, ManagementContext
 
 # Customers hear by e-mail; management by e-mail or a chat; the stakeholders of an escalation
@@ -40,6 +43,20 @@ Kind = Literal["message", "resource"]
 MESSAGE: Kind = "message"
 RESOURCE: Kind = "resource"
 CREATED_PREFIX = "created:"
+
+
+class ChannelSettings(Protocol):
+    """What a channel's `build` reads of the configuration (the settings offer it)."""
+
+    @property
+    def email_settings(self) -> EmailSettings | None:
+        """The `[email]` section, validated; None when it was never loaded."""
+        ...
+
+    @property
+    def notify_settings(self) -> Mapping[str, BaseModel]:
+        """Each `[notify.<channel>]` table as its channel's validated model."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

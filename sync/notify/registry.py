@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from mapping.errors import ConfigError, from_pydantic
 from sync.notify import channels
-from sync.notify.notifier import Notifier, Notifiers
+from sync.notify.notifier import ChannelSettings, Notifier, Notifiers
 
 PACKAGE = channels.__name__
 
@@ -75,7 +75,7 @@ def validate_sections(
     return models, problems
 
 
-def build_notifiers(settings: Any) -> Notifiers:
+def build_notifiers(settings: ChannelSettings) -> Notifiers:
     """Every configured notifier: each channel module builds one or says it is not configured."""
     built: list[Notifier] = []
     for name in channel_names():

@@ -20,7 +20,7 @@ from escalation.wording import plural
 from mapping.model import Attachment
 from sync.pipeline.markers import Marker
 from sync.pipeline.plan import AttachmentCopy
-from sync.systems.adapters import Adapter
+from sync.systems.base import Adapter
 
 SPOOL_IN_MEMORY = 1024 * 1024
 Outcome = Literal["copied", "duplicate", "oversized", "noted"]

@@ -29,34 +29,26 @@ is reported with the vendor's reason and left unpaired: running backfill again r
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 import errors
 from connectors.errors import ConnectorError
+from mapping import Mapping as SyncMapping
 from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
-from sync.pipeline.plan import get_value, other
+from sync.pipeline.plan import SyncRules, get_value
+from sync.pipeline.records import created_side, link_side, paired_link, snapshot_data, ticket_id
 from sync.procedure import pending
-from sync.store.database import NewAudit, NewLink, NewSnapshot, StoreSession
-from sync.systems.adapters import (
-    BulkAdapter,
-    Created,
-    JiraAdapter,
-    NewRecord,
-    PairLink,
-    ServiceNowAdapter,
-)
-
-if TYPE_CHECKING:
-    from sync.pipeline.engine import Engine
+from sync.store.database import NewAudit, NewLink, NewSnapshot, Store, StoreSession
+from sync.systems.base import Adapter, BulkAdapter, Created, NewRecord, PairLink
 
 log = structlog.get_logger("escalation_sync.backfill")
 
@@ -119,12 +111,42 @@ class _Pair:
 Progress = Callable[[str, int, int | None], None]
 
 
+class Backfilled(Protocol):
+    """What a backfill works with: the engine, as the backfill sees it."""
+
+    @property
+    def mapping(self) -> SyncMapping:
+        """The mapping in force (routes, fields)."""
+        ...
+
+    @property
+    def rules(self) -> SyncRules:
+        """The sync rules (which fields a new record is created with)."""
+        ...
+
+    @property
+    def adapters(self) -> Mapping[System, Adapter]:
+        """Each system's adapter (a backfill needs their bulk operations)."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """Where pairs, snapshots and audit rows are recorded."""
+        ...
+
+    def sync_linked(
+        self, itsm: Ticket, eng: Ticket, *, origin: System, just_created: bool = False
+    ) -> int:
+        """Bring a linked pair in step from both records as just read."""
+        ...
+
+
 def _no_progress(_stage: str, _done: int, _total: int | None) -> None:
     return None
 
 
 def backfill(
-    engine: Engine,
+    engine: Backfilled,
     system: System,
     *,
     since: datetime | None = None,
@@ -183,19 +205,25 @@ def _raise_first(futures: list[Future[None]]) -> None:
     futures[:] = [f for f in futures if not f.done()]
 
 
-def _bulk(adapter: Any) -> BulkAdapter:
-    if isinstance(adapter, JiraAdapter | ServiceNowAdapter):
+class NoBulkOperations(Exception):
+    """A system's adapter offers no bulk operations, which a backfill needs."""
+
+
+def _bulk(adapter: Adapter) -> BulkAdapter:
+    if isinstance(adapter, BulkAdapter):
         return adapter
-    raise TypeError(f"no bulk operations on {type(adapter).__name__}")
+    raise NoBulkOperations(
+        f"{adapter.system.value} offers no bulk operations (its adapter is no BulkAdapter)"
+    )
 
 
 class _Run:
     """One backfill pass: what it reads and writes with, its counts, failures and progress."""
 
-    def __init__(self, engine: Engine, system: System, label: str, progress: Progress) -> None:
+    def __init__(self, engine: Backfilled, system: System, label: str, progress: Progress) -> None:
         self.engine = engine
         self.system = system
-        self.target = other(system)
+        self.target = engine.mapping.partner_of(system)
         self.label = label
         self.source = _bulk(engine.adapters[system])
         self.made = _bulk(engine.adapters[self.target])
@@ -265,8 +293,6 @@ class _Run:
         self, records: Sequence[dict[str, Any]], total: int | None
     ) -> tuple[list[_Candidate], list[_Pair]]:
         """Map a page of records; split it into records to pair and pairs left unfinished."""
-        from sync.pipeline.engine import ticket_id
-
         mapped: list[tuple[Ticket, dict[str, Any]]] = []
         for raw in records:
             try:
@@ -318,8 +344,6 @@ class _Run:
 
     def create(self, chunk: Sequence[_Candidate]) -> None:
         """Create a chunk's pairs and record them at once, then finish them."""
-        from sync.pipeline.engine import ticket_id
-
         try:
             outcomes = self.made.create_many([c.record for c in chunk])
         except ConnectorError as exc:
@@ -350,18 +374,10 @@ class _Run:
         self.finish(recorded)
 
     def _link(self, candidate: _Candidate, created: Created) -> NewLink:
-        from sync.pipeline.engine import ticket_id
-
-        source = candidate.ticket
-        route = candidate.route.name
-        if self.target is System.JIRA:
-            ident, number = created.record_id, source.ref.key
-            return NewLink(created.ticket_id, source.ref.id, ident, number, route)
-        return NewLink(ticket_id(source), created.ticket_id, source.ref.id, created.key, route)
+        source = link_side(candidate.ticket)
+        return NewLink(source, created_side(self.target, created), candidate.route.name)
 
     def _created_audit(self, candidate: _Candidate, made_id: str) -> NewAudit:
-        from sync.pipeline.engine import ticket_id
-
         source = candidate.ticket
         reason = (
             f"created as the pair of {source.ref.system.value} {ticket_id(source)} "
@@ -374,8 +390,6 @@ class _Run:
     def finish(self, pairs: Sequence[_Pair]) -> None:
         """Read the pairs' other records back, post the links both ways, mirror the content,
         then record snapshots, audit rows and the cleared PostLinks in one transaction."""
-        from sync.pipeline.engine import paired_link, ticket_id
-
         if not pairs:
             return
         try:
@@ -425,8 +439,6 @@ class _Run:
         self._advance("mirror", len(pairs))
 
     def _read_targets(self, pairs: Sequence[_Pair]) -> dict[str, tuple[Ticket, dict[str, Any]]]:
-        from sync.pipeline.engine import ticket_id
-
         raws = self.made.read_many([p.target_id for p in pairs], self.fields[self.target])
         found: dict[str, tuple[Ticket, dict[str, Any]]] = {}
         for raw in raws:
@@ -443,14 +455,14 @@ class _Run:
         return found
 
 
-def _route(engine: Engine, ticket: Ticket, label: str) -> Route | None:
+def _route(engine: Backfilled, ticket: Ticket, label: str) -> Route | None:
     approved = label in ticket.labels
     for route in matching_routes(engine.mapping, ticket, escalation_approved=approved):
         return route
     return None
 
 
-def _unrouted(engine: Engine, ticket: Ticket, label: str) -> str:
+def _unrouted(engine: Backfilled, ticket: Ticket, label: str) -> str:
     """Why no route pairs `ticket`, route by route."""
     routes = [r for r in engine.mapping.routes if r.source == ticket.ref.system]
     if not routes:
@@ -479,16 +491,12 @@ def _raw_id(raw: dict[str, Any]) -> str:
 
 
 def _snapshot(ticket: Ticket, version: str | None) -> NewSnapshot:
-    from sync.pipeline.engine import snapshot_data, ticket_id
-
     system, ident = ticket.ref.system.value, ticket_id(ticket)
     return NewSnapshot(system, ident, snapshot_data(ticket), version or ticket.version)
 
 
 def _link_audits(source: Ticket, target: Ticket) -> list[NewAudit]:
     """The audit rows of the links both records now show (as the engine's `_post_links`)."""
-    from sync.pipeline.engine import paired_link, ticket_id
-
     return [
         NewAudit(
             here.ref.system.value,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from mapping.model import System
 
 _PREFIX = "escalation-sync origin="
+# Any system name matches here; only a declared (installed) system's makes a marker.
 _PATTERN = re.compile(
-    r"\[escalation-sync origin=(?P<system>jira|servicenow)"
+    r"\[escalation-sync origin=(?P<system>[a-z][a-z0-9_]*)"
     r":(?P<ticket>[^:\]\s]+):(?P<item>[^\]\s]+)\]"
 )
 
@@ -47,12 +48,14 @@ def with_marker(body: str, marker: Marker) -> str:
 
 
 def find_marker(body: str | None) -> Marker | None:
-    """The last origin marker in a body, or None for a comment written by a person."""
+    """The last origin marker of an installed system in a body, or None for a comment written
+    by a person."""
     if not body:
         return None
     found = None
     for match in _PATTERN.finditer(body):
-        found = match
+        if match["system"] in System.names():
+            found = match
     if found is None:
         return None
     return Marker(System(found["system"]), found["ticket"], found["item"])
@@ -60,4 +63,5 @@ def find_marker(body: str | None) -> Marker | None:
 
 def strip_marker(body: str) -> str:
     """The body without any origin marker line (what a person wrote)."""
-    return _PATTERN.sub("", body).rstrip()
+    declared = System.names()
+    return _PATTERN.sub(lambda m: "" if m["system"] in declared else m[0], body).rstrip()

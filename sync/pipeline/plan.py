@@ -18,15 +18,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapping import Mapping as SyncMapping
 from mapping.model import Attachment, Comment, Person, System, Ticket, Visibility
 from sync.pipeline.markers import Marker, find_marker
 
-Owner = str  # "jira" | "servicenow" | "both"
-
-
-def other(system: System) -> System:
-    """The paired system."""
-    return System.SERVICENOW if system is System.JIRA else System.JIRA
+Owner = str  # a system's name, or "both"
 
 
 def ticket_name(ticket: Ticket) -> str:
@@ -116,7 +112,7 @@ class SyncRules:
     `writable[system]` lists the canonical fields (custom ones as `custom.<name>`) that system
     can be written; `mapped[system]` the fields it reads (default: the writable ones). Only a
     field both sides read is synced: a field one side does not know would otherwise read as
-    blank there and wipe the other. `owner(field)` answers "jira", "servicenow" or "both".
+    blank there and wipe the other. `owner(field)` answers a system's name or "both".
     `ignore_authors` names the integration users, whose comments are never a source.
     """
 
@@ -124,6 +120,13 @@ class SyncRules:
     owner: Callable[[str], Owner] = field(default=lambda _name: "both")
     ignore_authors: frozenset[str] = frozenset()
     mapped: Mapping[System, frozenset[str]] | None = None
+
+    def partner_of(self, system: System) -> System:
+        """The one other system these rules sync with `system` (a record's pair lives there)."""
+        others = [s for s in self.writable if s != system]
+        if len(others) != 1:
+            raise ValueError(f"no single system to pair {system.value} records with: {others}")
+        return others[0]
 
     def synced_fields(self) -> tuple[str, ...]:
         """Fields read on both sides and written on at least one, sorted for a stable order."""
@@ -136,6 +139,21 @@ class SyncRules:
         for fields in self.writable.values():
             written |= fields
         return tuple(sorted((shared & written) - _NEVER_SYNCED))
+
+
+def sync_rules(mapping: SyncMapping, ignore_authors: Iterable[str] = ()) -> SyncRules:
+    """Which fields each system reads and writes, and who owns them, from the mapping."""
+    writable: dict[System, frozenset[str]] = {}
+    mapped: dict[System, frozenset[str]] = {}
+    for system, compiled in mapping.systems.items():
+        mapped[system] = frozenset(compiled.fields)
+        writable[system] = frozenset(n for n, f in compiled.fields.items() if f.writable)
+    return SyncRules(
+        writable=writable,
+        mapped=mapped,
+        owner=mapping.owner,
+        ignore_authors=frozenset(a for a in ignore_authors if a),
+    )
 
 
 # Identity and bookkeeping: read for the snapshot, never written across.
@@ -226,6 +244,7 @@ def _is_source_comment(comment: Comment, ignore_authors: frozenset[str]) -> bool
 def _comment_mirrors(
     source: Ticket,
     target: Ticket | None,
+    target_system: System,
     rules: SyncRules,
     comment_links: Collection[tuple[System, str]],
 ) -> list[CommentMirror]:
@@ -241,7 +260,7 @@ def _comment_mirrors(
         out.append(
             CommentMirror(
                 source=system,
-                target=other(system),
+                target=target_system,
                 comment_id=comment.id,
                 body=comment.body,
                 visibility=comment.visibility,
@@ -252,7 +271,9 @@ def _comment_mirrors(
     return out
 
 
-def _attachment_copies(source: Ticket, target: Ticket | None) -> list[AttachmentCopy]:
+def _attachment_copies(
+    source: Ticket, target: Ticket | None, target_system: System
+) -> list[AttachmentCopy]:
     present = set()
     if target is not None:
         present = {(a.filename, a.size) for a in target.attachments}
@@ -264,7 +285,7 @@ def _attachment_copies(source: Ticket, target: Ticket | None) -> list[Attachment
         out.append(
             AttachmentCopy(
                 source=source.ref.system,
-                target=other(source.ref.system),
+                target=target_system,
                 attachment=att,
                 source_ticket=ticket_name(source),
             )
@@ -282,11 +303,13 @@ def plan(
     comment_links: Collection[tuple[System, str]] = (),
     sync_attachments: bool = True,
     repair: bool = False,
+    target_system: System | None = None,
 ) -> Plan:
     """Plan one sync pass between a ticket (`source`, the side an event came from) and its pair.
 
-    With no `target` the plan asks for the paired record to be created with every field the
-    other side accepts, every comment and every attachment. `comment_links` holds the
+    With no `target` the plan asks for the paired record to be created in `target_system` (by
+    default the one other system of the rules) with every field that side accepts, every
+    comment and every attachment. `comment_links` holds the
     (system, comment id) pairs already mirrored according to the store; marked copies found in
     either ticket count as mirrored too. With `repair` (the reconciliation pass), a field that
     differs although neither side changed it since the snapshot (a write that never landed) is
@@ -294,7 +317,8 @@ def plan(
     so a lossy mapping can never make two records write to each other forever.
     """
     if target is None:
-        return _plan_create(source, rules, comment_links, sync_attachments)
+        there = target_system or rules.partner_of(source.ref.system)
+        return _plan_create(source, there, rules, comment_links, sync_attachments)
     origin = source.ref.system
     writes: list[FieldWrite] = []
     conflicts: list[Conflict] = []
@@ -315,14 +339,14 @@ def plan(
         owner = rules.owner(name)
         winner: System
         rule = "owner"
-        if owner in (System.JIRA.value, System.SERVICENOW.value):
+        if owner != "both" and owner in sides:
             winner = System(owner)
         elif s_changed and t_changed:
             winner = _newer(source, target, origin)
             rule = "newest-wins"
         else:
             winner = source.ref.system if s_changed else target.ref.system
-        loser = other(winner)
+        loser = target.ref.system if winner == source.ref.system else source.ref.system
         win_ticket, _ = sides[winner]
         lose_ticket, _ = sides[loser]
         win_val, lose_val = get_value(win_ticket, name), get_value(lose_ticket, name)
@@ -342,12 +366,15 @@ def plan(
         else:
             why = f"{name} changed on {winner.value}"
         writes.append(FieldWrite(loser, name, lose_val, win_val, why))
-    comments = _comment_mirrors(source, target, rules, comment_links) + _comment_mirrors(
-        target, source, rules, comment_links
+    here, there = source.ref.system, target.ref.system
+    comments = _comment_mirrors(source, target, there, rules, comment_links) + _comment_mirrors(
+        target, source, here, rules, comment_links
     )
     attachments: list[AttachmentCopy] = []
     if sync_attachments:
-        attachments = _attachment_copies(source, target) + _attachment_copies(target, source)
+        attachments = _attachment_copies(source, target, there) + _attachment_copies(
+            target, source, here
+        )
     return Plan(
         writes=tuple(writes),
         comments=tuple(comments),
@@ -358,11 +385,11 @@ def plan(
 
 def _plan_create(
     source: Ticket,
+    target_system: System,
     rules: SyncRules,
     comment_links: Collection[tuple[System, str]],
     sync_attachments: bool,
 ) -> Plan:
-    target_system = other(source.ref.system)
     accepted = rules.writable.get(target_system, frozenset())
     writes = tuple(
         FieldWrite(target_system, name, None, get_value(source, name), "paired record created")
@@ -371,8 +398,10 @@ def _plan_create(
     )
     return Plan(
         writes=writes,
-        comments=tuple(_comment_mirrors(source, None, rules, comment_links)),
-        attachments=tuple(_attachment_copies(source, None) if sync_attachments else ()),
+        comments=tuple(_comment_mirrors(source, None, target_system, rules, comment_links)),
+        attachments=tuple(
+            _attachment_copies(source, None, target_system) if sync_attachments else ()
+        ),
         create_in=target_system,
     )
 

@@ -10,20 +10,31 @@ the queue can pause it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 import errors
-
-if TYPE_CHECKING:
-    from sync.pipeline.engine import Engine
+from sync.store.database import Link, Store
 
 log = structlog.get_logger("escalation_sync.reconcile")
 PAGE = 200
 
 
-def reconcile_all(engine: Engine) -> int:
+class Reconciled(Protocol):
+    """What reconciliation works with: the engine, as the pass sees it."""
+
+    @property
+    def store(self) -> Store:
+        """Where the pairs are listed."""
+        ...
+
+    def reconcile_pair(self, link: Link, /) -> int:
+        """Repair one pair's drift; returns the writes made."""
+        ...
+
+
+def reconcile_all(engine: Reconciled) -> int:
     """Reconcile every pair; returns how many pairs needed at least one write."""
     repaired = 0
     after = 0
@@ -41,8 +52,7 @@ def reconcile_all(engine: Engine) -> int:
                     raise
                 log.warning(
                     "reconcile: pair skipped",
-                    jira=link.jira_key,
-                    servicenow=link.servicenow_sys_id,
+                    pair=" / ".join(f"{side.system} {side.ticket_id}" for side in link.sides),
                     error=type(exc).__name__,
                     reason=str(exc),
                 )

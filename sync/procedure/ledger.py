@@ -16,7 +16,7 @@ outbox e-mails and the lock release together.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -380,6 +380,26 @@ def open_escalations(session: Any) -> list[tuple[str, str]]:
         if ident:
             found.append((system, ident))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationCounts:
+    """What `status` reports: escalations active, and requests awaiting a decision."""
+
+    active: int
+    requested: int
+
+
+def escalation_counts(session: Any) -> EscalationCounts:
+    """Escalations active now (approved, not released: the rule the limits count by) and
+    requests not yet decided."""
+    orm = _orm(session)
+    requested = _count(
+        orm,
+        LedgerRow.state == EscalationState.REQUESTED.value,
+        LedgerRow.approved_at.is_(None),
+    )
+    return EscalationCounts(active=_count(orm, _ACTIVE), requested=requested)
 
 
 def set_engineering_ref(session: Any, ticket_ref: str | Ref | Ticket, engineering: str) -> None:

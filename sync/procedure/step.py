@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
+from connectors.email import EmailSettings
+from connectors.email_render import CustomerContext, ManagementContext
 from escalation.chat import (
     ArchiveChat,
     ChatAction,
@@ -32,12 +33,22 @@ from escalation.decision import (
     EngineeringStatus,
     NotifyManagement,
 )
-from mapping.model import System, Ticket
+from escalation.policy import Policy
+from mapping.model import Ticket
+from sync.config.settings import Settings
 from sync.notify import rooms
 from sync.notify.notifier import ChatContext, Notice, Notifiers, Room
 from sync.notify.outbox import notify
 from sync.notify.registry import build_notifiers
+from sync.procedure.email_context import (
+    as_decided,
+    customer_context,
+    customer_recipients,
+    management_context,
+)
+from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
 from sync.store.database import StoreSession
+from sync.systems import registry as systems
 
 DecideFn = Callable[..., Decision]
 
@@ -47,22 +58,28 @@ class PolicyEscalation:
 
     def __init__(
         self,
-        policy: Any,
+        policy: Policy,
         *,
-        settings: Any = None,
-        decide_and_record: DecideFn | None = None,
+        email: EmailSettings | None = None,
+        decide_and_record: DecideFn = decide_and_record,
         notifiers: Notifiers | None = None,
     ) -> None:
         self.policy = policy
-        self.email = getattr(settings, "email_settings", None) if settings is not None else None
-        if decide_and_record is None:
-            from sync.procedure.ledger import decide_and_record as default
-
-            decide_and_record = default
+        self.email = email
         self._decide_and_record = decide_and_record
-        if notifiers is None:
-            notifiers = build_notifiers(settings) if settings is not None else Notifiers()
-        self.notifiers = notifiers
+        self.notifiers = notifiers if notifiers is not None else Notifiers()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicyEscalation | None:
+        """The step for the settings' policy, telling every configured notifier (None: no
+        policy configured)."""
+        if settings.compiled_policy is None:
+            return None
+        return cls(
+            settings.compiled_policy,
+            email=settings.email_settings,
+            notifiers=build_notifiers(settings),
+        )
 
     def decide(
         self,
@@ -97,8 +114,6 @@ class PolicyEscalation:
         keepers = rooms.room_keepers(self.notifiers)
         if not keepers:
             return None
-        from sync.procedure.ledger import get_entry
-
         entry = get_entry(tx, ticket)
         name = ticket.ref.key or ticket.ref.id
         # Before approval there is no room yet, but a chat service refusing us is known.
@@ -115,9 +130,8 @@ class PolicyEscalation:
         ]
         if not found or not len(self.notifiers):
             return []
-        system = ticket.ref.system
-        ident = ticket.ref.id if system is System.SERVICENOW else ticket.ref.key or ticket.ref.id
-        record = f"{system.value}:{ident}"
+        # The record as the queue names it, to sync it again once its room settles.
+        record = f"{ticket.ref.system.value}:{systems.get(ticket.ref.system).ticket_id(ticket.ref)}"
         return [self._chat_notice(action, record, now) for action in found]
 
     def _chat_notice(self, action: ChatAction, record: str, now: datetime) -> Notice:
@@ -155,13 +169,11 @@ class PolicyEscalation:
     ) -> list[Notice]:
         if not len(self.notifiers):
             return []
-        from sync.procedure.email_context import as_decided, customer_recipients
-
         key_name = ticket.ref.key or ticket.ref.id
         version = decision.notice_key or f"{decision.state.value}:{ticket.version or ''}"
         # The engine writes the decision to the record after this transaction commits.
         decided = as_decided(ticket, decision)
-        company = getattr(self.email, "from_name", None) or "Support"
+        company = (self.email.from_name if self.email is not None else "") or "Support"
         notices = []
         for action in decision.actions:
             if isinstance(action, EmailCustomer):
@@ -199,9 +211,7 @@ class PolicyEscalation:
         action: EmailCustomer,
         engineering: EngineeringStatus | None,
         company: str,
-    ) -> Any:
-        from sync.procedure.email_context import customer_context
-
+    ) -> CustomerContext:
         cadence = None
         if action.event in (CustomerEvent.ESCALATED, CustomerEvent.PERIODIC_UPDATE):
             cadence = self.policy.customer_updates.interval(ticket.priority)
@@ -240,10 +250,7 @@ class PolicyEscalation:
         action: NotifyManagement,
         engineering: EngineeringStatus | None,
         company: str,
-    ) -> Any:
-        from sync.procedure.email_context import management_context
-        from sync.procedure.ledger import get_entry
-
+    ) -> ManagementContext:
         linked = None
         if engineering is not None and engineering.ref is not None:
             linked = engineering.ref.key or engineering.ref.id
@@ -289,16 +296,12 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        from sync.procedure.ledger import quiet_decision
-
         chat = self._chat_status(tx, ticket)
         extra = {"chat": chat} if chat is not None else {}
         return quiet_decision(tx, ticket, now, self.policy, engineering=engineering, **extra)
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
-        from sync.procedure.ledger import set_engineering_ref
-
         set_engineering_ref(tx, ticket, engineering)
 
 

@@ -57,6 +57,7 @@ from huey.consumer import Consumer
 
 import errors
 from connectors.events import ChangeEvent
+from sync.config.settings import Settings
 from sync.queue.storage import GroupEnqueue, GroupRedisHuey, GroupSqliteHuey
 from sync.runtime import metrics
 from sync.runtime.health import CALL, POLL, HealthBoard, Held, reason_of
@@ -146,7 +147,7 @@ class _Running:
 class Reloadable(Protocol):
     """A processor that takes new settings (mapping, policy) without a restart."""
 
-    def reload(self, settings: Any) -> None:
+    def reload(self, settings: Settings) -> None:
         """Switch to `settings` for every ticket processed from now on."""
 
 
@@ -242,7 +243,7 @@ class SyncQueue:
         self.huey = huey
         self.store = store
         self.retry = retry or RetrySchedule()
-        self.health = health or HealthBoard(store.engine, clock=store.clock)
+        self.health = health or HealthBoard(store.db, clock=store.clock)
         self.probe_interval = max(float(probe_interval), 0.01)
         self._processor = processor
         self._running = _Running()

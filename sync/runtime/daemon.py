@@ -38,19 +38,22 @@ import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
+from escalation.policy import RepeatedTrigger
 from mapping.errors import ConfigInvalid
+from sync.config.settings import Settings, load_settings
 from sync.intake.webhooks import WebhookConfig, create_app
-from sync.notify.outbox import OutboxWorker, outbox_worker, store_counts, store_in_doubt
-from sync.notify.registry import build_notifiers
-from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor, make_huey
+from sync.notify.outbox import OutboxWorker, store_counts, store_in_doubt
+from sync.procedure.ledger import open_escalations, prune_fingerprints
+from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor
 from sync.runtime import metrics
 from sync.runtime.health import HealthBoard, HealthPolicy, verdict
+from sync.runtime.logs import configure_logging, settings_secrets
+from sync.runtime.wiring import default_processor, open_queue, open_store, outbox_worker
 from sync.store.database import Store
 
 log = structlog.get_logger(__name__)
 
 RUNTIME_FILE = "daemon.json"
-SYSTEMS = ("jira", "servicenow")
 DELIVERY_RETENTION = timedelta(days=7)
 HOUSEKEEPING_EVERY = 3600.0
 OUTBOX_EVERY = 0.5
@@ -58,16 +61,8 @@ OUTBOX_EVERY = 0.5
 # rules (approval overdue, periodic customer updates) fire on unchanged tickets too.
 ESCALATION_SWEEP_EVERY = 300.0
 
-Loader = Callable[[Path | None], Any]
-ProcessorFactory = Callable[[Any, Store, SyncQueue], TicketProcessor]
-
-
-def default_processor(settings: Any, store: Store, queue: SyncQueue) -> TicketProcessor:
-    """The sync engine, with its pollers feeding the queue."""
-    from sync.pipeline.engine import build_engine
-
-    engine: TicketProcessor = build_engine(settings, store, enqueue=queue.enqueuer("poll"))
-    return engine
+Loader = Callable[[Path | None], Settings]
+ProcessorFactory = Callable[[Settings, Store, SyncQueue], TicketProcessor]
 
 
 def import_factory(spec: str) -> ProcessorFactory:
@@ -79,7 +74,7 @@ def import_factory(spec: str) -> ProcessorFactory:
     return factory  # type: ignore[no-any-return]
 
 
-def _resolve(config_file: Path, value: Any) -> Path | None:
+def _resolve(config_file: Path, value: Path | None) -> Path | None:
     if not value:
         return None
     path = Path(value)
@@ -99,7 +94,7 @@ class ReloadAttempt:
 class Loaded:
     """A validated configuration and the files it came from."""
 
-    settings: Any
+    settings: Settings
     files: tuple[Path, ...]
     digest: str
     loaded_at: datetime
@@ -108,7 +103,7 @@ class Loaded:
 class ConfigHolder:
     """The configuration in force; `reload()` replaces it only with one that validates."""
 
-    def __init__(self, path: Path | None, loader: Loader, initial: Any = None) -> None:
+    def __init__(self, path: Path | None, loader: Loader, initial: Settings | None = None) -> None:
         self.path = path
         self.loader = loader
         self._lock = threading.Lock()
@@ -117,17 +112,17 @@ class ConfigHolder:
         self.last_reload: ReloadAttempt | None = None
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The settings in force."""
         return self.loaded.settings
 
-    def _files(self, settings: Any) -> tuple[Path, ...]:
-        source = Path(getattr(settings, "source", "") or (self.path or ""))
+    def _files(self, settings: Settings) -> tuple[Path, ...]:
+        source = Path(settings.source or (self.path or ""))
         files = [source] if str(source) else []
-        for name in ("mapping_file", "policy_file"):
-            extra = _resolve(source, getattr(settings, name, None))
-            if extra is not None:
-                files.append(extra)
+        for extra in (settings.mapping_file, settings.policy_file):
+            resolved = _resolve(source, extra)
+            if resolved is not None:
+                files.append(resolved)
         return tuple(files)
 
     @staticmethod
@@ -150,7 +145,7 @@ class ConfigHolder:
                 digest.update(b"<missing>")
         return digest.hexdigest()[:16]
 
-    def _load(self, settings: Any = None) -> Loaded:
+    def _load(self, settings: Settings | None = None) -> Loaded:
         if settings is None:
             settings = self.loader(self.path)
         files = self._files(settings)
@@ -213,12 +208,12 @@ class ConfigHolder:
             return True
 
 
-def _restart_needed(old: Any, new: Any) -> list[str]:
+def _restart_needed(old: Settings, new: Settings) -> list[str]:
     changed = []
-    for section in ("state", "webhooks"):
-        before, after = getattr(old, section, None), getattr(new, section, None)
-        if before is not None and after is not None and before != after:
-            changed.append(section)
+    if old.state != new.state:
+        changed.append("state")
+    if old.webhooks != new.webhooks:
+        changed.append("webhooks")
     return changed
 
 
@@ -268,13 +263,9 @@ class Daemon:
         loader: Loader | None = None,
         processor_factory: ProcessorFactory | None = None,
         watch_interval: float = 1.0,
-        settings: Any = None,
+        settings: Settings | None = None,
     ) -> None:
-        if loader is None:
-            from sync.config.settings import load_settings
-
-            loader = load_settings
-        self.config = ConfigHolder(config_path, loader, settings)
+        self.config = ConfigHolder(config_path, loader or load_settings, settings)
         self.watch = watch
         self.watch_interval = watch_interval
         self.factory = processor_factory or default_processor
@@ -300,22 +291,16 @@ class Daemon:
         settings = self.config.settings
         state_dir = Path(settings.state.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store.for_state(state_dir, settings.state.database_url)
+        self.store = open_store(settings)
         store = self.store
-        self.health = HealthBoard(store.engine)
+        self.health = HealthBoard(store.db)
         health = self.health
         metrics.watch_outbox(self._outbox_counts)
         metrics.watch_systems(health.states)
         metrics.watch_dead_letters(lambda: store.status_counts().dead_letters_pending)
         # Polls are timed by the main loop (to the second, as configured); the daily
         # reconciliation is a Huey periodic task.
-        self.queue = SyncQueue(
-            make_huey(settings.state.queue_url, state_dir),
-            self.store,
-            reconcile_at=settings.sync.reconcile_at,
-            health=health,
-            probe_interval=HealthPolicy.from_settings(settings).probe_interval.total_seconds(),
-        )
+        self.queue = open_queue(settings, self.store, daily_reconcile=True, health=health)
         self.queue.set_processor(self.factory(settings, self.store, self.queue))
         recovered = self.queue.recover_interrupted()
         if recovered:
@@ -340,7 +325,7 @@ class Daemon:
             config=self.config.loaded.digest,
         )
 
-    def _start_server(self, settings: Any) -> None:
+    def _start_server(self, settings: Settings) -> None:
         assert self.store is not None and self.queue is not None
         queue = self.queue
         app = create_app(
@@ -375,7 +360,7 @@ class Daemon:
         from sync.console.readmodel import Loaded as Shown
         from sync.console.readmodel import ReloadResult
         from sync.console.server import ConsoleParts, ConsoleServer
-        from sync.pipeline.engine import load_ticket_for_explain
+        from sync.runtime.refs import load_ticket_for_explain
 
         queue, holder = self.queue, self.config
 
@@ -407,22 +392,13 @@ class Daemon:
     def _outbox_counts(self) -> dict[str, int]:
         return store_counts(self.store) if self.store is not None else {}
 
-    def _set_outbox(self, settings: Any) -> None:
+    def _set_outbox(self, settings: Settings) -> None:
         """Send through every configured notifier (none when no channel is configured)."""
-        notifiers = build_notifiers(settings)
-        if not len(notifiers):
-            self._outbox = None
-            return
         assert self.store is not None
-        self._outbox = outbox_worker(
-            self.store.engine,
-            notifiers,
-            health=self.health,
-            probe_interval=HealthPolicy.from_settings(settings).probe_interval,
-            # A chat room made (or refused): its record is synced again, so its link (or the
-            # reason) is written there without waiting for the record's next change.
-            resync=self.queue.enqueuer("outbox") if self.queue is not None else None,
-        )
+        # A chat room made (or refused): its record is synced again, so its link (or the reason)
+        # is written there without waiting for the record's next change.
+        resync = self.queue.enqueuer("outbox") if self.queue is not None else None
+        self._outbox = outbox_worker(settings, self.store, health=self.health, resync=resync)
 
     def _send_mail(self) -> None:
         """The outbox loop: messages are recorded with their decision; here they go out."""
@@ -502,11 +478,12 @@ class Daemon:
         self._reload.set()
 
     def _poll_due(self, now: float) -> None:
-        """Enqueue a poll of each system whose interval has passed (the first one at once)."""
+        """Enqueue a poll of each mapped system whose interval has passed (the first one at
+        once)."""
         assert self.queue is not None
         settings = self.config.settings
-        for system in SYSTEMS:
-            interval = float(getattr(settings, system).poll_interval_seconds)
+        for system in sorted(settings.mapping_model.systems):
+            interval = float(settings.system_settings(system).poll_interval_seconds)
             last = self._last_poll.get(system)
             if interval > 0 and (last is None or now - last >= interval):
                 self._last_poll[system] = now
@@ -564,20 +541,13 @@ class Daemon:
             queue.set_processor(built[0])
             self._set_outbox(self.config.settings)
             queue.resume_all()
-            try:
-                from sync.runtime.logs import configure_logging, settings_secrets
-
-                configure_logging(secrets=settings_secrets(self.config.settings))
-            except ImportError:
-                pass
+            configure_logging(secrets=settings_secrets(self.config.settings))
         return ok
 
     def sweep_escalations(self) -> int:
         """Queue every open escalation for a fresh decision; returns how many."""
         assert self.store is not None and self.queue is not None
         try:
-            from sync.procedure.ledger import open_escalations
-
             with self.store.reading() as tx:
                 tickets = open_escalations(tx)
             for system, ticket in tickets:
@@ -601,16 +571,11 @@ class Daemon:
     def _prune_fingerprints(self) -> None:
         """Forget repeated-occurrence sightings older than any repeated trigger looks back."""
         assert self.store is not None
-        policy = getattr(self.config.settings, "compiled_policy", None)
-        windows = [
-            t.window_hours
-            for t in getattr(policy, "triggers", ())
-            if getattr(t, "kind", None) == "repeated"
-        ]
+        policy = self.config.settings.compiled_policy
+        triggers = policy.triggers if policy is not None else ()
+        windows = [t.window_hours for t in triggers if isinstance(t, RepeatedTrigger)]
         keep = timedelta(hours=max(windows)) if windows else DELIVERY_RETENTION
         try:
-            from sync.procedure.ledger import prune_fingerprints
-
             with self.store.session() as tx:
                 pruned = prune_fingerprints(tx, datetime.now(UTC) - keep)
         except Exception as exc:
@@ -650,7 +615,7 @@ def run(
     *,
     watch: bool = False,
     processor_factory: ProcessorFactory | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
 ) -> int:
     """Start the daemon in this process and serve until SIGTERM/SIGINT; returns the exit code."""
     daemon = Daemon(

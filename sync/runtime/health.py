@@ -47,6 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from sync.config.settings import Settings
 from sync.store.database import UTCDateTime, utcnow
 from sync.store.db import Base
 
@@ -395,11 +396,9 @@ class HealthPolicy:
     probe_interval: timedelta = timedelta(minutes=1)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> HealthPolicy:
-        """The `[health]` section, or the defaults when the settings have none."""
-        section = getattr(settings, "health", None)
-        if section is None:
-            return cls()
+    def from_settings(cls, settings: Settings) -> HealthPolicy:
+        """The `[health]` section."""
+        section = settings.health
         return cls(
             failing_after=timedelta(seconds=float(section.failing_after_seconds)),
             queue_stuck_after=timedelta(seconds=float(section.queue_stuck_after_seconds)),

@@ -11,6 +11,8 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 
+from sync.config.settings import Settings
+
 REDACTED = "***"
 SENSITIVE_KEYS = frozenset(
     {
@@ -150,7 +152,7 @@ def configure_logging(
     _current = (wanted_level, as_json)
 
 
-def settings_secrets(settings: Any) -> list[str]:
+def settings_secrets(settings: Settings) -> list[str]:
     """Every SecretStr value found in a settings object, for the redactor."""
     found: list[str] = []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import (
@@ -230,6 +230,40 @@ def watch_outbox(counts: Callable[[], Mapping[str, int]]) -> None:
 def watch_queue_depth(depth: Callable[[], int]) -> None:
     """Read the queue depth from `depth` at every scrape."""
     QUEUE_DEPTH.set_function(lambda: float(depth()))
+
+
+class Metrics(Protocol):
+    """Where the engine reports what it did (Prometheus in production, see `PrometheusMetrics`)."""
+
+    def processed(self, system: str, writes: int, lag: float | None) -> None:
+        """One ticket synced; `lag` is seconds from the source change to the end of the sync."""
+        ...
+
+    def failed(self, system: str, outcome: str) -> None:
+        """One ticket failed: outcome "retry" or "dead_letter"."""
+        ...
+
+    def write(self, system: str, kind: str) -> None:
+        """One write made to `system`: field, transition, comment, attachment, create, link."""
+        ...
+
+
+class PrometheusMetrics:
+    """The engine's counters in this module's registry."""
+
+    def processed(self, system: str, writes: int, lag: float | None) -> None:
+        """Count the sync, and observe the lag when it wrote something."""
+        EVENTS_PROCESSED.labels(system).inc()
+        if lag is not None and writes:
+            SYNC_LAG.labels(system).observe(max(0.0, lag))
+
+    def failed(self, system: str, outcome: str) -> None:
+        """Count a failed sync."""
+        EVENTS_FAILED.labels(system, outcome).inc()
+
+    def write(self, system: str, kind: str) -> None:
+        """Count a write."""
+        WRITES.labels(system, kind).inc()
 
 
 def render() -> tuple[bytes, str]:

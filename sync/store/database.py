@@ -1,14 +1,14 @@
 """The state store: links, snapshots, watermarks, deliveries seen, audit log and dead letters.
 
 SQLAlchemy 2 on SQLite (default: a file in the state directory, WAL) or PostgreSQL (by URL).
-The schema is owned by the Alembic migrations in `sync/migrations/`; `Store.open` brings the
+The schema is owned by the Alembic migrations in `sync/store/migrations/`; `Store.open` brings the
 database to the newest revision before handing out the store, so a daemon never runs against a
 schema it does not know.
 
 Use one transaction for one piece of work::
 
     with store.session() as tx:
-        link = tx.get_link("jira", "DS-12")
+        link = tx.get_link("jira", "DS-12")   # the pair, by any id of either record
         tx.put_snapshot("jira", "DS-12", ticket.model_dump(mode="json"), version="...")
         tx.audit("servicenow", sys_id, "status", "new", "in_progress", reason="jira DS-12")
 
@@ -41,12 +41,14 @@ import sqlalchemy as sa
 from sqlalchemy import event, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 import errors
-from sync.store.db import Base
+from sync.store import links
+from sync.store.db import Base, UTCDateTime
+from sync.store.links import Link, LinkConflict, LinkSide, NewLink
 
 DATABASE_FILE = "escalation-sync.store.db"
 DELIVERY_ID_LENGTH = 200
@@ -85,43 +87,7 @@ class _LeaseTaken(Exception):
     """One of several leases is held by someone else: the transaction taking them rolls back."""
 
 
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone, so store UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
 # --- tables -------------------------------------------------------------------------------------
-
-
-class LinkRow(Base):
-    """A Jira issue paired with a ServiceNow record."""
-
-    __tablename__ = "links"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    jira_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    jira_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    servicenow_sys_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    servicenow_number: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    route: Mapped[str | None] = mapped_column(sa.String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CommentLinkRow(Base):
@@ -226,34 +192,7 @@ class TicketLockRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
-# The tables themselves, for statements over many rows.
-_LINKS = Base.metadata.tables[LinkRow.__tablename__]
-_SNAPSHOTS = Base.metadata.tables[SnapshotRow.__tablename__]
-_AUDIT = Base.metadata.tables[AuditRow.__tablename__]
-
-
 # --- values handed out --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A pair of records: the Jira issue and the ServiceNow record it mirrors."""
-
-    id: int
-    jira_key: str
-    jira_id: str | None
-    servicenow_sys_id: str
-    servicenow_number: str | None
-    route: str | None
-    created_at: datetime
-
-    def other(self, system: str) -> tuple[str, str]:
-        """The paired side of `system`: (other system, its ticket id as the engine reads it)."""
-        if system == "jira":
-            return "servicenow", self.servicenow_sys_id
-        if system == "servicenow":
-            return "jira", self.jira_key
-        raise ValueError(f"unknown system {system!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,17 +286,6 @@ class TicketLock:
 
 
 @dataclass(frozen=True, slots=True)
-class NewLink:
-    """A pair to record (see `StoreSession.add_links`)."""
-
-    jira_key: str
-    servicenow_sys_id: str
-    jira_id: str | None = None
-    servicenow_number: str | None = None
-    route: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class NewSnapshot:
     """One side's snapshot to write (see `StoreSession.put_snapshots`)."""
 
@@ -379,28 +307,11 @@ class NewAudit:
     reason: str
 
 
-class LinkConflict(errors.DeadLetter):
-    """A record is already paired with a different one; the caller must not overwrite it (the
-    event is parked for an operator to decide which pair is right)."""
-
-
 def _text(value: object) -> str | None:
     """Audit values as text: strings as they are, anything else as JSON."""
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, default=str, sort_keys=True)
-
-
-def _link(row: LinkRow | sa.Row[Any]) -> Link:
-    return Link(
-        id=row.id,
-        jira_key=row.jira_key,
-        jira_id=row.jira_id,
-        servicenow_sys_id=row.servicenow_sys_id,
-        servicenow_number=row.servicenow_number,
-        route=row.route,
-        created_at=row.created_at,
-    )
 
 
 def _comment_link(row: CommentLinkRow | sa.Row[Any]) -> CommentLink:
@@ -442,27 +353,11 @@ def _table(model: type[Base]) -> sa.Table:
     return table
 
 
-_LINKS = _table(LinkRow)
 _COMMENT_LINKS = _table(CommentLinkRow)
 _SNAPSHOTS = _table(SnapshotRow)
 _AUDIT = _table(AuditRow)
 _LOCKS = _table(TicketLockRow)
 
-_LINK_BY: dict[str, sa.Select[Any]] = {
-    "jira": select(_LINKS)
-    .where(
-        or_(_LINKS.c.jira_key == sa.bindparam("ident"), _LINKS.c.jira_id == sa.bindparam("ident"))
-    )
-    .limit(1),
-    "servicenow": select(_LINKS)
-    .where(
-        or_(
-            _LINKS.c.servicenow_sys_id == sa.bindparam("ident"),
-            _LINKS.c.servicenow_number == sa.bindparam("ident"),
-        )
-    )
-    .limit(1),
-}
 _COMMENT_LINK_OF = (
     select(_COMMENT_LINKS)
     .where(
@@ -540,58 +435,20 @@ class StoreSession:
     # links
 
     def get_link(self, system: str, ticket_id: str) -> Link | None:
-        """The pair a ticket belongs to; Jira by key or id, ServiceNow by sys_id or number."""
-        stmt = _LINK_BY.get(system)
-        if stmt is None:
-            raise ValueError(f"unknown system {system!r}")
-        row = self.orm.execute(stmt, {"ident": ticket_id}).first()
-        return _link(row) if row else None
+        """The pair a record belongs to, found by any of its ids (the engine's ticket id, the
+        vendor's id or key: a Jira key or id, a ServiceNow sys_id or number)."""
+        return links.get_link(self.orm, system, ticket_id)
 
-    def put_link(
-        self,
-        *,
-        jira_key: str,
-        servicenow_sys_id: str,
-        jira_id: str | None = None,
-        servicenow_number: str | None = None,
-        route: str | None = None,
-    ) -> Link:
-        """Record a pair (idempotent); fills in missing ids of an existing pair.
+    def put_link(self, one: LinkSide, two: LinkSide, *, route: str | None = None) -> Link:
+        """Record a pair (idempotent); fills in ids missing from an existing pair.
 
         Raises LinkConflict when either record is already paired with a different one.
         """
-        by_jira = self.orm.scalars(select(LinkRow).where(LinkRow.jira_key == jira_key)).first()
-        by_snow = self.orm.scalars(
-            select(LinkRow).where(LinkRow.servicenow_sys_id == servicenow_sys_id)
-        ).first()
-        if by_jira is not None and by_jira.servicenow_sys_id != servicenow_sys_id:
-            raise LinkConflict(f"jira {jira_key} is paired with {by_jira.servicenow_sys_id}")
-        if by_snow is not None and by_snow.jira_key != jira_key:
-            raise LinkConflict(f"servicenow {servicenow_sys_id} is paired with {by_snow.jira_key}")
-        row = by_jira
-        if row is None:
-            row = LinkRow(
-                jira_key=jira_key,
-                jira_id=jira_id,
-                servicenow_sys_id=servicenow_sys_id,
-                servicenow_number=servicenow_number,
-                route=route,
-                created_at=self._clock(),
-            )
-            self.orm.add(row)
-        else:
-            row.jira_id = jira_id or row.jira_id
-            row.servicenow_number = servicenow_number or row.servicenow_number
-            row.route = route or row.route
-        self.orm.flush()
-        return _link(row)
+        return links.put_link(self.orm, one, two, route=route, now=self._clock)
 
     def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
         """Pairs in creation order (page with `after_id` = the last id seen)."""
-        stmt = select(LinkRow).where(LinkRow.id > after_id).order_by(LinkRow.id)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return [_link(r) for r in self.orm.scalars(stmt)]
+        return links.list_links(self.orm, limit=limit, after_id=after_id)
 
     # comments
 
@@ -950,7 +807,7 @@ class StoreSession:
             return int(self.orm.scalar(stmt) or 0)
 
         return StoreCounts(
-            links=count(LinkRow),
+            links=links.count_links(self.orm),
             comment_links=count(CommentLinkRow),
             snapshots=count(SnapshotRow),
             deliveries=count(DeliveryRow),
@@ -964,55 +821,13 @@ class StoreSession:
     # tables themselves, without the ORM's per-object bookkeeping
 
     def get_links(self, system: str, ticket_ids: Collection[str]) -> dict[str, Link]:
-        """The pairs of many tickets by the id given (Jira key, ServiceNow sys_id)."""
-        if system not in ("jira", "servicenow"):
-            raise ValueError(f"unknown system {system!r}")
-        column = _LINKS.c.jira_key if system == "jira" else _LINKS.c.servicenow_sys_id
-        rows = self.orm.connection().execute(select(_LINKS).where(column.in_(list(ticket_ids))))
-        return {str(row._mapping[column]): _link(row) for row in rows}
+        """The pairs of many records of one system, by the ticket id given."""
+        return links.get_links(self.orm, system, ticket_ids)
 
-    def add_links(self, links: Sequence[NewLink]) -> list[LinkConflict | None]:
-        """Record many new pairs in one statement; returns, per pair, the conflict that kept it
-        out (either record already paired with another one) or None.
-
-        A pair recorded already is taken as it is (`put_link` semantics, row by row, only when
-        the one statement is refused).
-        """
-        now = self._clock()
-        rows = [
-            {
-                "jira_key": x.jira_key,
-                "jira_id": x.jira_id,
-                "servicenow_sys_id": x.servicenow_sys_id,
-                "servicenow_number": x.servicenow_number,
-                "route": x.route,
-                "created_at": now,
-            }
-            for x in links
-        ]
-        if not rows:
-            return []
-        try:
-            with self.orm.begin_nested():
-                self.orm.connection().execute(sa.insert(_LINKS), rows)
-            return [None] * len(rows)
-        except IntegrityError:
-            pass
-        outcomes: list[LinkConflict | None] = []
-        for x in links:
-            try:
-                with self.orm.begin_nested():
-                    self.put_link(
-                        jira_key=x.jira_key,
-                        servicenow_sys_id=x.servicenow_sys_id,
-                        jira_id=x.jira_id,
-                        servicenow_number=x.servicenow_number,
-                        route=x.route,
-                    )
-                outcomes.append(None)
-            except LinkConflict as exc:
-                outcomes.append(exc)
-        return outcomes
+    def add_links(self, new: Sequence[NewLink]) -> list[LinkConflict | None]:
+        """Record many new pairs in one statement per table; returns, per pair, the conflict
+        that kept it out (either record already paired with another one) or None."""
+        return links.add_links(self.orm, new, now=self._clock)
 
     def get_snapshots_of(self, system: str, ticket_ids: Collection[str]) -> dict[str, Snapshot]:
         """The snapshots of many tickets of one system, by ticket id."""
@@ -1144,25 +959,29 @@ def _switch_to_wal(cur: Any) -> None:
 class Store:
     """The state store. Open with `Store.open(url)`; close with `close()`."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine = engine
+    def __init__(self, db: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        # SQLAlchemy's engine: the connection pool to the database ("engine" in this product is
+        # the sync engine).
+        self.db = db
         self.clock = clock
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(db, expire_on_commit=False)
         # Per thread: the (owner, system, ticket) leases it took and holds (`leases_held`).
         self._taken = threading.local()
-        read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
+        read_only = {"postgresql_readonly": True} if db.dialect.name == "postgresql" else {}
         self._readers = sessionmaker(
-            engine.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
+            db.execution_options(**{READ_ONLY: True, **read_only}), expire_on_commit=False
         )
 
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow) -> Store:
         """Connect and upgrade the schema to the newest migration (`alembic upgrade head`)."""
+        # Imported here: Alembic is loaded by the commands that open a store, not by every
+        # command that only names the store's types (start-up time).
         from sync.store.migrations import upgrade
 
-        engine = create_db_engine(url)
-        upgrade(engine)
-        return cls(engine, clock=clock)
+        db = create_db_engine(url)
+        upgrade(db)
+        return cls(db, clock=clock)
 
     @classmethod
     def for_state(cls, state_dir: Path, database_url: str | None = None, **kwargs: Any) -> Store:
@@ -1171,7 +990,7 @@ class Store:
 
     def close(self) -> None:
         """Release every pooled connection."""
-        self.engine.dispose()
+        self.db.dispose()
 
     @contextmanager
     def session(self) -> Iterator[StoreSession]:
@@ -1192,24 +1011,10 @@ class Store:
         with self.reading() as tx:
             return tx.get_link(system, ticket_id)
 
-    def put_link(
-        self,
-        *,
-        jira_key: str,
-        servicenow_sys_id: str,
-        jira_id: str | None = None,
-        servicenow_number: str | None = None,
-        route: str | None = None,
-    ) -> Link:
+    def put_link(self, one: LinkSide, two: LinkSide, *, route: str | None = None) -> Link:
         """See StoreSession.put_link."""
         with self.session() as tx:
-            return tx.put_link(
-                jira_key=jira_key,
-                servicenow_sys_id=servicenow_sys_id,
-                jira_id=jira_id,
-                servicenow_number=servicenow_number,
-                route=route,
-            )
+            return tx.put_link(one, two, route=route)
 
     def list_links(self, *, limit: int | None = None, after_id: int = 0) -> list[Link]:
         """See StoreSession.list_links."""

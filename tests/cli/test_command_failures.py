@@ -18,6 +18,8 @@ from connectors.errors import (
     ServerUnavailable,
     TransportFailed,
 )
+from sync.config.settings import Settings
+from sync.systems.servicenow.settings import ServiceNowSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -60,7 +62,7 @@ def cli(*args: str) -> Result:
 
 
 def use_engine(monkeypatch: pytest.MonkeyPatch, engine: PollingEngine) -> None:
-    monkeypatch.setattr("sync.pipeline.engine.build_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("sync.runtime.wiring.build_engine", lambda *a, **k: engine)
 
 
 def assert_clean(result: Result) -> None:
@@ -165,7 +167,7 @@ def test_explain_reports_a_read_failure_in_one_line(
     def load(settings: object, ref: str) -> None:
         raise error
 
-    monkeypatch.setattr("sync.pipeline.engine.load_ticket_for_explain", load)
+    monkeypatch.setattr("sync.runtime.refs.load_ticket_for_explain", load)
     result = cli("explain", "INC1")
     assert result.exit_code == 1
     assert_clean(result)
@@ -175,11 +177,7 @@ def test_explain_reports_a_read_failure_in_one_line(
 def test_describe_drops_user_information_from_the_address() -> None:
     """An address written with user:password@ is shown without them."""
 
-    class Section:
-        instance_url = "https://svc:secret@acme.service-now.com/"
-
-    class Settings:
-        servicenow = Section()
-
-    text = describe(InvalidRequest("POST x: HTTP 400", system="servicenow"), Settings())
+    section = ServiceNowSettings(instance_url="https://svc:secret@acme.service-now.com/")
+    settings = Settings(systems={"servicenow": section})
+    text = describe(InvalidRequest("POST x: HTTP 400", system="servicenow"), settings)
     assert text == "ServiceNow (https://acme.service-now.com) refused the request: POST x: HTTP 400"

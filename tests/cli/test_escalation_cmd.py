@@ -148,7 +148,7 @@ def test_explain_needs_exactly_one_source():
 
 def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path, monkeypatch):
     """`explain REF` asks the sync engine for the ticket and counts from the store's ledger."""
-    import sync.pipeline.engine
+    import sync.runtime.refs
 
     config = tmp_path / "config.toml"
     config.write_text(EXAMPLE.read_text().replace('dir = "./state"', f'dir = "{tmp_path / "st"}"'))
@@ -158,7 +158,7 @@ def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path
         asked.append(ref)
         return ds_ticket(1)
 
-    monkeypatch.setattr(sync.pipeline.engine, "load_ticket_for_explain", load, raising=False)
+    monkeypatch.setattr(sync.runtime.refs, "load_ticket_for_explain", load, raising=False)
     code, out = run(
         "explain",
         "servicenow:s1",

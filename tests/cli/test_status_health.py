@@ -44,7 +44,7 @@ def status(*args: str) -> str:
 def test_status_shows_a_paused_system_a_failing_one_and_mail_in_doubt(store: Store) -> None:
     """Jira paused with one event held, ServiceNow failing with the vendor's reason, one e-mail
     in doubt with the command that settles it; --json carries the same."""
-    board = HealthBoard(store.engine, clock=lambda: T0)
+    board = HealthBoard(store.db, clock=lambda: T0)
     board.failed("jira", AuthFailed("GET /rest/api/2/myself: HTTP 401", system="jira"))
     board.pause("jira", "AuthFailed: GET /rest/api/2/myself: HTTP 401")
     board.hold("jira", Held("servicenow", "s1"))

@@ -42,6 +42,7 @@ def test_inbound_section_with_the_password_from_the_environment(tmp_path, monkey
     """The section loads with the configuration; the password comes from the environment."""
     monkeypatch.setenv("ESCALATION_SYNC_EMAIL__INBOUND__IMAP__PASSWORD", "imap-secret-from-env")
     settings = load_settings(_config(tmp_path, IMAP))
+    assert settings.email_settings is not None
     inbound = settings.email_settings.inbound
     assert isinstance(inbound, InboundSettings)
     assert inbound.imap is not None and inbound.imap.password_value() == "imap-secret-from-env"

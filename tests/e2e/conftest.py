@@ -74,8 +74,9 @@ from simulators.jira import JiraSimulator
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
 from sync.config.settings import Settings, load_settings
-from sync.pipeline.engine import Engine, Outcome, build_engine
+from sync.pipeline.engine import Engine, Outcome
 from sync.queue.tasks import RetrySchedule, SyncQueue, make_huey
+from sync.runtime.wiring import build_engine
 from sync.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,7 +352,7 @@ def _outbox_worker(harness: Harness) -> Any:
     from connectors.email import build_sender
     from sync.notify.outbox import OutboxWorker
 
-    sessions = sessionmaker(harness.store.engine, expire_on_commit=False)
+    sessions = sessionmaker(harness.store.db, expire_on_commit=False)
 
     def session_factory() -> Any:
         return sessions()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.queue.tasks import SyncQueue, TicketProcessor
-from sync.runtime.daemon import default_processor
+from sync.runtime.wiring import default_processor
 from sync.store.database import Store
 
 KILLED_MARK = "killed-after-comment"

@@ -8,7 +8,7 @@ import pytest
 
 from mapping.model import System
 from sync.pipeline.backfill import backfill
-from sync.systems.adapters import LinkOutcome, PairLink
+from sync.systems.base import LinkOutcome, PairLink
 from tests.e2e.conftest import AGENT, Harness
 
 pytestmark = pytest.mark.e2e
@@ -33,12 +33,12 @@ def _link_notes(harness: Harness, sys_id: str) -> list[dict[str, str]]:
 
 
 def _assert_each_pair_linked_once(harness: Harness, ids: list[str]) -> None:
-    links = {link.servicenow_sys_id: link for link in harness.store.list_links()}
+    links = {link.side("servicenow").ticket_id: link for link in harness.store.list_links()}
     assert set(links) == set(ids)
     assert len(harness.jira.keys()) == len(ids)
     for sys_id in ids:
-        key = links[sys_id].jira_key
-        assert links[sys_id].jira_id == harness.jira.issue(key)["id"]
+        key = links[sys_id].side("jira").ticket_id
+        assert links[sys_id].side("jira").record_id == harness.jira.issue(key)["id"]
         remote = harness.jira.issue_record(key).links
         assert [link.body["object"]["title"] for link in remote] == [
             f"Paired ServiceNow record {harness.servicenow.incident(sys_id)['number']}"
@@ -62,10 +62,10 @@ def test_backfill_creates_each_issue_in_its_status_links_it_and_mirrors_content(
     assert (result.paired, result.failures, result.scanned) == (60, (), 60)
     _assert_each_pair_linked_once(harness, ids)
     for sys_id in ids:
-        key = harness.store.get_link("servicenow", sys_id).jira_key  # type: ignore[union-attr]
+        key = harness.store.get_link("servicenow", sys_id).side("jira").ticket_id  # type: ignore[union-attr]
         status = harness.jira.issue(key)["fields"]["status"]["name"]
         assert status == STATES[harness.servicenow.incident(sys_id)["state"]]
-    key = harness.store.get_link("servicenow", ids[4]).jira_key  # type: ignore[union-attr]
+    key = harness.store.get_link("servicenow", ids[4]).side("jira").ticket_id  # type: ignore[union-attr]
     comments = {
         (c["body"].split("\n")[0], bool(c.get("visibility"))) for c in harness.jira_comments(key)
     }
@@ -111,7 +111,7 @@ def test_an_interrupted_backfill_run_again_links_every_pair_once(
     assert again.resumed == 50
     assert again.paired + again.already_paired + again.resumed == 120
     _assert_each_pair_linked_once(harness, ids)
-    key = harness.store.get_link("servicenow", ids[70]).jira_key  # type: ignore[union-attr]
+    key = harness.store.get_link("servicenow", ids[70]).side("jira").ticket_id  # type: ignore[union-attr]
     bodies = [c["body"].split("\n")[0] for c in harness.jira_comments(key)]
     assert bodies == ["Customer: please hurry"]
     third = backfill(harness.engine, System.SERVICENOW)

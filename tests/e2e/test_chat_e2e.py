@@ -81,9 +81,9 @@ def chat_harness(
     monkeypatch.setenv("ESCALATION_SYNC_NOTIFY__SLACK__TOKEN", slack.bot_token)
     h = make_harness(tmp_path, monkeypatch, escalation=True, config=config)
     h._stops.append(slack.stop)
-    health = HealthBoard(h.store.engine)
+    health = HealthBoard(h.store.db)
     h.outbox = OutboxWorker(
-        sessionmaker(h.store.engine, expire_on_commit=False),
+        sessionmaker(h.store.db, expire_on_commit=False),
         build_notifiers(h.settings),
         clock=lambda: h.engine.clock(),
         base_delay=timedelta(0),
@@ -120,7 +120,7 @@ def escalate(c: Chat, summary: str = SUMMARY, description: str = DESCRIPTION) ->
 def ds_key(c: Chat, sys_id: str) -> str:
     link = c.h.store.get_link("servicenow", sys_id)
     assert link is not None
-    return link.jira_key
+    return link.side("jira").ticket_id
 
 
 def test_ds_story_in_slack(chat: Chat) -> None:

@@ -55,7 +55,7 @@ def test_a_rate_limit_storm_converges(tmp_path: Path) -> None:
             Settings(token=slack.bot_token, base_url=slack.api_url, wait_at_most_seconds=0.2)
         )
         now = datetime.now(UTC)
-        with sessionmaker(store.engine, expire_on_commit=False).begin() as tx:
+        with sessionmaker(store.db, expire_on_commit=False).begin() as tx:
             for n in range(ROOMS):
                 ticket = f"INC00200{n}"
                 room = Room(
@@ -76,7 +76,7 @@ def test_a_rate_limit_storm_converges(tmp_path: Path) -> None:
                         tx, notifier, notice(ticket, "chat:update", said, str(m)), now=now
                     )
         worker = OutboxWorker(
-            sessionmaker(store.engine, expire_on_commit=False),
+            sessionmaker(store.db, expire_on_commit=False),
             Notifiers([notifier]),
             base_delay=timedelta(milliseconds=200),
         )

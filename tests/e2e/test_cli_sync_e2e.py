@@ -63,7 +63,7 @@ def test_backfill_pairs_existing_incidents_in_bulk(harness: Harness, always_conf
     assert len(links) == 60
     first = harness.store.get_link("servicenow", ids[0])
     assert first is not None
-    comments = harness.jira_comments(first.jira_key)
+    comments = harness.jira_comments(first.side("jira").ticket_id)
     assert [c["body"].split("\n")[0] for c in comments] == ["first comment"]
     again = cli("backfill", "--system", "servicenow", config=always_config)
     assert "paired 0" in again.output and "already paired 60" in again.output
@@ -102,10 +102,12 @@ def test_backfill_from_jira_uses_the_servicenow_batch_api(
     assert "POST /api/now/table/{table}" not in stats["requests"]
     link = harness.store.get_link("jira", keys[0])
     assert link is not None
-    incident = harness.servicenow.incident(link.servicenow_sys_id)
+    incident = harness.servicenow.incident(link.side("servicenow").ticket_id)
     assert incident["short_description"] == "Engineering task 0"
     notes = [
-        r for r in harness.snow_journal(link.servicenow_sys_id) if "internal finding" in r["value"]
+        r
+        for r in harness.snow_journal(link.side("servicenow").ticket_id)
+        if "internal finding" in r["value"]
     ]
     assert [r["element"] for r in notes] == ["work_notes"]
 

@@ -83,8 +83,8 @@ def complete_incident(h: Harness, summary: str, *, urgency: str) -> str:
 
 def paired_key(h: Harness, sys_id: str) -> str:
     link = h.store.get_link("servicenow", sys_id)
-    assert link is not None and link.jira_key
-    return link.jira_key
+    assert link is not None and link.side("jira").ticket_id
+    return link.side("jira").ticket_id
 
 
 def mails_to(h: Harness, address: str, event: str) -> list[StoredMessage]:

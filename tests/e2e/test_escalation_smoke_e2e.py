@@ -35,11 +35,11 @@ def test_approved_escalation_creates_links_tags_and_mails(harness: Harness) -> N
     harness.drain()
     link = harness.store.get_link("servicenow", sys_id)
     assert link is not None
-    issue = harness.jira.issue(link.jira_key)["fields"]
+    issue = harness.jira.issue(link.side("jira").ticket_id)["fields"]
     assert "ESCALATION" in issue["labels"]
     assert [a["filename"] for a in issue["attachment"]] == ["checkout.har"]
     notes = harness.snow_journal_text(sys_id)
-    assert link.jira_key in notes  # the link to the engineering record
+    assert link.side("jira").ticket_id in notes  # the link to the engineering record
     sent = [m for m in harness.mail.messages() if CUSTOMER_EMAIL in m.rcpt_tos]
     assert len(sent) == 1
     # Processing again changes nothing.
@@ -62,8 +62,10 @@ def test_engineering_resolution_closes_the_escalation(harness: Harness) -> None:
     harness.drain()
     link = harness.store.get_link("servicenow", sys_id)
     assert link is not None
-    harness.jira.comment(link.jira_key, "Root cause: expired EU certificate, renewed", public=False)
-    harness.jira.transition(link.jira_key, "Done")
+    harness.jira.comment(
+        link.side("jira").ticket_id, "Root cause: expired EU certificate, renewed", public=False
+    )
+    harness.jira.transition(link.side("jira").ticket_id, "Done")
     harness.drain()
     assert harness.servicenow.incident(sys_id)["state"] == "6"
     assert "Resolution: Root cause: expired EU certificate" in harness.snow_journal_text(sys_id)

@@ -74,7 +74,7 @@ def projects(h: Harness, *keys: str) -> None:
 
 def paired_key(h: Harness, sys_id: str) -> str | None:
     link = h.store.get_link("servicenow", sys_id)
-    return link.jira_key if link is not None else None
+    return link.side("jira").ticket_id if link is not None else None
 
 
 def later(h: Harness, **delta: float) -> None:

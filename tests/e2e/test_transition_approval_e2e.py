@@ -85,8 +85,8 @@ def test_approval_field_set_by_an_approver_escalates_and_by_anyone_else_does_not
     [approved] = notes_with(h, sys_id, "Escalation approved by sme.alice")
     assert "L1 -> L2" in approved
     link = h.store.get_link("servicenow", sys_id)
-    assert link is not None and link.jira_key
-    assert "ESCALATION" in h.jira.issue(link.jira_key)["fields"]["labels"]
+    assert link is not None and link.side("jira").ticket_id
+    assert "ESCALATION" in h.jira.issue(link.side("jira").ticket_id)["fields"]["labels"]
     assert "ESCALATION" in h.servicenow.incident(sys_id)["u_labels"].split(",")
 
     step(h, sys_id)

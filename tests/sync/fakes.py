@@ -16,7 +16,7 @@ from connectors.errors import InvalidRequest, NotFound
 from mapping import VendorWrite
 from mapping.model import System
 from sync.pipeline.markers import Marker, with_marker
-from sync.systems.adapters import Changed, Created
+from sync.systems.base import Changed, Created
 
 _clock = itertools.count()
 BASE = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -21,7 +21,8 @@ from connectors.servicenow import ServiceNowConnector
 from mapping import VendorWrite
 from mapping.model import System
 from sync.pipeline.markers import Marker
-from sync.systems.adapters import JiraAdapter, ServiceNowAdapter
+from sync.systems.jira.adapter import JiraAdapter
+from sync.systems.servicenow.adapter import ServiceNowAdapter
 from tests.conftest import VENDOR
 
 JIRA = "http://jira.test"
@@ -344,7 +345,7 @@ def _bulk_answer(keys: list[str]) -> dict[str, object]:
 def test_jira_create_many_learns_the_start_transitions_once(rsps: responses.RequestsMock) -> None:
     """The first chunk is created as is and moved after; the workflow's start status and its
     transitions are read from its first issue; later chunks take the transition on create."""
-    from sync.systems.adapters import NewRecord
+    from sync.systems.base import NewRecord
 
     rsps.post(f"{JIRA}/rest/api/2/issue/bulk", json=_bulk_answer(["DS-1", "DS-2"]))
     rsps.get(f"{JIRA}/rest/api/2/issue/DS-1", json={"fields": {"status": {"name": "To Do"}}})
@@ -379,7 +380,7 @@ def test_jira_create_many_learns_the_start_transitions_once(rsps: responses.Requ
 
 def test_jira_create_many_reports_a_status_it_cannot_reach(rsps: responses.RequestsMock) -> None:
     """An issue made but not moved is created, with the vendor's reason as its problem."""
-    from sync.systems.adapters import NewRecord
+    from sync.systems.base import NewRecord
 
     rsps.post(f"{JIRA}/rest/api/2/issue/bulk", json=_bulk_answer(["DS-1"]))
     rsps.get(f"{JIRA}/rest/api/2/issue/DS-1", json={"fields": {"status": {"name": "To Do"}}})
@@ -413,7 +414,8 @@ def test_servicenow_link_notes_go_through_the_batch_api_once_each(
     """Notes already in a record's journal are not written again; the others are PATCHed in
     one Batch API call, each answer's sys_mod_count kept as the record's new version and a
     refused one reported with ServiceNow's message."""
-    from sync.systems.adapters import PairLink, _link_note
+    from sync.systems.base import PairLink
+    from sync.systems.servicenow.adapter import _link_note
 
     adapter = snow()
     # Record a shows its link already (an earlier run wrote the note, marker and all).

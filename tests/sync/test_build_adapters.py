@@ -8,8 +8,8 @@ import pytest
 
 from mapping.model import System
 from sync.config.settings import load_settings
-from sync.pipeline.engine import build_adapters
-from sync.systems.adapters import ServiceNowAdapter
+from sync.runtime.wiring import build_adapters
+from sync.systems.servicenow.adapter import ServiceNowAdapter
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

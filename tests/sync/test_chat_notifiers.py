@@ -67,7 +67,7 @@ def stakeholders(event: str, context: ChatContext, version: str = "v1") -> Notic
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        yield sessionmaker(store.engine, expire_on_commit=False)
+        yield sessionmaker(store.db, expire_on_commit=False)
     finally:
         store.close()
 
@@ -150,6 +150,7 @@ def test_slack_settings_come_from_the_environment_or_a_file_and_stay_secret(
     monkeypatch.setenv("ESCALATION_SYNC_NOTIFY__SLACK__TOKEN", "xoxb-from-env")
     loaded = load_settings(config)
     model = loaded.notify_settings["slack"]
+    assert isinstance(model, slack.Settings) and model.token is not None
     assert model.token.get_secret_value() == "xoxb-from-env"
     assert model.base_url == "http://127.0.0.1:9/api/"
     assert "xoxb-from-env" not in repr(model) and "xoxb-from-env" not in repr(loaded)
@@ -158,9 +159,9 @@ def test_slack_settings_come_from_the_environment_or_a_file_and_stay_secret(
     secret = tmp_path / "slack-token"
     secret.write_text("xoxb-from-file\n")
     config.write_text(EXAMPLE.read_text() + f'\n[notify.slack]\ntoken_file = "{secret}"\n')
-    assert load_settings(config).notify_settings["slack"].token.get_secret_value() == (
-        "xoxb-from-file"
-    )
+    from_file = load_settings(config).notify_settings["slack"]
+    assert isinstance(from_file, slack.Settings) and from_file.token is not None
+    assert from_file.token.get_secret_value() == "xoxb-from-file"
 
 
 def test_teams_settings_refuse_a_table_without_its_secret(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import sqlalchemy as sa
 
 from escalation.policy import load_policy
+from sync.config.settings import Settings
 from sync.procedure.ledger import FingerprintRow
 from sync.runtime.daemon import Daemon
 from sync.store.database import Store
@@ -30,7 +30,7 @@ def test_housekeeping_forgets_sightings_older_than_the_longest_repeated_window(
         },
         source="p.toml",
     )
-    settings = SimpleNamespace(compiled_policy=policy, source="")
+    settings = Settings(compiled_policy=policy)
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     now = datetime.now(UTC)
     with store.session() as tx:

@@ -200,7 +200,7 @@ def test_reconcile_repairs_drift(world: World) -> None:
 
 def test_pair_busy_while_other_side_is_being_synced(world: World, store: Store) -> None:
     """While another worker holds the paired record's lease, the sync is retried, not run."""
-    from sync.pipeline.engine import PairBusy
+    from sync.pipeline.pairs import PairBusy
 
     sys_id, key = world.pair(short_description="x")
     world.jira.comment(key, "race")

@@ -46,18 +46,18 @@ def test_failures_count_in_a_row_until_a_success(store: Store) -> None:
     """Each failure adds one with the vendor's reason; a success resets the count, keeps the
     last error and its time for the operator."""
     clock = Clock()
-    board = HealthBoard(store.engine, clock=clock)
+    board = HealthBoard(store.db, clock=clock)
     board.failed("jira", ServerUnavailable("GET /search: HTTP 503", system="jira"))
     clock.now += timedelta(seconds=30)
     board.failed("jira", ServerUnavailable("GET /search: HTTP 502", system="jira"))
-    state = read_states(store.engine)["jira"]
+    state = read_states(store.db)["jira"]
     assert state.consecutive_failures == 2
     assert state.failing_since == T0
     assert state.last_error == "ServerUnavailable: GET /search: HTTP 502"
     assert not state.up
     clock.now += timedelta(seconds=30)
     board.succeeded("jira")
-    state = read_states(store.engine)["jira"]
+    state = read_states(store.db)["jira"]
     assert (state.consecutive_failures, state.failing_since) == (0, None)
     assert state.last_success_at == clock.now and state.up
     assert state.last_error == "ServerUnavailable: GET /search: HTTP 502"
@@ -65,9 +65,9 @@ def test_failures_count_in_a_row_until_a_success(store: Store) -> None:
 
 def test_a_refusal_of_one_request_is_told_but_not_counted(store: Store) -> None:
     """A 400 means the system answered: the reason is kept, the failure count is not raised."""
-    board = HealthBoard(store.engine, clock=Clock())
+    board = HealthBoard(store.db, clock=Clock())
     board.failed("servicenow", InvalidRequest("PATCH: HTTP 400: bad state"), counts=False)
-    state = read_states(store.engine)["servicenow"]
+    state = read_states(store.db)["servicenow"]
     assert state.consecutive_failures == 0
     assert state.last_error == "InvalidRequest: PATCH: HTTP 400: bad state"
 
@@ -75,8 +75,8 @@ def test_a_refusal_of_one_request_is_told_but_not_counted(store: Store) -> None:
 def test_a_pause_is_seen_by_every_process_and_ends_once(store: Store) -> None:
     """A system paused by one board is paused for another (another process); only the first
     pause and the first resume report True."""
-    here = HealthBoard(store.engine, clock=Clock())
-    there = HealthBoard(store.engine, clock=Clock())
+    here = HealthBoard(store.db, clock=Clock())
+    there = HealthBoard(store.db, clock=Clock())
     assert here.pause("jira", "AuthFailed: HTTP 401")
     assert not there.pause("jira", "AuthFailed: HTTP 401")
     assert there.paused("jira") == "AuthFailed: HTTP 401"
@@ -88,7 +88,7 @@ def test_a_pause_is_seen_by_every_process_and_ends_once(store: Store) -> None:
 
 def test_resume_all_resumes_every_paused_system(store: Store) -> None:
     """A reload resumes whatever was paused, and says which."""
-    board = HealthBoard(store.engine, clock=Clock())
+    board = HealthBoard(store.db, clock=Clock())
     board.pause("jira", "AuthFailed")
     board.pause("email", "AuthFailed")
     board.succeeded("servicenow")
@@ -99,24 +99,24 @@ def test_resume_all_resumes_every_paused_system(store: Store) -> None:
 def test_successes_are_written_at_most_every_few_seconds(store: Store) -> None:
     """A busy system's successes do not write a row each; the first after a failure does."""
     clock = Clock()
-    board = HealthBoard(store.engine, clock=clock)
+    board = HealthBoard(store.db, clock=clock)
     board.succeeded("jira")
     clock.now += timedelta(seconds=1)
     board.succeeded("jira")
-    assert read_states(store.engine)["jira"].last_success_at == T0
+    assert read_states(store.db)["jira"].last_success_at == T0
     board.failed("jira", ServerUnavailable("503", system="jira"))
     clock.now += timedelta(seconds=1)
     board.succeeded("jira")
-    state = read_states(store.engine)["jira"]
+    state = read_states(store.db)["jira"]
     assert state.last_success_at == T0 + timedelta(seconds=2)
     assert state.consecutive_failures == 0
 
 
 def test_a_poll_success_is_kept_apart_from_a_call(store: Store) -> None:
     """A polling pass records its own last success."""
-    board = HealthBoard(store.engine, clock=Clock())
+    board = HealthBoard(store.db, clock=Clock())
     board.succeeded("servicenow", "poll")
-    state = read_states(store.engine)["servicenow"]
+    state = read_states(store.db)["servicenow"]
     assert state.last_poll_success_at == T0 and state.last_success_at is None
 
 
@@ -164,7 +164,7 @@ def test_verdict_names_the_pause_the_long_failure_and_the_stuck_queue() -> None:
 def test_metrics_show_each_system_up_and_its_last_successes(store: Store) -> None:
     """escalation_sync_up and the last-success timestamps come from the board at each scrape."""
     clock = Clock()
-    board = HealthBoard(store.engine, clock=clock)
+    board = HealthBoard(store.db, clock=clock)
     board.succeeded("servicenow", "poll")
     board.succeeded("servicenow")
     board.pause("jira", "AuthFailed")

@@ -161,7 +161,7 @@ def active_rows(db: Store) -> int:
 
 def test_migration_matches_the_models(db: Store):
     """Migration 0003_ledger creates exactly the tables sync.procedure.ledger declares."""
-    with db.engine.connect() as conn:
+    with db.db.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     ledger_tables = ("escalation_ledger", "escalation_fingerprints", "escalation_slots")
     relevant = [d for d in diff if any(name in repr(d) for name in ledger_tables)]
@@ -283,7 +283,7 @@ def _race(db: Store, pol: Policy, tickets: list[Ticket]) -> list[Any]:
     def work(i: int, t: Ticket) -> None:
         try:
             # Decide on a view taken outside any lock, as a worker racing others would.
-            with Session(db.engine) as s:
+            with Session(db.db) as s:
                 view = ledger_view(s, t, NOW, pol)
             d = decide(t, view, NOW, pol)
             decided.wait()

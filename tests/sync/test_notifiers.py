@@ -128,7 +128,7 @@ def config_with(tmp_path: Path, extra: str) -> Path:
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        yield sessionmaker(store.engine, expire_on_commit=False)
+        yield sessionmaker(store.db, expire_on_commit=False)
     finally:
         store.close()
 
@@ -169,7 +169,7 @@ def test_a_new_channel_is_one_module_and_one_table(
     validates it, the registry builds it next to e-mail, a notice reaches both, the room is made
     once and every post lands in it."""
     settings = load_settings(config_with(tmp_path, '[notify.toy]\nroom_prefix = "esc"\n'))
-    assert settings.notify_settings["toy"].room_prefix == "esc"
+    assert settings.notify_settings["toy"].model_dump()["room_prefix"] == "esc"
     built = build_notifiers(settings)
     assert set(built.channels) == {"email", "toy"}
     assert all(isinstance(n, Notifier) for n in built)

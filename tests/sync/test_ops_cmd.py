@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from cli.app import build
 from sync.queue.tasks import SyncQueue, make_huey
 from sync.store.database import Store
+from tests.sync.pairs import jira, servicenow
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.example.toml"
@@ -54,13 +55,13 @@ def test_status_reports_pairs_backlog_polls_dead_letters_and_escalations(
     state: Path, store: Store
 ) -> None:
     """status --json gives every figure an operator checks first."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
-    store.put_link(jira_key="DS-2", servicenow_sys_id="s2")
+    store.put_link(jira("DS-1"), servicenow("s1"))
+    store.put_link(jira("DS-2"), servicenow("s2"))
     store.set_watermark("jira", T0, polled_at=T0)
     store.add_dead_letter("jira", "DS-1", {}, "400: bad field", "InvalidRequest")
     SyncQueue(make_huey(None, state), store).enqueue_ticket("jira", "DS-2")
-    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
+    ledger = sa.Table("escalation_ledger", sa.MetaData(), autoload_with=store.db)
+    with store.db.begin() as conn:
         conn.execute(
             ledger.insert().values(
                 ticket_ref="servicenow:s1",
@@ -91,7 +92,7 @@ def test_status_table(state: Path, store: Store) -> None:
 
 def test_status_counts_one_pair_in_the_singular(state: Path, store: Store) -> None:
     """One pair reads `1 record`, no mirrored comment `0 mirrored comments`."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    store.put_link(jira("DS-1"), servicenow("s1"))
     code, out = cli("status")
     assert code == 0, out
     assert "1 record, 0 mirrored comments" in out
@@ -109,7 +110,7 @@ def test_status_shows_the_email_outbox(store: Store) -> None:
             outbox.enqueue(
                 tx, key, to=["c@example.org"], rendered=rendered, id_domain="x.example", now=T0
             )
-    with store.engine.begin() as conn:
+    with store.db.begin() as conn:
         conn.execute(
             sa.update(outbox.OutboxRow)
             .where(outbox.OutboxRow.event == "escalated")
@@ -231,7 +232,7 @@ def test_replay_now_processes_here(
         def reconcile(self) -> int:
             return 0
 
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: Fixed())
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: Fixed())
     good = store.add_dead_letter("jira", "DS-7", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(good), "--now")
     assert code == 0, out
@@ -265,7 +266,7 @@ def test_replay_now_also_runs_what_an_earlier_replay_left_queued(
 ) -> None:
     """A plain replay with no daemon says the event waits; `--all --now` then runs it."""
     processor = Recording()
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: processor)
     ident = store.add_dead_letter("jira", "DS-9", {}, "r", "E")
     code, out = cli("deadletters", "replay", str(ident))
     assert code == 0, out
@@ -283,7 +284,7 @@ def test_replay_now_alone_runs_the_waiting_events(
 ) -> None:
     """`deadletters replay --now` with no ids processes what waits in the queue."""
     processor = Recording()
-    monkeypatch.setattr("sync.runtime.daemon.default_processor", lambda s, st, q: processor)
+    monkeypatch.setattr("sync.runtime.wiring.default_processor", lambda s, st, q: processor)
     SyncQueue(make_huey(None, state), store).enqueue_ticket("servicenow", "s1", source="replay")
     code, out = cli("deadletters", "replay", "--now")
     assert code == 0, out

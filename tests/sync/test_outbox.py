@@ -78,7 +78,7 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
             url = stack.enter_context(postgres_schema())
         store = Store.open(url)
         stack.callback(store.close)
-        yield sessionmaker(store.engine, expire_on_commit=False)
+        yield sessionmaker(store.db, expire_on_commit=False)
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +394,7 @@ def test_worker_for_settings_sends_through_the_configured_transport(
                 id_domain=email.id_domain,
                 now=T0,
             )
-        assert outbox.worker_for(store.engine, email, clock=Clock()).run_once() == 1
+        assert outbox.worker_for(store.db, email, clock=Clock()).run_once() == 1
         [message] = clean_sink.messages()
         assert dict(message.headers)["From"] == "Support <support@example.com>"
     finally:

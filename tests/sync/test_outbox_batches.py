@@ -66,7 +66,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sessions(url: str) -> Iterator[sessionmaker[Session]]:
     store = Store.open(url)
     try:
-        yield sessionmaker(store.engine, expire_on_commit=False)
+        yield sessionmaker(store.db, expire_on_commit=False)
     finally:
         store.close()
 
@@ -210,7 +210,7 @@ def test_the_migrations_match_the_outbox_and_health_models(url: str) -> None:
     """The hand-written migrations create the columns, keys and indexes the models declare."""
     store = Store.open(url)
     try:
-        with store.engine.connect() as conn:
+        with store.db.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:
         store.close()

@@ -13,7 +13,7 @@ from connectors.errors import InvalidRequest, ServerUnavailable
 from mapping.model import System
 from sync.intake.pollers import poll_system
 from sync.store.database import Store
-from sync.systems.adapters import Changed
+from sync.systems.base import Changed
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -108,7 +108,7 @@ def test_record_at_the_synced_version_is_not_enqueued_again(store: Store) -> Non
 
 def test_an_unmappable_record_is_dead_lettered_like_a_4xx(store: Store) -> None:
     """A value the mapping does not know parks that record; the pass goes on."""
-    from sync.pipeline.engine import MappingFailed
+    from sync.pipeline.records import MappingFailed
 
     failure = MappingFailed("jira: status: no canonical value for vendor value 'Triage'")
     engine = FakeEngine(store, Feed(items()), {"DS-2": failure})

@@ -11,7 +11,8 @@ from mapping import to_canonical
 from mapping.model import System, Visibility
 from simulators.jira import JiraSimulator
 from sync.config.settings import load_settings
-from sync.pipeline.engine import build_adapters
+from sync.runtime.wiring import build_adapters
+from sync.systems.jira import SYSTEM as JIRA
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -48,7 +49,7 @@ def test_internal_desk_comment_reads_as_internal(
     monkeypatch.setenv("ESCALATION_SYNC_JIRA__SERVICE_DESK", str(service_desk).lower())
     monkeypatch.setenv("ESCALATION_SYNC_SERVICENOW__PASSWORD", "unused-here")
     settings = load_settings(EXAMPLE)
-    assert settings.jira.service_desk is service_desk
+    assert settings.section(JIRA).service_desk is service_desk
     key = _desk_issue(jira)
     raw = build_adapters(settings)[System.JIRA].read(key)
     ticket = to_canonical(settings.mapping_model, System.JIRA, raw)

@@ -8,6 +8,8 @@ import pytest
 
 from mapping.errors import ConfigInvalid
 from sync.config.settings import CONFIG_ENV, load_settings
+from sync.systems.jira import SYSTEM as JIRA
+from sync.systems.servicenow import SYSTEM as SERVICENOW
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -16,11 +18,11 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ESCALATION_SYNC_* variable overrides the file's value, nested by double underscores."""
     monkeypatch.setenv("ESCALATION_SYNC_JIRA__PROJECT", "OPS")
     monkeypatch.setenv("ESCALATION_SYNC_JIRA__API_TOKEN", "tok-123456")
-    settings = load_settings(EXAMPLE)
-    assert settings.jira.project == "OPS"
-    assert settings.jira.base_url == "http://127.0.0.1:8081"  # untouched keys keep file values
-    assert settings.jira.api_token is not None
-    assert settings.jira.api_token.get_secret_value() == "tok-123456"
+    jira = load_settings(EXAMPLE).section(JIRA)
+    assert jira.project == "OPS"
+    assert jira.base_url == "http://127.0.0.1:8081"  # untouched keys keep file values
+    assert jira.api_token is not None
+    assert jira.api_token.get_secret_value() == "tok-123456"
 
 
 def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -28,7 +30,7 @@ def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     path = tmp_path / "c.toml"
     path.write_text(EXAMPLE.read_text().replace('project = "DS"', 'project = "ENV"', 1))
     monkeypatch.setenv(CONFIG_ENV, str(path))
-    assert load_settings(None).jira.project == "ENV"
+    assert load_settings(None).section(JIRA).project == "ENV"
 
 
 def test_secret_from_file_is_never_printed(tmp_path: Path) -> None:
@@ -44,9 +46,10 @@ def test_secret_from_file_is_never_printed(tmp_path: Path) -> None:
         )
     )
     settings = load_settings(path)
-    assert settings.servicenow.password is not None
-    assert settings.servicenow.password.get_secret_value() == "hunter2-very-secret"
-    for text in (repr(settings), str(settings), repr(settings.servicenow)):
+    servicenow = settings.section(SERVICENOW)
+    assert servicenow.password is not None
+    assert servicenow.password.get_secret_value() == "hunter2-very-secret"
+    for text in (repr(settings), str(settings), repr(servicenow)):
         assert "hunter2" not in text
 
 
@@ -113,6 +116,7 @@ def test_email_transport_secrets_are_never_printed(monkeypatch: pytest.MonkeyPat
     """An SMTP password or Graph client secret from the environment stays out of repr and str."""
     monkeypatch.setenv("ESCALATION_SYNC_EMAIL__SMTP__PASSWORD", "smtp-pass-XYZ")
     settings = load_settings(EXAMPLE)
+    assert settings.email_settings is not None
     assert settings.email_settings.smtp.password_value() == "smtp-pass-XYZ"
     for text in (repr(settings), str(settings), repr(settings.email_settings)):
         assert "smtp-pass-XYZ" not in text

@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 from sync.store.database import LinkConflict, Store, default_database_url
 from sync.store.db import Base
 from sync.store.migrations import current_revision, downgrade
+from tests.sync.pairs import jira, servicenow
 from tests.sync.store_backends import postgres_schema
 
 STORE_TABLES = {
     "links",
+    "link_records",
     "comment_links",
     "snapshots",
     "watermarks",
@@ -63,7 +65,7 @@ class FakeClock:
 
 def test_open_migrates_to_head_and_creates_every_table(store: Store) -> None:
     """Store.open leaves the database at the newest revision with all store tables present."""
-    tables = set(sa.inspect(store.engine).get_table_names())
+    tables = set(sa.inspect(store.db).get_table_names())
     assert tables >= STORE_TABLES
     assert "alembic_version" in tables
     from alembic.script import ScriptDirectory
@@ -71,12 +73,12 @@ def test_open_migrates_to_head_and_creates_every_table(store: Store) -> None:
     from sync.store.migrations import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert current_revision(store.engine) == head
+    assert current_revision(store.db) == head
 
 
 def test_migration_matches_the_declared_tables(store: Store) -> None:
     """The hand-written migration creates the columns, keys and indexes the models declare."""
-    with store.engine.connect() as conn:
+    with store.db.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(ctx, Base.metadata)
 
@@ -100,12 +102,12 @@ def test_migration_matches_the_declared_tables(store: Store) -> None:
 def test_open_twice_is_a_no_op_and_downgrade_removes_the_tables(store_url: str) -> None:
     """Re-opening an up-to-date database changes nothing; downgrading to base drops the store."""
     first = Store.open(store_url)
-    first.put_link(jira_key="DS-1", servicenow_sys_id="a" * 32)
+    first.put_link(jira("DS-1"), servicenow("a" * 32))
     first.close()
     second = Store.open(store_url)
     assert second.get_link("jira", "DS-1") is not None
-    downgrade(second.engine, "base")
-    assert not STORE_TABLES & set(sa.inspect(second.engine).get_table_names())
+    downgrade(second.db, "base")
+    assert not STORE_TABLES & set(sa.inspect(second.db).get_table_names())
     second.close()
 
 
@@ -114,7 +116,7 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
     opened = Store.for_state(tmp_path / "state")
     try:
         assert (tmp_path / "state" / "escalation-sync.store.db").exists()
-        with opened.engine.connect() as conn:
+        with opened.db.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 5000
@@ -126,10 +128,8 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
 def test_links_are_found_by_every_id_and_are_idempotent(store: Store) -> None:
     """A pair is found by Jira key or id and ServiceNow sys_id or number; re-putting fills gaps."""
     sys_id = "9d385017c611228701d22104cc95c371"
-    link = store.put_link(jira_key="DS-7", servicenow_sys_id=sys_id, route="esc")
-    again = store.put_link(
-        jira_key="DS-7", servicenow_sys_id=sys_id, jira_id="10007", servicenow_number="INC0010007"
-    )
+    link = store.put_link(jira("DS-7"), servicenow(sys_id), route="esc")
+    again = store.put_link(jira("DS-7", "10007"), servicenow(sys_id, "INC0010007"))
     assert again.id == link.id
     assert again.route == "esc"
     for system, ticket in (
@@ -147,21 +147,21 @@ def test_links_are_found_by_every_id_and_are_idempotent(store: Store) -> None:
 
 def test_a_record_cannot_be_paired_twice(store: Store) -> None:
     """Pairing a record that already has a partner raises LinkConflict and changes nothing."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    store.put_link(jira("DS-1"), servicenow("s1"))
     with pytest.raises(LinkConflict):
-        store.put_link(jira_key="DS-1", servicenow_sys_id="s2")
+        store.put_link(jira("DS-1"), servicenow("s2"))
     with pytest.raises(LinkConflict):
-        store.put_link(jira_key="DS-2", servicenow_sys_id="s1")
-    assert [link.jira_key for link in store.list_links()] == ["DS-1"]
+        store.put_link(jira("DS-2"), servicenow("s1"))
+    assert [link.side("jira").ticket_id for link in store.list_links()] == ["DS-1"]
 
 
 def test_list_links_pages_in_creation_order(store: Store) -> None:
     """list_links pages by id so reconciliation can walk every pair in bounded memory."""
     for n in range(5):
-        store.put_link(jira_key=f"DS-{n}", servicenow_sys_id=f"s{n}")
+        store.put_link(jira(f"DS-{n}"), servicenow(f"s{n}"))
     first = store.list_links(limit=2)
     rest = store.list_links(after_id=first[-1].id)
-    assert [link.jira_key for link in first + rest] == [f"DS-{n}" for n in range(5)]
+    assert [link.side("jira").ticket_id for link in first + rest] == [f"DS-{n}" for n in range(5)]
 
 
 def test_comment_links_are_found_from_either_side(store: Store) -> None:
@@ -381,7 +381,7 @@ def test_dead_letters_list_and_replay(store: Store) -> None:
 
 def test_status_counts(store: Store) -> None:
     """status_counts reports rows per table and the watermarks."""
-    store.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    store.put_link(jira("DS-1"), servicenow("s1"))
     store.put_snapshot("jira", "DS-1", {})
     store.seen_delivery("d")
     store.audit("jira", "DS-1", "f", "a", "b", reason="r")
@@ -451,13 +451,13 @@ def test_ticket_lease_has_one_winner_under_concurrency(store: Store) -> None:
 def test_a_session_is_one_transaction(store: Store) -> None:
     """Everything written in a session that raises is rolled back together."""
     with pytest.raises(RuntimeError), store.session() as tx:
-        tx.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+        tx.put_link(jira("DS-1"), servicenow("s1"))
         tx.put_snapshot("jira", "DS-1", {"a": 1})
         raise RuntimeError("boom")
     assert store.get_link("jira", "DS-1") is None
     assert store.get_snapshot("jira", "DS-1") is None
     with store.session() as tx:
-        tx.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+        tx.put_link(jira("DS-1"), servicenow("s1"))
         assert tx.get_link("servicenow", "s1") is not None
 
 
@@ -476,7 +476,7 @@ def test_a_reading_transaction_refuses_writes(store: Store) -> None:
 def test_sqlite_reading_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     """While another connection holds the write lock, a reading transaction answers at once."""
     opened = Store.for_state(tmp_path / "state")
-    opened.put_link(jira_key="DS-1", servicenow_sys_id="s1")
+    opened.put_link(jira("DS-1"), servicenow("s1"))
     holding = threading.Event()
     release = threading.Event()
 
@@ -546,25 +546,33 @@ def test_links_are_read_and_recorded_many_at_a_time(store: Store) -> None:
     from sync.store.database import NewLink
 
     with store.session() as tx:
-        assert tx.add_links([NewLink("DS-1", "s1", route="r"), NewLink("DS-2", "s2")]) == [
+        pairs = [
+            NewLink(jira("DS-1"), servicenow("s1"), "r"),
+            NewLink(jira("DS-2"), servicenow("s2")),
+        ]
+        assert tx.add_links(pairs) == [
             None,
             None,
         ]
     with store.session() as tx:
         outcomes = tx.add_links(
-            [NewLink("DS-3", "s3"), NewLink("DS-9", "s1"), NewLink("DS-2", "s2", jira_id="12")]
+            [
+                NewLink(jira("DS-3"), servicenow("s3")),
+                NewLink(jira("DS-9"), servicenow("s1")),
+                NewLink(jira("DS-2", "12"), servicenow("s2")),
+            ]
         )
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], LinkConflict)
     with store.session() as tx:
         by_sys_id = tx.get_links("servicenow", ["s1", "s2", "s3", "s9"])
         by_key = tx.get_links("jira", ["DS-2", "DS-9"])
-    assert {k: v.jira_key for k, v in by_sys_id.items()} == {
+    assert {k: v.side("jira").ticket_id for k, v in by_sys_id.items()} == {
         "s1": "DS-1",
         "s2": "DS-2",
         "s3": "DS-3",
     }
-    assert by_sys_id["s1"].route == "r" and by_key["DS-2"].jira_id == "12"
+    assert by_sys_id["s1"].route == "r" and by_key["DS-2"].side("jira").record_id == "12"
     assert set(by_key) == {"DS-2"}
     with store.session() as tx, pytest.raises(ValueError):
         tx.get_links("github", ["x"])

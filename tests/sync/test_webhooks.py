@@ -24,16 +24,19 @@ from connectors.events import ChangeEvent
 from sync.intake.webhooks import WebhookConfig, create_app, delivery_key
 from sync.queue.tasks import SyncQueue, make_huey
 from sync.store.database import Store
+from sync.systems.jira.settings import JiraSettings
+from sync.systems.servicenow.settings import ServiceNowSettings
 from tests.sync.store_backends import opened_store, redis_url
 
 JIRA_SECRET = "jira-shared-secret-1234"
 SNOW_SECRET = "snow-shared-secret-5678"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CONFIG = WebhookConfig(
-    jira_secret=JIRA_SECRET,
-    servicenow_secret=SNOW_SECRET,
+    sections={
+        "jira": JiraSettings(webhook_secret=JIRA_SECRET),
+        "servicenow": ServiceNowSettings(webhook_secret=SNOW_SECRET, replay_window_seconds=300),
+    },
     max_body_bytes=2048,
-    replay_window=timedelta(seconds=300),
 )
 
 
@@ -231,7 +234,7 @@ def test_no_secret_configured_refuses_deliveries(store: Store, queue: SyncQueue)
     app = create_app(
         store=store,
         enqueue=queue.enqueue_events,
-        config=WebhookConfig(jira_secret=None, servicenow_secret=None),
+        config=WebhookConfig(sections={"jira": JiraSettings(), "servicenow": ServiceNowSettings()}),
         parsers={"jira": fake_parser},
     )
     with TestClient(app) as client:

@@ -25,7 +25,7 @@ from connectors.email import (
     validate_address,
 )
 from connectors.email_render import Renderer
-from sync.notify.notifier import ChatContext, Delivered, Draft, Notice, Outgoing
+from sync.notify.notifier import ChannelSettings, ChatContext, Delivered, Draft, Notice, Outgoing
 
 CHANNEL = "email"
 
@@ -146,9 +146,9 @@ def check_recipients(message: OutgoingEmail) -> None:
         validate_address(address)
 
 
-def build(settings: Any) -> EmailNotifier | None:
+def build(settings: ChannelSettings) -> EmailNotifier | None:
     """The e-mail notifier of the `[email]` section; None when e-mail is off."""
-    email = getattr(settings, "email_settings", None)
-    if not isinstance(email, EmailSettings) or not email.enabled:
+    email = settings.email_settings
+    if email is None or not email.enabled:
         return None
     return EmailNotifier.from_settings(email)

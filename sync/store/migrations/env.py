@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
 from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-import sync.store.database  # noqa: F401  (declares the store's tables on Base)
+# Every module declaring tables on Base, so autogenerate comparisons see the complete schema:
+# the outbox, the escalation ledger, the health board and the store's own tables.
+import sync.notify.outbox
+import sync.procedure.ledger
+import sync.runtime.health
+import sync.store.database  # noqa: F401
 from sync.store.db import Base
-
-# The outbox, the ledger and the health board declare their tables on the same Base; import them
-# when present so autogenerate comparisons see the complete schema.
-for _name in ("sync.notify.outbox", "sync.procedure.ledger", "sync.runtime.health"):
-    try:
-        importlib.import_module(_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != _name:
-            raise
 
 target_metadata = Base.metadata
 

@@ -11,6 +11,7 @@ from connectors.email_render import RenderedEmail
 from sync.notify.outbox import DEAD, OutboxKey, OutboxRow, enqueue
 from sync.procedure.ledger import LedgerRow
 from sync.store.database import Store
+from tests.sync import pairs
 
 NOW = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
 ACTIVE_SYS_ID = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
@@ -43,12 +44,7 @@ def seed(store: Store) -> None:
             (REFUSED_SYS_ID, "INC0010003", "Confirmation e-mails delayed", "P2", "Messaging"),
         ):
             tx.put_snapshot("servicenow", sys_id, _ticket(sys_id, number, summary, priority, team))
-        tx.put_link(
-            jira_key="DS-7",
-            servicenow_sys_id=ACTIVE_SYS_ID,
-            jira_id="10007",
-            servicenow_number="INC0010002",
-        )
+        tx.put_link(pairs.jira("DS-7", "10007"), pairs.servicenow(ACTIVE_SYS_ID, "INC0010002"))
         tx.put_snapshot(
             "jira",
             "DS-7",

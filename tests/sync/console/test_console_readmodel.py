@@ -110,6 +110,7 @@ def test_configuration_shows_no_secret(model: ReadModel, settings: Settings) -> 
         assert secret not in shown
     jira = dict(dict(config.connections)["jira"])
     assert jira["api_token"] == "set (hidden)"
+    assert settings.compiled_policy is not None
     assert config.policy_name == settings.compiled_policy.name
     assert "[mapping.systems.jira.fields.status]" in config.mapping_text
 
