@@ -93,7 +93,7 @@ class PolicyEscalation:
         The ledger re-checks the limits under its lock; when another worker took the last slot
         meanwhile, the decision recorded (and returned) is the refusal.
         """
-        chat = self._chat_status(tx, ticket)
+        chat = self.chat_status(tx, ticket)
         extra = {"chat": chat} if chat is not None else {}
         decision = self._decide_and_record(
             tx, ticket, now, self.policy, engineering=engineering, **extra
@@ -106,8 +106,9 @@ class PolicyEscalation:
 
     # --- the escalation's chat room --------------------------------------------------------
 
-    def _chat_status(self, tx: StoreSession, ticket: Ticket) -> ChatStatus | None:
-        """What the chat notifiers did for this escalation's room; None without one."""
+    def chat_status(self, tx: StoreSession, ticket: Ticket) -> ChatStatus | None:
+        """What the chat notifiers did for this escalation's room (None: no chat notifier, or
+        the policy has no chat); `tx` may be read-only."""
         chat = getattr(self.policy, "chat", None)
         if chat is None or not chat.enabled:
             return None
@@ -296,7 +297,7 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        chat = self._chat_status(tx, ticket)
+        chat = self.chat_status(tx, ticket)
         extra = {"chat": chat} if chat is not None else {}
         return quiet_decision(tx, ticket, now, self.policy, engineering=engineering, **extra)
 
