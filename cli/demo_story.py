@@ -575,7 +575,7 @@ def demo_config(
     # Links posted into the records point at the simulators actually running.
     text = text.replace("http://127.0.0.1:8081/browse/", f"{estate.jira.url}/browse/")
     text = text.replace("http://127.0.0.1:8082/nav_to.do", f"{estate.servicenow.url}/nav_to.do")
-    text += _chat_toml(estate)
+    text += _chat_toml(estate, state_dir)
     if console is not None:
         text += console.toml()
     path = state_dir / "demo.toml"
@@ -583,8 +583,12 @@ def demo_config(
     return path
 
 
-def _chat_toml(estate: SimulatedEstate) -> str:
-    """The DS procedure's Slack channel, in the estate's workspace."""
+def _chat_toml(estate: SimulatedEstate, state_dir: Path) -> str:
+    """The DS procedure's Slack channel, in the estate's workspace (the bot token in a file, as
+    a container secret would be)."""
+    token = state_dir / "slack-token"
+    token.write_text(estate.slack.bot_token)
+    token.chmod(0o600)
     people = (L1_ENGINEER, SME, SECOND_SME)
     # Journal authors are user names; the incident's assignee is a sys_user reference.
     names = [(p.user_name, p.email) for p in people]
@@ -595,6 +599,7 @@ def _chat_toml(estate: SimulatedEstate) -> str:
     return f"""
 [notify.slack]
 base_url = "{estate.slack.api_url}"
+token_file = "{token}"
 
 [escalation.chat]
 enabled = true

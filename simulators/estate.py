@@ -178,7 +178,6 @@ class SimulatedEstate:
             "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": JIRA_WEBHOOK_SECRET,
             "ESCALATION_SYNC_SERVICENOW__PASSWORD": SN_INTEGRATION_PASSWORD,
             "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": SN_WEBHOOK_SECRET,
-            "ESCALATION_SYNC_NOTIFY__SLACK__TOKEN": self.slack.bot_token,
         }
 
     def config_overrides(self, webhooks_to: str | None = None) -> str:

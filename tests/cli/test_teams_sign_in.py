@@ -158,3 +158,30 @@ def test_sign_in_needs_a_teams_table(tmp_path: Path) -> None:
     code, _, err = sign_in(path)
     assert code == 2 and "[notify.teams]" in err
     assert Settings.model_fields["token_cache"].default == Path("teams-token-cache.json")
+
+
+def test_doctor_checks_both_teams_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, login: responses.RequestsMock
+) -> None:
+    """doctor's Teams lines: the application's token passes, the signed-in account fails until
+    the sign-in has written its cache (the fix says to run it), then passes."""
+    from sync.doctor.chat import check_teams
+
+    path = config(tmp_path, monkeypatch)
+    teams = Settings(
+        tenant_id=TENANT, client_id=CLIENT, client_secret="app-secret", username=ACCOUNT
+    )
+    state = tmp_path / "state"
+    login.post(
+        f"{LOGIN}/oauth2/v2.0/token",
+        json={"token_type": "Bearer", "expires_in": 3599, "access_token": APP_TOKEN},
+    )
+    [app, user] = check_teams(teams, state)
+    assert (app.verdict.value, user.verdict.value) == ("PASS", "FAIL")
+    assert "teams-token-cache.json" in user.detail
+    assert "escalation-sync teams sign-in" in user.fix
+    login.remove(responses.POST, f"{LOGIN}/oauth2/v2.0/token")
+    tokens_for(login, ACCOUNT)
+    assert sign_in(path)[0] == 0
+    [_, user] = check_teams(teams, state)
+    assert user.verdict.value == "PASS" and ACCOUNT in user.detail
