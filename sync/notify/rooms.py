@@ -141,19 +141,24 @@ def room_drafts(
     return drafts
 
 
-def room_status(session: Any, titles: Mapping[str, str], ticket: str, key: str) -> ChatStatus:
+def room_status(
+    session: Any, titles: Mapping[str, str], ticket: str, key: str | None
+) -> ChatStatus:
     """What the chat channels (`titles`: channel -> its name in notes) did so far for the room
-    `key` of `ticket` (rows of any status: what is recorded will be done)."""
+    `key` of `ticket` (rows of any status: what is recorded will be done); with no key (no room
+    yet), only which channels refuse us."""
     orm: Session = orm_session(session)
-    rows = [
-        row
-        for row in orm.scalars(
-            select(OutboxRow)
-            .where(OutboxRow.ticket_ref == ticket, OutboxRow.channel.in_(list(titles)))
-            .order_by(OutboxRow.id)
-        )
-        if row.idempotency_key == key or (row.extra or {}).get("room") == key
-    ]
+    rows: list[OutboxRow] = []
+    if key is not None:
+        rows = [
+            row
+            for row in orm.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.ticket_ref == ticket, OutboxRow.channel.in_(list(titles)))
+                .order_by(OutboxRow.id)
+            )
+            if row.idempotency_key == key or (row.extra or {}).get("room") == key
+        ]
     paused = dict(
         orm.execute(
             select(SystemHealthRow.system, SystemHealthRow.paused_reason).where(
@@ -188,7 +193,7 @@ def room_status(session: Any, titles: Mapping[str, str], ticket: str, key: str) 
 
 
 def _room_state(
-    title: str, rows: Sequence[OutboxRow], key: str, paused: str | None
+    title: str, rows: Sequence[OutboxRow], key: str | None, paused: str | None
 ) -> ChatRoomState:
     resource = next((r for r in rows if r.idempotency_key == key), None)
     if resource is None:

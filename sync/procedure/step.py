@@ -116,10 +116,12 @@ class PolicyEscalation:
         if not keepers:
             return None
         entry = get_entry(tx, ticket)
+        if entry is None:
+            # Outside the procedure (most tickets): nothing to read.
+            return ChatStatus()
         name = ticket.ref.key or ticket.ref.id
         # Before approval there is no room yet, but a chat service refusing us is known.
-        moment = entry.approved_at if entry is not None and entry.approved_at else None
-        key = room_key(name, moment) if moment is not None else f"{name}|room|-"
+        key = room_key(name, entry.approved_at) if entry.approved_at is not None else None
         return rooms.room_status(tx, keepers, name, key)
 
     def _chat_notices(self, ticket: Ticket, decision: Decision, now: datetime) -> list[Notice]:
