@@ -20,6 +20,7 @@ from mapping.errors import ConfigInvalid
 from mapping.model import Status, System
 
 if TYPE_CHECKING:
+    from escalation.chat import ChatStatus
     from escalation.decision import EngineeringStatus, LedgerView
     from escalation.history import PastDecision
     from escalation.policy import Policy
@@ -241,6 +242,22 @@ def _history(settings: Settings, ticket: Ticket) -> list[PastDecision]:
         store.close()
 
 
+def _chat_status(settings: Settings, ticket: Ticket, policy: Policy) -> ChatStatus | None:
+    """What the chat notifiers did for the ticket's room, as the daemon's step reads it."""
+    # The store and the notifiers load only to explain a stored ticket (start-up time).
+    from sync.notify.registry import build_notifiers
+    from sync.procedure.step import PolicyEscalation
+    from sync.runtime.wiring import open_store
+
+    step = PolicyEscalation(policy, notifiers=build_notifiers(settings))
+    store = open_store(settings)
+    try:
+        with store.reading() as tx:
+            return step.chat_status(tx, ticket)
+    finally:
+        store.close()
+
+
 def _engineering_now(settings: Settings, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
     """The paired engineering record read now, and a line saying what was read."""
     # The engine and connectors load only to read a live record (start-up time).
@@ -339,7 +356,8 @@ def register(app: typer.Typer) -> None:
             history = _history(settings, ticket)
             if engineering is None:
                 engineering, live = _engineering_now(settings, ticket)
-        decision = decide(ticket, view, when, chosen, engineering=engineering)
+        chat = _chat_status(settings, ticket, chosen) if settings is not None else None
+        decision = decide(ticket, view, when, chosen, engineering=engineering, chat=chat)
         if as_json:
             eng_data = None
             if engineering is not None:

@@ -42,6 +42,13 @@ settles the decision ends it:
 Time: every rule that waits for a moment says when (`Decision.wake_at`), so the scheduler
 decides an unchanged ticket again when something is due.
 
+Then, whatever the procedure settled (`procedure.AFTERWARDS`):
+
+- chat.chat_room: the escalation's chat room (`[escalation.chat]`): made once the escalation is
+  active (and its engineering record exists), its people invited, its key events posted, archived
+  at the end, its link and any problem noted in the records; from what the chat notifiers did
+  so far (`ChatStatus`), so an unchanged escalation asks nothing.
+
 Adding a rule is adding a module with its stage and one line in `procedure.PROCEDURE`.
 """
 

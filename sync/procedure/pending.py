@@ -14,6 +14,7 @@ from typing import Any
 
 from escalation.decision import (
     Action,
+    AddEngineeringComment,
     AddLabel,
     AddNote,
     CloseFurtherRecords,
@@ -42,6 +43,7 @@ _ACTION_TYPES: dict[str, type[Any]] = {
     "move_status": MoveStatus,
     "join_escalation": JoinEscalation,
     "close_further_records": CloseFurtherRecords,
+    "add_engineering_comment": AddEngineeringComment,
 }
 
 
@@ -86,6 +88,8 @@ def load_action(data: Mapping[str, Any]) -> Action | None:
     elif kind is AddNote:
         args["visibility"] = Visibility(args["visibility"])
         args["kind"] = NoteKind(args["kind"])
+    elif kind is AddEngineeringComment:
+        args["visibility"] = Visibility(args["visibility"])
     elif kind is CreateEngineeringRecord:
         args["target_system"] = System(args["target_system"])
         args["labels"] = tuple(args.get("labels") or ())

@@ -16,6 +16,16 @@ from datetime import datetime
 
 from connectors.email import EmailSettings
 from connectors.email_render import CustomerContext, ManagementContext
+from escalation.chat import (
+    ArchiveChat,
+    ChatAction,
+    ChatStatus,
+    InviteToChat,
+    OpenChat,
+    PostChat,
+    RoomSpec,
+    room_key,
+)
 from escalation.decide import decide
 from escalation.decide.activation import not_carried_out
 from escalation.decision import (
@@ -31,7 +41,8 @@ from escalation.decision import (
 from escalation.policy import Policy
 from mapping.model import Ticket
 from sync.config.settings import Settings
-from sync.notify.notifier import Notice, Notifiers
+from sync.notify import rooms
+from sync.notify.notifier import ChatContext, Notice, Notifiers, Room
 from sync.notify.outbox import notify
 from sync.notify.registry import build_notifiers
 from sync.procedure.email_context import (
@@ -49,6 +60,7 @@ from sync.procedure.ledger import (
     set_engineering_ref,
 )
 from sync.store.database import StoreSession
+from sync.systems import registry as systems
 
 DecideFn = Callable[..., Decision]
 
@@ -93,8 +105,14 @@ class PolicyEscalation:
         The ledger re-checks the limits under its lock; when another worker took the last slot
         meanwhile, the decision recorded (and returned) is the refusal.
         """
-        decision = self._decide_and_record(tx, ticket, now, self.policy, engineering=engineering)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        decision = self._decide_and_record(
+            tx, ticket, now, self.policy, engineering=engineering, **extra
+        )
         for notice in self._notices(tx, ticket, decision, engineering):
+            notify(tx, self.notifiers, notice, now=now)
+        for notice in self._chat_notices(ticket, decision, now):
             notify(tx, self.notifiers, notice, now=now)
         return decision
 
@@ -107,7 +125,9 @@ class PolicyEscalation:
     ) -> Decision:
         """The decision for an ITSM ticket, recorded nowhere yet (see `record`)."""
         view = ledger_view(tx, ticket, now, self.policy)
-        return decide(ticket, view, now, self.policy, engineering=engineering)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        return decide(ticket, view, now, self.policy, engineering=engineering, **extra)
 
     def record(
         self,
@@ -121,6 +141,8 @@ class PolicyEscalation:
         recorded instead when another worker took the last slot meanwhile is returned."""
         recorded = record_decision(tx, ticket, decision, now)
         for notice in self._notices(tx, ticket, recorded, engineering):
+            notify(tx, self.notifiers, notice, now=now)
+        for notice in self._chat_notices(ticket, recorded, now):
             notify(tx, self.notifiers, notice, now=now)
         return recorded
 
@@ -139,6 +161,63 @@ class PolicyEscalation:
             decision, self.policy, ticket, get_entry(tx, ticket), record, reason
         )
         return self.record(tx, ticket, refused, None, now)
+
+    # --- the escalation's chat room --------------------------------------------------------
+
+    def chat_status(self, tx: StoreSession, ticket: Ticket) -> ChatStatus | None:
+        """What the chat notifiers did for this escalation's room (None: no chat notifier, or
+        the policy has no chat); `tx` may be read-only."""
+        chat = getattr(self.policy, "chat", None)
+        if chat is None or not chat.enabled:
+            return None
+        keepers = rooms.room_keepers(self.notifiers)
+        if not keepers:
+            return None
+        entry = get_entry(tx, ticket)
+        if entry is None:
+            # Outside the procedure (most tickets): nothing to read.
+            return ChatStatus()
+        name = ticket.ref.key or ticket.ref.id
+        # Before approval there is no room yet, but a chat service refusing us is known.
+        key = room_key(name, entry.approved_at) if entry.approved_at is not None else None
+        return rooms.room_status(tx, keepers, name, key)
+
+    def _chat_notices(self, ticket: Ticket, decision: Decision, now: datetime) -> list[Notice]:
+        """The decision's chat actions as stakeholder notices, one per action."""
+        found = [
+            a
+            for a in decision.actions
+            if isinstance(a, OpenChat | InviteToChat | PostChat | ArchiveChat)
+        ]
+        if not found or not len(self.notifiers):
+            return []
+        # The record as the queue names it, to sync it again once its room settles.
+        record = f"{ticket.ref.system.value}:{systems.get(ticket.ref.system).ticket_id(ticket.ref)}"
+        return [self._chat_notice(action, record, now) for action in found]
+
+    def _chat_notice(self, action: ChatAction, record: str, now: datetime) -> Notice:
+        room = _room(action.room, record)
+        if isinstance(action, OpenChat):
+            event, context = (
+                rooms.OPEN,
+                ChatContext(room, members=action.members, facts=dict(action.facts)),
+            )
+        elif isinstance(action, InviteToChat):
+            event, context = rooms.INVITE, ChatContext(room, members=action.members)
+        elif isinstance(action, ArchiveChat):
+            event, context = rooms.ARCHIVE, ChatContext(room)
+        else:
+            event = f"{rooms.EVENT_PREFIX}{action.event}"
+            context = ChatContext(room, text=action.text, facts=dict(action.facts))
+        return Notice(
+            audience="stakeholders",
+            event=event,
+            template=event.replace(":", "_"),
+            ticket=room.ticket,
+            version=now.isoformat(),
+            context=context,
+            recipients=context.members,
+        )
 
     # --- notices: what happened and who is told; each notifier says how --------------------
 
@@ -285,7 +364,9 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        return quiet_decision(tx, ticket, now, self.policy, engineering=engineering)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        return quiet_decision(tx, ticket, now, self.policy, engineering=engineering, **extra)
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
@@ -321,3 +402,18 @@ def _detail(decision: Decision, event: str) -> str | None:
     }.get(event)
     notes = [a for a in decision.actions if isinstance(a, AddNote) and a.kind in kinds]
     return next((n.body for n in notes if words is None or words in n.body), None)
+def _room(spec: RoomSpec, record: str) -> Room:
+    """The policy's room as every chat notifier reads it."""
+    return Room(
+        key=spec.key,
+        ticket=spec.ticket,
+        name=spec.name,
+        fields=dict(spec.fields),
+        topic=spec.topic,
+        marker=spec.marker,
+        record=record,
+        links=spec.links,
+        join=spec.join,
+        private=spec.private,
+        shared=spec.shared,
+    )
