@@ -402,6 +402,8 @@ def _detail(decision: Decision, event: str) -> str | None:
     }.get(event)
     notes = [a for a in decision.actions if isinstance(a, AddNote) and a.kind in kinds]
     return next((n.body for n in notes if words is None or words in n.body), None)
+
+
 def _room(spec: RoomSpec, record: str) -> Room:
     """The policy's room as every chat notifier reads it."""
     return Room(
