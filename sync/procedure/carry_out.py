@@ -34,7 +34,7 @@ from escalation.decision import (
     SetPriority,
 )
 from mapping import browse_url
-from mapping.model import Comment, Ticket, Visibility
+from mapping.model import Comment, Status, Ticket, Visibility
 from sync.pipeline.apply import Applier, AuditNote, record_audit
 from sync.pipeline.context import SyncContext
 from sync.pipeline.markers import Marker, find_marker
@@ -202,6 +202,11 @@ class Escalator:
             ):
                 writes += self.escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
+
+    def set_status(self, ticket: Ticket, status: Status) -> tuple[Ticket, int]:
+        """Move a record to `status` as a decision does (audited); returns it as it is now and
+        the writes made (a customer's reply confirming or reopening moves records this way)."""
+        return self._set_fields(ticket, [MoveStatus(status)])
 
     def _set_fields(self, itsm: Ticket, actions: Sequence[Action]) -> tuple[Ticket, int]:
         """Labels, priority and status on the ITSM record; returns it as it is now."""
