@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import smtplib
+from datetime import UTC, datetime
 from email import message_from_string, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 from simulators.mail.sink import StoredMessage
 from tests.e2e.conftest import CUSTOMER_EMAIL, Harness
@@ -134,7 +134,7 @@ def malformed_reply(sent: StoredMessage, words: str) -> bytes:
         'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
         "--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         f"{words}\r\n"
-        "--XX\r\nContent-Type: application/octet-stream; name=\"dump.bin\"\r\n"
+        '--XX\r\nContent-Type: application/octet-stream; name="dump.bin"\r\n'
         "Content-Transfer-Encoding: base64\r\n\r\n"
         "!!!not base64@@@\r\n"
     ).encode()
