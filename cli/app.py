@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.ops_cmd",
     "cli.escalation_cmd",
     "cli.mapping_cmd",
+    "cli.doctor_cmd",
     "cli.webhook_cmd",
     "cli.email_cmd",
     "cli.simulators_cmd",

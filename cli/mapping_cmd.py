@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -14,7 +15,7 @@ from escalation.wording import plural
 from mapping.model import System
 
 if TYPE_CHECKING:
-    from mapping import Mapping
+    from mapping import ConfigError, Mapping
     from sync.config.settings import Settings
 
 ConfigOption = Annotated[
@@ -28,23 +29,41 @@ ConfigOption = Annotated[
 ]
 
 
-def load_or_exit(config: Path | None) -> Settings:
-    """Load settings, or print every configuration error and exit 2."""
+def load_or_exit(config: Path | None, *, secrets: bool = False, webhooks: bool = False) -> Settings:
+    """Load settings, or print every configuration error and exit 2.
+
+    With `secrets` (commands that talk to the systems), a credential the configuration lacks is
+    such an error too, named by the environment variable that sets it; with `webhooks` (the
+    commands that receive them or check for them), a missing webhook secret is a warning.
+    """
     # Imported when a command loads its configuration, not with --help (start-up time).
     from mapping import ConfigInvalid
-    from sync.config.settings import load_settings
+    from sync.config.secrets import missing_secrets
+    from sync.config.settings import config_path, load_settings
     from sync.runtime.logs import configure_logging, settings_secrets
 
     try:
         settings = load_settings(config)
     except ConfigInvalid as exc:
-        typer.echo(f"invalid configuration ({plural(len(exc.errors), 'error')}):", err=True)
-        for error in exc.errors:
-            typer.echo(f"  {error}", err=True)
-        raise typer.Exit(2) from None
+        _refuse(exc.errors)
+    if secrets:
+        lacking = missing_secrets(settings)
+        source = str(config_path(config))
+        required = [m.as_error(source) for m in lacking if m.required]
+        if required:
+            _refuse(required)
+        for warning in lacking if webhooks else ():
+            typer.echo(f"warning: {warning}", err=True)
     # Every command that loads the configuration masks its secrets in whatever it logs.
     configure_logging(secrets=settings_secrets(settings))
     return settings
+
+
+def _refuse(errors: Sequence[ConfigError]) -> NoReturn:
+    typer.echo(f"invalid configuration ({plural(len(errors), 'error')}):", err=True)
+    for error in errors:
+        typer.echo(f"  {error}", err=True)
+    raise typer.Exit(2)
 
 
 def flowing_fields(mapping: Mapping, source: System) -> list[str]:
@@ -71,10 +90,12 @@ def register(app: typer.Typer) -> None:
 
     @group.command("check")
     def check(config: ConfigOption = None) -> None:
-        """Validate the whole configuration; exit 2 listing every error (file, key, reason)."""
+        """Validate the whole configuration offline, secrets included (each missing one named
+        by the environment variable that sets it); exit 2 listing every error (file, key,
+        reason)."""
         from sync.config.settings import config_path  # start-up time: settings load here
 
-        settings = load_or_exit(config)
+        settings = load_or_exit(config, secrets=True, webhooks=True)
         mapping = settings.mapping_model
         systems = ", ".join(s.value for s in mapping.systems)
         policy = settings.compiled_policy
@@ -119,7 +140,11 @@ def register(app: typer.Typer) -> None:
         out = {
             "canonical": ticket.model_dump(mode="json"),
             "write_to": other.value,
-            "payload": {"fields": write.fields, "transition_to": write.transition_to},
+            "payload": {
+                "fields": write.fields,
+                "transition_to": write.transition_to,
+                "transition_fields": write.transition_fields,
+            },
         }
         json.dump(out, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")

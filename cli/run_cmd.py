@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from sync.runtime import daemon
         from sync.runtime.logs import configure_logging, settings_secrets
 
-        settings = load_or_exit(config)
+        settings = load_or_exit(config, secrets=True, webhooks=True)
         configure_logging(secrets=settings_secrets(settings))
         factory = daemon.import_factory(processor) if processor else None
         raise typer.Exit(

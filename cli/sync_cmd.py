@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         if not once:
             typer.echo("use `escalation-sync sync --once` (or `escalation-sync run`)", err=True)
             raise typer.Exit(2)
-        settings = load_or_exit(config)
+        settings = load_or_exit(config, secrets=True)
         result = run_once(settings)
         for system, exc in result.failed.items():
             typer.echo(f"{system} not polled: {describe(exc, settings, system)}", err=True)
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
         from sync.pipeline import backfill as backfilling
         from sync.runtime import wiring
 
-        settings = load_or_exit(config)
+        settings = load_or_exit(config, secrets=True)
         moment = _parse_since(since)
         store = open_store(settings)
         try:

@@ -528,6 +528,38 @@ class SmtpSender:
             raise
         return client
 
+    def check(self) -> str:
+        """Connect, secure the connection as configured and log in, sending nothing; returns
+        what was verified, raises the typed error `send` would."""
+        s = self._settings
+        try:
+            client = self._connect()
+            try:
+                if s.username:
+                    client.login(s.username, s.password_value() or "")
+                client.noop()
+            finally:
+                try:
+                    client.quit()
+                except (smtplib.SMTPException, OSError):
+                    client.close()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _smtp_error(exc.smtp_code, b"authentication failed", "login") from None
+        except smtplib.SMTPResponseException as exc:
+            raise _smtp_error(exc.smtp_code, exc.smtp_error, "command") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise TransportFailed(
+                f"SMTP server certificate not trusted: {exc.verify_message}", system=SYSTEM
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransportFailed(
+                f"SMTP connection to {s.host}:{s.effective_port} failed: {type(exc).__name__}",
+                system=SYSTEM,
+            ) from None
+        how = {"tls": "TLS", "starttls": "STARTTLS", "none": "no encryption"}[s.security]
+        who = f", logged in as {s.username}" if s.username else ", no login configured"
+        return f"{s.host}:{s.effective_port} answered ({how}{who})"
+
     def send(self, message: OutgoingEmail) -> str:
         """Submit the message; see the module docstring for how failures are typed."""
         mime = build_mime(message, self._identity)
@@ -621,6 +653,15 @@ class EwsSender:
         )
         return self._account
 
+    def check(self) -> str:
+        """Log in to the mailbox and open its Sent Items folder, sending nothing."""
+        try:
+            account = self._get_account()
+            name = account.sent.name
+        except Exception as exc:
+            raise _ews_error(exc) from None
+        return f"{self._settings.service_endpoint} opened {account.primary_smtp_address} ({name})"
+
     def send(self, message: OutgoingEmail) -> str:
         """Send through Exchange, keeping a copy in Sent Items when configured."""
         from exchangelib import Message
@@ -679,7 +720,7 @@ def _ews_error(exc: Exception) -> Exception:
         return InvalidRequest(f"Exchange refused the message: {name}: {text}", system=SYSTEM)
     if isinstance(exc, ews.EWSError):
         return ServerUnavailable(f"Exchange error: {name}: {text}", system=SYSTEM)
-    if isinstance(exc, InvalidRequest | RetryableError | PermanentError):
+    if isinstance(exc, InvalidRequest | RetryableError | PermanentError | AuthFailed):
         return exc
     return ServerUnavailable(f"Exchange error: {name}", system=SYSTEM)
 
@@ -780,6 +821,11 @@ class GraphSender:
             attempts=settings.retry_attempts, max_delay=settings.retry_max_delay_seconds
         )
         self._mailbox = settings.mailbox or identity.from_address
+
+    def check(self) -> str:
+        """Obtain an application token (client credentials), sending nothing."""
+        self._token()
+        return f"token issued for application {self._settings.client_id} ({self._mailbox})"
 
     @property
     def send_url(self) -> str:

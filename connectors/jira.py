@@ -433,6 +433,63 @@ class JiraConnector:
                 block["startAt"] = 0
         return issue
 
+    # -- what an admin reads first (setup checks) -------------------------------------------
+
+    def get_project(self, key: str) -> dict[str, Any]:
+        """The project with its issue types and role links (GET /rest/api/2/project/{key})."""
+        data: dict[str, Any] = self._request("GET", f"/rest/api/2/project/{quote(key, safe='')}")
+        return data
+
+    def get_fields(self) -> list[dict[str, Any]]:
+        """Every field of the site, system and custom (GET /rest/api/2/field)."""
+        return list(self._request("GET", "/rest/api/2/field") or [])
+
+    def create_fields(self, project: str, issue_type_id: str) -> list[dict[str, Any]]:
+        """The create screen's fields for a project and issue type, every page of them
+        (GET /rest/api/2/issue/createmeta/{project}/issuetypes/{id})."""
+        fields: list[dict[str, Any]] = []
+        start = 0
+        path = f"/rest/api/2/issue/createmeta/{quote(project, safe='')}/issuetypes/{issue_type_id}"
+        while True:
+            page = self._request("GET", path, params={"startAt": start, "maxResults": 50})
+            batch = page.get("fields") or page.get("values") or []
+            fields.extend(batch)
+            start += len(batch)
+            if not batch or start >= int(page.get("total", 0) or 0):
+                return fields
+
+    def edit_fields(self, key: str) -> dict[str, Any]:
+        """The edit screen's fields for an issue (GET /rest/api/2/issue/{key}/editmeta)."""
+        data = self._request("GET", f"/rest/api/2/issue/{key}/editmeta")
+        return dict((data or {}).get("fields") or {})
+
+    def project_statuses(self, project: str) -> list[dict[str, Any]]:
+        """Each issue type of the project with its workflow's statuses."""
+        path = f"/rest/api/2/project/{quote(project, safe='')}/statuses"
+        return list(self._request("GET", path) or [])
+
+    def project_roles(self, project: str) -> dict[str, str]:
+        """The project's roles, name -> URL (GET /rest/api/2/project/{key}/role)."""
+        data = self._request("GET", f"/rest/api/2/project/{quote(project, safe='')}/role")
+        return {str(k): str(v) for k, v in (data or {}).items()}
+
+    def project_role(self, project: str, role_id: str) -> dict[str, Any]:
+        """One project role with its actors."""
+        path = f"/rest/api/2/project/{quote(project, safe='')}/role/{role_id}"
+        data: dict[str, Any] = self._request("GET", path)
+        return data
+
+    def first_issue(self, jql: str) -> str | None:
+        """The key of the newest issue the JQL finds, if any."""
+        body = {"jql": f"{jql} ORDER BY created DESC", "fields": ["id"], "maxResults": 1}
+        page = self._request("POST", "/rest/api/3/search/jql", body=body)
+        issues = page.get("issues") or []
+        return str(issues[0].get("key") or issues[0].get("id")) if issues else None
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The site's admin webhooks (GET /rest/webhooks/1.0/webhook)."""
+        return list(self._request("GET", "/rest/webhooks/1.0/webhook") or [])
+
     def get_comments(self, key: str) -> list[dict[str, Any]]:
         """Every comment of the issue, oldest first, with `visibility` and `properties`."""
         comments: list[dict[str, Any]] = []
@@ -454,10 +511,13 @@ class JiraConnector:
         data = self._request("GET", f"/rest/api/2/issue/{key}/remotelink")
         return list(data or [])
 
-    def get_transitions(self, key: str) -> list[dict[str, Any]]:
-        """The transitions available from the issue's current status."""
+    def get_transitions(self, key: str, *, with_fields: bool = False) -> list[dict[str, Any]]:
+        """The transitions available from the issue's current status; `with_fields` adds each
+        one's screen fields (`expand=transitions.fields`), with which it requires."""
+        expand = "transitions.fields" if with_fields else None
         data: list[dict[str, Any]] = self._call(
-            f"GET /rest/api/2/issue/{key}/transitions", lambda: self._jira.transitions(key)
+            f"GET /rest/api/2/issue/{key}/transitions",
+            lambda: self._jira.transitions(key, expand=expand),
         )
         return data
 
@@ -606,18 +666,25 @@ class JiraConnector:
         """Set the priority by name."""
         self.edit_issue(key, {"priority": {"name": name}})
 
-    def transition_to(self, key: str, target_status: str) -> None:
+    def transition_to(
+        self, key: str, target_status: str, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
         """Move the issue to `target_status` by the transition whose target is that status.
 
         Matches the transition's `to.name` (case-insensitive) or `to.id`, not the transition's
-        own name. Already being there is success. No transition leading there is InvalidRequest.
+        own name. `fields` are what a transition's screen may need (a resolution on the way to
+        Done): those on the chosen transition's screen are sent, the rest left out, since Jira
+        refuses a field that is not on the transition screen. Already being there is success.
+        No transition leading there is InvalidRequest.
         """
         wanted = target_status.strip().casefold()
-        transitions = self.get_transitions(key)
+        transitions = self.get_transitions(key, with_fields=bool(fields))
         for transition in transitions:
             to = transition.get("to") or {}
             if str(to.get("name", "")).casefold() == wanted or str(to.get("id", "")) == wanted:
-                self.transition(key, str(transition["id"]))
+                screen = transition.get("fields") or {}
+                sent = {k: v for k, v in (fields or {}).items() if k in screen}
+                self.transition(key, str(transition["id"]), fields=sent or None)
                 return
         current = self.get_issue(key, fields=["status"])
         status = ((current.get("fields") or {}).get("status") or {}).get("name", "")
@@ -631,14 +698,15 @@ class JiraConnector:
             messages=[f"reachable statuses: {', '.join(reachable) or 'none'}"],
         )
 
-    def transition(self, key: str, transition_id: str) -> None:
-        """Take the transition with this id (POST /rest/api/2/issue/{key}/transitions)."""
-        self._request(
-            "POST",
-            f"/rest/api/2/issue/{key}/transitions",
-            body={"transition": {"id": transition_id}},
-            expect_json=False,
-        )
+    def transition(
+        self, key: str, transition_id: str, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        """Take the transition with this id (POST /rest/api/2/issue/{key}/transitions), setting
+        `fields` on its screen."""
+        body: dict[str, Any] = {"transition": {"id": transition_id}}
+        if fields:
+            body["fields"] = dict(fields)
+        self._request("POST", f"/rest/api/2/issue/{key}/transitions", body=body, expect_json=False)
 
     def add_comment(self, key: str, body: str, *, public: bool) -> dict[str, Any]:
         """Add a comment, public or internal per the site's `CommentPolicy`."""
@@ -700,8 +768,15 @@ class JiraConnector:
         issue = self._request("GET", f"/rest/api/2/issue/{key}", params={"fields": "attachment"})
         return list((issue.get("fields") or {}).get("attachment") or [])
 
-    def add_attachment(self, key: str, filename: str, stream: BinaryIO) -> list[dict[str, Any]]:
-        """Upload one file (streamed multipart); returns the created attachments' metadata."""
+    def add_attachment(
+        self,
+        key: str,
+        filename: str,
+        stream: BinaryIO,
+        content_type: str = "application/octet-stream",
+    ) -> list[dict[str, Any]]:
+        """Upload one file (streamed multipart, the part typed `content_type`, which Jira keeps
+        as the attachment's mimeType); returns the created attachments' metadata."""
         what = f"POST /rest/api/2/issue/{key}/attachments"
         url = self._url(f"/rest/api/2/issue/{key}/attachments")
         try:
@@ -712,9 +787,7 @@ class JiraConnector:
         def attempt() -> list[dict[str, Any]]:
             if origin is not None:
                 stream.seek(origin)
-            encoder = MultipartEncoder(
-                fields={"file": (filename, stream, "application/octet-stream")}
-            )
+            encoder = MultipartEncoder(fields={"file": (filename, stream, content_type)})
             resp = self._session.request(
                 "POST",
                 url,

@@ -233,6 +233,18 @@ class ServiceNowConnector:
         )
         return dict(rows[0]) if rows else None
 
+    def rows(
+        self,
+        table: str,
+        query: str = "",
+        *,
+        fields: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` rows of any table matching an encoded query (raw values)."""
+        found, _ = self._list(self._table_path(table=table), query, fields, offset=0, limit=limit)
+        return found
+
     def journal(self, sys_id: str) -> list[dict[str, Any]]:
         """Every comment and work note of the record, oldest first, from sys_journal_field."""
         return list(self._page_all(_JOURNAL_PATH, self._journal_query(sys_id), None))
@@ -395,11 +407,17 @@ class ServiceNowConnector:
     # ----------------------------------------------------------------------------- writes
 
     def update(self, sys_id: str, fields: dict[str, str]) -> dict[str, Any]:
-        """PATCH plain fields (wire values: strings) and return the updated record."""
-        if any(name in self.journal_fields for name in fields):
-            # A journal write is not idempotent: keep it out of the retried plain PATCH.
-            raise ValueError("write comments and work_notes with add_comment()")
-        body = self._json("PATCH", self._table_path(sys_id), json_body=fields)
+        """PATCH fields (wire values: strings) and return the updated record.
+
+        Plain fields only are retried on any transient failure. A journal entry among them (a
+        comment the instance requires in the same save, such as the one an Awaiting Caller hold
+        takes) makes the PATCH a non-idempotent write: retried only when the instance certainly
+        did not run it, since a second run would post the comment twice.
+        """
+        journal = any(name in self.journal_fields for name in fields)
+        body = self._json(
+            "PATCH", self._table_path(sys_id), json_body=fields, idempotent=not journal
+        )
         return _result(body)
 
     def set_state(self, sys_id: str, state: str, extra: Mapping[str, str] | None = None) -> str:

@@ -1,6 +1,7 @@
 """Pure mapping between vendor records and the canonical ticket. No I/O, no clock."""
 
 from mapping.convert import (
+    StatusContext,
     UnmappedValue,
     VendorWrite,
     as_record,
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigInvalid",
     "Mapping",
     "Route",
+    "StatusContext",
     "UnmappedValue",
     "VendorWrite",
     "as_record",

@@ -39,11 +39,17 @@ class UnmappedValue(DeadLetter, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class VendorWrite:
-    """What to send a system: plain fields, a status to reach by transition, journal entries."""
+    """What to send a system: plain fields, a status to reach by transition (with the fields
+    its screen takes), journal entries.
+
+    A journal field among `fields` (a comment a status requires) is saved in the same request
+    as the other fields, where the system requires them together.
+    """
 
     fields: dict[str, Any] = field(default_factory=dict)
     transition_to: str | None = None
     journal: tuple[tuple[str, str], ...] = ()
+    transition_fields: dict[str, Any] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         """True when there is nothing to write."""
@@ -247,16 +253,61 @@ def _wrap(compiled: CompiledField, value: Any) -> Any:
     return {{"name_object": "name", "value_object": "value", "id_object": "id"}[wrapper]: value}
 
 
+@dataclass(frozen=True, slots=True)
+class StatusContext:
+    """What a status requirement's text is filled in with: `resolution` is what the paired
+    record's people last wrote (the engineering resolution), `peer_key` and `peer_url` name
+    that record."""
+
+    resolution: str = ""
+    peer_key: str = ""
+    peer_url: str = ""
+
+    def fill(self, text: str) -> str:
+        """The text with its placeholders replaced."""
+        return text.format(
+            resolution=self.resolution or f"Resolved in {self.peer_key or 'the paired record'}.",
+            peer_key=self.peer_key,
+            peer_url=self.peer_url,
+        )
+
+
+def _required_with(
+    compiled: CompiledSystem, field_spec: CompiledField, value: Any, context: StatusContext
+) -> tuple[dict[str, Any], str | None]:
+    """The vendor fields (and comment) the system requires with this status."""
+    requirement = field_spec.spec.requires.get(str(value)) if value is not None else None
+    if requirement is None:
+        return {}, None
+    extra: dict[str, Any] = {}
+    for vendor_field, template in requirement.fields.items():
+        if isinstance(template, dict):
+            extra[vendor_field] = {k: context.fill(v) for k, v in template.items()}
+        else:
+            extra[vendor_field] = context.fill(template)
+    comment = context.fill(requirement.comment) if requirement.comment else None
+    return extra, comment
+
+
 def to_vendor(
-    mapping: Mapping, system: System | str, ticket: Ticket, fields: Iterable[str]
+    mapping: Mapping,
+    system: System | str,
+    ticket: Ticket,
+    fields: Iterable[str],
+    *,
+    context: StatusContext | None = None,
 ) -> VendorWrite:
     """The write that would make `system` hold the ticket's values for `fields`.
 
-    Fields the system does not map, or maps read-only, are left out.
+    Fields the system does not map, or maps read-only, are left out. A status the system
+    requires other fields with (`requires`) brings them, filled in from `context`: into the
+    same request for a field write, into the transition's screen for a transition.
     """
     compiled = _system(mapping, system)
+    context = context or StatusContext()
     payload: dict[str, Any] = {}
     transition_to: str | None = None
+    transition_fields: dict[str, Any] = {}
     for name in fields:
         field_spec = compiled.fields.get(name)
         if field_spec is None or not field_spec.writable:
@@ -271,15 +322,23 @@ def to_vendor(
             payload[spec.urgency_field] = urgency
             continue
         scalar = _vendor_scalar(field_spec, value)
+        extra, comment = _required_with(compiled, field_spec, value, context)
         if spec.write_mode == "transition":
             if scalar is not None:
                 transition_to = str(scalar)
+                transition_fields.update(extra)
             continue
         if scalar is None and compiled.spec.write_null_as is not None:
             scalar = compiled.spec.write_null_as
         assert spec.write is not None  # writable() guarantees it
         payload[spec.write] = _wrap(field_spec, scalar)
-    return VendorWrite(fields=payload, transition_to=transition_to)
+        payload.update(extra)
+        journal = compiled.spec.comments.public_journal if compiled.spec.comments else None
+        if comment and journal:
+            payload[journal] = comment
+    return VendorWrite(
+        fields=payload, transition_to=transition_to, transition_fields=transition_fields
+    )
 
 
 def as_record(

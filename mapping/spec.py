@@ -6,6 +6,7 @@ then the semantic pass checks field names, transforms, paths, value maps, owners
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -52,6 +53,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# What a status requirement's text may name, filled in by the caller at write time.
+STATUS_PLACEHOLDERS = ("resolution", "peer_key", "peer_url")
+
+
+class StatusRequirement(_Strict):
+    """What a system requires written together with one status (a data policy's mandatory
+    fields, a transition screen's required fields): vendor fields, with `{resolution}`,
+    `{peer_key}` and `{peer_url}` filled in, and a customer-visible comment saved with it."""
+
+    fields: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    comment: str | None = None
+
+
 class FieldSpec(_Strict):
     """How one canonical field is read from and written to one system."""
 
@@ -65,6 +79,8 @@ class FieldSpec(_Strict):
     pairs: dict[str, tuple[str, str]] | None = None
     impact_field: str = "impact"
     urgency_field: str = "urgency"
+    # Status only: canonical status -> what the system requires written with it.
+    requires: dict[str, StatusRequirement] = Field(default_factory=dict)
 
 
 class CommentSpec(_Strict):
@@ -225,6 +241,21 @@ class Mapping:
         return tuple(names)
 
 
+def template_problem(text: str | None) -> str | None:
+    """Why a requirement's text cannot be filled in (an unknown placeholder), or None."""
+    if text is None:
+        return None
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        return f"bad placeholder in {text!r}: {exc}"
+    unknown = [n for n in names if n not in STATUS_PLACEHOLDERS]
+    if unknown:
+        known = ", ".join("{" + n + "}" for n in STATUS_PLACEHOLDERS)
+        return f"unknown placeholder {{{unknown[0]}}} (known: {known})"
+    return None
+
+
 def simple_path(expression: str) -> tuple[str, ...] | None:
     """The keys of a plain dotted path (`fields.status.name`), None for richer expressions."""
     parts = expression.split(".")
@@ -300,6 +331,22 @@ def _compile_field(
         check.error(f"{key}.pairs", "pairs only apply with write_mode = 'impact_urgency'")
     if spec.write_mode == "transition" and name != "status":
         check.error(f"{key}.write_mode", "transition writes only apply to status")
+    if spec.requires and name != "status":
+        check.error(f"{key}.requires", "only status takes requires (fields written with a status)")
+    for status, requirement in spec.requires.items():
+        rkey = f"{key}.requires.{status}"
+        if status not in {s.value for s in Status}:
+            check.error(rkey, f"{status!r} is not a canonical status")
+        texts = [(f"{rkey}.comment", requirement.comment)] if requirement.comment else []
+        for vendor_field, value in requirement.fields.items():
+            leaves = value.items() if isinstance(value, dict) else [("", value)]
+            for inner, text in leaves:
+                where = f"{rkey}.fields.{vendor_field}" + (f".{inner}" if inner else "")
+                texts.append((where, text))
+        for where, text in texts:
+            problem = template_problem(text)
+            if problem:
+                check.error(where, problem)
     return CompiledField(
         name=name,
         spec=spec,
@@ -372,6 +419,15 @@ def _compile_system(check: _Checker, name: str, spec: SystemSpec) -> CompiledSys
         fields[f"escalation.{part}"] = _compile_field(
             check, fkey, f"escalation.{part}", part_spec, ESCALATION_PARTS[part]
         )
+    status_field = fields.get("status")
+    if status_field is not None:
+        journal = spec.comments.public_journal if spec.comments is not None else None
+        for status, requirement in status_field.spec.requires.items():
+            if requirement.comment is not None and journal is None:
+                check.error(
+                    f"{key}.fields.status.requires.{status}.comment",
+                    "a comment saved with a status needs comments.public_journal",
+                )
     priority = fields.get("priority")
     if priority is not None and priority.spec.write_mode == "impact_urgency":
         for other in ("impact", "urgency"):

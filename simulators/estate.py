@@ -18,6 +18,8 @@ from simulators.servicenow import ServiceNowSimulator
 from simulators.slack import SlackSimulator
 
 # Statuses the example mapping names, reachable from anywhere as support workflows usually are.
+# Resolving and closing go through Jira's resolve screen, which requires a resolution (the
+# classic workflow's "Resolve Issue" screen); cancelling sets "Won't Do" itself.
 SUPPORT_WORKFLOW = Workflow(
     statuses=(
         StatusDef("10000", "To Do", "new"),
@@ -30,9 +32,9 @@ SUPPORT_WORKFLOW = Workflow(
     transitions=(
         TransitionDef("11", "Start Progress", "In Progress"),
         TransitionDef("21", "Wait for Support", "Waiting"),
-        TransitionDef("31", "Resolve", "Done", resolution="Done"),
+        TransitionDef("31", "Resolve", "Done", screen=("resolution",), required=("resolution",)),
         TransitionDef("41", "Reopen", "To Do", resolution=""),
-        TransitionDef("51", "Close", "Closed", resolution="Done"),
+        TransitionDef("51", "Close", "Closed", screen=("resolution",), required=("resolution",)),
         TransitionDef("61", "Cancel", "Cancelled", resolution="Won't Do"),
     ),
     initial="To Do",
@@ -127,8 +129,13 @@ class SimulatedEstate:
         # an admin would.
         sn.add_column("incident", "u_labels")
         sn.add_column("incident", "u_escalation_type")
+        # Not an admin: itil to resolve and write incidents, itil_admin to close them (what
+        # the example mapping does when Jira closes an issue).
         integration = sn.add_user(
-            SN_INTEGRATION_USER, name="Escalation Sync", password=SN_INTEGRATION_PASSWORD
+            SN_INTEGRATION_USER,
+            name="Escalation Sync",
+            password=SN_INTEGRATION_PASSWORD,
+            roles=("itil", "itil_admin"),
         )
         self.sn_users[SN_INTEGRATION_USER] = integration["sys_id"]
         for person in (L1_ENGINEER, SME, SECOND_SME, CUSTOMER):

@@ -8,7 +8,11 @@ with JiraSimulator(time_zone="America/Los_Angeles") as sim:
 ```
 Seeded by default with project `ENG` (the default workflow: To Do -> In Progress -> In Review
 -> Done, transitions named differently from their target statuses), a service-desk project
-`SUP`, an integration user (email+API token and a PAT) and an engineer user.
+`SUP`, an integration user (email+API token and a PAT) and an engineer user. Each project has the
+roles Administrators (both users), Developers (the engineer) and Users (both); the site has the
+groups jira-software-users (both) and jira-administrators (the integration user). Create and edit
+screens carry the standard fields; custom fields are added with `add_custom_field` and placed on
+screens with `place_field`.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import requests
 
 from simulators.common import FaultConfig, FaultInjector, ServerThread
 from simulators.jira.app import create_app
+from simulators.jira.fields import FieldDef
 from simulators.jira.jql import Query, compile_jql
 from simulators.jira.state import (
     DEFAULT_WORKFLOW,
     Issue,
-    IssueView,
     JiraHttpError,
     JiraState,
+    Role,
     StatusDef,
     TransitionDef,
     User,
@@ -92,9 +97,11 @@ class JiraSimulator:
             api_token="erin-api-token",
             name="erin",
         )
+        self.state.add_group("jira-software-users", [INTEGRATION_ID, ENGINEER_ID])
+        self.state.add_group("jira-administrators", [INTEGRATION_ID])
         if seed:
-            self.state.add_project("ENG", "Engineering")
-            self.state.add_project("SUP", "Support Desk", service_desk=True)
+            self.add_project("ENG", "Engineering")
+            self.add_project("SUP", "Support Desk", service_desk=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -137,10 +144,13 @@ class JiraSimulator:
         api_token: str | None = None,
         pat: str | None = None,
     ) -> User:
-        """Add a user who can authenticate with email + `api_token` or with `pat`."""
-        return self.state.add_user(
+        """Add a user who can authenticate with email + `api_token` or with `pat`; they join
+        jira-software-users (project roles are granted with `add_role`)."""
+        user = self.state.add_user(
             account_id, display_name, email, time_zone=time_zone, api_token=api_token, pat=pat
         )
+        self.state.add_group("jira-software-users", [account_id])
+        return user
 
     def add_project(
         self,
@@ -149,9 +159,58 @@ class JiraSimulator:
         *,
         workflow: Workflow = DEFAULT_WORKFLOW,
         service_desk: bool = False,
+        roles: dict[str, Sequence[str]] | None = None,
     ) -> None:
-        """Add a project with its own workflow."""
-        self.state.add_project(key, name, workflow=workflow, service_desk=service_desk)
+        """Add a project with its own workflow; `roles` (name -> account ids) replaces the
+        default roles."""
+        if roles is None:
+            roles = {
+                "Administrators": [INTEGRATION_ID, ENGINEER_ID],
+                "Developers": [ENGINEER_ID],
+                "Users": [INTEGRATION_ID, ENGINEER_ID],
+            }
+        self.state.add_project(
+            key, name, workflow=workflow, service_desk=service_desk, roles=roles, lead=ENGINEER_ID
+        )
+
+    def add_role(self, project: str, name: str, members: Sequence[str] = ()) -> Role:
+        """Create a project role, or add account ids to it."""
+        return self.state.add_role(project, name, members)
+
+    def remove_from_role(self, project: str, name: str, account_id: str) -> None:
+        """Take a user out of a project role."""
+        with self.state.lock:
+            role = self.state.projects[project].role(name)
+            if role is not None:
+                role.members.discard(account_id)
+
+    def add_group(self, name: str, members: Sequence[str] = ()) -> None:
+        """Create a site group, or add account ids to it."""
+        self.state.add_group(name, members)
+
+    def add_custom_field(
+        self,
+        name: str,
+        kind: str,
+        *,
+        options: Sequence[str] = (),
+        projects: Sequence[str] | None = None,
+        screens: Sequence[str] = ("create", "edit"),
+        required: bool = False,
+    ) -> str:
+        """Create a custom field (`textfield`, `textarea`, `float`, `select`, `multiselect`,
+        `labels`, `datepicker`, `datetime`, `url`, `userpicker`, ...) on the named screens of
+        `projects` (every project when None); returns its id, `customfield_NNNNN`."""
+        made: FieldDef = self.state.add_custom_field(
+            name, kind, options=options, projects=projects, screens=screens, required=required
+        )
+        return made.id
+
+    def place_field(
+        self, project: str, field_id: str, *, screens: Sequence[str] = ("create", "edit")
+    ) -> None:
+        """Put a field on exactly the named screens of a project (`()` takes it off both)."""
+        self.state.place_field(project, field_id, screens=screens)
 
     def set_time_zone(self, time_zone: str, user: User | None = None) -> None:
         """Change a user's (default: the integration user's) account time zone."""
@@ -198,8 +257,17 @@ class JiraSimulator:
         """Apply update operations (e.g. {"labels": [{"add": "x"}]})."""
         self.state.edit_issue(key, {"update": update}, as_user or self.engineer)
 
-    def transition(self, key: str, target_status: str, *, as_user: User | None = None) -> None:
-        """Move the issue to `target_status` by the first transition leading there."""
+    def transition(
+        self,
+        key: str,
+        target_status: str,
+        *,
+        as_user: User | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Move the issue to `target_status` by the first transition leading there, filling
+        its screen with `fields`; a screen requiring a resolution gets "Done" unless `fields`
+        names one, as a person resolving it would pick."""
         with self.state.lock:
             issue = self.state.issue(key)
             chosen = next(
@@ -207,7 +275,13 @@ class JiraSimulator:
             )
         if chosen is None:
             raise ValueError(f"no transition from {issue.status!r} to {target_status!r}")
-        self.state.do_transition(key, {"transition": {"id": chosen.id}}, as_user or self.engineer)
+        values = dict(fields or {})
+        if "resolution" in chosen.required and "resolution" not in values:
+            values["resolution"] = {"name": "Done"}
+        body: dict[str, Any] = {"transition": {"id": chosen.id}}
+        if values:
+            body["fields"] = values
+        self.state.do_transition(key, body, as_user or self.engineer)
 
     def comment(
         self,
@@ -300,7 +374,8 @@ class JiraSimulator:
         except JiraHttpError:
             # A deleted issue is no longer searchable; Jira still delivers its deletion.
             return True
-        return _compiled(jql, self.integration.time_zone).matches(IssueView(record))
+        view = self.state.view(record, now=self.state.now(), viewer=self.integration.account_id)
+        return _compiled(jql, self.integration.time_zone).matches(view)
 
 
 @functools.lru_cache(maxsize=64)

@@ -31,14 +31,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     sim = JiraSimulator(host=args.host, port=args.port, time_zone=args.time_zone, faults=faults)
     sim.start()
+    done = threading.Event()
+    # Before the address is printed: whoever reads it may ask it to stop at once.
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     who = sim.integration
     print(f"Jira simulator on {sim.url}", flush=True)
     print(f"  cloud auth: {who.email} / {who.api_token}   PAT: {who.pat}", flush=True)
     print(f"  engineer:   {sim.engineer.email} / {sim.engineer.api_token}", flush=True)
-    print("  projects: ENG (software), SUP (service desk); stats at /_sim/stats", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print(
+        "  projects: ENG (software), SUP (service desk), each with the roles Administrators, "
+        "Developers and Users; stats at /_sim/stats",
+        flush=True,
+    )
     done.wait()
     sim.stop()
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from simulators.jira.jql import JqlError
+from simulators.jira.meta_api import add_metadata_routes
 from simulators.jira.state import (
     PRIORITIES,
     JiraHttpError,
@@ -77,13 +78,16 @@ def _adf_to_text(value: Any, field: str) -> str:
     return from_adf(value)
 
 
-def _issue_body_in(body: Any, v3: bool) -> Any:
+def _issue_body_in(body: Any, v3: bool, rich: frozenset[str] = frozenset()) -> Any:
     """An issue create or edit body as the state keeps it: v3 sends rich text as ADF documents
-    (a plain string is refused, as Jira Cloud refuses it); v2 sends plain text."""
+    (a plain string is refused, as Jira Cloud refuses it); v2 sends plain text. `rich` names
+    the multi-line text custom fields, which take ADF on v3 too ("the `description`,
+    `environment`, and any `textarea` type custom fields ... take Atlassian Document Format
+    content", createIssue)."""
     if not v3 or not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
         return body
     fields = dict(body["fields"])
-    for name in RICH_TEXT_FIELDS:
+    for name in (*RICH_TEXT_FIELDS, *rich):
         if fields.get(name) is not None:
             fields[name] = _adf_to_text(fields[name], name)
     return {**body, "fields": fields}
@@ -171,6 +175,12 @@ def create_app(
             }
         )
 
+    add_metadata_routes(route, state, viewer)
+
+    def rich_custom() -> frozenset[str]:
+        with state.lock:
+            return frozenset(f.id for f in state.catalogue.custom_fields() if f.rich_text)
+
     @route("/myself", ["GET"])
     async def myself(request: Request, v3: bool) -> JSONResponse:
         user = viewer(request)
@@ -211,7 +221,7 @@ def create_app(
     @route("/issue", ["POST"], 201)
     async def create_issue(request: Request, v3: bool) -> JSONResponse:
         user = viewer(request)
-        body = _issue_body_in(await body_of(request), v3)
+        body = _issue_body_in(await body_of(request), v3, rich_custom())
         return _json(state.create_issue(body, user), 201)
 
     @route("/issue/bulk", ["POST"], 201)
@@ -227,7 +237,7 @@ def create_app(
         errors: list[dict[str, Any]] = []
         for index, update in enumerate(updates):
             try:
-                created.append(state.create_issue(_issue_body_in(update, v3), user))
+                created.append(state.create_issue(_issue_body_in(update, v3, rich_custom()), user))
             except JiraHttpError as exc:
                 errors.append(
                     {
@@ -263,12 +273,23 @@ def create_app(
         user = viewer(request)
         issue = state.issue(issueIdOrKey)
         fields = _split(request.query_params.getlist("fields"))
-        return _json(state.issue_json(issue, user, fields=fields, v3=v3))
+        data = state.issue_json(issue, user, fields=fields, v3=v3)
+        if "changelog" in _split(request.query_params.getlist("expand")):
+            with state.lock:
+                histories = state.changelog_json(issue, user)
+            data["changelog"] = {
+                "startAt": 0,
+                "maxResults": len(histories),
+                "total": len(histories),
+                "histories": histories,
+            }
+        return _json(data)
 
     @route("/issue/{issueIdOrKey}", ["PUT"], 204)
     async def edit_issue(request: Request, issueIdOrKey: str, v3: bool) -> Response:
         user = viewer(request)
-        state.edit_issue(issueIdOrKey, _issue_body_in(await body_of(request), v3), user)
+        body = _issue_body_in(await body_of(request), v3, rich_custom())
+        state.edit_issue(issueIdOrKey, body, user)
         return Response(status_code=204)
 
     @route("/issue/{issueIdOrKey}", ["DELETE"], 204)
@@ -280,9 +301,13 @@ def create_app(
     @route("/issue/{issueIdOrKey}/transitions", ["GET"])
     async def get_transitions(request: Request, issueIdOrKey: str, v3: bool) -> JSONResponse:
         viewer(request)
+        with_fields = "transitions.fields" in _split(request.query_params.getlist("expand"))
         with state.lock:
             issue = state.issue(issueIdOrKey)
-            items = [state.transition_json(issue, t) for t in state.transitions_for(issue)]
+            items = [
+                state.transition_json(issue, t, with_fields=with_fields)
+                for t in state.transitions_for(issue)
+            ]
         return _json({"expand": "transitions", "transitions": items})
 
     @route("/issue/{issueIdOrKey}/transitions", ["POST"], 204)

@@ -6,20 +6,29 @@ expr     := term {OR term}
 term     := factor {AND factor}
 factor   := NOT factor | "(" expr ")" | clause
 clause   := field op value | field [NOT] IN "(" value {, value} ")" | field IS [NOT] EMPTY
-field    := project | key | issuekey | labels | status | priority | issuetype | assignee
-            | reporter | summary | updated | created | resolution
+field    := project | key | issuekey | labels | status | statusCategory | priority | issuetype
+            | assignee | reporter | summary | updated | created | resolution | resolved
 op       := = | != | >= | <= | > | <  (~ on summary: case-insensitive substring)
+value    := word | "string" | function "(" ")"      function := currentUser | now
 ```
-Datetime values (`"2026-11-23 12:00"`, `"2026-11-23"`, `"2026/11/23 12:00"`) are read in the
-searching user's time zone, as Jira does. Anything else is a JQL error (HTTP 400).
+As Atlassian's advanced search reference (JQL fields, functions) describes them:
+- datetime values (`"2026-11-23 12:00"`, `"2026-11-23"`, `"2026/11/23 12:00"`) are read in the
+  searching user's time zone; a relative one (`-1d`, `-5m`, `"-2w 3d"`, units w d h m) counts
+  from now; `now()` is now;
+- `resolution = Unresolved` finds issues with no resolution;
+- `statusCategory` takes a category's name (`"To Do"`, `"In Progress"`, `Done`), key (`new`,
+  `indeterminate`, `done`) or id;
+- `currentUser()` is the searching user (on user fields).
+Anything else is a JQL error (HTTP 400), with Jira's wording where it has one.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 Predicate = Callable[[Any], bool]
@@ -40,6 +49,9 @@ _TOKEN = re.compile(
 )
 
 FIELDS = {
+    "statuscategory",
+    "resolutiondate",
+    "resolved",
     "project",
     "key",
     "issuekey",
@@ -56,7 +68,10 @@ FIELDS = {
     "created",
     "resolution",
 }
-DATE_FIELDS = {"updated", "created"}
+DATE_FIELDS = {"updated", "created", "resolutiondate"}
+USER_FIELDS = {"assignee", "reporter"}
+_RELATIVE = re.compile(r"^([+-]?)((?:\d+[wdhm]\s*)+)$")
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}
 _DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
 
 
@@ -184,7 +199,11 @@ class _Parser:
             raise JqlError(
                 f"Field '{field_tok.text}' does not exist or you do not have permission to view it."
             )
-        field = {"issuekey": "key", "type": "issuetype"}.get(field, field)
+        field = {
+            "issuekey": "key",
+            "type": "issuetype",
+            "resolved": "resolutiondate",
+        }.get(field, field)
         if self.peek_word("IS"):
             self.take()
             negate = False
@@ -213,7 +232,9 @@ class _Parser:
                 if tok.kind == "punct" and tok.text == ")":
                     break
                 raise JqlError("Error in the JQL Query: expecting ',' or ')'.")
-            return lambda view: any(_equals(view.value(field), v) for v in values) != negate_in
+            return lambda view: (
+                any(_equals(view.value(field), _resolved(v, view)) for v in values) != negate_in
+            )
         op_tok = self.take()
         if op_tok.kind != "op":
             raise JqlError(f"Error in the JQL Query: expecting an operator, got '{op_tok.text}'.")
@@ -224,7 +245,20 @@ class _Parser:
         tok = self.take()
         if tok.kind not in ("str", "word"):
             raise JqlError(f"Error in the JQL Query: expecting a value, got '{tok.text}'.")
+        following = self.peek()
+        if tok.kind == "word" and following is not None and following.text == "(":
+            return self.function(tok.text, field)
+        if field == "resolution" and tok.text.casefold() == "unresolved":
+            return UNRESOLVED
         if field in DATE_FIELDS:
+            relative = _RELATIVE.match(tok.text.strip())
+            if relative is not None:
+                sign = -1 if relative.group(1) == "-" else 1
+                seconds = sum(
+                    int(n) * _UNITS[unit]
+                    for n, unit in re.findall(r"(\d+)([wdhm])", relative.group(2))
+                )
+                return Dynamic(functools.partial(_relative, timedelta(seconds=sign * seconds)))
             for fmt in _DATE_FORMATS:
                 try:
                     return datetime.strptime(tok.text, fmt).replace(tzinfo=self.zone)
@@ -232,9 +266,47 @@ class _Parser:
                     continue
             raise JqlError(
                 f"Date value '{tok.text}' for field '{field}' is invalid. Valid formats include: "
-                "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd'."
+                "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a "
+                "period format e.g. '-5d', '4w 2d'."
             )
         return tok.text
+
+    def function(self, name: str, field: str) -> Any:
+        self.expect_punct("(")
+        self.expect_punct(")")
+        lowered = name.casefold()
+        if lowered == "currentuser" and field in USER_FIELDS:
+            return Dynamic(lambda view: view.viewer)
+        if lowered == "now" and field in DATE_FIELDS:
+            return Dynamic(lambda view: view.now)
+        if lowered in ("currentuser", "now"):
+            raise JqlError(f"The function '{name}' does not support the field '{field}'.")
+        raise JqlError(f"Unable to find JQL function '{name}()'.")
+
+
+@dataclass(frozen=True, slots=True)
+class Dynamic:
+    """A value known only when the query runs: the searching user, now, a relative date."""
+
+    resolve: Callable[[Any], Any]
+
+
+class _Unresolved:
+    """`resolution = Unresolved`: the issue has no resolution."""
+
+    def __repr__(self) -> str:
+        return "Unresolved"
+
+
+UNRESOLVED = _Unresolved()
+
+
+def _relative(offset: timedelta, view: Any) -> Any:
+    return view.now + offset
+
+
+def _resolved(value: Any, view: Any) -> Any:
+    return value.resolve(view) if isinstance(value, Dynamic) else value
 
 
 def _always(view: Any) -> bool:
@@ -246,9 +318,11 @@ def _is_empty(value: Any) -> bool:
 
 
 def _equals(actual: Any, expected: Any) -> bool:
+    if expected is UNRESOLVED:
+        return actual is None
     if isinstance(actual, list | tuple | set | frozenset):
         return any(_equals(a, expected) for a in actual)
-    if actual is None:
+    if actual is None or expected is None:
         return False
     if isinstance(expected, str):
         return str(actual).casefold() == expected.casefold()
@@ -257,9 +331,9 @@ def _equals(actual: Any, expected: Any) -> bool:
 
 def _compare(field: str, op: str, value: Any) -> Predicate:
     if op == "=":
-        return lambda view: _equals(view.value(field), value)
+        return lambda view: _equals(view.value(field), _resolved(value, view))
     if op == "!=":
-        return lambda view: not _equals(view.value(field), value)
+        return lambda view: not _equals(view.value(field), _resolved(value, view))
     if op in ("~", "!~"):
         needle = str(value).casefold()
         negate = op == "!~"
@@ -276,7 +350,7 @@ def _compare(field: str, op: str, value: Any) -> Predicate:
 
     def predicate(view: Any) -> bool:
         actual = view.value(field)
-        return actual is not None and check(actual, value)
+        return actual is not None and check(actual, _resolved(value, view))
 
     return predicate
 

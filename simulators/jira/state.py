@@ -12,12 +12,23 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from simulators.jira.fields import (
+    SUMMARY_LIMIT,
+    SUMMARY_TOO_LONG,
+    TEXT_LIMIT,
+    TOO_LONG,
+    FieldCatalogue,
+    FieldDef,
+    FieldValueError,
+    check_custom_value,
+    render_custom,
+)
 from simulators.jira.jql import Query, compile_jql
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -66,6 +77,11 @@ class TransitionDef:
     to: str  # status name
     sources: tuple[str, ...] = ()  # empty = from any status (a global transition)
     resolution: str | None = None  # set on arrival ("" clears it)
+    # The transition's screen: the fields a request may set while taking it, and which of them
+    # it must set ("if the transition has a screen, updates the fields from the transition
+    # screen"; a field not on it is a 400, doTransition in the spec).
+    screen: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +128,38 @@ ISSUE_TYPES = (
     ("10004", "Incident"),
     ("10005", "Service Request"),
 )
-RESOLUTIONS = (("10000", "Done"), ("10001", "Won't Do"), ("10002", "Duplicate"))
-SETTABLE = {
-    "summary",
-    "description",
-    "environment",
-    "issuetype",
-    "priority",
-    "labels",
-    "assignee",
-    "reporter",
-    "duedate",
-    "components",
-    "project",
-}
+RESOLUTIONS = (
+    ("10000", "Done", "Work has been completed on this issue."),
+    ("10001", "Won't Do", "This issue won't be actioned."),
+    ("10002", "Duplicate", "The problem is a duplicate of an existing issue."),
+    ("10003", "Cannot Reproduce", "All attempts at reproducing this issue failed."),
+)
+ISSUE_LINK_TYPES = (
+    ("10000", "Blocks", "is blocked by", "blocks"),
+    ("10001", "Cloners", "is cloned by", "clones"),
+    ("10002", "Duplicate", "is duplicated by", "duplicates"),
+    ("10003", "Relates", "relates to", "relates to"),
+)
+# The fields a project's default screens carry: what create and edit requests may set ("the
+# fields that can be set ... are the same fields that appear on the issue's create screen",
+# createIssue; "the fields that can be edited are determined using Get edit issue metadata",
+# editIssue). `project` and `issuetype` identify the issue being created and are always taken.
+DEFAULT_CREATE_SCREEN = frozenset(
+    {
+        "summary",
+        "description",
+        "environment",
+        "priority",
+        "labels",
+        "assignee",
+        "reporter",
+        "duedate",
+        "components",
+    }
+)
+DEFAULT_EDIT_SCREEN = DEFAULT_CREATE_SCREEN
+# Project roles of a company-managed project, with Jira's ids.
+DEFAULT_ROLE_IDS = {"Administrators": 10002, "Developers": 10001, "Users": 10000}
 
 
 @dataclass
@@ -140,12 +174,36 @@ class User:
 
 
 @dataclass
+class Role:
+    """A project role and the accounts that hold it."""
+
+    id: int
+    name: str
+    members: set[str] = field(default_factory=set)
+    description: str = ""
+
+
+@dataclass
 class Project:
     id: str
     key: str
     name: str
     workflow: Workflow
     service_desk: bool = False
+    issue_types: tuple[str, ...] = ()
+    create_screen: set[str] = field(default_factory=lambda: set(DEFAULT_CREATE_SCREEN))
+    edit_screen: set[str] = field(default_factory=lambda: set(DEFAULT_EDIT_SCREEN))
+    # Fields the create screen requires besides summary, issue type and project.
+    required: set[str] = field(default_factory=set)
+    roles: dict[str, Role] = field(default_factory=dict)
+    lead: str | None = None
+
+    def role(self, ref: str) -> Role | None:
+        """The role named `ref` (case-insensitively) or with that id."""
+        for role in self.roles.values():
+            if role.name.casefold() == ref.casefold() or str(role.id) == ref:
+                return role
+        return None
 
 
 @dataclass
@@ -193,15 +251,34 @@ class Issue:
     links: list[RemoteLink] = field(default_factory=list)
     changelog: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
+    watchers: list[str] = field(default_factory=list)
+
+
+_CATEGORY_NAMES = {
+    "new": ("To Do", "2"),
+    "indeterminate": ("In Progress", "4"),
+    "done": ("Done", "3"),
+}
 
 
 class IssueView:
-    """What the JQL engine reads from an issue."""
+    """What the JQL engine reads from an issue, with the moment and the searching user
+    (relative dates and `currentUser()` are read against them)."""
 
-    __slots__ = ("issue",)
+    __slots__ = ("category", "issue", "now", "viewer")
 
-    def __init__(self, issue: Issue) -> None:
+    def __init__(
+        self,
+        issue: Issue,
+        *,
+        now: datetime | None = None,
+        viewer: str | None = None,
+        category: str | None = None,
+    ) -> None:
         self.issue = issue
+        self.now = now or datetime.now(UTC)
+        self.viewer = viewer
+        self.category = category
 
     def value(self, name: str) -> Any:
         issue = self.issue
@@ -213,12 +290,19 @@ class IssueView:
             return issue.id
         if name == "status":
             return issue.status
+        if name == "statuscategory":
+            if self.category is None:
+                return None
+            label, ident = _CATEGORY_NAMES[self.category]
+            return [label, self.category, ident]
         if name == "resolution":
             return issue.resolution
         if name == "updated":
             return issue.updated
         if name == "created":
             return issue.created
+        if name == "resolutiondate":
+            return issue.fields.get("resolutiondate")
         return issue.fields.get(name)
 
 
@@ -238,6 +322,9 @@ class JiraState:
         self.on_event = on_event
         self.projects: dict[str, Project] = {}
         self.users: dict[str, User] = {}
+        self.catalogue = FieldCatalogue()
+        # Site groups and their members (account ids), for group comment visibility.
+        self.groups: dict[str, set[str]] = {}
         self.issues: dict[str, Issue] = {}  # by id
         self.by_key: dict[str, str] = {}
         self.attachments: dict[str, AttachmentRec] = {}
@@ -285,12 +372,95 @@ class JiraState:
         *,
         workflow: Workflow = DEFAULT_WORKFLOW,
         service_desk: bool = False,
+        roles: Mapping[str, Iterable[str]] | None = None,
+        issue_types: Sequence[str] | None = None,
+        lead: str | None = None,
     ) -> Project:
+        """Add a project with its workflow, default screens and roles (name -> account ids)."""
+        types = tuple(issue_types or (n for _, n in ISSUE_TYPES))
+        for wanted in types:
+            if wanted not in {n for _, n in ISSUE_TYPES}:
+                raise ValueError(f"unknown issue type {wanted!r}")
         with self.lock:
-            project = Project(self.next_id(), key, name or key, workflow, service_desk)
+            project = Project(
+                self.next_id(),
+                key,
+                name or key,
+                workflow,
+                service_desk,
+                issue_types=types,
+                lead=lead,
+            )
+            for role_name, members in (roles or {}).items():
+                self._add_role(project, role_name, members)
             self.projects[key] = project
             self._counters.setdefault(key, 0)
             return project
+
+    def _add_role(self, project: Project, name: str, members: Iterable[str]) -> Role:
+        ident = DEFAULT_ROLE_IDS.get(name)
+        if ident is None:
+            ident = 10100 + len(project.roles)
+        role = Role(ident, name, set(members))
+        project.roles[name] = role
+        return role
+
+    def add_role(self, project_key: str, name: str, members: Iterable[str] = ()) -> Role:
+        """Create a project role (or add members to it)."""
+        with self.lock:
+            project = self.projects[project_key]
+            role = project.role(name)
+            if role is None:
+                return self._add_role(project, name, members)
+            role.members.update(members)
+            return role
+
+    def add_group(self, name: str, members: Iterable[str] = ()) -> None:
+        """Create a site group (or add members to it)."""
+        with self.lock:
+            self.groups.setdefault(name, set()).update(members)
+
+    def add_custom_field(
+        self,
+        name: str,
+        kind: str,
+        *,
+        options: Sequence[str] = (),
+        projects: Iterable[str] | None = None,
+        screens: Iterable[str] = ("create", "edit"),
+        required: bool = False,
+    ) -> FieldDef:
+        """Create a custom field and put it on the named screens of `projects` (all projects
+        when None); `required` makes the create screen require it."""
+        with self.lock:
+            created = self.catalogue.add_custom(name, kind, options)
+            targets = list(self.projects) if projects is None else list(projects)
+            for key in targets:
+                self.place_field(key, created.id, screens=screens, required=required)
+            return created
+
+    def place_field(
+        self,
+        project_key: str,
+        field_id: str,
+        *,
+        screens: Iterable[str] = ("create", "edit"),
+        required: bool = False,
+    ) -> None:
+        """Put a field on (only) the named screens of a project, as an admin edits screens."""
+        with self.lock:
+            project = self.projects[project_key]
+            wanted = set(screens)
+            screen_fields = (("create", project.create_screen), ("edit", project.edit_screen))
+            for screen, fields in screen_fields:
+                if screen in wanted:
+                    fields.add(field_id)
+                else:
+                    fields.discard(field_id)
+            if required:
+                project.required.add(field_id)
+            else:
+                project.required.discard(field_id)
 
     def authenticate(self, scheme: str, user: str, secret: str) -> User | None:
         """The user for basic (email + API token) or bearer (PAT) credentials."""
@@ -501,7 +671,12 @@ class JiraState:
             ]
         for name, value in f.items():
             if name.startswith("customfield_"):
-                out[name] = value
+                field_def = self.catalogue.get(name)
+                out[name] = (
+                    value if field_def is None else render_custom(field_def, value, self.base_url)
+                )
+                if v3 and field_def is not None and field_def.rich_text:
+                    out[name] = _text(value, v3)
         return out
 
     # -- writes ------------------------------------------------------------------------------
@@ -522,8 +697,17 @@ class JiraState:
                 errors["summary"] = "You must specify a summary of the issue."
             if not fields.get("issuetype"):
                 errors["issuetype"] = "Specify an issue type"
-            values, more = self._validate(fields, creating=True)
+            allowed = (project.create_screen | {"issuetype"}) if project else set(fields)
+            values, more = self._validate(fields, allowed=allowed, creating=True)
             errors.update(more)
+            if project is not None:
+                kind = values.get("issuetype")
+                if kind is not None and kind not in project.issue_types:
+                    errors["issuetype"] = "The issue type selected is invalid."
+                for name in sorted(project.required):
+                    if fields.get(name) in (None, "", []):
+                        field_def = self.catalogue.get(name)
+                        errors[name] = f"{field_def.name if field_def else name} is required."
             if errors or project is None:
                 raise JiraHttpError(400, errors=errors)
             # "A transition may be applied, to move the issue ... to a workflow step other
@@ -546,6 +730,10 @@ class JiraState:
                 resolution=None,
                 created=now,
                 updated=now,
+            )
+            # The reporter and the creator watch a new issue, as Jira's default settings do.
+            issue.watchers = list(
+                dict.fromkeys(w for w in (values.get("reporter"), values["creator"]) if w)
             )
             self.issues[issue.id] = issue
             self.by_key[key] = issue.id
@@ -582,6 +770,14 @@ class JiraState:
         for t in workflow.transitions:
             leaves_start = not t.sources or workflow.initial in t.sources
             if t.id == transition_id and leaves_start and t.to != workflow.initial:
+                if t.required:
+                    # The create request carries no transition screen to fill.
+                    raise JiraHttpError(
+                        400,
+                        errors={
+                            f: f"{self.catalogue.fields[f].name} is required." for f in t.required
+                        },
+                    )
                 return t
         raise JiraHttpError(400, [f"Transition id '{transition_id}' is not valid for this issue."])
 
@@ -596,8 +792,9 @@ class JiraState:
         return None
 
     def _validate(
-        self, fields: dict[str, Any], *, creating: bool
+        self, fields: dict[str, Any], *, allowed: Collection[str], creating: bool
     ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Check each field is on the screen (`allowed`) and its value fits the field."""
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for name, value in fields.items():
@@ -605,10 +802,7 @@ class JiraState:
                 if not creating:
                     errors[name] = _not_settable(name)
                 continue
-            if name.startswith("customfield_"):
-                values[name] = value
-                continue
-            if name not in SETTABLE:
+            if self.catalogue.get(name) is None or name not in allowed:
                 errors[name] = _not_settable(name)
                 continue
             try:
@@ -618,11 +812,19 @@ class JiraState:
         return values, errors
 
     def _coerce(self, name: str, value: Any) -> Any:
+        field_def = self.catalogue.get(name)
+        if field_def is not None and field_def.custom:
+            try:
+                return check_custom_value(field_def, value, self.resolve_user)
+            except FieldValueError as exc:
+                raise JiraHttpError(400, errors={name: str(exc)}) from None
         if name in ("summary", "description", "environment", "duedate"):
             if value is not None and not isinstance(value, str):
                 raise JiraHttpError(400, errors={name: "Operation value must be a string"})
-            if name == "summary" and value is not None and len(value) > 255:
-                raise JiraHttpError(400, errors={name: "Summary must be less than 255 characters."})
+            if name == "summary" and value is not None and len(value) > SUMMARY_LIMIT:
+                raise JiraHttpError(400, errors={name: SUMMARY_TOO_LONG})
+            if name in ("description", "environment") and value and len(value) > TEXT_LIMIT:
+                raise JiraHttpError(400, errors={name: TOO_LONG})
             return value
         if name == "priority":
             ref = _ref_name(value)
@@ -636,6 +838,14 @@ class JiraState:
                 if ref in (tid, tname):
                     return tname
             raise JiraHttpError(400, errors={"issuetype": "Specify an issue type"})
+        if name == "resolution":
+            if value is None:
+                return None
+            ref = _ref_name(value)
+            for rid, rname, _ in RESOLUTIONS:
+                if ref in (rid, rname):
+                    return rname
+            raise JiraHttpError(400, errors={"resolution": f"Resolution '{ref}' is not valid."})
         if name == "labels":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise JiraHttpError(400, errors={"labels": "Labels must be a list of strings."})
@@ -665,10 +875,14 @@ class JiraState:
                         for n in overlap
                     },
                 )
-            values, errors = self._validate(fields, creating=False)
+            allowed = self.projects[issue.project].edit_screen | {"issuetype"}
+            values, errors = self._validate(fields, allowed=allowed, creating=False)
             for name, ops in update.items():
                 if not isinstance(ops, list):
                     errors[name] = "Operations must be a list."
+                    continue
+                if self.catalogue.get(name) is None or name not in allowed:
+                    errors[name] = _not_settable(name)
                     continue
                 current = values.get(name, issue.fields.get(name))
                 try:
@@ -694,8 +908,10 @@ class JiraState:
         self._emit("jira:issue_updated", payload)
 
     def _apply_ops(self, name: str, current: Any, ops: list[Any]) -> Any:
-        if name == "labels":
-            labels = list(current or [])
+        field_def = self.catalogue.get(name)
+        multi = field_def is not None and "add" in field_def.operations
+        if multi:
+            items = list(current or [])
             for op in ops:
                 if not isinstance(op, dict) or len(op) != 1:
                     raise JiraHttpError(
@@ -703,28 +919,22 @@ class JiraState:
                     )
                 verb, value = next(iter(op.items()))
                 if verb == "add":
-                    value = self._coerce("labels", [value])[0]
-                    if value not in labels:
-                        labels.append(value)
+                    value = self._coerce(name, [value])[0]
+                    if value not in items:
+                        items.append(value)
                 elif verb == "remove":
-                    labels = [label for label in labels if label != value]
+                    gone = self._coerce(name, [value])[0] if isinstance(value, dict) else value
+                    items = [item for item in items if item != gone]
                 elif verb == "set":
-                    labels = self._coerce("labels", value)
+                    items = self._coerce(name, value)
                 else:
                     raise JiraHttpError(400, errors={name: f"Unsupported operation '{verb}'."})
-            return labels
-        if name not in SETTABLE and not name.startswith("customfield_"):
-            raise JiraHttpError(
-                400,
-                errors={name: _not_settable(name)},
-            )
+            return items
         value = current
         for op in ops:
             if not isinstance(op, dict) or "set" not in op:
                 raise JiraHttpError(400, errors={name: "Only 'set' is supported for this field."})
-            value = (
-                self._coerce(name, op["set"]) if not name.startswith("customfield_") else op["set"]
-            )
+            value = self._coerce(name, op["set"])
         return value
 
     def delete_issue(self, id_or_key: str, actor: User | None) -> None:
@@ -743,25 +953,83 @@ class JiraState:
             if (not t.sources or issue.status in t.sources) and t.to != issue.status
         ]
 
-    def transition_json(self, issue: Issue, t: TransitionDef) -> dict[str, Any]:
+    def transition_json(
+        self, issue: Issue, t: TransitionDef, *, with_fields: bool = False
+    ) -> dict[str, Any]:
+        """An IssueTransition; `with_fields` adds its screen's fields (the
+        `transitions.fields` expand)."""
         project = self.projects[issue.project]
-        return {
+        data: dict[str, Any] = {
             "id": t.id,
             "name": t.name,
             "to": self.status_json(project, t.to),
-            "hasScreen": False,
+            "hasScreen": bool(t.screen),
             "isGlobal": not t.sources,
             "isInitial": False,
             "isAvailable": True,
             "isConditional": False,
             "isLooped": False,
         }
+        if with_fields:
+            data["fields"] = {
+                fid: self.field_meta(fid, required=fid in t.required)
+                for fid in t.screen
+                if self.catalogue.get(fid) is not None
+            }
+        return data
+
+    def field_meta(
+        self, field_id: str, *, required: bool, paged: bool = False, project: Project | None = None
+    ) -> dict[str, Any]:
+        """A field's metadata as create, edit and transition screens list it."""
+        field_def = self.catalogue.fields[field_id]
+        allowed: list[dict[str, Any]] | None = None
+        default: dict[str, Any] | None = None
+        if field_id == "priority":
+            allowed = [_named("priority", n, self.base_url) or {} for _, n in PRIORITIES]
+            default = _named("priority", "Medium", self.base_url)
+        elif field_id == "resolution":
+            allowed = [_named("resolution", n, self.base_url) or {} for _, n, _d in RESOLUTIONS]
+        elif field_id == "issuetype" and project is not None:
+            allowed = [_named("issuetype", n, self.base_url) or {} for n in project.issue_types]
+        elif field_id == "project" and project is not None:
+            allowed = [self.project_ref_json(project)]
+        return field_def.meta_json(
+            required=required,
+            base_url=self.base_url,
+            allowed=allowed,
+            default=default,
+            field_id=paged,
+        )
+
+    def project_ref_json(self, project: Project) -> dict[str, Any]:
+        """A project as issues and metadata reference it."""
+        return {
+            "self": f"{self.base_url}/rest/api/2/project/{project.id}",
+            "id": project.id,
+            "key": project.key,
+            "name": project.name,
+            "projectTypeKey": "service_desk" if project.service_desk else "software",
+            "simplified": False,
+            "avatarUrls": {
+                s: f"{self.base_url}/secure/projectavatar?pid={project.id}&size={s}"
+                for s in ("48x48", "24x24", "16x16", "32x32")
+            },
+        }
+
+    def create_fields(self, project: Project) -> list[str]:
+        """The fields of the project's create screen, identifying fields first."""
+        return ["project", "issuetype", *sorted(project.create_screen)]
 
     def do_transition(self, id_or_key: str, body: dict[str, Any], actor: User | None) -> None:
         ref = (body.get("transition") or {}) if isinstance(body, dict) else {}
         transition_id = str(ref.get("id") or "") if isinstance(ref, dict) else ""
         if not transition_id:
             raise JiraHttpError(400, ["Missing transition id."])
+        update = body.get("update") or {}
+        if not isinstance(update, dict):
+            raise JiraHttpError(400, ["'update' must be an object."])
+        comments = update.get("comment") or []
         with self.lock:
             issue = self.issue(id_or_key)
             chosen = next((t for t in self.transitions_for(issue) if t.id == transition_id), None)
@@ -772,11 +1040,24 @@ class JiraState:
                         f"Transition id '{transition_id}' is not valid for this issue.",
                     ],
                 )
-            values, errors = self._validate(body.get("fields") or {}, creating=False)
+            fields = body.get("fields") or {}
+            if not isinstance(fields, dict):
+                raise JiraHttpError(400, ["'fields' must be an object."])
+            # Only the transition's screen may be set while taking it (doTransition, 400: "a
+            # field that isn't included on the transition screen is defined in `fields`").
+            values, errors = self._validate(fields, allowed=set(chosen.screen), creating=False)
+            for name in chosen.required:
+                if fields.get(name) in (None, "", []) and name not in errors:
+                    field_def = self.catalogue.get(name)
+                    errors[name] = f"{field_def.name if field_def else name} is required."
             if errors:
                 raise JiraHttpError(400, errors=errors)
             payload = self._take(issue, chosen, values, actor)
         self._emit("jira:issue_updated", payload)
+        for op in comments if isinstance(comments, list) else []:
+            added = op.get("add") if isinstance(op, dict) else None
+            if isinstance(added, dict):
+                self.add_comment(id_or_key, added, actor)
 
     def _take(
         self, issue: Issue, chosen: TransitionDef, values: dict[str, Any], actor: User | None
@@ -784,8 +1065,11 @@ class JiraState:
         """Move the issue through `chosen`, setting `values`; returns the webhook payload."""
         items = [_item("status", issue.status, chosen.to)]
         issue.status = chosen.to
-        if chosen.resolution is not None:
-            new_resolution = chosen.resolution or None
+        values = dict(values)
+        # The screen's value wins over the transition's post-function.
+        resolution = values.pop("resolution") if "resolution" in values else chosen.resolution
+        if resolution is not None:
+            new_resolution = resolution or None
             if new_resolution != issue.resolution:
                 items.insert(0, _item("resolution", issue.resolution, new_resolution))
                 issue.resolution = new_resolution
@@ -803,25 +1087,60 @@ class JiraState:
         )
         return self._issue_payload(issue, "jira:issue_updated", kind, actor, items)
 
+    def _checked_visibility(
+        self, issue: Issue, visibility: Any, actor: User | None
+    ) -> dict[str, Any] | None:
+        """The visibility a comment may have: a role of the issue's project the author holds,
+        or a site group the author belongs to (Visibility in the spec: "the group or role to
+        which this item is visible"). Refusals carry Jira's own `commentLevel` messages, as
+        Cloud sites answer them."""
+        if visibility is None:
+            return None
+        if not isinstance(visibility, dict) or visibility.get("type") not in ("role", "group"):
+            raise JiraHttpError(400, errors={"visibility": "Invalid visibility type."})
+        ref = str(visibility.get("value") or visibility.get("identifier") or "")
+        if not ref:
+            raise JiraHttpError(400, errors={"visibility": "Visibility needs a value."})
+        who = actor.account_id if actor else ""
+        if visibility["type"] == "role":
+            role = self.projects[issue.project].role(ref)
+            if role is None:
+                raise JiraHttpError(
+                    400, errors={"commentLevel": f"Role with id: {ref} does not exist."}
+                )
+            if who not in role.members:
+                raise JiraHttpError(
+                    400,
+                    errors={
+                        "commentLevel": "You are currently not a member of the project role: "
+                        f"{role.name}."
+                    },
+                )
+            return {"type": "role", "value": role.name}
+        if ref not in self.groups:
+            raise JiraHttpError(400, errors={"commentLevel": f"Group: {ref} does not exist."})
+        if who not in self.groups[ref]:
+            raise JiraHttpError(
+                400,
+                errors={"commentLevel": f"You are currently not a member of the group: {ref}."},
+            )
+        return {"type": "group", "value": ref, "identifier": ref}
+
     def add_comment(
         self, id_or_key: str, body: dict[str, Any], actor: User | None
     ) -> tuple[Issue, Comment]:
         text = body.get("body") if isinstance(body, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise JiraHttpError(400, errors={"comment": "Comment body can not be empty!"})
+        _check_comment_text(text)
         visibility = body.get("visibility")
-        if visibility is not None:
-            if not isinstance(visibility, dict) or visibility.get("type") not in ("role", "group"):
-                raise JiraHttpError(400, errors={"visibility": "Invalid visibility type."})
-            if not visibility.get("value") and not visibility.get("identifier"):
-                raise JiraHttpError(400, errors={"visibility": "Visibility needs a value."})
         properties: dict[str, Any] = {}
         for prop in body.get("properties") or []:
             if not isinstance(prop, dict) or not prop.get("key"):
                 raise JiraHttpError(400, errors={"properties": "Each property needs a key."})
             properties[str(prop["key"])] = prop.get("value")
+        assert isinstance(text, str)
         with self.lock:
             issue = self.issue(id_or_key)
+            visibility = self._checked_visibility(issue, visibility, actor)
             now = self.now()
             author = actor.account_id if actor else ""
             comment = Comment(
@@ -853,11 +1172,11 @@ class JiraState:
             if comment is None:
                 raise JiraHttpError(404, ["Can not find a comment for the id: " + comment_id])
             text = body.get("body")
-            if not isinstance(text, str) or not text.strip():
-                raise JiraHttpError(400, errors={"comment": "Comment body can not be empty!"})
-            comment.body = text
+            _check_comment_text(text)
+            assert isinstance(text, str)
             if "visibility" in body:
-                comment.visibility = body.get("visibility") or None
+                comment.visibility = self._checked_visibility(issue, body.get("visibility"), actor)
+            comment.body = text
             for prop in body.get("properties") or []:
                 comment.properties[str(prop["key"])] = prop.get("value")
             comment.updated = issue.updated = self.now()
@@ -941,13 +1260,55 @@ class JiraState:
 
     def search(self, jql: str, viewer: User | None) -> list[Issue]:
         query: Query = compile_jql(jql, self.zone_of(viewer))
+        now = self.now()
+        who = viewer.account_id if viewer else None
         with self.lock:
-            found = [i for i in self.issues.values() if query.matches(IssueView(i))]
+            found = [
+                i for i in self.issues.values() if query.matches(self.view(i, now=now, viewer=who))
+            ]
         # Ties keep id order, so a page boundary never moves between requests.
         found.sort(key=_id_order)
         for name, descending in reversed(query.order or (("created", True),)):
             found.sort(key=functools.partial(_sort_key, name=name), reverse=descending)
         return found
+
+    def view(self, issue: Issue, *, now: datetime, viewer: str | None) -> IssueView:
+        """What JQL reads of `issue`, searched by `viewer` at `now`."""
+        category = self.projects[issue.project].workflow.status(issue.status).category
+        return IssueView(issue, now=now, viewer=viewer, category=category)
+
+    # -- changelog and watchers --------------------------------------------------------------
+
+    def changelog_json(self, issue: Issue, viewer: User | None) -> list[dict[str, Any]]:
+        """The issue's change histories, oldest first (Changelog)."""
+        zone = self.zone_of(viewer)
+        return [
+            {
+                "id": entry["id"],
+                "author": self.user_json(entry["author"]) if entry["author"] else None,
+                "created": format_jira_datetime(entry["created"], zone),
+                "items": copy.deepcopy(entry["items"]),
+            }
+            for entry in issue.changelog
+        ]
+
+    def add_watcher(self, id_or_key: str, account_id: str) -> None:
+        """Add a watcher (an existing user)."""
+        with self.lock:
+            issue = self.issue(id_or_key)
+            if account_id not in self.users:
+                raise JiraHttpError(
+                    404, [f"The user with account ID '{account_id}' does not exist."]
+                )
+            if account_id not in issue.watchers:
+                issue.watchers.append(account_id)
+
+    def remove_watcher(self, id_or_key: str, account_id: str) -> None:
+        """Stop a user watching the issue."""
+        with self.lock:
+            issue = self.issue(id_or_key)
+            if account_id in issue.watchers:
+                issue.watchers.remove(account_id)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -1079,11 +1440,15 @@ def _ref_name(value: Any) -> str:
 def _named(kind: str, name: str | None, base_url: str) -> dict[str, Any] | None:
     if not name:
         return None
-    table = {"priority": PRIORITIES, "issuetype": ISSUE_TYPES, "resolution": RESOLUTIONS}[kind]
-    ident = next((i for i, n in table if n == name), "0")
-    path = {"priority": "priority", "issuetype": "issuetype", "resolution": "resolution"}[kind]
+    table: Sequence[tuple[str, ...]] = {
+        "priority": PRIORITIES,
+        "issuetype": ISSUE_TYPES,
+        "resolution": RESOLUTIONS,
+    }[kind]
+    row = next((r for r in table if r[1] == name), None)
+    ident = row[0] if row else "0"
     data: dict[str, Any] = {
-        "self": f"{base_url}/rest/api/2/{path}/{ident}",
+        "self": f"{base_url}/rest/api/2/{kind}/{ident}",
         "id": ident,
         "name": name,
     }
@@ -1093,6 +1458,8 @@ def _named(kind: str, name: str | None, base_url: str) -> dict[str, Any] | None:
         )
     if kind == "priority":
         data["iconUrl"] = f"{base_url}/images/icons/priorities/{name.lower()}.svg"
+    if kind == "resolution":
+        data["description"] = row[2] if row else ""
     return data
 
 
@@ -1169,6 +1536,14 @@ def _item(
         "to": _display(to_value) if to_value is not None else None,
         "toString": to_string,
     }
+
+
+def _check_comment_text(text: Any) -> None:
+    """A comment body: not empty, at most Jira's text field limit of 32,767 characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise JiraHttpError(400, errors={"comment": "Comment body can not be empty!"})
+    if len(text) > TEXT_LIMIT:
+        raise JiraHttpError(400, errors={"comment": TOO_LONG})
 
 
 def _not_settable(name: str) -> str:

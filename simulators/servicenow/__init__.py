@@ -21,6 +21,7 @@ from typing import Any
 from simulators.common import FaultConfig, FaultInjector, ServerThread
 from simulators.servicenow.app import Credentials, RateLimitBody, ServiceNowAPI
 from simulators.servicenow.outbound import Delivery, OutboundRule, WebhookTarget
+from simulators.servicenow.rules import AccessControl, RateLimiter, RateLimitRule
 from simulators.servicenow.store import ServiceNowStore
 
 __all__ = ["ServiceNowSimulator"]
@@ -40,14 +41,18 @@ class ServiceNowSimulator:
     ) -> None:
         self.store = ServiceNowStore()
         self.credentials = Credentials()
-        self.api = ServiceNowAPI(self.store, self.credentials)
+        self.access = AccessControl()
+        self.limiter = RateLimiter()
+        self.api = ServiceNowAPI(self.store, self.credentials, self.access, self.limiter)
         self.faults = FaultInjector(self.api.app, faults)
         self.api.count_batched = self.faults.stats.count_batched
         self.outbound = OutboundRule()
         self.store.on_change(self.outbound)
         self._server = ServerThread(RateLimitBody(self.faults), host=host, port=port)
         self.admin_user = admin_user
-        self.add_user(admin_user, name="System Administrator", password=admin_password)
+        self.add_user(
+            admin_user, name="System Administrator", password=admin_password, roles=("admin",)
+        )
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -93,9 +98,12 @@ class ServiceNowSimulator:
         name: str | None = None,
         email: str = "",
         password: str | None = None,
+        roles: Iterable[str] = ("itil",),
+        time_zone: str = "",
         **fields: str,
     ) -> dict[str, str]:
-        """Create a sys_user (and let it log in with basic auth when a password is given)."""
+        """Create a sys_user with `roles` (itil by default: a fulfiller, not an admin), let it
+        log in with basic auth when a password is given; `time_zone` is its preference."""
         first, _, last = (name or user_name).partition(" ")
         record = self.store.insert(
             "sys_user",
@@ -105,13 +113,61 @@ class ServiceNowSimulator:
                 "first_name": first,
                 "last_name": last,
                 "email": email,
+                "time_zone": time_zone,
                 **fields,
             },
             user=self.admin_user,
         )
+        self.access.roles[user_name] = set(roles)
         if password is not None:
             self.credentials.set_password(user_name, password)
         return record
+
+    def grant_roles(self, user_name: str, *roles: str) -> None:
+        """Give a user more roles."""
+        self.access.roles.setdefault(user_name, set()).update(roles)
+
+    def revoke_roles(self, user_name: str, *roles: str) -> None:
+        """Take roles away from a user."""
+        self.access.roles.setdefault(user_name, set()).difference_update(roles)
+
+    def restrict_field(
+        self,
+        table: str,
+        field: str,
+        *,
+        read_roles: Iterable[str] | None = None,
+        write_roles: Iterable[str] | None = None,
+    ) -> None:
+        """Add a field ACL, as an admin does: only these roles (and admin) read / write it."""
+        if read_roles is not None:
+            self.access.read_roles[(table, field)] = frozenset(read_roles)
+        if write_roles is not None:
+            self.access.write_roles[(table, field)] = frozenset(write_roles)
+
+    def set_rate_limit(self, per_hour: int | None, *, user: str | None = None) -> str | None:
+        """Install one rate limit rule (for `user`, or everyone); None removes every rule.
+        Returns the rule's sys_id, which answers carry in X-RateLimit-Rule."""
+        if per_hour is None:
+            self.limiter.set_rules(())
+            return None
+        rule = RateLimitRule(per_hour, user)
+        self.limiter.set_rules([rule])
+        return rule.sys_id
+
+    def set_property(self, name: str, value: str, *, read_roles: str = "") -> None:
+        """Create or change a system property (sys_properties), as an admin does."""
+        found = self.store.query("sys_properties", f"name={name}")
+        fields = {"name": name, "value": value, "read_roles": read_roles, "type": "string"}
+        if found:
+            self.store.update("sys_properties", found[0]["sys_id"], fields, user=self.admin_user)
+        else:
+            self.store.insert("sys_properties", fields, user=self.admin_user)
+
+    def delete_property(self, name: str) -> None:
+        """Remove a system property."""
+        for row in self.store.query("sys_properties", f"name={name}"):
+            self.store.delete("sys_properties", row["sys_id"])
 
     def add_oauth_client(self, client_id: str, client_secret: str, *, user_name: str) -> None:
         """Register an OAuth client (client credentials grant) acting as `user_name`."""
@@ -137,9 +193,18 @@ class ServiceNowSimulator:
         integration_user: str | None = None,
         table: str = "incident",
     ) -> None:
-        """Install the shipped Business Rule posting to `url` (None removes it)."""
+        """Install the shipped Business Rule posting to `url` (None removes it), with the
+        system properties it reads (docs/servicenow/README.md): the URL readable by fulfillers
+        (read roles `itil`) so a client can check where the rule posts, the secret by admins."""
         target = None if url is None else WebhookTarget(url, secret, integration_user, table)
         self.outbound.configure(target)
+        if url is None:
+            for name in ("webhook.url", "webhook.secret", "integration_user"):
+                self.delete_property(f"escalation_sync.{name}")
+            return
+        self.set_property("escalation_sync.webhook.url", url, read_roles="itil")
+        self.set_property("escalation_sync.webhook.secret", secret)
+        self.set_property("escalation_sync.integration_user", integration_user or "")
 
     def configure_faults(self, config: FaultConfig) -> None:
         """Replace the fault injection settings."""

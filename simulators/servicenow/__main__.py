@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         client_id, _, client_secret = args.oauth_client.partition(":")
         sim.add_oauth_client(client_id, client_secret, user_name=args.user)
     if args.integration_user and args.integration_user != args.user:
-        sim.add_user(args.integration_user, password=args.password)
+        # A fulfiller that may close incidents, not an admin: the instance's ACLs apply to it.
+        sim.add_user(args.integration_user, password=args.password, roles=("itil", "itil_admin"))
     if args.webhook_url:
         sim.set_webhook(
             args.webhook_url, args.webhook_secret, integration_user=args.integration_user
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     sim.start()
     if args.seed:
         sim.seed_incidents(args.seed)
-    print(f"ServiceNow simulator on {sim.url} (user {args.user})", flush=True)
     stop = threading.Event()
+    # Before the address is printed: whoever reads it may ask it to stop at once.
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"ServiceNow simulator on {sim.url} (user {args.user})", flush=True)
     try:
         stop.wait()
     finally:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from simulators.servicenow.rules import AccessControl, PolicyRefusal, RateLimiter
 from simulators.servicenow.store import (
     ATTACHMENT_TABLE,
     RecordNotFound,
@@ -171,9 +172,17 @@ def _compile(template: str) -> re.Pattern[str]:
 class ServiceNowAPI:
     """Routes and handlers over a store; `app` is the ASGI application."""
 
-    def __init__(self, store: ServiceNowStore, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        store: ServiceNowStore,
+        credentials: Credentials,
+        access: AccessControl | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.store = store
         self.credentials = credentials
+        self.access = access or AccessControl()
+        self.limiter = limiter or RateLimiter()
         self.hibernating = False
         # Called with "METHOD /route/{template}" for each batch sub-request run.
         self.count_batched: Callable[[str], None] = lambda _key: None
@@ -212,6 +221,9 @@ class ServiceNowAPI:
                 return _to_starlette(
                     _error(401, "User Not Authenticated", "Required to provide Auth information")
                 )
+            limits, over = self.limiter.count(user)
+            if over:
+                return _to_starlette(_rate_limited(limits))
             sim = SimRequest(
                 method=request.method,
                 path=request.url.path,
@@ -221,7 +233,9 @@ class ServiceNowAPI:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 user=user,
             )
-            return _to_starlette(self._handle(route.handler, sim))
+            answer = self._handle(route.handler, sim)
+            answer.headers.update(limits)
+            return _to_starlette(answer)
 
         return Route(route.template, endpoint, methods=[route.method])
 
@@ -234,6 +248,8 @@ class ServiceNowAPI:
             return _error(
                 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
             )
+        except PolicyRefusal as refusal:
+            return _error(refusal.status, refusal.message, refusal.detail)
 
     def dispatch(
         self, method: str, url: str, body: bytes, headers: dict[str, str], user: str
@@ -304,11 +320,18 @@ class ServiceNowAPI:
         if limit < 0 or offset < 0:
             return _error(400, "Invalid value for sysparm_limit or sysparm_offset")
         rows = self.store.query(table, query)
+        if table == "sys_properties" and not self.access.is_admin(request.user):
+            # A property is readable by the roles named in its read_roles.
+            held = self.access.roles_of(request.user)
+            rows = [r for r in rows if held & set(_csv(r.get("read_roles", "")))]
         total = len(rows)
         page = rows[offset : offset + limit]
-        display, exclude, fields = self._render_options(table, params)
+        display, exclude, fields = self._render_options(table, params, request.user)
+        zone = self.store.zone_of(request.user)
         result = [
-            self.store.render(table, r, display=display, exclude_links=exclude, fields=fields)
+            self.store.render(
+                table, r, display=display, exclude_links=exclude, fields=fields, zone=zone
+            )
             for r in page
         ]
         headers = {"X-Total-Count": str(total)}
@@ -335,23 +358,26 @@ class ServiceNowAPI:
         return ",".join(links)
 
     def _render_options(
-        self, table: str, params: Mapping[str, str]
-    ) -> tuple[str, bool, list[str] | None]:
+        self, table: str, params: Mapping[str, str], user: str
+    ) -> tuple[str, bool, list[str]]:
         display = params.get("sysparm_display_value", "false").lower()
         if display not in ("true", "false", "all"):
             display = "false"
         exclude = params.get("sysparm_exclude_reference_link", "false").lower() == "true"
-        fields = None
+        columns = list(self.store.fields_of(table))
+        fields = columns
         requested = params.get("sysparm_fields", "")
         if requested:
-            columns = set(self.store.fields_of(table))
+            known = set(columns)
             # Invalid fields are ignored; dot-walked ones are read through the reference.
             fields = [
                 f.strip()
                 for f in requested.split(",")
-                if f.strip() and f.strip().split(".", 1)[0] in columns
+                if f.strip() and f.strip().split(".", 1)[0] in known
             ]
-        return display, exclude, fields
+        # "Fields for which the calling entity does not have rights to because of ACLs are not
+        # returned in a REST query response" (c_RESTAPI).
+        return display, exclude, self.access.readable(user, table, fields)
 
     def get_record(self, request: SimRequest) -> SimResponse:
         """GET /api/now/table/{table}/{sys_id}."""
@@ -364,9 +390,14 @@ class ServiceNowAPI:
     ) -> SimResponse:
         if request.headers.get("x-no-response-body", "").lower() == "true":
             return SimResponse(status if status != 200 else 204, b"", {}, None)
-        display, exclude, fields = self._render_options(table, request.query)
+        display, exclude, fields = self._render_options(table, request.query, request.user)
         rendered = self.store.render(
-            table, record, display=display, exclude_links=exclude, fields=fields
+            table,
+            record,
+            display=display,
+            exclude_links=exclude,
+            fields=fields,
+            zone=self.store.zone_of(request.user),
         )
         return _json(status, {"result": rendered})
 
@@ -395,6 +426,7 @@ class ServiceNowAPI:
         data = self._body(request)
         if isinstance(data, SimResponse):
             return data
+        self.access.check_write(request.user, table, None, data)
         try:
             record = self.store.insert(table, data, user=request.user)
         except ValueError as exc:
@@ -412,7 +444,9 @@ class ServiceNowAPI:
         data = self._body(request)
         if isinstance(data, SimResponse):
             return data
-        record = self.store.update(table, request.path_params["sys_id"], data, user=request.user)
+        sys_id = request.path_params["sys_id"]
+        self.access.check_write(request.user, table, self.store.get(table, sys_id), data)
+        record = self.store.update(table, sys_id, data, user=request.user)
         return self._one(200, table, record, request)
 
     def delete_record(self, request: SimRequest) -> SimResponse:
@@ -478,7 +512,12 @@ class ServiceNowAPI:
             return _to_starlette(
                 _error(401, "User Not Authenticated", "Required to provide Auth information")
             )
-        return _to_starlette(self.batch(raw, user))
+        limits, over = self.limiter.count(user)
+        if over:
+            return _to_starlette(_rate_limited(limits))
+        answer = self.batch(raw, user)
+        answer.headers.update(limits)
+        return _to_starlette(answer)
 
     def batch(self, raw: bytes, user: str) -> SimResponse:
         """POST /api/now/v1/batch: run each sub-request, bodies base64 both ways."""
@@ -614,6 +653,15 @@ class RateLimitBody:
             await send(message)
 
         await self.app(scope, receive, rewrite)
+
+
+def _rate_limited(headers: dict[str, str]) -> SimResponse:
+    """429 with the rate-limit headers, Retry-After and the documented body."""
+    return SimResponse(429, RATE_LIMITED_BODY, dict(headers))
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _hibernation() -> Response:

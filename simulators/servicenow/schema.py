@@ -1,7 +1,9 @@
 """Tables the simulator serves: columns, reference columns, choice labels, priority lookup.
 
-The incident columns are exactly those of the real Table API bodies in
-`vendor/servicenow/samples` (82 columns, every value a string, references as `{link, value}`).
+The incident columns are those of the real Table API bodies in `vendor/servicenow/samples` (82
+columns, every value a string, references as `{link, value}`), plus `hold_reason`, the "On hold
+reason" the incident state model names (c_IncidentManagementStateModel: Awaiting Caller, Awaiting
+Change, Awaiting Problem, Awaiting vendor), which the samples' older release predates.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ INCIDENT_FIELDS: Final = (
     "approval", "caused_by", "severity", "sys_created_by", "resolved_at", "assigned_to",
     "business_stc", "wf_activity", "sys_domain_path", "cmdb_ci", "opened_by", "subcategory",
     "rejection_goto", "sys_class_name", "watch_list", "time_worked", "contact_type", "escalation",
-    "comments",
+    "comments", "hold_reason",
 )  # fmt: skip
 
 # What a freshly inserted incident holds before the request's fields are applied (the base
@@ -80,6 +82,40 @@ SYS_USER_DEFAULTS: Final = MappingProxyType(
     }
 )
 
+# The base system's choice list of incident close codes, "Resolution code" (the values
+# resolve-close-mim-sow lists).
+CLOSE_CODES: Final = (
+    "Duplicate",
+    "Known error",
+    "No resolution provided",
+    "Resolved by caller",
+    "Resolved by change",
+    "Resolved by problem",
+    "Resolved by request",
+    "Solution provided",
+    "Workaround provided",
+)
+# The base system's "On hold reason" choices (value -> label).
+HOLD_REASONS: Final = MappingProxyType(
+    {
+        "1": "Awaiting Caller",
+        "5": "Awaiting Change",
+        "3": "Awaiting Problem",
+        "4": "Awaiting Vendor",
+    }
+)
+
+# Date-time columns: stored in UTC, shown in the reading user's time zone (c_TableAPI,
+# sysparm_display_value: "Date fields: The database value is in UTC format, while the display
+# value is based on the user's time zone").
+DATETIME_FIELDS: Final = frozenset(
+    {
+        "opened_at", "closed_at", "resolved_at", "sys_created_on", "sys_updated_on", "sla_due",
+        "due_date", "activity_due", "expected_start", "work_start", "work_end", "follow_up",
+        "approval_set",
+    }
+)  # fmt: skip
+
 JOURNAL_FIELDS: Final = (
     "sys_id", "sys_created_on", "name", "element_id", "sys_tags", "value", "sys_created_by",
     "element",
@@ -92,11 +128,24 @@ ATTACHMENT_FIELDS: Final = (
     "table_sys_id", "chunk_size_bytes", "hash", "sys_created_by",
 )  # fmt: skip
 
+# The choice lists (sys_choice) and system properties (sys_properties) tables, which a client
+# reads to learn the values a field takes and an admin's settings (the Business Rule's URL).
+CHOICE_FIELDS: Final = (
+    "sys_id", "name", "element", "value", "label", "language", "inactive", "sequence",
+    "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by", "sys_mod_count",
+)  # fmt: skip
+PROPERTY_FIELDS: Final = (
+    "sys_id", "name", "value", "type", "description", "read_roles", "write_roles",
+    "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by", "sys_mod_count",
+)  # fmt: skip
+
 TABLE_FIELDS: Final = MappingProxyType(
     {
         "incident": INCIDENT_FIELDS,
         "sys_user": SYS_USER_FIELDS,
         "sys_journal_field": JOURNAL_FIELDS,
+        "sys_choice": CHOICE_FIELDS,
+        "sys_properties": PROPERTY_FIELDS,
     }
 )
 
@@ -132,6 +181,8 @@ REFERENCES: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
             }
         ),
         "sys_journal_field": MappingProxyType({}),
+        "sys_choice": MappingProxyType({}),
+        "sys_properties": MappingProxyType({}),
     }
 )
 
@@ -193,6 +244,8 @@ CHOICES: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
         },
         "upon_approval": {"proceed": "Proceed to Next Task", "do_nothing": "Wait for a User"},
         "upon_reject": {"cancel": "Cancel all future Tasks", "goto": "Go to a previous Task"},
+        "hold_reason": dict(HOLD_REASONS),
+        "close_code": {code: code for code in CLOSE_CODES},
     }
 )
 
@@ -211,6 +264,7 @@ PRIORITY_LOOKUP: Final = MappingProxyType(
     }
 )
 
+STATE_ON_HOLD: Final = "3"
 STATE_RESOLVED: Final = "6"
 STATE_CLOSED: Final = "7"
 STATE_CANCELED: Final = "8"

@@ -4,7 +4,8 @@ What the platform does on a write and this store does too: every value is kept a
 `sys_mod_count` counts saved updates and `sys_updated_on` has second precision; an update that
 changes nothing is not saved; `comments` / `work_notes` writes become `sys_journal_field` rows and
 never persist on the record; priority follows impact x urgency through the base lookup rules;
-`incident_state` mirrors `state`, and resolving or closing stamps who and when.
+`incident_state` mirrors `state`, and resolving or closing stamps who and when; a save that breaks
+one of the base system's incident data policies is refused (`simulators.servicenow.rules`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from simulators.servicenow.encoded_query import EncodedQuery, parse
+from simulators.servicenow.rules import check_incident_policies
 from simulators.servicenow.schema import (
     ATTACHMENT_FIELDS,
     CHOICES,
+    DATETIME_FIELDS,
     INCIDENT_DEFAULTS,
     JOURNAL_COLUMNS,
     JOURNAL_LABELS,
@@ -61,6 +65,17 @@ class Change:
     user: str
 
 
+def local_time(raw: str, zone: tzinfo) -> str:
+    """A stored UTC date-time as a user in `zone` sees it (the same format)."""
+    if not raw:
+        return raw
+    try:
+        moment = datetime.strptime(raw, SN_DATETIME).replace(tzinfo=UTC)
+    except ValueError:
+        return raw
+    return moment.astimezone(zone).strftime(SN_DATETIME)
+
+
 def wire(value: Any) -> str:
     """A client-sent value as the platform stores it: a string (references by sys_id)."""
     if isinstance(value, Mapping):
@@ -89,10 +104,32 @@ class ServiceNowStore:
         self._content: dict[str, bytes] = {}
         self._display_names: dict[tuple[str, str], str] = {("sys_user_group", "global"): "global"}
         self._number = 10000
+        # The instance's time zone (glide.sys.default.tz), for users who set none.
+        self.default_time_zone = "UTC"
         # Columns an admin added (u_*), per table, on top of the base system's.
         self._custom: dict[str, tuple[str, ...]] = {}
         self._cache: OrderedDict[tuple[str, str], tuple[int, list[str]]] = OrderedDict()
         self._listeners: list[Callable[[Change], None]] = []
+        self._seed_choices()
+
+    def _seed_choices(self) -> None:
+        """The incident table's choice lists, as sys_choice rows."""
+        rows = self._tables["sys_choice"]
+        for element, labels in CHOICES.items():
+            for sequence, (value, label) in enumerate(labels.items()):
+                sys_id = uuid.uuid4().hex
+                rows[sys_id] = {
+                    **dict.fromkeys(TABLE_FIELDS["sys_choice"], ""),
+                    "sys_id": sys_id,
+                    "name": "incident",
+                    "element": element,
+                    "value": value,
+                    "label": label,
+                    "language": "en",
+                    "inactive": "false",
+                    "sequence": str(sequence),
+                    "sys_mod_count": "0",
+                }
 
     # --------------------------------------------------------------------------- basics
 
@@ -142,6 +179,17 @@ class ServiceNowStore:
         """Name shown for a reference into a table the simulator does not serve (groups...)."""
         with self._lock:
             self._display_names[(table, sys_id)] = name
+
+    def zone_of(self, user_name: str) -> tzinfo:
+        """The user's time zone (sys_user.time_zone), else the instance's default."""
+        with self._lock:
+            sys_id = self._user_by_name.get(user_name)
+            record = self._tables["sys_user"].get(sys_id) if sys_id else None
+            name = (record or {}).get("time_zone") or self.default_time_zone
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
 
     def user_sys_id(self, user_name: str) -> str:
         """The sys_user sys_id of a user name (the name itself when no such user exists)."""
@@ -247,11 +295,12 @@ class ServiceNowStore:
                 if name in columns and not name.startswith("sys_") and name not in _READ_ONLY:
                     record[name] = wire(value)
             if table == "incident":
+                self._incident_rules(record, None, user, now)
+                check_incident_policies(None, record, (element for element, _ in journal))
                 self._number += 1
                 record["number"] = f"INC{self._number:07d}"
                 record["opened_at"] = record["opened_at"] or now
                 record["opened_by"] = record["opened_by"] or self.user_sys_id(user)
-                self._incident_rules(record, None, user, now)
             if table == "sys_user":
                 self._user_by_name[record["user_name"]] = sys_id
             rows[sys_id] = record
@@ -268,8 +317,8 @@ class ServiceNowStore:
             rows = self._rows(table)
             if sys_id not in rows:
                 raise RecordNotFound(f"{table}/{sys_id}")
-            record = rows[sys_id]
-            before = dict(record)
+            before = rows[sys_id]
+            record = dict(before)
             columns = self.fields_of(table)
             journal: list[tuple[str, str]] = []
             for name, value in fields.items():
@@ -284,6 +333,9 @@ class ServiceNowStore:
                 self._incident_rules(record, before, user, now)
             if record == before and not journal:
                 return dict(record)
+            if table == "incident":
+                check_incident_policies(before, record, (element for element, _ in journal))
+            rows[sys_id] = record
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or "0") + 1)
             record["sys_updated_on"] = now
             record["sys_updated_by"] = user
@@ -378,8 +430,10 @@ class ServiceNowStore:
         display: str = "false",
         exclude_links: bool = False,
         fields: Iterable[str] | None = None,
+        zone: tzinfo = UTC,
     ) -> dict[str, Any]:
-        """A record as the Table API answers it for the given sysparm_* options."""
+        """A record as the Table API answers it for the given sysparm_* options; display
+        values of date-times are in `zone`, the reading user's time zone."""
         refs = REFERENCES.get(table, {})
         names = list(fields) if fields is not None else list(record)
         out: dict[str, Any] = {}
@@ -392,7 +446,7 @@ class ServiceNowStore:
                 elif display == "false":
                     out[name] = raw
                 else:
-                    shown = self._display_value(table, record, name, raw)
+                    shown = self._display_value(table, record, name, raw, zone)
                     out[name] = (
                         shown
                         if display == "true"
@@ -428,23 +482,28 @@ class ServiceNowStore:
             return incident["number"] if incident else sys_id
         return self._display_names.get((target, sys_id), sys_id)
 
-    def _display_value(self, table: str, record: Mapping[str, str], name: str, raw: str) -> str:
+    def _display_value(
+        self, table: str, record: Mapping[str, str], name: str, raw: str, zone: tzinfo
+    ) -> str:
         if table == "incident" and name in ("comments", "work_notes", "comments_and_work_notes"):
             elements = JOURNAL_COLUMNS if name == "comments_and_work_notes" else {name}
-            return self._journal_text(record.get("sys_id", ""), elements)
+            return self._journal_text(record.get("sys_id", ""), elements, zone)
+        if name in DATETIME_FIELDS or (table == "sys_journal_field" and name == "sys_created_on"):
+            return local_time(raw, zone)
         labels = CHOICES.get(name) if table == "incident" else None
         if labels is not None:
             return labels.get(raw, raw)
         return raw
 
-    def _journal_text(self, sys_id: str, elements: Iterable[str]) -> str:
+    def _journal_text(self, sys_id: str, elements: Iterable[str], zone: tzinfo) -> str:
         wanted = set(elements)
         entries = [r for r in self._journal_by_record.get(sys_id, []) if r["element"] in wanted]
         parts = []
         for row in reversed(entries):
             author = self._reference_name("sys_user", self.user_sys_id(row["sys_created_by"]))
             label = JOURNAL_LABELS[row["element"]]
-            parts.append(f"{row['sys_created_on']} - {author} ({label})\n{row['value']}\n\n")
+            stamp = local_time(row["sys_created_on"], zone)
+            parts.append(f"{stamp} - {author} ({label})\n{row['value']}\n\n")
         return "".join(parts)
 
     # --------------------------------------------------------------------------- internals

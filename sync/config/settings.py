@@ -59,11 +59,19 @@ class StateSettings(_Section):
 
 
 class WebhookServerSettings(_Section):
-    """The daemon's HTTP listener."""
+    """The daemon's HTTP listener, and the address Jira and ServiceNow post to."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Where the vendors reach this daemon (a proxy's https address); http://host:port if unset.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+
+    def base_url(self) -> str:
+        """The daemon's address as Jira and ServiceNow post to it, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
 
 class SyncSettings(_Section):

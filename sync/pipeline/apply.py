@@ -18,7 +18,7 @@ from sync.pipeline.attachments import AttachmentCopier
 from sync.pipeline.context import SyncContext
 from sync.pipeline.markers import find_marker
 from sync.pipeline.plan import AttachmentCopy, CommentMirror, FieldWrite, Plan, set_values
-from sync.pipeline.records import ticket_id
+from sync.pipeline.records import status_context, ticket_id
 from sync.store.database import StoreSession
 
 
@@ -114,7 +114,12 @@ class Applier:
             return 0, None
         system = ticket.ref.system
         wanted = set_values(ticket, {w.field: w.new for w in writes})
-        vendor = to_vendor(self.context.mapping, system, wanted, [w.field for w in writes])
+        filled = (
+            status_context(self.context, peer) if any(w.field == "status" for w in writes) else None
+        )
+        vendor = to_vendor(
+            self.context.mapping, system, wanted, [w.field for w in writes], context=filled
+        )
         if vendor.is_empty():
             return 0, None
         answer = self.context.adapters[system].apply(

@@ -123,7 +123,7 @@ class AttachmentCopier:
                 if key in done or known in (None, sha):
                     results.append(CopyResult(copy, "duplicate", size, sha))
                     continue
-                target.upload(target_id, att.filename, spool)  # type: ignore[arg-type]
+                target.upload(target_id, att.filename, spool, att.mime_type)  # type: ignore[arg-type]
             done.add(key)
             present[(att.filename, size)] = sha
             results.append(CopyResult(copy, "copied", size, sha))

@@ -44,8 +44,16 @@ from mapping import Mapping as SyncMapping
 from mapping import Route, UnmappedValue, VendorWrite, matching_routes, to_canonical, to_vendor
 from mapping.model import System, Ticket
 from mapping.reads import keys_read
+from sync.pipeline.context import SyncContext
 from sync.pipeline.plan import SyncRules, get_value
-from sync.pipeline.records import created_side, link_side, paired_link, snapshot_data, ticket_id
+from sync.pipeline.records import (
+    created_side,
+    link_side,
+    paired_link,
+    snapshot_data,
+    status_context,
+    ticket_id,
+)
 from sync.procedure import pending
 from sync.store.database import NewAudit, NewLink, NewSnapshot, Store, StoreSession
 from sync.systems.base import Adapter, BulkAdapter, Created, NewRecord, PairLink
@@ -132,6 +140,12 @@ class Backfilled(Protocol):
     @property
     def store(self) -> Store:
         """Where pairs, snapshots and audit rows are recorded."""
+        ...
+
+    @property
+    def context(self) -> SyncContext:
+        """What every pass works with (the integration users, whose comments are not a
+        record's last word when a status requires it)."""
         ...
 
     def sync_linked(
@@ -336,8 +350,18 @@ class _Run:
         seed = ticket.model_copy(
             update={"ref": ticket.ref.model_copy(update={"system": route.target})}
         )
-        vendor = to_vendor(self.engine.mapping, route.target, seed, fields)
-        write = VendorWrite(fields=vendor.fields, transition_to=vendor.transition_to)
+        vendor = to_vendor(
+            self.engine.mapping,
+            route.target,
+            seed,
+            fields,
+            context=status_context(self.engine.context, ticket),
+        )
+        write = VendorWrite(
+            fields=vendor.fields,
+            transition_to=vendor.transition_to,
+            transition_fields=vendor.transition_fields,
+        )
         return NewRecord(write, route.target_project or route.target_table, route.issue_type)
 
     # --- creating ------------------------------------------------------------------------------

@@ -14,7 +14,14 @@ from mapping.model import System, Ticket
 from sync.pipeline.context import SyncContext
 from sync.pipeline.pairs import Pairs
 from sync.pipeline.plan import get_value, set_values
-from sync.pipeline.records import Reader, created_side, link_side, paired_link, ticket_id
+from sync.pipeline.records import (
+    Reader,
+    created_side,
+    link_side,
+    paired_link,
+    status_context,
+    ticket_id,
+)
 from sync.store.database import Link
 from sync.systems.base import Created
 
@@ -78,7 +85,13 @@ class Pairing:
             update={"ref": seed.ref.model_copy(update={"system": target_system})}
         )
         wanted = list(dict.fromkeys([*fields, *(overrides or {})]))
-        vendor = to_vendor(self.context.mapping, target_system, seed, wanted)
+        vendor = to_vendor(
+            self.context.mapping,
+            target_system,
+            seed,
+            wanted,
+            context=status_context(self.context, source),
+        )
         made = self.context.adapters[target_system].create(
             VendorWrite(fields=vendor.fields), container=container, kind=kind
         )
@@ -111,7 +124,11 @@ class Pairing:
                 + (f" (route {route})" if route else ""),
             )
         self.context.after_write(f"create {target_system.value}")
-        rest = VendorWrite(transition_to=vendor.transition_to, journal=vendor.journal)
+        rest = VendorWrite(
+            transition_to=vendor.transition_to,
+            journal=vendor.journal,
+            transition_fields=vendor.transition_fields,
+        )
         if not rest.is_empty():
             self.context.adapters[target_system].apply(made.ticket_id, rest)
         target = self.reader.read(target_system, made.ticket_id)

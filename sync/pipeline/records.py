@@ -12,9 +12,10 @@ from concurrent import futures
 from typing import Any
 
 import errors
-from mapping import UnmappedValue, read_path, stored_as_written, to_canonical
-from mapping.model import System, Ticket
+from mapping import StatusContext, UnmappedValue, read_path, stored_as_written, to_canonical
+from mapping.model import Comment, System, Ticket
 from sync.pipeline.context import SyncContext
+from sync.pipeline.markers import find_marker
 from sync.pipeline.plan import FieldWrite, get_value, set_values
 from sync.store.database import Link, LinkSide, Snapshot
 from sync.systems import registry as systems
@@ -32,6 +33,30 @@ def ticket_id(ticket: Ticket) -> str:
     """The id the adapters and the store use (its system says which: the Jira key, the
     ServiceNow sys_id)."""
     return systems.get(ticket.ref.system).ticket_id(ticket.ref)
+
+
+def last_word(context: SyncContext, ticket: Ticket) -> Comment | None:
+    """What a record's people last said: its newest comment not written by us (no marker, not
+    by an integration user). On an engineering record, that is the engineering resolution."""
+    for comment in reversed(ticket.comments):
+        if find_marker(comment.body) is not None or not comment.body.strip():
+            continue
+        author = comment.author
+        if author is not None and context.is_integration_user(author.id, author.name, author.email):
+            continue
+        return comment
+    return None
+
+
+def status_context(context: SyncContext, peer: Ticket) -> StatusContext:
+    """What the fields a status requires are filled in with, from the paired record: its
+    people's last word (the engineering resolution), its key and link."""
+    said = last_word(context, peer)
+    return StatusContext(
+        resolution=said.body.strip() if said is not None else "",
+        peer_key=peer.ref.key or peer.ref.id,
+        peer_url=peer.ref.url or "",
+    )
 
 
 def link_side(ticket: Ticket) -> LinkSide:

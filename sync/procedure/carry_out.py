@@ -40,7 +40,7 @@ from sync.pipeline.context import SyncContext
 from sync.pipeline.markers import Marker, find_marker
 from sync.pipeline.pairing import Pairing
 from sync.pipeline.plan import FieldWrite, comparable, get_value
-from sync.pipeline.records import Reader, paired_link, ticket_id
+from sync.pipeline.records import Reader, last_word, paired_link, ticket_id
 from sync.procedure import pending
 from sync.store.database import Link, StoreSession
 from sync.systems import registry as systems
@@ -149,16 +149,7 @@ class Escalator:
 
     def resolution_notes(self, eng: Ticket) -> Comment | None:
         """What engineering last said: the newest comment written there by a person."""
-        for comment in reversed(eng.comments):
-            if find_marker(comment.body) is not None or not comment.body.strip():
-                continue
-            author = comment.author
-            if author is not None and self.context.is_integration_user(
-                author.id, author.name, author.email
-            ):
-                continue
-            return comment
-        return None
+        return last_word(self.context, eng)
 
     def carry_out(
         self,
@@ -170,7 +161,7 @@ class Escalator:
     ) -> tuple[Ticket, Ticket | None, str | None, int]:
         """Carry out `actions`; returns the records as they are now, a created record's id,
         and the writes made."""
-        itsm, writes = self._set_fields(itsm, actions)
+        itsm, writes = self._set_fields(itsm, eng, actions)
         present = {m for c in itsm.comments if (m := find_marker(c.body)) is not None}
         writes += self._add_notes(itsm, actions, present)
         created: str | None = None
@@ -203,13 +194,19 @@ class Escalator:
                 writes += self.escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
 
-    def set_status(self, ticket: Ticket, status: Status) -> tuple[Ticket, int]:
-        """Move a record to `status` as a decision does (audited); returns it as it is now and
-        the writes made (a customer's reply confirming or reopening moves records this way)."""
-        return self._set_fields(ticket, [MoveStatus(status)])
+    def set_status(
+        self, ticket: Ticket, status: Status, peer: Ticket | None = None
+    ) -> tuple[Ticket, int]:
+        """Move a record to `status` as a decision does (audited; fields the status requires
+        come from `peer`, its paired record); returns it as it is now and the writes made (a
+        customer's reply confirming or reopening moves records this way)."""
+        return self._set_fields(ticket, peer, [MoveStatus(status)])
 
-    def _set_fields(self, itsm: Ticket, actions: Sequence[Action]) -> tuple[Ticket, int]:
-        """Labels, priority and status on the ITSM record; returns it as it is now."""
+    def _set_fields(
+        self, itsm: Ticket, eng: Ticket | None, actions: Sequence[Action]
+    ) -> tuple[Ticket, int]:
+        """Labels, priority and status on the ITSM record; returns it as it is now. A status
+        the ITSM system requires fields with takes them from the engineering record."""
         labels = list(itsm.labels)
         values: dict[str, Any] = {}
         for action in actions:
@@ -235,7 +232,8 @@ class Escalator:
         ]
         notes: list[AuditNote] = []
         try:
-            writes = self.applier.write_fields(itsm, fw, itsm, notes, why="escalation decision")[0]
+            peer = eng if eng is not None else itsm
+            writes = self.applier.write_fields(itsm, fw, peer, notes, why="escalation decision")[0]
         finally:
             if notes:
                 with self.context.store.session() as tx:

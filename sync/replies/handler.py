@@ -486,9 +486,9 @@ class ReplyHandler:
         if eng is not None and effect.engineering_note:
             self._note(eng, effect.engineering_note, Marker(eng.ref.system, ticket_name(eng), item))
         if effect.move_itsm_to is not None:
-            self._move(itsm, effect.move_itsm_to)
+            self._move(itsm, effect.move_itsm_to, eng)
         if eng is not None and effect.move_engineering_to is not None:
-            self._move(eng, effect.move_engineering_to)
+            self._move(eng, effect.move_engineering_to, itsm)
 
     def _note(self, ticket: Ticket, body: str, marker: Marker) -> None:
         adapter = self.engine.adapters[ticket.ref.system]
@@ -504,11 +504,11 @@ class ReplyHandler:
             ticket.ref.system.value, iid, "work_note", None, marker.text(), reason=body[:500]
         )
 
-    def _move(self, ticket: Ticket, status: Status) -> None:
+    def _move(self, ticket: Ticket, status: Status, peer: Ticket | None) -> None:
         current = self.engine.read(ticket.ref.system, ticket_id(ticket))
         if current.status is status:
             return
-        self.engine.escalator.set_status(current, status)
+        self.engine.escalator.set_status(current, status, peer)
 
     # --- bounces ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ id an adapter takes is the one change events carry (a Jira issue key, a ServiceN
 from __future__ import annotations
 
 import importlib
+import mimetypes
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -155,8 +156,10 @@ class Adapter(Protocol):
         """An attachment's content, in chunks."""
         ...
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file to the record."""
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file to the record, typed `content_type` (else by its name)."""
         ...
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
@@ -352,3 +355,19 @@ class TicketSystem(ABC, Generic[S]):
         """Whether an operator's bare reference (`explain DS-12`) names a record of this system."""
         del text
         return False
+
+
+GENERIC_TYPE = "application/octet-stream"
+
+
+def content_type_of(filename: str, declared: str | None) -> str:
+    """The content type to upload a file with: the one its source declared, unless that is the
+    generic application/octet-stream (what a browser sends for a type it does not know), then
+    the one its name implies (a `.log` is text/plain), else application/octet-stream."""
+    kept = (declared or "").strip()
+    if kept and kept.lower() != GENERIC_TYPE:
+        return kept
+    guessed, _encoding = mimetypes.guess_type(filename, strict=False)
+    if guessed is None and filename.lower().endswith((".log", ".out", ".err")):
+        return "text/plain"
+    return guessed or GENERIC_TYPE

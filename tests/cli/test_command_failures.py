@@ -118,13 +118,15 @@ def test_sync_once_with_both_systems_down_reports_both(monkeypatch: pytest.Monke
 def test_sync_once_without_half_a_credential_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A Jira email with no API token exits 2 with the reason, before any request."""
+    """A Jira email with no API token exits 2 naming the variable to set, before any request."""
     monkeypatch.delenv("ESCALATION_SYNC_JIRA__API_TOKEN")
     result = cli("sync", "--once")
     assert result.exit_code == 2
     assert_clean(result)
     assert result.stderr == (
-        "invalid configuration: Jira Cloud auth needs both email and api_token\n"
+        "invalid configuration (1 error):\n"
+        f"  {EXAMPLE}: jira.api_token: not set "
+        "(set ESCALATION_SYNC_JIRA__API_TOKEN or api_token_file)\n"
     )
 
 

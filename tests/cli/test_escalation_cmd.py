@@ -20,6 +20,21 @@ DEV = Person(id="devsupport.1")
 DESC = "Payments fail; we cannot investigate further without Dev Support.\nContact: Dana"
 
 
+SECRETS = {
+    "ESCALATION_SYNC_JIRA__API_TOKEN": "token",
+    "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": "jira-hook",
+    "ESCALATION_SYNC_SERVICENOW__PASSWORD": "password",
+    "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": "snow-hook",
+}
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets the example configuration reads from the environment, as a service has them."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(build(), list(args))
     return result.exit_code, result.output

@@ -13,6 +13,21 @@ from cli.app import build
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
+SECRETS = {
+    "ESCALATION_SYNC_JIRA__API_TOKEN": "token",
+    "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": "jira-hook",
+    "ESCALATION_SYNC_SERVICENOW__PASSWORD": "password",
+    "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET": "snow-hook",
+}
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets the example configuration reads from the environment, as a service has them."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(build(), list(args))
     return result.exit_code, result.output
@@ -159,3 +174,69 @@ def test_run_sync_is_the_same_cli(module: str) -> None:
     import importlib
 
     assert importlib.import_module(module).main is __import__("cli.app").app.main
+
+
+def test_missing_secrets_are_named_by_their_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline, `mapping check` exits 2 for each missing credential, naming the variable (or
+    the `_file` key) that sets it, and warns of a missing webhook secret."""
+    monkeypatch.delenv("ESCALATION_SYNC_JIRA__API_TOKEN")
+    monkeypatch.delenv("ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET")
+    code, out = run("mapping", "check", "--config", str(EXAMPLE))
+    assert code == 2
+    assert out.splitlines() == [
+        "invalid configuration (1 error):",
+        f"  {EXAMPLE}: jira.api_token: not set "
+        "(set ESCALATION_SYNC_JIRA__API_TOKEN or api_token_file)",
+    ]
+    monkeypatch.setenv("ESCALATION_SYNC_JIRA__API_TOKEN", "token")
+    code, out = run("mapping", "check", "--config", str(EXAMPLE))
+    assert code == 0
+    assert (
+        "warning: servicenow.webhook_secret: not set (set "
+        "ESCALATION_SYNC_SERVICENOW__WEBHOOK_SECRET or webhook_secret_file); ServiceNow webhooks "
+        "will be refused (401) and changes found by polling only"
+    ) in out
+
+
+def test_a_secret_file_counts_as_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`password_file` gives the ServiceNow password as well as the variable does."""
+    monkeypatch.delenv("ESCALATION_SYNC_SERVICENOW__PASSWORD")
+    secret = tmp_path / "sn-password"
+    secret.write_text("from-a-file\n")
+    path = broken(
+        tmp_path,
+        'username = "escalation.sync"',
+        f'username = "escalation.sync"\npassword_file = "{secret}"',
+    )
+    code, out = run("mapping", "check", "--config", str(path))
+    assert code == 0, out
+
+
+def test_run_without_a_secret_exits_2_with_the_variable_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    """`run` with a missing secret stops with the same message and exit 2 (a systemd unit does
+    not restart on it), no traceback, nothing secret printed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATION_SYNC_")}
+    env["ESCALATION_SYNC_SERVICENOW__PASSWORD"] = "never-shown"
+    env["ESCALATION_SYNC_STATE__DIR"] = str(tmp_path / "state")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE.parent / "run_sync.py"), "run", "--config", str(EXAMPLE)],
+        cwd=EXAMPLE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "never-shown" not in done.stderr
+    assert "jira.api_token: not set (set ESCALATION_SYNC_JIRA__API_TOKEN or api_token_file)" in (
+        done.stderr
+    )
+    assert not (tmp_path / "state").exists(), "nothing was started"

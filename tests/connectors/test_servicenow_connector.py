@@ -16,6 +16,7 @@ from responses import matchers
 
 from connectors.errors import (
     AuthFailed,
+    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -298,8 +299,6 @@ def test_update_patches_fields(sn: ServiceNowConnector, mock: responses.Requests
         "ef43c6d40a0a0b5700c77f9bf387afe3", {"assigned_to": "681b365ec0a80164000fb0b05854a0cd"}
     )
     assert got["sys_mod_count"] == "7"
-    with pytest.raises(ValueError):
-        sn.update("x", {"comments": "use add_comment"})
 
 
 def test_set_priority_writes_impact_and_urgency_and_reads_priority_back(
@@ -388,8 +387,43 @@ def test_journal_fields_follow_the_mapping(
     )
     sn.add_comment("abc", "internal", public=False)
     assert sn.journal("abc") == []
-    with pytest.raises(ValueError):
-        sn.update("abc", {"u_customer_notes": "journal writes go through add_comment"})
+
+
+def test_a_save_carrying_a_required_comment_is_not_repeated_after_a_500(
+    sn: ServiceNowConnector, mock: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    """A PATCH with a comment in it (Awaiting Caller) may have posted it: raised, not retried."""
+    mock.patch(f"{TABLE}/abc", status=500, json={"error": {"message": "boom"}})
+    with pytest.raises(ServerUnavailable):
+        sn.update("abc", {"state": "3", "hold_reason": "1", "comments": "Please send the log"})
+    assert len(mock.calls) == 1 and sleeps == []
+
+
+def test_a_data_policy_refusal_is_a_refused_write_not_an_auth_failure(
+    sn: ServiceNowConnector, mock: responses.RequestsMock
+) -> None:
+    """403 "Data Policy Exception" refuses this write (Forbidden, dead-lettered with the
+    instance's words); only a 401 is the credentials' problem (AuthFailed, the system paused)."""
+    policy = {
+        "error": {
+            "message": "Operation Failed",
+            "detail": "Data Policy Exception: \n\tThe following fields are mandatory: "
+            "Resolution code, Resolution notes\n",
+        },
+        "status": "failure",
+    }
+    mock.patch(f"{TABLE}/abc", status=403, json=policy)
+    with pytest.raises(Forbidden) as refused:
+        sn.update("abc", {"state": "6"})
+    assert "Resolution code, Resolution notes" in str(refused.value)
+    assert not isinstance(refused.value, AuthFailed)
+    mock.patch(
+        f"{TABLE}/abc",
+        status=401,
+        json={"error": {"message": "User Not Authenticated", "detail": None}, "status": "failure"},
+    )
+    with pytest.raises(AuthFailed):
+        sn.update("abc", {"state": "6"})
 
 
 def test_comment_is_not_repeated_after_a_500(

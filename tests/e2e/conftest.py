@@ -344,7 +344,10 @@ def make_harness(
     # The example mapping's custom columns: tags, and the escalation type a preset reads.
     snow.add_column("incident", "u_labels")
     snow.add_column("incident", "u_escalation_type")
-    snow.add_user(SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD)
+    # A fulfiller, not an admin: itil writes and resolves, itil_admin closes.
+    snow.add_user(
+        SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD, roles=("itil", "itil_admin")
+    )
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
     mail = MailSink(imap_port=0 if replies else None).start()

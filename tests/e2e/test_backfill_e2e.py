@@ -18,11 +18,13 @@ STATES = {"1": "To Do", "2": "In Progress", "3": "Waiting"}
 
 def _incidents(harness: Harness, count: int) -> list[str]:
     """Incidents the example route pairs (they carry the ESCALATION label), states varied."""
+    # An incident on hold has its reason, as the instance's data policy requires.
     return [
         harness.incident(
             short_description=f"Legacy incident {n:03d}",
             state=str(n % 3 + 1),
             u_labels="ESCALATION",
+            **({"hold_reason": "4"} if n % 3 == 2 else {}),
         )
         for n in range(count)
     ]

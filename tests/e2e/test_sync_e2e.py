@@ -115,7 +115,7 @@ def test_reordered_deliveries_converge_to_latest(harness: Harness) -> None:
     harness.servicenow.set_webhook(f"{harness.webhooks_url}/captured", SNOW_SECRET)
     captured_from = len(harness.servicenow.deliveries())
     harness.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
-    harness.servicenow.update_incident(sys_id, {"state": "3"}, as_user=AGENT)
+    harness.servicenow.update_incident(sys_id, {"state": "3", "hold_reason": "4"}, as_user=AGENT)
     harness.servicenow.update_incident(sys_id, {"short_description": "Order check v3"})
     harness.servicenow.wait_for_webhooks()
     captured = harness.servicenow.deliveries()[captured_from:]
@@ -141,7 +141,9 @@ def test_conflicting_edits_owner_and_newest_win_with_audit(harness: Harness) -> 
     harness.servicenow.set_webhook(None)
     harness.jira.edit(key, {"summary": "Jira's wording"})
     harness.servicenow.update_incident(
-        sys_id, {"short_description": "ServiceNow's wording", "state": "3"}, as_user=AGENT
+        sys_id,
+        {"short_description": "ServiceNow's wording", "state": "3", "hold_reason": "4"},
+        as_user=AGENT,
     )
     time.sleep(1.1)  # ServiceNow keeps seconds: make the Jira status change clearly newer
     harness.jira.transition(key, "Done")
@@ -257,7 +259,7 @@ def test_reconcile_repairs_a_write_that_never_landed(harness: Harness) -> None:
     """A change lost on the way (no webhook, no poll) is found and applied by reconciliation."""
     sys_id, key = harness.pair(short_description="Drift")
     harness.servicenow.set_webhook(None)
-    harness.servicenow.update_incident(sys_id, {"state": "3"}, as_user=AGENT)
+    harness.servicenow.update_incident(sys_id, {"state": "3", "hold_reason": "4"}, as_user=AGENT)
     assert harness.engine.reconcile() == 1
     assert harness.jira.issue(key)["fields"]["status"]["name"] == "Waiting"
     assert harness.engine.reconcile() == 0

@@ -1,9 +1,11 @@
-"""The Jira simulator against Atlassian's OpenAPI spec, for every operation the connector uses.
+"""The Jira simulator against Atlassian's OpenAPI spec, for every operation the connector uses
+and for the `jira` PyPI client itself (search, create, comment, transition, createmeta, fields,
+projects and what an admin reads first).
 
-The connector's traffic to the simulator is recorded at the transport (an adapter on the
-session handed to the connector) and every request and response is validated with openapi-core
-against `vendor/jira/openapi/swagger-v3.v3.json`, so the simulator cannot drift into the
-connector's convenience.
+The traffic to the simulator is recorded at the transport (an adapter on the session handed to
+the connector; on the `jira` client's own session) and every request and response is validated
+with openapi-core against Atlassian's spec (the copy in tests/fixtures/vendor/jira/openapi, see
+its SOURCES.md), so the simulator cannot drift into either client's convenience.
 
 Where the check departs from the letter of the spec, it is because the spec departs from Jira:
 - Paths: the spec documents v3; the connector calls v2 for everything but `search/jql`. v2 and
@@ -20,6 +22,12 @@ Where the check departs from the letter of the spec, it is because the spec depa
   `X-Atlassian-Token: no-check` is sent) are checked directly, the rest by openapi-core.
 - `GET /issue/{key}/remotelink` without `globalId`: the spec declares one RemoteIssueLink while
   its own example and Jira return an array; each element is validated as a RemoteIssueLink.
+- Changelog items (ChangeDetails): the spec types `from`, `to`, `fromString` and `toString` as
+  strings, while its own getChangeLogs example and Jira send null for a value that was or became
+  empty; those four are taken as nullable.
+- The `jira` client sends a transition id as a number (`int(transition)`), which Jira takes; the
+  spec types it a string, so that one value is read as the string the client means before the
+  request is validated. Everything else the client sends is validated as sent.
 """
 
 from __future__ import annotations
@@ -139,6 +147,9 @@ class Recorder(HTTPAdapter):
 @pytest.fixture(scope="module")
 def spec() -> OpenAPI:
     data = json.loads(SPEC_PATH.read_text())
+    change = data["components"]["schemas"]["ChangeDetails"]["properties"]
+    for name in ("from", "to", "fromString", "toString"):
+        change[name]["nullable"] = True
     return OpenAPI.from_dict(
         data,
         config=Config(
@@ -346,3 +357,145 @@ def test_error_answers_match_the_spec(
     _exercise(sim, jira)
     statuses = {e.status_code for e in recorder.exchanges}
     assert {200, 201, 204, 400, 404} <= statuses
+
+
+# --- the `jira` PyPI client ------------------------------------------------------------------
+
+# Every operation the exercise below makes the `jira` client perform, as (method, v3 path).
+CLIENT_OPERATIONS = {
+    ("get", "/rest/api/3/serverInfo"),
+    ("get", "/rest/api/3/field"),
+    ("get", "/rest/api/3/project"),
+    ("get", "/rest/api/3/project/{projectIdOrKey}"),
+    ("get", "/rest/api/3/project/{projectIdOrKey}/role"),
+    ("get", "/rest/api/3/project/{projectIdOrKey}/role/{id}"),
+    ("get", "/rest/api/3/issue/createmeta"),
+    ("get", "/rest/api/3/issuetype"),
+    ("get", "/rest/api/3/resolution"),
+    ("get", "/rest/api/3/issueLinkType"),
+    ("get", "/rest/api/3/user/search"),
+    ("post", "/rest/api/3/issue"),
+    ("get", "/rest/api/3/issue/{issueIdOrKey}"),
+    ("get", "/rest/api/3/issue/{issueIdOrKey}/editmeta"),
+    ("get", "/rest/api/3/search/jql"),
+    ("post", "/rest/api/3/issue/{issueIdOrKey}/comment"),
+    ("get", "/rest/api/3/issue/{issueIdOrKey}/transitions"),
+    ("post", "/rest/api/3/issue/{issueIdOrKey}/transitions"),
+    ("get", "/rest/api/3/issue/{issueIdOrKey}/watchers"),
+    ("post", "/rest/api/3/issue/{issueIdOrKey}/watchers"),
+    ("get", "/rest/api/3/issue/{issueIdOrKey}/changelog"),
+}
+
+
+@pytest.fixture()
+def client_traffic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[JiraSimulator, Any, Recorder]]:
+    """A `jira.JIRA` client on the simulator, its session's transport recorded from the first
+    request (the server-info probe the client makes on construction) on."""
+    import jira.client
+    from jira import JIRA
+    from jira.resilientsession import ResilientSession
+
+    from simulators.estate import SUPPORT_WORKFLOW
+
+    recorder = Recorder()
+
+    class RecordedSession(ResilientSession):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.mount("http://", recorder)
+
+    monkeypatch.setattr(jira.client, "ResilientSession", RecordedSession)
+    with JiraSimulator(time_zone="Europe/Berlin") as sim:
+        sim.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
+        client = JIRA(
+            server=sim.url,
+            basic_auth=(sim.integration.email, sim.integration.api_token or ""),
+            max_retries=0,
+            options={"check_update": False},
+        )
+        yield sim, client, recorder
+        client.close()
+
+
+def _client_exercise(sim: JiraSimulator, client: Any) -> None:
+    """What an integration built on the `jira` client does, success paths and refusals."""
+    from jira import JIRAError
+
+    assert {"summary", "resolution"} <= {f["id"] for f in client.fields()}
+    assert {"ENG", "SUP", "DS"} == {p.key for p in client.projects()}
+    assert client.project("DS").key == "DS"
+    roles = client.project_roles("DS")
+    admins = client.project_role("DS", roles["Administrators"]["id"])
+    assert sim.integration.account_id in {a.actorUser.accountId for a in admins.actors}
+    meta = client.createmeta(
+        projectKeys="DS", issuetypeNames="Bug", expand="projects.issuetypes.fields"
+    )
+    assert "summary" in meta["projects"][0]["issuetypes"][0]["fields"]
+    assert "Bug" in {t.name for t in client.issue_types()}
+    assert "Done" in {r.name for r in client.resolutions()}
+    assert "Relates" in {t.name for t in client.issue_link_types()}
+    assert [u.accountId for u in client.search_users(query="erin")] == [sim.engineer.account_id]
+    issue = client.create_issue(
+        project="DS",
+        summary="Checkout fails on Safari",
+        issuetype={"name": "Bug"},
+        description="Steps to reproduce: pay with Safari.",
+        priority={"name": "High"},
+        labels=["ESCALATION"],
+    )
+    assert "summary" in client.editmeta(issue.key)["fields"]
+    found = client.search_issues("project = DS AND resolution = Unresolved ORDER BY created DESC")
+    assert [i.key for i in found] == [issue.key]
+    client.add_comment(issue.key, "Looking into it")
+    client.add_comment(
+        issue.key, "Internal triage", visibility={"type": "role", "value": "Administrators"}
+    )
+    with pytest.raises(JIRAError) as refused:
+        client.add_comment(issue.key, "x", visibility={"type": "role", "value": "Nobody"})
+    assert refused.value.status_code == 400
+    names = {t["name"]: t["id"] for t in client.transitions(issue.key)}
+    client.transition_issue(issue.key, names["Start Progress"])
+    with pytest.raises(JIRAError) as unresolved:
+        client.transition_issue(issue.key, names["Resolve"])
+    assert unresolved.value.status_code == 400
+    client.transition_issue(issue.key, names["Resolve"], fields={"resolution": {"name": "Done"}})
+    done = client.issue(issue.key, expand="changelog")
+    assert done.fields.status.name == "Done" and done.fields.resolution.name == "Done"
+    assert client.search_issues("project = DS AND resolution = Unresolved") == []
+    client.add_watcher(issue.key, sim.integration.email)
+    assert client.watchers(issue.key).isWatching is True
+    client._get_json(f"issue/{issue.key}/changelog")
+
+
+def _transition_id_as_string(exchange: Exchange) -> None:
+    """The transition id the `jira` client sends as a number, as the string it stands for."""
+    if exchange.method != "post" or not exchange.path.endswith("/transitions"):
+        return
+    body = json.loads(exchange.body or b"{}")
+    transition = body.get("transition")
+    if isinstance(transition, dict) and isinstance(transition.get("id"), int):
+        transition["id"] = str(transition["id"])
+        exchange.body = json.dumps(body).encode()
+
+
+def test_the_jira_client_traffic_matches_the_spec(
+    spec: OpenAPI, client_traffic: tuple[JiraSimulator, Any, Recorder]
+) -> None:
+    """Every request the `jira` client sends to the simulator, and every answer, validates
+    against Atlassian's spec, refusals included."""
+    sim, client, recorder = client_traffic
+    _client_exercise(sim, client)
+    problems = {}
+    for exchange in recorder.exchanges:
+        _transition_id_as_string(exchange)
+        errors = _errors(spec, exchange)
+        if errors:
+            problems[f"{exchange.method.upper()} {exchange.path} -> {exchange.status_code}"] = (
+                errors
+            )
+    assert problems == {}
+    covered = {(e.method, _operation(spec, e)) for e in recorder.exchanges}
+    assert covered == CLIENT_OPERATIONS
+    assert {e.status_code for e in recorder.exchanges} >= {200, 201, 204, 400}

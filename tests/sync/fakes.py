@@ -97,12 +97,13 @@ class FakeJira(FakeBase):
         self.touch(key)
         return cid
 
-    def attach(self, key: str, name: str, data: bytes) -> None:
+    def attach(self, key: str, name: str, data: bytes, mime_type: str | None = None) -> None:
         aid = self._next()
         self.files[aid] = data
-        self.records[key]["fields"]["attachment"].append(
-            {"id": aid, "filename": name, "size": len(data)}
-        )
+        entry: dict[str, Any] = {"id": aid, "filename": name, "size": len(data)}
+        if mime_type:
+            entry["mimeType"] = mime_type
+        self.records[key]["fields"]["attachment"].append(entry)
         self.touch(key)
 
     # Adapter protocol
@@ -162,9 +163,11 @@ class FakeJira(FakeBase):
     def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
         return list(self.records[ticket_id]["fields"]["attachment"])
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
         self._write(f"upload {ticket_id} {filename}")
-        self.attach(ticket_id, filename, stream.read())
+        self.attach(ticket_id, filename, stream.read(), content_type)
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         for key in list(self.records):
@@ -227,12 +230,13 @@ class FakeServiceNow(FakeBase):
         self.touch(sys_id)
         return jid
 
-    def attach(self, sys_id: str, name: str, data: bytes) -> None:
+    def attach(self, sys_id: str, name: str, data: bytes, mime_type: str | None = None) -> None:
         aid = f"a{self._next()}"
         self.files[aid] = data
-        self.records[sys_id]["_attachments"].append(
-            {"sys_id": aid, "file_name": name, "size_bytes": str(len(data))}
-        )
+        entry = {"sys_id": aid, "file_name": name, "size_bytes": str(len(data))}
+        if mime_type:
+            entry["content_type"] = mime_type
+        self.records[sys_id]["_attachments"].append(entry)
         self.touch(sys_id)
 
     # Adapter protocol
@@ -287,9 +291,11 @@ class FakeServiceNow(FakeBase):
     def list_attachments(self, ticket_id: str) -> list[dict[str, Any]]:
         return list(self.records[ticket_id]["_attachments"])
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
         self._write(f"upload {ticket_id} {filename}")
-        self.attach(ticket_id, filename, stream.read())
+        self.attach(ticket_id, filename, stream.read(), content_type)
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         for sys_id in list(self.records):

@@ -21,6 +21,7 @@ from connectors.servicenow import ServiceNowConnector
 from mapping import VendorWrite
 from mapping.model import System
 from sync.pipeline.markers import Marker
+from sync.systems.base import content_type_of
 from sync.systems.jira.adapter import JiraAdapter
 from sync.systems.servicenow.adapter import ServiceNowAdapter
 from tests.conftest import VENDOR
@@ -483,3 +484,21 @@ def test_servicenow_scan_reads_related_rows_a_page_at_a_time(
     query = dict(parse_qsl(urlsplit(rsps.calls[0].request.url or "").query))
     assert query["sysparm_query"] == "sys_updated_on>=2000-01-01 00:00:00^ORDERBYsys_id"
     assert query["sysparm_fields"] == "sys_id,caller_id,number"
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "sent"),
+    [
+        ("vpn.log", "text/plain", "text/plain"),
+        ("vpn.log", "application/octet-stream", "text/plain"),
+        ("vpn.log", None, "text/plain"),
+        ("screen.png", "", "image/png"),
+        ("dump.bin", None, "application/octet-stream"),
+        ("report.pdf", "application/x-custom", "application/x-custom"),
+    ],
+)
+def test_uploads_keep_a_declared_type_and_type_the_rest_by_name(
+    name: str, declared: str | None, sent: str
+) -> None:
+    """A specific declared type is kept; a generic or missing one is taken from the file name."""
+    assert content_type_of(name, declared) == sent

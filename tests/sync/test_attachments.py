@@ -17,6 +17,7 @@ class Side:
     def __init__(self, files: dict[str, bytes] | None = None) -> None:
         self.files = files or {}
         self.uploads: list[tuple[str, bytes, bool]] = []
+        self.types: list[str | None] = []
         self.notes: list[tuple[str, bool, Marker]] = []
         self.chunks_served = 0
 
@@ -26,9 +27,12 @@ class Side:
             self.chunks_served += 1
             yield data[i : i + 8]
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
         # A SpooledTemporaryFile, never a bytes object handed over whole.
         self.uploads.append((filename, stream.read(), hasattr(stream, "rollover")))
+        self.types.append(content_type)
 
     def find_comment_by_marker(self, ticket_id: str, marker: Marker) -> str | None:
         return next(("n" for _, _, m in self.notes if m == marker), None)
@@ -66,6 +70,18 @@ def test_copies_through_a_spool_with_hash() -> None:
     assert result.outcome == "copied" and result.size == 50 and result.sha256
     assert target.uploads == [("a.log", b"0123456789" * 5, True)]
     assert source.chunks_served == 7
+
+
+def test_the_copy_keeps_the_source_content_type() -> None:
+    """The upload is typed as the source attachment was, so a log stays text/plain."""
+    source, target = Side({"1": b"ERROR boom\n"}), Side()
+    run(
+        AttachmentCopier(max_bytes=None),
+        source,
+        target,
+        [copy(Attachment(id="1", filename="vpn.log", size=11, mime_type="text/plain"))],
+    )
+    assert target.types == ["text/plain"]
 
 
 def test_same_content_twice_in_one_pass_is_copied_once() -> None:

@@ -24,6 +24,10 @@ EXAMPLE = ROOT / "config.example.toml"
 SECRET = "daemon-test-secret-42"
 PROCESSOR = "tests.sync.daemon_processors:slow"
 RUN = [sys.executable, str(ROOT / "run_sync.py"), "run"]
+CREDENTIALS = {
+    "ESCALATION_SYNC_JIRA__API_TOKEN": "unused-token",
+    "ESCALATION_SYNC_SERVICENOW__PASSWORD": "unused-password",
+}
 
 
 @dataclass
@@ -108,6 +112,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
                 "ESCALATION_SYNC_WEBHOOKS__HOST": "127.0.0.1",
                 "ESCALATION_SYNC_JIRA__WEBHOOK_SECRET": SECRET,
                 "ESCALATION_SYNC_STATE__DIR": str(state),
+                # The credentials a service has; the stand-in processor never uses them.
+                **CREDENTIALS,
             }
         )
         command = [*RUN, "--config", str(config)]
@@ -153,6 +159,7 @@ def test_a_taken_port_fails_the_start_with_exit_1(
         {
             "ESCALATION_SYNC_WEBHOOKS__PORT": str(first.port),
             "ESCALATION_SYNC_STATE__DIR": str(tmp_path / "other-state"),
+            **CREDENTIALS,
         }
     )
     second = subprocess.run(

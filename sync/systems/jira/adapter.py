@@ -31,6 +31,7 @@ from sync.systems.base import (
     NewRecord,
     PairLink,
     RecordsPage,
+    content_type_of,
     in_slices,
 )
 
@@ -94,7 +95,9 @@ class JiraAdapter:
         if fields:
             self.connector.edit_issue(ticket_id, fields)
         if write.transition_to:
-            self.connector.transition_to(ticket_id, write.transition_to)
+            self.connector.transition_to(
+                ticket_id, write.transition_to, fields=write.transition_fields or None
+            )
         for _element, text in write.journal:
             self.connector.add_comment(ticket_id, text, public=False)
 
@@ -143,9 +146,13 @@ class JiraAdapter:
         """Stream an attachment's content."""
         return self.connector.download_attachment(attachment_id)
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file."""
-        self.connector.add_attachment(ticket_id, filename, stream)
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file, keeping its content type."""
+        self.connector.add_attachment(
+            ticket_id, filename, stream, content_type_of(filename, content_type)
+        )
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         """Issues of the configured JQL updated since `since`."""
@@ -247,9 +254,12 @@ class JiraAdapter:
         try:
             if self._unknown(record):
                 status = self.connector.get_issue(key, fields=["status"])["fields"]["status"]
+                # A transition whose screen requires a field (a resolution) is taken after the
+                # create, with the fields, not as the create's own transition.
                 transitions = {
                     str((t.get("to") or {}).get("name", "")).casefold(): str(t["id"])
-                    for t in self.connector.get_transitions(key)
+                    for t in self.connector.get_transitions(key, with_fields=True)
+                    if not any(f.get("required") for f in (t.get("fields") or {}).values())
                 }
                 with self._starts_lock:
                     self._starts[self._workflow_key(record)] = (
@@ -260,7 +270,8 @@ class JiraAdapter:
             if transition is not None:
                 self.connector.transition(key, transition)
             elif later:
-                self.connector.transition_to(key, wanted)
+                fields = record.write.transition_fields or None
+                self.connector.transition_to(key, wanted, fields=fields)
         except ConnectorError as exc:
             return f"created, but not moved to {wanted!r}: {exc}"
         return None

@@ -33,6 +33,7 @@ from sync.systems.base import (
     NewRecord,
     PairLink,
     RecordsPage,
+    content_type_of,
     in_slices,
 )
 
@@ -185,9 +186,13 @@ class ServiceNowAdapter:
         """Stream an attachment's content."""
         return self.connector.download_attachment(attachment_id)
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
-        """Attach a file."""
-        self.connector.upload_attachment(ticket_id, filename, stream)
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
+        """Attach a file, keeping its content type."""
+        self.connector.upload_attachment(
+            ticket_id, filename, stream, content_type_of(filename, content_type)
+        )
 
     def changed_since(self, since: datetime) -> Iterator[Changed]:
         """Records of the configured query updated since `since`."""

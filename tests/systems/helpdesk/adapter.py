@@ -78,7 +78,9 @@ class HelpdeskAdapter:
         """No file can be downloaded: there are none."""
         raise NotFound(f"no attachment {attachment_id}", system="helpdesk", status=404)
 
-    def upload(self, ticket_id: str, filename: str, stream: BinaryIO) -> None:
+    def upload(
+        self, ticket_id: str, filename: str, stream: BinaryIO, content_type: str | None = None
+    ) -> None:
         """Refused: the help desk takes no files."""
         raise InvalidRequest("the help desk takes no attachments", system="helpdesk", status=415)
 
