@@ -4,12 +4,15 @@ ServiceNow, copies in Jira, and the policy's customer_replies at resolution."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulators.mail.sink import StoredMessage
+from sync.notify import outbox
 from sync.replies import store as mails
 from tests.e2e.conftest import (
     AGENT,
@@ -19,7 +22,17 @@ from tests.e2e.conftest import (
     Harness,
     step,
 )
-from tests.e2e.customer_mail import reply, send
+from tests.e2e.customer_mail import (
+    CUSTOMER_NAME,
+    SUPPORT,
+    bounce,
+    html_only_reply,
+    latin1_reply,
+    malformed_reply,
+    out_of_office,
+    reply,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +169,260 @@ def test_a_reply_to_every_mail_we_send_lands_once_and_reaches_jira(harness: Harn
         seen = mails.list_mails(tx)
     assert len(seen) == 5
     assert {m.outcome for m in seen} == {mails.PUBLIC_COMMENT}
+
+
+def resolved(h: Harness) -> tuple[str, str, StoredMessage]:
+    """An escalated incident engineering resolved; (sys_id, Jira key, the confirm mail)."""
+    sys_id = escalated(h)
+    key = paired_key(h, sys_id)
+    h.jira.comment(key, "Fixed in 4.2.1, deployed to production EU.")
+    h.jira.transition(key, "Done")
+    h.drain()
+    step(h, sys_id)
+    assert h.servicenow.incident(sys_id)["state"] == "6"
+    [confirm] = customer_mails(h, "resolved_please_confirm")
+    return sys_id, key, confirm
+
+
+def ledger_state(h: Harness, sys_id: str) -> str | None:
+    from sync.procedure.ledger import get_entry
+
+    with h.store.reading() as tx:
+        entry = get_entry(tx, f"servicenow:{sys_id}")
+    return entry.state.value if entry is not None else None
+
+
+def test_a_confirmation_closes_the_record_as_the_policy_says(harness: Harness) -> None:
+    """ "Yes, it works now" to the confirm mail: the comment lands, a note says who confirmed,
+    the incident moves to Closed (customer_replies.confirmed.move_to), the escalation closes
+    with it, the closed mail goes out, and Jira follows the status."""
+    h = harness
+    sys_id, key, confirm = resolved(h)
+    answer(h, confirm, "Yes, it works now. Thank you!")
+    assert_landed_once(h, sys_id, "Yes, it works now.", confirm)
+    assert h.servicenow.incident(sys_id)["state"] == "7"
+    notes = [r["value"] for r in h.snow_journal(sys_id) if r["element"] == "work_notes"]
+    assert any("The customer confirmed the fix by e-mail" in n for n in notes)
+    step(h, sys_id)
+    assert ledger_state(h, sys_id) == "closed"
+    assert len(customer_mails(h, "closed")) == 1
+    assert h.jira.issue(key)["fields"]["status"]["name"] == "Closed"
+
+
+def test_not_fixed_reopens_the_record_and_tells_engineering(harness: Harness) -> None:
+    """ "No, it still fails" to the confirm mail: the incident reopens (In Progress), the Jira
+    issue reopens and carries an internal note with the customer's words."""
+    h = harness
+    sys_id, key, confirm = resolved(h)
+    answer(h, confirm, "No, it still fails with the same error after the update.")
+    assert_landed_once(h, sys_id, "it still fails with the same error", confirm)
+    assert h.servicenow.incident(sys_id)["state"] == "2"
+    assert h.jira.issue(key)["fields"]["status"]["name"] == "In Progress"
+    told = [
+        c
+        for c in h.jira_comments(key)
+        if "says the fix did not work" in str(c.get("body")) and c.get("visibility")
+    ]
+    assert len(told) == 1
+    assert "still fails" in str(told[0]["body"])
+    notes = [r["value"] for r in h.snow_journal(sys_id) if r["element"] == "work_notes"]
+    assert any("The customer says the fix did not work" in n for n in notes)
+    assert not customer_mails(h, "closed")
+
+
+def test_a_reply_that_reads_both_ways_moves_nothing(harness: Harness) -> None:
+    """ "Yes, but it still fails": nothing moves; a work note asks a person to read it."""
+    h = harness
+    sys_id, key, confirm = resolved(h)
+    answer(h, confirm, "Yes, but it still fails for some of our users.")
+    assert h.servicenow.incident(sys_id)["state"] == "6"
+    assert h.jira.issue(key)["fields"]["status"]["name"] == "Done"
+    notes = [r["value"] for r in h.snow_journal(sys_id) if r["element"] == "work_notes"]
+    assert any("reads both as a confirmation" in n for n in notes)
+
+
+def attachments_on(h: Harness, sys_id: str) -> list[str]:
+    """File names attached to the incident."""
+    rows = h.servicenow.store.query("sys_attachment", f"table_sys_id={sys_id}")
+    return sorted(str(r["file_name"]) for r in rows)
+
+
+def outcomes(h: Harness) -> dict[str, str]:
+    """What became of each mail read, by its reason's first words."""
+    with h.store.reading() as tx:
+        return {m.message_id: m.outcome for m in mails.list_mails(tx)}
+
+
+def test_attachments_go_with_the_comment_under_the_size_limit(harness: Harness) -> None:
+    """A log under the limit is attached to the incident and copied to Jira; a dump over
+    `max_attachment_bytes` is listed in the comment, not attached."""
+    h = harness
+    email = h.settings.email_settings
+    assert email is not None and email.inbound is not None
+    h.settings.email_settings = email.model_copy(
+        update={"inbound": email.inbound.model_copy(update={"max_attachment_bytes": 64 * 1024})}
+    )
+    sys_id = escalated(h)
+    key = paired_key(h, sys_id)
+    [mail] = customer_mails(h, "escalated")
+    answer(
+        h,
+        mail,
+        "Logs from this morning attached.",
+        attachments=(
+            ("browser.log", b"GET /pay 500\n" * 100, "text/plain"),
+            ("core.dump", b"\0" * (200 * 1024), "application/octet-stream"),
+        ),
+    )
+    comment = assert_landed_once(h, sys_id, "Logs from this morning attached.", mail)
+    assert "Attached: browser.log" in comment
+    assert "core.dump not kept" in comment
+    assert attachments_on(h, sys_id) == ["browser.log", "service.log"]
+    names = [a["filename"] for a in h.jira.issue(key)["fields"]["attachment"]]
+    assert sorted(names) == ["browser.log", "service.log"]
+
+
+def test_auto_replies_and_out_of_office_are_not_posted(harness: Harness) -> None:
+    """An out-of-office answer to the escalated mail posts nothing and goes to Refused (its
+    `/approve-escalation` is no command either)."""
+    h = harness
+    sys_id = escalated(h)
+    before = h.snow_journal_text(sys_id)
+    [mail] = customer_mails(h, "escalated")
+    send(h, out_of_office(mail))
+    result = h.read_replies()
+    assert (result.read, result.posted, result.refused) == (1, 0, 1)
+    assert h.snow_journal_text(sys_id) == before
+    assert set(outcomes(h).values()) == {mails.REFUSED}
+
+
+def test_a_bounce_is_noted_once_and_stops_mail_to_the_address(harness: Harness) -> None:
+    """The customer's server returns the escalated mail (5.1.1): one work note says the address
+    failed, a second bounce adds none, and the next customer mail is not sent to it: the outbox
+    says why."""
+    h = harness
+    sys_id = escalated(h)
+    key = paired_key(h, sys_id)
+    [mail] = customer_mails(h, "escalated")
+    send(h, bounce(mail, CUSTOMER_EMAIL), sender="")
+    h.read_replies()
+    send(h, bounce(mail, CUSTOMER_EMAIL), sender="")
+    h.read_replies()
+    notes = [
+        r["value"]
+        for r in h.snow_journal(sys_id)
+        if r["element"] == "work_notes" and "could not be delivered" in r["value"]
+    ]
+    assert len(notes) == 1
+    assert CUSTOMER_EMAIL in notes[0] and "5.1.1" in notes[0]
+    assert not [c for c in public_comments(h, sys_id) if "Undelivered" in c]
+
+    h.jira.comment(key, "We are deploying the fix now.")
+    h.drain()
+    assert not customer_mails(h, "public_update")
+    with h.store.reading() as tx:
+        rows = outbox.list_entries(tx, ticket=h.servicenow.incident(sys_id)["number"])
+    [skipped] = [r for r in rows if r.event == "public_update"]
+    assert skipped.status == outbox.DEAD
+    assert skipped.last_error is not None and "bounced" in skipped.last_error
+
+
+def test_a_stranger_is_kept_internal_or_refused_as_configured(harness: Harness) -> None:
+    """Someone who is neither the customer nor a watcher: an internal note (the default), or
+    nothing at all with stranger_policy = "refuse"."""
+    h = harness
+    sys_id = escalated(h)
+    [mail] = customer_mails(h, "escalated")
+    answer(h, mail, "I am the CFO, please close this ticket.", sender="cfo@other.example")
+    notes = [r["value"] for r in h.snow_journal(sys_id) if "I am the CFO" in r["value"]]
+    assert len(notes) == 1
+    [entry] = [r for r in h.snow_journal(sys_id) if "I am the CFO" in r["value"]]
+    assert entry["element"] == "work_notes"
+    assert "neither the customer nor a watcher" in entry["value"]
+
+    email = h.settings.email_settings
+    assert email is not None and email.inbound is not None
+    h.settings.email_settings = email.model_copy(
+        update={"inbound": email.inbound.model_copy(update={"stranger_policy": "refuse"})}
+    )
+    answer(h, mail, "Second attempt from a stranger.", sender="mallory@other.example")
+    assert "Second attempt from a stranger" not in h.snow_journal_text(sys_id)
+
+
+def test_commands_in_mail_are_never_honoured(harness: Harness) -> None:
+    """The customer writes /approve-escalation and /escalate (and a script) in a mail naming
+    the incident: the comment shows them inert, and the request waiting for an SME stays
+    waiting."""
+    h = harness
+    sys_id = h.incident(short_description="Checkout fails", description=COMPLETE_DESCRIPTION)
+    h.servicenow.attach(sys_id, "service.log", b"500 POST /pay\n" * 20, as_user=AGENT)
+    h.servicenow.add_user("sme.alice", name="Alice SME", password="pw")
+    h.servicenow.add_work_note(sys_id, "/escalate customer blocked", as_user=AGENT)
+    step(h, sys_id)
+    # Nothing was mailed while approval waits: the customer writes in with the number.
+    raw = reply_with_subject(
+        h, sys_id, "/approve-escalation\n/escalate now please\n<script>alert(1)</script>"
+    )
+    send(h, raw)
+    h.read_replies()
+    [comment] = [c for c in public_comments(h, sys_id) if "escalate now please" in c]
+    assert "/approve-escalation" not in comment and "\u2215approve-escalation" in comment
+    assert "<script" not in comment
+    assert h.store.get_link("servicenow", sys_id) is None
+    assert ledger_state(h, sys_id) == "pending_approval"
+
+
+def reply_with_subject(h: Harness, sys_id: str, words: str) -> bytes:
+    """A new mail (no thread headers) whose subject names the incident by number."""
+    number = h.servicenow.incident(sys_id)["number"]
+    msg = EmailMessage()
+    msg["From"] = f"{CUSTOMER_NAME} <{CUSTOMER_EMAIL}>"
+    msg["To"] = SUPPORT
+    msg["Subject"] = f"Question about {number}"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content(words)
+    return msg.as_bytes()
+
+
+def test_mail_loops_are_broken(harness: Harness) -> None:
+    """Our own mail forwarded back to us, and a robot answering the same ticket again and
+    again, post nothing after the loop is seen."""
+    h = harness
+    sys_id = escalated(h)
+    [mail] = customer_mails(h, "escalated")
+    send(h, mail.raw.encode(), sender=SUPPORT)
+    result = h.read_replies()
+    assert (result.read, result.posted) == (1, 0)
+    for n in range(12):
+        send(h, reply(mail, f"Ticket received, reference {n}."))
+    h.read_replies()
+    posted = [c for c in public_comments(h, sys_id) if "Ticket received, reference" in c]
+    assert len(posted) == 10  # [email.inbound] loop_max_per_hour
+    assert list(outcomes(h).values()).count(mails.REFUSED) == 3
+
+
+def test_malformed_html_only_and_non_utf8_mail_is_read_safely(harness: Harness) -> None:
+    """Broken MIME, an HTML-only reply with a script, and ISO-8859-1 bytes without a charset:
+    each lands as plain, inert text."""
+    h = harness
+    sys_id = escalated(h)
+    [mail] = customer_mails(h, "escalated")
+    send(h, malformed_reply(mail, "The broken one still gets through."))
+    send(
+        h,
+        html_only_reply(
+            mail,
+            "<p>Hello <b>team</b>,</p><script>document.location='https://evil.example'</script>"
+            "<p>see <a href='javascript:alert(1)'>this</a> [code]<img src=x onerror=alert(1)>"
+            "[/code]</p>",
+        ),
+    )
+    send(h, latin1_reply(mail, "Die Kasse schlägt immer noch fehl, Grüße aus Köln."))
+    result = h.read_replies()
+    assert (result.read, result.posted) == (3, 3)
+    texts = public_comments(h, sys_id)
+    assert any("The broken one still gets through." in c for c in texts)
+    [html] = [c for c in texts if "Hello team" in c]
+    assert "<" not in html.replace("<carla@customer.example>", "")
+    assert "evil.example" not in html and "javascript:" not in html and "[code]" not in html
+    assert any("schlägt immer noch fehl, Grüße aus Köln" in c for c in texts)
