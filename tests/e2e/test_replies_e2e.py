@@ -48,6 +48,9 @@ def harness_options(tmp_path: Path) -> dict[str, Any]:
     text = text.replace(
         "[escalation.closure]\n", "[escalation.closure]\nemail_customer_on_close = true\n"
     )
+    # The incident's watch list, for [email.inbound] watcher_fields.
+    text += '\n[mapping.systems.servicenow.custom.watch_list]\nread = "watch_list"\n'
+    text += 'write_mode = "none"\n'
     config.write_text(text)
     return {"escalation": True, "echo_filter": True, "replies": True, "config": config}
 
@@ -426,3 +429,29 @@ def test_malformed_html_only_and_non_utf8_mail_is_read_safely(harness: Harness) 
     assert "<" not in html.replace("<carla@customer.example>", "")
     assert "evil.example" not in html and "javascript:" not in html and "[code]" not in html
     assert any("schlägt immer noch fehl, Grüße aus Köln" in c for c in texts)
+
+
+def test_a_watcher_speaks_publicly_when_the_configuration_names_the_field(
+    harness: Harness,
+) -> None:
+    """An address on the incident's watch list ([email.inbound] watcher_fields) is posted as a
+    public comment, like the customer; without the field it would be a stranger's note."""
+    h = harness
+    email = h.settings.email_settings
+    assert email is not None and email.inbound is not None
+    h.settings.email_settings = email.model_copy(
+        update={
+            "inbound": email.inbound.model_copy(
+                update={"watcher_fields": ("custom_fields.watch_list",)}
+            )
+        }
+    )
+    sys_id = escalated(h)
+    h.servicenow.update_incident(
+        sys_id, {"watch_list": "boss@customer.example,ops@customer.example"}, as_user=AGENT
+    )
+    [mail] = customer_mails(h, "escalated")
+    answer(h, mail, "Our CEO is asking for news.", sender="boss@customer.example", name="Bo Boss")
+    [entry] = [r for r in h.snow_journal(sys_id) if "Our CEO is asking" in r["value"]]
+    assert entry["element"] == "comments"
+    assert entry["value"].startswith("By e-mail from Bo Boss <boss@customer.example>:")
