@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cli.ops_cmd import _replies_text, collect_status
 from simulators.mail.sink import StoredMessage
 from sync.notify import outbox
 from sync.replies import store as mails
@@ -328,6 +329,10 @@ def test_a_bounce_is_noted_once_and_stops_mail_to_the_address(harness: Harness) 
     [skipped] = [r for r in rows if r.event == "public_update"]
     assert skipped.status == outbox.DEAD
     assert skipped.last_error is not None and "bounced" in skipped.last_error
+    status = collect_status(h.settings)
+    assert status["replies"]["bounced_addresses"] == 1
+    assert "mailbox" in status["systems"]
+    assert "1 address stopped" in _replies_text(status["replies"])
 
 
 def test_a_stranger_is_kept_internal_or_refused_as_configured(harness: Harness) -> None:
