@@ -418,6 +418,9 @@ class CustomerReplies(_Strict):
     """
 
     enabled: bool = True
+    # "Yes, it is fixed" / "No, it is not fixed" buttons in the "resolved, please confirm" mail
+    # (mailto: links composing the answer to the replies mailbox, when one is read).
+    buttons: bool = True
     # How many non-empty lines at the top of the reply are read for the verdict.
     read_lines: int = Field(default=3, ge=1, le=20)
     watchers_may_confirm: bool = False

@@ -3,11 +3,14 @@ ServiceNow, copies in Jira, and the policy's customer_replies at resolution."""
 
 from __future__ import annotations
 
+import html as html_lib
+import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -460,3 +463,31 @@ def test_a_watcher_speaks_publicly_when_the_configuration_names_the_field(
     [entry] = [r for r in h.snow_journal(sys_id) if "Our CEO is asking" in r["value"]]
     assert entry["element"] == "comments"
     assert entry["value"].startswith("By e-mail from Bo Boss <boss@customer.example>:")
+
+
+def clicked(sent: StoredMessage, label: str) -> bytes:
+    """The mail a client composes from the `mailto:` button labelled `label` in `sent`."""
+    match = re.search(rf'<a href="(mailto:[^"]+)"[^>]*>{label}</a>', sent.html or "")
+    assert match, sent.html
+    parts = urlsplit(html_lib.unescape(match.group(1)))
+    query = parse_qs(parts.query)
+    msg = EmailMessage()
+    msg["From"] = f"{CUSTOMER_NAME} <{CUSTOMER_EMAIL}>"
+    msg["To"] = unquote(parts.path)
+    msg["Subject"] = query["subject"][0]
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content(query["body"][0] + "\n\n-- \nCarla\n")
+    return msg.as_bytes()
+
+
+def test_the_confirmation_buttons_answer_by_mail(harness: Harness) -> None:
+    """The resolved mail carries "Yes, it is fixed" / "No, it is not fixed" buttons; the mail
+    the first composes (no thread headers, the ticket in its subject) closes the record."""
+    h = harness
+    sys_id, _key, confirm = resolved(h)
+    assert "No, it is not fixed</a>" in (confirm.html or "")
+    send(h, clicked(confirm, "Yes, it is fixed"))
+    h.read_replies()
+    [comment] = [c for c in public_comments(h, sys_id) if "Yes, it is fixed." in c]
+    assert comment.startswith(BY_MAIL)
+    assert h.servicenow.incident(sys_id)["state"] == "7"
