@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -379,6 +380,16 @@ class CustomerUpdates(_Strict):
         return timedelta(hours=hours) if hours else None
 
 
+def _no_status(value: Any) -> Any:
+    """TOML has no null: "none" (or "") says "do not move the record"."""
+    if isinstance(value, str) and value.strip().casefold() in ("", "none"):
+        return None
+    return value
+
+
+MaybeStatus = Annotated[Status | None, BeforeValidator(_no_status)]
+
+
 class ReplyConfirmed(_Strict):
     """A customer's reply that confirms the fix, while the escalation waits for it."""
 
@@ -386,8 +397,8 @@ class ReplyConfirmed(_Strict):
     # quoted history cut; none: the built-in English and German phrases ("yes", "it works now").
     patterns: tuple[Regex, ...] | None = None
     # Where the ITSM record moves; a status of closure.itsm_closed_statuses closes the
-    # escalation with it. None leaves the record where it is (a person closes it).
-    move_to: Status | None = Status.CLOSED
+    # escalation with it. "none" leaves the record where it is (a person closes it).
+    move_to: MaybeStatus = Status.CLOSED
     # An internal note on the ITSM record: who confirmed, when, with which words.
     note: bool = True
 
@@ -397,12 +408,12 @@ class ReplyNotFixed(_Strict):
 
     # As `confirmed.patterns`; none: the built-in phrases ("still fails", "not fixed").
     patterns: tuple[Regex, ...] | None = None
-    # The ITSM record reopens to this status (None: it stays; the note still says so).
-    move_to: Status | None = Status.IN_PROGRESS
+    # The ITSM record reopens to this status ("none": it stays; the note still says so).
+    move_to: MaybeStatus = Status.IN_PROGRESS
     # Engineering is told in an internal note on its record, with the customer's words.
     tell_engineering: bool = True
-    # The engineering record reopens to this status (None: engineering is only told).
-    engineering_move_to: Status | None = Status.IN_PROGRESS
+    # The engineering record reopens to this status ("none": engineering is only told).
+    engineering_move_to: MaybeStatus = Status.IN_PROGRESS
     # An internal note on the ITSM record: who said so, when, with which words.
     note: bool = True
 

@@ -82,7 +82,7 @@ def test_not_fixed_without_an_engineering_record_reopens_only(resolved_ticket, p
 def test_the_policy_says_what_not_fixed_does(resolved_ticket, make_policy):
     """Engineering only told (no reopening there), or not told at all; no ITSM note."""
     told_only = make_policy(
-        **{"customer_replies.not_fixed": {"engineering_move_to": None, "note": False}}
+        **{"customer_replies.not_fixed": {"engineering_move_to": "none", "note": False}}
     )
     effect = react(told_only, resolved_ticket, S.RESOLVED, verdict("not_fixed"), engineering=ENG)
     assert effect.engineering_note is not None and effect.move_engineering_to is None
