@@ -142,6 +142,12 @@ def _one_line(text: str, limit: int = 200) -> str:
     return defang(" ".join(text.split()))[:limit]
 
 
+def _first_line(text: str) -> tuple[str, ...]:
+    """The reply's first line of words, as the notes quote it."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return (line[:200],) if line else ()
+
+
 def addresses_in(value: object) -> set[str]:
     """The e-mail addresses a field value holds: a person's, or any written in text or lists."""
     if value is None:
@@ -452,7 +458,7 @@ class ReplyHandler:
                 sender=reply.mail.sender or "",
                 standing=who.value,
                 verdict=verdict,  # type: ignore[arg-type]
-                words=reply.confirmation.matched,
+                words=_first_line(reply.text),
                 received=self.engine.clock(),
             ),
             engineering=eng.ref if eng is not None else None,
