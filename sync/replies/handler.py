@@ -142,6 +142,11 @@ def _one_line(text: str, limit: int = 200) -> str:
     return defang(" ".join(text.split()))[:limit]
 
 
+def _size(n: int) -> str:
+    mib = 1024 * 1024
+    return f"{n / mib:.1f} MB" if n >= mib else f"{n // 1024} kB"
+
+
 def _first_line(text: str) -> tuple[str, ...]:
     """The reply's first line of words, as the notes quote it."""
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -233,15 +238,21 @@ class ReplyHandler:
         """Read the mail and do what it calls for; never raises for the mail's sake."""
         try:
             reply = self.read(fetched)
-        except Exception as exc:  # hostile input must not stop the mailbox
-            log.exception("mail could not be read", ref=fetched.ref.id)
-            return Handled(
+        except Exception as exc:
+            unread = Handled(
                 fetched.message_id or fetched.ref.id,
                 "unreadable",
                 mails.REFUSED,
                 f"could not be read: {type(exc).__name__}",
                 "refused",
             )
+            if errors.action_of(exc) is errors.Action.UNKNOWN:
+                # The reader never raises on bad input: this is a bug of ours, and the mail
+                # goes to the refused folder with the reason rather than stopping the mailbox.
+                log.exception("mail could not be read", ref=fetched.ref.id)
+                return unread
+            # Looking its ticket up failed (a system unreachable): read it again next pass.
+            return self._failed(exc, unread)
         base = Handled(
             reply.origin_key,
             reply.kind.value,
@@ -351,9 +362,11 @@ class ReplyHandler:
             marker = mail_marker(system, ticket_name(itsm), reply.origin_key)
             written = False
             if not self._has(itsm, marker, look_up=fetched.state is MailState.MAYBE_PROCESSED):
-                if public:
+                # A mail read in part may end in the middle of a file: none is attached then.
+                whole = not fetched.truncated
+                if public and whole:
                     self._attach(itsm, reply)
-                self._comment(itsm, reply, marker, who, public)
+                self._comment(itsm, reply, marker, who, public, attached=whole)
                 written = True
             else:
                 log.info("reply already on the record: not posted again", marker=marker.text())
@@ -397,7 +410,14 @@ class ReplyHandler:
             )
 
     def _comment(
-        self, itsm: Ticket, reply: InboundReply, marker: Marker, who: Standing, public: bool
+        self,
+        itsm: Ticket,
+        reply: InboundReply,
+        marker: Marker,
+        who: Standing,
+        public: bool,
+        *,
+        attached: bool = True,
     ) -> None:
         system = itsm.ref.system
         iid = ticket_id(itsm)
@@ -414,7 +434,12 @@ class ReplyHandler:
                 "ticket, so it is kept internal:"
             )
         body = f"{head}\n\n{reply.text}"
-        if public and kept:
+        if not attached:
+            body += (
+                f"\n\n[the e-mail was larger than {_size(self.inbound.max_message_bytes)} and "
+                "was read only in part; its attachments were not added]"
+            )
+        elif public and kept:
             body += "\n\nAttached: " + ", ".join(defang(k) for k in kept)
         elif kept:
             body += "\n\nAttachments not added to the record: " + ", ".join(defang(k) for k in kept)

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from cli.ops_cmd import _replies_text, collect_status
+from cli.sync_cmd import run_once
 from simulators.mail.sink import StoredMessage
 from sync.notify import outbox
 from sync.replies import store as mails
@@ -491,3 +492,41 @@ def test_the_confirmation_buttons_answer_by_mail(harness: Harness) -> None:
     [comment] = [c for c in public_comments(h, sys_id) if "Yes, it is fixed." in c]
     assert comment.startswith(BY_MAIL)
     assert h.servicenow.incident(sys_id)["state"] == "7"
+
+
+def test_an_oversized_mail_is_read_up_to_the_limit(harness: Harness) -> None:
+    """A reply bigger than max_message_bytes is read up to the limit: the customer's words at
+    the top land, and the comment says the mail was read in part (no cut file attached)."""
+    h = harness
+    email = h.settings.email_settings
+    assert email is not None and email.inbound is not None
+    h.settings.email_settings = email.model_copy(
+        update={"inbound": email.inbound.model_copy(update={"max_message_bytes": 64 * 1024})}
+    )
+    sys_id = escalated(h)
+    [mail] = customer_mails(h, "escalated")
+    big = bytes(range(256)) * 1200
+    answer(
+        h,
+        mail,
+        "The full trace is attached.",
+        attachments=(("trace.bin", big, "application/octet-stream"),),
+    )
+    comment = assert_landed_once(h, sys_id, "The full trace is attached.", mail)
+    assert "trace.bin" not in attachments_on(h, sys_id)
+    assert "Attached:" not in comment
+    assert "larger than 64 kB and was read only in part" in comment
+
+
+def test_sync_once_reads_the_replies_mailbox(harness: Harness) -> None:
+    """`sync --once` reads the mailbox before polling: the reply lands on the incident and the
+    same run copies it to Jira."""
+    h = harness
+    sys_id = escalated(h)
+    key = paired_key(h, sys_id)
+    [mail] = customer_mails(h, "escalated")
+    send(h, reply(mail, "Read by the cron run, please."))
+    result = run_once(h.settings)
+    assert result.mail is not None and (result.mail.read, result.mail.posted) == (1, 1)
+    assert sum("Read by the cron run" in c for c in public_comments(h, sys_id)) == 1
+    assert sum("Read by the cron run" in t for t in jira_texts(h, key)) == 1
