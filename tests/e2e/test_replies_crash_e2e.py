@@ -40,7 +40,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
         h.close()
 
 
-def customer_writes(h: Harness, sys_id: str) -> None:
+def customer_writes(h: Harness, sys_id: str, words: str = WORDS) -> None:
     """The customer mails the support address about the incident, by its number."""
     number = h.servicenow.incident(sys_id)["number"]
     msg = EmailMessage()
@@ -48,7 +48,7 @@ def customer_writes(h: Harness, sys_id: str) -> None:
     msg["To"] = SUPPORT
     msg["Subject"] = f"[{number}] export"
     msg["Message-ID"] = make_msgid(domain="customer.example")
-    msg.set_content(WORDS)
+    msg.set_content(words)
     send(h, msg.as_bytes())
 
 
