@@ -371,7 +371,7 @@ class ReplyHandler:
             else:
                 log.info("reply already on the record: not posted again", marker=marker.text())
             if public:
-                self._verdict(itsm, reply, who, link)
+                self._verdict(itsm, reply, who)
         if self.enqueue is not None:
             # The normal sync mirrors the comment (and its files) to engineering and decides.
             self.enqueue(system.value, iid)
@@ -463,9 +463,7 @@ class ReplyHandler:
 
     # --- confirmation -------------------------------------------------------------------------
 
-    def _verdict(
-        self, itsm: Ticket, reply: InboundReply, who: Standing, link: object | None
-    ) -> None:
+    def _verdict(self, itsm: Ticket, reply: InboundReply, who: Standing) -> None:
         """What the policy's customer_replies makes of the verdict, carried out once."""
         if self.policy is None:
             return
