@@ -212,6 +212,10 @@ class SimulatedEstate:
             'security = "none"',
             f'username = "{SUPPORT_ADDRESS}"',
             f'password = "{MAIL_SINK_IMAP_PASSWORD}"',
+            "",
+            "# A chat channel per escalation (with [escalation.chat] enabled = true)",
+            "[notify.slack]",
+            f'base_url = "{self.slack.api_url}"',
         ]
         if webhooks_to:
             daemon = urlsplit(webhooks_to)
