@@ -222,7 +222,11 @@ class ReplyHandler:
     def read(self, fetched: FetchedMail) -> InboundReply:
         """The mail as `inbound_mail` reads it (pure, given the outbox and the clock)."""
         now = self.engine.clock()
-        key = fetched.message_id or f"<ref.{_digest(fetched.ref.id)}@mailbox.invalid>"
+        # The key the mail is recorded under (`InboundReply.origin_key`), so a mail read again
+        # after a crash is not counted as one more of its sender's.
+        key = fetched.message_id or (
+            f"<sha256.{hashlib.sha256(fetched.raw).hexdigest()[:40]}@inbound.invalid>"
+        )
         return read_reply(
             fetched.raw,
             sent_lookup=self._sent,
