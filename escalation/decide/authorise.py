@@ -1,7 +1,9 @@
 """Who may say what, where: a command counts only from the right people in the right place.
 
 Identity is the comment's author as the ITSM system reports it, never a name typed in the text.
-A comment mirrored from the paired record is a copy and counts nowhere. A request counts in the
+A comment that came by e-mail (a customer's reply the sync posted, or its copy) counts nowhere,
+whatever it says: mail proves no one's identity. A comment mirrored from the paired record is a
+copy and counts nowhere. A request counts in the
 places and from the people `request` names; an answer only when the policy takes approval by
 command, in the places `approval` names, from the approvers of the level asked for (and, with
 four eyes, not from the requester); a withdrawal from the requester, the people `withdraw_from`
@@ -15,7 +17,7 @@ from typing import Any
 
 from escalation.decide.commands import Command
 from escalation.decide.context import Run
-from escalation.decide.reading import COPY_MARK, person_key, who
+from escalation.decide.reading import COPY_MARK, from_mail, person_key, who
 from escalation.decide.times import stamp
 from escalation.decision import NoteKind, Outcome
 from escalation.policy import People
@@ -24,6 +26,20 @@ from mapping.model import Visibility
 
 def authorised(run: Run, cmd: Command) -> bool:
     """Whether `cmd` counts: written here, in an allowed place, by someone allowed to say it."""
+    if from_mail(cmd.comment.body):
+        # Mail proves no one's identity: nobody is told, as nobody is known to have asked.
+        run.why(
+            f"command.{cmd.kind}",
+            "blocked",
+            f"{cmd.word} in comment {cmd.comment.id} is not honoured: the comment came by "
+            "e-mail (a reply the sync posted); commands are never taken from mail",
+            {
+                "comment": cmd.comment.id,
+                "author": person_key(cmd.comment.author),
+                "source": "email",
+            },
+        )
+        return False
     if COPY_MARK in cmd.comment.body:
         # A copy is nobody's command: its author wrote it on the other record.
         run.why(

@@ -390,6 +390,14 @@ class Escalator:
             writes += 1
         return writes
 
+    def set_status(
+        self, ticket: Ticket, status: Status, peer: Ticket | None = None
+    ) -> tuple[Ticket, int]:
+        """Move a record to `status` as a decision does (audited; fields the status requires
+        come from `peer`, its paired record); returns it as it is now and the writes made (a
+        customer's reply confirming or reopening moves records this way)."""
+        return self._set_fields(ticket, peer, [MoveStatus(status)])
+
     def _set_fields(
         self, itsm: Ticket, eng: Ticket | None, actions: Sequence[Action]
     ) -> tuple[Ticket, int]:

@@ -5,8 +5,8 @@ waiting request asks for, the escalation a repeat joined, the ticket's key and c
 when a time-driven rule next falls due (the scheduler's index). `escalation_decisions` keeps
 each decision that did something, with its reasons, for `explain` and `report`.
 
-Revision ID: 0007_procedure
-Revises: 0006_pairs
+Revision ID: 0008_procedure
+Revises: 0007_inbound_mail
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_procedure"
-down_revision = "0006_pairs"
+revision = "0008_procedure"
+down_revision = "0007_inbound_mail"
 branch_labels = None
 depends_on = None
 
