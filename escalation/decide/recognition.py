@@ -32,7 +32,11 @@ def recognise(run: Run) -> Flow:
     if run.state not in RESTARTABLE and not again:
         _consume_fields(run)
         return Flow.NEXT
-    signal = _label(run) or _field(run) or _trigger(run) or _priority(run)
+    signal = _label(run) or _field(run)
+    if signal is None and run.state not in FINISHED:
+        # Proactive signals start a ticket's escalation; after one ran, asking again is a
+        # person's (or the reopened record's) call.
+        signal = _trigger(run) or _priority(run)
     if signal is not None:
         request.start(run, *signal, None)
         _tell_management(run)

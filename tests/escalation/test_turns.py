@@ -521,3 +521,14 @@ def test_an_engineering_comment_is_told_once_whatever_the_next_note(
     assert not any(
         isinstance(a, EmailCustomer) and a.event is CustomerEvent.PUBLIC_UPDATE for a in d.actions
     )
+
+
+def test_a_proactive_trigger_does_not_ask_again_after_the_escalation_ran(
+    make_ticket, make_policy, now
+):
+    """A P1 resolved after a person's request is not asked for again by the P1 trigger."""
+    policy = make_policy(triggers=[{"kind": "priority", "priorities": ["P1"]}])
+    entry = active(now, state=S.RESOLVED, released_at=now)
+    t = make_ticket(labels=(), priority=Priority.P1, status=Status.RESOLVED)
+    d = decide(t, LedgerView(entry=entry), now, policy)
+    assert d.state is S.RESOLVED and not d.request_started
