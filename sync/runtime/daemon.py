@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -50,6 +50,10 @@ from sync.runtime.health import HealthBoard, HealthPolicy, verdict
 from sync.runtime.logs import configure_logging, settings_secrets
 from sync.runtime.wiring import default_processor, open_queue, open_store, outbox_worker
 from sync.store.database import Store
+
+if TYPE_CHECKING:
+    # Only for its type: the console is imported when it is turned on (see _start_console).
+    from sync.console.server import ConsoleServer
 
 log = structlog.get_logger(__name__)
 
@@ -281,7 +285,7 @@ class Daemon:
         self._last_poll: dict[str, float] = {}
         self._outbox: OutboxWorker | None = None
         self._outbox_thread: threading.Thread | None = None
-        self.console: Any = None
+        self.console: ConsoleServer | None = None
         self.health: HealthBoard | None = None
 
     # -- lifecycle
@@ -350,10 +354,9 @@ class Daemon:
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
 
-    def _start_console(self, settings: Any) -> None:
+    def _start_console(self, settings: Settings) -> None:
         """The operations console on its own listener, when `[console] enabled = true`."""
-        console = getattr(settings, "console", None)
-        if console is None or not console.enabled:
+        if not settings.console.enabled:
             return
         assert self.store is not None and self.queue is not None
         # Imported here: a daemon without the console loads none of its pages or templates.
