@@ -8,7 +8,6 @@ Security Policy (scripts and styles from our own static folder only), and pages 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,8 +18,6 @@ from urllib.parse import parse_qs, urlencode
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import PackageLoader, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
@@ -42,8 +39,8 @@ from sync.console.auth import (
 from sync.console.plot import depth_plot, lag_plot
 from sync.console.readmodel import BoardFilter, ReadModel, TicketView, title
 from sync.console.settings import ConsoleSettings
+from sync.console.wording import environment, span
 from sync.runtime.refs import parse_ref
-from sync.systems.registry import registry
 
 log = structlog.get_logger("escalation_sync.console")
 
@@ -76,84 +73,6 @@ class Console:
     flashes: dict[str, list[Outcome]] = field(default_factory=dict)
 
 
-def _env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=PackageLoader("sync.console", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["when"] = when
-    env.filters["ago"] = ago
-    env.filters["span"] = span
-    env.filters["until"] = until
-    env.filters["person"] = person
-    env.filters["display_name"] = title
-    env.filters["tone"] = tone
-    return env
-
-
-def tone(name: str) -> str:
-    """The CSS class that colours a system's name: by its place in the registry (built-in
-    ones first), so each installed system has its own; channels share one."""
-    names = registry().names()
-    return f"sys-{names.index(name) % 4}" if name in names else "sys-channel"
-
-
-def person(value: str | None) -> str:
-    """A person as the page shows them: an opaque record id (32 hex digits, as some systems
-    name people by) shortened."""
-    if not value:
-        return "-"
-    if re.fullmatch(r"[0-9a-f]{32}", value):
-        return f"user {value[:8]}…"
-    return value
-
-
-def when(value: datetime | None) -> str:
-    """A moment as people read it on the page (UTC, to the minute)."""
-    if value is None:
-        return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def span(delta: timedelta | None) -> str:
-    """A duration in its two largest units: `3 h 12 min`, `2 days 4 h`, `45 s`."""
-    if delta is None:
-        return "-"
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} day{'s' if days != 1 else ''} {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
-
-
-def ago(value: datetime | None, now: datetime | None = None) -> str:
-    """How long ago a moment was."""
-    if value is None:
-        return "-"
-    now = now or datetime.now(UTC)
-    if value > now:
-        return f"in {span(value - now)}"
-    return f"{span(now - value)} ago"
-
-
-def until(value: datetime | None, now: datetime | None = None) -> str:
-    """How long until a moment (or how long it is past)."""
-    if value is None:
-        return "-"
-    now = now or datetime.now(UTC)
-    if value >= now:
-        return f"in {span(value - now)}"
-    return f"{span(now - value)} late"
-
-
 class _Redirect(Exception):
     def __init__(self, location: str) -> None:
         self.location = location
@@ -168,7 +87,7 @@ def create_console_app(console: Console) -> FastAPI:
     """The console as an ASGI app (served on its own listener by the daemon)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    env = _env()
+    env = environment()
 
     def path_for(request: Request, name: str, **params: Any) -> str:
         base = str(request.scope.get("root_path", "")).rstrip("/")
