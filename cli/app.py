@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.doctor_cmd",
     "cli.webhook_cmd",
     "cli.email_cmd",
+    "cli.chat_cmd",
     "cli.simulators_cmd",
     "cli.demo_cmd",
     "cli.console_cmd",

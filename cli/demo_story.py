@@ -25,7 +25,14 @@ from typing import Any
 
 from cli.simulators_cmd import people_lines
 from escalation.wording import plural
-from simulators.estate import CUSTOMER, L1_ENGINEER, SECOND_SME, SME, SimulatedEstate
+from simulators.estate import (
+    CREW_LEAD,
+    CUSTOMER,
+    L1_ENGINEER,
+    SECOND_SME,
+    SME,
+    SimulatedEstate,
+)
 from simulators.servicenow.schema import CHOICES
 from sync.config.settings import EXAMPLE_CONFIG
 from sync.pipeline.markers import find_marker, strip_marker
@@ -131,6 +138,12 @@ class Observer:
         self.jira_comments_seen: set[str] = set()
         self.mail_seen = 0
         self.users = {v: k for k, v in estate.sn_users.items()}
+        # The channels the workspace starts with are not news.
+        self.channels_seen: dict[str, tuple[int, bool]] = {
+            c["id"]: (len(estate.slack.members(c["id"])), c["is_archived"])
+            for c in estate.slack.channels()
+        }
+        self.slack_seen: set[str] = set()
 
     def look(self) -> None:
         """Report every change since the previous look."""
@@ -194,6 +207,29 @@ class Observer:
             to = ", ".join(message.rcpt_tos)
             self.timeline.add("Email", f"to {to}: {message.subject}")
         self.mail_seen = len(messages)
+        self._look_at_slack()
+
+    def _look_at_slack(self) -> None:
+        slack = self.estate.slack
+        users = slack.workspace.users
+        for channel in slack.channels():
+            cid, name = channel["id"], channel["name"]
+            members = slack.members(cid)
+            before = self.channels_seen.get(cid)
+            if before is None:
+                self.timeline.add("Slack", f"#{name} created: {channel['topic']['value']}")
+                before = (1, False)
+            if len(members) > before[0]:
+                joined = [users[m].real_name for m in members[before[0] :] if m in users]
+                self.timeline.add("Slack", f"#{name}: {', '.join(joined)} joined")
+            for message in slack.messages(cid):
+                if message.get("metadata") and message["ts"] not in self.slack_seen:
+                    self.slack_seen.add(message["ts"])
+                    text = message["text"].replace("&gt;", ">").replace("&lt;", "<")
+                    self.timeline.add("Slack", f"#{name}: {text.replace('&amp;', '&')}")
+            if channel["is_archived"] and not before[1]:
+                self.timeline.add("Slack", f"#{name} archived")
+            self.channels_seen[cid] = (max(len(members), before[0]), channel["is_archived"])
 
 
 class Story:
@@ -280,6 +316,34 @@ class Story:
     def emails_to(self, address: str) -> list[Any]:
         return [m for m in self.estate.mail.messages() if address in m.rcpt_tos]
 
+    def channel(self, key: str) -> dict[str, Any] | None:
+        """The Slack channel of the escalation whose DS issue is `key`."""
+        prefix = f"ds-{key.rsplit('-', 1)[-1]}-"
+        return next((c for c in self.estate.slack.channels() if c["name"].startswith(prefix)), None)
+
+    def channel_people(self, key: str) -> set[str]:
+        channel = self.channel(key)
+        if channel is None:
+            return set()
+        users = self.estate.slack.workspace.users
+        return {users[m].email or "" for m in self.estate.slack.members(channel["id"])}
+
+    def channel_messages(self, key: str) -> list[str]:
+        channel = self.channel(key)
+        if channel is None:
+            return []
+        return [m["text"] for m in self.estate.slack.messages(channel["id"]) if m.get("metadata")]
+
+    def channel_linked(self, key: str, sys_id: str) -> bool:
+        channel = self.channel(key)
+        if channel is None:
+            return False
+        link = f"/archives/{channel['id']}"
+        fields = self.estate.jira.issue(key)["fields"]
+        comments = (fields.get("comment") or {}).get("comments", [])
+        in_jira = any(link in str(c.get("body")) for c in comments)
+        return in_jira and any(link in n for n in self.notes(sys_id))
+
     def engineering_key(self) -> str | None:
         keys = [k for k in self.estate.jira.keys() if k.startswith("DS-")]
         return keys[0] if keys else None
@@ -350,6 +414,18 @@ def play(story: Story) -> None:
             lambda: any(key in n for n in story.notes(b)),
         )
         story.wait(
+            "the escalation's Slack channel is made, named after the DS issue",
+            lambda: story.channel(key) is not None,
+        )
+        story.wait(
+            "the assignee, the approver and the crew lead are in the channel",
+            lambda: {L1_ENGINEER.email, SME.email, CREW_LEAD.email} <= story.channel_people(key),
+        )
+        story.wait(
+            "the channel's link is posted in the Jira issue and the incident",
+            lambda: story.channel_linked(key, b),
+        )
+        story.wait(
             "the log file reaches the Jira issue",
             lambda: any(
                 a["filename"] == "checkout-errors.log"
@@ -389,6 +465,10 @@ def play(story: Story) -> None:
             lambda: any("cache key collision" in n for n in story.notes(b, element="comments")),
         )
         story.wait("... and the customer by email", lambda: len(story.emails_to(carol)) > before)
+        story.wait(
+            "the channel is told engineering started",
+            lambda: any("is now in progress" in t for t in story.channel_messages(key)),
+        )
         after_public = len(story.emails_to(carol))
         jira.comment(
             key,
@@ -412,6 +492,13 @@ def play(story: Story) -> None:
         jira.transition(key, "Done")
         story.wait(
             "the ServiceNow incident moves to Resolved", lambda: sn.incident(b)["state"] == "6"
+        )
+        story.wait(
+            "the resolution is posted in the channel, which is archived",
+            lambda: (
+                any("Fixed in 4.2.1" in t for t in story.channel_messages(key))
+                and bool((story.channel(key) or {}).get("is_archived"))
+            ),
         )
         story.wait(
             "the customer is asked to confirm, quoting the fix, with the status Resolved",
@@ -488,11 +575,43 @@ def demo_config(
     # Links posted into the records point at the simulators actually running.
     text = text.replace("http://127.0.0.1:8081/browse/", f"{estate.jira.url}/browse/")
     text = text.replace("http://127.0.0.1:8082/nav_to.do", f"{estate.servicenow.url}/nav_to.do")
+    text += _chat_toml(estate, state_dir)
     if console is not None:
         text += console.toml()
     path = state_dir / "demo.toml"
     path.write_text(text)
     return path
+
+
+def _chat_toml(estate: SimulatedEstate, state_dir: Path) -> str:
+    """The DS procedure's Slack channel, in the estate's workspace (the bot token in a file, as
+    a container secret would be)."""
+    token = state_dir / "slack-token"
+    token.write_text(estate.slack.bot_token)
+    token.chmod(0o600)
+    people = (L1_ENGINEER, SME, SECOND_SME)
+    # Journal authors are user names; the incident's assignee is a sys_user reference.
+    names = [(p.user_name, p.email) for p in people]
+    names += [
+        (estate.sn_users[p.user_name], p.email) for p in people if p.user_name in estate.sn_users
+    ]
+    addresses = "\n".join(f'"{name}" = "{email}"' for name, email in names)
+    return f"""
+[notify.slack]
+base_url = "{estate.slack.api_url}"
+token_file = "{token}"
+
+[escalation.chat]
+enabled = true
+channel = "ds-{{number}}-{{summary}}"
+invite = ["assignee", "requester", "approver", "contact", "engineering_assignee"]
+users = ["{CREW_LEAD.email}"]
+events = ["approved", "level", "priority", "engineering_status", "resolved"]
+archive = "resolved"
+
+[escalation.chat.addresses]
+{addresses}
+"""
 
 
 @contextmanager

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         with the fix when it fails: Jira credentials, project and issue type, mapped fields and
         the create and edit screens, the workflow's statuses, the internal-comment role, the
         webhook; ServiceNow credentials, table, fields, choice values, write access, the
-        Business Rule's URL; the mail transport's login. Exit 0 when every check passes, 1 when
+        Business Rule's URL; the mail transport's login; the chat channels' tokens (Slack's
+        scopes, Teams' application and signed-in account). Exit 0 when every check passes, 1 when
         one fails, 2 for a configuration error."""
         # Imported here: the connectors and the HTTP stack are not needed to print --help.
         from sync.doctor import run_checks

@@ -20,6 +20,7 @@ from mapping.errors import ConfigInvalid
 from mapping.model import Status, System
 
 if TYPE_CHECKING:
+    from escalation.chat import ChatStatus
     from escalation.decision import LedgerView
     from escalation.policy import Policy
     from mapping.model import Ticket
@@ -160,6 +161,22 @@ def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Polic
         store.close()
 
 
+def _chat_status(settings: Settings, ticket: Ticket, policy: Policy) -> ChatStatus | None:
+    """What the chat notifiers did for the ticket's room, as the daemon's step reads it."""
+    # The store and the notifiers load only to explain a stored ticket (start-up time).
+    from sync.notify.registry import build_notifiers
+    from sync.procedure.step import PolicyEscalation
+    from sync.runtime.wiring import open_store
+
+    step = PolicyEscalation(policy, notifiers=build_notifiers(settings))
+    store = open_store(settings)
+    try:
+        with store.reading() as tx:
+            return step.chat_status(tx, ticket)
+    finally:
+        store.close()
+
+
 def register(app: typer.Typer) -> None:
     """Add `explain` and the `policy` command group."""
 
@@ -229,7 +246,8 @@ def register(app: typer.Typer) -> None:
         engineering = (
             EngineeringStatus(None, engineering_status) if engineering_status is not None else None
         )
-        decision = decide(ticket, view, when, chosen, engineering=engineering)
+        chat = _chat_status(settings, ticket, chosen) if settings is not None else None
+        decision = decide(ticket, view, when, chosen, engineering=engineering, chat=chat)
         if as_json:
             data = explain_data(ticket, view, decision, when)
             if note is not None:

@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"# Slack Web API at {estate.slack.api_url}, bot token {estate.slack.bot_token}"
             )
+            typer.echo(f"export ESCALATION_SYNC_NOTIFY__SLACK__TOKEN={estate.slack.bot_token}")
             people = estate.people()
             typer.echo(
                 "\n# People to act as over the REST APIs (HTTP basic auth, login:secret);\n"

@@ -86,6 +86,39 @@ AUTH_ERRORS = frozenset(
 TRANSIENT_ERRORS = frozenset(
     {"request_timeout", "service_unavailable", "fatal_error", "internal_error"}
 )
+# What the integration's bot token needs, as Slack names the scopes: find, make, describe, join
+# and archive channels (public and private), read their history (messages found again by
+# their key), post, and find people by e-mail.
+REQUIRED_SCOPES = (
+    "channels:read",
+    "channels:write",
+    "channels:history",
+    "groups:read",
+    "groups:write",
+    "groups:history",
+    "chat:write",
+    "users:read",
+    "users:read.email",
+)
+# Names a scope goes by in newer Slack apps (channels:manage is the bot scope for what the spec
+# calls channels:write).
+SCOPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "channels:write": ("channels:manage",),
+    "groups:write": ("groups:write", "channels:manage"),
+    "chat:write": ("chat:write:bot", "chat:write:user"),
+}
+
+
+def missing_scopes(granted: Iterable[str], needed: Iterable[str] = REQUIRED_SCOPES) -> list[str]:
+    """The scopes of `needed` a token with `granted` lacks (aliases counted as granted)."""
+    have = set(granted)
+    return [
+        scope
+        for scope in needed
+        if scope not in have and not have.intersection(SCOPE_ALIASES.get(scope, ()))
+    ]
+
+
 NOT_FOUND_ERRORS = frozenset(
     {"channel_not_found", "user_not_found", "users_not_found", "message_not_found"}
 )
@@ -571,6 +604,22 @@ class SlackConnector:
             topic=current_topic,
             purpose=current_purpose,
         )
+
+    def join(self, channel: SlackChannel) -> SlackChannel:
+        """conversations.join for a public channel the bot is not in; a private channel must
+        have the bot invited by one of its members (NotFound says so)."""
+        if channel.is_member:
+            return channel
+        if channel.is_private:
+            raise SlackNotFound(
+                f"slack: the bot is not a member of the private channel #{channel.name}; "
+                "a member must invite it",
+                code="not_in_channel",
+            )
+        data = self._call(
+            "conversations.join", lambda: self._client.conversations_join(channel=channel.id)
+        )
+        return SlackChannel.from_api(data["channel"])
 
     def set_topic(self, channel_id: str, topic: str) -> None:
         """conversations.setTopic (cut to Slack's 250 characters)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import threading
 import time
@@ -194,6 +195,68 @@ class SignedInUserTokens:
                 "teams user token: the signed-in account must sign in again", system=SYSTEM
             )
         return _token_result(result, "teams user token")
+
+
+def sign_in_with_device_code(
+    tenant_id: str,
+    client_id: str,
+    cache_path: Path,
+    *,
+    say: Callable[[str], None],
+    username: str | None = None,
+    scopes: Iterable[str] = DELEGATED_SCOPES,
+    authority_host: str = LOGIN_URL,
+    session: requests.Session | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """Sign the service account in with the device-code flow and write msal's token cache to
+    `cache_path` (readable by its owner only), where `SignedInUserTokens` reads it; returns the
+    account's user name.
+
+    `say` shows the sign-in instruction (the page to open and the code to enter); this blocks
+    until the person signs in or the code expires. Signing in as someone other than `username`
+    is refused and writes nothing.
+    """
+    import msal  # imported on use, as above
+
+    cache = msal.SerializableTokenCache()
+    if cache_path.exists():
+        cache.deserialize(cache_path.read_text())
+    try:
+        app = msal.PublicClientApplication(
+            client_id,
+            authority=f"{authority_host.rstrip('/')}/{tenant_id}",
+            token_cache=cache,
+            http_client=session or requests.Session(),
+            timeout=timeout,
+            instance_discovery=False,
+        )
+        flow = app.initiate_device_flow(scopes=list(scopes))
+        if "user_code" not in flow:
+            _token_result(flow, "teams sign-in")
+        say(str(flow.get("message") or f"Enter the code {flow['user_code']}"))
+        result = app.acquire_token_by_device_flow(flow)
+    except requests.RequestException as exc:
+        raise TransportFailed(f"teams sign-in: {type(exc).__name__}", system=SYSTEM) from None
+    except ValueError as exc:
+        raise AuthFailed(f"teams sign-in: authority refused: {exc}", system=SYSTEM) from None
+    _token_result(result, "teams sign-in")
+    claims = result.get("id_token_claims") or {}
+    who = str(claims.get("preferred_username") or claims.get("upn") or "")
+    if username and who.casefold() != username.casefold():
+        raise AuthFailed(
+            f"teams sign-in: signed in as {who or 'an unnamed account'}, not {username}; "
+            "sign in again as the service account",
+            system=SYSTEM,
+        )
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    partial_file = cache_path.with_name(cache_path.name + ".partial")
+    # The cache holds a refresh token: only its owner may read it, from its first byte.
+    descriptor = os.open(partial_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(cache.serialize())
+    partial_file.replace(cache_path)
+    return who
 
 
 # ------------------------------------------------------------------------------- names

@@ -7,14 +7,17 @@ reasons. Nothing here talks to a system or reads a clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
+from escalation.chat import ArchiveChat, InviteToChat, OpenChat, PostChat
 from mapping.model import EscalationState, Person, Priority, Ref, Status, System, Visibility
 
 Outcome = Literal["pass", "fail", "blocked", "info"]
+# The end of a reason's rule saying a step waits for the engineering record to exist.
+AWAITS_ENGINEERING_RECORD = ".awaits_engineering_record"
 
 
 class CustomerEvent(StrEnum):
@@ -39,6 +42,7 @@ class NoteKind(StrEnum):
     LIMIT_WARNING = "limit_warning"
     RESOLUTION = "resolution"
     CLOSURE = "closure"
+    CHAT = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,14 @@ class CreateEngineeringRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AddEngineeringComment:
+    """Write a comment on the paired engineering record (the chat channel's link, say)."""
+
+    body: str
+    visibility: Visibility = Visibility.PUBLIC
+
+
+@dataclass(frozen=True, slots=True)
 class PostLinks:
     """Post the link of each paired record in the other one."""
 
@@ -154,6 +166,11 @@ Action = (
     | EmailCustomer
     | MoveStatus
     | ReleaseEscalation
+    | AddEngineeringComment
+    | OpenChat
+    | InviteToChat
+    | PostChat
+    | ArchiveChat
 )
 
 
@@ -275,6 +292,12 @@ class Decision:
         return any(isinstance(a, ReleaseEscalation) for a in self.actions)
 
     @property
+    def awaits_engineering_record(self) -> bool:
+        """A step waits for the engineering record (a chat room named after it): once the
+        record exists, the ticket should be decided again at once."""
+        return any(r.rule.endswith(AWAITS_ENGINEERING_RECORD) for r in self.reasons)
+
+    @property
     def blocked(self) -> tuple[Reason, ...]:
         """Reasons with outcome "blocked" (refused commands); the sync engine logs each."""
         return tuple(r for r in self.reasons if r.outcome == "blocked")
@@ -292,6 +315,8 @@ def _plain(value: Any) -> Any:
         return sorted(items) if isinstance(value, frozenset | set) else items
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
 
 

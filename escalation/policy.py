@@ -12,6 +12,7 @@ canonical ticket; their first part must be a field of `mapping.model.Ticket`.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -379,6 +380,114 @@ class CustomerUpdates(_Strict):
         return timedelta(hours=hours) if hours else None
 
 
+ChatRole = Literal[
+    "reporter",
+    "assignee",
+    "customer",
+    "contact",
+    "requester",
+    "approver",
+    "approvers",
+    "engineering_assignee",
+]
+ChatEvent = Literal["approved", "level", "priority", "engineering_status", "resolved", "closed"]
+# The fields a chat channel's name and topic may use.
+CHAT_FIELDS = ("key", "number", "itsm_key", "itsm_number", "summary", "level", "priority")
+
+
+def _check_template(template: str) -> str:
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"malformed template {template!r}: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in CHAT_FIELDS:
+            known = ", ".join(f"{{{f}}}" for f in CHAT_FIELDS)
+            raise ValueError(f"unknown field {{{name}}} in {template!r} (known: {known})")
+        if spec or conversion:
+            raise ValueError(f"{{{name}}} takes no format in {template!r}")
+    return template
+
+
+ChatTemplate = Annotated[str, AfterValidator(_check_template)]
+
+
+class Chat(_Strict):
+    """A chat channel for each escalation (Slack, Microsoft Teams): what it is called, who is
+    in it and what is posted there. The channels themselves are configured as notifiers
+    ([notify.slack], [notify.teams]); without one, nothing here happens.
+
+    The channel is made once the escalation is approved (and, when the level opens an
+    engineering record, once that record exists, so the name can carry its number); `join`
+    names an existing channel to use instead. People are invited by e-mail address: a person a
+    system names without one (a ServiceNow user name, say) is looked up in `addresses`.
+    """
+
+    enabled: bool = False
+    # The name of a channel made for the escalation; `{key}` and `{number}` are the
+    # engineering record's (the DS issue's) once it exists, else the ITSM record's.
+    channel: ChatTemplate = "esc-{key}-{summary}"
+    join: str | None = None
+    topic: ChatTemplate = "{key}: {summary}"
+    invite: tuple[ChatRole, ...] = ("assignee", "requester", "approver", "engineering_assignee")
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    addresses: dict[str, str] = {}
+    # Where the Contact is read: a person or address field; else a "Contact: ..." line in the
+    # description or the comments.
+    contact_field: FieldPath | None = None
+    events: tuple[ChatEvent, ...] = (
+        "approved",
+        "level",
+        "priority",
+        "engineering_status",
+        "resolved",
+    )
+    # The channel's link as a comment on the engineering record and an internal note on the
+    # ITSM record, once the channel exists.
+    post_link: bool = True
+    link_visibility: Visibility = Visibility.PUBLIC
+    archive: Literal["never", "resolved", "closed"] = "never"
+    # The customer is in the channel (Slack Connect, a shared team): nothing internal is posted.
+    shared_with_customer: bool = False
+    private: bool = False
+
+    @field_validator("join")
+    @classmethod
+    def _join(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lstrip("#"):
+            raise ValueError("join names a channel: its name, e.g. sre-escalations")
+        return value.strip().lstrip("#") if value is not None else None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(name for name, address in value.items() if "@" not in address)
+        if bad:
+            raise ValueError(f"not an e-mail address for {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _joined_channels_stay(self) -> Chat:
+        if self.join is not None and self.archive != "never":
+            raise ValueError("a channel joined (join) belongs to others: archive must be 'never'")
+        return self
+
+    def address_of(self, name: str | None) -> str | None:
+        """The e-mail address of a person named by id, user name or display name."""
+        if not name:
+            return None
+        if "@" in name:
+            return name.strip()
+        folded = name.strip().casefold()
+        for known, address in self.addresses.items():
+            if known.casefold() == folded:
+                return address
+        return None
+
+
 class Policy(_Strict):
     """A whole escalation policy."""
 
@@ -401,6 +510,7 @@ class Policy(_Strict):
     management: Management = Management()
     closure: Closure = Closure()
     customer_updates: CustomerUpdates = CustomerUpdates()
+    chat: Chat = Chat()
 
     @field_validator("timezone")
     @classmethod
@@ -436,6 +546,9 @@ class Policy(_Strict):
                     errs.append(ConfigError(file, key(*where, "groups", i), f"unknown group {g!r}"))
 
         groups_of(self.request.command_from, "request", "command_from")
+        for i, g in enumerate(self.chat.groups):
+            if g not in self.groups:
+                errs.append(ConfigError(file, key("chat", "groups", i), f"unknown group {g!r}"))
         item_names = {i.name for i in self.gate.items}
         # Escalations go to every level but the first, so only those can scope a gate item.
         targets = {lv.name for lv in self.levels[1:]}
@@ -597,6 +710,9 @@ def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
         reads.append((("customer_updates", "cadence"), "priority"))
     if policy.on_approval.priority_bump:
         reads.append((("on_approval", "priority_bump"), "priority"))
+    chat = policy.chat
+    if chat.enabled and "contact" in chat.invite and chat.contact_field is not None:
+        reads.append((("chat", "contact_field"), _canonical(chat.contact_field)))
     return reads
 
 

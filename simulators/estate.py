@@ -199,6 +199,10 @@ class SimulatedEstate:
             'host = "127.0.0.1"',
             f"port = {self.mail.smtp_port}",
             'security = "none"',
+            "",
+            "# A chat channel per escalation (with [escalation.chat] enabled = true)",
+            "[notify.slack]",
+            f'base_url = "{self.slack.api_url}"',
         ]
         if webhooks_to:
             daemon = urlsplit(webhooks_to)

@@ -32,6 +32,13 @@ settles the decision ends it:
 10. limits.engineering_assignee: the engineer engineering assigned is over their limit.
 11. updates.customer_updates: engineering's public comment, else the periodic update, emailed.
 
+Then, whatever the procedure settled (`procedure.AFTERWARDS`):
+
+- chat.chat_room: the escalation's chat room (`[escalation.chat]`): made once the escalation is
+  active (and its engineering record exists), its people invited, its key events posted, archived
+  at the end, its link and any problem noted in the records; from what the chat notifiers did
+  so far (`ChatStatus`), so an unchanged escalation asks nothing.
+
 Adding a rule is adding a module with its stage and one line in `procedure.PROCEDURE`.
 """
 

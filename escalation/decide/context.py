@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from escalation.chat import ChatStatus
 from escalation.decide.commands import command_words
 from escalation.decide.reading import defang, fingerprint, person_key
 from escalation.decision import (
@@ -62,6 +63,7 @@ class Run:
     # active ticket keeps its slot, so it is neither limited again nor reserved twice.
     already_active: bool
     words: tuple[str, ...]  # the command words, quoted out of the notes we write
+    chat: ChatStatus | None = None  # the escalation's chat room so far; None: no chat notifier
 
     # --- the escalation as the stages move it ---
     state: EscalationState
@@ -137,6 +139,7 @@ def begin(
     now: datetime,
     policy: Policy,
     engineering: EngineeringStatus | None,
+    chat: ChatStatus | None = None,
 ) -> Run:
     """A run that starts where the ledger says the escalation stands."""
     entry = ledger.entry or LedgerEntry()
@@ -151,6 +154,7 @@ def begin(
         fingerprint=fingerprint(ticket, policy),
         already_active=entry.approved_at is not None and entry.released_at is None,
         words=tuple(word for _, word in command_words(policy)),
+        chat=chat,
         state=entry.state,
         level=entry.level or ticket.escalation.level or policy.levels[0].name,
         assignee=_counted_assignee(entry, ticket, policy, engineering),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from escalation.chat import ChatStatus
 from escalation.decide import (
     approval,
+    chat,
     closure,
     context,
     limits,
@@ -38,6 +40,10 @@ PROCEDURE: tuple[Stage, ...] = (
     updates.customer_updates,
 )
 
+# Stages that follow whatever the procedure settled (a resolution ends the procedure's stages
+# and still has to be told in the escalation's chat room).
+AFTERWARDS: tuple[Stage, ...] = (chat.chat_room,)
+
 
 def decide(
     ticket: Ticket,
@@ -46,15 +52,19 @@ def decide(
     policy: Policy,
     *,
     engineering: EngineeringStatus | None = None,
+    chat: ChatStatus | None = None,
 ) -> Decision:
     """Decide the escalation state, actions and reasons for an ITSM ticket at `now`.
 
     `ticket` is the ITSM record (where requests, approvals and notes live). `engineering` is the
     paired engineering record as last read by the sync engine, or None when there is none; its
-    status drives closure. Pure: the same inputs always give the same decision.
+    status drives closure. `chat` is the escalation's chat room as the chat notifiers left it
+    (None when none is configured). Pure: the same inputs always give the same decision.
     """
-    run = begin(ticket, ledger, aware(now), policy, engineering)
+    run = begin(ticket, ledger, aware(now), policy, engineering, chat)
     for stage in PROCEDURE:
         if stage(run) is Flow.DONE:
             break
+    for stage in AFTERWARDS:
+        stage(run)
     return run.decision()

@@ -3,8 +3,9 @@ systems with the configured credentials, read-only.
 
 One `CheckResult` per check, in the order an admin would fix them: Jira (credentials, project and
 issue type, fields, create and edit screens, workflow, internal-comment role, webhook),
-ServiceNow (credentials, table, fields, choice values, write access, webhook) and the mail
-transport. A check that depends on a failed one is skipped, so each wrong setting fails one line.
+ServiceNow (credentials, table, fields, choice values, write access, webhook), the mail
+transport and the chat channels (Slack's token and scopes, Teams' two tokens). A check that
+depends on a failed one is skipped, so each wrong setting fails one line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from connectors.retry import NO_RETRY
 from mapping.model import System
+from sync.doctor.chat import check_chat
 from sync.doctor.email import check_email
 from sync.doctor.jira import JiraDoctor
 from sync.doctor.report import CheckResult, Verdict
@@ -45,4 +47,5 @@ def run_checks(settings: Any) -> list[CheckResult]:
             daemon,
         ).run()
     results.append(check_email(getattr(settings, "email_settings", None)))
+    results += check_chat(settings)
     return results

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from connectors.email import EmailSettings
     from connectors.email_render import CustomerContext, ManagementContext
 
-Audience = Literal["customer", "management"]
+# Customers hear by e-mail; management by e-mail or a chat; the stakeholders of an escalation
+# (the people working it) in its chat room.
+Audience = Literal["customer", "management", "stakeholders"]
 Kind = Literal["message", "resource"]
 MESSAGE: Kind = "message"
 RESOURCE: Kind = "resource"
@@ -58,6 +60,52 @@ class ChannelSettings(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Room:
+    """An escalation's chat room as the policy describes it, for every chat channel alike.
+
+    `key` is the outbox key its resource row is drafted under (one room per escalation), and
+    what the room's messages address (`created(key)`). `name` is a template over `fields`; each
+    channel makes a valid name of it in its own way (Slack slugs it, Teams drops the characters
+    it refuses). `join` names an existing room to use instead of making one. `marker` is what
+    the room carries (a purpose, a description) so the channel finds it again after a crash
+    instead of making a second one. `shared`: the customer is in it (the policy then sends
+    nothing internal; a channel leaves internal links out too). `record` is the ITSM record
+    ("system:id") to sync again once the room is made or refused, so its link or the reason
+    reaches the records.
+    """
+
+    key: str
+    ticket: str
+    name: str
+    fields: Mapping[str, str]
+    topic: str
+    marker: str
+    record: str = ""
+    links: tuple[tuple[str, str], ...] = ()
+    join: str | None = None
+    private: bool = False
+    shared: bool = False
+
+    def display_name(self) -> str:
+        """The name template with its fields filled in, before a channel's own rules."""
+        if self.join:
+            return self.join
+        return self.name.format(**self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatContext:
+    """What a stakeholder notice carries: its room, the message (empty when the notice makes,
+    invites to or archives the room), the people to invite (e-mail addresses), and the facts the
+    message reports (kept with the outbox row, so the next change is told against them)."""
+
+    room: Room
+    text: str = ""
+    members: tuple[str, ...] = ()
+    facts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Something the policy decided to tell someone: the same for every channel.
 
@@ -72,7 +120,7 @@ class Notice:
     template: str
     ticket: str
     version: str
-    context: CustomerContext | ManagementContext
+    context: CustomerContext | ManagementContext | ChatContext
     recipients: tuple[str, ...] = ()
 
     @property
@@ -130,9 +178,11 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """What the transport did: `ref` is its name for it (a Message-ID, a chat message's
-    timestamp, a created channel's id)."""
+    timestamp, a created channel's id); `details` what else it reports (a channel's name and
+    link, who it has no account for), kept with the row as JSON."""
 
     ref: str
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

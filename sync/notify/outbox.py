@@ -61,6 +61,7 @@ from connectors.email import (
     thread_root_id,
 )
 from connectors.email_render import RenderedEmail
+from connectors.errors import RateLimited
 from escalation.wording import plural
 from sync.notify.channels.email import EmailNotifier
 from sync.notify.notifier import (
@@ -457,6 +458,7 @@ class OutboxWorker:
         batch_size: int = 50,
         health: HealthBoard | None = None,
         probe_interval: timedelta = timedelta(minutes=1),
+        resync: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sessions = session_factory
         self.notifiers = as_notifiers(notifiers)
@@ -471,6 +473,9 @@ class OutboxWorker:
         self._owner = lease_owner()
         # Channels this worker leaves alone until the time given (paused: credentials refused).
         self._held: dict[str, datetime] = {}
+        # Told (system, id) when a row naming a record in extra["resync"] settles: a chat room
+        # made or refused, whose link or reason the record's next sync writes.
+        self._resync = resync
 
     def run_once(self) -> int:
         """Recover interrupted sends, then send what is due, one row at a time (at most
@@ -511,6 +516,8 @@ class OutboxWorker:
                     "result_ref": delivered.ref if delivered else None,
                     "last_error": "send was interrupted; the transport has the message",
                 }
+                if delivered is not None and delivered.details:
+                    values["extra"] = _with_details(item, delivered)
             elif verdict == "not-sent":
                 values = {
                     "status": PENDING,
@@ -537,6 +544,8 @@ class OutboxWorker:
                 channel=item.channel,
                 verdict=verdict,
             )
+            if verdict == "sent":
+                self._settled(item)
         return settled
 
     def _abandoned(self, row: OutboxRow, now: datetime) -> bool:
@@ -550,7 +559,8 @@ class OutboxWorker:
         if notifier is None:
             return "retry-later", None
         try:
-            found = notifier.was_sent(item)
+            # A message to a resource is looked up where it went (the channel made, say).
+            found = notifier.was_sent(self._resolved(item, ordered=False))
         except Exception as exc:
             if errors.action_of(exc) is errors.Action.RETRY:
                 return "retry-later", None
@@ -615,14 +625,20 @@ class OutboxWorker:
                     return _Claimed(row.id, token, _outgoing(row), row.attempts)
         return None
 
-    def _resolved(self, item: Outgoing) -> Outgoing:
+    def _resolved(self, item: Outgoing, *, ordered: bool = True) -> Outgoing:
         """`item` with every `created(key)` destination replaced by what the transport called
-        that resource; _Waiting until it exists, DeadLetter if it never will."""
+        that resource; _Waiting until it exists, DeadLetter if it never will.
+
+        `ordered`: the messages to one resource go out in the order they were recorded (a
+        chat room reads like a story), so one waits while an earlier one is not done.
+        """
         keys = [k for k in (created_key(d) for d in item.destination) if k is not None]
         if not keys:
             return item
         made: dict[str, str] = {}
         with self._sessions() as orm:
+            if ordered and self._earlier_undone(orm, item):
+                raise _Waiting("waiting for an earlier message to the same resource")
             for key in keys:
                 row = orm.scalars(
                     select(OutboxRow).where(
@@ -640,6 +656,20 @@ class OutboxWorker:
                 made[key] = row.result_ref
         destination = tuple(made.get(created_key(d) or "", d) for d in item.destination)
         return Outgoing(**{**_fields(item), "destination": destination})
+
+    def _earlier_undone(self, orm: Session, item: Outgoing) -> bool:
+        """An earlier row of the channel to the same destination is still to be sent."""
+        earlier = orm.scalars(
+            select(OutboxRow.recipients).where(
+                OutboxRow.channel == item.channel,
+                OutboxRow.ticket_ref == item.ticket,
+                OutboxRow.id < item.id,
+                OutboxRow.kind == MESSAGE,
+                OutboxRow.status.in_((PENDING, SENDING, UNKNOWN)),
+            )
+        )
+        wanted = list(item.destination)
+        return any(list(recipients or ()) == wanted for recipients in earlier)
 
     # -- sending
 
@@ -672,7 +702,12 @@ class OutboxWorker:
                 last_error=None,
                 result_ref=delivered.ref if delivered is not None else None,
             )
+            if delivered is not None and delivered.details:
+                values["extra"] = _with_details(item, delivered)
             self._answered(item.channel, now)
+            if item.kind == RESOURCE or any(created_key(d) for d in item.destination):
+                # What waited for this resource, or for this message to it, goes now.
+                self._release_waiting(item, now)
         elif isinstance(error, _Waiting):
             # A resource is usually made within a pass or two; no attempt is spent waiting.
             values.update(
@@ -685,7 +720,18 @@ class OutboxWorker:
                 next_attempt_at=now + self._probe_interval,
                 last_error=_reason(error),
             )
-            self._pause(item.channel, error, now)
+            if self._pause(item.channel, error, now):
+                # Said once: the record is told the room could not be made, and why.
+                self._settled(item)
+        elif isinstance(error, RateLimited) and error.retry_after is not None:
+            # The vendor asked for a pause, the message did nothing wrong: no attempt spent,
+            # and no longer than it asked for (a long wait is not sat out in the worker).
+            values.update(
+                status=PENDING,
+                next_attempt_at=now + timedelta(seconds=max(error.retry_after, 0.0)),
+                last_error=_reason(error),
+            )
+            self._told(item.channel, error, counts=False)
         elif action in (errors.Action.DEAD_LETTER, errors.Action.REFUSE, errors.Action.REJECT):
             values.update(status=DEAD, last_error=_reason(error), attempts=claimed.attempts + 1)
             self._told(item.channel, error, counts=False)
@@ -716,6 +762,8 @@ class OutboxWorker:
                     last_error=_reason(error),
                 )
         self._record(claimed, **values)
+        if values.get("status") in (SENT, DEAD):
+            self._settled(item)
         if values.get("status") == DEAD:
             log.warning(
                 "message dead-lettered",
@@ -739,6 +787,34 @@ class OutboxWorker:
                 .where(OutboxRow.id == claimed.id, OutboxRow.claim_token == claimed.token)
                 .values(**values)
             )
+
+    def _release_waiting(self, item: Outgoing, now: datetime) -> None:
+        """A resource was made (or a message to it sent): the messages of its ticket that
+        waited for it go now, not after their wait."""
+        with self._sessions() as orm, orm.begin():
+            orm.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.channel == item.channel,
+                    OutboxRow.ticket_ref == item.ticket,
+                    OutboxRow.kind == MESSAGE,
+                    OutboxRow.status == PENDING,
+                    OutboxRow.attempts == 0,
+                    OutboxRow.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now)
+            )
+
+    def _settled(self, item: Outgoing) -> None:
+        """Tell the record a row names that the row settled (sent, dead, or held by a pause)."""
+        record = str(item.extra.get("resync") or "")
+        system, _, ident = record.partition(":")
+        if self._resync is None or not ident:
+            return
+        try:
+            self._resync(system, ident)
+        except Exception as exc:
+            log.warning("could not queue the record again", record=record, error=type(exc).__name__)
 
     # -- health
 
@@ -767,7 +843,8 @@ class OutboxWorker:
         if self._health is not None:
             self._health.failed(channel, error, counts=counts)
 
-    def _pause(self, channel: str, error: BaseException, now: datetime) -> None:
+    def _pause(self, channel: str, error: BaseException, now: datetime) -> bool:
+        """Hold the channel; True when this is the pause's start (not a probe refused again)."""
         self._held[channel] = now + self._probe_interval
         self._told(channel, error)
         reason = reason_of(error)
@@ -778,6 +855,7 @@ class OutboxWorker:
                 channel=channel,
                 reason=reason,
             )
+        return first
 
 
 def worker_for(
@@ -837,6 +915,11 @@ def _claimant_gone(claimed_by: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _with_details(item: Outgoing, delivered: Delivered) -> dict[str, Any]:
+    """The row's extra with what the transport reported about it."""
+    return {**dict(item.extra), "delivered": dict(delivered.details)}
 
 
 def _reason(error: Exception) -> str:

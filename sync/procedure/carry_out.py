@@ -23,6 +23,7 @@ import structlog
 
 from escalation.decision import (
     Action,
+    AddEngineeringComment,
     AddLabel,
     AddNote,
     CreateEngineeringRecord,
@@ -145,6 +146,11 @@ class Escalator:
         if merged:
             with store.session() as tx:
                 pending.park(tx, itsm, [])
+        if created is not None and eng_new is not None and decision.awaits_engineering_record:
+            # The record exists now: what waited for it (a chat room named after it) is
+            # decided at once rather than on the ticket's next change.
+            _, itsm_new, eng_new, _, more = self.run(port, itsm_new, eng_new, link)
+            writes += more
         return decision, itsm_new, eng_new, created, writes
 
     def resolution_notes(self, eng: Ticket) -> Comment | None:
@@ -183,6 +189,8 @@ class Escalator:
                     port.engineering_created(tx, itsm, created)
         if eng is not None and any(isinstance(a, PostLinks) for a in actions):
             writes += self.pairing.post_links(itsm, eng)
+        if eng is not None:
+            writes += self._engineering_comments(eng, actions)
         # A further level whose target is another project than the paired record's.
         for action in actions:
             if (
@@ -256,6 +264,35 @@ class Escalator:
                 None,
                 marker.text(),
                 reason=f"escalation {action.kind.value} note",
+            )
+            writes += 1
+        return writes
+
+    def _engineering_comments(self, eng: Ticket, actions: Sequence[Action]) -> int:
+        """The decision's comments on the engineering record (a chat channel's link), each
+        written once (its marker is its idempotency key)."""
+        system = eng.ref.system
+        eid = ticket_id(eng)
+        adapter = self.context.adapters[system]
+        present = {m for c in eng.comments if (m := find_marker(c.body)) is not None}
+        writes = 0
+        for action in actions:
+            if not isinstance(action, AddEngineeringComment):
+                continue
+            marker = Marker(system, eid, f"note-{_digest(action.body)}")
+            if marker in present or adapter.find_comment_by_marker(eid, marker) is not None:
+                continue
+            public = action.visibility is Visibility.PUBLIC
+            adapter.add_comment(eid, action.body, public=public, marker=marker)
+            self.context.metrics.write(system.value, "comment")
+            self.context.after_write(f"engineering comment {marker.text()}")
+            self.context.store.audit(
+                system.value,
+                eid,
+                "comment" if public else "work_note",
+                None,
+                marker.text(),
+                reason="escalation comment",
             )
             writes += 1
         return writes

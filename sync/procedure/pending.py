@@ -14,6 +14,7 @@ from typing import Any
 
 from escalation.decision import (
     Action,
+    AddEngineeringComment,
     AddLabel,
     AddNote,
     CreateEngineeringRecord,
@@ -38,6 +39,7 @@ _ACTION_TYPES: dict[str, type[Any]] = {
     "create_engineering_record": CreateEngineeringRecord,
     "post_links": PostLinks,
     "move_status": MoveStatus,
+    "add_engineering_comment": AddEngineeringComment,
 }
 
 
@@ -82,6 +84,8 @@ def load_action(data: Mapping[str, Any]) -> Action | None:
     elif kind is AddNote:
         args["visibility"] = Visibility(args["visibility"])
         args["kind"] = NoteKind(args["kind"])
+    elif kind is AddEngineeringComment:
+        args["visibility"] = Visibility(args["visibility"])
     elif kind is CreateEngineeringRecord:
         args["target_system"] = System(args["target_system"])
         args["labels"] = tuple(args.get("labels") or ())

@@ -16,6 +16,16 @@ from datetime import datetime
 
 from connectors.email import EmailSettings
 from connectors.email_render import CustomerContext, ManagementContext
+from escalation.chat import (
+    ArchiveChat,
+    ChatAction,
+    ChatStatus,
+    InviteToChat,
+    OpenChat,
+    PostChat,
+    RoomSpec,
+    room_key,
+)
 from escalation.decision import (
     CustomerEvent,
     Decision,
@@ -26,7 +36,8 @@ from escalation.decision import (
 from escalation.policy import Policy
 from mapping.model import Ticket
 from sync.config.settings import Settings
-from sync.notify.notifier import Notice, Notifiers
+from sync.notify import rooms
+from sync.notify.notifier import ChatContext, Notice, Notifiers, Room
 from sync.notify.outbox import notify
 from sync.notify.registry import build_notifiers
 from sync.procedure.email_context import (
@@ -37,6 +48,7 @@ from sync.procedure.email_context import (
 )
 from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
 from sync.store.database import StoreSession
+from sync.systems import registry as systems
 
 DecideFn = Callable[..., Decision]
 
@@ -81,10 +93,73 @@ class PolicyEscalation:
         The ledger re-checks the limits under its lock; when another worker took the last slot
         meanwhile, the decision recorded (and returned) is the refusal.
         """
-        decision = self._decide_and_record(tx, ticket, now, self.policy, engineering=engineering)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        decision = self._decide_and_record(
+            tx, ticket, now, self.policy, engineering=engineering, **extra
+        )
         for notice in self._notices(tx, ticket, decision, engineering):
             notify(tx, self.notifiers, notice, now=now)
+        for notice in self._chat_notices(ticket, decision, now):
+            notify(tx, self.notifiers, notice, now=now)
         return decision
+
+    # --- the escalation's chat room --------------------------------------------------------
+
+    def chat_status(self, tx: StoreSession, ticket: Ticket) -> ChatStatus | None:
+        """What the chat notifiers did for this escalation's room (None: no chat notifier, or
+        the policy has no chat); `tx` may be read-only."""
+        chat = getattr(self.policy, "chat", None)
+        if chat is None or not chat.enabled:
+            return None
+        keepers = rooms.room_keepers(self.notifiers)
+        if not keepers:
+            return None
+        entry = get_entry(tx, ticket)
+        if entry is None:
+            # Outside the procedure (most tickets): nothing to read.
+            return ChatStatus()
+        name = ticket.ref.key or ticket.ref.id
+        # Before approval there is no room yet, but a chat service refusing us is known.
+        key = room_key(name, entry.approved_at) if entry.approved_at is not None else None
+        return rooms.room_status(tx, keepers, name, key)
+
+    def _chat_notices(self, ticket: Ticket, decision: Decision, now: datetime) -> list[Notice]:
+        """The decision's chat actions as stakeholder notices, one per action."""
+        found = [
+            a
+            for a in decision.actions
+            if isinstance(a, OpenChat | InviteToChat | PostChat | ArchiveChat)
+        ]
+        if not found or not len(self.notifiers):
+            return []
+        # The record as the queue names it, to sync it again once its room settles.
+        record = f"{ticket.ref.system.value}:{systems.get(ticket.ref.system).ticket_id(ticket.ref)}"
+        return [self._chat_notice(action, record, now) for action in found]
+
+    def _chat_notice(self, action: ChatAction, record: str, now: datetime) -> Notice:
+        room = _room(action.room, record)
+        if isinstance(action, OpenChat):
+            event, context = (
+                rooms.OPEN,
+                ChatContext(room, members=action.members, facts=dict(action.facts)),
+            )
+        elif isinstance(action, InviteToChat):
+            event, context = rooms.INVITE, ChatContext(room, members=action.members)
+        elif isinstance(action, ArchiveChat):
+            event, context = rooms.ARCHIVE, ChatContext(room)
+        else:
+            event = f"{rooms.EVENT_PREFIX}{action.event}"
+            context = ChatContext(room, text=action.text, facts=dict(action.facts))
+        return Notice(
+            audience="stakeholders",
+            event=event,
+            template=event.replace(":", "_"),
+            ticket=room.ticket,
+            version=now.isoformat(),
+            context=context,
+            recipients=context.members,
+        )
 
     # --- notices: what happened and who is told; each notifier says how --------------------
 
@@ -224,8 +299,27 @@ class PolicyEscalation:
     ) -> Decision | None:
         """The decision when recording it would change nothing, so `tx` may be read-only (no
         e-mail either: e-mails come from actions); None when `decide` must record it."""
-        return quiet_decision(tx, ticket, now, self.policy, engineering=engineering)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        return quiet_decision(tx, ticket, now, self.policy, engineering=engineering, **extra)
 
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
         set_engineering_ref(tx, ticket, engineering)
+
+
+def _room(spec: RoomSpec, record: str) -> Room:
+    """The policy's room as every chat notifier reads it."""
+    return Room(
+        key=spec.key,
+        ticket=spec.ticket,
+        name=spec.name,
+        fields=dict(spec.fields),
+        topic=spec.topic,
+        marker=spec.marker,
+        record=record,
+        links=spec.links,
+        join=spec.join,
+        private=spec.private,
+        shared=spec.shared,
+    )

@@ -398,7 +398,10 @@ class Daemon:
     def _set_outbox(self, settings: Settings) -> None:
         """Send through every configured notifier (none when no channel is configured)."""
         assert self.store is not None
-        self._outbox = outbox_worker(settings, self.store, health=self.health)
+        # A chat room made (or refused): its record is synced again, so its link (or the reason)
+        # is written there without waiting for the record's next change.
+        resync = self.queue.enqueuer("outbox") if self.queue is not None else None
+        self._outbox = outbox_worker(settings, self.store, health=self.health, resync=resync)
 
     def _send_mail(self) -> None:
         """The outbox loop: messages are recorded with their decision; here they go out."""

@@ -132,10 +132,16 @@ def default_processor(settings: Settings, store: Store, queue: SyncQueue) -> Tic
 
 
 def outbox_worker(
-    settings: Settings, store: Store, *, health: HealthBoard | None = None, batch_size: int = 0
+    settings: Settings,
+    store: Store,
+    *,
+    health: HealthBoard | None = None,
+    batch_size: int = 0,
+    resync: Callable[[str, str], None] | None = None,
 ) -> OutboxWorker | None:
     """What sends the outbox through every configured notifier (None: no channel configured);
-    `batch_size` bounds a pass (0: the worker's own batch)."""
+    `batch_size` bounds a pass (0: the worker's own batch); `resync(system, id)` is told when a
+    row naming a record settles (a chat room made or refused), so that record is synced again."""
     notifiers = build_notifiers(settings)
     if not len(notifiers):
         return None
@@ -145,5 +151,6 @@ def outbox_worker(
         notifiers,
         health=health,
         probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+        resync=resync,
         **options,
     )

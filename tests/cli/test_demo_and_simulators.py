@@ -190,7 +190,8 @@ def test_simulators_snippet_points_everything_at_the_ports_in_use() -> None:
         lines = read_until(proc, "# e.g. curl", timeout=30)
         out = "\n".join(lines)
         assert lines[0].startswith("jira "), out
-        urls = dict(line.split(None, 1) for line in lines[:4])
+        printed = lines[: next(i for i, line in enumerate(lines) if line.startswith("webhooks"))]
+        urls = dict(line.split(None, 1) for line in printed)
         snippet = out.split("(merge into a copy of config.example.toml):\n", 1)[1]
         snippet = snippet.split("\n# Secrets", 1)[0]
         merged = _merge(

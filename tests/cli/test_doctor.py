@@ -271,3 +271,46 @@ def test_a_graph_token_passes_the_email_line(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(transports.MsalTokenProvider, "__call__", lambda self: "token")
     result = check_email(_email("graph"))
     assert not result.failed and "app-1" in result.detail
+
+
+def _with_slack(setup: Setup, token: str) -> None:
+    setup.config += f'\n[notify.slack]\nbase_url = "{setup.estate.slack.api_url}"\n'
+    setup.env["ESCALATION_SYNC_NOTIFY__SLACK__TOKEN"] = token
+
+
+def test_the_slack_token_and_its_scopes_are_checked(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With [notify.slack], auth.test names the bot and its workspace, and the scopes Slack
+    says the token has (X-OAuth-Scopes) cover what the channel does."""
+    _with_slack(setup, setup.estate.slack.bot_token)
+    result = doctor(setup, tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    slack = [line for line in lines(result, "PASS") if line.startswith("PASS slack")]
+    assert [line.split(":", 1)[0] for line in slack] == [
+        "PASS slack token",
+        "PASS slack token scopes",
+    ]
+    assert "escalation-sync" in slack[0]
+
+
+def test_a_token_short_of_scopes_or_revoked_fails_its_line(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token without channels:write fails the scopes line naming what is missing and what
+    the token has; a revoked one fails the token line (the scopes are not checked)."""
+    slack = setup.estate.slack
+    limited = slack.add_token("xoxb-sim-limited", slack.bot, ("channels:read", "chat:write"))
+    _with_slack(setup, limited)
+    result = doctor(setup, tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    [missing] = lines(result, "FAIL")
+    assert missing.startswith("FAIL slack token scopes: missing channels:write, channels:history")
+    assert "(the token has channels:read, chat:write)" in missing
+    assert "reinstall it in the workspace" in missing
+    slack.revoke_token(limited)
+    result = doctor(setup, tmp_path, monkeypatch)
+    [refused] = lines(result, "FAIL")
+    assert refused.startswith("FAIL slack token: slack auth.test: token_revoked")
+    assert lines(result, "SKIP") == ["SKIP slack token scopes: not checked: the token was refused"]
+    assert limited not in result.output

@@ -25,7 +25,7 @@ from connectors.email import (
     validate_address,
 )
 from connectors.email_render import Renderer
-from sync.notify.notifier import ChannelSettings, Delivered, Draft, Notice, Outgoing
+from sync.notify.notifier import ChannelSettings, ChatContext, Delivered, Draft, Notice, Outgoing
 
 CHANNEL = "email"
 
@@ -67,7 +67,9 @@ class EmailNotifier:
 
     def compose(self, notice: Notice) -> list[Draft]:
         """The rendered mail for `notice`, to the customer or to management; none without a
-        recipient."""
+        recipient. Stakeholder notices are for chat rooms, not mail."""
+        if notice.audience not in ("customer", "management"):
+            return []
         to = notice.recipients
         if notice.audience == "management" and not to:
             to = self._management
@@ -88,6 +90,8 @@ class EmailNotifier:
         ]
 
     def _render(self, notice: Notice) -> Any:
+        if isinstance(notice.context, ChatContext):
+            raise TypeError("a chat room's notice is not rendered as mail")
         if self._renderer is None:
             self._renderer = Renderer(self._templates_dir)
         return self._renderer.render(notice.template, notice.context)
