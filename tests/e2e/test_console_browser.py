@@ -246,7 +246,10 @@ def test_ticket_page(browser: Any, live: Live) -> None:
     assert page.locator(".timeline tbody tr").count() > 0
     # The decision trace loads in place (progressive enhancement).
     page.wait_for_selector("table.trace", timeout=15_000)
-    assert "Would do next" in page.locator("#trace-h + .card").inner_text()
+    trace = page.locator("#trace-h + .card").inner_text()
+    assert "Would do next" in trace
+    # The trace reads the escalation's chat room as the daemon does: the demo's Slack is known.
+    assert "Slack" in records and "no chat notifier is configured" not in trace
     _shot(page, "ticket")
     page.context.close()
     phone = _signed_in(browser, live, "viewer", PHONE)

@@ -34,7 +34,9 @@ from sync.console.readmodel.shared import (
 from sync.notify.notifier import RESOURCE
 from sync.notify.outbox import OutboxEntry
 from sync.notify.outbox import list_entries as outbox_entries
+from sync.notify.registry import build_notifiers
 from sync.procedure.ledger import LedgerRow, ledger_view
+from sync.procedure.step import PolicyEscalation
 from sync.store.database import AuditEntry, Link, Snapshot, SnapshotRow, Store, StoreSession
 
 TIMELINE_LIMIT = 300
@@ -282,15 +284,18 @@ def read_trace(
         raise LookupError("no escalation policy is configured")
     ticket = read(settings, ref)
     system, ident = split_ref(ref)
+    # The escalation's chat room as the daemon's step reads it (what `explain` does too).
+    step = PolicyEscalation(policy, notifiers=build_notifiers(settings))
     with store.reading() as tx:
         view = ledger_view(tx, ticket, now, policy)
+        chat = step.chat_status(tx, ticket)
         link = tx.get_link(system, ident) if installed(system) else None
         engineering = None
         if link is not None:
             eng = tx.get_snapshot(*link.other(system))
             if eng is not None and eng.data.get("status"):
                 engineering = EngineeringStatus(None, Status(eng.data["status"]))
-    decision = decide(ticket, view, now, policy, engineering=engineering)
+    decision = decide(ticket, view, now, policy, engineering=engineering, chat=chat)
     assignee = decision.assignee
     return Trace(
         at=now,
