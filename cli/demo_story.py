@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import signal
+import smtplib
 import tempfile
 import textwrap
 import threading
@@ -19,6 +20,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email import message_from_string
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,8 +34,10 @@ from simulators.estate import (
     CREW_LEAD,
     CUSTOMER,
     L1_ENGINEER,
+    MAIL_SINK_IMAP_PASSWORD,
     SECOND_SME,
     SME,
+    SUPPORT_ADDRESS,
     SimulatedEstate,
 )
 from simulators.servicenow.schema import CHOICES
@@ -313,6 +320,27 @@ class Story:
             and (element is None or r["element"] == element)
         ]
 
+    def customer_replies(self, message: Any, words: str) -> None:
+        """The customer answers `message` from their mail client: the words, a signature and
+        the quoted history, sent to the support address through the sink's SMTP."""
+        original = message_from_string(message.raw, policy=email_policy.default)
+        reply = EmailMessage()
+        reply["From"] = f"{CUSTOMER.name} <{CUSTOMER.email}>"
+        reply["To"] = SUPPORT_ADDRESS
+        reply["Subject"] = f"Re: {message.subject}"
+        reply["Message-ID"] = make_msgid(domain="customer.example")
+        reply["In-Reply-To"] = message.message_id
+        reply["References"] = f"{original.get('References', '')} {message.message_id}".strip()
+        quoted = "\n".join(f"> {line}" for line in (message.text or "").splitlines())
+        reply.set_content(
+            f"{words}\n\n-- \n{CUSTOMER.name}\n\nOn Monday, Example Support wrote:\n{quoted}\n",
+            cte="quoted-printable",
+        )
+        with smtplib.SMTP("127.0.0.1", self.estate.mail.smtp_port, timeout=10) as smtp:
+            smtp.sendmail(
+                CUSTOMER.email, [SUPPORT_ADDRESS], reply.as_bytes(policy=email_policy.SMTP)
+            )
+
     def emails_to(self, address: str) -> list[Any]:
         return [m for m in self.estate.mail.messages() if address in m.rcpt_tos]
 
@@ -511,7 +539,29 @@ def play(story: Story) -> None:
             ),
         )
 
-    t.heading("5. A third request the same day meets the daily limit")
+        t.heading("5. The customer confirms the fix by e-mail")
+        [confirm] = [m for m in story.emails_to(carol) if "confirm" in (m.subject or "").lower()]
+        story.customer_replies(confirm, "Yes, it works again, thank you!")
+        story.wait(
+            "the reply lands on the incident as a public comment, quoted history cut",
+            lambda: any(
+                "Yes, it works again" in n and "By e-mail from" in n and "wrote:" not in n
+                for n in story.notes(b, element="comments")
+            ),
+        )
+        story.wait(
+            "... is copied to the Jira issue",
+            lambda: any(
+                "Yes, it works again" in str(c.get("body"))
+                for c in (jira.issue(key)["fields"].get("comment") or {}).get("comments", [])
+            ),
+        )
+        story.wait(
+            "... and closes the incident, as the policy's customer_replies says",
+            lambda: sn.incident(b)["state"] == "7",
+        )
+
+    t.heading("6. A third request the same day meets the daily limit")
     c = story.incident(
         "Payment confirmation emails delayed",
         COMPLETE_DESCRIPTION.replace("Checkout fails", "Emails lag"),
@@ -568,13 +618,20 @@ class ConsoleSignIn:
 def demo_config(
     state_dir: Path, estate: SimulatedEstate, console: ConsoleSignIn | None = None
 ) -> Path:
-    """The example configuration pointed at the estate, allowing one escalation a day, with
-    the operations console on when `console` is given."""
+    """The example configuration pointed at the estate, allowing one escalation a day, reading
+    customers' replies from the sink's IMAP, with the operations console on when `console` is
+    given."""
     text = EXAMPLE_CONFIG.read_text()
     text = text.replace("max_per_day = 3", "max_per_day = 1", 1)
     # Links posted into the records point at the simulators actually running.
     text = text.replace("http://127.0.0.1:8081/browse/", f"{estate.jira.url}/browse/")
     text = text.replace("http://127.0.0.1:8082/nav_to.do", f"{estate.servicenow.url}/nav_to.do")
+    # Customers' replies are read back from the sink over IMAP (IDLE: at once).
+    text += (
+        f'\n[email.inbound]\nkind = "imap"\n[email.inbound.imap]\nhost = "127.0.0.1"\n'
+        f'port = {estate.mail.imap_port}\nsecurity = "none"\nusername = "{SUPPORT_ADDRESS}"\n'
+        f'password = "{MAIL_SINK_IMAP_PASSWORD}"\n'
+    )
     text += _chat_toml(estate, state_dir)
     if console is not None:
         text += console.toml()

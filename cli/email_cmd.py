@@ -1,7 +1,9 @@
-"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox.
+"""`escalation-sync email ...`: check templates, send a test mail, look after the outbox, and
+see what became of customers' replies and which addresses bounced.
 
 The outbox serves every notification channel (e-mail and those under `[notify.*]`); `outbox`,
-`send`, `requeue` and `resolve` act on all of them, by outbox id.
+`send`, `requeue` and `resolve` act on all of them, by outbox id. `replies` lists the mails read
+from `[email.inbound]`; `bounces` lists the addresses no mail goes to, and `--clear` lifts one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def _open_store(settings: Settings) -> Store:
 
 def register(app: typer.Typer) -> None:
     """Add the `email` command group."""
-    group = typer.Typer(help="Customer and management email: templates, test mail, outbox.")
+    group = typer.Typer(
+        help="Customer and management email: templates, test mail, outbox, replies, bounces."
+    )
     app.add_typer(group, name="email")
 
     @group.command("check")
@@ -204,3 +208,69 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"outbox {row_id} is not in status unknown", err=True)
             raise typer.Exit(1)
         typer.echo(f"outbox {row_id} marked {'sent' if sent else 'pending'}")
+
+    @group.command("replies")
+    def replies(
+        limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+        config: ConfigOption = None,
+    ) -> None:
+        """List the customers' mails read from [email.inbound] and what became of each."""
+        # Rich's tables and the store load only for a listing (start-up time).
+        from rich.console import Console
+        from rich.table import Table
+
+        from sync.replies import store as mails
+
+        store = _open_store(load_or_exit(config))
+        try:
+            with store.reading() as tx:
+                rows = mails.list_mails(tx, limit=limit)
+                counts = mails.mail_counts(tx)
+        finally:
+            store.close()
+        table = Table("seen", "from", "ticket", "kind", "outcome", "why")
+        for row in rows:
+            table.add_row(
+                f"{row.seen_at:%Y-%m-%d %H:%M}",
+                row.sender or "",
+                row.ticket or "",
+                row.kind,
+                row.outcome + ("" if row.settled_at else " (not settled)"),
+                (row.reason or "")[:80],
+            )
+        Console(width=200).print(table)
+        typer.echo(", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none read")
+
+    @group.command("bounces")
+    def bounces(
+        clear: Annotated[
+            str | None,
+            typer.Option(
+                "--clear", help="Send to this address again (the customer fixed their mailbox)."
+            ),
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """List the addresses mail bounced from for good (no mail goes to them), or lift one."""
+        from escalation.wording import plural
+        from sync.replies import store as mails  # the store: start-up time
+
+        store = _open_store(load_or_exit(config))
+        try:
+            if clear is not None:
+                with store.session() as tx:
+                    lifted = mails.clear_bounce(tx, clear)
+                if not lifted:
+                    typer.echo(f"{clear} is not stopped", err=True)
+                    raise typer.Exit(1)
+                typer.echo(f"mail to {clear} is sent again")
+                return
+            with store.reading() as tx:
+                found = mails.list_bounces(tx)
+        finally:
+            store.close()
+        for bounced in found:
+            why = f"{bounced.status or ''} {bounced.diagnostic or ''}".strip()
+            when = f"{bounced.bounced_at:%Y-%m-%d %H:%M} UTC"
+            typer.echo(f"{bounced.address}  {when}  {bounced.ticket or '-'}  {why}".rstrip())
+        typer.echo(f"{plural(len(found), 'address', 'addresses')} stopped")

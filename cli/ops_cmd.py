@@ -70,13 +70,25 @@ def outbox_counts(store: Store) -> dict[str, int]:
     return store_counts(store)
 
 
+def replies_counts(store: Store) -> dict[str, int]:
+    """Customers' mails read, by what became of them, and the addresses that bounced."""
+    from sync.replies import store as mails  # start-up time
+
+    with store.reading() as tx:
+        counts = mails.mail_counts(tx)
+        counts["bounced_addresses"] = len(mails.list_bounces(tx))
+    return counts
+
+
 def configured_systems(settings: Settings) -> list[str]:
-    """The systems this configuration calls: the mapped ticket systems, e-mail and other
-    channels."""
+    """The systems this configuration calls: the mapped ticket systems, e-mail (and the
+    replies mailbox) and other channels."""
     systems = sorted(s.value for s in settings.mapping_model.systems)
     email = settings.email_settings
     if email is not None and email.enabled:
         systems.append("email")
+        if email.inbound is not None and email.inbound.enabled:
+            systems.append("mailbox")
     systems.extend(sorted(settings.notify_settings))
     return systems
 
@@ -141,6 +153,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             },
             "escalations": active_escalations(store),
             "outbox": outbox_counts(store),
+            "replies": replies_counts(store),
             "in_doubt": in_doubt(store),
             "systems": systems_health(settings, store),
             "locks_held": len(store.list_locks()),
@@ -180,6 +193,9 @@ def _print_status(data: dict[str, Any]) -> None:
     dead = data["dead_letters"]
     table.add_row("dead letters", f"{dead['pending']} to replay, {dead['replayed']} replayed")
     table.add_row("email outbox", _outbox_text(data["outbox"]))
+    replies = data["replies"]
+    if any(replies.values()) or "mailbox" in data["systems"]:
+        table.add_row("customer replies", _replies_text(replies))
     for row in data["in_doubt"]:
         table.add_row(
             "in doubt",
@@ -262,6 +278,19 @@ def _outbox_text(counts: dict[str, int]) -> str:
     if counts.get("unknown", 0) or counts.get("dead", 0):
         text += " (see `escalation-sync email outbox`)"
     return text
+
+
+def _replies_text(counts: dict[str, int]) -> str:
+    posted = counts.get("public_comment", 0) + counts.get("internal_note", 0)
+    text = (
+        f"{posted} posted, {counts.get('refused', 0) + counts.get('no_ticket', 0)} refused, "
+        f"{counts.get('bounce_noted', 0)} bounces noted, "
+        f"{plural(counts.get('bounced_addresses', 0), 'address', 'addresses')} stopped"
+    )
+    failed = counts.get("failed", 0)
+    if failed:
+        text += f", {failed} failed"
+    return text + " (see `escalation-sync email replies` and `email bounces`)"
 
 
 def _dead_letter_json(item: DeadLetter) -> dict[str, Any]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sync.config.settings import Settings
     from sync.pipeline.backfill import BackfillSkip
     from sync.queue.tasks import SyncQueue
+    from sync.replies.intake import IntakePass
     from sync.store.database import Store
 
 STAGES = {"scan": "Reading records", "create": "Creating pairs", "mirror": "Mirroring content"}
@@ -63,11 +64,13 @@ class OncePass:
     ran: int = 0
     dead: int = 0
     waiting: int = 0
+    # The replies mailbox's pass (None: no [email.inbound] configured).
+    mail: IntakePass | None = None
 
 
 def run_once(settings: Settings) -> OncePass:
-    """Poll each mapped system (a failing one does not stop the others) and process every task
-    queued."""
+    """Read the replies mailbox (when configured), poll each mapped system (a failing one does
+    not stop the others) and process every task queued."""
     # The engine, connectors and queue load only for a pass (start-up time).
     from sync.runtime import wiring
 
@@ -80,6 +83,15 @@ def run_once(settings: Settings) -> OncePass:
         queue.set_processor(engine)
         before = store.status_counts().dead_letters_pending
         result = OncePass()
+        # Replies first: the tickets they land on are synced (mirrored to engineering) below.
+        intake = wiring.mail_intake(
+            settings, engine, enqueue=queue.enqueuer("mail"), health=queue.health
+        )
+        if intake is not None:
+            try:
+                result.mail = intake.run_once()
+            finally:
+                intake.close()
         for system in sorted(settings.mapping_model.systems):
             try:
                 result.found[system.value] = engine.poll(system.value)
@@ -137,14 +149,31 @@ def register(app: typer.Typer) -> None:
             f"{system.value} {result.found.get(system.value, 'not polled')}"
             for system in sorted(settings.mapping_model.systems)
         )
+        mail = result.mail
+        if mail is not None and mail.failed is not None:
+            failed = mail.failed
+            reason = (
+                describe(failed, settings, "mailbox")
+                if isinstance(failed, ConnectorError)
+                else f"{type(failed).__name__}: {failed}"
+            )
+            typer.echo(f"replies mailbox not read: {reason}", err=True)
+        replies = ""
+        if mail is not None and mail.failed is None:
+            replies = (
+                f"; replies read: {mail.read} (posted {mail.posted}, refused {mail.refused}"
+                + (f", {mail.left} left for the next run" if mail.left else "")
+                + ")"
+            )
         typer.echo(
             f"changed records: {changes}; tasks run: {result.ran}; "
             f"new dead letters: {result.dead}"
             + (f"; {result.waiting} waiting to retry" if result.waiting else "")
+            + replies
         )
         if result.dead:
             typer.echo("see `escalation-sync deadletters list`", err=True)
-        if result.dead or result.failed:
+        if result.dead or result.failed or (mail is not None and mail.failed is not None):
             raise typer.Exit(1)
 
     @app.command("backfill")

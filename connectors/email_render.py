@@ -76,6 +76,10 @@ class CustomerContext:
     missing_information: tuple[str, ...] = ()
     # Periodic update: the interval in hours the customer can expect the next update in.
     next_update_hours: int | None = None
+    # Resolved, please confirm: `mailto:` links that compose the answer ("yes, fixed" / "not
+    # fixed") to the replies mailbox, when the product reads one; None: no buttons.
+    confirm_link: str | None = None
+    not_fixed_link: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,8 @@ class Renderer:
             latest_comment=sample_comment,
             missing_information=("steps to reproduce",),
             next_update_hours=4,
+            confirm_link="mailto:replies@example.com?subject=Re%3A%20%5BINC0000000%5D",
+            not_fixed_link="mailto:replies@example.com?subject=Re%3A%20%5BINC0000000%5D",
         )
         for event in EVENTS:
             ctx: CustomerContext | ManagementContext = (

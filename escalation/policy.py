@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -380,6 +381,66 @@ class CustomerUpdates(_Strict):
         return timedelta(hours=hours) if hours else None
 
 
+def _no_status(value: Any) -> Any:
+    """TOML has no null: "none" (or "") says "do not move the record"."""
+    if isinstance(value, str) and value.strip().casefold() in ("", "none"):
+        return None
+    return value
+
+
+MaybeStatus = Annotated[Status | None, BeforeValidator(_no_status)]
+
+
+class ReplyConfirmed(_Strict):
+    """A customer's reply that confirms the fix, while the escalation waits for it."""
+
+    # Regular expressions (case-insensitive) searched in the first lines of the reply, its
+    # quoted history cut; none: the built-in English and German phrases ("yes", "it works now").
+    patterns: tuple[Regex, ...] | None = None
+    # Where the ITSM record moves; a status of closure.itsm_closed_statuses closes the
+    # escalation with it. "none" leaves the record where it is (a person closes it).
+    move_to: MaybeStatus = Status.CLOSED
+    # An internal note on the ITSM record: who confirmed, when, with which words.
+    note: bool = True
+
+
+class ReplyNotFixed(_Strict):
+    """A customer's reply that says the fix did not work, while the escalation waits."""
+
+    # As `confirmed.patterns`; none: the built-in phrases ("still fails", "not fixed").
+    patterns: tuple[Regex, ...] | None = None
+    # The ITSM record reopens to this status ("none": it stays; the note still says so).
+    move_to: MaybeStatus = Status.IN_PROGRESS
+    # Engineering is told in an internal note on its record, with the customer's words.
+    tell_engineering: bool = True
+    # The engineering record reopens to this status ("none": engineering is only told).
+    engineering_move_to: MaybeStatus = Status.IN_PROGRESS
+    # An internal note on the ITSM record: who said so, when, with which words.
+    note: bool = True
+
+
+class CustomerReplies(_Strict):
+    """What a customer's e-mail reply does while the escalation waits for their confirmation.
+
+    The mail intake (`[email.inbound]`) posts every reply as a comment; this table says what a
+    reply to "resolved, please confirm" moves. It applies while the escalation is resolved
+    (engineering resolved it, the customer was asked) and only to the ticket's customer (and
+    its watchers with `watchers_may_confirm`). A reply that reads both ways ("yes, but it still
+    fails") moves nothing: with `unclear_note`, an internal note asks a person to read it.
+    """
+
+    enabled: bool = True
+    # "Yes, it is fixed" / "No, it is not fixed" buttons in the "resolved, please confirm" mail
+    # (mailto: links composing the answer to the replies mailbox, when one is read).
+    buttons: bool = True
+    # How many non-empty lines at the top of the reply are read for the verdict.
+    read_lines: int = Field(default=3, ge=1, le=20)
+    watchers_may_confirm: bool = False
+    unclear_note: bool = True
+    confirmed: ReplyConfirmed = ReplyConfirmed()
+    not_fixed: ReplyNotFixed = ReplyNotFixed()
+
+
 ChatRole = Literal[
     "reporter",
     "assignee",
@@ -510,6 +571,7 @@ class Policy(_Strict):
     management: Management = Management()
     closure: Closure = Closure()
     customer_updates: CustomerUpdates = CustomerUpdates()
+    customer_replies: CustomerReplies = CustomerReplies()
     chat: Chat = Chat()
 
     @field_validator("timezone")
@@ -586,6 +648,7 @@ class Policy(_Strict):
                             f"no gate item named {item!r}",
                         )
                     )
+        errs.extend(self._check_replies(file, key))
         notifies = self.on_approval.notify_management or self.closure.notify_management
         notifies = notifies or any(r.notify_management for r in self.priorities.values())
         notifies = notifies or any(t.notify_management for t in self.triggers)
@@ -598,6 +661,33 @@ class Policy(_Strict):
                 )
             )
         return errs
+
+    def _check_replies(self, file: str, key: Callable[..., str]) -> list[ConfigError]:
+        """A confirmation must be able to close the escalation; "not fixed" must reopen."""
+        file_errs: list[tuple[str, str]] = []
+        replies, closure = self.customer_replies, self.closure
+        closed = closure.itsm_closed_statuses
+        confirmed_to = replies.confirmed.move_to
+        if confirmed_to is not None and confirmed_to not in closed:
+            file_errs.append(
+                (
+                    key("customer_replies", "confirmed", "move_to"),
+                    f"{confirmed_to.value!r} is not one of closure.itsm_closed_statuses "
+                    f"({', '.join(s.value for s in closed)}), so a confirmation would never "
+                    "close the escalation",
+                )
+            )
+        reopen_to = replies.not_fixed.move_to
+        ended = {*closed, Status.RESOLVED, *((closure.move_to,) if closure.move_to else ())}
+        if reopen_to is not None and reopen_to in ended:
+            file_errs.append(
+                (
+                    key("customer_replies", "not_fixed", "move_to"),
+                    f"{reopen_to.value!r} is a resolved or closed status; a reply saying the fix "
+                    "did not work must reopen the record",
+                )
+            )
+        return [ConfigError(file, where, why) for where, why in file_errs]
 
     # --- lookups decide() uses ---------------------------------------------------------------
 

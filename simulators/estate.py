@@ -66,6 +66,8 @@ SECOND_SME = Person("sme.bob", "Bob Expert", "bob@example.com", "SME, approves e
 CUSTOMER = Person("carol.customer", "Carol Customer", "carol@customer.example", "customer")
 # Every mailbox of the sink's IMAP side: log in with the recipient address and this password.
 MAIL_SINK_IMAP_PASSWORD = "sink"
+# The example configuration's from_address: customers' replies reach this mailbox.
+SUPPORT_ADDRESS = "support@example.com"
 # The Dev Support crew lead the DS procedure adds to every escalation channel (Slack only).
 CREW_LEAD = Person("dana.lead", "Dana Lead", "dana@example.com", "Dev Support crew lead")
 # Where the DS procedure has escalations announced.
@@ -182,8 +184,9 @@ class SimulatedEstate:
 
     def config_overrides(self, webhooks_to: str | None = None) -> str:
         """TOML for every key of config.example.toml that names these simulators: connections,
-        the SMTP sink, the links posted into the records and, given the daemon's base URL the
-        webhooks go to, where the daemon listens."""
+        the SMTP sink (and its IMAP side, as the replies mailbox), the links posted into the
+        records and, given the daemon's base URL the webhooks go to, where the daemon
+        listens."""
         lines = [
             "[jira]",
             f'base_url = "{self.jira.url}"',
@@ -199,6 +202,16 @@ class SimulatedEstate:
             'host = "127.0.0.1"',
             f"port = {self.mail.smtp_port}",
             'security = "none"',
+            "",
+            "# Customers' replies: mail sent to the support address, read back over IMAP",
+            "[email.inbound]",
+            'kind = "imap"',
+            "[email.inbound.imap]",
+            'host = "127.0.0.1"',
+            f"port = {self.mail.imap_port}",
+            'security = "none"',
+            f'username = "{SUPPORT_ADDRESS}"',
+            f'password = "{MAIL_SINK_IMAP_PASSWORD}"',
             "",
             "# A chat channel per escalation (with [escalation.chat] enabled = true)",
             "[notify.slack]",

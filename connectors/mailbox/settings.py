@@ -10,6 +10,7 @@ poll_interval_seconds = 60        # between reads when the server cannot push (I
 max_message_bytes = 26214400      # a bigger mail is read up to this size
 max_attachment_bytes = 10485760   # per attachment; bigger ones are listed, not attached
 stranger_policy = "internal_note" # a reply from neither the customer nor a watcher: or "refuse"
+watcher_fields = ["custom_fields.watch_list"]   # who else may answer publicly
 
 [email.inbound.imap]
 host = "imap.example.com"
@@ -147,6 +148,10 @@ class InboundSettings(_Section):
     max_attachments: int = Field(20, ge=0, le=500)
     max_text_chars: int = Field(20_000, ge=200, le=1_000_000)
     stranger_policy: Literal["internal_note", "refuse"] = "internal_note"
+    # Ticket fields naming the people who may speak publicly besides the customer, as the
+    # escalation policy names fields ("reporter", "custom_fields.watch_list"): a person's
+    # e-mail, or addresses separated by commas, semicolons or spaces (a ServiceNow watch list).
+    watcher_fields: tuple[str, ...] = ()
     # Regular expressions with a (?P<ticket>...) group; none given: the reader's defaults
     # (the bracketed key of our subjects, "[INC0010001]", and ServiceNow numbers).
     subject_patterns: tuple[str, ...] | None = None
@@ -173,6 +178,17 @@ class InboundSettings(_Section):
                 problems.append(f"[{index}] {pattern!r}: needs a named group (?P<ticket>...)")
         if problems:
             raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("watcher_fields")
+    @classmethod
+    def _fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)*", v)]
+        if bad:
+            raise ValueError(
+                "a watcher field is a ticket field path such as 'reporter' or "
+                f"'custom_fields.watch_list', not {', '.join(repr(b) for b in bad)}"
+            )
         return value
 
     @field_validator("folder", "processed_folder", "refused_folder")

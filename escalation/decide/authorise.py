@@ -1,7 +1,9 @@
 """Who may say what, where: a command counts only from the right people in the right place.
 
 Identity is the comment's author as the ITSM system reports it, never a name typed in the text.
-A comment mirrored from the paired record is a copy and counts nowhere. A request counts in the
+A comment that came by e-mail (a customer's reply the sync posted, or its copy) counts nowhere,
+whatever it says: mail proves no one's identity. A comment mirrored from the paired record is a
+copy and counts nowhere. A request counts in the
 places and from the people `request` names; an answer only when the policy takes approval by
 command, in the places `approval` names, from the approvers of the level asked for. Every
 refusal is a reason with outcome "blocked".
@@ -13,13 +15,22 @@ from typing import Any
 
 from escalation.decide.commands import Command
 from escalation.decide.context import Run
-from escalation.decide.reading import COPY_MARK, person_key, who
+from escalation.decide.reading import COPY_MARK, from_mail, person_key, who
 from escalation.policy import People
 from mapping.model import Visibility
 
 
 def authorised(run: Run, cmd: Command) -> bool:
     """Whether `cmd` counts: written here, in an allowed place, by someone allowed to say it."""
+    if from_mail(cmd.comment.body):
+        _blocked(
+            run,
+            cmd,
+            "the comment came by e-mail (a reply the sync posted); commands are never taken "
+            "from mail",
+            {"author": person_key(cmd.comment.author), "source": "email"},
+        )
+        return False
     if COPY_MARK in cmd.comment.body:
         _blocked(
             run,

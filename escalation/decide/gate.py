@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from escalation.decide.context import Run
-from escalation.decide.reading import as_text, field_value, our_note
+from escalation.decide.reading import as_text, field_value, from_mail, our_note
 from escalation.policy import (
     AttachmentItem,
     ContactItem,
@@ -72,8 +72,9 @@ def _texts(run: Run, sources: tuple[TextSource, ...]) -> list[str]:
             out.append(ticket.description or "")
         else:
             for c in ticket.comments:
-                if our_note(ticket, c.body):
-                    # Our own notes quote what is missing; they are no evidence of it.
+                if our_note(ticket, c.body) and not from_mail(c.body):
+                    # Our own notes quote what is missing; they are no evidence of it. A
+                    # customer's e-mail reply we posted is the customer's words: it is.
                     continue
                 if (
                     src == "comments"

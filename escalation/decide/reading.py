@@ -13,6 +13,8 @@ from mapping.model import Person, Ticket
 
 # The origin marker the sync engine appends to every comment it mirrors or writes.
 COPY_MARK = "[escalation-sync origin="
+# The marker of a customer's e-mail reply the sync posted as a comment (its item is "mail-...").
+_MAIL_MARK = re.compile(r"\[escalation-sync origin=[a-z][a-z0-9_]*:[^:\]\s]+:mail-[^\]\s]+\]")
 
 
 def field_value(ticket: Ticket, path: str) -> Any:
@@ -70,6 +72,11 @@ def defang(text: str, words: Iterable[str]) -> str:
     for word in words:
         text = text.replace(word, word.lstrip("/"))
     return text
+
+
+def from_mail(body: str) -> bool:
+    """A comment that came by e-mail: a customer's reply the sync posted (or a copy of one)."""
+    return _MAIL_MARK.search(body) is not None
 
 
 def our_note(ticket: Ticket, body: str) -> bool:

@@ -8,6 +8,7 @@ OutboxWorker(session_factory, notifiers).run_once() -> number of rows sent
                            |--Retry--> pending (next_attempt_at = now + backoff) ... -> dead
                            |--DeadLetter--> dead (last_error says why, e.g. the bad address)
                            |--PauseSystem--> pending, no attempt spent; the channel is paused
+                           |--every recipient stopped (an address bounced)--> dead, saying so
                            '--the process died, or the line broke after the hand-over-->
                                recovered: sent | pending | unknown (in doubt)
 ```
@@ -38,7 +39,7 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,7 +109,7 @@ class OutboxRow(Base):
     body_text: Mapped[str] = mapped_column(sa.Text)
     body_html: Mapped[str | None] = mapped_column(sa.Text)
     message_id: Mapped[str] = mapped_column(sa.String(300), unique=True)
-    thread: Mapped[str | None] = mapped_column(sa.String(300))
+    thread: Mapped[str | None] = mapped_column(sa.String(300), index=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -428,6 +429,9 @@ class _Waiting(Exception):
 
 
 SessionFactory = Callable[[], Session]
+Suppressions = Callable[[Session, Outgoing], Mapping[str, str]]
+"""(a session, a row about to be sent) -> {destination, lower case: why it gets nothing}: an
+address mail bounced from for good (sync/replies), for one."""
 WAIT_FOR_RESOURCE = timedelta(seconds=1)
 
 
@@ -458,9 +462,11 @@ class OutboxWorker:
         batch_size: int = 50,
         health: HealthBoard | None = None,
         probe_interval: timedelta = timedelta(minutes=1),
+        suppressed: Suppressions | None = None,
         resync: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sessions = session_factory
+        self._suppressed = suppressed
         self.notifiers = as_notifiers(notifiers)
         self._clock = clock
         self._max_attempts = max(1, max_attempts)
@@ -673,8 +679,33 @@ class OutboxWorker:
 
     # -- sending
 
+    def _stopped(self, item: Outgoing) -> tuple[Outgoing | None, str | None]:
+        """`item` without the destinations that get nothing (an address that bounced), and
+        why; None when no destination is left."""
+        if self._suppressed is None:
+            return item, None
+        with self._sessions() as orm:
+            stopped = self._suppressed(orm, item)
+        if not stopped:
+            return item, None
+        left = tuple(d for d in item.destination if d.strip().lower() not in stopped)
+        why = "not sent to " + "; ".join(stopped.values())
+        if not left:
+            return None, why
+        return Outgoing(**{**_fields(item), "destination": left}), why
+
     def _deliver(self, claimed: _Claimed) -> int:
-        item = claimed.item
+        item, stopped = self._stopped(claimed.item)
+        if item is None:
+            # Said once, on the row; not a failure of the channel.
+            self._record(claimed, status=DEAD, claim_token=None, last_error=stopped)
+            log.warning(
+                "message not sent: its recipients are stopped",
+                outbox_id=claimed.id,
+                channel=claimed.item.channel,
+                reason=stopped,
+            )
+            return 0
         notifier = self.notifiers.get(item.channel)
         error: Exception | None = None
         delivered: Delivered | None = None
@@ -699,7 +730,7 @@ class OutboxWorker:
             values.update(
                 status=SENT,
                 sent_at=now,
-                last_error=None,
+                last_error=stopped,
                 result_ref=delivered.ref if delivered is not None else None,
             )
             if delivered is not None and delivered.details:

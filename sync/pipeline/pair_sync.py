@@ -116,6 +116,9 @@ def comment_links(tx: StoreSession, source: Ticket, target: Ticket) -> tuple[Mir
             if found is not None:
                 done.add((System(found.source_system), found.source_comment_id))
             marker = find_marker(comment.body)
+            if marker is not None and marker.from_mail and marker.system is ticket.ref.system:
+                # A customer's e-mail reply posted here: an original, not a copy.
+                continue
             if marker is not None and found is None:
                 unrecorded.append((marker, ticket, comment.id))
                 done.add((marker.system, marker.item))

@@ -8,7 +8,9 @@ other side is put back. A value equal to the snapshot is not a change, so a writ
 comes back as a webhook plans nothing (no echo).
 
 Comments flow both ways with their visibility kept (a public comment stays public, an internal
-note stays internal). Copies we wrote carry an origin marker and are never a source themselves.
+note stays internal). Copies we wrote carry an origin marker and are never a source themselves;
+a customer's e-mail reply we posted on a record is a source like a person's comment there (its
+marker names the record itself, `Marker.from_mail`), and its copy leaves that marker out.
 Attachments missing on the other side (by file name and size) are listed for copying.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from mapping import Mapping as SyncMapping
 from mapping.model import Attachment, Comment, Person, System, Ticket, Visibility
-from sync.pipeline.markers import Marker, find_marker
+from sync.pipeline.markers import Marker, find_marker, strip_marker
 
 Owner = str  # a system's name, or "both"
 
@@ -227,10 +229,20 @@ def mirrored_origins(comments: Iterable[Comment]) -> set[tuple[System, str]]:
     return found
 
 
-def _is_source_comment(comment: Comment, ignore_authors: frozenset[str]) -> bool:
+def _from_mail(comment: Comment, system: System) -> bool:
+    """A customer's e-mail reply posted on this record (by the integration user, for them)."""
+    marker = find_marker(comment.body)
+    return marker is not None and marker.from_mail and marker.system is system
+
+
+def _is_source_comment(
+    comment: Comment, ignore_authors: frozenset[str], system: System | None = None
+) -> bool:
     if comment.id in ("", "None") or not comment.body.strip():
         # Nothing to mirror (and no id to mark it with): an empty container read as a comment.
         return False
+    if system is not None and _from_mail(comment, system):
+        return True
     if find_marker(comment.body) is not None:
         return False
     author = comment.author
@@ -254,15 +266,18 @@ def _comment_mirrors(
     out: list[CommentMirror] = []
     system = source.ref.system
     for comment in source.comments:
-        if (system, comment.id) in done or not _is_source_comment(comment, rules.ignore_authors):
+        if (system, comment.id) in done or not _is_source_comment(
+            comment, rules.ignore_authors, system
+        ):
             continue
         author = comment.author.name or comment.author.id if comment.author else None
+        mailed = _from_mail(comment, system)
         out.append(
             CommentMirror(
                 source=system,
                 target=target_system,
                 comment_id=comment.id,
-                body=comment.body,
+                body=strip_marker(comment.body) if mailed else comment.body,
                 visibility=comment.visibility,
                 author=author,
                 marker=Marker(system, ticket_name(source), comment.id),

@@ -35,7 +35,7 @@ from escalation.decision import (
     SetPriority,
 )
 from mapping import browse_url
-from mapping.model import Comment, Ticket, Visibility
+from mapping.model import Comment, Status, Ticket, Visibility
 from sync.pipeline.apply import Applier, AuditNote, record_audit
 from sync.pipeline.context import SyncContext
 from sync.pipeline.markers import Marker, find_marker
@@ -201,6 +201,14 @@ class Escalator:
             ):
                 writes += self.escalate_further(itsm, eng, action, present)
         return itsm, eng, created, writes
+
+    def set_status(
+        self, ticket: Ticket, status: Status, peer: Ticket | None = None
+    ) -> tuple[Ticket, int]:
+        """Move a record to `status` as a decision does (audited; fields the status requires
+        come from `peer`, its paired record); returns it as it is now and the writes made (a
+        customer's reply confirming or reopening moves records this way)."""
+        return self._set_fields(ticket, peer, [MoveStatus(status)])
 
     def _set_fields(
         self, itsm: Ticket, eng: Ticket | None, actions: Sequence[Action]

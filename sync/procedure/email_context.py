@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from connectors.email_render import CustomerContext, ManagementContext, PublicComment
 from errors import DeadLetter
@@ -77,6 +78,24 @@ def as_decided(ticket: Ticket, decision: Decision) -> Ticket:
     return ticket.model_copy(update=update) if update else ticket
 
 
+# What the confirmation buttons put in the customer's answer: the default patterns of the
+# policy's customer_replies read the first as a confirmation, the second as "not fixed".
+CONFIRM_WORDS = "Yes, it is fixed."
+NOT_FIXED_WORDS = "No, it is not fixed: "
+
+
+def confirmation_links(reply_address: str, ticket_key: str, subject: str) -> tuple[str, str]:
+    """`mailto:` links composing "yes, fixed" and "not fixed" answers to the replies mailbox;
+    the subject names the ticket (`[INC0010001]`), so the answer is matched by it."""
+    to = quote(reply_address, safe="@")
+    about = f"Re: [{ticket_key}] {subject}"[:200]
+
+    def link(words: str) -> str:
+        return f"mailto:{to}?subject={quote(about, safe='')}&body={quote(words, safe='')}"
+
+    return link(CONFIRM_WORDS), link(NOT_FIXED_WORDS)
+
+
 def customer_context(
     ticket: Ticket,
     *,
@@ -87,6 +106,7 @@ def customer_context(
     resolution: str | None = None,
     missing_information: Sequence[str] = (),
     cadence: timedelta | None = None,
+    reply_address: str | None = None,
 ) -> CustomerContext:
     """The customer-safe view of `ticket`; `comment_id` names the public comment the mail is about.
 
@@ -95,7 +115,8 @@ def customer_context(
     is featured (an earlier comment would read as the resolution). `portal_url` is where the
     customer can see the request (the agent's URL in `ticket.ref.url` is not used: customers
     cannot open it). `missing_information` lists what the completeness gate found missing, by
-    name only.
+    name only. With `reply_address` (the mailbox customers' replies are read from), the
+    resolved mail carries the confirmation buttons.
     """
     public = public_comments(ticket)
     latest: PublicComment | None = _public(public[-1]) if public else None
@@ -123,7 +144,18 @@ def customer_context(
         company=company,
         missing_information=tuple(missing_information),
         next_update_hours=max(1, round(cadence.total_seconds() / 3600)) if cadence else None,
+        **_buttons(ticket, event, reply_address),
     )
+
+
+def _buttons(
+    ticket: Ticket, event: CustomerEvent | None, reply_address: str | None
+) -> dict[str, str]:
+    if event is not CustomerEvent.RESOLVED_PLEASE_CONFIRM or not reply_address:
+        return {}
+    key = ticket.ref.key or ticket.ref.id
+    confirm, not_fixed = confirmation_links(reply_address, key, "Resolved")
+    return {"confirm_link": confirm, "not_fixed_link": not_fixed}
 
 
 def management_context(

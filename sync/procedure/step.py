@@ -232,7 +232,19 @@ class PolicyEscalation:
             resolution=public_resolution,
             missing_information=missing,
             cadence=cadence,
+            reply_address=self._reply_address(),
         )
+
+    def _reply_address(self) -> str | None:
+        """Where the confirmation buttons answer: the replies mailbox, when one is read and the
+        policy wants the buttons."""
+        email = self.email
+        if email is None or not self.policy.customer_replies.buttons:
+            return None
+        inbound = email.inbound
+        if inbound is None or not inbound.enabled or not self.policy.customer_replies.enabled:
+            return None
+        return email.reply_to or email.from_address or None
 
     def _missing_items(self, decision: Decision) -> tuple[str, ...]:
         """What the gate found missing, as the policy names it for people to read.

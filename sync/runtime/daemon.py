@@ -1,4 +1,5 @@
-"""`escalation-sync run`: webhook server, queue workers and pollers in one process.
+"""`escalation-sync run`: webhook server, queue workers, pollers and the replies mailbox in one
+process.
 
 Signals:
 - SIGTERM / SIGINT: stop taking webhooks, let the workers finish the tickets in hand, exit 0.
@@ -7,6 +8,10 @@ Signals:
   stays in force. Settings that shape the process itself (state, queue, listener, workers) need a
   restart; a reload that changes them says so. A reload that is accepted resumes every system
   paused for refused credentials (the new configuration may carry new ones).
+
+Customers' replies: with `[email.inbound]` configured, a thread reads the mailbox (IMAP IDLE
+where the server offers it, else every `poll_interval_seconds`) and posts each reply on its
+ticket (sync/replies); a reload starts it again with the new configuration.
 
 Health: GET /healthz answers 503 with the reasons while a system is paused (credentials
 refused), has failed every call for `[health] failing_after_seconds`, or the oldest ready task
@@ -43,17 +48,27 @@ from mapping.errors import ConfigInvalid
 from sync.config.settings import Settings, load_settings
 from sync.intake.webhooks import WebhookConfig, create_app
 from sync.notify.outbox import OutboxWorker, store_counts, store_in_doubt
+from sync.pipeline.engine import Engine
 from sync.procedure.ledger import open_escalations, prune_fingerprints
 from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor
 from sync.runtime import metrics
 from sync.runtime.health import HealthBoard, HealthPolicy, verdict
 from sync.runtime.logs import configure_logging, settings_secrets
-from sync.runtime.wiring import default_processor, open_queue, open_store, outbox_worker
+from sync.runtime.wiring import (
+    build_engine,
+    default_processor,
+    inbound_settings,
+    mail_intake,
+    open_queue,
+    open_store,
+    outbox_worker,
+)
 from sync.store.database import Store
 
 if TYPE_CHECKING:
-    # Only for its type: the console is imported when it is turned on (see _start_console).
+    # Only for their types: each is imported when it is turned on.
     from sync.console.server import ConsoleServer
+    from sync.replies.intake import MailIntake
 
 log = structlog.get_logger(__name__)
 
@@ -287,6 +302,9 @@ class Daemon:
         self._outbox_thread: threading.Thread | None = None
         self.console: ConsoleServer | None = None
         self.health: HealthBoard | None = None
+        self._mail: MailIntake | None = None
+        self._mail_thread: threading.Thread | None = None
+        self._mail_stop = threading.Event()
 
     # -- lifecycle
 
@@ -317,6 +335,7 @@ class Daemon:
         self._set_outbox(settings)
         self._outbox_thread = threading.Thread(target=self._send_mail, name="outbox", daemon=True)
         self._outbox_thread.start()
+        self._start_mail(settings)
         freeze_startup_heap()
         self._start_server(settings)
         self._start_console(settings)
@@ -413,6 +432,44 @@ class Daemon:
                 worker.run_once()
             except Exception as exc:
                 log.error("outbox pass failed", error=type(exc).__name__, reason=str(exc))
+
+    def _start_mail(self, settings: Settings) -> None:
+        """Read customers' replies in a thread of their own (when `[email.inbound]` is set)."""
+        assert self.store is not None and self.queue is not None
+        inbound = inbound_settings(settings)
+        if inbound is None:
+            return
+        processor = self.queue.processor
+        # The queue's engine when it is one (its test seams reach the replies too), else an
+        # engine of the same configuration.
+        engine = processor if isinstance(processor, Engine) else build_engine(settings, self.store)
+        self._mail = mail_intake(
+            settings, engine, enqueue=self.queue.enqueuer("mail"), health=self.health
+        )
+        if self._mail is None:
+            return
+        self._mail_stop = threading.Event()
+        intake, stop = self._mail, self._mail_stop
+        self._mail_thread = threading.Thread(
+            target=self._read_mail, args=(intake, stop), name="mail", daemon=True
+        )
+        self._mail_thread.start()
+        log.info("reading customers' replies", mailbox=inbound.kind, folder=inbound.folder)
+
+    @staticmethod
+    def _read_mail(intake: MailIntake, stop: threading.Event) -> None:
+        try:
+            intake.run(stop)
+        except Exception:
+            log.exception("replies mailbox thread stopped")
+
+    def _stop_mail(self) -> None:
+        self._mail_stop.set()
+        if self._mail_thread is not None:
+            # IDLE looks at the stop event every second; a pass in hand finishes its mail.
+            self._mail_thread.join(30)
+        self._mail_thread = None
+        self._mail = None
 
     def _health(self) -> dict[str, Any]:
         """What /healthz adds to its answer: the systems, the problems that make it 503, notes."""
@@ -543,6 +600,8 @@ class Daemon:
         if ok and built:
             queue.set_processor(built[0])
             self._set_outbox(self.config.settings)
+            self._stop_mail()
+            self._start_mail(self.config.settings)
             queue.resume_all()
             configure_logging(secrets=settings_secrets(self.config.settings))
         return ok
@@ -596,6 +655,7 @@ class Daemon:
             self._server_thread.join(35)
         if self.console is not None:
             self.console.stop()
+        self._stop_mail()
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         if self._outbox_thread is not None:

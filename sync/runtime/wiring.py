@@ -5,6 +5,7 @@ the settings, built here and nowhere else.
 settings -> each system's section -> its adapter --\\
          -> policy + e-mail -> PolicyEscalation ----> Engine (the queue's processor)
          -> state -> Store, SyncQueue -------------/
+         -> [email.inbound] -> Mailbox + ReplyHandler(Engine) -> MailIntake
 ```
 """
 
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huey import Huey
+
+if TYPE_CHECKING:
+    from connectors.mailbox import Mailbox
+    from connectors.mailbox.settings import InboundSettings
+    from sync.replies.intake import MailIntake
 
 from connectors.retry import RetryPolicy
 from mapping.model import System
@@ -26,6 +32,7 @@ from sync.pipeline.engine import Engine
 from sync.procedure.carry_out import EscalationPort
 from sync.procedure.step import PolicyEscalation
 from sync.queue.tasks import SyncQueue, TicketProcessor, make_huey
+from sync.replies import store as mails
 from sync.runtime.health import HealthBoard, HealthPolicy
 from sync.store.database import Store
 from sync.systems import registry as systems
@@ -139,9 +146,10 @@ def outbox_worker(
     batch_size: int = 0,
     resync: Callable[[str, str], None] | None = None,
 ) -> OutboxWorker | None:
-    """What sends the outbox through every configured notifier (None: no channel configured);
-    `batch_size` bounds a pass (0: the worker's own batch); `resync(system, id)` is told when a
-    row naming a record settles (a chat room made or refused), so that record is synced again."""
+    """What sends the outbox through every configured notifier (None: no channel configured),
+    skipping addresses mail bounced from; `batch_size` bounds a pass (0: the worker's own
+    batch); `resync(system, id)` is told when a row naming a record settles (a chat room made or
+    refused), so that record is synced again."""
     notifiers = build_notifiers(settings)
     if not len(notifiers):
         return None
@@ -151,6 +159,81 @@ def outbox_worker(
         notifiers,
         health=health,
         probe_interval=HealthPolicy.from_settings(settings).probe_interval,
+        suppressed=mails.suppressed,
         resync=resync,
         **options,
+    )
+
+
+# Where the IMAP reader keeps each folder's UIDVALIDITY, in the state directory.
+MAILBOX_STATE_FILE = "mailbox-state.json"
+
+
+def own_addresses(settings: Settings) -> tuple[str, ...]:
+    """The product's own addresses: mail from them is our own come back (a loop)."""
+    email = settings.email_settings
+    if email is None:
+        return ()
+    found = [email.from_address, email.reply_to or ""]
+    inbound = email.inbound
+    if inbound is not None:
+        for section, attribute in (
+            (inbound.imap, "username"),
+            (inbound.graph, "mailbox"),
+            (inbound.ews, "mailbox"),
+        ):
+            value = getattr(section, attribute, None) if section is not None else None
+            if value and "@" in value:
+                found.append(value)
+    return tuple(dict.fromkeys(a.lower() for a in found if a))
+
+
+def inbound_settings(settings: Settings) -> InboundSettings | None:
+    """The `[email.inbound]` section in force, or None when no replies mailbox is read."""
+    email = settings.email_settings
+    inbound = email.inbound if email is not None and email.enabled else None
+    if inbound is None or not inbound.enabled:
+        return None
+    return inbound
+
+
+def mail_intake(
+    settings: Settings,
+    engine: Engine,
+    *,
+    enqueue: Callable[[str, str], None] | None = None,
+    health: HealthBoard | None = None,
+    open_mailbox: Callable[[], Mailbox] | None = None,
+) -> MailIntake | None:
+    """What reads customers' replies from `[email.inbound]` into the records through `engine`
+    (None: no inbound mailbox configured); `enqueue` queues the ticket a reply landed on."""
+    inbound = inbound_settings(settings)
+    if inbound is None:
+        return None
+    # The mailbox clients and the mail reader (an HTML parser, charset detection) load only
+    # where replies are read (start-up time of every other command).
+    from connectors.mailbox import build_mailbox
+    from sync.replies.handler import ReplyHandler
+    from sync.replies.intake import MailIntake, StateFile
+
+    if open_mailbox is None:
+        state = StateFile(settings.state.dir / MAILBOX_STATE_FILE)
+
+        def open_configured() -> Mailbox:
+            return build_mailbox(inbound, state=state)
+
+        open_mailbox = open_configured
+    handler = ReplyHandler(
+        engine,
+        inbound,
+        policy=settings.compiled_policy,
+        own_addresses=own_addresses(settings),
+        enqueue=enqueue,
+    )
+    return MailIntake(
+        open_mailbox,
+        handler,
+        batch_size=inbound.batch_size,
+        poll_interval=inbound.poll_interval_seconds,
+        health=health,
     )

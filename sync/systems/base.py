@@ -198,6 +198,24 @@ class BulkAdapter(Adapter, Protocol):
         ...
 
 
+@runtime_checkable
+class CommentsAsPerson(Protocol):
+    """An adapter whose system lets the integration write a comment in another user's name.
+
+    Neither Jira's nor ServiceNow's REST API does (a comment's author is the user who calls),
+    so a customer's e-mail reply is written by the integration user and says whose words it
+    carries ("By e-mail from ..."). A system that can implements this, and replies are posted
+    in the customer's name there.
+    """
+
+    def add_comment_as(
+        self, ticket_id: str, body: str, *, author_email: str, public: bool, marker: Marker
+    ) -> str | None:
+        """Add the comment as the user with this e-mail address; returns its id, or None when
+        the system knows no such user (the caller then writes it in its own name)."""
+        ...
+
+
 def in_slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """`items` in consecutive slices of at most `size` (a vendor's limit per request)."""
     for start in range(0, len(items), size):

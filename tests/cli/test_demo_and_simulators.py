@@ -17,6 +17,9 @@ import pytest
 import requests
 
 from cli.demo_story import run_demo
+from connectors.mailbox.settings import InboundSettings
+from simulators.estate import SimulatedEstate
+from sync.config.settings import EXAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -217,3 +220,17 @@ def test_simulators_snippet_points_everything_at_the_ports_in_use() -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "mail.log" not in err and "handling connection" not in err, err
+
+
+def test_the_printed_configuration_reads_replies_from_the_sink() -> None:
+    """What `simulators` prints points [email.inbound] at the sink's IMAP, logging in as the
+    example's support address (where customers' replies arrive), and validates."""
+    with SimulatedEstate() as estate:
+        printed = tomllib.loads(estate.config_overrides())
+        imap_port = estate.mail.imap_port
+    inbound = InboundSettings.model_validate(printed["email"]["inbound"])
+    assert inbound.imap is not None
+    assert (inbound.imap.host, inbound.imap.port) == ("127.0.0.1", imap_port)
+    assert (
+        inbound.imap.username == tomllib.loads(EXAMPLE_CONFIG.read_text())["email"]["from_address"]
+    )

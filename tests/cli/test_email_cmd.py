@@ -14,6 +14,7 @@ from cli.app import build
 from connectors.email_render import RenderedEmail
 from simulators.mail import MailSink
 from sync.notify.outbox import OutboxKey, enqueue
+from sync.replies import store as mails
 from sync.store.database import Store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
@@ -88,3 +89,50 @@ def test_send_list_requeue(config: Path, sink: MailSink, tmp_path: Path) -> None
     assert code == 0 and "queued again" in out
     code, _, err = run("email", "resolve", dead_id.group(1), "--sent", "--config", str(config))
     assert code == 1 and "not in status unknown" in err
+
+
+def test_replies_and_bounces_list_and_lift(config: Path, tmp_path: Path) -> None:
+    """`email replies` lists the mails read; `email bounces` the stopped addresses, and
+    `--clear` sends to one again (a second `--clear` says it is not stopped)."""
+    store = Store.for_state(tmp_path / "state")
+    now = datetime.now(UTC)
+    try:
+        with store.session() as tx:
+            mails.record_mail(
+                tx,
+                message_id="<r1@customer.example>",
+                sender="carla@customer.example",
+                ticket="INC0010001",
+                kind="reply",
+                outcome=mails.PUBLIC_COMMENT,
+                reason="customer reply matched by in_reply_to",
+                subject="Re: [INC0010001] Escalated",
+                now=now,
+                settled=True,
+            )
+            mails.add_bounce(
+                tx,
+                address="gone@customer.example",
+                ticket="INC0010002",
+                status="5.1.1",
+                diagnostic="550 no such user",
+                message_id="<dsn@mx>",
+                now=now,
+            )
+    finally:
+        store.close()
+    code, out, err = run("email", "replies", "--config", str(config))
+    assert code == 0, err
+    assert "carla@customer.example" in out and "public_comment" in out
+    code, out, err = run("email", "bounces", "--config", str(config))
+    assert code == 0, err
+    assert "gone@customer.example" in out and "5.1.1" in out and "1 address stopped" in out
+    code, out, err = run(
+        "email", "bounces", "--clear", "gone@customer.example", "--config", str(config)
+    )
+    assert code == 0, err
+    assert "sent again" in out
+    code, _, err = run(
+        "email", "bounces", "--clear", "gone@customer.example", "--config", str(config)
+    )
+    assert code == 1 and "not stopped" in err

@@ -309,6 +309,8 @@ def test_customer_context_has_no_field_for_internal_content() -> None:
         "company",
         "missing_information",
         "next_update_hours",
+        "confirm_link",
+        "not_fixed_link",
     }
     assert "reason" in ManagementContext.__dataclass_fields__
 

@@ -26,6 +26,8 @@ Driving it:
     harness.drain()          deliver pending simulator webhooks, run every queued task (retries
                              included, without waiting for their delay), send the outbox; repeat
                              until nothing moves. Returns the number of tasks run.
+    harness.read_replies()   one pass over the replies mailbox (with `replies=True`), then
+                             drain(); returns the pass (sync.replies.intake.IntakePass).
     harness.poll()           one polling pass over both systems, then drain().
     harness.sync(system, id) process one ticket directly (no queue), returns the engine Outcome.
     harness.writes()         write requests (POST/PUT/PATCH/DELETE, searches excluded) both
@@ -33,6 +35,8 @@ Driving it:
 
 Options: override the `harness_options` fixture in a test module (or call `make_harness`):
     escalation=False     run the configured escalation policy (preset stories: True)
+    replies=False        True: the sink also serves IMAP, and `[email.inbound]` reads the
+                         support address's mailbox there (`harness.read_replies()`)
     config=Path          another configuration file (a preset) instead of config.example.toml;
                          the connection, state and secret settings are overridden from the
                          environment, so any file that passes `mapping check` works
@@ -66,6 +70,7 @@ from typing import Any
 
 import pytest
 
+from connectors.mailbox.settings import InboundSettings
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from simulators.common import ServerThread
@@ -151,6 +156,20 @@ class Harness:
             if ran == 0 and self.queue.depth() == 0:
                 return total
         raise AssertionError(f"queue did not go idle after {rounds} rounds ({total} tasks)")
+
+    def read_replies(self) -> Any:
+        """One pass over the replies mailbox (customers' replies become comments), then
+        drain() so the tickets they landed on are synced."""
+        from sync.runtime.wiring import mail_intake
+
+        intake = mail_intake(self.settings, self.engine, enqueue=self.queue.enqueuer("mail"))
+        assert intake is not None, "make the harness with replies=True"
+        try:
+            result = intake.run_once()
+        finally:
+            intake.close()
+        self.drain()
+        return result
 
     def poll(self) -> int:
         """One polling pass over both systems (enqueueing what changed), then drain()."""
@@ -262,15 +281,31 @@ def _env(
         monkeypatch.setenv(f"ESCALATION_SYNC_{name}", value)
 
 
-def _email_overrides(settings: Settings, mail: MailSink) -> None:
-    """Point the e-mail section at the sink (plain SMTP on loopback)."""
+def _email_overrides(settings: Settings, mail: MailSink, *, replies: bool = False) -> None:
+    """Point the e-mail section at the sink (plain SMTP on loopback); with `replies`, read the
+    support address's mailbox from the sink's IMAP."""
     email = getattr(settings, "email_settings", None)
     if email is None:
         return
     smtp = email.smtp.model_copy(
         update={"host": "127.0.0.1", "port": mail.smtp_port, "security": "none"}
     )
-    settings.email_settings = email.model_copy(update={"smtp": smtp})
+    update: dict[str, Any] = {"smtp": smtp}
+    if replies:
+        update["inbound"] = InboundSettings.model_validate(
+            {
+                "kind": "imap",
+                "imap": {
+                    "host": "127.0.0.1",
+                    "port": mail.imap_port,
+                    "security": "none",
+                    "username": email.reply_to or email.from_address,
+                    "password": mail.imap_password,
+                    "timeout_seconds": 10,
+                },
+            }
+        )
+    settings.email_settings = email.model_copy(update=update)
 
 
 def _start_webhook_server(harness: Harness) -> str | None:
@@ -297,6 +332,7 @@ def make_harness(
     escalation: bool = False,
     config: Path = EXAMPLE_CONFIG,
     echo_filter: bool = False,
+    replies: bool = False,
 ) -> Harness:
     """Start everything for one test; the caller must `close()` it (the fixture does)."""
     stops: list[Callable[[], None]] = []
@@ -314,12 +350,12 @@ def make_harness(
     )
     snow.add_user(AGENT, name="Beth Anglin", email="beth.anglin@example.com", password="agent")
     customer = snow.add_user(CUSTOMER, name="Carla Customer", email=CUSTOMER_EMAIL)
-    mail = MailSink().start()
+    mail = MailSink(imap_port=0 if replies else None).start()
     stops.append(mail.stop)
     state_dir = tmp_path / "state"
     _env(monkeypatch, jira, snow, mail, state_dir)
     settings = load_settings(config)
-    _email_overrides(settings, mail)
+    _email_overrides(settings, mail, replies=replies)
     store = Store.for_state(settings.state.dir, settings.state.database_url)
     stops.append(store.close)
     queue = SyncQueue(make_huey(None, state_dir), store, retry=FAST_QUEUE)
@@ -354,6 +390,7 @@ def _outbox_worker(harness: Harness) -> Any:
 
     from connectors.email import build_sender
     from sync.notify.outbox import OutboxWorker
+    from sync.replies import store as mails
 
     sessions = sessionmaker(harness.store.db, expire_on_commit=False)
 
@@ -367,6 +404,7 @@ def _outbox_worker(harness: Harness) -> Any:
         build_sender(email),
         clock=lambda: harness.engine.clock(),
         base_delay=timedelta(0),
+        suppressed=mails.suppressed,
     )
 
 

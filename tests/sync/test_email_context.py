@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -16,6 +17,7 @@ from escalation.decision import (
     MoveStatus,
     SetPriority,
 )
+from inbound_mail import Verdict, read_confirmation
 from mapping.model import (
     Comment,
     EscalationState,
@@ -220,3 +222,36 @@ def test_management_context_for_an_overdue_approval_has_no_approver() -> None:
 def test_requester_label(recorded: str | None, shown: str | None) -> None:
     """People stay as recorded (Jira account ids have colons); automatic requests say so."""
     assert requester_label(recorded) == shown
+
+
+def test_the_confirmation_buttons_compose_an_answer_naming_the_ticket() -> None:
+    """With a replies mailbox, the resolved mail's buttons are mailto: links to it whose
+    subject names the ticket and whose body the default patterns read as the verdict; other
+    mails and a configuration without a mailbox get none."""
+    ticket = Ticket(ref=Ref(system=System.SERVICENOW, id="s1", key="INC0010001"), summary="x")
+    ctx = customer_context(
+        ticket,
+        company="Acme",
+        event=CustomerEvent.RESOLVED_PLEASE_CONFIRM,
+        reply_address="replies@example.com",
+    )
+    assert ctx.confirm_link is not None and ctx.not_fixed_link is not None
+    parts = urlsplit(ctx.confirm_link)
+    assert (parts.scheme, parts.path) == ("mailto", "replies@example.com")
+    query = parse_qs(parts.query)
+    assert query["subject"] == ["Re: [INC0010001] Resolved"]
+    assert read_confirmation(query["body"][0]).verdict is Verdict.CONFIRMED
+    body = parse_qs(urlsplit(ctx.not_fixed_link).query)["body"][0]
+    assert read_confirmation(body + "the export").verdict is Verdict.NOT_FIXED
+    assert (
+        customer_context(
+            ticket, company="Acme", event=CustomerEvent.RESOLVED_PLEASE_CONFIRM
+        ).confirm_link
+        is None
+    )
+    assert (
+        customer_context(
+            ticket, company="Acme", event=CustomerEvent.ESCALATED, reply_address="r@example.com"
+        ).confirm_link
+        is None
+    )

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 # the outbox, the escalation ledger, the health board and the store's own tables.
 import sync.notify.outbox
 import sync.procedure.ledger
+import sync.replies.store
 import sync.runtime.health
 import sync.store.database  # noqa: F401
 from sync.store.db import Base
