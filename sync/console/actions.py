@@ -20,7 +20,7 @@ import structlog
 
 from sync.console.auth import Identity
 from sync.notify.outbox import OutboxRow, requeue_dead, resolve_unknown
-from sync.store.database import Store
+from sync.store.database import Store, StoreSession
 
 log = structlog.get_logger("escalation_sync.console")
 
@@ -143,5 +143,5 @@ class Actions:
         )
 
 
-def _entry(tx: Any, outbox_id: int) -> OutboxRow | None:
-    return tx.orm.get(OutboxRow, outbox_id)  # type: ignore[no-any-return]
+def _entry(tx: StoreSession, outbox_id: int) -> OutboxRow | None:
+    return tx.orm.get(OutboxRow, outbox_id)

@@ -7,19 +7,17 @@ Security Policy (scripts and styles from our own static folder only), and pages 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import PackageLoader, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
@@ -39,8 +37,10 @@ from sync.console.auth import (
     trusted,
 )
 from sync.console.plot import depth_plot, lag_plot
-from sync.console.readmodel import BoardFilter, ReadModel
+from sync.console.readmodel import BoardFilter, ReadModel, TicketView, title
 from sync.console.settings import ConsoleSettings
+from sync.console.wording import environment, span
+from sync.runtime.refs import parse_ref
 
 log = structlog.get_logger("escalation_sync.console")
 
@@ -73,74 +73,6 @@ class Console:
     flashes: dict[str, list[Outcome]] = field(default_factory=dict)
 
 
-def _env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=PackageLoader("sync.console", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["when"] = when
-    env.filters["ago"] = ago
-    env.filters["span"] = span
-    env.filters["until"] = until
-    env.filters["person"] = person
-    return env
-
-
-def person(value: str | None) -> str:
-    """A person as the page shows them: an opaque record id (a ServiceNow sys_id) shortened."""
-    if not value:
-        return "-"
-    if re.fullmatch(r"[0-9a-f]{32}", value):
-        return f"user {value[:8]}…"
-    return value
-
-
-def when(value: datetime | None) -> str:
-    """A moment as people read it on the page (UTC, to the minute)."""
-    if value is None:
-        return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def span(delta: timedelta | None) -> str:
-    """A duration in its two largest units: `3 h 12 min`, `2 days 4 h`, `45 s`."""
-    if delta is None:
-        return "-"
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} day{'s' if days != 1 else ''} {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
-
-
-def ago(value: datetime | None, now: datetime | None = None) -> str:
-    """How long ago a moment was."""
-    if value is None:
-        return "-"
-    now = now or datetime.now(UTC)
-    if value > now:
-        return f"in {span(value - now)}"
-    return f"{span(now - value)} ago"
-
-
-def until(value: datetime | None, now: datetime | None = None) -> str:
-    """How long until a moment (or how long it is past)."""
-    if value is None:
-        return "-"
-    now = now or datetime.now(UTC)
-    if value >= now:
-        return f"in {span(value - now)}"
-    return f"{span(now - value)} late"
-
-
 class _Redirect(Exception):
     def __init__(self, location: str) -> None:
         self.location = location
@@ -155,7 +87,7 @@ def create_console_app(console: Console) -> FastAPI:
     """The console as an ASGI app (served on its own listener by the daemon)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    env = _env()
+    env = environment()
 
     def path_for(request: Request, name: str, **params: Any) -> str:
         base = str(request.scope.get("root_path", "")).rstrip("/")
@@ -249,7 +181,7 @@ def create_console_app(console: Console) -> FastAPI:
             raise _Redirect(path_for(request, "sign_in", _query={"next": _here(request)}))
         return Identity(user.name, user.role, "password"), session, False
 
-    def checked_post(request: Request, form: Any) -> tuple[Identity, Session]:
+    def checked_post(request: Request, form: Mapping[str, str]) -> tuple[Identity, Session]:
         identity, session, _ = who_is(request)
         token = form.get(csrf.FIELD) or request.headers.get(csrf.HEADER)
         if not csrf.tokens_match(session.csrf, token) or not csrf.same_origin(
@@ -365,9 +297,12 @@ def create_console_app(console: Console) -> FastAPI:
         if not ok:
             if not wait:
                 console.throttle.failed(*keys)
+            # A name no one has is logged by a digest only: people type their password into
+            # the name field, and a log is no place for it.
             log.warning(
                 "console sign-in failed",
-                user=name,
+                user=name if user is not None else None,
+                unknown_name=None if user is not None else _digest(name),
                 address=address,
                 reason="throttled" if wait else "wrong name or password",
             )
@@ -400,7 +335,7 @@ def create_console_app(console: Console) -> FastAPI:
         log.info("console sign-in", user=user.name, role=user.role, address=address)
         done = RedirectResponse(target or path_for(request, "board"), status_code=303)
         set_session_cookie(request, done, session, current)
-        done.delete_cookie(SIGN_IN_COOKIE, path=current.root_path or "/")
+        _forget_cookie(done, SIGN_IN_COOKIE, current, secure(request, current), "strict")
         return done
 
     @app.post("/sign-out", name="sign_out")
@@ -420,7 +355,11 @@ def create_console_app(console: Console) -> FastAPI:
                 message="Your sign-in at the proxy continues; sign out there to end it.",
             )
         response = RedirectResponse(path_for(request, "sign_in"), status_code=303)
-        response.delete_cookie(cookie_name(request, current), path=current.root_path or "/")
+        # With the same flags it was set with: a browser ignores a __Host- cookie's removal
+        # unless it is Secure too.
+        _forget_cookie(
+            response, cookie_name(request, current), current, secure(request, current), "lax"
+        )
         return response
 
     def respond(request: Request, render: Callable[[Identity, Session], Response]) -> Response:
@@ -430,123 +369,121 @@ def create_console_app(console: Console) -> FastAPI:
             set_session_cookie(request, response, session, settings())
         return response
 
-    # -- pages
+    # -- pages (each read only once the person is known: a stranger costs no query)
 
     @app.get("/board", name="board")
     def board(request: Request, level: str = "", priority: str = "", team: str = "") -> Response:
         chosen = BoardFilter(level=level[:100], priority=priority[:10], team=team[:200])
-        data = console.readmodel.board(chosen)
-        return respond(
-            request,
-            lambda who, session: page(
+
+        def render(who: Identity, session: Session) -> Response:
+            systems = console.readmodel.mapped()
+            return page(
                 request,
                 "board.html.j2",
                 who=who,
                 session=session,
                 nav="board",
-                board=data,
+                board=console.readmodel.board(chosen),
                 chosen=chosen,
-            ),
-        )
+                find_hint=f"{' or '.join(title(s) for s in systems)} ticket",
+            )
+
+        return respond(request, render)
 
     @app.get("/find", name="find")
     def find(request: Request, q: str = "") -> Response:
-        who_is(request)
         text = q.strip()[:200]
-        system = "jira" if _looks_like_jira(text) else "servicenow"
-        view = console.readmodel.ticket(system, text) if text else None
-        if view is None:
-            console_flash(request, Outcome(False, f"No ticket {text!r} is known to the store."))
-            return RedirectResponse(path_for(request, "board"), status_code=303)
-        system, ident = view.ref.split(":", 1)
-        return RedirectResponse(
-            path_for(request, "ticket", system=system, ident=ident), status_code=303
-        )
 
-    def console_flash(request: Request, outcome: Outcome) -> None:
-        current = settings()
-        session = console.sessions.get(request.cookies.get(cookie_name(request, current)))
-        if session is not None:
-            console.flashes.setdefault(session.id, []).append(outcome)
+        def render(who: Identity, session: Session) -> Response:
+            view = _find(console.readmodel, text) if text else None
+            if view is None:
+                outcome = Outcome(False, f"No ticket {text!r} is known to the store.")
+                console.flashes.setdefault(session.id, []).append(outcome)
+                return RedirectResponse(path_for(request, "board"), status_code=303)
+            return RedirectResponse(
+                path_for(request, "ticket", system=view.system, ident=view.ident), status_code=303
+            )
+
+        return respond(request, render)
 
     @app.get("/tickets/{system}/{ident}", name="ticket")
     def ticket(request: Request, system: str, ident: str) -> Response:
-        identity, session, fresh = who_is(request)
-        view = console.readmodel.ticket(system, ident)
-        if view is None:
+        def render(who: Identity, session: Session) -> Response:
+            view = console.readmodel.ticket(system, ident)
+            if view is None:
+                return page(
+                    request,
+                    "error.html.j2",
+                    who=who,
+                    session=session,
+                    status=404,
+                    title="Unknown ticket",
+                    message=f"The store knows no {title(system)} record {ident}.",
+                )
             return page(
-                request,
-                "error.html.j2",
-                who=identity,
-                session=session,
-                status=404,
-                title="Unknown ticket",
-                message=f"The store knows no {system} record {ident}.",
+                request, "ticket.html.j2", who=who, session=session, nav="board", ticket=view
             )
-        response = page(
-            request, "ticket.html.j2", who=identity, session=session, nav="board", ticket=view
-        )
-        if fresh:
-            set_session_cookie(request, response, session, settings())
-        return response
+
+        return respond(request, render)
 
     @app.get("/tickets/{system}/{ident}/trace", name="trace")
     def trace(request: Request, system: str, ident: str) -> Response:
-        identity, session, _ = who_is(request)
-        view = console.readmodel.ticket(system, ident)
-        error = result = None
-        if view is None:
-            error = f"The store knows no {system} record {ident}."
-        else:
-            try:
-                result = console.readmodel.trace(view.ref)
-            except Exception as exc:
-                error = _reason(exc)
-        fragment = request.headers.get("x-console-fragment") == "1"
-        return page(
-            request,
-            "trace_fragment.html.j2" if fragment else "trace.html.j2",
-            who=identity,
-            session=session,
-            nav="board",
-            ticket=view,
-            trace=result,
-            error=error,
-        )
+        def render(who: Identity, session: Session) -> Response:
+            view = console.readmodel.ticket(system, ident)
+            error = result = None
+            if view is None:
+                error = f"The store knows no {title(system)} record {ident}."
+            else:
+                try:
+                    result = console.readmodel.trace(view.ref)
+                except Exception as exc:  # the page says why, as `explain` would
+                    error = _reason(exc)
+            fragment = request.headers.get("x-console-fragment") == "1"
+            return page(
+                request,
+                "trace_fragment.html.j2" if fragment else "trace.html.j2",
+                who=who,
+                session=session,
+                nav="board",
+                ticket=view,
+                trace=result,
+                error=error,
+            )
+
+        return respond(request, render)
 
     @app.get("/health", name="health")
     def health(request: Request) -> Response:
-        data = console.readmodel.health()
-        return respond(
-            request,
-            lambda who, session: page(
+        def render(who: Identity, session: Session) -> Response:
+            data = console.readmodel.health()
+            return page(
                 request,
                 "health.html.j2",
                 who=who,
                 session=session,
                 nav="health",
                 health=data,
-                lag=lag_plot(data.samples, data.at),
+                lag=lag_plot(data.samples, data.at, [s.system for s in data.systems]),
                 depth=depth_plot(data.samples, data.at),
-            ),
-        )
+            )
+
+        return respond(request, render)
 
     @app.get("/configuration", name="configuration")
     def configuration(request: Request) -> Response:
-        data = console.readmodel.configuration()
-        return respond(
-            request,
-            lambda who, session: page(
+        def render(who: Identity, session: Session) -> Response:
+            return page(
                 request,
                 "configuration.html.j2",
                 who=who,
                 session=session,
                 nav="configuration",
-                config=data,
+                config=console.readmodel.configuration(),
                 what_if=None,
                 form={},
-            ),
-        )
+            )
+
+        return respond(request, render)
 
     @app.post("/configuration/what-if", name="what_if")
     async def what_if(request: Request) -> Response:
@@ -579,8 +516,9 @@ def create_console_app(console: Console) -> FastAPI:
 
     # -- actions
 
-    async def act(request: Request, run: Callable[[Identity], Outcome]) -> Response:
-        form = await read_form(request)
+    async def act(
+        request: Request, form: Mapping[str, str], run: Callable[[Identity], Outcome]
+    ) -> Response:
         identity, session = checked_post(request, form)
         try:
             outcome = await run_in_threadpool(run, identity)
@@ -593,17 +531,21 @@ def create_console_app(console: Console) -> FastAPI:
 
     @app.post("/dead-letters/{item}/replay", name="replay")
     async def replay(request: Request, item: int) -> Response:
-        return await act(request, lambda who: console.actions.replay(item, who))
+        form = await read_form(request)
+        return await act(request, form, lambda who: console.actions.replay(item, who))
 
     @app.post("/outbox/{item}/requeue", name="requeue")
     async def requeue(request: Request, item: int) -> Response:
-        return await act(request, lambda who: console.actions.requeue(item, who))
+        form = await read_form(request)
+        return await act(request, form, lambda who: console.actions.requeue(item, who))
 
     @app.post("/outbox/{item}/resolve", name="resolve")
     async def resolve(request: Request, item: int) -> Response:
         form = await read_form(request)
         sent = form.get("sent") == "yes"
-        return await act(request, lambda who: console.actions.resolve(item, sent=sent, who=who))
+        return await act(
+            request, form, lambda who: console.actions.resolve(item, sent=sent, who=who)
+        )
 
     return app
 
@@ -654,8 +596,8 @@ def _set_sign_in_cookie(
     )
 
 
-def _number(value: Any) -> int | None:
-    if not isinstance(value, str) or not value.strip():
+def _number(value: str | None) -> int | None:
+    if value is None or not value.strip():
         return None
     try:
         return int(value.strip())
@@ -663,8 +605,28 @@ def _number(value: Any) -> int | None:
         return None
 
 
-def _looks_like_jira(text: str) -> bool:
-    return re.fullmatch(r"[A-Z][A-Z0-9_]*-\d+", text) is not None
+def _find(readmodel: ReadModel, text: str) -> TicketView | None:
+    """The pair an operator's reference names (`INC0010002`, `DS-7`, `servicenow:<sys_id>`),
+    as `explain` reads references: the systems themselves say which references are theirs."""
+    system, ident = parse_ref(text, readmodel.settings)
+    return readmodel.ticket(system.value, ident)
+
+
+def _digest(text: str) -> str:
+    """A short digest that tells repeated values apart without showing them."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _forget_cookie(
+    response: Response,
+    name: str,
+    current: ConsoleSettings,
+    secure: bool,
+    samesite: Literal["lax", "strict"],
+) -> None:
+    response.delete_cookie(
+        name, path=current.root_path or "/", secure=secure, httponly=True, samesite=samesite
+    )
 
 
 def _reason(exc: BaseException) -> str:

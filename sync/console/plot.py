@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sync.console.readmodel import SYSTEM_NAMES, Sample
+from sync.console.readmodel import Sample, title
 
 WIDTH = 640
 HEIGHT = 180
@@ -25,6 +25,8 @@ class Series:
     css: str
     points: str
     last: str
+    # A lone point, drawn as a dot: a line through one point shows nothing.
+    dots: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,14 @@ def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def lag_plot(samples: Sequence[Sample], now: datetime) -> Plot:
-    """Mean sync lag per system over the last hour (one point per sample interval)."""
+def lag_plot(samples: Sequence[Sample], now: datetime, systems: Sequence[str]) -> Plot:
+    """Mean sync lag of each of `systems` over the last hour (one point per sample interval),
+    in the order given."""
     start = now - SPAN
     kept = [s for s in samples if s.at >= start]
-    systems = sorted({name for s in kept for name, v in s.lag.items() if v is not None})
-    values = [v for s in kept for v in s.lag.values() if v is not None]
+    seen = {name for s in kept for name, v in s.lag.items() if v is not None}
+    systems = [name for name in systems if name in seen]
+    values = [v for s in kept for name, v in s.lag.items() if v is not None and name in systems]
     top = _nice_top(max(values, default=1.0))
     return _plot(
         kept,
@@ -70,8 +74,8 @@ def lag_plot(samples: Sequence[Sample], now: datetime) -> Plot:
         top,
         [
             (
-                SYSTEM_NAMES.get(system, system),
-                f"line-{i}",
+                title(system),
+                f"line-{i % 4}",
                 [(s.at, s.lag.get(system)) for s in kept],
             )
             for i, system in enumerate(systems)
@@ -95,8 +99,8 @@ def _plot(
     start: datetime,
     top: float,
     lines: Sequence[tuple[str, str, Sequence[tuple[datetime, float | None]]]],
-    label: object,
-    title: str,
+    label: Callable[[float], str],
+    heading: str,
 ) -> Plot:
     inner_w = WIDTH - LEFT - RIGHT
     inner_h = HEIGHT - TOP - BOTTOM
@@ -116,11 +120,11 @@ def _plot(
                 name,
                 css,
                 " ".join(f"{px:.1f},{py:.1f}" for px, py in drawn),
-                label(last) if callable(label) and last is not None else "-",
+                label(last) if last is not None else "-",
+                tuple(drawn) if len(drawn) == 1 else (),
             )
         )
-    fmt = label if callable(label) else str
-    y_ticks = tuple((y(top * f), str(fmt(top * f))) for f in (0.0, 0.5, 1.0))
+    y_ticks = tuple((y(top * f), label(top * f)) for f in (0.0, 0.5, 1.0))
     x_ticks = tuple(
         (LEFT + inner_w * (m / 60), "now" if m == 60 else f"-{60 - m} min")
         for m in (0, 15, 30, 45, 60)
@@ -136,5 +140,5 @@ def _plot(
         TOP,
         HEIGHT - BOTTOM,
         empty=not any(s.points for s in series),
-        title=title,
+        title=heading,
     )

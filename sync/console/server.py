@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 import uvicorn
@@ -15,7 +14,7 @@ import uvicorn
 from sync.console.actions import Actions, Enqueue
 from sync.console.app import Console, create_console_app
 from sync.console.auth import Sessions, Throttle
-from sync.console.readmodel import LagHistory, Loaded, ReadModel, ReloadResult
+from sync.console.readmodel import LagHistory, Loaded, ReadModel, ReadTicket, ReloadResult
 from sync.console.settings import ConsoleSettings
 from sync.store.database import Store
 
@@ -31,7 +30,7 @@ class ConsoleParts:
     enqueue: Enqueue
     queue_depth: Callable[[], int] | None = None
     last_reload: Callable[[], ReloadResult | None] | None = None
-    read_ticket: Callable[[Any, str], Any] | None = None
+    read_ticket: ReadTicket | None = None
 
 
 class ConsoleServer:
@@ -66,8 +65,7 @@ class ConsoleServer:
 
     def settings(self) -> ConsoleSettings:
         """The `[console]` section in force (a reload changes users and roles at once)."""
-        section = getattr(self.parts.loaded().settings, "console", None)
-        return section if isinstance(section, ConsoleSettings) else ConsoleSettings()
+        return self.parts.loaded().settings.console
 
     def start(self) -> None:
         """Listen on `[console] host:port`, and start sampling."""

@@ -67,6 +67,8 @@ from sync.runtime.wiring import (
 from sync.store.database import Store
 
 if TYPE_CHECKING:
+    # Only for their types: each is imported when it is turned on.
+    from sync.console.server import ConsoleServer
     from sync.replies.intake import MailIntake
 
 log = structlog.get_logger(__name__)
@@ -299,7 +301,7 @@ class Daemon:
         self._last_poll: dict[str, float] = {}
         self._outbox: OutboxWorker | None = None
         self._outbox_thread: threading.Thread | None = None
-        self.console: Any = None
+        self.console: ConsoleServer | None = None
         self.health: HealthBoard | None = None
         self.scheduler: Scheduler | None = None
         self._mail: MailIntake | None = None
@@ -377,10 +379,9 @@ class Daemon:
             time.sleep(0.02)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
 
-    def _start_console(self, settings: Any) -> None:
+    def _start_console(self, settings: Settings) -> None:
         """The operations console on its own listener, when `[console] enabled = true`."""
-        console = getattr(settings, "console", None)
-        if console is None or not console.enabled:
+        if not settings.console.enabled:
             return
         assert self.store is not None and self.queue is not None
         # Imported here: a daemon without the console loads none of its pages or templates.

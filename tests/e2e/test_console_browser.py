@@ -246,9 +246,18 @@ def test_ticket_page(browser: Any, live: Live) -> None:
     assert page.locator(".timeline tbody tr").count() > 0
     # The decision trace loads in place (progressive enhancement).
     page.wait_for_selector("table.trace", timeout=15_000)
-    assert "Would do next" in page.locator("#trace-h + .card").inner_text()
+    trace = page.locator("#trace-h + .card").inner_text()
+    assert "Would do next" in trace
+    # The trace reads the escalation's chat room as the daemon does: the demo's Slack is known.
+    assert "Slack" in records and "no chat notifier is configured" not in trace
     _shot(page, "ticket")
     page.context.close()
+    phone = _signed_in(browser, live, "viewer", PHONE)
+    phone.goto(f"{live.url}tickets/servicenow/{live.active}")
+    phone.wait_for_selector("table.trace", timeout=15_000)
+    _shot(phone, "ticket-phone")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.context.close()
 
 
 def test_viewer_cannot_act(browser: Any, live: Live) -> None:
@@ -303,6 +312,11 @@ def test_replay_a_dead_letter(browser: Any, live: Live) -> None:
     assert "close notes" in row.inner_text()
     assert "InvalidAddress" in page.locator("#outbox").inner_text()
     _shot(page, "health")
+    phone = _signed_in(browser, live, "viewer", PHONE)
+    phone.goto(live.url + "health")
+    _shot(phone, "health-phone")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.context.close()
     row.locator("button:has-text('Replay')").click()
     page.wait_for_selector(".flash-ok")
     assert "is queued again" in page.locator(".flash-ok").inner_text()

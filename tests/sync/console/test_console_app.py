@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from sync.config.settings import Settings
-from sync.console.actions import Actions
-from sync.console.app import Console, create_console_app
-from sync.console.auth import Sessions, Throttle
-from sync.console.readmodel import Loaded, ReadModel
 from sync.console.settings import ConsoleSettings
 from sync.store.database import Store
 from tests.sync.console.conftest import OPERATOR, VIEWER
-from tests.sync.console.seed import ACTIVE_SYS_ID, NOW, seed
+from tests.sync.console.harness import Harness, sign_in
+from tests.sync.console.harness import token as _token
+from tests.sync.console.seed import ACTIVE_SYS_ID, seed
 
 SECRETS = (
     "jira-token-never-shown",
@@ -31,48 +27,11 @@ SECRETS = (
 )
 
 
-class Harness:
-    """The console app over a seeded store, with the queue replaced by a list."""
-
-    def __init__(self, settings: Settings, store: Store, console: ConsoleSettings) -> None:
-        self.settings = settings
-        self.store = store
-        self.console_settings = console
-        self.queued: list[tuple[str, str, Any]] = []
-        readmodel = ReadModel(store, lambda: Loaded(settings, "abc123", NOW))
-        self.console = Console(
-            readmodel=readmodel,
-            actions=Actions(store, lambda s, t, e: self.queued.append((s, t, e))),
-            settings=lambda: self.console_settings,
-            sessions=Sessions(idle=1800, lifetime=3600),
-            throttle=Throttle(limit=console.max_sign_in_failures),
-        )
-        self.app = create_console_app(self.console)
-
-    def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, follow_redirects=False, **kwargs)
-
-
 @pytest.fixture
 def harness(settings: Settings, store: Store) -> Harness:
     """The console with one operator and one viewer, over the seeded store."""
     seed(store)
     return Harness(settings, store, settings.console)
-
-
-def _token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF token in the page"
-    return found.group(1)
-
-
-def sign_in(client: TestClient, name: str, password: str) -> Any:
-    """Sign in through the form, as a browser does."""
-    form = client.get("/sign-in")
-    return client.post(
-        "/sign-in",
-        data={"username": name, "password": password, "csrf_token": _token(form.text)},
-    )
 
 
 @pytest.fixture
