@@ -6,7 +6,7 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,7 +21,8 @@ from mapping.model import Status, System
 
 if TYPE_CHECKING:
     from escalation.chat import ChatStatus
-    from escalation.decision import LedgerView
+    from escalation.decision import EngineeringStatus, LedgerView
+    from escalation.history import PastDecision
     from escalation.policy import Policy
     from mapping.model import Ticket
     from sync.config.settings import Settings
@@ -63,6 +64,29 @@ def read_policy(spec: str) -> Policy:
         for error in exc.errors:
             typer.echo(f"  {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check_against(settings: Settings, policy: Policy, spec: str) -> None:
+    """Exit 2 listing what the policy needs that the configuration does not give it."""
+    from escalation.policy import key_prefix, mapping_gaps, target_gaps  # start-up time
+    from sync.config.settings import policy_scopes
+
+    path = Path(spec)
+    source = str(path) if path.is_file() else str(presets.preset_path(spec))
+    with Path(source).open("rb") as fh:
+        prefix = key_prefix(tomllib.load(fh))
+    mapping = settings.mapping_model
+    scopes = policy_scopes(settings.systems, mapping)
+    errors = mapping_gaps(policy, mapping, source=source, prefix=prefix) + target_gaps(
+        policy, mapping, scopes, source=source, prefix=prefix
+    )
+    if errors:
+        typer.echo(
+            f"policy does not fit {settings.source} ({plural(len(errors), 'error')}):", err=True
+        )
+        for error in errors:
+            typer.echo(f"  {error}", err=True)
+        raise typer.Exit(2)
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -161,6 +185,63 @@ def _ledger_view(settings: Settings, ticket: Ticket, at: datetime, policy: Polic
         store.close()
 
 
+def _export(settings: Settings, since: datetime) -> list[dict[str, Any]]:
+    """The snapshots of every ITSM record changed since `since` (see `policy export`)."""
+    # The connectors, the store and the replay load only to export (start-up time).
+    from escalation.simulate import replay, snapshot_to_json
+    from mapping import to_canonical
+    from sync.procedure.engineering import engineering_status
+    from sync.runtime.wiring import build_adapters, integration_users, open_store
+
+    adapters = build_adapters(settings)
+    mapping = settings.mapping_model
+    users = [u for u in integration_users(settings).values() if u]
+
+    def read(system: System, ident: str) -> Ticket:
+        try:
+            ticket: Ticket = to_canonical(mapping, system, adapters[system].read(ident))
+        except ConnectorError as exc:
+            raise _fail(f"cannot read {system.value}:{ident}: {exc}", 1) from None
+        return ticket
+
+    lines: list[dict[str, Any]] = []
+    store = open_store(settings)
+    try:
+        for system in sorted(mapping.itsm_systems()):
+            try:
+                changed = list(adapters[system].changed_since(since))
+            except ConnectorError as exc:
+                raise _fail(f"cannot list {system_name(system.value)} records: {exc}", 1) from None
+            for item in changed:
+                ticket = read(system, item.ticket_id)
+                link = store.get_link(system.value, ticket.ref.id)
+                engineering = None
+                if link is not None:
+                    partner = link.partner(system.value)
+                    eng = read(System(partner.system), partner.ticket_id)
+                    engineering = engineering_status(eng, users)
+                lines.extend(snapshot_to_json(s) for s in replay(ticket, engineering))
+    finally:
+        store.close()
+    lines.sort(key=lambda line: str(line["at"]))
+    return lines
+
+
+def _history(settings: Settings, ticket: Ticket) -> list[PastDecision]:
+    """The ticket's recorded decisions, oldest first."""
+    # The store (SQLAlchemy) loads only to explain a stored ticket (start-up time).
+    from escalation.decision import ledger_key
+    from sync.procedure.history import decisions_of
+    from sync.runtime.wiring import open_store
+
+    store = open_store(settings)
+    try:
+        with store.reading() as tx:
+            return decisions_of(tx, ledger_key(ticket.ref))
+    finally:
+        store.close()
+
+
 def _chat_status(settings: Settings, ticket: Ticket, policy: Policy) -> ChatStatus | None:
     """What the chat notifiers did for the ticket's room, as the daemon's step reads it."""
     # The store and the notifiers load only to explain a stored ticket (start-up time).
@@ -175,6 +256,29 @@ def _chat_status(settings: Settings, ticket: Ticket, policy: Policy) -> ChatStat
             return step.chat_status(tx, ticket)
     finally:
         store.close()
+
+
+def _engineering_now(settings: Settings, ticket: Ticket) -> tuple[EngineeringStatus | None, str]:
+    """The paired engineering record read now, and a line saying what was read."""
+    # The engine and connectors load only to read a live record (start-up time).
+    from sync.procedure.engineering import engineering_status
+    from sync.runtime import refs
+    from sync.runtime.wiring import integration_users
+
+    link = _paired(settings, ticket.ref.system, ticket.ref.id)
+    if link is None:
+        return None, "none paired"
+    partner = link.partner(ticket.ref.system.value)
+    other_system, other_id = partner.system, partner.ticket_id
+    try:
+        eng = refs.load_ticket_for_explain(settings, f"{other_system}:{other_id}")
+    except ConnectorError as exc:
+        return None, f"{other_id} could not be read: {describe(exc, settings, other_system)}"
+    status = engineering_status(eng, [u for u in integration_users(settings).values() if u])
+    assignee = f", assigned to {eng.assignee.name or eng.assignee.email}" if eng.assignee else ""
+    name = eng.ref.key or eng.ref.id
+    shown = eng.status.value if eng.status else "status unknown"
+    return status, f"{name} is {shown}{assignee} (read now)"
 
 
 def register(app: typer.Typer) -> None:
@@ -246,10 +350,24 @@ def register(app: typer.Typer) -> None:
         engineering = (
             EngineeringStatus(None, engineering_status) if engineering_status is not None else None
         )
+        history: list[PastDecision] = []
+        live: str | None = None
+        if ref is not None and settings is not None:
+            history = _history(settings, ticket)
+            if engineering is None:
+                engineering, live = _engineering_now(settings, ticket)
         chat = _chat_status(settings, ticket, chosen) if settings is not None else None
         decision = decide(ticket, view, when, chosen, engineering=engineering, chat=chat)
         if as_json:
-            data = explain_data(ticket, view, decision, when)
+            eng_data = None
+            if engineering is not None:
+                eng_data = {
+                    "ref": engineering.ref.key or engineering.ref.id if engineering.ref else None,
+                    "status": engineering.status.value if engineering.status else None,
+                    "assignee": engineering.assignee.model_dump() if engineering.assignee else None,
+                    "read": "live" if live is not None else "given",
+                }
+            data = explain_data(ticket, view, decision, when, history, eng_data)
             if note is not None:
                 data["requested_ref"] = ref
                 data["note"] = note
@@ -257,7 +375,59 @@ def register(app: typer.Typer) -> None:
         else:
             if note is not None:
                 typer.echo(f"{note}\n")
-            typer.echo(render_text(ticket, view, decision, when))
+            typer.echo(render_text(ticket, view, decision, when, history, live))
+
+    @app.command("report")
+    def report_cmd(
+        since: Annotated[
+            str,
+            typer.Option(
+                "--since",
+                help="First day (or ISO moment) of the period: 2026-11-01.",
+                show_default=False,
+            ),
+        ],
+        until: Annotated[
+            str | None,
+            typer.Option("--until", help="End of the period, not included (default: now)."),
+        ] = None,
+        output: Annotated[
+            str, typer.Option("--format", "-f", help="table, csv or json.")
+        ] = "table",
+        config: ConfigOption = None,
+    ) -> None:
+        """The review of escalations requested in a period: by cause, type (category), level
+        and approver; how many were escalated, ended without running, joined another or were
+        resolved; hours from request to approval and from approval to the end (median and
+        90th percentile). Read from the decisions the daemon recorded.
+        """
+        # The report (and below, the store) load only to report (start-up time).
+        from escalation.history import episodes
+        from escalation.report import build_report, render_csv, render_table
+
+        if output not in ("table", "csv", "json"):
+            raise _fail(f"--format: one of table, csv, json (not {output!r})")
+        start = _parse_at(since)
+        end = _parse_at(until)
+        if end <= start:
+            raise _fail("--until must be after --since")
+        settings = load_or_exit(config)
+        from sync.procedure.history import decisions_since
+        from sync.runtime.wiring import open_store
+
+        store = open_store(settings)
+        try:
+            with store.reading() as tx:
+                past = decisions_since(tx, start)
+        finally:
+            store.close()
+        built = build_report(episodes(past), start, end)
+        if output == "json":
+            typer.echo(json.dumps(built.to_dict(), indent=2))
+        elif output == "csv":
+            typer.echo(render_csv(built), nl=False)
+        else:
+            typer.echo(render_table(built))
 
     group = typer.Typer(help="Check, list and simulate escalation policies.", no_args_is_help=True)
 
@@ -322,14 +492,68 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(render_simulation(report))
 
+    @group.command("export")
+    def export_cmd(
+        since: Annotated[
+            str,
+            typer.Option(
+                "--since", help="Tickets changed since this day or ISO moment.", show_default=False
+            ),
+        ],
+        out: Annotated[
+            Path,
+            typer.Option("--out", "-o", help="The JSONL file to write (for `policy simulate`)."),
+        ],
+        config: ConfigOption = None,
+    ) -> None:
+        """Export tickets from the live systems as the file `policy simulate --tickets` reads.
+
+        Reads every ITSM record changed since --since, with its comments, and, when it is
+        paired, the engineering record's status now; each ticket becomes the snapshots it went
+        through (after each comment, then as it is now), so a what-if run decides its requests
+        and approvals in the order they were written. Nothing is written to the systems.
+        """
+        start = _parse_at(since)
+        settings = load_or_exit(config)
+        lines = _export(settings, start)
+        out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        typer.echo(f"wrote {plural(len(lines), 'snapshot')} to {out}")
+
     @group.command("check")
     def check(
-        policy: Annotated[str, typer.Argument(help="A policy TOML file or a preset name.")],
+        policy: Annotated[
+            str | None,
+            typer.Argument(
+                help="A policy TOML file or a preset name (default: the configuration's).",
+                show_default=False,
+            ),
+        ] = None,
+        config: ConfigOption = None,
     ) -> None:
-        """Validate a policy file; exit 2 listing every error (file, key, reason)."""
-        chosen = read_policy(policy)
+        """Validate a policy; exit 2 listing every error (file, key, reason).
+
+        With --config, also check it against that configuration: every field a rule reads is
+        read by the mapping, every level's project is one the configuration works in (its Jira
+        project and JQL, its ServiceNow table), and every routing field (queue, assignment
+        group, component, team) is written by the mapping on the target system.
+        """
+        if policy is None and config is None:
+            raise _fail("give a policy, --config, or both")
+        settings = load_or_exit(config) if config is not None else None
+        if policy is None:
+            assert settings is not None
+            chosen = settings.compiled_policy
+            if chosen is None:
+                raise _fail("the configuration has no escalation policy")
+            name = str(settings.source)
+        else:
+            chosen = read_policy(policy)
+            name = policy
+            if settings is not None:
+                _check_against(settings, chosen, policy)
         levels = " -> ".join(lv.name for lv in chosen.levels)
-        typer.echo(f"OK {policy}: policy {chosen.name}; levels {levels}")
+        against = f" against {settings.source}" if settings is not None else ""
+        typer.echo(f"OK {name}: policy {chosen.name}; levels {levels}{against}")
 
     @group.command("presets")
     def list_presets() -> None:

@@ -64,6 +64,7 @@ class OncePass:
     ran: int = 0
     dead: int = 0
     waiting: int = 0
+    scheduled: int = 0
     # The replies mailbox's pass (None: no [email.inbound] configured).
     mail: IntakePass | None = None
 
@@ -72,6 +73,7 @@ def run_once(settings: Settings) -> OncePass:
     """Read the replies mailbox (when configured), poll each mapped system (a failing one does
     not stop the others) and process every task queued."""
     # The engine, connectors and queue load only for a pass (start-up time).
+    from sync.procedure.scheduler import Scheduler
     from sync.runtime import wiring
 
     store = open_store(settings)
@@ -106,6 +108,12 @@ def run_once(settings: Settings) -> OncePass:
             # ends here, and the events it held go ahead in this run.
             queue.health.succeeded(system.value, "poll")
             queue.resume(system.value, "polled")
+        # Time-driven rules (an SLA nearing, a follow-up due) fire on unchanged tickets too, at
+        # the time the engine decides with (a processor without a clock: the wall clock).
+        clock = getattr(engine, "clock", None) or (lambda: datetime.now(UTC))
+        result.scheduled = Scheduler(
+            store, lambda s, t: queue.enqueue_ticket(s, t, source="scheduler"), clock
+        ).tick()
         result.ran = queue.run_pending(limit=100_000)
         result.dead = store.status_counts().dead_letters_pending - before
         result.waiting = int(queue.huey.scheduled_count())
@@ -137,7 +145,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Poll every mapped system once and bring every changed ticket in step (for cron)."""
+        """Poll every mapped system once and bring every changed ticket in step (for cron); the
+        tickets a time-driven escalation rule is due for are decided too."""
         if not once:
             typer.echo("use `escalation-sync sync --once` (or `escalation-sync run`)", err=True)
             raise typer.Exit(2)
@@ -168,6 +177,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"changed records: {changes}; tasks run: {result.ran}; "
             f"new dead letters: {result.dead}"
+            + (f"; {result.scheduled} decided for time-driven rules" if result.scheduled else "")
             + (f"; {result.waiting} waiting to retry" if result.waiting else "")
             + replies
         )

@@ -102,6 +102,8 @@ class OutgoingEmail:
     references: tuple[str, ...] = ()
     # Extra headers, e.g. ("X-Escalation-Sync-Ticket", "INC0010001"); names must start with X-.
     headers: tuple[tuple[str, str], ...] = ()
+    # Copied, not addressed (e.g. leadership informed of a stakeholder notice).
+    cc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,8 @@ def build_mime(
         addr_spec=validate_address(identity.from_address),
     )
     msg["To"] = [Address(addr_spec=a) for a in recipients]
+    if message.cc:
+        msg["Cc"] = [Address(addr_spec=validate_address(a)) for a in message.cc]
     if identity.reply_to:
         msg["Reply-To"] = Address(addr_spec=validate_address(identity.reply_to))
     msg["Subject"] = clean_header_text(message.subject, max_length=250)
@@ -573,7 +577,9 @@ class SmtpSender:
                 # Refusals of some recipients (others accepted) are not raised: the message
                 # went out, and sending it again would duplicate it for the accepted ones.
                 client.send_message(
-                    mime, from_addr=self._identity.from_address, to_addrs=list(message.to)
+                    mime,
+                    from_addr=self._identity.from_address,
+                    to_addrs=list(dict.fromkeys([*message.to, *message.cc])),
                 )
             finally:
                 try:
@@ -793,6 +799,10 @@ def graph_message(message: OutgoingEmail, identity: Identity) -> dict[str, Any]:
         "internetMessageId": message.message_id,
         "singleValueExtendedProperties": [{"id": GRAPH_ID_PROPERTY, "value": message.message_id}],
     }
+    if message.cc:
+        resource["ccRecipients"] = [
+            {"emailAddress": {"address": validate_address(a)}} for a in message.cc
+        ]
     if identity.reply_to:
         resource["replyTo"] = [{"emailAddress": {"address": identity.reply_to}}]
     headers = [{"name": n, "value": clean_header_text(v)} for n, v in message.headers]

@@ -33,6 +33,7 @@ CUSTOMER_EVENTS: tuple[str, ...] = (
     "public_update",
     "periodic_update",
     "resolved_please_confirm",
+    "confirmation_reminder",
     "closed",
 )
 # One per `NotifyManagement.event` the policy engine emits, prefixed "management_".
@@ -41,6 +42,18 @@ MANAGEMENT_EVENTS: tuple[str, ...] = (
     "management_escalated",
     "management_approval_overdue",
     "management_resolved",
+    "management_rejected",
+    "management_refused",
+    "management_withdrawn",
+    "management_joined",
+    "management_unassigned",
+    "management_no_response",
+    "management_sla_imminent",
+    "management_priority_changed",
+    "management_leadership",
+    "management_closed",
+    "management_reopened",
+    "management_unconfirmed",
 )
 # Template names an admin folder may still hold from earlier versions, and what replaced them.
 RETIRED_TEMPLATES: dict[str, str] = {
@@ -89,6 +102,8 @@ class ManagementContext:
     `level` is the level the escalation reached, or for an overdue approval the level it asks
     for. `approvers`, `waited_hours` and `allowed_hours` describe an overdue approval;
     `resolution` is engineering's resolution (which may be internal: these are internal mails).
+    `detail` is the note the procedure wrote on the ticket about this event (a follow-up, a
+    rejection with its action items, a priority change), internal like the mail.
     """
 
     ticket_key: str
@@ -107,6 +122,7 @@ class ManagementContext:
     waited_hours: float | None = None
     allowed_hours: float | None = None
     resolution: str | None = None
+    detail: str | None = None
 
 
 # What `Renderer.check` renders management templates with: every field filled.
@@ -126,6 +142,7 @@ SAMPLE_MANAGEMENT = ManagementContext(
     waited_hours=5.5,
     allowed_hours=4,
     resolution="Sample resolution",
+    detail="Sample follow-up note",
 )
 
 

@@ -28,6 +28,7 @@ class CustomerEvent(StrEnum):
     PUBLIC_UPDATE = "public_update"
     PERIODIC_UPDATE = "periodic_update"
     RESOLVED_PLEASE_CONFIRM = "resolved_please_confirm"
+    CONFIRMATION_REMINDER = "confirmation_reminder"
     CLOSED = "closed"
 
 
@@ -42,6 +43,13 @@ class NoteKind(StrEnum):
     LIMIT_WARNING = "limit_warning"
     RESOLUTION = "resolution"
     CLOSURE = "closure"
+    WITHDRAWAL = "withdrawal"
+    COMMAND_REFUSED = "command_refused"
+    FOLLOW_UP = "follow_up"
+    ASSIGNMENT = "assignment"
+    PRIORITY = "priority"
+    JOINED = "joined"
+    REOPENED = "reopened"
     CHAT = "chat"
 
 
@@ -108,6 +116,9 @@ class CreateEngineeringRecord:
     queue: str | None = None
     issue_type: str | None = None
     labels: tuple[str, ...] = ()
+    # Routing inside the project: (field name, value), e.g. ("assignment_group", "EMEA L2"),
+    # written as the mapping maps `custom.<field name>` on the target system.
+    dispatch: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +136,11 @@ class PostLinks:
 
 @dataclass(frozen=True, slots=True)
 class NotifyManagement:
-    """Tell management (by email) about an escalation event."""
+    """Tell management and the stakeholders (by e-mail, To and CC) about an escalation event."""
 
     event: str
     recipients: tuple[str, ...]
+    cc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,25 @@ class ReleaseEscalation:
     """The escalation stops counting as active (frees its slot in the limits)."""
 
 
+@dataclass(frozen=True, slots=True)
+class JoinEscalation:
+    """This ticket repeats an issue escalated on `primary` (a ledger key): link it to that
+    escalation's engineering record (`engineering`, when it has one) instead of opening one."""
+
+    primary: str
+    primary_key: str | None
+    engineering: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFurtherRecords:
+    """The escalation ended: the records opened for further levels are resolved ("close")
+    or told with a comment ("note"); `body` is that comment."""
+
+    mode: Literal["close", "note"]
+    body: str
+
+
 Action = (
     AddLabel
     | RemoveLabel
@@ -166,6 +197,8 @@ Action = (
     | EmailCustomer
     | MoveStatus
     | ReleaseEscalation
+    | JoinEscalation
+    | CloseFurtherRecords
     | AddEngineeringComment
     | OpenChat
     | InviteToChat
@@ -211,6 +244,25 @@ class LedgerEntry:
     notice_key: str | None = None
     engineering_ref: str | None = None
     last_customer_update_at: datetime | None = None
+    # The escalation's priority (as approved, or the last change it accepted) and a change
+    # waiting for an approver's word.
+    priority: Priority | None = None
+    priority_asked: Priority | None = None
+    # The level a waiting request asks for, when not the next one (a leadership level).
+    target_level: str | None = None
+    # The ledger key of the escalation this ticket joined (state joined).
+    joined_to: str | None = None
+    # The ticket as people name it, and its category: for notes about it and the report.
+    ticket_key: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEscalation:
+    """Another ticket's escalation this one joins or joined, as the ledger has it."""
+
+    key: str
+    entry: LedgerEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +280,9 @@ class LedgerView:
     recent_fingerprints: tuple[FingerprintSighting, ...] = ()
     entry: LedgerEntry | None = None
     day_start: datetime | None = None
+    # The escalation this ticket joined (its entry's joined_to), else an open one (waiting or
+    # active) of another ticket with the same fingerprint or the linked ticket.
+    primary: OpenEscalation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +290,8 @@ class EngineeringStatus:
     """The paired engineering record as the sync engine last read it (input to closure).
 
     `resolution` is what engineering last wrote; `resolution_public` says whether it was a
-    public comment, which is the only kind the customer may be shown.
+    public comment, which is the only kind the customer may be shown. `responded_at` is when a
+    person last commented there (None when nobody has).
     """
 
     ref: Ref | None
@@ -243,6 +299,7 @@ class EngineeringStatus:
     resolution: str | None = None
     resolution_public: bool = False
     assignee: Person | None = None
+    responded_at: datetime | None = None
 
 
 # --- The decision ----------------------------------------------------------------------------
@@ -285,6 +342,15 @@ class Decision:
     reservation: Reservation | None = None
     # True when this decision starts a new request (the ledger stamps requested_at).
     request_started: bool = False
+    priority: Priority | None = None
+    priority_asked: Priority | None = None
+    target_level: str | None = None
+    joined_to: str | None = None
+    ticket_key: str | None = None
+    category: str | None = None
+    # The next moment a time-driven rule would decide differently for an unchanged ticket
+    # (an SLA nearing, a follow-up falling due); the scheduler decides the ticket again then.
+    wake_at: datetime | None = None
 
     @property
     def releases(self) -> bool:
@@ -354,6 +420,11 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
         "request_reason",
         "approved_by",
         "request_started",
+        "priority",
+        "priority_asked",
+        "target_level",
+        "joined_to",
+        "wake_at",
     ):
         out[name] = _plain(getattr(decision, name))
     res = decision.reservation

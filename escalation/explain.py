@@ -1,9 +1,17 @@
-"""The decision trace for one ticket: where it stands, every rule and why, what happens next."""
+"""The decision trace for one ticket: how it got here, where it stands, every rule and why,
+and what happens next.
+
+The past comes from the decisions the ledger kept (each with its rules and actions); the
+present is decide() run now, which records nothing. Counts include the ticket itself, as a
+person counting escalations would.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escalation.decision import (
     Action,
@@ -24,7 +32,65 @@ from escalation.decision import (
 )
 from mapping.model import EscalationState, Ticket
 
+if TYPE_CHECKING:
+    from escalation.history import PastDecision
+
 _MARK = {"pass": "PASS", "fail": "FAIL", "blocked": "BLOCKED", "info": "info"}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The limits' counts with this ticket included (the ledger's view leaves it out)."""
+
+    escalated_today: int
+    active: int
+    assignee: str | None
+    active_for_assignee: int
+
+
+def counts_with_ticket(view: LedgerView, decision: Decision) -> Counts:
+    """The view's counts plus this ticket where it counts (approved today, active)."""
+    entry = view.entry
+    active = entry is not None and entry.approved_at is not None and entry.released_at is None
+    today = (
+        entry is not None
+        and entry.approved_at is not None
+        and view.day_start is not None
+        and entry.approved_at >= view.day_start
+    )
+    assignee = decision.assignee
+    mine = view.active_by_assignee.get(assignee, 0) if assignee else 0
+    return Counts(
+        escalated_today=view.escalations_today + int(today),
+        active=view.active_count + int(active),
+        assignee=assignee,
+        active_for_assignee=mine + int(active and entry is not None and entry.assignee == assignee),
+    )
+
+
+def _reason_line(reason: Mapping[str, Any]) -> str:
+    mark = _MARK.get(str(reason.get("outcome")), "?")
+    return f"{mark:<8}{reason.get('rule')}: {reason.get('detail')}"
+
+
+def history_lines(history: Sequence[PastDecision]) -> list[str]:
+    """Each past decision: when, the state it moved, what decided it (rules that passed,
+    failed or were blocked) and what it did."""
+    lines: list[str] = []
+    for past in history:
+        move = (
+            f"{past.state_before.value} -> {past.state.value}"
+            if past.state is not past.state_before
+            else past.state.value
+        )
+        lines.append(f"  {past.at.isoformat()}  {move}  (level {past.level or '-'})")
+        for reason in past.reasons:
+            if reason.get("outcome") != "info" or str(reason.get("rule", "")).startswith(
+                ("command.", "duplicates.", "reopen.", "priority_change", "request.")
+            ):
+                lines.append(f"      {_reason_line(reason)}")
+        lines.extend(f"      -> {action}" for action in past.actions)
+    return lines
 
 
 def describe_action(action: Action) -> str:
@@ -60,10 +126,16 @@ def describe_action(action: Action) -> str:
 
 
 def explain_data(
-    ticket: Ticket, view: LedgerView, decision: Decision, now: datetime
+    ticket: Ticket,
+    view: LedgerView,
+    decision: Decision,
+    now: datetime,
+    history: Sequence[PastDecision] = (),
+    engineering: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The trace as JSON-ready data (`explain --json`)."""
     before = view.entry.state if view.entry else EscalationState.NONE
+    counts = counts_with_ticket(view, decision)
     return {
         "ticket": {
             "system": ticket.ref.system.value,
@@ -79,32 +151,53 @@ def explain_data(
             "level": view.entry.level if view.entry else None,
         },
         "counts": {
-            "escalations_today": view.escalations_today,
-            "active": view.active_count,
+            "escalations_today": counts.escalated_today,
+            "active": counts.active,
             "active_by_assignee": dict(view.active_by_assignee),
+            "assignee": counts.assignee,
+            "active_for_assignee": counts.active_for_assignee,
+            "ticket_included": True,
         },
+        "engineering": dict(engineering) if engineering is not None else None,
+        "history": [p.to_dict() for p in history],
         "decision": decision_to_dict(decision),
         "next": [describe_action(a) for a in decision.actions],
     }
 
 
-def render_text(ticket: Ticket, view: LedgerView, decision: Decision, now: datetime) -> str:
-    """The trace for a terminal."""
+def render_text(
+    ticket: Ticket,
+    view: LedgerView,
+    decision: Decision,
+    now: datetime,
+    history: Sequence[PastDecision] = (),
+    engineering: str | None = None,
+) -> str:
+    """The trace for a terminal; `engineering` is the paired record's status as just read."""
     before = view.entry.state if view.entry else EscalationState.NONE
     name = ticket.ref.key or ticket.ref.id
+    counts = counts_with_ticket(view, decision)
+    if decision.state is before and history:
+        since = next((p.at for p in reversed(history) if p.state is not p.state_before), None)
+        state = f"state: {before.value}" + (f" since {since.isoformat()}" if since else "")
+    else:
+        state = f"state: {before.value} -> {decision.state.value}"
     lines = [
         f"{ticket.ref.system.value} {name} at {now.isoformat()}",
-        f"state: {before.value} -> {decision.state.value}   level: {decision.level or '-'}",
-        f"counts: {view.escalations_today} escalated today, {view.active_count} active"
+        f"{state}   level: {decision.level or '-'}",
+        f"counts (this ticket included): {counts.escalated_today} escalated today, "
+        f"{counts.active} active"
         + (
-            f", {view.active_by_assignee.get(decision.assignee, 0)} for assignee "
-            f"{decision.assignee}"
-            if decision.assignee
+            f", {counts.active_for_assignee} for assignee {counts.assignee}"
+            if counts.assignee
             else ""
         ),
-        "",
-        "rules:",
     ]
+    if engineering is not None:
+        lines.append(f"engineering record: {engineering}")
+    if history:
+        lines += ["", "history:", *history_lines(history)]
+    lines += ["", "rules now:"]
     width = max((len(r.rule) for r in decision.reasons), default=0)
     for r in decision.reasons:
         lines.append(f"  {_MARK[r.outcome]:<8}{r.rule:<{width + 2}}{r.detail}")

@@ -8,20 +8,29 @@ check sequences of decisions. The store's ledger
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from escalation.decide import day_start
+from escalation.decide import day_start, fingerprint
+from escalation.decide.reading import linked_ticket
+from escalation.decide.times import aware
 from escalation.decision import (
     Decision,
     EmailCustomer,
     FingerprintSighting,
     LedgerEntry,
     LedgerView,
+    OpenEscalation,
     Reservation,
 )
 from escalation.policy import Policy, RepeatedTrigger
-from mapping.model import EscalationState
+from mapping.model import EscalationState, Ticket
+
+# A request that has not become active yet (it can be joined, as an active escalation can).
+_WAITING = frozenset(
+    {EscalationState.REQUESTED, EscalationState.INCOMPLETE, EscalationState.PENDING_APPROVAL}
+)
 
 
 def fingerprint_window(policy: Policy) -> timedelta:
@@ -33,6 +42,50 @@ def fingerprint_window(policy: Policy) -> timedelta:
 def is_active(entry: LedgerEntry) -> bool:
     """Approved and not yet released."""
     return entry.approved_at is not None and entry.released_at is None
+
+
+def is_open(entry: LedgerEntry) -> bool:
+    """Waiting for the gate or approval, or active: a repeat of its issue joins it."""
+    return entry.state in _WAITING or is_active(entry)
+
+
+def primary_for(
+    key: str,
+    entry: LedgerEntry | None,
+    entries: Mapping[str, LedgerEntry],
+    policy: Policy,
+    ticket: Ticket | None,
+) -> OpenEscalation | None:
+    """The escalation ticket `key` joined, else the open one of the same issue, if any.
+
+    The same issue is another ticket with this one's fingerprint or the ticket its link field
+    names (`duplicates`); an active escalation is preferred to a waiting one, then the oldest.
+    Shared by the in-memory and the store ledger (which passes only the candidates).
+    """
+    if entry is not None and entry.joined_to:
+        joined = entries.get(entry.joined_to)
+        return OpenEscalation(entry.joined_to, joined) if joined is not None else None
+    dup = policy.duplicates
+    if not dup.join or ticket is None:
+        return None
+    mark = fingerprint(ticket, policy) if dup.by_fingerprint else None
+    links = set(linked_ticket(ticket, policy))
+    found = [
+        (k, e)
+        for k, e in entries.items()
+        if k != key
+        and is_open(e)
+        and (
+            (mark is not None and e.fingerprint == mark)
+            or k in links
+            or (e.ticket_key is not None and e.ticket_key in links)
+        )
+    ]
+    if not found:
+        return None
+    floor = datetime.min.replace(tzinfo=UTC)
+    found.sort(key=lambda ke: (not is_active(ke[1]), aware(ke[1].requested_at or floor)))
+    return OpenEscalation(*found[0])
 
 
 def refusal_by_reservation(
@@ -73,6 +126,10 @@ def next_entry(entry: LedgerEntry, decision: Decision, now: datetime) -> LedgerE
         notice_key=decision.notice_key,
         requested_by=decision.requested_by,
         reason=decision.request_reason,
+        priority=decision.priority,
+        priority_asked=decision.priority_asked,
+        target_level=decision.target_level,
+        joined_to=decision.joined_to,
     )
     if decision.request_started:
         new = replace(new, requested_at=now)
@@ -84,6 +141,14 @@ def next_entry(entry: LedgerEntry, decision: Decision, now: datetime) -> LedgerE
         new = replace(new, released_at=now)
     if any(isinstance(a, EmailCustomer) for a in decision.actions):
         new = replace(new, last_customer_update_at=now)
+    if new != entry:
+        # How the ticket is named, kept whenever its entry is written anyway (never a write
+        # of its own: a ticket outside the procedure keeps no entry for it).
+        new = replace(
+            new,
+            ticket_key=decision.ticket_key or entry.ticket_key,
+            category=decision.category or entry.category,
+        )
     return new
 
 
@@ -94,8 +159,10 @@ class InMemoryLedger:
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     sightings: list[FingerprintSighting] = field(default_factory=list)
 
-    def view(self, key: str, now: datetime, policy: Policy) -> LedgerView:
-        """What decide() sees for ticket `key` at `now`."""
+    def view(
+        self, key: str, now: datetime, policy: Policy, ticket: Ticket | None = None
+    ) -> LedgerView:
+        """What decide() sees for ticket `key` at `now` (`ticket` finds a repeat's escalation)."""
         start = day_start(now, policy.timezone)
         others = [e for k, e in self.entries.items() if k != key]
         active = [e for e in others if is_active(e)]
@@ -111,6 +178,7 @@ class InMemoryLedger:
             recent_fingerprints=recent,
             entry=self.entries.get(key),
             day_start=start,
+            primary=primary_for(key, self.entries.get(key), self.entries, policy, ticket),
         )
 
     def apply(self, key: str, decision: Decision, now: datetime) -> bool:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,8 +56,28 @@ def _check_regex(pattern: str) -> str:
     return pattern
 
 
+def _check_command(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"/[A-Za-z][\w-]*", value):
+        raise ValueError("a command is a slash and a word, e.g. /escalate")
+    return value
+
+
+# A key path inside the policy, as errors name it: ("levels", 1, "approvers").
+Key = tuple[object, ...]
+
 FieldPath = Annotated[str, AfterValidator(_check_path)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
+
+# Who a notice goes to: "management" (management.recipients), "sponsor" (the address in
+# stakeholders.sponsor_field), a RACI letter or word (every stakeholder role holding it), or a
+# stakeholder role by name.
+Audience = str
+RACI_WORDS: Mapping[str, str] = {
+    "responsible": "R",
+    "accountable": "A",
+    "consulted": "C",
+    "informed": "I",
+}
 
 
 class People(_Strict):
@@ -91,13 +112,20 @@ class Request(_Strict):
     # The command must say why (`/escalate <reason>`); a bare command is answered with a note.
     reason_required: bool = False
     remove_labels_on_approval: bool = False
+    # A request label is taken off when its request ends without an escalation (rejected,
+    # refused, withdrawn) and when the escalation ends, so adding it again asks again.
+    clear_labels: bool = True
+    # Ends a request still waiting (gate or approval) with a note; nobody named in
+    # withdraw_from means the requester, the people who may request and the approvers.
+    withdraw_command: str | None = "/withdraw-escalation"
+    withdraw_from: People = People()
+    # Asks for the first leadership level directly, from wherever the escalation stands.
+    leadership_command: str | None = None
 
-    @field_validator("command")
+    @field_validator("command", "withdraw_command", "leadership_command")
     @classmethod
     def _command(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"/[A-Za-z][\w-]*", value):
-            raise ValueError("a command is a slash and a word, e.g. /escalate")
-        return value
+        return _check_command(value)
 
 
 class _TriggerBase(_Strict):
@@ -236,6 +264,14 @@ class Approval(_Strict):
     field: FieldPath | None = None
     approved_values: tuple[str, ...] = ("approved",)
     rejected_values: tuple[str, ...] = ("rejected",)
+    # Four eyes: whoever asked for the escalation may not approve it as well.
+    four_eyes: bool = False
+
+    @field_validator("approve_command", "reject_command")
+    @classmethod
+    def _commands(cls, value: str) -> str:
+        _check_command(value)
+        return value
 
     @model_validator(mode="after")
     def _field_needed(self) -> Approval:
@@ -269,18 +305,49 @@ class Limits(_Strict):
     low_impact: LowImpact = LowImpact()
 
 
+class Dispatch(_Strict):
+    """Where a level's engineering record is routed inside its project or table.
+
+    Each value is written on the record as the mapping maps the field of that name on the
+    target system (`custom.queue`, `custom.assignment_group`, `custom.component`,
+    `custom.team`); `policy check --config` says when the mapping has no such field.
+    """
+
+    queue: str | None = None
+    assignment_group: str | None = None
+    component: str | None = None
+    team: str | None = None
+
+    def values(self) -> dict[str, str]:
+        """The routing values set, by field name."""
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+DISPATCH_FIELDS: tuple[str, ...] = tuple(Dispatch.model_fields)
+
+
 class Level(_Strict):
     """An escalation level and where tickets escalated to it go."""
 
     name: str = Field(min_length=1)
     description: str = ""
+    # Technical levels move the ticket to another team; a leadership level (after all the
+    # technical ones) brings in support leadership: it is told, with the case, and reviews it.
+    kind: Literal["technical", "leadership"] = "technical"
     target_system: System | None = None
     project: str | None = None
     queue: str | None = None
+    assignment_group: str | None = None
+    component: str | None = None
+    team: str | None = None
+    # Per region (the value of the policy's region_field), routing that replaces the above.
+    regions: dict[str, Dispatch] = {}
     issue_type: str | None = None
     # A different project/table for some categories (e.g. hardware -> HW), same system.
     category_projects: dict[str, str] = {}
     approvers: People = People()
+    # Who is told when an escalation reaches this level (audiences, see Stakeholders).
+    notify: tuple[Audience, ...] = ()
 
     def project_for(self, category: str | None) -> str | None:
         """The project (or table) a ticket of `category` escalates to at this level."""
@@ -289,6 +356,20 @@ class Level(_Strict):
                 if name.casefold() == category.casefold():
                     return project
         return self.project
+
+    def dispatch_for(self, region: str | None) -> dict[str, str]:
+        """The routing values for a ticket of `region`: the region's, over the level's own."""
+        values = Dispatch(
+            queue=self.queue,
+            assignment_group=self.assignment_group,
+            component=self.component,
+            team=self.team,
+        ).values()
+        if region:
+            for name, dispatch in self.regions.items():
+                if name.casefold() == region.casefold():
+                    values.update(dispatch.values())
+        return values
 
     @model_validator(mode="after")
     def _target(self) -> Level:
@@ -349,6 +430,10 @@ class Closure(_Strict):
     remove_tag: bool = False
     itsm_closed_statuses: tuple[Status, ...] = (Status.CLOSED, Status.CANCELLED)
     email_customer_on_close: bool = False
+    # Records opened for further levels (an L3 vendor record beside the L2 pair) when the
+    # escalation ends: "close" resolves them with a comment, "note" comments that the case
+    # closed, "keep" leaves them alone.
+    further_records: Literal["close", "note", "keep"] = "note"
 
 
 class CustomerUpdates(_Strict):
@@ -365,6 +450,9 @@ class CustomerUpdates(_Strict):
     # E-mail the customer when engineering writes a public comment; off where another team
     # owns all communication with affected parties.
     public_comments: bool = True
+    # Engineering comments matching this (e.g. completion estimates) never reach the customer:
+    # mirrored as internal notes and left out of the update e-mails.
+    withhold_pattern: Regex | None = None
 
     @field_validator("cadence")
     @classmethod
@@ -379,6 +467,188 @@ class CustomerUpdates(_Strict):
         hours = self.cadence.get(priority) if priority is not None else None
         hours = hours if hours is not None else self.cadence_hours
         return timedelta(hours=hours) if hours else None
+
+
+class FollowUp(_Strict):
+    """A follow-up that fires once when something has not happened within a time.
+
+    `after_hours` applies to every priority `by_priority` does not name; with neither for a
+    ticket's priority, the follow-up is off for it. Firing writes an internal note and tells
+    the audiences in `notify`.
+    """
+
+    after_hours: float | None = Field(default=None, gt=0)
+    by_priority: dict[Priority, float] = {}
+    notify: tuple[Audience, ...] = ("management",)
+
+    @field_validator("by_priority")
+    @classmethod
+    def _positive(cls, value: dict[Priority, float]) -> dict[Priority, float]:
+        for priority, hours in value.items():
+            if hours <= 0:
+                raise ValueError(f"the {priority.value} time must be more than 0 hours")
+        return value
+
+    def within(self, priority: Priority | None) -> timedelta | None:
+        """How long a ticket of this priority may wait, or None when it is not followed up."""
+        hours = self.by_priority.get(priority) if priority is not None else None
+        hours = hours if hours is not None else self.after_hours
+        return timedelta(hours=hours) if hours else None
+
+
+class SlaWatch(_Strict):
+    """While an escalation runs, tell people when the SLA due time is this close."""
+
+    field: FieldPath
+    within_hours: float = Field(ge=0)
+    notify: tuple[Audience, ...] = ("management",)
+
+
+class Unconfirmed(_Strict):
+    """The customer was asked to confirm the resolution and has not answered.
+
+    After `remind_after_hours` the customer is reminded (once); after `close_after_hours` the
+    record moves to `close_status`. A public comment from the customer stops both: someone
+    reads it and decides.
+    """
+
+    remind_after_hours: float | None = Field(default=None, gt=0)
+    close_after_hours: float | None = Field(default=None, gt=0)
+    close_status: Status = Status.CLOSED
+    notify: tuple[Audience, ...] = ()
+
+    @model_validator(mode="after")
+    def _order(self) -> Unconfirmed:
+        remind, close = self.remind_after_hours, self.close_after_hours
+        if remind is not None and close is not None and close <= remind:
+            raise ValueError("close_after_hours must be later than remind_after_hours")
+        return self
+
+
+class Timers(_Strict):
+    """Rules driven by time alone: evaluated on a schedule, each firing once."""
+
+    # A request waiting for approval longer than this.
+    approval_overdue: FollowUp | None = None
+    # The engineering record not assigned to anyone this long after the escalation started.
+    unassigned: FollowUp | None = None
+    # No comment from engineering on its record this long after the escalation started.
+    no_response: FollowUp | None = None
+    # The SLA due time this close while the escalation runs.
+    sla_imminent: SlaWatch | None = None
+    # The customer has not confirmed the resolution.
+    unconfirmed: Unconfirmed | None = None
+
+
+NOTICE_EVENTS: tuple[str, ...] = (
+    "requested",
+    "escalated",
+    "rejected",
+    "refused",
+    "withdrawn",
+    "joined",
+    "approval_overdue",
+    "unassigned",
+    "no_response",
+    "sla_imminent",
+    "priority_changed",
+    "leadership",
+    "resolved",
+    "closed",
+    "reopened",
+    "unconfirmed",
+)
+NoticeEvent = Literal[
+    "requested",
+    "escalated",
+    "rejected",
+    "refused",
+    "withdrawn",
+    "joined",
+    "approval_overdue",
+    "unassigned",
+    "no_response",
+    "sla_imminent",
+    "priority_changed",
+    "leadership",
+    "resolved",
+    "closed",
+    "reopened",
+    "unconfirmed",
+]
+
+
+class Role(_Strict):
+    """A stakeholder role: its RACI letters for escalation management, and its addresses."""
+
+    raci: tuple[Literal["R", "A", "C", "I"], ...] = Field(min_length=1)
+    emails: tuple[str, ...] = Field(min_length=1)
+
+
+class Notice(_Strict):
+    """Who hears of which events (To and CC), optionally only for some priorities."""
+
+    events: tuple[NoticeEvent, ...] = Field(min_length=1)
+    priorities: tuple[Priority, ...] = ()
+    to: tuple[Audience, ...] = Field(min_length=1)
+    cc: tuple[Audience, ...] = ()
+
+
+class Stakeholders(_Strict):
+    """The RACI of an escalation: roles with addresses, the customer's sponsor, the notices."""
+
+    roles: dict[str, Role] = {}
+    # The account's sponsor (an e-mail address, or a person with one) on the ticket.
+    sponsor_field: FieldPath | None = None
+    notices: tuple[Notice, ...] = ()
+
+
+PriorityHandling = Literal["keep", "ask", "follow"]
+
+
+class PriorityChange(_Strict):
+    """The ticket's priority changed while its escalation runs.
+
+    "keep" puts the escalation's priority back, "ask" puts it back until an approver of the
+    level confirms the change (the approve command), "follow" takes it. Each writes a note.
+    """
+
+    lowered: PriorityHandling = "follow"
+    raised: PriorityHandling = "follow"
+    notify: tuple[Audience, ...] = ()
+
+
+class Duplicates(_Strict):
+    """One escalation for one issue: a repeat joins the escalation already open.
+
+    A ticket that asks for escalation while another with the same fingerprint (or the ticket
+    named in `link_field`) has one waiting or active joins it: no second engineering record,
+    no second slot; it follows the escalation it joined to its end.
+    """
+
+    join: bool = False
+    by_fingerprint: bool = True
+    link_field: FieldPath | None = None
+
+
+class Reopen(_Strict):
+    """After an escalation was resolved or closed."""
+
+    # A new request (command, label, field) starts a new escalation.
+    allowed: bool = True
+    # The level the new escalation asks for: the one reached before ("same") or the first.
+    level: Literal["same", "first"] = "same"
+    # The ITSM record reopened after its escalation resolved: "request" starts a new request
+    # (gate and approval as any), "note" only writes a note saying how to re-escalate.
+    on_record_reopened: Literal["request", "note"] = "request"
+    notify: tuple[Audience, ...] = ()
+
+
+class Commands(_Strict):
+    """How commands read from comments are answered."""
+
+    # An internal note tells the author of a command that was not honoured why.
+    tell_refused: bool = True
 
 
 def _no_status(value: Any) -> Any:
@@ -571,6 +841,14 @@ class Policy(_Strict):
     management: Management = Management()
     closure: Closure = Closure()
     customer_updates: CustomerUpdates = CustomerUpdates()
+    timers: Timers = Timers()
+    stakeholders: Stakeholders = Stakeholders()
+    priority_change: PriorityChange = PriorityChange()
+    duplicates: Duplicates = Duplicates()
+    reopen: Reopen = Reopen()
+    commands: Commands = Commands()
+    # Where a ticket's region is read for the levels' per-region routing.
+    region_field: FieldPath | None = None
     customer_replies: CustomerReplies = CustomerReplies()
     chat: Chat = Chat()
 
@@ -592,6 +870,11 @@ class Policy(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"level names must be unique: {', '.join(dupes)}")
+        if value[0].kind == "leadership":
+            raise ValueError("the first level is where tickets start: it cannot be leadership")
+        kinds = [lv.kind for lv in value]
+        if "leadership" in kinds and "technical" in kinds[kinds.index("leadership") :]:
+            raise ValueError("leadership levels come after every technical level")
         return value
 
     # Cross-references are checked here so each error points at the key that names the unknown.
@@ -648,10 +931,13 @@ class Policy(_Strict):
                             f"no gate item named {item!r}",
                         )
                     )
+        groups_of(self.request.withdraw_from, "request", "withdraw_from")
         errs.extend(self._check_replies(file, key))
         notifies = self.on_approval.notify_management or self.closure.notify_management
         notifies = notifies or any(r.notify_management for r in self.priorities.values())
         notifies = notifies or any(t.notify_management for t in self.triggers)
+        audiences = list(self._audiences())
+        notifies = notifies or any(name == "management" for _, name in audiences)
         if notifies and not self.management.recipients:
             errs.append(
                 ConfigError(
@@ -660,6 +946,102 @@ class Policy(_Strict):
                     "management notifications are switched on but nobody receives them",
                 )
             )
+        roles = self.stakeholders.roles
+        for where, name in audiences:
+            if name == "sponsor" and self.stakeholders.sponsor_field is None:
+                errs.append(
+                    ConfigError(
+                        file,
+                        key(*where),
+                        "the sponsor is told but stakeholders.sponsor_field names no field",
+                    )
+                )
+            elif name.casefold() in RACI_WORDS or name in ("R", "A", "C", "I"):
+                letter = RACI_WORDS.get(name.casefold(), name)
+                if not any(letter in role.raci for role in roles.values()):
+                    errs.append(
+                        ConfigError(
+                            file, key(*where), f"no stakeholder role is {name!r} (RACI {letter})"
+                        )
+                    )
+            elif name not in ("management", "sponsor") and name not in roles:
+                known = ["management", "sponsor", *RACI_WORDS, *sorted(roles)]
+                errs.append(
+                    ConfigError(
+                        file,
+                        key(*where),
+                        f"unknown audience {name!r} (one of: {', '.join(known)})",
+                    )
+                )
+        errs.extend(self._command_errors(file, prefix))
+        for i, lv in enumerate(self.levels):
+            if lv.regions and self.region_field is None:
+                errs.append(
+                    ConfigError(
+                        file,
+                        key("levels", i, "regions"),
+                        "per-region routing needs region_field (where the region is read)",
+                    )
+                )
+        if self.request.leadership_command and not self.leadership_levels():
+            errs.append(
+                ConfigError(
+                    file,
+                    key("request", "leadership_command"),
+                    'there is no leadership level to ask for (levels[].kind = "leadership")',
+                )
+            )
+        return errs
+
+    def _audiences(self) -> list[tuple[Key, str]]:
+        """(key path, audience) for every audience the policy names."""
+        found: list[tuple[Key, str]] = []
+
+        def add(where: Key, names: tuple[str, ...]) -> None:
+            found.extend(((*where, j), name) for j, name in enumerate(names))
+
+        for i, lv in enumerate(self.levels):
+            add(("levels", i, "notify"), lv.notify)
+        timers = self.timers
+        for name in (
+            "approval_overdue",
+            "unassigned",
+            "no_response",
+            "sla_imminent",
+            "unconfirmed",
+        ):
+            rule = getattr(timers, name)
+            if rule is not None:
+                add(("timers", name, "notify"), rule.notify)
+        for i, notice in enumerate(self.stakeholders.notices):
+            add(("stakeholders", "notices", i, "to"), notice.to)
+            add(("stakeholders", "notices", i, "cc"), notice.cc)
+        add(("priority_change", "notify"), self.priority_change.notify)
+        add(("reopen", "notify"), self.reopen.notify)
+        return found
+
+    def _command_errors(self, file: str, prefix: str) -> list[ConfigError]:
+        """Two kinds of command with the same word: which one was meant could not be told."""
+        errs: list[ConfigError] = []
+        seen: dict[str, Key] = {}
+        for where, word in (
+            (("request", "command"), self.request.command),
+            (("request", "withdraw_command"), self.request.withdraw_command),
+            (("request", "leadership_command"), self.request.leadership_command),
+            (("approval", "approve_command"), self.approval.approve_command),
+            (("approval", "reject_command"), self.approval.reject_command),
+        ):
+            if word is None:
+                continue
+            if word.casefold() in seen:
+                errs.append(
+                    ConfigError(
+                        file,
+                        dotted(where, prefix),
+                        f"{word} is already the command of {dotted(seen[word.casefold()])}",
+                    )
+                )
+            seen.setdefault(word.casefold(), where)
         return errs
 
     def _check_replies(self, file: str, key: Callable[..., str]) -> list[ConfigError]:
@@ -703,6 +1085,14 @@ class Policy(_Strict):
         i = self.level_index(current)
         return self.levels[i + 1] if i + 1 < len(self.levels) else None
 
+    def level(self, name: str | None) -> Level | None:
+        """A level by name (None when there is none of that name)."""
+        return next((lv for lv in self.levels if lv.name == name), None)
+
+    def leadership_levels(self) -> tuple[Level, ...]:
+        """The leadership levels, in order (after every technical level)."""
+        return tuple(lv for lv in self.levels if lv.kind == "leadership")
+
     def is_member(self, person: Person | None, people: People) -> bool:
         """Whether the system-reported author is among `people` (by user id or email)."""
         if person is None:
@@ -723,8 +1113,6 @@ class Policy(_Strict):
 
 
 # --- against the mapping ------------------------------------------------------------------------
-
-Key = tuple[object, ...]
 
 
 def _canonical(path: str) -> str:
@@ -800,10 +1188,29 @@ def policy_reads(policy: Policy) -> list[tuple[Key, str]]:
         reads.append((("customer_updates", "cadence"), "priority"))
     if policy.on_approval.priority_bump:
         reads.append((("on_approval", "priority_bump"), "priority"))
+    if policy.region_field is not None:
+        reads.append((("region_field",), _canonical(policy.region_field)))
+    if policy.stakeholders.sponsor_field is not None:
+        reads.append(
+            (("stakeholders", "sponsor_field"), _canonical(policy.stakeholders.sponsor_field))
+        )
+    dup = policy.duplicates
+    if dup.join and dup.link_field is not None:
+        reads.append((("duplicates", "link_field"), _canonical(dup.link_field)))
+    if dup.join and dup.by_fingerprint:
+        for j, path in enumerate(policy.fingerprint.fields):
+            reads.append((("fingerprint", "fields", j), _canonical(path)))
+    timers = policy.timers
+    if timers.sla_imminent is not None:
+        reads.append((("timers", "sla_imminent", "field"), _canonical(timers.sla_imminent.field)))
+    if timers.unconfirmed is not None:
+        reads.append((("timers", "unconfirmed"), "comments"))
+    if policy.priority_change.lowered != "follow" or policy.priority_change.raised != "follow":
+        reads.append((("priority_change",), "priority"))
     chat = policy.chat
     if chat.enabled and "contact" in chat.invite and chat.contact_field is not None:
         reads.append((("chat", "contact_field"), _canonical(chat.contact_field)))
-    return reads
+    return list(dict.fromkeys(reads))
 
 
 def _readable(mapping: FieldMapping, system: System) -> frozenset[str]:
@@ -852,6 +1259,94 @@ def mapping_gaps(
         for key, field in policy_reads(policy):
             if field not in readable:
                 errors.append(ConfigError(source, dotted(key, prefix), _gap(field, system.value)))
+    return errors
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a configuration works in one system: the projects (or tables) it creates records
+    in and follows, where those are configured, and how to add one."""
+
+    title: str  # "Jira"
+    noun: str  # "project", "table"
+    containers: frozenset[str]
+    configured_in: str  # "[jira].project, [jira].jql and the routes"
+    # How to widen the scope to `all` of these containers, as the error's advice.
+    widen: Callable[[Sequence[str]], str] = lambda _all: "add it to the configuration"
+
+    def covers(self, container: str) -> bool:
+        """Whether records in `container` are within this scope."""
+        return container.casefold() in {c.casefold() for c in self.containers}
+
+
+def _targets(policy: Policy) -> list[tuple[Key, System, str]]:
+    """(key path, system, project or table) of every place a level escalates to."""
+    found: list[tuple[Key, System, str]] = []
+    for i, lv in enumerate(policy.levels):
+        if lv.target_system is None:
+            continue
+        found.append((("levels", i, "project"), lv.target_system, lv.project or ""))
+        found += [
+            (("levels", i, "category_projects", cat), lv.target_system, proj)
+            for cat, proj in lv.category_projects.items()
+        ]
+    return found
+
+
+def target_gaps(
+    policy: Policy,
+    mapping: FieldMapping,
+    scopes: Mapping[System, Scope | None],
+    *,
+    source: str,
+    prefix: str = "",
+) -> list[ConfigError]:
+    """Levels whose records could not be created, followed or routed as configured.
+
+    `scopes` says, per system, which projects or tables the configuration works in (None, or
+    no entry: it does not bound them). A level escalating outside them, or routing by a field
+    the mapping does not write on its target system, would fail when someone is waiting for it.
+    """
+    errors: list[ConfigError] = []
+
+    def error(reason: str, *key: object) -> None:
+        errors.append(ConfigError(source, dotted(key, prefix), reason))
+
+    targets = _targets(policy)
+    for key, system, container in targets:
+        scope = scopes.get(system)
+        if scope is None or scope.covers(container):
+            continue
+        wanted = sorted(
+            {*scope.containers, *(c for _, s, c in targets if s is system and c)},
+            key=str.casefold,
+        )
+        known = ", ".join(sorted(scope.containers)) or "none"
+        error(
+            f"{scope.title} {scope.noun} {container} is not one this configuration works in "
+            f"({known}: {scope.configured_in}): its records would not be polled; "
+            f"{scope.widen(wanted)}",
+            *key,
+        )
+    for i, lv in enumerate(policy.levels):
+        if lv.target_system is None:
+            continue
+        compiled = mapping.systems.get(lv.target_system)
+        wanted_fields = dict.fromkeys(
+            name
+            for values in (lv.dispatch_for(None), *(d.values() for d in lv.regions.values()))
+            for name in values
+        )
+        for name in wanted_fields:
+            field = compiled.fields.get(f"custom.{name}") if compiled is not None else None
+            if field is None or not field.writable:
+                target = lv.target_system.value
+                where = "levels", i, name if name in Level.model_fields else "regions"
+                error(
+                    f"routes records by {name}, which the mapping does not write on {target}: "
+                    f"[mapping.systems.{target}.custom.{name}] is missing or read-only",
+                    *where,
+                )
     return errors
 
 

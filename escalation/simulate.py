@@ -67,6 +67,50 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
     return Snapshot(ticket, at if at.tzinfo else at.replace(tzinfo=ZoneInfo("UTC")), engineering)
 
 
+def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot as one line of the file `policy simulate` reads (see snapshot_from_json)."""
+    out: dict[str, Any] = {
+        "ticket": snapshot.ticket.model_dump(mode="json", exclude_none=True),
+        "at": snapshot.at.isoformat(),
+    }
+    eng = snapshot.engineering
+    if eng is not None:
+        out["engineering"] = {
+            "status": eng.status.value if eng.status else None,
+            "resolution": eng.resolution,
+        }
+    return out
+
+
+ENDED = frozenset({Status.RESOLVED, Status.CLOSED, Status.CANCELLED})
+
+
+def replay(ticket: Ticket, engineering: EngineeringStatus | None = None) -> list[Snapshot]:
+    """A ticket read today as the snapshots it went through, for a what-if run.
+
+    A system gives the record as it is now, with its comments dated: the ticket is replayed
+    as it was after each comment (the comments up to then; the fields as they are now, except
+    that a ticket which has ended was still open), then as it is now, with the engineering
+    record's status. Commands, approvals and requests are thereby decided in the order they
+    were written.
+    """
+    final = ticket.updated
+    dated = sorted({c.created for c in ticket.comments if c.created is not None})
+    out: list[Snapshot] = []
+    for moment in dated:
+        if final is not None and moment >= final:
+            break
+        shown = tuple(c for c in ticket.comments if c.created is not None and c.created <= moment)
+        status = Status.IN_PROGRESS if ticket.status in ENDED else ticket.status
+        out.append(
+            Snapshot(ticket.model_copy(update={"comments": shown, "status": status}), moment)
+        )
+    at = final or (dated[-1] if dated else None)
+    if at is not None:
+        out.append(Snapshot(ticket, at, engineering))
+    return out
+
+
 @dataclass
 class DayStats:
     """One policy day of the run."""
@@ -135,7 +179,7 @@ def simulate(policy: Policy, snapshots: Iterable[Snapshot]) -> SimulationReport:
         key = ledger_key(snap.ticket.ref)
         seen.add(key)
         before = ledger.entries.get(key)
-        view = ledger.view(key, snap.at, policy)
+        view = ledger.view(key, snap.at, policy, snap.ticket)
         d = decide(snap.ticket, view, snap.at, policy, engineering=snap.engineering)
         ledger.apply(key, d, snap.at)
         report.snapshots += 1

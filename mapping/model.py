@@ -164,6 +164,9 @@ class EscalationState(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    # A repeat of an issue whose escalation is open on another ticket: it follows that one.
+    JOINED = "joined"
     RESOLVED = "resolved"
     CLOSED = "closed"
 

@@ -40,6 +40,30 @@ SUPPORT_WORKFLOW = Workflow(
     initial="To Do",
 )
 
+# The Jira projects: DS (the example configuration's), and those the shipped policy presets
+# escalate to, so a preset can be tried against the simulators as it is.
+PROJECTS: tuple[tuple[str, str], ...] = (
+    ("DS", "Dev Support"),
+    ("ESC", "Escalation tasks"),
+    ("L2", "Escalation resources"),
+    ("VENDOR", "Vendor support"),
+    ("FTE", "FastTrack escalations"),
+    ("SW", "Software team"),
+    ("HW", "Hardware team"),
+    ("ENGLEAD", "Engineering leads"),
+)
+
+# Fields an admin adds to route escalations inside a project (the policy's queue and assignment
+# group): the first custom fields of a fresh site, so the example configuration's ids
+# (customfield_10050, customfield_10051) name them.
+ROUTING_FIELDS: tuple[str, ...] = ("Escalation queue", "Assignment group")
+
+
+def add_routing_fields(jira: JiraSimulator) -> list[str]:
+    """Add the routing fields to every project's screens; returns their ids, in order."""
+    return [jira.add_custom_field(name, "textfield") for name in ROUTING_FIELDS]
+
+
 SN_INTEGRATION_USER = "escalation.sync"
 SN_INTEGRATION_PASSWORD = "sim-sn-password"
 JIRA_API_TOKEN = "sim-api-token"
@@ -125,12 +149,14 @@ class SimulatedEstate:
         self.stop()
 
     def _seed(self) -> None:
-        self.jira.add_project("DS", "Dev Support", workflow=SUPPORT_WORKFLOW)
+        for key, name in PROJECTS:
+            self.jira.add_project(key, name, workflow=SUPPORT_WORKFLOW)
+        add_routing_fields(self.jira)
         sn = self.servicenow
-        # The example mapping keeps tags and the escalation type in custom columns, created as
-        # an admin would.
-        sn.add_column("incident", "u_labels")
-        sn.add_column("incident", "u_escalation_type")
+        # The example mapping keeps tags, the escalation type, the region and the account's
+        # sponsor in custom columns, created as an admin would.
+        for column in ("u_labels", "u_escalation_type", "u_region", "u_sponsor"):
+            sn.add_column("incident", column)
         # Not an admin: itil to resolve and write incidents, itil_admin to close them (what
         # the example mapping does when Jira closes an issue).
         integration = sn.add_user(
@@ -189,6 +215,7 @@ class SimulatedEstate:
         listens."""
         lines = [
             "[jira]",
+            f'jql = "project in ({", ".join(key for key, _ in PROJECTS)})"',
             f'base_url = "{self.jira.url}"',
             f'email = "{self.jira.integration.email}"',
             f'integration_user = "{self.jira.integration.account_id}"',

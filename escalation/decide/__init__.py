@@ -18,19 +18,29 @@ settles the decision ends it:
 
 1. context.where_it_stands: the state, level and fingerprint it starts from.
 2. closure.close: engineering resolved, or the ITSM record closed; either ends the decision.
-3. play.set_aside_when_finished: a resolved or closed escalation consumes new commands; ends.
-4. recognition.recognise: with no escalation, a request label, field value, proactive trigger
-   or auto-requesting priority starts a request (request.start: top level and low impact
-   refused, the gate, then approval asked or activation).
-5. request.resume: a request the gate held earlier is checked again.
-6. play.play_commands: request, approve and reject commands in the order written, each only if
-   authorise.authorised (right place, right people, not a mirrored copy).
-7. approval.by_field_or_transition: a pending request answered by field or transition
+3. duplicates.follow_primary: a ticket that joined another's escalation follows it.
+4. timers.unconfirmed: a resolution the customer has not confirmed: a reminder, then closing.
+5. recognition.recognise: with no escalation running, a request label, field value, proactive
+   trigger or auto-requesting priority starts a request (request.start: a repeat joins the
+   open escalation of its issue; top level and low impact refused, the gate, then approval
+   asked or activation).
+6. request.resume: a request the gate held earlier is checked again.
+7. play.play_commands: request, leadership, withdraw, approve and reject commands in the
+   order written, each only if authorise.authorised (right place, right people, four eyes, not
+   a mirrored copy); the author of one not honoured is told why in an internal note.
+8. reopen.reopened: the ITSM record reopened after its escalation ended.
+9. approval.by_field_or_transition: a pending request answered by field or transition
    (approval leads to activation: limits, level, reservation, the on_approval actions).
-8. overdue.approval_overdue: management told when approval waits too long.
-9. limits.preview: what the limits would say if the pending request were approved now.
-10. limits.engineering_assignee: the engineer engineering assigned is over their limit.
-11. updates.customer_updates: engineering's public comment, else the periodic update, emailed.
+10. priority_change.follow: the ticket's priority changed during the escalation: keep, ask
+    or follow, with a note.
+11. timers.follow_ups: approval overdue, engineering assignment (noted; unassigned followed
+    up), no engineering response, SLA imminent; each fires once.
+12. limits.preview: what the limits would say if the pending request were approved now.
+13. limits.engineering_assignee: the engineer engineering assigned is over their limit.
+14. updates.customer_updates: engineering's public comment, else the periodic update, emailed.
+
+Time: every rule that waits for a moment says when (`Decision.wake_at`), so the scheduler
+decides an unchanged ticket again when something is due.
 
 Then, whatever the procedure settled (`procedure.AFTERWARDS`):
 

@@ -7,13 +7,28 @@ and the on-approval actions follow.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from escalation.decide.commands import command_words
 from escalation.decide.context import Run
 from escalation.decide.limits import limit_checks, refuse
 from escalation.decide.on_approval import approval_actions
+from escalation.decide.reading import defang
 from escalation.decide.times import day_start
-from escalation.decision import Reservation
+from escalation.decision import (
+    Action,
+    AddNote,
+    CreateEngineeringRecord,
+    Decision,
+    LedgerEntry,
+    NoteKind,
+    Reason,
+    RemoveLabel,
+    Reservation,
+)
+from escalation.policy import Policy
 from escalation.wording import limit_count
-from mapping.model import EscalationState
+from mapping.model import EscalationState, Ticket
 
 S = EscalationState
 
@@ -64,3 +79,58 @@ def activate(run: Run, who: str | None, note: str) -> None:
             day_start=day_start(run.now, run.policy.timezone),
         )
     approval_actions(run, previous, target, who, note)
+
+
+def not_carried_out(
+    decision: Decision,
+    policy: Policy,
+    ticket: Ticket,
+    entry: LedgerEntry | None,
+    record: CreateEngineeringRecord,
+    reason: str,
+) -> Decision:
+    """The decision to record instead of an activation whose engineering record could not be
+    created: nothing is announced (no tag, no e-mail, no slot), the request is refused with an
+    internal note giving the system's reason, and its request label comes off; an approver's
+    approve command (or a new request) tries again once the cause is fixed.
+    """
+    requested = entry.requested_at if entry is not None else None
+    key = f"refused:not-created@{requested.isoformat() if requested else '-'}"
+    where = f"{record.project_or_table} ({record.target_system.value})"
+    approve = policy.approval.approve_command
+    body = (
+        f"Escalation to {record.level} not carried out: its engineering record could not be "
+        f"created in {where}: {reason}\n"
+        "Nothing was announced: no tag, no e-mail, and it does not count as active. Once the "
+        f"cause is fixed, {approve} tries again."
+    )
+    words = tuple(word for _, word in command_words(policy))
+    actions: list[Action] = [AddNote(defang(body, words), kind=NoteKind.REFUSAL)]
+    if policy.request.clear_labels:
+        present = {lb.casefold(): lb for lb in ticket.labels}
+        actions += [
+            RemoveLabel(present[lb.casefold()])
+            for lb in policy.request.labels
+            if lb.casefold() in present
+        ]
+    level = (entry.level if entry is not None else None) or policy.levels[0].name
+    return replace(
+        decision,
+        state=EscalationState.REFUSED,
+        level=level,
+        actions=tuple(actions),
+        reasons=(
+            *decision.reasons,
+            Reason(
+                "activation.engineering_record",
+                "fail",
+                f"the engineering record could not be created in {where}: {reason}",
+                {"project": record.project_or_table, "system": record.target_system.value},
+            ),
+        ),
+        notice_key=key,
+        approved_by=None,
+        reservation=None,
+        priority=None,
+        wake_at=None,
+    )

@@ -7,10 +7,13 @@ earlier request never answers a new one.
 
 from __future__ import annotations
 
+from escalation.decide import notices, priority_change
 from escalation.decide.activation import activate
+from escalation.decide.authorise import not_honoured
 from escalation.decide.commands import Command
 from escalation.decide.context import Flow, Run
 from escalation.decide.reading import as_text, field_value, person_key, who
+from escalation.decide.signals import clear_labels
 from escalation.decide.times import stamp
 from escalation.decision import NoteKind
 from mapping.model import EscalationState
@@ -31,6 +34,7 @@ def reject(run: Run, by: str | None, approver: str, items: str) -> None:
     """`approver` rejected with action items; rejecting a further level leaves the current one."""
     target = run.target()
     run.state = S.APPROVED if run.already_active else S.REJECTED
+    run.target_level = None
     run.why(
         "approval",
         "fail",
@@ -42,25 +46,46 @@ def reject(run: Run, by: str | None, approver: str, items: str) -> None:
         f"rejection:{run.request_key()}:{run.now.isoformat()}",
         f"Escalation to {target.name if target else '-'} rejected by {approver} at "
         f"{stamp(run.now)} (current level {run.level}).\n"
-        f"Action items: {items or 'none given'}",
+        f"Action items: {items or 'none given'}"
+        + ("" if run.already_active else "\n" + _ask_again(run)),
     )
+    if not run.already_active:
+        clear_labels(run)
+    notices.tell(run, "rejected")
+
+
+def _ask_again(run: Run) -> str:
+    """How to ask again after a rejection, in the ways this policy takes requests."""
+    req = run.policy.request
+    ways = []
+    if req.command:
+        ways.append(f"write {req.command} <reason>")
+    if req.labels:
+        ways.append(f"add the label {req.labels[0]} again")
+    if req.fields:
+        ways.append(f"set {req.fields[0].field} to another value")
+    return "To ask again once the action items are done: " + " or ".join(ways) + "."
 
 
 def on_command(run: Run, cmd: Command) -> None:
     """An authorised approve or reject command."""
     author = cmd.comment.author
-    refused_by_limit = (run.notice_key or "").startswith("refused:max")
-    if cmd.kind == "approve" and run.state is S.REFUSED and refused_by_limit:
-        # A refusal by limit can be retried by an approver once slots are free.
+    retriable = (run.notice_key or "").startswith(("refused:max", "refused:not-created"))
+    if cmd.kind == "approve" and run.state is S.REFUSED and retriable:
+        # A refusal by limit, or for want of the engineering record, can be retried by an
+        # approver once slots are free or the cause is fixed.
         approve(run, person_key(author), who(author), cmd.argument)
         return
+    if run.state is S.APPROVED and run.priority_asked is not None:
+        priority_change.answer(run, cmd)
+        return
     if run.state is not S.PENDING_APPROVAL:
-        run.why(
-            f"command.{cmd.kind}",
+        not_honoured(
+            run,
+            cmd,
+            f"nothing awaits approval (the escalation is {run.state.value.replace('_', ' ')})",
+            {"state": run.state.value},
             "info",
-            f"{cmd.word} in comment {cmd.comment.id} ignored: nothing awaits approval "
-            f"(state {run.state.value})",
-            {"comment": cmd.comment.id, "state": run.state.value},
         )
         return
     if cmd.kind == "approve":

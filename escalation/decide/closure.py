@@ -8,15 +8,17 @@ waiting lapses when its record closes.
 
 from __future__ import annotations
 
+from escalation.decide import notices
 from escalation.decide.context import WAITING, Flow, Run
+from escalation.decide.signals import clear_labels
 from escalation.decide.times import stamp
 from escalation.decision import (
+    CloseFurtherRecords,
     CustomerEvent,
     EmailCustomer,
     EngineeringStatus,
     MoveStatus,
     NoteKind,
-    NotifyManagement,
     ReleaseEscalation,
     RemoveLabel,
 )
@@ -37,9 +39,12 @@ def close(run: Run) -> Flow:
         if run.policy.closure.email_customer_on_close:
             run.actions.append(EmailCustomer(CustomerEvent.CLOSED))
         run.notice_key = f"closed:{run.request_key()}"
+        notices.tell(run, "closed")
         return Flow.DONE
     if run.state in WAITING and itsm_closed:
         run.state = S.CLOSED
+        run.target_level = None
+        clear_labels(run)
         run.why(
             "closure.itsm_closed",
             "info",
@@ -70,7 +75,14 @@ def _close_active(run: Run) -> Flow:
             f"Escalation at {run.level} closed at {stamp(run.now)}: the record was "
             f"{t.status.value} before engineering resolved it.",
         )
+        _further_records(
+            run,
+            f"the source record {t.ref.key or t.ref.id} was {t.status.value} at {stamp(run.now)}",
+        )
+        clear_labels(run)
+        run.target_level = None
         run.actions.append(ReleaseEscalation())
+        notices.tell(run, "closed")
         return Flow.DONE
     run.why(
         "closure.engineering",
@@ -106,9 +118,24 @@ def _resolve(run: Run, eng: EngineeringStatus) -> None:
         run.actions.append(MoveStatus(rules.move_to))
     if rules.ask_customer_to_confirm:
         run.actions.append(EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM))
-    if rules.notify_management:
-        run.actions.append(NotifyManagement("resolved", run.policy.management.recipients))
+    notices.management(run, "resolved", rules.notify_management)
     tag = run.policy.on_approval.tag
     if rules.remove_tag and tag and tag.casefold() in {lb.casefold() for lb in t.labels}:
         run.actions.append(RemoveLabel(tag))
+    clear_labels(run)
+    run.target_level = None
+    _further_records(run, f"engineering resolved {ref} at {stamp(run.now)}")
     run.actions.append(ReleaseEscalation())
+
+
+def _further_records(run: Run, what: str) -> None:
+    """Close or tell the records opened for further levels, as the policy says."""
+    mode = run.policy.closure.further_records
+    # Only a level beyond the first escalation target can have opened a record of its own.
+    if mode == "keep" or run.policy.level_index(run.level) < 2:
+        return
+    t = run.ticket
+    body = f"The escalation of {t.ref.key or t.ref.id} ended: {what}." + (
+        " This record is resolved with it." if mode == "close" else ""
+    )
+    run.actions.append(CloseFurtherRecords(mode, body))

@@ -15,12 +15,15 @@ from escalation.decide.times import aware
 from escalation.policy import Policy
 from mapping.model import Comment, Ticket
 
+# The kinds of command that ask for an escalation (the others answer or end a request).
+ASKING = frozenset({"request", "leadership"})
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
     """One command word found in a comment, with the text after it on its line."""
 
-    kind: str  # a kind from command_words(): "request" | "approve" | "reject"
+    kind: str  # a kind from command_words(): request, leadership, withdraw, approve, reject
     word: str
     argument: str
     comment: Comment
@@ -29,8 +32,13 @@ class Command:
 def command_words(policy: Policy) -> tuple[tuple[str, str], ...]:
     """(kind, word) for each command the policy takes, in the order they are looked for."""
     words: list[tuple[str, str]] = []
-    if policy.request.command:
-        words.append(("request", policy.request.command))
+    req = policy.request
+    if req.command:
+        words.append(("request", req.command))
+    if req.leadership_command:
+        words.append(("leadership", req.leadership_command))
+    if req.withdraw_command:
+        words.append(("withdraw", req.withdraw_command))
     words.append(("approve", policy.approval.approve_command))
     words.append(("reject", policy.approval.reject_command))
     return tuple(words)
@@ -68,7 +76,7 @@ def unread_commands(policy: Policy, ticket: Ticket, read: Collection[str]) -> Un
         cmds = [cmd for _, cmd in sorted(hits, key=lambda h: h[0])]
         # Journals stamp to the second and list newest first: within one timestamp a
         # request goes before the answer to it.
-        answers_only = int(all(cmd.kind != "request" for cmd in cmds))
+        answers_only = int(all(cmd.kind not in ASKING for cmd in cmds))
         created = aware(comment.created or floor)
         per_comment.append((created, answers_only, index, cmds))
     per_comment.sort(key=lambda item: item[:3])

@@ -29,14 +29,16 @@ from escalation.decision import (
     Reservation,
 )
 from escalation.policy import Level, People, Policy, PriorityRule, Trigger
-from mapping.model import EscalationState, Ticket
+from mapping.model import EscalationState, Priority, Ticket
 
 S = EscalationState
 
 # States from which a fresh request (a new command) starts the procedure again.
-RESTARTABLE = frozenset({S.NONE, S.REJECTED, S.REFUSED})
+RESTARTABLE = frozenset({S.NONE, S.REJECTED, S.REFUSED, S.WITHDRAWN})
 # States of a request that has not become active yet.
 WAITING = frozenset({S.REQUESTED, S.INCOMPLETE, S.PENDING_APPROVAL})
+# States of an escalation that ended after running (a new request may start another).
+FINISHED = frozenset({S.RESOLVED, S.CLOSED})
 
 
 class Flow(Enum):
@@ -78,6 +80,11 @@ class Run:
     fired: Trigger | None = None  # the proactive trigger that started the request, if one did
     approved_by: str | None = None
     reservation: Reservation | None = None
+    priority: Priority | None = None  # the escalation's priority, once active
+    priority_asked: Priority | None = None  # a change waiting for an approver
+    target_level: str | None = None  # the level asked for, when not the next one
+    joined_to: str | None = None
+    wake_at: datetime | None = None
 
     # --- what the decision says ---
     actions: list[Action] = field(default_factory=list)
@@ -97,8 +104,29 @@ class Run:
         self.notice_key = key
         self.actions.append(AddNote(defang(body, self.words), kind=kind))
 
+    def aside(self, kind: NoteKind, body: str) -> None:
+        """Write an internal note that another rule keeps from repeating (a consumed comment
+        or a fired timer), leaving the last note's key to the procedure's own notes."""
+        self.actions.append(AddNote(defang(body, self.words), kind=kind))
+
+    def once(self, token: str) -> bool:
+        """True the first time `token` is seen for this ticket (it is then consumed)."""
+        if token in self.entry.processed_command_ids or token in self.processed:
+            return False
+        self.processed.append(token)
+        return True
+
+    def wake(self, at: datetime) -> None:
+        """A time-driven rule will decide differently at `at`: decide the ticket again then."""
+        if at > self.now and (self.wake_at is None or at < self.wake_at):
+            self.wake_at = at
+
     def target(self) -> Level | None:
         """The level an escalation from the current level goes to (None at the top)."""
+        if self.target_level is not None:
+            asked = self.policy.level(self.target_level)
+            if asked is not None:
+                return asked
         return self.policy.next_level(self.level)
 
     def approvers(self, target: Level | None) -> People:
@@ -127,6 +155,13 @@ class Run:
             approved_by=self.approved_by,
             reservation=self.reservation,
             request_started=self.request_started,
+            priority=self.priority,
+            priority_asked=self.priority_asked,
+            target_level=self.target_level,
+            joined_to=self.joined_to,
+            ticket_key=self.ticket.ref.key or self.ticket.ref.id,
+            category=self.ticket.category,
+            wake_at=self.wake_at,
         )
 
 
@@ -162,6 +197,10 @@ def begin(
         requested_by=entry.requested_by,
         request_reason=entry.reason,
         requested_at=entry.requested_at,
+        priority=entry.priority,
+        priority_asked=entry.priority_asked,
+        target_level=entry.target_level,
+        joined_to=entry.joined_to,
     )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from escalation.decide import notices
 from escalation.decide.context import Flow, Run
 from escalation.decide.reading import who
+from escalation.decide.signals import clear_labels
 from escalation.decision import NoteKind
 from escalation.wording import limit_count, plural
 from mapping.model import EscalationState
@@ -84,9 +86,14 @@ def low_impact(run: Run) -> str | None:
 def refuse(run: Run, key: str, body: str, rule: str | None, compared: Mapping[str, Any]) -> None:
     """Refuse the request with a note; refusing a further escalation leaves the current one."""
     run.state = S.APPROVED if run.already_active else S.REFUSED
+    run.target_level = None
     if rule is not None and not any(r.rule == rule for r in run.reasons):
         run.why(rule, "fail", body, compared)
     run.note(NoteKind.REFUSAL, f"{key}@{run.request_key()}", body)
+    if not run.already_active and not key.startswith("refused:max"):
+        # A refusal by a limit may still be approved once a slot is free: its label stays.
+        clear_labels(run)
+    notices.tell(run, "refused")
 
 
 def engineering_assignee(run: Run) -> Flow:

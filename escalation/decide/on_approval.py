@@ -7,8 +7,9 @@ the customer told.
 
 from __future__ import annotations
 
+from escalation.decide import notices
 from escalation.decide.context import Run
-from escalation.decide.reading import defang
+from escalation.decide.reading import as_text, defang, field_value
 from escalation.decide.times import stamp
 from escalation.decision import (
     AddLabel,
@@ -17,7 +18,6 @@ from escalation.decision import (
     EmailCustomer,
     MoveStatus,
     NoteKind,
-    NotifyManagement,
     PostLinks,
     RemoveLabel,
     SetLevel,
@@ -52,6 +52,9 @@ def approval_actions(run: Run, previous: str, target: Level, who: str | None, no
     new_prio = _new_priority(run)
     if new_prio is not None and new_prio != t.priority:
         run.actions.append(SetPriority(new_prio))
+    run.priority = new_prio or run.priority or t.priority
+    run.priority_asked = None
+    run.target_level = None
     if on.set_level:
         run.actions.append(SetLevel(target.name))
     if on.status is not None and t.status != on.status:
@@ -60,8 +63,9 @@ def approval_actions(run: Run, previous: str, target: Level, who: str | None, no
         run.actions.append(_engineering_record(run, target, who, note))
         if on.post_links:
             run.actions.append(PostLinks())
-    if on.notify_management or run.rule.notify_management:
-        run.actions.append(NotifyManagement("escalated", run.policy.management.recipients))
+    management = on.notify_management or run.rule.notify_management
+    audiences = (*(("management",) if management else ()), *target.notify)
+    notices.tell(run, "leadership" if target.kind == "leadership" else "escalated", audiences)
     if on.email_customer:
         run.actions.append(EmailCustomer(CustomerEvent.ESCALATED))
 
@@ -83,15 +87,19 @@ def _engineering_record(
     project = target.project_for(run.ticket.category)
     assert project is not None
     tag = run.policy.on_approval.tag
+    region_field = run.policy.region_field
+    region = as_text(field_value(run.ticket, region_field)).strip() if region_field else ""
+    dispatch = target.dispatch_for(region or None)
     return CreateEngineeringRecord(
         target_system=target.target_system,
         project_or_table=project,
         level=target.name,
         summary=_engineering_summary(run),
         description=_engineering_description(run, target, who, note),
-        queue=target.queue,
+        queue=dispatch.get("queue"),
         issue_type=target.issue_type,
         labels=(tag,) if tag else (),
+        dispatch=tuple(sorted(dispatch.items())),
     )
 
 

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from escalation.decide import approval, request
+from escalation.decide import approval, request, withdraw
 from escalation.decide.authorise import authorised
 from escalation.decide.commands import Command, unread_commands
 from escalation.decide.context import Flow, Run
-from escalation.decide.reading import person_key
 from escalation.wording import plural
-from mapping.model import EscalationState
-
-S = EscalationState
 
 # What each kind of command does once authorised. A new command is its word in
 # commands.command_words, its rule in authorise, and a line here.
 HANDLERS: Mapping[str, Callable[[Run, Command], None]] = {
     "request": request.on_command,
+    "leadership": request.on_leadership,
+    "withdraw": withdraw.on_command,
     "approve": approval.on_command,
     "reject": approval.on_command,
 }
@@ -35,21 +33,6 @@ def play_commands(run: Run) -> Flow:
         if authorised(run, cmd):
             HANDLERS[cmd.kind](run, cmd)
     return Flow.NEXT
-
-
-def set_aside_when_finished(run: Run) -> Flow:
-    """Stage: a resolved or closed escalation consumes its unread commands and stops here."""
-    if run.state not in (S.RESOLVED, S.CLOSED):
-        return Flow.NEXT
-    for cmd in _unread(run):
-        run.processed.append(cmd.comment.id)
-        run.why(
-            f"command.{cmd.kind}",
-            "info",
-            f"{cmd.word} in comment {cmd.comment.id} ignored: the escalation is already finished",
-            {"comment": cmd.comment.id, "author": person_key(cmd.comment.author)},
-        )
-    return Flow.DONE
 
 
 def _unread(run: Run) -> tuple[Command, ...]:

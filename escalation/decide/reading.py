@@ -67,10 +67,31 @@ def fingerprint(ticket: Ticket, policy: Policy) -> str | None:
     return hashlib.sha256("\x1f".join(norm).encode()).hexdigest()[:16]
 
 
+def linked_ticket(ticket: Ticket, policy: Policy) -> tuple[str, ...]:
+    """How the ticket the policy's duplicates.link_field names may be known to the ledger:
+    its ledger key (`system:id`) and the value as written (a number or key); () when unset."""
+    path = policy.duplicates.link_field
+    if path is None:
+        return ()
+    value = field_value(ticket, path)
+    if isinstance(value, Mapping):
+        value = value.get("value") or value.get("id") or value.get("key")
+    text = as_text(value).strip()
+    if not text:
+        return ()
+    if ":" in text:
+        return (text,)
+    return (f"{ticket.ref.system.value}:{text}", text)
+
+
 def defang(text: str, words: Iterable[str]) -> str:
-    """Quote text in our own notes so it can never be read back as a command."""
+    """Quote command words in our own notes so they can never be read back as commands.
+
+    A command counts only at the start of the text or after whitespace, so a quoted word
+    ("/escalate") reads the same to people and is no command.
+    """
     for word in words:
-        text = text.replace(word, word.lstrip("/"))
+        text = re.sub(rf"(?:^|(?<=\s)){re.escape(word)}(?![\w-])", f'"{word}"', text)
     return text
 
 

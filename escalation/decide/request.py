@@ -7,9 +7,11 @@ then waiting for approval when the policy wants one, else activated at once.
 
 from __future__ import annotations
 
+from escalation.decide import duplicates, notices
 from escalation.decide.activation import activate
+from escalation.decide.authorise import not_honoured
 from escalation.decide.commands import Command
-from escalation.decide.context import RESTARTABLE, Flow, Run
+from escalation.decide.context import FINISHED, RESTARTABLE, Flow, Run
 from escalation.decide.gate import missing_items
 from escalation.decide.limits import low_impact, refuse
 from escalation.decide.reading import person_key, who
@@ -21,8 +23,16 @@ from mapping.model import Comment, EscalationState
 S = EscalationState
 
 
-def start(run: Run, by: str | None, reason: str, comment: Comment | None) -> None:
-    """A new request, by `by` (None: not a person) for `reason`, asked in `comment` if any."""
+def start(
+    run: Run, by: str | None, reason: str, comment: Comment | None, aim: Level | None = None
+) -> None:
+    """A new request, by `by` (None: not a person) for `reason`, asked in `comment` if any.
+
+    `aim` is the level asked for when it is not the next one (a leadership level). A request
+    after the escalation ended asks again for the level the policy's reopen.level names.
+    """
+    if run.state in FINISHED:
+        _start_over(run)
     run.state = S.REQUESTED
     run.requested_by = by
     run.requester = who(comment.author) if comment is not None else None
@@ -30,7 +40,32 @@ def start(run: Run, by: str | None, reason: str, comment: Comment | None) -> Non
     run.requested_at = run.now
     run.request_started = True
     run.approved_by = None
+    run.target_level = aim.name if aim is not None else None
+    if not run.already_active and duplicates.join_open(run):
+        return
     advance(run)
+
+
+def _start_over(run: Run) -> None:
+    """After an escalation ended, a new one starts below the level it asks for."""
+    levels = run.policy.levels
+    if run.policy.reopen.level == "first":
+        run.level = levels[0].name
+    else:
+        reached = run.policy.level_index(run.level)
+        technical = [i for i, lv in enumerate(levels) if lv.kind == "technical"]
+        # A leadership escalation that ended asks again for the top technical level.
+        reached = min(reached, technical[-1])
+        run.level = levels[max(0, reached - 1)].name
+    run.priority = None
+    run.priority_asked = None
+    asked = run.policy.next_level(run.level)
+    run.why(
+        "reopen.request",
+        "info",
+        f"a new request after the escalation ended: it asks for {asked.name if asked else '-'}",
+        {"from_level": run.level, "reopen_level": run.policy.reopen.level},
+    )
 
 
 def resume(run: Run) -> Flow:
@@ -69,6 +104,7 @@ def advance(run: Run) -> None:
         return
     if _approval_required(run):
         _ask_approval(run, target)
+        notices.tell(run, "requested")
         return
     run.why(
         "approval.required",
@@ -123,17 +159,41 @@ def _ask_approval(run: Run, target: Level) -> None:
     )
 
 
-def on_command(run: Run, cmd: Command) -> None:
+def on_leadership(run: Run, cmd: Command) -> None:
+    """An authorised leadership command: asks for the first leadership level above this one."""
+    here = run.policy.level_index(run.level)
+    aim = next(
+        (lv for lv in run.policy.leadership_levels() if run.policy.level_index(lv.name) > here),
+        None,
+    )
+    if aim is None:
+        not_honoured(
+            run,
+            cmd,
+            f"the escalation is already at {run.level}, the highest leadership level",
+            {"level": run.level},
+            "info",
+        )
+        return
+    on_command(run, cmd, aim)
+
+
+def on_command(run: Run, cmd: Command, aim: Level | None = None) -> None:
     """An authorised request command: starts a request unless one is under way."""
     further = run.already_active and run.state is S.APPROVED
-    if run.state not in RESTARTABLE and not further:
-        run.why(
-            "command.request",
-            "info",
-            f"{cmd.word} in comment {cmd.comment.id} ignored: an escalation is already "
-            f"{run.state.value}",
-            {"comment": cmd.comment.id, "state": run.state.value},
-        )
+    status = run.ticket.status
+    closed = status is not None and status in run.policy.closure.itsm_closed_statuses
+    again = run.state in FINISHED and run.policy.reopen.allowed and not closed
+    if run.state not in RESTARTABLE and not further and not again:
+        if run.state in FINISHED and run.policy.reopen.allowed:
+            why_not = "the record is closed; reopen it to escalate again"
+        elif run.state in FINISHED:
+            why_not = "the escalation has ended and this policy takes no new request after it"
+        elif run.state is S.JOINED:
+            why_not = f"the ticket follows the escalation of {run.joined_to or 'another ticket'}"
+        else:
+            why_not = f"an escalation is already {run.state.value.replace('_', ' ')}"
+        not_honoured(run, cmd, why_not, {"state": run.state.value}, "info")
         return
     by = person_key(cmd.comment.author)
     if run.policy.request.reason_required and not cmd.argument:
@@ -143,9 +203,8 @@ def on_command(run: Run, cmd: Command) -> None:
             f"{cmd.word} in comment {cmd.comment.id} gives no reason; the policy requires one",
             {"comment": cmd.comment.id, "author": by},
         )
-        run.note(
+        run.aside(
             NoteKind.REQUEST,
-            f"no-reason:{cmd.comment.id}",
             f"Escalation request in comment {cmd.comment.id} by "
             f"{who(cmd.comment.author)} not taken: say why the ticket needs "
             f"escalating ({cmd.word} <reason>).",
@@ -157,4 +216,4 @@ def on_command(run: Run, cmd: Command) -> None:
         f"escalation requested by {who(cmd.comment.author)} in comment {cmd.comment.id}",
         {"comment": cmd.comment.id, "author": by, "reason": cmd.argument},
     )
-    start(run, by, cmd.argument or "requested by command", cmd.comment)
+    start(run, by, cmd.argument or "requested by command", cmd.comment, aim)

@@ -55,6 +55,8 @@ def _sla(run: Run, trig: SlaTrigger) -> str | None:
         return None
     hours = (due - run.now).total_seconds() / 3600
     ok = hours <= trig.within_hours
+    if not ok:
+        run.wake(due - timedelta(hours=trig.within_hours))
     run.why(
         rule,
         "pass" if ok else "fail",

@@ -6,8 +6,10 @@ it reports, or the cadence slot it fills, so no update goes out twice.
 
 from __future__ import annotations
 
+import re
+
 from escalation.cadence import periodic_update
-from escalation.decide.context import Flow, Run
+from escalation.decide.context import WAITING, Flow, Run
 from escalation.decide.reading import COPY_MARK, our_note
 from escalation.decide.times import aware, stamp
 from escalation.decision import CustomerEvent, EmailCustomer
@@ -18,8 +20,20 @@ S = EscalationState
 
 
 def customer_updates(run: Run) -> Flow:
-    """Stage: an active escalation tells the customer of engineering's news, else on time."""
-    if run.already_active and run.state is S.APPROVED and not _engineering_update(run):
+    """Stage: an active escalation tells the customer of engineering's news, else on time.
+
+    A request for a further level waiting for approval holds nothing back: the level working
+    the case goes on talking to the customer.
+    """
+    running = run.state is S.APPROVED or run.state in WAITING
+    if not run.already_active or not running:
+        return Flow.NEXT
+    if _engineering_update(run):
+        # The customer just heard: the next periodic update is an interval from now.
+        interval = run.policy.customer_updates.interval(run.ticket.priority)
+        if interval is not None:
+            run.wake(run.now + interval)
+    else:
         _cadence(run)
     return Flow.NEXT
 
@@ -45,8 +59,24 @@ def _engineering_update(run: Run) -> bool:
         and c.created is not None
         and aware(c.created) >= floor
     ]
+    withhold = run.policy.customer_updates.withhold_pattern
+    if withhold is not None:
+        kept = [c for c in fresh if re.search(withhold, c.body)]
+        if kept:
+            run.why(
+                "customer_updates.withhold",
+                "info",
+                f"{plural(len(kept), 'public comment')} matching the withhold pattern not e-mailed",
+                {"comments": [c.id for c in kept]},
+            )
+        fresh = [c for c in fresh if c not in kept]
+    # Each comment is told once: a later decision (its notice key moved on by another note)
+    # must not take a comment of the same second as the last update for a new one.
+    fresh = [c for c in fresh if f"told:{c.id}" not in run.entry.processed_command_ids]
     if not fresh or run.notice_key == f"public:{fresh[-1].id}":
         return False
+    for comment in fresh:
+        run.once(f"told:{comment.id}")
     run.why(
         "customer_updates.public_comment",
         "pass",
@@ -80,6 +110,9 @@ def _cadence(run: Run) -> None:
         due.reason,
         {"interval_hours": interval.total_seconds() / 3600, "due_at": due.slot},
     )
+    if due.due_at is not None and not due.due:
+        run.wake(due.due_at)
     if due.due:
+        run.wake(run.now + interval)
         run.notice_key = f"periodic:{due.slot}"
         run.actions.append(EmailCustomer(CustomerEvent.PERIODIC_UPDATE))

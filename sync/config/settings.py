@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.email import EmailSettings
-from escalation.policy import Policy, key_prefix, load_policy, mapping_gaps
+from escalation.policy import Policy, Scope, key_prefix, load_policy, mapping_gaps, target_gaps
 from mapping import Mapping, load_mapping
 from mapping.errors import ConfigError, ConfigInvalid, from_pydantic, validate_reporting_all
+from mapping.model import System
 from sync.console.settings import ConsoleSettings, with_users_file
 from sync.notify.registry import validate_sections
 from sync.systems.base import S, SystemSettings, TicketSystem
@@ -238,6 +239,32 @@ def _policy_mapping_gaps(
     return mapping_gaps(policy, mapping, source=source, prefix=key_prefix(data, prefix))
 
 
+def policy_scopes(
+    sections: AbcMapping[str, SystemSettings], mapping: Mapping, installed: Registry | None = None
+) -> dict[System, Scope | None]:
+    """Per configured system, the projects or tables this configuration works in (None where
+    it does not bound them): where a policy may escalate to."""
+    found: dict[System, Scope | None] = {}
+    for system in installed if installed is not None else registry():
+        section = sections.get(system.name)
+        if section is not None:
+            found[system.system] = system.scope(section, mapping)
+    return found
+
+
+def _policy_target_gaps(
+    policy: Policy,
+    mapping: Mapping,
+    scopes: AbcMapping[System, Scope | None],
+    sections: _Sections,
+    config_file: Path,
+) -> list[ConfigError]:
+    """Levels escalating where this configuration does not work, or routing by unmapped
+    fields (their records would fail to be created or go unwatched)."""
+    data, source, prefix = _policy_table(sections.policy_file, sections.escalation, config_file)
+    return target_gaps(policy, mapping, scopes, source=source, prefix=key_prefix(data, prefix))
+
+
 @dataclass(frozen=True, slots=True)
 class _Sections:
     """The tables validated by other packages, as given (the settings may not have validated)."""
@@ -307,6 +334,8 @@ def load_settings(path: Path | None = None) -> Settings:
         errors.extend(exc.errors)
     if mapping is not None and policy is not None:
         errors.extend(_policy_mapping_gaps(policy, mapping, sections, file))
+        scopes = policy_scopes(systems, mapping, installed)
+        errors.extend(_policy_target_gaps(policy, mapping, scopes, sections, file))
     if mapping is not None:
         errors.extend(_unconfigured(mapping, systems, system_errors, installed, source))
     try:

@@ -112,7 +112,8 @@ class Notice:
     `event` is what the outbox keys the update by ("escalated", "management:requested"),
     `template` the name a channel renders it under ("escalated", "management_requested").
     `recipients` are the people the policy or the ticket names (e-mail addresses); a channel
-    may add its own configured destinations.
+    may add its own configured destinations. `copies` are people told for information (the
+    stakeholders the policy copies, CC in an e-mail).
     """
 
     audience: Audience
@@ -122,6 +123,7 @@ class Notice:
     version: str
     context: CustomerContext | ManagementContext | ChatContext
     recipients: tuple[str, ...] = ()
+    copies: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -8,7 +8,7 @@ or a test seam set on the engine (`after_write`, `clock`) reaches all of them at
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from mapping import Mapping as SyncMapping
@@ -32,6 +32,8 @@ class SyncContext:
     integration_users: dict[System, str] = field(default_factory=dict)
     # Test seam: called after each vendor write, before it is recorded in the store.
     after_write: Callable[[str], None] = lambda _what: None
+    # The policy's pattern of engineering comments the customer never sees (estimates).
+    withhold_pattern: str | None = None
     rules: SyncRules = field(init=False)
     itsm_systems: frozenset[System] = field(init=False)
 
@@ -56,8 +58,19 @@ class SyncContext:
     def use_mapping(self, mapping: SyncMapping) -> None:
         """Switch to `mapping` (and the rules and ITSM systems it implies) from now on."""
         self.mapping = mapping
-        self.rules = sync_rules(mapping, self.integration_users.values())
         self.itsm_systems = mapping.itsm_systems()
+        rules = sync_rules(mapping, self.integration_users.values())
+        if self.withhold_pattern:
+            # Public comments written on the engineering side that match are copied as
+            # internal notes: they never reach the customer.
+            engineering = [s for s in mapping.systems if s not in self.itsm_systems]
+            rules = replace(rules, withhold=dict.fromkeys(engineering, self.withhold_pattern))
+        self.rules = rules
+
+    def use_withhold(self, pattern: str | None) -> None:
+        """Keep engineering comments matching `pattern` from the customer from now on."""
+        self.withhold_pattern = pattern
+        self.use_mapping(self.mapping)
 
     def is_integration_user(self, *names: str | None) -> bool:
         """Whether any of these names (id, name, e-mail) is one of the integration users."""

@@ -91,6 +91,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
         enqueue: Callable[[str, str], None] | None = None,
+        withhold_pattern: str | None = None,
     ) -> None:
         self.context = SyncContext.of(
             mapping=mapping,
@@ -100,6 +101,7 @@ class Engine:
             clock=clock,
             integration_users=integration_users,
         )
+        self.context.use_withhold(withhold_pattern)
         self.escalation = escalation
         # Where `poll` sends what it finds; without a queue, `poll` processes inline.
         self.enqueue = enqueue
@@ -228,7 +230,9 @@ class Engine:
     def reload(self, settings: Settings) -> None:
         """Take a new mapping and policy (SIGHUP): tickets processed from now on use them."""
         self.context.use_mapping(settings.mapping_model)
-        if self.escalation is not None and settings.compiled_policy is not None:
+        policy = settings.compiled_policy
+        self.context.use_withhold(policy.customer_updates.withhold_pattern if policy else None)
+        if self.escalation is not None and policy is not None:
             self.escalation = PolicyEscalation.from_settings(settings)
 
     # --- whole pairs -------------------------------------------------------------------------

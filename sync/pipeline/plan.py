@@ -16,6 +16,7 @@ Attachments missing on the other side (by file name and size) are listed for cop
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,12 +117,16 @@ class SyncRules:
     field both sides read is synced: a field one side does not know would otherwise read as
     blank there and wipe the other. `owner(field)` answers a system's name or "both".
     `ignore_authors` names the integration users, whose comments are never a source.
+    `withhold[system]` is a pattern: a public comment written in that system (engineering's)
+    matching it is copied as an internal note, so it never reaches the customer (the policy's
+    customer_updates.withhold_pattern, e.g. completion estimates).
     """
 
     writable: Mapping[System, frozenset[str]]
     owner: Callable[[str], Owner] = field(default=lambda _name: "both")
     ignore_authors: frozenset[str] = frozenset()
     mapped: Mapping[System, frozenset[str]] | None = None
+    withhold: Mapping[System, str] = field(default_factory=dict)
 
     def partner_of(self, system: System) -> System:
         """The one other system these rules sync with `system` (a record's pair lives there)."""
@@ -265,12 +270,16 @@ def _comment_mirrors(
         done |= mirrored_origins(target.comments)
     out: list[CommentMirror] = []
     system = source.ref.system
+    withhold = rules.withhold.get(system)
     for comment in source.comments:
         if (system, comment.id) in done or not _is_source_comment(
             comment, rules.ignore_authors, system
         ):
             continue
         author = comment.author.name or comment.author.id if comment.author else None
+        visibility = comment.visibility
+        if withhold and visibility is Visibility.PUBLIC and re.search(withhold, comment.body):
+            visibility = Visibility.INTERNAL
         mailed = _from_mail(comment, system)
         out.append(
             CommentMirror(
@@ -278,7 +287,7 @@ def _comment_mirrors(
                 target=target_system,
                 comment_id=comment.id,
                 body=strip_marker(comment.body) if mailed else comment.body,
-                visibility=comment.visibility,
+                visibility=visibility,
                 author=author,
                 marker=Marker(system, ticket_name(source), comment.id),
             )

@@ -171,6 +171,7 @@ def management_context(
     waited_hours: float | None = None,
     allowed_hours: float | None = None,
     resolution: str | None = None,
+    detail: str | None = None,
 ) -> ManagementContext:
     """A management notification's view: for internal readers, so level and people are shown.
 
@@ -216,6 +217,7 @@ def management_context(
         waited_hours=waited_hours,
         allowed_hours=allowed_hours,
         resolution=resolution,
+        detail=detail,
     )
 
 

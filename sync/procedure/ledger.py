@@ -26,7 +26,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from escalation.decide import day_start, decide
+from escalation.decide import day_start, decide, fingerprint
+from escalation.decide.reading import linked_ticket
 from escalation.decision import (
     AddNote,
     Decision,
@@ -34,14 +35,16 @@ from escalation.decision import (
     LedgerEntry,
     LedgerView,
     NoteKind,
+    OpenEscalation,
     Reason,
     Reservation,
     ledger_key,
 )
-from escalation.memory import fingerprint_window, is_active, next_entry
+from escalation.memory import fingerprint_window, is_active, next_entry, primary_for
 from escalation.policy import Policy
 from escalation.wording import limit_count
-from mapping.model import EscalationState, Ref, Ticket
+from mapping.model import EscalationState, Priority, Ref, Ticket
+from sync.procedure import history
 from sync.store.database import UTCDateTime
 from sync.store.db import Base
 
@@ -71,6 +74,14 @@ class LedgerRow(Base):
     engineering_ref: Mapped[str | None] = mapped_column(sa.String(200))
     last_customer_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    priority: Mapped[str | None] = mapped_column(sa.String(8))
+    priority_asked: Mapped[str | None] = mapped_column(sa.String(8))
+    target_level: Mapped[str | None] = mapped_column(sa.String(64))
+    joined_to: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    ticket_key: Mapped[str | None] = mapped_column(sa.String(200))
+    category: Mapped[str | None] = mapped_column(sa.String(200))
+    # When a time-driven rule next falls due for this ticket (the scheduler's index).
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class FingerprintRow(Base):
@@ -135,6 +146,12 @@ def _entry(row: LedgerRow | sa.Row[Any] | None) -> LedgerEntry | None:
         notice_key=row.notice_key,
         engineering_ref=row.engineering_ref,
         last_customer_update_at=row.last_customer_update_at,
+        priority=Priority(row.priority) if row.priority else None,
+        priority_asked=Priority(row.priority_asked) if row.priority_asked else None,
+        target_level=row.target_level,
+        joined_to=row.joined_to,
+        ticket_key=row.ticket_key,
+        category=row.category,
     )
 
 
@@ -201,14 +218,56 @@ def ledger_view(
     if window.total_seconds() > 0:
         rows = orm.execute(_VIEW_SIGHTINGS, {"key": key, "since": now - window})
         sightings = tuple(FingerprintSighting(f, ref, seen) for f, ref, seen in rows)
+    entry = _entry(orm.execute(_VIEW_ENTRY, {"key": key}).first())
     return LedgerView(
         escalations_today=today,
         active_count=active,
         active_by_assignee=per_assignee,
         recent_fingerprints=sightings,
-        entry=_entry(orm.execute(_VIEW_ENTRY, {"key": key}).first()),
+        entry=entry,
         day_start=start,
+        primary=_primary(orm, key, entry, ticket_ref, policy),
     )
+
+
+_OPEN_STATES = (
+    EscalationState.REQUESTED.value,
+    EscalationState.INCOMPLETE.value,
+    EscalationState.PENDING_APPROVAL.value,
+)
+
+
+def _primary(
+    orm: Session,
+    key: str,
+    entry: LedgerEntry | None,
+    ticket_ref: str | Ref | Ticket,
+    policy: Policy,
+) -> OpenEscalation | None:
+    """The escalation this ticket joined, else the open one of its issue (see primary_for)."""
+    if entry is not None and entry.joined_to:
+        joined = _entry(orm.execute(_VIEW_ENTRY, {"key": entry.joined_to}).first())
+        return OpenEscalation(entry.joined_to, joined) if joined is not None else None
+    if not policy.duplicates.join or not isinstance(ticket_ref, Ticket):
+        return None
+    same: list[Any] = []
+    mark = fingerprint(ticket_ref, policy) if policy.duplicates.by_fingerprint else None
+    if mark is not None:
+        same.append(_LEDGER.c.fingerprint == mark)
+    links = linked_ticket(ticket_ref, policy)
+    if links:
+        same += [_LEDGER.c.ticket_ref.in_(links), _LEDGER.c.ticket_key.in_(links)]
+    if not same:
+        return None
+    rows = orm.execute(
+        select(_LEDGER).where(
+            _LEDGER.c.ticket_ref != key,
+            sa.or_(*same),
+            sa.or_(_LEDGER.c.state.in_(_OPEN_STATES), _ACTIVE_ROW),
+        )
+    ).all()
+    found = {row.ticket_ref: e for row in rows if (e := _entry(row)) is not None}
+    return primary_for(key, entry, found, policy, ticket_ref)
 
 
 # --- the slot lock -------------------------------------------------------------------------------
@@ -353,9 +412,17 @@ def _write(
     row.notice_key = new.notice_key
     row.engineering_ref = new.engineering_ref
     row.last_customer_update_at = new.last_customer_update_at
+    row.priority = new.priority.value if new.priority else None
+    row.priority_asked = new.priority_asked.value if new.priority_asked else None
+    row.target_level = new.target_level
+    row.joined_to = new.joined_to
+    row.ticket_key = new.ticket_key
+    row.category = new.category
+    row.wake_at = decision.wake_at
     row.updated_at = now
     if decision.fingerprint and decision.fingerprint != entry.fingerprint:
         orm.add(FingerprintRow(fingerprint=decision.fingerprint, ticket_ref=key, seen_at=now))
+    history.keep(orm, key, entry.state, decision, now)
     orm.flush()
 
 
@@ -370,7 +437,9 @@ def open_escalations(session: Any) -> list[tuple[str, str]]:
         sa.select(LedgerRow.ticket_ref).where(
             sa.or_(
                 sa.and_(LedgerRow.approved_at.is_not(None), LedgerRow.released_at.is_(None)),
-                LedgerRow.state == EscalationState.PENDING_APPROVAL.value,
+                LedgerRow.state.in_(
+                    (EscalationState.PENDING_APPROVAL.value, EscalationState.JOINED.value)
+                ),
             )
         )
     )
@@ -449,4 +518,28 @@ def quiet_decision(
     entry = view.entry or LedgerEntry()
     if next_entry(entry, decision, _utc(now)) != entry:
         return None
+    if decision.wake_at != _wake_at(_orm(session), _key(ticket)):
+        return None
     return decision
+
+
+def _wake_at(orm: Session, key: str) -> datetime | None:
+    """When the ledger says this ticket is next due for a decision (None: not at all)."""
+    found = orm.execute(select(LedgerRow.wake_at).where(LedgerRow.ticket_ref == key)).first()
+    return found[0] if found is not None else None
+
+
+def due_for_decision(session: Any, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+    """(system, ticket id) of tickets a time-driven rule is due for at `now`, soonest first."""
+    rows = _orm(session).scalars(
+        select(LedgerRow.ticket_ref)
+        .where(LedgerRow.wake_at.is_not(None), LedgerRow.wake_at <= _utc(now))
+        .order_by(LedgerRow.wake_at)
+        .limit(limit)
+    )
+    found: list[tuple[str, str]] = []
+    for ref in rows:
+        system, _, ident = ref.partition(":")
+        if ident:
+            found.append((system, ident))
+    return found

@@ -17,7 +17,9 @@ from escalation.decision import (
     AddEngineeringComment,
     AddLabel,
     AddNote,
+    CloseFurtherRecords,
     CreateEngineeringRecord,
+    JoinEscalation,
     MoveStatus,
     NoteKind,
     PostLinks,
@@ -39,6 +41,8 @@ _ACTION_TYPES: dict[str, type[Any]] = {
     "create_engineering_record": CreateEngineeringRecord,
     "post_links": PostLinks,
     "move_status": MoveStatus,
+    "join_escalation": JoinEscalation,
+    "close_further_records": CloseFurtherRecords,
     "add_engineering_comment": AddEngineeringComment,
 }
 
@@ -89,6 +93,7 @@ def load_action(data: Mapping[str, Any]) -> Action | None:
     elif kind is CreateEngineeringRecord:
         args["target_system"] = System(args["target_system"])
         args["labels"] = tuple(args.get("labels") or ())
+        args["dispatch"] = tuple((str(k), str(v)) for k, v in args.get("dispatch") or ())
     action: Action = kind(**args)
     return action
 

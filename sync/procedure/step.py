@@ -26,11 +26,16 @@ from escalation.chat import (
     RoomSpec,
     room_key,
 )
+from escalation.decide import decide
+from escalation.decide.activation import not_carried_out
 from escalation.decision import (
+    AddNote,
+    CreateEngineeringRecord,
     CustomerEvent,
     Decision,
     EmailCustomer,
     EngineeringStatus,
+    NoteKind,
     NotifyManagement,
 )
 from escalation.policy import Policy
@@ -46,7 +51,14 @@ from sync.procedure.email_context import (
     customer_recipients,
     management_context,
 )
-from sync.procedure.ledger import decide_and_record, get_entry, quiet_decision, set_engineering_ref
+from sync.procedure.ledger import (
+    decide_and_record,
+    get_entry,
+    ledger_view,
+    quiet_decision,
+    record_decision,
+    set_engineering_ref,
+)
 from sync.store.database import StoreSession
 from sync.systems import registry as systems
 
@@ -103,6 +115,52 @@ class PolicyEscalation:
         for notice in self._chat_notices(ticket, decision, now):
             notify(tx, self.notifiers, notice, now=now)
         return decision
+
+    def decide_unrecorded(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """The decision for an ITSM ticket, recorded nowhere yet (see `record`)."""
+        view = ledger_view(tx, ticket, now, self.policy)
+        chat = self.chat_status(tx, ticket)
+        extra = {"chat": chat} if chat is not None else {}
+        return decide(ticket, view, now, self.policy, engineering=engineering, **extra)
+
+    def record(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        engineering: EngineeringStatus | None,
+        now: datetime,
+    ) -> Decision:
+        """Record a decision made by `decide_unrecorded` and queue its notices; the refusal
+        recorded instead when another worker took the last slot meanwhile is returned."""
+        recorded = record_decision(tx, ticket, decision, now)
+        for notice in self._notices(tx, ticket, recorded, engineering):
+            notify(tx, self.notifiers, notice, now=now)
+        for notice in self._chat_notices(ticket, recorded, now):
+            notify(tx, self.notifiers, notice, now=now)
+        return recorded
+
+    def not_carried_out(
+        self,
+        tx: StoreSession,
+        ticket: Ticket,
+        decision: Decision,
+        record: CreateEngineeringRecord,
+        reason: str,
+        now: datetime,
+    ) -> Decision:
+        """Record, instead of `decision`, that its engineering record could not be created:
+        a refusal with the system's reason, nothing announced."""
+        refused = not_carried_out(
+            decision, self.policy, ticket, get_entry(tx, ticket), record, reason
+        )
+        return self.record(tx, ticket, refused, None, now)
 
     # --- the escalation's chat room --------------------------------------------------------
 
@@ -201,6 +259,7 @@ class PolicyEscalation:
                         tx, decided, decision, action, engineering, company
                     ),
                     recipients=tuple(action.recipients),
+                    copies=tuple(action.cc),
                 )
             else:
                 continue
@@ -283,13 +342,19 @@ class PolicyEscalation:
                     people = target.approvers
                 approvers = ", ".join([*people.users, *(f"group {g}" for g in people.groups)])
             overdue = next(
-                (r for r in decision.reasons if r.rule == "priority.approval_within_hours"), None
+                (
+                    r
+                    for r in decision.reasons
+                    if r.rule in ("priority.approval_within_hours", "timers.approval_overdue")
+                ),
+                None,
             )
             if overdue is not None:
                 waited = overdue.compared.get("waited_hours")
                 allowed = overdue.compared.get("within_hours")
         return management_context(
             ticket,
+            detail=_detail(decision, action.event),
             event=action.event,
             company=company,
             decision=decision,
@@ -318,6 +383,37 @@ class PolicyEscalation:
     def engineering_created(self, tx: StoreSession, ticket: Ticket, engineering: str) -> None:
         """Remember in the ledger which engineering record the escalation created."""
         set_engineering_ref(tx, ticket, engineering)
+
+
+# The note a decision wrote about each kind of notice, quoted in the notice (internal too).
+_NOTE_OF_EVENT: dict[str, tuple[NoteKind, ...]] = {
+    "rejected": (NoteKind.REJECTION,),
+    "refused": (NoteKind.REFUSAL,),
+    "withdrawn": (NoteKind.WITHDRAWAL,),
+    "joined": (NoteKind.JOINED,),
+    "approval_overdue": (NoteKind.FOLLOW_UP,),
+    "unassigned": (NoteKind.FOLLOW_UP,),
+    "no_response": (NoteKind.FOLLOW_UP,),
+    "sla_imminent": (NoteKind.FOLLOW_UP,),
+    "unconfirmed": (NoteKind.FOLLOW_UP,),
+    "priority_changed": (NoteKind.PRIORITY,),
+    "reopened": (NoteKind.REOPENED, NoteKind.REQUEST),
+    "closed": (NoteKind.CLOSURE,),
+}
+
+
+def _detail(decision: Decision, event: str) -> str | None:
+    """The text of the note `decision` wrote about `event`, if it wrote one."""
+    kinds = _NOTE_OF_EVENT.get(event, ())
+    words = {
+        "approval_overdue": "Approval overdue",
+        "unassigned": "not been assigned",
+        "no_response": "no response",
+        "sla_imminent": "SLA breach imminent",
+        "unconfirmed": "not confirmed",
+    }.get(event)
+    notes = [a for a in decision.actions if isinstance(a, AddNote) and a.kind in kinds]
+    return next((n.body for n in notes if words is None or words in n.body), None)
 
 
 def _room(spec: RoomSpec, record: str) -> Room:

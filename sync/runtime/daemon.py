@@ -49,7 +49,8 @@ from sync.config.settings import Settings, load_settings
 from sync.intake.webhooks import WebhookConfig, create_app
 from sync.notify.outbox import OutboxWorker, store_counts, store_in_doubt
 from sync.pipeline.engine import Engine
-from sync.procedure.ledger import open_escalations, prune_fingerprints
+from sync.procedure.ledger import prune_fingerprints
+from sync.procedure.scheduler import Scheduler
 from sync.queue.tasks import InProcessConsumer, Reloadable, SyncQueue, TicketProcessor
 from sync.runtime import metrics
 from sync.runtime.health import HealthBoard, HealthPolicy, verdict
@@ -76,9 +77,9 @@ RUNTIME_FILE = "daemon.json"
 DELIVERY_RETENTION = timedelta(days=7)
 HOUSEKEEPING_EVERY = 3600.0
 OUTBOX_EVERY = 0.5
-# Escalations awaiting approval or active are decided again this often, so that time-based
-# rules (approval overdue, periodic customer updates) fire on unchanged tickets too.
-ESCALATION_SWEEP_EVERY = 300.0
+# How often the scheduler looks for tickets a time-driven rule is due for (an SLA nearing,
+# an approval overdue, a follow-up, a periodic update), so they fire on unchanged tickets too.
+SCHEDULER_EVERY = 15.0
 
 Loader = Callable[[Path | None], Settings]
 ProcessorFactory = Callable[[Settings, Store, SyncQueue], TicketProcessor]
@@ -302,6 +303,7 @@ class Daemon:
         self._outbox_thread: threading.Thread | None = None
         self.console: ConsoleServer | None = None
         self.health: HealthBoard | None = None
+        self.scheduler: Scheduler | None = None
         self._mail: MailIntake | None = None
         self._mail_thread: threading.Thread | None = None
         self._mail_stop = threading.Event()
@@ -324,6 +326,10 @@ class Daemon:
         # reconciliation is a Huey periodic task.
         self.queue = open_queue(settings, self.store, daily_reconcile=True, health=health)
         self.queue.set_processor(self.factory(settings, self.store, self.queue))
+        queue = self.queue
+        self.scheduler = Scheduler(
+            self.store, lambda s, t: queue.enqueue_ticket(s, t, source="scheduler"), self.clock
+        )
         recovered = self.queue.recover_interrupted()
         if recovered:
             log.warning("re-enqueued work interrupted by the last shutdown", tickets=recovered)
@@ -556,12 +562,12 @@ class Daemon:
         """Run until asked to stop; returns the exit code."""
         last_check = time.monotonic()
         last_housekeeping = 0.0
-        last_sweep = time.monotonic()
+        last_schedule = 0.0
         while not self._stop.wait(0.2):
             self._poll_due(time.monotonic())
-            if time.monotonic() - last_sweep >= ESCALATION_SWEEP_EVERY:
-                last_sweep = time.monotonic()
-                self.sweep_escalations()
+            if time.monotonic() - last_schedule >= SCHEDULER_EVERY:
+                last_schedule = time.monotonic()
+                self.run_scheduler()
             if self._reload.is_set():
                 self._reload.clear()
                 log.info("reload requested")
@@ -606,18 +612,16 @@ class Daemon:
             configure_logging(secrets=settings_secrets(self.config.settings))
         return ok
 
-    def sweep_escalations(self) -> int:
-        """Queue every open escalation for a fresh decision; returns how many."""
-        assert self.store is not None and self.queue is not None
-        try:
-            with self.store.reading() as tx:
-                tickets = open_escalations(tx)
-            for system, ticket in tickets:
-                self.queue.enqueue_ticket(system, ticket)
-        except Exception as exc:
-            log.warning("escalation sweep failed", error=type(exc).__name__, reason=str(exc))
-            return 0
-        return len(tickets)
+    def clock(self) -> datetime:
+        """What the daemon takes as now: the engine's clock (which tests may move), so the
+        scheduler finds due what the engine will then decide is due."""
+        processor = self.queue.processor if self.queue is not None else None
+        engine_clock = getattr(processor, "clock", None)
+        return engine_clock() if callable(engine_clock) else datetime.now(UTC)
+
+    def run_scheduler(self) -> int:
+        """Queue the tickets whose time-driven rules are due now; returns how many."""
+        return self.scheduler.tick() if self.scheduler is not None else 0
 
     def _housekeeping(self) -> None:
         assert self.store is not None

@@ -120,6 +120,7 @@ def build_engine(
     """
     if escalation is None:
         escalation = policy_escalation(settings)
+    policy = settings.compiled_policy
     return Engine(
         mapping=settings.mapping_model,
         adapters=build_adapters(settings, retry=retry),
@@ -129,6 +130,7 @@ def build_engine(
         attachment_max_bytes=settings.sync.attachment_max_bytes,
         clock=clock or (lambda: datetime.now(UTC)),
         enqueue=enqueue,
+        withhold_pattern=policy.customer_updates.withhold_pattern if policy else None,
     )
 
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connectors.events import ChangeEvent
 from connectors.retry import RetryPolicy
+from escalation.policy import Scope
 from mapping import Mapping as SyncMapping
 from mapping import VendorWrite
 from mapping.model import Ref, System
@@ -349,6 +350,12 @@ class TicketSystem(ABC, Generic[S]):
     def container_of(self, ticket_id: str) -> str | None:
         """The project (or table) a record belongs to, when its id says; None when it does not."""
         del ticket_id
+        return None
+
+    def scope(self, section: S, mapping: SyncMapping) -> Scope | None:
+        """The projects (or tables) a configuration works in on this system: where the policy
+        may escalate to and have the records followed. None when it does not bound them."""
+        del section, mapping
         return None
 
     def claims_reference(self, text: str) -> bool:

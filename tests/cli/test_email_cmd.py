@@ -45,10 +45,10 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_check_renders_every_event(config: Path) -> None:
-    """`email check` renders all nine events (six customer, three management)."""
+    """`email check` renders every event: seven customer mails, sixteen management notices."""
     code, out, err = run("email", "check", "--config", str(config))
     assert code == 0, err
-    assert "OK: 10 email events render" in out
+    assert "OK: 23 email events render" in out
 
 
 def test_test_message_reaches_the_sink(config: Path, sink: MailSink) -> None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import presets
 from cli.app import build
 from mapping.model import Comment, Person, Priority, Ref, System, Ticket, Visibility
+from simulators.estate import PROJECTS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -63,13 +64,51 @@ def ds_ticket(n: int, *, public_approval: bool = False) -> Ticket:
 
 @pytest.mark.parametrize("name", presets.preset_names())
 def test_each_preset_passes_mapping_check(tmp_path: Path, name: str):
-    """A configuration pointing policy_file at a preset passes `mapping check`."""
-    config = tmp_path / "config.toml"
-    text = EXAMPLE.read_text()
-    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
+    """A configuration pointing policy_file at a preset, its JQL covering the preset's
+    projects, passes `mapping check` and `policy check --config`."""
+    config = preset_config(tmp_path, name, jql_for(name))
     code, out = run("mapping", "check", "--config", str(config))
     assert code == 0, out
     assert f"policy {presets.load_preset(name).name}" in out
+    code, out = run("policy", "check", name, "--config", str(config))
+    assert code == 0, out
+    assert out.startswith(f"OK {name}: policy ") and out.rstrip().endswith(str(config))
+
+
+def test_policy_check_refuses_targets_the_configuration_does_not_work_in(tmp_path: Path):
+    """A preset escalating to projects outside the configuration's JQL is refused by both
+    checks, naming each level's project and how to fix it."""
+    config = preset_config(tmp_path, "l1_l2_l3_team_leader")
+    code, out = run("mapping", "check", "--config", str(config))
+    assert code == 2
+    preset = str(presets.preset_path("l1_l2_l3_team_leader"))
+    assert (
+        f"{preset}: escalation.levels[1].project: Jira project L2 is not one this "
+        "configuration works in (DS: [jira].project, [jira].jql and the routes): its records "
+        "would not be polled; add it to [jira].jql, e.g. project in (DS, L2, VENDOR)"
+    ) in out
+    assert "escalation.levels[2].project: Jira project VENDOR" in out
+    code, out = run("policy", "check", "technical_support_sop", "--config", str(EXAMPLE))
+    assert code == 2
+    assert "policy does not fit" in out and "(3 errors)" in out
+    assert "escalation.levels[1].category_projects.hardware: Jira project HW" in out
+
+
+def test_policy_check_refuses_routing_the_mapping_does_not_write(tmp_path: Path):
+    """A level routing by a team field the mapping does not write on Jira is refused."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        "[escalation]\n"
+        '[[escalation.levels]]\nname = "L1"\n'
+        '[[escalation.levels]]\nname = "L2"\ntarget_system = "jira"\nproject = "DS"\n'
+        'team = "Payments"\napprovers = { users = ["a"] }\n'
+    )
+    code, out = run("policy", "check", str(policy), "--config", str(EXAMPLE))
+    assert code == 2
+    assert (
+        f"{policy}: escalation.levels[1].team: routes records by team, which the mapping does "
+        "not write on jira: [mapping.systems.jira.custom.team] is missing or read-only"
+    ) in out
 
 
 def test_policy_check_reports_every_error(tmp_path: Path):
@@ -186,7 +225,15 @@ def test_explain_ref_reads_through_the_sync_engine_and_the_ledger(tmp_path: Path
     assert code == 0, out
     assert asked == ["servicenow:s1"]
     data = json.loads(out)
-    assert data["counts"] == {"escalations_today": 0, "active": 0, "active_by_assignee": {}}
+    assert data["counts"] == {
+        "escalations_today": 0,
+        "active": 0,
+        "active_by_assignee": {},
+        "assignee": None,
+        "active_for_assignee": 0,
+        "ticket_included": True,
+    }
+    assert data["history"] == [] and data["engineering"] is None
     assert data["decision"]["state"] == "approved"
 
 
@@ -211,3 +258,78 @@ def test_shipped_sample_tickets_simulate_under_the_example_policy():
     assert report["days"]["2026-03-11"]["resolved"] == 1
     assert report["limit_hits"] == {"max_per_day": 1}
     assert report["blocked_commands"] == {"command.approve": 1}
+
+
+def jql_for(name: str) -> str:
+    """A JQL covering every Jira project the preset escalates to."""
+    policy = presets.load_preset(name)
+    projects = {"DS"}
+    for level in policy.levels:
+        if level.project:
+            projects.update([level.project, *level.category_projects.values()])
+    return f"project in ({', '.join(sorted(projects))})"
+
+
+def preset_config(tmp_path: Path, name: str, jql: str | None = None) -> Path:
+    """The example configuration with policy_file at a preset and the JQL given."""
+    config = tmp_path / "config.toml"
+    text = EXAMPLE.read_text()
+    if jql is not None:
+        text = text.replace('jql = "project = DS"', f'jql = "{jql}"')
+    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + text)
+    return config
+
+
+def test_report_reads_the_recorded_decisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`report --since` over a store with three DS escalations: counts by cause and level as
+    JSON, the same as CSV, and a table."""
+    from sync.procedure.ledger import decide_and_record
+    from sync.store.database import Store
+
+    monkeypatch.setenv("ESCALATION_SYNC_STATE__DIR", str(tmp_path / "state"))
+    config = preset_config(tmp_path, "ds_ticket_limits", jql_for("ds_ticket_limits"))
+    policy = presets.load_preset("ds_ticket_limits")
+    store = Store.for_state(tmp_path / "state", None)
+    try:
+        for n in range(1, 4):
+            with store.session() as tx:
+                decide_and_record(tx, ds_ticket(n), T0 + timedelta(hours=n), policy)
+    finally:
+        store.close()
+    code, out = run("report", "--since", "2026-03-01", "--format", "json", "--config", str(config))
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["total"]["requested"] == 3 and data["total"]["escalated"] == 3
+    assert data["by"]["cause"] == [
+        {
+            "key": "request by a person",
+            "requested": 3,
+            "escalated": 3,
+            "not_escalated": 0,
+            "joined": 0,
+            "resolved": 0,
+            "open": 3,
+            "hours_to_approve_median": 0.0,
+            "hours_to_approve_p90": 0.0,
+            "hours_to_resolve_median": None,
+            "hours_to_resolve_p90": None,
+        }
+    ]
+    assert [r["key"] for r in data["by"]["level"]] == ["Dev Support"]
+    code, out = run("report", "--since", "2026-03-01", "-f", "csv", "--config", str(config))
+    assert code == 0 and out.splitlines()[1].startswith("total,all,3,3,0,0,0,3,")
+    code, out = run("report", "--since", "2026-03-11", "--config", str(config))
+    assert code == 0 and "total" in out and "approver" in out
+    code, out = run("report", "--since", "2026-03-01", "-f", "xml", "--config", str(config))
+    assert code == 2 and "one of table, csv, json" in out
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_the_simulators_hold_every_project_a_preset_escalates_to(tmp_path: Path, name: str):
+    """`escalation-sync simulators` seeds each preset's Jira projects, and its configuration's
+    JQL covers them: a preset works against the simulators as shipped."""
+    seeded = tuple(key for key, _ in PROJECTS)
+    assert set(jql_for(name).removeprefix("project in (").rstrip(")").split(", ")) <= set(seeded)
+    config = preset_config(tmp_path, name, f"project in ({', '.join(seeded)})")
+    code, out = run("policy", "check", name, "--config", str(config))
+    assert code == 0, out

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -86,6 +87,15 @@ def test_message_arrives_with_headers_parts_and_threading(sink: MailSink) -> Non
     assert got.html == "<p>HTML part</p>\n"
     assert got.rcpt_tos == ["customer@example.org"]
     assert got.mail_from == "support@example.com"
+
+
+def test_copied_recipients_get_a_cc_header_and_the_message(sink: MailSink) -> None:
+    """Stakeholders copied on a notice are in the Cc header and among the envelope recipients."""
+    message = replace(_email(to="cxp@example.com"), cc=("lead@example.com", "vp@example.com"))
+    _plain(sink).send(message)
+    [got] = sink.messages()
+    assert dict(got.headers)["Cc"] == "lead@example.com, vp@example.com"
+    assert sorted(got.rcpt_tos) == ["cxp@example.com", "lead@example.com", "vp@example.com"]
 
 
 def test_two_updates_of_one_ticket_share_the_thread(sink: MailSink) -> None:

@@ -49,8 +49,10 @@ People and records seeded in ServiceNow: the agent `AGENT` (beth.anglin), the cu
 `SNOW_USER`. Jira: project `DS` with every status of the example mapping reachable from any
 status (`SYNC_WORKFLOW`); `harness.jira.engineer` acts as an engineer.
 
-Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now; a test may
-replace it to play approval windows and update cadences without waiting.
+Time: `harness.engine.clock` is what the engine (and the outbox worker) take as now;
+`harness.later(hours=5)` moves it, and `harness.tick()` runs the daemon's scheduler at that
+moment, so time-driven rules (SLA near, follow-ups, reminders) fire on untouched tickets
+without anyone waiting.
 
 Crashes: `harness.engine.after_write = fn` is called after every vendor write and before it is
 recorded; raising there simulates a worker killed at that point.
@@ -70,16 +72,18 @@ from typing import Any
 
 import pytest
 
+import presets
 from connectors.mailbox.settings import InboundSettings
 from connectors.retry import RetryPolicy
 from mapping.model import System
 from simulators.common import ServerThread
-from simulators.estate import SUPPORT_WORKFLOW
+from simulators.estate import SUPPORT_WORKFLOW, add_routing_fields
 from simulators.jira import JiraSimulator
 from simulators.mail.sink import MailSink
 from simulators.servicenow import ServiceNowSimulator
 from sync.config.settings import Settings, load_settings
 from sync.pipeline.engine import Engine, Outcome
+from sync.procedure.scheduler import Scheduler
 from sync.queue.tasks import RetrySchedule, SyncQueue, make_huey
 from sync.runtime.wiring import build_engine
 from sync.store.database import Store
@@ -156,6 +160,25 @@ class Harness:
             if ran == 0 and self.queue.depth() == 0:
                 return total
         raise AssertionError(f"queue did not go idle after {rounds} rounds ({total} tasks)")
+
+    def later(self, **delta: float) -> None:
+        """From now on the engine (its scheduler and its outbox) act as if `delta` had passed
+        since the real now (hours=5, minutes=30): time moves, nobody sleeps."""
+        self.engine.clock = lambda: datetime.now(UTC) + timedelta(**delta)
+
+    def tick(self) -> int:
+        """One pass of the daemon's scheduler at the engine's clock: the tickets a time-driven
+        rule is due for are queued (no edit to them), then drain(). Returns the tickets queued."""
+        # Only what the decisions' wake times say is due: the daemon's backstop sweep of every
+        # open escalation would hide a wake time that was never recorded.
+        queued = Scheduler(
+            self.store,
+            lambda s, t: self.queue.enqueue_ticket(s, t, source="scheduler"),
+            self.engine.clock,
+            sweep_every=None,
+        ).tick()
+        self.drain()
+        return queued
 
     def read_replies(self) -> Any:
         """One pass over the replies mailbox (customers' replies become comments), then
@@ -258,6 +281,7 @@ def _env(
     snow: ServiceNowSimulator,
     mail: MailSink,
     state_dir: Path,
+    jql: str,
 ) -> None:
     values = {
         "JIRA__BASE_URL": jira.url,
@@ -265,7 +289,7 @@ def _env(
         "JIRA__EMAIL": jira.integration.email,
         "JIRA__API_TOKEN": "sim-api-token",
         "JIRA__PROJECT": JIRA_PROJECT,
-        "JIRA__JQL": f"project = {JIRA_PROJECT}",
+        "JIRA__JQL": jql,
         "JIRA__WEBHOOK_SECRET": JIRA_SECRET,
         "JIRA__INTEGRATION_USER": jira.integration.account_id,
         "SERVICENOW__INSTANCE_URL": snow.url,
@@ -332,18 +356,32 @@ def make_harness(
     escalation: bool = False,
     config: Path = EXAMPLE_CONFIG,
     echo_filter: bool = False,
+    jira_projects: tuple[str, ...] = (),
     replies: bool = False,
 ) -> Harness:
-    """Start everything for one test; the caller must `close()` it (the fixture does)."""
+    """Start everything for one test; the caller must `close()` it (the fixture does).
+
+    `jira_projects` are more Jira projects the configuration works in besides DS (a preset's
+    escalation targets): created in the simulator, polled by the JQL, and covered by the
+    webhook, as an admin sets them up.
+    """
     stops: list[Callable[[], None]] = []
     jira = JiraSimulator(webhook_base_delay=0.01, webhook_attempts=3).start()
     stops.append(jira.stop)
+    projects = tuple(dict.fromkeys((JIRA_PROJECT, *jira_projects)))
+    jql = (
+        f"project in ({', '.join(projects)})" if len(projects) > 1 else f"project = {JIRA_PROJECT}"
+    )
     jira.add_project(JIRA_PROJECT, "Digital Support", workflow=SYNC_WORKFLOW)
+    for key in projects[1:]:
+        jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
+    add_routing_fields(jira)
     snow = ServiceNowSimulator().start()
     stops.append(snow.stop)
-    # The example mapping's custom columns: tags, and the escalation type a preset reads.
-    snow.add_column("incident", "u_labels")
-    snow.add_column("incident", "u_escalation_type")
+    # The example mapping's custom columns: tags, and what presets read (escalation type,
+    # region, the account's sponsor).
+    for column in ("u_labels", "u_escalation_type", "u_region", "u_sponsor"):
+        snow.add_column("incident", column)
     # A fulfiller, not an admin: itil writes and resolves, itil_admin closes.
     snow.add_user(
         SNOW_USER, name="Escalation Sync", password=SNOW_PASSWORD, roles=("itil", "itil_admin")
@@ -353,7 +391,7 @@ def make_harness(
     mail = MailSink(imap_port=0 if replies else None).start()
     stops.append(mail.stop)
     state_dir = tmp_path / "state"
-    _env(monkeypatch, jira, snow, mail, state_dir)
+    _env(monkeypatch, jira, snow, mail, state_dir, jql)
     settings = load_settings(config)
     _email_overrides(settings, mail, replies=replies)
     store = Store.for_state(settings.state.dir, settings.state.database_url)
@@ -371,7 +409,7 @@ def make_harness(
         jira.register_webhook(
             f"{harness.webhooks_url}/webhooks/jira",
             secret=JIRA_SECRET,
-            jql=f"project = {JIRA_PROJECT}",
+            jql=jql,
         )
         snow.set_webhook(
             f"{harness.webhooks_url}/webhooks/servicenow",
@@ -379,6 +417,30 @@ def make_harness(
             integration_user=SNOW_USER if echo_filter else None,
         )
     return harness
+
+
+def preset_projects(name: str) -> tuple[str, ...]:
+    """The Jira projects a preset escalates to."""
+    policy = presets.load_preset(name)
+    found = [p for lv in policy.levels for p in (lv.project, *lv.category_projects.values()) if p]
+    return tuple(dict.fromkeys(found))
+
+
+def preset_harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, **options: Any
+) -> Harness:
+    """A harness whose configuration points policy_file at the preset `name`, working in the
+    Jira projects the preset escalates to (created, polled and covered by the webhook)."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
+    return make_harness(
+        tmp_path,
+        monkeypatch,
+        escalation=True,
+        config=config,
+        jira_projects=preset_projects(name),
+        **options,
+    )
 
 
 def _outbox_worker(harness: Harness) -> Any:
@@ -457,6 +519,8 @@ __all__ = [
     "Harness",
     "make_harness",
     "notes_with",
+    "preset_harness",
+    "preset_projects",
     "step",
     "wait_for",
     "work_notes",

@@ -24,7 +24,15 @@ from sync.notify import outbox
 from sync.notify.outbox import OutboxWorker
 from sync.notify.registry import build_notifiers
 from sync.runtime.health import HealthBoard, HealthPolicy, verdict
-from tests.e2e.conftest import CUSTOMER, EXAMPLE_CONFIG, Harness, make_harness, notes_with, step
+from tests.e2e.conftest import (
+    CUSTOMER,
+    EXAMPLE_CONFIG,
+    Harness,
+    make_harness,
+    notes_with,
+    preset_projects,
+    step,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +87,13 @@ def chat_harness(
         + f'\n[notify.slack]\nbase_url = "{slack.api_url}"\n{slack_config}'
     )
     monkeypatch.setenv("ESCALATION_SYNC_NOTIFY__SLACK__TOKEN", slack.bot_token)
-    h = make_harness(tmp_path, monkeypatch, escalation=True, config=config)
+    h = make_harness(
+        tmp_path,
+        monkeypatch,
+        escalation=True,
+        config=config,
+        jira_projects=preset_projects(preset),
+    )
     h._stops.append(slack.stop)
     health = HealthBoard(h.store.db)
     h.outbox = OutboxWorker(
@@ -167,7 +181,11 @@ def test_ds_story_in_slack(chat: Chat) -> None:
     step(h, sys_id)
     texts = chat.texts(channel["id"])
     assert f"Engineering record {key} is now in progress (was new)." in texts
-    assert "Priority changed: P1 → P2." in texts
+    # The DS procedure pins escalations at Highest: the lowered priority is set back, with a
+    # note, and the channel hears of no change.
+    assert h.servicenow.incident(sys_id)["priority"] == "1"
+    assert notes_with(h, sys_id, "This escalation keeps P1, so the priority was set back.")
+    assert not [t for t in chat.texts(channel["id"]) if t.startswith("Priority changed")]
 
     # Engineering resolves; the incident is closed.
     h.jira.comment(key, "Root cause: the biller's certificate expired; renewed.", public=True)
@@ -190,7 +208,9 @@ def test_ds_story_in_slack(chat: Chat) -> None:
     step(h, sys_id)
     assert chat.texts(channel["id"]) == posted
     assert h.snow_journal_text(sys_id) == notes
-    assert len(posted) == len(set(posted)) == 4
+    assert (
+        len(posted) == len(set(posted)) == 3
+    )  # approved, in progress, resolved (no priority change)
     assert chat.creates() == 1
     with h.store.session() as tx:
         counts = outbox.status_counts(tx, channel="slack")

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import pytest
 
-import presets
 from simulators.mail.sink import StoredMessage
 from tests.e2e.conftest import (
     AGENT,
     COMPLETE_DESCRIPTION,
     CUSTOMER,
     CUSTOMER_EMAIL,
-    EXAMPLE_CONFIG,
     SYNC_WORKFLOW,
     Harness,
     make_harness,
+    preset_harness,
     step,
 )
 
@@ -33,13 +32,9 @@ ORIGIN = "[escalation-sync origin="
 
 
 def _harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None) -> Harness:
-    config = EXAMPLE_CONFIG
     if preset is not None:
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'policy_file = "{presets.preset_path(preset)}"\n' + EXAMPLE_CONFIG.read_text()
-        )
-    return make_harness(tmp_path, monkeypatch, escalation=True, config=config)
+        return preset_harness(tmp_path, monkeypatch, preset)
+    return make_harness(tmp_path, monkeypatch, escalation=True)
 
 
 @pytest.fixture

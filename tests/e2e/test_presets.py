@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 
-import presets
 from tests.e2e.conftest import (
     AGENT,
     CUSTOMER,
     CUSTOMER_EMAIL,
-    EXAMPLE_CONFIG,
     SYNC_WORKFLOW,
     Harness,
-    make_harness,
     notes_with,
+    preset_harness,
     step,
     work_notes,
 )
@@ -35,13 +33,6 @@ DOCUMENTED = (
     "Steps to reproduce: call the API twice. Version 4.2.1 in production. "
     "Troubleshooting: restarted the workers, cleared the cache."
 )
-
-
-def preset_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Harness:
-    """A harness whose configuration points policy_file at the preset `name`."""
-    config = tmp_path / "config.toml"
-    config.write_text(f'policy_file = "{presets.preset_path(name)}"\n' + EXAMPLE_CONFIG.read_text())
-    return make_harness(tmp_path, monkeypatch, escalation=True, config=config)
 
 
 @pytest.fixture
@@ -67,11 +58,6 @@ def people(h: Harness, *users: str) -> None:
         )
 
 
-def projects(h: Harness, *keys: str) -> None:
-    for key in keys:
-        h.jira.add_project(key, f"{key} engineering", workflow=SYNC_WORKFLOW)
-
-
 def paired_key(h: Harness, sys_id: str) -> str | None:
     link = h.store.get_link("servicenow", sys_id)
     return link.side("jira").ticket_id if link is not None else None
@@ -79,7 +65,7 @@ def paired_key(h: Harness, sys_id: str) -> str | None:
 
 def later(h: Harness, **delta: float) -> None:
     """From now on the engine (and its outbox) act as if `delta` had passed."""
-    h.engine.clock = lambda: datetime.now(UTC) + timedelta(**delta)
+    h.later(**delta)
 
 
 @dataclass(frozen=True)
@@ -184,15 +170,17 @@ def jira_links(h: Harness, key: str) -> list[str]:
 
 
 def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
-    """CSST missing; an engineer cannot approve; the SME rejects with action items, then
-    approves: a task in the Escalation queue, linked both ways, no severity change; closure."""
+    """CSST missing; an engineer's approval is not taken and they are told why; the SME
+    rejects with action items, then approves: a task in the Escalation queue for the SR's
+    region, linked both ways, no severity change; unassigned after 4 h the DMs and the TA are
+    told, the assignment is noted on the SR; closure."""
     h = story("sme_approval_csst")
     people(h, "sme.emea.2")
-    projects(h, "ESC")
     sys_id = h.incident(
         short_description="SSIS package fails on deploy",
         description="Steps to reproduce: deploy the package and run it. Version 16.0.1. "
         "Troubleshooting: redeployed, checked permissions.",
+        u_region="EMEA",
     )
     h.servicenow.attach(sys_id, "ssis.log", b"error\n" * 20, as_user=AGENT)
     h.servicenow.add_work_note(sys_id, "/escalate dump analysis needed", as_user=AGENT)
@@ -215,10 +203,12 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
         approvers="group sme_apac, group sme_emea, group sme_amer, group technical_advisors",
     )
 
-    # The engineer is no SME / TA: their approval transfers nothing.
+    # The engineer is no SME / TA: their approval transfers nothing, and they hear why.
     h.servicenow.add_work_note(sys_id, "/approve-escalation urgent", as_user=AGENT)
     step(h, sys_id)
     assert not notes_with(h, sys_id, "Escalation approved by")
+    [told] = notes_with(h, sys_id, f'To {AGENT}: your "/approve-escalation" command')
+    assert "is not among the approvers the policy names" in told
 
     h.servicenow.add_work_note(
         sys_id, "/reject-escalation capture a memory dump first", as_user="sme.emea.2"
@@ -246,14 +236,34 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     assert issue["issuetype"]["name"] == "Task"
     assert issue["summary"].endswith("SSIS package fails on deploy")
     assert "Approved by: sme.emea.2" in issue["description"]
+    # Dispatched to the Escalation queue and the SR's regional escalation team.
+    assert issue["customfield_10050"] == "Escalation"
+    assert issue["customfield_10051"] == "Escalation EMEA"
     assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     # Escalation is not a severity change.
     assert priorities(h, sys_id, key) == ("3", "Medium")
     assert_linked(h, sys_id, key)
-    escalated = to_customer(
-        h, sys_id, "escalated", "Your request has been escalated: SSIS package fails on deploy"
-    )
+    summary = "SSIS package fails on deploy"
+    escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
     assert mails(h) == [escalated]
+
+    # Step 5: nobody takes the task; 4 h later, with nobody touching anything, the DMs and the
+    # TA are told and the SR says so.
+    later(h, hours=3)
+    assert h.tick() == 0
+    later(h, hours=4, minutes=1)
+    assert h.tick() == 1
+    [follow_up] = notes_with(h, sys_id, "Follow-up: escalation record")
+    assert f"{key} (Regional Escalation) has not been assigned within 4 h" in follow_up
+    dms = ("dm.amer@example.com", "dm.apac@example.com", "dm.emea@example.com", "ta@example.com")
+    unassigned = to_management(h, sys_id, "unassigned", dms)
+    assert sent_since(h, [escalated]) == [unassigned]
+    assert h.tick() == 0
+    dev = h.jira.add_user("acc-esc-1", "Krish Escalation", "krish@example.com")
+    h.jira.edit(key, {"assignee": {"accountId": dev.account_id}})
+    h.drain()
+    [assigned] = notes_with(h, sys_id, f"Escalation record {key} (Regional Escalation) is assigned")
+    assert "Krish Escalation <krish@example.com>" in assigned
 
     h.jira.comment(key, "Root cause: a missing connection manager; hotfix 16.0.2.")
     h.jira.transition(key, "Done")
@@ -263,12 +273,8 @@ def test_sme_approval_csst_story(story: Callable[[str], Harness]) -> None:
     assert "Engineering (Regional Escalation)" in resolution and "hotfix 16.0.2" in resolution
     assert mails(h) == [
         escalated,
-        to_customer(
-            h,
-            sys_id,
-            "resolved_please_confirm",
-            "Resolved, please confirm: SSIS package fails on deploy",
-        ),
+        unassigned,
+        to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
     ]
 
 
@@ -339,8 +345,22 @@ def test_ds_ticket_limits_story(story: Callable[[str], Harness]) -> None:
 
     first, key = incidents[0], paired_key(h, incidents[0])
     assert key is not None
+    # "Move the ticket to the Highest priority": lowered on the incident, it is set back.
+    h.servicenow.update_incident(first, {"impact": "2", "urgency": "2"}, as_user=AGENT)
+    step(h, first)
+    assert priorities(h, first, key) == ("1", "Highest")
+    [kept] = notes_with(h, first, "Priority lowered from P1 to P3")
+    assert "This escalation keeps P1, so the priority was set back." in kept
+    # "Will not provide completion estimates": an estimate written publicly in the DS issue
+    # reaches the incident as a work note only.
+    h.jira.comment(key, "ETA: should be fixed by Friday.", public=True)
+    h.drain()
+    [estimate] = [r for r in h.snow_journal(first) if "ETA: should be fixed" in r["value"]]
+    assert estimate["element"] == "work_notes"
     h.jira.comment(key, "Root cause: the biller's certificate expired; renewed.", public=True)
     h.drain()
+    [finding] = [r for r in h.snow_journal(first) if "certificate expired" in r["value"]]
+    assert finding["element"] == "comments"
     h.jira.transition(key, "Done")
     step(h, first)
     assert h.servicenow.incident(first)["state"] == "6"
@@ -361,7 +381,10 @@ def test_ds_only_leads_initiate_with_a_reason(story: Callable[[str], Harness]) -
     )
     h.servicenow.add_work_note(sys_id, "/escalate please", as_user=AGENT)
     step(h, sys_id)
-    assert work_notes(h, sys_id) == ["/escalate please"]
+    [request, told] = work_notes(h, sys_id)
+    assert request == "/escalate please"
+    assert told.startswith(f'To {AGENT}: your "/escalate" command (written ')
+    assert "its author beth.anglin is not among the requesters the policy names." in told
     h.servicenow.add_work_note(sys_id, "/escalate", as_user="lead.1")
     step(h, sys_id)
     [answer] = notes_with(h, sys_id, "not taken: say why")
@@ -379,7 +402,6 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
     escalation waits for troubleshooting with outcomes and a Team Leader, not the Team Manager."""
     h = story("l1_l2_l3_team_leader")
     people(h, "sme.1", "team.leader.1", "team.manager")
-    projects(h, "L2", "VENDOR")
     summary = "Outlook crashes on start"
     sys_id = h.incident(short_description=summary, description="Outlook closes right away.")
     h.servicenow.add_comment(sys_id, "/escalate this blocks our sales team", as_user=CUSTOMER)
@@ -428,6 +450,13 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
         reason="we need Microsoft on this",
         approvers="group team_leaders",
     )
+    # While the vendor escalation waits, the L2 engineer's update still reaches the customer.
+    seen = mails(h)
+    h.jira.comment(key, "Workaround: start Outlook with /safe until the fix.", public=True)
+    h.drain()
+    step(h, sys_id)
+    [update] = sent_since(h, seen)
+    assert (update.event, update.to) == ("public_update", (CUSTOMER_EMAIL,))
     h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="team.manager")
     step(h, sys_id)
     assert not notes_with(h, sys_id, "L2 -> L3")
@@ -460,11 +489,44 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
     assert len(notes_with(h, sys_id, "Escalated to L3: VENDOR-")) == 1
     assert len(h.jira.state.issues) == 2
 
+    # Leadership escalation, beyond the technical levels: the customer asks for it, a Team
+    # Manager approves, support leadership gets the case; no record is opened for it.
+    h.servicenow.add_comment(sys_id, "/escalate we want your leadership involved", as_user=CUSTOMER)
+    step(h, sys_id)
+    assert_requested(
+        h,
+        sys_id,
+        "Leadership",
+        by=CUSTOMER,
+        reason="we want your leadership involved",
+        approvers="group team_leaders, group team_managers",
+    )
+    seen = mails(h)
+    h.servicenow.add_work_note(sys_id, "/approve-escalation case prepared", as_user="team.manager")
+    step(h, sys_id)
+    assert_approved(
+        h,
+        sys_id,
+        "team.manager",
+        "L3 -> Leadership",
+        reason="we want your leadership involved",
+        note="case prepared",
+    )
+    leadership = to_management(
+        h, sys_id, "leadership", (*LEADERS, "support.leadership@example.com")
+    )
+    assert sent_since(h, seen) == [escalated, leadership]
+    assert len(h.jira.state.issues) == 2
+
     seen = mails(h)
     h.jira.transition(key, "Done")
     step(h, sys_id)
     assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
+    # The vendor record is resolved with the case, and says why.
+    assert h.jira.issue(vendor_key)["fields"]["status"]["name"] == "Done"
+    [closing] = [c for c in h.jira_comments(vendor_key) if "The escalation of" in str(c["body"])]
+    assert "This record is resolved with it." in str(closing["body"])
     h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)
     step(h, sys_id)
     assert sent_since(h, seen) == [
@@ -475,21 +537,41 @@ def test_l1_l2_l3_team_leader_story(story: Callable[[str], Harness]) -> None:
 
 # --- 003: FastTrack customer escalation -------------------------------------------------------
 
-STAKEHOLDERS = ("cxp.stakeholders@example.com", "leadership@example.com", "sponsor@example.com")
+# The RACI roles the preset names, and the customer account's sponsor.
+RAISED = (
+    "architects@example.com",
+    "cxp.stakeholders@example.com",
+    "ft.manager.frp@example.com",
+    "ft.manager.health@example.com",
+)
+SPONSOR = "sponsor@customer.example"
+INFORMED = ("regional.leadership@example.com", "team.manager@example.com")
+
+
+def copied(h: Harness, event: str) -> str:
+    """The Cc header of the one e-mail of `event`."""
+    [message] = [
+        m
+        for m in h.mail.messages()
+        if dict((k.lower(), v) for k, v in m.headers).get("x-escalation-sync-event") == event
+    ]
+    return dict((k.lower(), v) for k, v in message.headers).get("cc", "")
 
 
 def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
-    """Customer raises it; details requested by e-mail; the escalation type set on the record;
-    architect approves; stakeholders told (P2); daily customer update; resolution and closure."""
+    """Customer raises it; details requested by e-mail; the architects and FastTrack Managers
+    hear of the request; the architect approves; CXP stakeholders and the account's sponsor
+    are told (P2), leadership in copy; the daily update comes by itself; resolution is told to
+    the same people; the customer, silent for 72 h, is reminded to confirm; closure."""
     h = story("fasttrack_customer_escalation")
     people(h, "architect.1")
-    projects(h, "FTE")
     summary = "Mailbox migration stalled"
     sys_id = h.incident(
         short_description=summary,
         description="Migration of 300 mailboxes stalled since Monday.",
         impact="1",
         urgency="2",
+        u_sponsor=SPONSOR,
     )
     h.servicenow.add_comment(sys_id, "/escalate we are blocked", as_user=CUSTOMER)
     step(h, sys_id)
@@ -515,7 +597,10 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert_requested(
         h, sys_id, "Architect", by=CUSTOMER, reason="we are blocked", approvers="group architects"
     )
+    raised = to_management(h, sys_id, "requested", RAISED)
+    assert sent_since(h, [needs]) == [raised]
 
+    seen = mails(h)
     h.servicenow.add_work_note(sys_id, "/approve-escalation owning this", as_user="architect.1")
     step(h, sys_id)
     assert_approved(
@@ -532,12 +617,17 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert priorities(h, sys_id, key) == ("2", "High")
     assert_linked(h, sys_id, key)
     escalated = to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
-    stakeholders = to_management(h, sys_id, "escalated", STAKEHOLDERS)
-    assert sent_since(h, [needs]) == [escalated, stakeholders]
+    # To the CXP stakeholders and the sponsor, leadership in copy (envelope: all of them).
+    stakeholders = to_management(
+        h, sys_id, "escalated", ("cxp.stakeholders@example.com", SPONSOR, *INFORMED)
+    )
+    assert sent_since(h, seen) == [escalated, stakeholders]
+    assert copied(h, "management:escalated") == ", ".join(INFORMED[::-1])
 
+    # The agreed daily update goes out by itself.
     seen = mails(h)
     later(h, hours=25)
-    step(h, sys_id)
+    h.tick()
     update = to_customer(h, sys_id, "periodic_update", f"Status update: {summary}")
     assert sent_since(h, seen) == [update]
 
@@ -547,9 +637,22 @@ def test_fasttrack_story(story: Callable[[str], Harness]) -> None:
     assert h.servicenow.incident(sys_id)["state"] == "6"
     assert notes_with(h, sys_id, f"resolved {key}")
     assert sent_since(h, seen) == [
-        to_management(h, sys_id, "resolved", STAKEHOLDERS),
+        to_management(h, sys_id, "resolved", ("cxp.stakeholders@example.com", SPONSOR)),
         to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}"),
     ]
+
+    # Written confirmation is asked for: 72 h of silence bring a reminder, never a closing.
+    seen = mails(h)
+    later(h, hours=25 + 73)
+    h.tick()
+    reminder = to_customer(
+        h, sys_id, "confirmation_reminder", f"Please confirm the resolution: {summary}"
+    )
+    assert sent_since(h, seen) == [reminder]
+    assert notes_with(h, sys_id, "has not confirmed the resolution within 72 h")
+    later(h, hours=25 + 500)
+    h.tick()
+    assert h.servicenow.incident(sys_id)["state"] == "6"
 
     seen = mails(h)
     h.servicenow.update_incident(sys_id, {"state": "7"}, as_user=AGENT)
@@ -580,11 +683,14 @@ MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
 
 
 def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None:
-    """P1: requested at once with management told; an L2 lead cannot approve, management is
-    reminded after 30 minutes, a manager approves; customer told; closure."""
+    """P1, the whole SOP: requested at once with management told; an L2 lead cannot approve
+    (told why); management reminded after 30 minutes by the scheduler; a manager approves into
+    SW; no engineering response in the P1 hour and nobody assigned in 4 h are followed up with
+    nobody touching the ticket; the assignment is noted; a lowered priority waits for the
+    approver; resolution; the silent customer is reminded after 48 h and the incident closed
+    after 120 h; reopened, it is escalated again to the same team, whose record is reused."""
     h = story("technical_support_sop")
     people(h, "software.lead", "engineering.manager")
-    projects(h, "SW")
     summary = "Production down: API returns 503"
     sys_id = h.incident(short_description=summary, impact="1", urgency="1")
     step(h, sys_id)
@@ -603,8 +709,13 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
     h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="software.lead")
     step(h, sys_id)
     assert paired_key(h, sys_id) is None
+    assert notes_with(h, sys_id, 'To software.lead: your "/approve-escalation" command')
+    later(h, minutes=20)
+    assert h.tick() == 0
     later(h, minutes=45)
-    step(h, sys_id)
+    assert h.tick() == 1
+    [overdue_note] = notes_with(h, sys_id, "Approval overdue: the request for L2 has waited")
+    assert "of the 0.5 h allowed" in overdue_note
     overdue = to_management(h, sys_id, "approval_overdue", MANAGEMENT)
     assert mails(h) == [requested, overdue]
 
@@ -625,6 +736,37 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
     told = to_management(h, sys_id, "escalated", MANAGEMENT)
     assert sent_since(h, [requested, overdue]) == [escalated, told]
 
+    # Step 5, "follow up if no response within SLA": nobody touches anything.
+    seen = mails(h)
+    later(h, minutes=45 + 61)
+    h.tick()
+    assert notes_with(h, sys_id, f"Follow-up: no response from engineering on {key} (L2)")
+    later(h, minutes=45 + 4 * 60 + 1)
+    h.tick()
+    assert notes_with(h, sys_id, f"Follow-up: escalation record {key} (L2) has not been assigned")
+    assert sent_since(h, seen) == [
+        to_management(h, sys_id, "no_response", MANAGEMENT),
+        to_management(h, sys_id, "unassigned", MANAGEMENT),
+    ]
+    assert h.tick() == 0
+    dev = h.jira.add_user("acc-sw-1", "Sam Software", "sam.software@example.com")
+    h.jira.edit(key, {"assignee": {"accountId": dev.account_id}})
+    h.drain()
+    assert notes_with(h, sys_id, f"Escalation record {key} (L2) is assigned to Sam Software")
+
+    # A lowered priority waits for an approver's word.
+    h.servicenow.update_incident(sys_id, {"impact": "2", "urgency": "2"}, as_user=AGENT)
+    step(h, sys_id)
+    assert priorities(h, sys_id, key) == ("1", "Highest")
+    [asked] = notes_with(h, sys_id, "Priority lowered from P1 to P3")
+    assert "until an approver of L2" in asked
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation contained, P3 is right", as_user="engineering.manager"
+    )
+    step(h, sys_id)
+    assert priorities(h, sys_id, key) == ("3", "Medium")
+    assert notes_with(h, sys_id, "Priority change to P3 confirmed by engineering.manager")
+
     seen = mails(h)
     h.jira.comment(key, "Fixed: the load balancer pool was drained; restored.")
     h.jira.transition(key, "Done")
@@ -636,15 +778,44 @@ def test_technical_support_sop_p1_story(story: Callable[[str], Harness]) -> None
         to_customer(h, sys_id, "resolved_please_confirm", f"Resolved, please confirm: {summary}")
     ]
 
+    # §10: confirm with the customer, then close: a reminder, then the incident is closed.
+    seen = mails(h)
+    later(h, hours=4 + 49)
+    h.tick()
+    assert sent_since(h, seen) == [
+        to_customer(h, sys_id, "confirmation_reminder", f"Please confirm the resolution: {summary}")
+    ]
+    later(h, hours=4 + 121)
+    h.tick()
+    assert h.servicenow.incident(sys_id)["state"] == "7"
+    assert notes_with(h, sys_id, "the record moves to closed")
+
+    # The fix did not hold: reopened, the incident asks L2 again (through the gate, as a P3
+    # now), and L2's record is reused.
+    h.servicenow.update_incident(sys_id, {"state": "2"}, as_user=AGENT)
+    step(h, sys_id)
+    [held] = notes_with(h, sys_id, "Escalation to L2 is on hold")
+    assert "- L1 confirmation that the issue cannot be resolved at L1" in held
+    h.servicenow.update_incident(sys_id, {"description": DOCUMENTED}, as_user=AGENT)
+    h.servicenow.attach(sys_id, "lb.log", b"503\n" * 10, as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "L1 confirmed: 503s are back after the fix", as_user=AGENT)
+    step(h, sys_id)
+    [again] = notes_with(h, sys_id, "Reason: the record was reopened (in_progress).")
+    assert "Escalation to L2 requested" in again
+    h.servicenow.add_work_note(sys_id, "/approve-escalation take it back", as_user="software.lead")
+    step(h, sys_id)
+    assert paired_key(h, sys_id) == key and len(h.jira.state.issues) == 1
+    assert len(notes_with(h, sys_id, "Escalation approved by software.lead")) == 1
+
 
 def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness]) -> None:
-    """A P4 whose SLA is due within 4 h escalates by itself, management told at once; an L2
-    lead approves it into SW."""
+    """A P4 whose SLA is 5.5 h away asks nothing; nobody touches it, and when the SLA comes
+    within 4 h the scheduler decides it again: it escalates by itself, management told at once;
+    an L2 lead approves it into SW."""
     h = story("technical_support_sop")
     people(h, "software.lead")
-    projects(h, "SW")
     summary = "Report export times out"
-    due = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    due = (datetime.now(UTC) + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
     sys_id = h.incident(
         short_description=summary,
         description=DOCUMENTED,
@@ -654,6 +825,11 @@ def test_technical_support_sop_sla_breach_story(story: Callable[[str], Harness])
     )
     h.servicenow.attach(sys_id, "export.log", b"timeout\n" * 10, as_user=AGENT)
     step(h, sys_id)
+    assert work_notes(h, sys_id) == [] and mails(h) == []
+    later(h, hours=1)
+    assert h.tick() == 0
+    later(h, hours=1, minutes=31)
+    assert h.tick() == 1
     assert_requested(
         h,
         sys_id,
@@ -687,7 +863,6 @@ def test_technical_support_sop_repeated_occurrence_story(
     hardware category goes to the Hardware team's project."""
     h = story("technical_support_sop")
     people(h, "hardware.lead")
-    projects(h, "SW", "HW")
     summary = "Sensor offline"
     incidents = []
     for _ in range(3):
@@ -726,6 +901,72 @@ def test_technical_support_sop_repeated_occurrence_story(
     assert key is not None and key.startswith("HW-")
     assert labels(h, third, key) == (["ESCALATION"], ["ESCALATION"])
     assert_linked(h, third, key)
+    escalated = to_customer(h, third, "escalated", f"Your request has been escalated: {summary}")
+    assert mails(h) == [escalated]
+
+    # A fourth report of the same fault joins that escalation: no second record, a note and a
+    # link to the HW record; the customer hears it is escalated, and resolved with it.
+    fourth = h.incident(
+        short_description=summary, description=DOCUMENTED, category="hardware", impact="2"
+    )
+    h.servicenow.attach(fourth, "diag.txt", b"no signal\n", as_user=AGENT)
+    step(h, fourth)
+    [joined] = notes_with(h, fourth, "This ticket repeats ")
+    assert f"whose escalation is active (engineering record {key})" in joined
+    assert paired_key(h, fourth) is None and len(h.jira.state.issues) == 1
+    assert [u for u in jira_links(h, key) if fourth in u]
+    step(h, fourth)
+    told = to_customer(h, fourth, "escalated", f"Your request has been escalated: {summary}")
+    assert sent_since(h, [escalated]) == [told]
+    h.jira.comment(key, "Firmware 2.1 fixes the sensor bus.")
+    h.jira.transition(key, "Done")
+    step(h, third)
+    h.tick()
+    step(h, fourth)
+    assert h.servicenow.incident(fourth)["state"] == "6"
+    assert notes_with(h, fourth, f"The escalation of {h.servicenow.incident(third)['number']}")
+    confirm = [m.to for m in mails(h) if m.event == "resolved_please_confirm"]
+    assert confirm == [(CUSTOMER_EMAIL,), (CUSTOMER_EMAIL,)]
+
+
+def test_technical_support_sop_record_refused_announces_nothing(
+    story: Callable[[str], Harness],
+) -> None:
+    """The hardware project is missing: the approved escalation is refused with Jira's reason,
+    and nothing is announced (no tag, no e-mail, not active); once the project exists, an
+    approver's approval carries it out."""
+    h = story("technical_support_sop")
+    people(h, "hardware.lead")
+    del h.jira.state.projects["HW"]
+    summary = "Thermal camera reboots"
+    sys_id = h.incident(
+        short_description=summary, description=DOCUMENTED, category="hardware", impact="2"
+    )
+    h.servicenow.attach(sys_id, "diag.txt", b"reboot loop\n", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "/escalate confirmed hardware fault", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "L1 confirmed", as_user=AGENT)
+    h.servicenow.add_work_note(sys_id, "/approve-escalation", as_user="hardware.lead")
+    step(h, sys_id)
+    [refused] = notes_with(h, sys_id, "Escalation to L2 not carried out")
+    assert "its engineering record could not be created in HW (jira)" in refused
+    assert "project" in refused.lower()
+    assert "Nothing was announced" in refused
+    assert paired_key(h, sys_id) is None and h.jira.state.issues == {}
+    assert labels(h, sys_id, None) == ([], [])
+    assert mails(h) == []
+    assert not notes_with(h, sys_id, "Escalation approved by")
+    assert h.store.status_counts().dead_letters_pending == 0
+    step(h, sys_id)
+    assert len(notes_with(h, sys_id, "not carried out")) == 1
+
+    h.jira.add_project("HW", "HW engineering", workflow=SYNC_WORKFLOW)
+    h.servicenow.add_work_note(
+        sys_id, "/approve-escalation project is back", as_user="hardware.lead"
+    )
+    step(h, sys_id)
+    key = paired_key(h, sys_id)
+    assert key is not None and key.startswith("HW-")
+    assert labels(h, sys_id, key) == (["ESCALATION"], ["ESCALATION"])
     assert mails(h) == [
-        to_customer(h, third, "escalated", f"Your request has been escalated: {summary}")
+        to_customer(h, sys_id, "escalated", f"Your request has been escalated: {summary}")
     ]

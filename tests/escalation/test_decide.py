@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from escalation.decide import decide, fingerprint
+from escalation.decide.commands import unread_commands
 from escalation.decision import (
     AddLabel,
     AddNote,
@@ -52,6 +53,21 @@ def notes(decision, kind=None):
     return [
         a for a in decision.actions if isinstance(a, AddNote) and (kind is None or a.kind == kind)
     ]
+
+
+def told(decision):
+    """The internal notes telling authors why their command was not taken."""
+    return [a.body for a in notes(decision, NoteKind.COMMAND_REFUSED)]
+
+
+def only_told(decision):
+    """True when the decision's only actions are notes to authors of refused commands."""
+    return all(
+        isinstance(a, AddNote)
+        and a.kind is NoteKind.COMMAND_REFUSED
+        and a.visibility is Visibility.INTERNAL
+        for a in decision.actions
+    ) and bool(decision.actions)
 
 
 def reason(decision, rule):
@@ -134,7 +150,10 @@ def test_command_request_in_public_comment_is_blocked(
     """A customer's public `/escalate` is refused with a blocked reason (internal notes only)."""
     c = make_comment("c1", "/escalate now please", people.customer, Visibility.PUBLIC)
     d = decide(make_ticket(labels=(), comments=(c,)), EMPTY, now, policy)
-    assert d.state is S.NONE and d.actions == ()
+    assert d.state is S.NONE and only_told(d)
+    [note] = told(d)
+    assert note.startswith('To Carl Customer <carl@customer.example>: your "/escalate" command')
+    assert "accepts it only in internal comments" in note
     r = reason(d, "command.request")
     assert r.outcome == "blocked" and "public" in r.detail
     assert d.processed_command_ids == ("c1",)
@@ -547,7 +566,7 @@ def test_customer_public_approve_changes_nothing(make_ticket, make_comment, poli
     )
     entry = pending_entry()
     d = decide(make_ticket(comments=(c,)), LedgerView(entry=entry), now, policy)
-    assert d.state is S.PENDING_APPROVAL and d.actions == () and d.reservation is None
+    assert d.state is S.PENDING_APPROVAL and only_told(d) and d.reservation is None
     r = reason(d, "command.approve")
     assert r.outcome == "blocked" and "public" in r.detail
     assert [x.outcome for x in d.reasons if x.rule == "approval"] == []
@@ -568,7 +587,8 @@ def test_name_typed_in_text_is_not_identity(make_ticket, make_comment, policy, n
         "c9", "/approve-escalation on behalf of alice (Alice Approver)", people.engineer
     )
     d = decide(make_ticket(comments=(c,)), LedgerView(entry=pending_entry()), now, policy)
-    assert d.state is S.PENDING_APPROVAL and d.actions == ()
+    assert d.state is S.PENDING_APPROVAL and only_told(d)
+    assert "is not among the approvers the policy names" in told(d)[0]
     assert "not among the approvers" in reason(d, "command.approve").detail
 
 
@@ -600,11 +620,13 @@ def test_rejection_writes_action_items(make_ticket, make_comment, policy, now, p
 
 
 def test_new_request_after_rejection_restarts(make_ticket, make_comment, policy, now, people):
-    """After a rejection the label alone does nothing; a new /escalate starts over."""
+    """After a rejection (which took the label off) a new /escalate starts over."""
     entry = LedgerEntry(state=S.REJECTED, level="L1", processed_command_ids=frozenset({"c1"}))
-    d = decide(make_ticket(), LedgerView(entry=entry), now, policy)
+    d = decide(make_ticket(labels=()), LedgerView(entry=entry), now, policy)
     assert d.state is S.REJECTED and d.actions == ()
-    again = make_ticket(comments=(make_comment("c2", "/escalate done the action items"),))
+    again = make_ticket(
+        labels=(), comments=(make_comment("c2", "/escalate done the action items"),)
+    )
     d = decide(again, LedgerView(entry=entry), now, policy)
     assert d.state is S.PENDING_APPROVAL and d.request_started
 
@@ -625,7 +647,8 @@ def test_approval_before_request_is_ignored(make_ticket, make_comment, policy, n
     """An approval written before anything awaited approval is consumed without effect."""
     c = make_comment("c1", "/approve-escalation", people.alice)
     d = decide(make_ticket(labels=(), comments=(c,)), EMPTY, now, policy)
-    assert d.state is S.NONE and d.actions == ()
+    assert d.state is S.NONE and only_told(d)
+    assert "nothing awaits approval" in told(d)[0]
     assert "nothing awaits approval" in reason(d, "command.approve").detail
 
 
@@ -679,7 +702,10 @@ def test_approval_overdue_notifies_management_once(make_ticket, make_policy, now
     t = make_ticket(priority=Priority.P2)
     d = decide(t, LedgerView(entry=entry), now, policy)
     assert NotifyManagement("approval_overdue", ("managers@example.com",)) in d.actions
-    again = decide(t, LedgerView(entry=replace(entry, notice_key=d.notice_key)), now, policy)
+    [note] = notes(d, NoteKind.FOLLOW_UP)
+    assert note.body.startswith("Approval overdue: the request for L2 has waited 3.0 h of the 2 h")
+    seen = replace(entry, processed_command_ids=frozenset(d.processed_command_ids))
+    again = decide(t, LedgerView(entry=seen), now, policy)
     assert again.actions == ()
 
 
@@ -1016,15 +1042,38 @@ def test_resolved_then_itsm_closed(make_ticket, make_policy, now):
 def test_pending_request_lapses_when_record_closed(make_ticket, policy, now):
     """A request still awaiting approval lapses when the ITSM record is closed."""
     d = decide(make_ticket(status=Status.CLOSED), LedgerView(entry=pending_entry()), now, policy)
-    assert d.state is S.CLOSED and d.actions == ()
+    assert d.state is S.CLOSED and d.actions == (RemoveLabel("escalate"),)
 
 
-def test_commands_after_closure_are_ignored(make_ticket, make_comment, policy, now, people):
-    """Commands on a finished escalation are consumed with an explanation and do nothing."""
+def test_commands_after_closure_are_refused_when_no_new_request_is_allowed(
+    make_ticket, make_comment, make_policy, now, people
+):
+    """With reopen.allowed off, commands on a finished escalation are consumed with a note."""
+    policy = make_policy(reopen={"allowed": False})
     entry = LedgerEntry(state=S.CLOSED, level="L2")
-    t = make_ticket(comments=(make_comment("c1", "/escalate again", people.engineer),))
+    t = make_ticket(
+        labels=(),
+        status=Status.CLOSED,
+        comments=(make_comment("c1", "/escalate again", people.engineer),),
+    )
     d = decide(t, LedgerView(entry=entry), now, policy)
-    assert d.state is S.CLOSED and d.actions == () and d.processed_command_ids == ("c1",)
+    assert d.state is S.CLOSED and only_told(d) and d.processed_command_ids == ("c1",)
+    assert "takes no new request after it" in told(d)[0]
+
+
+def test_re_escalation_after_closure_asks_for_the_same_level(
+    make_ticket, make_comment, policy, now, people
+):
+    """A new /escalate after the escalation closed asks again for the level it had reached."""
+    entry = LedgerEntry(state=S.CLOSED, level="L2", requested_at=now - timedelta(days=3))
+    t = make_ticket(
+        labels=(),
+        status=Status.IN_PROGRESS,
+        comments=(make_comment("c1", "/escalate the fix did not hold", people.engineer),),
+    )
+    d = decide(t, LedgerView(entry=entry), now, policy)
+    assert d.state is S.PENDING_APPROVAL and d.request_started and d.level == "L1"
+    assert "Escalation to L2 requested" in notes(d, NoteKind.REQUEST)[0].body
 
 
 def test_customer_update_cadence(make_ticket, make_policy, now):
@@ -1157,7 +1206,9 @@ def test_our_notes_never_contain_commands(make_ticket, make_comment, policy, now
     c = make_comment("c9", "/reject-escalation then /approve-escalation yourself", people.alice)
     d = decide(make_ticket(comments=(c,)), LedgerView(entry=pending_entry()), now, policy)
     body = notes(d, NoteKind.REJECTION)[0].body
-    assert "/approve-escalation" not in body and "/reject-escalation" not in body
+    assert '"/approve-escalation" yourself' in body
+    copy = make_ticket(comments=(make_comment("n1", body, people.alice),))
+    assert unread_commands(policy, copy, ()).commands == ()
 
 
 def test_decision_renders_as_json_data(make_ticket, policy, now):

@@ -155,3 +155,70 @@ def test_each_schema_rule(patch, key, needle):
     errs = errors_of(data)
     assert ("policy.toml", key) in errs, errs
     assert needle in errs[("policy.toml", key)]
+
+
+def test_new_keys_are_validated_with_file_key_and_reason():
+    """Timers, stakeholders, routing, leadership and command words report every mistake."""
+    data = {
+        "escalation": {
+            "levels": [
+                {"name": "L1"},
+                {
+                    "name": "L2",
+                    "approvers": {"users": ["alice"]},
+                    "notify": ["board"],
+                    "regions": {"EMEA": {"assignment_group": "EMEA L2"}},
+                },
+            ],
+            "request": {"withdraw_command": "/escalate", "leadership_command": "/lead"},
+            "timers": {
+                "unassigned": {"after_hours": 0},
+                "unconfirmed": {"remind_after_hours": 48, "close_after_hours": 24},
+            },
+            "stakeholders": {"notices": [{"events": ["escalated"], "to": ["sponsor", "C"]}]},
+            "management": {"recipients": ["m@example.com"]},
+        }
+    }
+    errs = errors_of(data)
+    assert errs == {
+        ("policy.toml", "escalation.timers.unassigned.after_hours"): (
+            "Input should be greater than 0"
+        ),
+        ("policy.toml", "escalation.timers.unconfirmed"): (
+            "close_after_hours must be later than remind_after_hours"
+        ),
+    }
+    del data["escalation"]["timers"]
+    errs = errors_of(data)
+    assert errs == {
+        ("policy.toml", "escalation.levels[1].notify[0]"): (
+            "unknown audience 'board' (one of: management, sponsor, responsible, accountable, "
+            "consulted, informed)"
+        ),
+        ("policy.toml", "escalation.stakeholders.notices[0].to[0]"): (
+            "the sponsor is told but stakeholders.sponsor_field names no field"
+        ),
+        ("policy.toml", "escalation.stakeholders.notices[0].to[1]"): (
+            "no stakeholder role is 'C' (RACI C)"
+        ),
+        ("policy.toml", "escalation.request.withdraw_command"): (
+            "/escalate is already the command of request.command"
+        ),
+        ("policy.toml", "escalation.levels[1].regions"): (
+            "per-region routing needs region_field (where the region is read)"
+        ),
+        ("policy.toml", "escalation.request.leadership_command"): (
+            'there is no leadership level to ask for (levels[].kind = "leadership")'
+        ),
+    }
+
+
+def test_leadership_levels_come_after_technical_ones():
+    """A leadership level between technical ones, or first, is refused."""
+    levels = [
+        {"name": "L1"},
+        {"name": "Lead", "kind": "leadership", "approvers": {"users": ["a"]}},
+        {"name": "L2", "approvers": {"users": ["a"]}},
+    ]
+    errs = errors_of({"levels": levels})
+    assert errs == {("policy.toml", "levels"): "leadership levels come after every technical level"}

@@ -14,10 +14,13 @@ from escalation.decide import decide
 from escalation.decision import (
     AddLabel,
     AddNote,
+    CloseFurtherRecords,
     CreateEngineeringRecord,
     CustomerEvent,
     EmailCustomer,
     EngineeringStatus,
+    LedgerEntry,
+    MoveStatus,
     NoteKind,
     NotifyManagement,
     PostLinks,
@@ -32,7 +35,9 @@ from mapping.model import (
     Level,
     Person,
     Priority,
+    Ref,
     Status,
+    System,
     Visibility,
 )
 from tests.conftest import PROCEDURES
@@ -62,6 +67,67 @@ def test_each_preset_names_one_procedure_and_all_are_covered():
     assert set(named) == {p.name for p in PROCEDURES.glob("*.txt")}
 
 
+def _plain(text: str) -> str:
+    """Text with its whitespace collapsed and its apostrophes (and their mojibake) alike."""
+    text = text.replace("\u00e2\u20ac\u2122", "'").replace("\u2019", "'")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def header_quotes(name: str) -> dict[str, list[str]]:
+    """The procedure lines a preset's header quotes, under "Implements:" and "Does not
+    implement:": each bullet's leading quotations."""
+    header = presets.preset_path(name).read_text().split("[escalation]")[0]
+    lines = [line.removeprefix("#").strip() for line in header.splitlines()]
+    sections: dict[str, list[str]] = {"Implements:": [], "Does not implement:": []}
+    current: list[str] | None = None
+    bullets: list[list[str]] = []
+    for line in lines:
+        if line in sections:
+            current = sections[line]
+            continue
+        if current is None:
+            continue
+        if line.startswith("- "):
+            bullets.append([line[2:]])
+            current.append("")
+        elif bullets and line:
+            bullets[-1].append(line)
+        if bullets and current:
+            current[-1] = " ".join(bullets[-1])
+    quotes: dict[str, list[str]] = {}
+    for title, items in sections.items():
+        found: list[str] = []
+        for item in items:
+            # The quotations a bullet opens with, before the words that say what does it.
+            lead = re.match(r'^(?:"[^"]+"(?:,\s*|\s+and\s+|\s*)?)+', item)
+            found.extend(re.findall(r'"([^"]+)"', lead.group(0) if lead else ""))
+        quotes[title] = found
+    return quotes
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_each_header_quotes_its_procedure_lines_done_and_not_done(name: str):
+    """A preset's header lists, quoted, the procedure lines it implements and those it does
+    not; every quotation is the procedure's own words (an ellipsis may shorten it), and each
+    numbered step of the procedure is quoted in one list or the other."""
+    header = presets.preset_path(name).read_text().split("[escalation]")[0]
+    [file] = re.findall(r"procedures/(\d{3}_[0-9a-f]+\.txt)", header)
+    procedure = _plain((PROCEDURES / file).read_text(encoding="utf-8", errors="replace"))
+    quotes = header_quotes(name)
+    assert quotes["Implements:"] and quotes["Does not implement:"], quotes
+    for quote in quotes["Implements:"] + quotes["Does not implement:"]:
+        at = 0
+        for part in _plain(quote).split("..."):
+            part = part.strip()
+            found = procedure.find(part, at)
+            assert found >= 0, f"{name}: not in {file}: {part!r}"
+            at = found + len(part)
+    quoted = " | ".join(_plain(q) for qs in quotes.values() for q in qs)
+    raw = (PROCEDURES / file).read_text(encoding="utf-8", errors="replace")
+    for step in re.findall(r"(?m)^\s*\d+\.\s+(.+)$", raw):
+        assert _plain(step)[:40] in quoted, f"{name}: step not listed: {step!r}"
+
+
 def test_unknown_preset_is_reported_with_the_choices():
     """Asking for a preset that does not exist names the ones that do."""
     with pytest.raises(FileNotFoundError, match="ds_ticket_limits"):
@@ -86,7 +152,11 @@ class Story:
         self.now = self.now + timedelta(minutes=minutes)
         key = ledger_key(ticket.ref)
         d = decide(
-            ticket, self.ledger.view(key, self.now, self.policy), self.now, self.policy, **kw
+            ticket,
+            self.ledger.view(key, self.now, self.policy, ticket),
+            self.now,
+            self.policy,
+            **kw,
         )
         assert self.ledger.apply(key, d, self.now)
         return d
@@ -176,7 +246,8 @@ def test_story_ds_ticket_limits(make_ticket, make_comment, now):
     assert "max_per_day (3 escalations today, limit 3)" in note(d, NoteKind.REFUSAL)
     # The reporter's team alone talks to affected parties: engineering's public comment and
     # the resolution send the customer nothing.
-    first = make_ticket(1, labels=(), description=desc)
+    # The engine set the incident to P1 on approval.
+    first = make_ticket(1, labels=(), description=desc, priority=Priority.P1)
     update = c("u1", "Root cause found.\n\n[escalation-sync origin=jira:DS-1:7]", dev, minute=30)
     update = update.model_copy(update={"visibility": Visibility.PUBLIC})
     d = st.step(first.model_copy(update={"comments": (update,)}), minutes=60)
@@ -252,11 +323,10 @@ def test_story_l1_l2_l3_team_leader(make_ticket, now):
     assert d.state is S.CLOSED and EmailCustomer(CustomerEvent.CLOSED) in d.actions
 
 
-FASTTRACK_STAKEHOLDERS = (
-    "cxp.stakeholders@example.com",
-    "sponsor@example.com",
-    "leadership@example.com",
-)
+# The RACI: CXP stakeholders (consulted) and the account's sponsor To, leadership (informed) CC.
+CXP = "cxp.stakeholders@example.com"
+SPONSOR = "sponsor@customer.example"
+INFORMED = ("team.manager@example.com", "regional.leadership@example.com")
 
 
 def test_story_fasttrack(make_ticket, now):
@@ -267,7 +337,7 @@ def test_story_fasttrack(make_ticket, now):
     t = make_ticket(
         labels=(),
         priority=Priority.P2,
-        custom_fields={"escalation_type": "Technical"},
+        custom_fields={"escalation_type": "Technical", "sponsor": SPONSOR},
         description="Mailbox migration stalled for 300 users.",
     )
     d = st.step(t)
@@ -286,12 +356,12 @@ def test_story_fasttrack(make_ticket, now):
     t = t.model_copy(update={"comments": (c("a", "/approve-escalation", fta, minute=90),)})
     d = st.step(t, minutes=60)
     assert d.state is S.APPROVED
-    assert NotifyManagement("escalated", FASTTRACK_STAKEHOLDERS) in d.actions
+    assert NotifyManagement("escalated", (CXP, SPONSOR), INFORMED) in d.actions
     d = st.step(t, minutes=25 * 60)
     assert d.actions == (EmailCustomer(CustomerEvent.PERIODIC_UPDATE),)
     d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "Throttling lifted"))
     assert EmailCustomer(CustomerEvent.RESOLVED_PLEASE_CONFIRM) in d.actions
-    assert NotifyManagement("resolved", FASTTRACK_STAKEHOLDERS) in d.actions
+    assert NotifyManagement("resolved", (CXP, SPONSOR)) in d.actions
 
 
 SOP_MANAGEMENT = ("engineering.manager@example.com", "support.lead@example.com")
@@ -351,3 +421,150 @@ def test_story_technical_support_sop(make_ticket, now):
         )
         repeated.append(st.step(t).state)
     assert repeated == [S.NONE, S.NONE, S.PENDING_APPROVAL]
+
+
+# --- the turns each procedure takes (decision level) --------------------------------------------
+
+
+def follow_up(d):
+    return [a.body for a in d.actions if isinstance(a, AddNote) and a.kind is NoteKind.FOLLOW_UP]
+
+
+def test_turns_sme_approval_csst(make_ticket, now):
+    """000: the task goes to the SR region's escalation team in the Escalation queue; nobody
+    assigned 4 h later, the DMs and the TA are told (step 5)."""
+    Story.t0 = now
+    st = Story("sme_approval_csst", now)
+    eng, sme = Person(id="engineer"), Person(id="sme.emea.1")
+    t = make_ticket(
+        labels=(),
+        description="Steps to reproduce: run job. Version 16.0. Troubleshooting: redeployed.",
+        custom_fields={"region": "EMEA"},
+        comments=(
+            c("n", "CSST: impact high", eng, minute=1),
+            c("r", "/escalate dump analysis", eng, minute=2),
+            c("a", "/approve-escalation", sme, minute=3),
+        ),
+    )
+    d = st.step(t)
+    record = next(a for a in d.actions if isinstance(a, CreateEngineeringRecord))
+    assert dict(record.dispatch) == {"assignment_group": "Escalation EMEA", "queue": "Escalation"}
+    eng_rec = EngineeringStatus(Ref(system=System.JIRA, id="1", key="ESC-1"), Status.NEW)
+    d = st.step(t, minutes=60, engineering=eng_rec)
+    assert d.actions == () and d.wake_at == st.now + timedelta(hours=3)
+    d = st.step(t, minutes=180, engineering=eng_rec)
+    assert "has not been assigned within 4 h" in follow_up(d)[0]
+    assert (
+        NotifyManagement(
+            "unassigned",
+            ("dm.apac@example.com", "dm.emea@example.com", "dm.amer@example.com", "ta@example.com"),
+        )
+        in d.actions
+    )
+
+
+def test_turns_ds_ticket_limits(make_ticket, now):
+    """001: a priority lowered during the escalation is set back to Highest with a note; an
+    engineering comment with an estimate matches the withhold pattern."""
+    Story.t0 = now
+    st = Story("ds_ticket_limits", now)
+    lead, dev = Person(id="lead.1"), Person(id="devsupport.1")
+    desc = (
+        "Payments fail since 4.2; we cannot investigate further without Dev Support.\nContact: Dana"
+    )
+    t = make_ticket(
+        labels=(),
+        description=desc,
+        comments=(
+            c("r", "/escalate outage", lead, minute=1),
+            c("a", "/approve-escalation", dev, minute=2),
+        ),
+    )
+    assert SetPriority(Priority.P1) in st.step(t).actions
+    lowered = t.model_copy(update={"priority": Priority.P3})
+    d = st.step(lowered)
+    assert SetPriority(Priority.P1) in d.actions
+    assert "This escalation keeps P1, so the priority was set back." in note(d, NoteKind.PRIORITY)
+    pattern = st.policy.customer_updates.withhold_pattern
+    assert pattern is not None
+    assert re.search(pattern, "ETA: fixed by Friday") and re.search(
+        pattern, "should be done by tomorrow"
+    )
+    assert not re.search(pattern, "Root cause: an expired certificate")
+
+
+def test_turns_l1_l2_l3_team_leader(make_ticket, now):
+    """002: the customer asks for leadership at L3: a Team Manager approves, support leadership
+    is told, no record is opened; at closure the vendor record is closed."""
+    Story.t0 = now
+    st = Story("l1_l2_l3_team_leader", now)
+    customer, manager = Person(id="carla"), Person(id="team.manager")
+    t = make_ticket(labels=())
+    # Already escalated to the vendor (L3).
+    st.ledger.entries[ledger_key(t.ref)] = LedgerEntry(
+        state=S.APPROVED, level="L3", approved_at=now, requested_at=now
+    )
+    ask = c("q", "/escalate we want your leadership", customer, Visibility.PUBLIC, minute=5)
+    d = st.step(t.model_copy(update={"comments": (ask,)}))
+    assert d.state is S.PENDING_APPROVAL
+    assert "Escalation to Leadership requested by carla" in note(d, NoteKind.REQUEST)
+    ok = c("a", "/approve-escalation preparing the case", manager, minute=20)
+    d = st.step(t.model_copy(update={"comments": (ask, ok)}), minutes=15)
+    assert d.state is S.APPROVED and d.level == "Leadership"
+    assert (
+        NotifyManagement(
+            "leadership",
+            (
+                "team.leaders@example.com",
+                "team.manager@example.com",
+                "support.leadership@example.com",
+            ),
+        )
+        in d.actions
+    )
+    assert not any(isinstance(a, CreateEngineeringRecord) for a in d.actions)
+    d = st.step(t, engineering=EngineeringStatus(None, Status.RESOLVED, "fixed by the vendor"))
+    [further] = [a for a in d.actions if isinstance(a, CloseFurtherRecords)]
+    assert further.mode == "close"
+
+
+def test_turns_fasttrack(make_ticket, now):
+    """003: resolved and asked for written confirmation: reminded after 72 h, never closed by
+    the policy (closing waits for the confirmation)."""
+    Story.t0 = now
+    st = Story("fasttrack_customer_escalation", now)
+    t = make_ticket(labels=(), status=Status.RESOLVED)
+    st.ledger.entries[ledger_key(t.ref)] = LedgerEntry(
+        state=S.RESOLVED, level="Architect", approved_at=now, requested_at=now, released_at=now
+    )
+    d = st.step(t, minutes=72 * 60)
+    assert EmailCustomer(CustomerEvent.CONFIRMATION_REMINDER) in d.actions
+    d = st.step(t, minutes=30 * 24 * 60)
+    assert not any(isinstance(a, MoveStatus) for a in d.actions) and d.wake_at is None
+
+
+def test_turns_technical_support_sop(make_ticket, now):
+    """004: a repeat joins the escalation already open; engineering silent past the P3 window
+    is followed up; a lowered priority waits for an approver."""
+    Story.t0 = now
+    st = Story("technical_support_sop", now)
+    lead = Person(id="software.lead")
+    first = make_ticket(
+        1,
+        summary="Sensor offline",
+        comments=(
+            c("l1", "L1 confirmed", Person(id="eng"), minute=1),
+            c("a", "/approve-escalation", lead, minute=2),
+        ),
+    )
+    d = st.step(first)
+    assert d.state is S.APPROVED
+    repeat = make_ticket(2, summary="Sensor offline")
+    d = st.step(repeat)
+    assert d.state is S.JOINED and "This ticket repeats INC0000001" in note(d, NoteKind.JOINED)
+    silent = EngineeringStatus(Ref(system=System.JIRA, id="1", key="SW-1"), Status.IN_PROGRESS)
+    d = st.step(first, minutes=24 * 60, engineering=silent)
+    assert any("no response from engineering on SW-1 (L2) within 24 h" in b for b in follow_up(d))
+    lowered = first.model_copy(update={"priority": Priority.P4})
+    d = st.step(lowered, engineering=silent)
+    assert SetPriority(Priority.P3) in d.actions and d.priority_asked is Priority.P4

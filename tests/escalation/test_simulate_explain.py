@@ -10,6 +10,7 @@ from escalation.decide import decide
 from escalation.decision import LedgerEntry, LedgerView
 from escalation.explain import explain_data, render_text
 from escalation.simulate import Snapshot, SnapshotInvalid, simulate, snapshot_from_json
+from mapping.model import EscalationState
 
 
 def _approved_ticket(make_ticket, make_comment, people, n, at):
@@ -88,3 +89,75 @@ def test_explain_data_is_json_ready(make_ticket, policy, now):
     assert data["counts"]["active_by_assignee"] == {"agent1": 1}
     assert data["decision"]["state"] == "pending_approval"
     assert data["next"] and data["next"][0].startswith("write internal request note")
+
+
+def test_explain_after_the_fact_shows_each_past_decision_and_counts_the_ticket(
+    make_ticket, make_comment, policy, now, people
+):
+    """Once decided, explain still tells why: each past decision with its rules and actions,
+    the state and since when, and counts that include the ticket itself."""
+    from escalation.decision import ledger_key
+    from escalation.history import past_decision, worth_keeping
+    from escalation.memory import InMemoryLedger
+
+    ledger = InMemoryLedger()
+    t = make_ticket(comments=(make_comment("x1", "/approve-escalation", people.engineer),))
+    key = ledger_key(t.ref)
+    past = []
+    for at in (now, now + timedelta(minutes=5)):
+        view = ledger.view(key, at, policy, t)
+        d = decide(t, view, at, policy)
+        before = ledger.entries[key].state if key in ledger.entries else EscalationState.NONE
+        ledger.apply(key, d, at)
+        if worth_keeping(before, d):
+            past.append(past_decision(key, before, d, at))
+    ok = make_comment("a1", "/approve-escalation", people.alice, minutes=90)
+    t = t.model_copy(update={"comments": (*t.comments, ok)})
+    at = now + timedelta(minutes=10)
+    d = decide(t, ledger.view(key, at, policy, t), at, policy)
+    ledger.apply(key, d, at)
+    past.append(past_decision(key, EscalationState.PENDING_APPROVAL, d, at))
+    later = now + timedelta(hours=1)
+    view = ledger.view(key, later, policy, t)
+    again = decide(t, view, later, policy)
+    text = render_text(t, view, again, later, past, engineering="ENG-7 in_progress (read now)")
+    assert f"state: approved since {at.isoformat()}" in text
+    assert "counts (this ticket included): 1 escalated today, 1 active" in text
+    assert "engineering record: ENG-7 in_progress (read now)" in text
+    history = text.split("history:\n", 1)[1].split("\n\nrules now:", 1)[0]
+    assert f"  {now.isoformat()}  none -> pending_approval  (level L1)" in history
+    assert "BLOCKED command.approve: /approve-escalation in comment x1 is not honoured" in history
+    assert "-> write internal request note: Escalation to L2 requested at" in history
+    assert f"  {at.isoformat()}  pending_approval -> approved  (level L2)" in history
+    assert "PASS    approval: approved by Alice Approver" in history
+    data = explain_data(t, view, again, later, past)
+    assert data["counts"]["active"] == 1 and data["counts"]["ticket_included"] is True
+    assert [h["state"] for h in data["history"]] == ["pending_approval", "approved"]
+
+
+def test_replay_turns_a_ticket_read_today_into_its_snapshots(
+    make_ticket, make_comment, policy, now, people
+):
+    """A closed ticket with a request and an approval replays as open after each comment, then
+    as it is; simulating the replay escalates it once, in the order the comments were written."""
+    from escalation.decision import EngineeringStatus
+    from escalation.simulate import replay, snapshot_to_json
+    from mapping.model import Status
+
+    comments = (
+        make_comment("r1", "/escalate customer blocked", people.engineer, minutes=10),
+        make_comment("a1", "/approve-escalation", people.alice, minutes=20),
+    )
+    t = make_ticket(labels=(), comments=comments, status=Status.CLOSED, updated=now)
+    eng = EngineeringStatus(None, Status.RESOLVED, "fixed")
+    snaps = replay(t, eng)
+    assert [len(s.ticket.comments) for s in snaps] == [1, 2, 2]
+    assert [s.ticket.status for s in snaps] == [
+        Status.IN_PROGRESS,
+        Status.IN_PROGRESS,
+        Status.CLOSED,
+    ]
+    assert snaps[-1].engineering == eng and snaps[0].engineering is None
+    lines = [snapshot_from_json(snapshot_to_json(s)) for s in snaps]
+    report = simulate(policy, lines)
+    assert report.totals().escalated == 1 and report.totals().requested == 1

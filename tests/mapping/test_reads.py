@@ -31,8 +31,8 @@ def test_servicenow_columns_are_the_ones_the_example_mapping_reads() -> None:
     assert keys_read(MAPPING, System.SERVICENOW) == {
         "sys_id", "number", "short_description", "description", "state", "priority", "impact",
         "urgency", "u_labels", "category", "assigned_to", "opened_by", "caller_id", "_caller",
-        "sys_updated_on", "sys_mod_count", "sla_due", "u_escalation_type", "_journal",
-        "_attachments",
+        "sys_updated_on", "sys_mod_count", "sla_due", "u_escalation_type", "u_region",
+        "u_sponsor", "_journal", "_attachments",
     }  # fmt: skip
 
 
@@ -40,7 +40,8 @@ def test_jira_fields_are_named_below_fields() -> None:
     """For Jira the issue fields are asked for, comments and attachments among them."""
     assert keys_read(MAPPING, System.JIRA, ("fields",)) == {
         "summary", "description", "status", "priority", "labels", "assignee", "reporter",
-        "updated", "environment", "comment", "attachment",
+        "updated", "environment", "customfield_10050", "customfield_10051", "comment",
+        "attachment",
     }  # fmt: skip
     assert keys_read(MAPPING, System.JIRA) == {"id", "key", "fields"}
 

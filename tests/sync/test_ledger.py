@@ -160,10 +160,15 @@ def active_rows(db: Store) -> int:
 
 
 def test_migration_matches_the_models(db: Store):
-    """Migration 0003_ledger creates exactly the tables sync.procedure.ledger declares."""
+    """The migrations create exactly the tables the ledger and its history declare."""
     with db.db.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    ledger_tables = ("escalation_ledger", "escalation_fingerprints", "escalation_slots")
+    ledger_tables = (
+        "escalation_ledger",
+        "escalation_fingerprints",
+        "escalation_slots",
+        "escalation_decisions",
+    )
     relevant = [d for d in diff if any(name in repr(d) for name in ledger_tables)]
     assert relevant == []
 
@@ -331,7 +336,12 @@ def test_bare_sqlite_session_takes_the_lock_itself(tmp_path: Path):
         engine,
         tables=[
             Base.metadata.tables[n]
-            for n in ("escalation_ledger", "escalation_fingerprints", "escalation_slots")
+            for n in (
+                "escalation_ledger",
+                "escalation_fingerprints",
+                "escalation_slots",
+                "escalation_decisions",
+            )
         ],
     )
     pol = policy(max_active=3)

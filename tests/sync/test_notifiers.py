@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +21,7 @@ from mapping.errors import ConfigInvalid
 from sync.config.settings import load_settings
 from sync.notify import channels, outbox
 from sync.notify.channels.email import EmailNotifier
-from sync.notify.notifier import Notice, Notifier, Notifiers
+from sync.notify.notifier import Notice, Notifier, Notifiers, Outgoing
 from sync.notify.outbox import OutboxWorker
 from sync.notify.registry import build_notifiers, channel_names
 from sync.runtime.health import HealthBoard
@@ -339,3 +340,42 @@ def test_auth_failure_of_email_is_a_pause_not_a_dead_letter(
         [row] = outbox.list_entries(tx)
     assert (row.status, row.attempts) == ("pending", 0)
     assert row.last_error == "AuthFailed: SMTP login refused: 535"
+
+
+def test_copied_stakeholders_go_in_cc_of_the_email() -> None:
+    """A notice's copies become the e-mail's Cc (never someone already in To)."""
+
+    class Recorder:
+        sent: list[Any] = []
+
+        def send(self, message: Any) -> str:
+            self.sent.append(message)
+            return str(message.message_id)
+
+    sender = Recorder()
+    notifier = EmailNotifier(sender, id_domain="example.com")
+    notice = replace(
+        management_notice(),
+        recipients=("cxp@example.com",),
+        copies=("lead@example.com", "cxp@example.com"),
+    )
+    [draft] = notifier.compose(notice)
+    assert draft.extra == {"cc": ["lead@example.com"]}
+    item = Outgoing(
+        id=1,
+        channel="email",
+        kind=draft.kind,
+        key=draft.key_for(notice),
+        ticket=notice.ticket,
+        event=notice.event,
+        destination=draft.destination,
+        subject=draft.subject,
+        text=draft.text,
+        message_id=draft.message_id or "<x@example.com>",
+        html=draft.html,
+        thread=draft.thread,
+        extra=draft.extra,
+    )
+    notifier.send(item)
+    [message] = sender.sent
+    assert message.to == ("cxp@example.com",) and message.cc == ("lead@example.com",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -187,6 +188,25 @@ def test_comments_keep_visibility_and_skip_marked_copies() -> None:
         (System.SERVICENOW, "2", Visibility.INTERNAL),
     ]
     assert p.comments[1].marker.text() == "[escalation-sync origin=jira:DS-12:2]"
+
+
+def test_withheld_engineering_comment_is_copied_as_an_internal_note() -> None:
+    """A public Jira comment with an estimate reaches ServiceNow as a work note; other public
+    comments, and ServiceNow's own, keep their visibility."""
+    rules = replace(RULES, withhold={System.JIRA: r"(?i)\beta\b"})
+    a = jira(
+        comments=(
+            Comment(id="1", body="ETA: Friday", visibility=Visibility.PUBLIC),
+            Comment(id="2", body="Root cause found", visibility=Visibility.PUBLIC),
+        )
+    )
+    b = snow(comments=(Comment(id="s1", body="eta please?", visibility=Visibility.PUBLIC),))
+    p = plan(a, b, a, b, rules)
+    assert sorted((c.comment_id, c.visibility) for c in p.comments) == [
+        ("1", Visibility.INTERNAL),
+        ("2", Visibility.PUBLIC),
+        ("s1", Visibility.PUBLIC),
+    ]
 
 
 def test_comment_links_from_store_prevent_second_copy() -> None:

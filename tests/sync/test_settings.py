@@ -120,3 +120,30 @@ def test_email_transport_secrets_are_never_printed(monkeypatch: pytest.MonkeyPat
     assert settings.email_settings.smtp.password_value() == "smtp-pass-XYZ"
     for text in (repr(settings), str(settings), repr(settings.email_settings)):
         assert "smtp-pass-XYZ" not in text
+
+
+@pytest.mark.parametrize(
+    ("jql", "project", "expected"),
+    [
+        ("project = DS", "DS", {"DS"}),
+        ('project in (ds, "ESC") AND status != Done', "DS", {"DS", "ESC"}),
+        ("", "SW", {"SW"}),
+        ("labels = escalated", "DS", None),
+    ],
+)
+def test_the_projects_a_configuration_works_in(
+    monkeypatch: pytest.MonkeyPatch, jql: str, project: str, expected: set[str] | None
+) -> None:
+    """The Jira projects a configuration works in come from its JQL, else its project, plus
+    the routes' targets (a JQL naming no project bounds none); ServiceNow's is its table."""
+    monkeypatch.setenv("ESCALATION_SYNC_JIRA__JQL", jql)
+    monkeypatch.setenv("ESCALATION_SYNC_JIRA__PROJECT", project)
+    settings = load_settings(EXAMPLE)
+    scope = JIRA.scope(settings.section(JIRA), settings.mapping_model)
+    if expected is None:
+        assert scope is None
+    else:
+        assert scope is not None and scope.containers == frozenset(expected | {"DS"})
+        assert scope.covers("ds") and not scope.covers("NOPE")
+    table = SERVICENOW.scope(settings.section(SERVICENOW), settings.mapping_model)
+    assert table is not None and table.containers == frozenset({"incident"})

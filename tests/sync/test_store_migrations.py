@@ -23,6 +23,7 @@ from tests.sync.pairs import jira, servicenow
 from tests.sync.store_backends import postgres_schema
 
 BEFORE_PAIRS = "0005_system_health"
+# Opening a store brings it to the newest revision, 0006_pairs or a later one.
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 SYS_ID = "9d385017c611228701d22104cc95c371"
 

@@ -78,6 +78,7 @@ class EmailNotifier:
             return []
         rendered = self._render(notice)
         domain = self._domain()
+        copies = [a for a in notice.copies if a not in to]
         return [
             Draft(
                 destination=tuple(to),
@@ -86,6 +87,7 @@ class EmailNotifier:
                 html=rendered.html,
                 message_id=make_message_id(notice.key, domain),
                 thread=thread_root_id(notice.ticket, domain),
+                extra={"cc": copies} if copies else {},
             )
         ]
 
@@ -123,8 +125,10 @@ class EmailNotifier:
 def outgoing_email(item: Outgoing) -> OutgoingEmail:
     """The e-mail an outbox row stands for, with its thread headers and our X- headers."""
     thread = (item.thread,) if item.thread else ()
+    cc = item.extra.get("cc") if item.extra else None
     return OutgoingEmail(
         to=item.destination,
+        cc=tuple(str(a) for a in cc) if isinstance(cc, list | tuple) else (),
         subject=item.subject,
         text=item.text,
         html=item.html,
@@ -142,7 +146,7 @@ def check_recipients(message: OutgoingEmail) -> None:
     """Refuse a message without a usable recipient (InvalidAddress says which and why)."""
     if not message.to:
         raise InvalidAddress("message has no recipient (the ticket names no customer email)")
-    for address in message.to:
+    for address in (*message.to, *message.cc):
         validate_address(address)
 
 

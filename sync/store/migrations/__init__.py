@@ -1,7 +1,8 @@
 """Alembic migrations of the state store, run from code (there is no alembic.ini).
 
 Revisions live in `versions/`, one chain: 0001_store -> 0002_outbox -> 0003_ledger ->
-0004_outbox_channels -> 0005_system_health -> 0006_pairs -> 0007_inbound_mail -> ...
+0004_outbox_channels -> 0005_system_health -> 0006_pairs -> 0007_inbound_mail ->
+0008_procedure -> ...
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from connectors import jira_webhook
 from connectors.events import ChangeEvent
 from connectors.jira import CommentPolicy, JiraConnector
 from connectors.retry import RetryPolicy
+from escalation.policy import Scope
 from mapping import Mapping as SyncMapping
 from mapping.model import Ref
 from sync.systems.base import Simulator, TicketSystem
@@ -18,6 +19,10 @@ from sync.systems.jira.adapter import JiraAdapter
 from sync.systems.jira.settings import JiraSettings
 
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]*-\d+")
+# The projects a JQL names: `project = DS`, `project in (DS, "ESC")`.
+JQL_PROJECT = re.compile(
+    r"\bproject\s*(?:=\s*\"?([A-Za-z][A-Za-z0-9_]*)\"?|in\s*\(([^)]*)\))", re.IGNORECASE
+)
 
 
 class JiraSystem(TicketSystem[JiraSettings]):
@@ -79,6 +84,30 @@ class JiraSystem(TicketSystem[JiraSettings]):
     def claims_reference(self, text: str) -> bool:
         """An issue key, `DS-12`."""
         return ISSUE_KEY.fullmatch(text) is not None
+
+    def scope(self, section: JiraSettings, mapping: SyncMapping) -> Scope | None:
+        """The projects the JQL polls (the section's project when it has none) and the routes'
+        target projects; None when the JQL names no project (it then bounds none)."""
+        jql = section.jql.strip()
+        found: set[str] = set()
+        if jql:
+            for single, listed in JQL_PROJECT.findall(jql):
+                names = [single] if single else [n.strip(' "') for n in listed.split(",")]
+                found.update(n.upper() for n in names if n)
+            if not found:
+                return None
+        else:
+            found.add(section.project.upper())
+        for route in mapping.routes:
+            if route.target is self.system and route.target_project:
+                found.add(route.target_project.upper())
+        return Scope(
+            title=self.title,
+            noun="project",
+            containers=frozenset(found),
+            configured_in=f"[{self.name}].project, [{self.name}].jql and the routes",
+            widen=lambda all_: f"add it to [{self.name}].jql, e.g. project in ({', '.join(all_)})",
+        )
 
 
 def _secret(value: Any) -> str | None:

@@ -10,6 +10,7 @@ from connectors import servicenow_webhook
 from connectors.events import ChangeEvent
 from connectors.retry import RetryPolicy
 from connectors.servicenow import ServiceNowConnector
+from escalation.policy import Scope
 from mapping import Mapping as SyncMapping
 from mapping import journal_field
 from mapping.model import System, Visibility
@@ -78,6 +79,17 @@ class ServiceNowSystem(TicketSystem[ServiceNowSettings]):
             secret=section.webhook_secret_value(),
             now=now,
             replay_window=timedelta(seconds=section.replay_window_seconds),
+        )
+
+    def scope(self, section: ServiceNowSettings, mapping: SyncMapping) -> Scope | None:
+        """The table the section works in (records elsewhere are neither read nor polled)."""
+        del mapping
+        return Scope(
+            title=self.title,
+            noun="table",
+            containers=frozenset({section.table}),
+            configured_in=f"[{self.name}].table",
+            widen=lambda _all: f"escalate to the table [{self.name}].table names",
         )
 
     def vendor_record(self, document: Mapping[str, Any]) -> dict[str, Any]:
